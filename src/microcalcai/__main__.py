@@ -1,0 +1,5 @@
+import sys
+
+from microcalcai.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `microcalcai` command line: one thin module per subcommand over the library."""
