@@ -1,0 +1,128 @@
+"""Small file helpers the importers share: finding DICOMs, reading headers, image sizes, masks.
+
+Importers need only sizes, a few header tags and the raw values of binary masks, never the
+display pipeline of microcalcai.io (windowing, inversion), so these read with pydicom and
+Pillow directly and stop before the pixel data wherever they can.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from microcalcai.errors import InputError
+
+RASTER_SUFFIXES = {".png", ".tif", ".tiff", ".pgm", ".jpg", ".jpeg", ".bmp"}
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in {".dcm", ".dicom"} or (path.suffix == "" and has_dicom_preamble(path))
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every regular file under root in a stable order (os.walk is the fastest walk here)."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder) / name
+
+
+def dicom_files(root: Path) -> list[Path]:
+    return [p for p in walk_files(root) if is_dicom(p)]
+
+
+def find_one(root: Path, names: tuple[str, ...], what: str, hint: str) -> Path:
+    """The single file under root whose name (case-insensitive) is one of `names`."""
+    wanted = {n.lower() for n in names}
+    hits = [p for p in walk_files(root) if p.name.lower() in wanted]
+    if not hits:
+        raise InputError(f"no {what} ({' or '.join(names)}) found under {root}; {hint}")
+    if len(hits) > 1:
+        listed = ", ".join(str(h) for h in hits[:4])
+        raise InputError(f"several {what} files found under {root} ({listed}); pass the one to use explicitly")
+    return hits[0]
+
+
+def read_dicom_header(path: Path):
+    """The DICOM data set without its pixel data; InputError naming the file when unreadable."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path} is not a readable DICOM file ({exc}); re-download or remove it") from exc
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(rows, columns) of a DICOM or raster image, read from its header only."""
+    if is_dicom(path):
+        header = read_dicom_header(path)
+        try:
+            return int(header.Rows), int(header.Columns)
+        except AttributeError as exc:
+            raise InputError(f"{path} has no Rows/Columns tags: it holds no image; remove it") from exc
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path} is not a readable image ({exc}); re-export it as PNG, TIFF or PGM") from exc
+    return height, width
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A binary mask (True inside) from a DICOM or raster image: every non-zero pixel is inside."""
+    if is_dicom(path):
+        import pydicom
+
+        try:
+            pixels = pydicom.dcmread(path).pixel_array
+        except Exception as exc:  # pydicom raises many types for broken pixel data
+            raise InputError(f"cannot decode the pixel data of mask {path} ({exc}); re-download it") from exc
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"{path} is not a readable mask image ({exc})") from exc
+    if pixels.ndim == 3:  # RGB(A) masks: any channel set counts
+        pixels = pixels.max(axis=-1)
+    return pixels > 0
+
+
+def bounding_box_roi(mask: np.ndarray) -> tuple[float, float, int] | None:
+    """Centre (x, y) of the mask's bounding box and the box's longer side in pixels; None if empty.
+
+    The bounding box centre (not the centroid) is used so that a square crop of that side at
+    that centre contains the whole outlined lesion.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return points_roi(np.array([[cols[0], rows[0]], [cols[-1], rows[-1]]], dtype=float))
+
+
+def points_roi(points_xy: np.ndarray) -> tuple[float, float, int]:
+    """Centre (x, y) of the bounding box of points and its longer side in pixels (>= 1)."""
+    low, high = points_xy.min(axis=0), points_xy.max(axis=0)
+    centre = (low + high) / 2.0
+    side = int(np.ceil((high - low).max())) + 1
+    return float(centre[0]), float(centre[1]), side
