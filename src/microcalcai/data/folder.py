@@ -19,14 +19,14 @@ from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError, MicrocalcError
 
 
-def _patient(path: Path, class_dir: Path, pattern: re.Pattern | None) -> str | None:
+def _patient(inside_class: tuple[str, ...], pattern: re.Pattern | None) -> str | None:
+    """The patient of a file given its path parts below the class folder."""
     if pattern is not None:
-        match = pattern.search(path.name)
+        match = pattern.search(inside_class[-1])
         if match is None:
             return None
         return match.group(1) if match.groups() else match.group(0)
-    parts = path.relative_to(class_dir).parts
-    return parts[0] if len(parts) > 1 else path.stem
+    return inside_class[0] if len(inside_class) > 1 else Path(inside_class[0]).stem
 
 
 def import_folder(
@@ -39,8 +39,7 @@ def import_folder(
         pattern = re.compile(patient_pattern) if patient_pattern else None
     except re.error as exc:
         raise InputError(f"--patient-pattern {patient_pattern!r} is not a regular expression ({exc})") from exc
-    class_dirs = {p.name.lower(): p for p in src.iterdir() if p.is_dir() and p.name.lower() in LABELS}
-    if not class_dirs:
+    if not any(p.is_dir() and p.name.lower() in LABELS for p in src.iterdir()):
         found = ", ".join(sorted(p.name for p in src.iterdir() if p.is_dir())) or "no folders"
         raise InputError(f"{src} has no benign/ or malignant/ folder (found {found}); put each ROI crop "
                          "in the folder of its label")
@@ -49,13 +48,13 @@ def import_folder(
     for path in walk_files(src):
         relative = path.relative_to(src)
         label = relative.parts[0].lower() if len(relative.parts) > 1 else None
-        if label not in class_dirs:
+        if label not in LABELS:
             report.skip(path, "", "not inside benign/ or malignant/")
             continue
         if not (path.suffix.lower() in RASTER_SUFFIXES or is_dicom(path)):
             report.skip(path, "", f"not an image file ({path.suffix or 'no extension'})")
             continue
-        patient = _patient(path, class_dirs[label], pattern)
+        patient = _patient(relative.parts[1:], pattern)
         if patient is None:
             report.skip(path, "", f"file name does not match --patient-pattern {patient_pattern}")
             continue

@@ -1,0 +1,90 @@
+"""`microcalcai import`: manifest written atomically, summary printed, clear failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from microcalcai.cli.main import main
+from microcalcai.data.manifest import read_manifest
+
+
+def test_import_mias_writes_manifest_summary_and_skipped(mias_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["import", "mias", str(mias_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mias: imported 3 ROI(s) from 1 patient(s)" in printed
+    assert "calcification" in printed and "skipped 4 source row(s)" in printed
+    assert "no centre coordinates" in printed
+    df = read_manifest(out / "manifest.csv")
+    assert len(df) == 3 and df["image_path"].map(lambda p: p.endswith(".pgm")).all()
+    assert "../mias/all-mias/mdb001.pgm" in (out / "manifest.csv").read_text()  # stored relative
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert len(skipped) == 4 and set(skipped.columns) == {"source", "where", "reason"}
+    assert (out / "import-summary.txt").read_text().startswith("mias: imported 3")
+
+
+def test_import_refuses_to_overwrite_and_filters_findings(mias_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["import", "mias", str(mias_dir), "--out", str(out)]) == 0
+    before = (out / "manifest.csv").read_bytes()
+    assert main(["import", "mias", str(mias_dir), "--out", str(out)]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "manifest.csv").read_bytes() == before
+    assert main(["import", "mias", str(mias_dir), "--out", str(out), "--overwrite",
+                 "--finding", "calcification"]) == 0
+    assert "finding mass not requested" in capsys.readouterr().out
+    assert set(read_manifest(out / "manifest.csv")["finding"]) == {"calcification"}
+
+
+def test_import_with_patient_split(tmp_path, fmt, capsys):
+    root = tmp_path / "crops"
+    for p in range(12):
+        label = "malignant" if p % 2 else "benign"
+        for r in range(2):
+            fmt.write_png(root / label / f"pat{p:02d}" / f"roi{r}.png", 6, 6)
+    out = tmp_path / "out"
+    assert main(["import", "folder", str(root), "--out", str(out), "--split", "patient",
+                 "--val", "0.17", "--test", "0.17", "--seed", "2"]) == 0
+    assert "split (ROIs / patients): test 4 / 2, train 16 / 8, val 4 / 2" in capsys.readouterr().out
+    df = read_manifest(out / "manifest.csv")
+    assert (df.groupby("patient_id")["split"].nunique() == 1).all()
+
+
+def test_import_cmmd_without_whole_image_fails_with_advice(cmmd_dir, tmp_path, capsys):
+    assert main(["import", "cmmd", str(cmmd_dir), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("microcalcai import: error: CMMD has no lesion coordinates")
+    assert not (tmp_path / "o" / "manifest.csv").exists()
+    assert main(["import", "cmmd", str(cmmd_dir), "--out", str(tmp_path / "o"), "--whole-image"]) == 0
+
+
+def test_import_nothing_importable_is_a_failure(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "Info.txt").write_text("mdb001 G NORM\nmdb002 F CALC B\n")
+    assert main(["import", "mias", str(tmp_path / "src"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "every row was skipped" in err and "no centre coordinates" in err
+
+
+def test_command_line_exit_codes(tmp_path):
+    """The installed entry point: usage errors exit 2, data errors 1 with one line on stderr."""
+    usage = subprocess.run([sys.executable, "-m", "microcalcai", "import", "dicomdir", "x", "--out", "y"],
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "invalid choice: 'dicomdir'" in usage.stderr
+    missing = subprocess.run([sys.executable, "-m", "microcalcai", "import", "inbreast", str(tmp_path / "none"),
+                              "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (f"microcalcai import: error: INbreast folder {tmp_path / 'none'} does not "
+                                      "exist; give the folder holding AllDICOMs, AllXML and INbreast.csv")
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "x"])
+def test_bad_fraction_is_a_usage_error(fraction, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import", "mias", str(tmp_path), "--out", str(tmp_path / "o"), "--split", "patient", "--val", fraction])
+    assert exit_info.value.code == 2
+    assert "--val" in capsys.readouterr().err

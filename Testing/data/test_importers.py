@@ -1,0 +1,198 @@
+"""Each importer on a miniature copy of its data set, written file for file in the public format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from microcalcai.data.folder import import_folder
+from microcalcai.data.importers.cbis_ddsm import import_cbis_ddsm
+from microcalcai.data.importers.cmmd import import_cmmd
+from microcalcai.data.importers.inbreast import import_inbreast
+from microcalcai.data.importers.mias import import_mias
+from microcalcai.data.manifest import read_manifest, write_manifest
+from microcalcai.errors import InputError
+
+
+def _reasons(report) -> list[str]:
+    return [s.reason for s in report.skipped]
+
+
+def _round_trip(report, tmp_path) -> pd.DataFrame:
+    """Every importer's rows must be a valid manifest whose files exist."""
+    path = write_manifest(report.manifest_rows(), tmp_path / "out" / "manifest.csv")
+    return read_manifest(path)
+
+
+# ---------------------------------------------------------------- mini-MIAS
+def test_mias_flips_y_from_bottom_left_and_pairs_patients(mias_dir, fmt, tmp_path):
+    report = import_mias(mias_dir)
+    df = report.frame()
+    assert len(df) == 3
+    first = df.iloc[0]
+    assert (first["image_id"], first["roi_x"], first["roi_y"]) == ("mdb001", 10, fmt.MIAS_HEIGHT - 1 - 5)
+    assert first["label"] == "benign" and first["finding"] == "calcification" and first["roi_radius"] == 3
+    assert first["laterality"] == "R"  # odd numbers are right breasts
+    second = df.iloc[1]
+    assert (second["roi_x"], second["roi_y"], second["label"], second["laterality"]) == (
+        20, fmt.MIAS_HEIGHT - 1 - 30, "malignant", "L")
+    assert df.iloc[2]["finding"] == "mass" and df.iloc[2]["morphology"] == "circumscribed"
+    # mdb001 and mdb002 are the right and left films of one patient.
+    assert df["patient_id"].nunique() == 1
+    # Every non-imported row is accounted for, with its reason.
+    reasons = _reasons(report)
+    assert len(reasons) == 4
+    assert any("NORM" in r for r in reasons)
+    assert any("no centre coordinates" in r for r in reasons)
+    assert any("outside the 50 x 40 image" in r for r in reasons)
+    assert any("mdb006.pgm not found" in r for r in reasons)
+    assert [s.where for s in report.skipped][1] == "line 6 (mdb004)"
+    assert len(_round_trip(report, tmp_path)) == 3
+
+
+def test_mias_without_info_txt_says_what_is_missing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="Info.txt"):
+        import_mias(tmp_path / "empty")
+    with pytest.raises(InputError, match="does not exist"):
+        import_mias(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- CBIS-DDSM
+def test_cbis_ddsm_rois_from_masks_in_every_tree_layout(tmp_path, fmt):
+    expected = fmt.make_cbis(tmp_path / "cbis")
+    report = import_cbis_ddsm(tmp_path / "cbis")
+    df = report.frame().set_index("patient_id")
+    assert sorted(df.index) == ["P_00001", "P_00002", "P_00003"]
+    for patient in df.index:
+        x, y, side = expected[patient]
+        assert (df.loc[patient, "roi_x"], df.loc[patient, "roi_y"], df.loc[patient, "roi_size"]) == (x, y, side)
+        mask = pydicom.dcmread(df.loc[patient, "mask_path"]).pixel_array
+        assert mask.shape == fmt.CBIS_SHAPE  # the mask, never the smaller cropped image
+    assert df.loc["P_00001", "label"] == "malignant"
+    assert df.loc["P_00003", "label"] == "benign"  # BENIGN_WITHOUT_CALLBACK
+    row = df.loc["P_00002"]
+    assert (row["finding"], row["morphology"], row["distribution"], row["birads"]) == (
+        "calcification", "PLEOMORPHIC", "CLUSTERED", "4")
+    assert (row["laterality"], row["view"], row["split"]) == ("LEFT", "CC", "train")
+    assert "full mammogram images" in row["image_path"]
+    assert len(report.skipped) == 2
+    assert any("full image not found for Calc-Training_P_00004_LEFT_CC" in r for r in _reasons(report))
+    assert any("is empty" in r for r in _reasons(report))
+    assert _round_trip(report, tmp_path)["laterality"].tolist() == ["L", "L", "L"]
+
+
+def test_cbis_ddsm_bad_tables(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(InputError, match="calc_case_description"):
+        import_cbis_ddsm(tmp_path / "a")
+    (tmp_path / "a" / "mass_case_description_test_set.csv").write_text("patient_id,pathology\nP_1,BENIGN\n")
+    with pytest.raises(InputError, match="lacks the CBIS-DDSM column"):
+        import_cbis_ddsm(tmp_path / "a")
+
+
+# ---------------------------------------------------------------- INbreast
+def test_inbreast_rois_labels_from_birads_and_reported_rows(inbreast_dir, tmp_path):
+    report = import_inbreast(inbreast_dir)
+    df = report.frame()
+    assert len(df) == 3
+    single, cluster, malignant = (df.iloc[i] for i in range(3))
+    assert (single["roi_x"], single["roi_y"], single["roi_name"]) == (10.5, 20.25, "Calcification")
+    assert pd.isna(single["roi_size"])  # a single point has no extent
+    # The cluster's centre is the centre of its points' bounding box (5..15, 5..25).
+    assert (cluster["roi_x"], cluster["roi_y"], cluster["roi_size"]) == (10.0, 15.0, 21)
+    assert cluster["distribution"] == "cluster" and cluster["finding"] == "calcification"
+    assert single["label"] == cluster["label"] == "benign"  # BI-RADS 2
+    assert malignant["label"] == "malignant" and malignant["birads"] == "4b"
+    # The patient comes from the DICOM name, not from the anonymised table column.
+    assert set(df["patient_id"]) == {"6c613a14b80a8591"}
+    assert single["study_date"] == "2010-03-01" and single["view"] == "CC" and single["laterality"] == "R"
+    reasons = _reasons(report)
+    assert len(reasons) == 5
+    assert any("ROI type Mass not requested" in r for r in reasons)
+    assert any("outside the 50 x 70 image" in r for r in reasons)
+    assert any("no annotation XML" in r for r in reasons)
+    assert any("BI-RADS '0'" in r for r in reasons)
+    assert any("no DICOM named 99999999" in r for r in reasons)
+    assert len(_round_trip(report, tmp_path)) == 3
+
+
+def test_inbreast_options_change_labels_and_rois(inbreast_dir):
+    strict = import_inbreast(inbreast_dir, malignant_from="5").frame()
+    assert (strict["label"] == "benign").all()  # 4b is below 5
+    masses = import_inbreast(inbreast_dir, roi_names=("Mass",)).frame()
+    assert masses["finding"].tolist() == ["mass"] and masses["roi_size"].tolist() == [11]
+    with pytest.raises(InputError, match="not a BI-RADS category"):
+        import_inbreast(inbreast_dir, malignant_from="7")
+
+
+def test_inbreast_corrupt_xml_is_named(inbreast_dir):
+    xml = inbreast_dir / "AllXML" / "20586934.xml"
+    xml.write_text("<plist><dict><key>Images</key>")
+    with pytest.raises(InputError, match="20586934.xml is not an INbreast XML"):
+        import_inbreast(inbreast_dir)
+
+
+# ---------------------------------------------------------------- CMMD
+def test_cmmd_refuses_without_an_roi_source(cmmd_dir):
+    with pytest.raises(InputError, match="no lesion coordinates.*--whole-image"):
+        import_cmmd(cmmd_dir)
+
+
+@pytest.mark.parametrize("table", ["xlsx", "csv"])
+def test_cmmd_whole_image_rows(tmp_path, fmt, table):
+    root = fmt.make_cmmd(tmp_path / f"cmmd-{table}", table=table)
+    report = import_cmmd(root, whole_image=True)
+    df = report.frame()
+    rows, cols = fmt.CMMD_SHAPE
+    assert len(df) == 3
+    assert (df["roi_x"] == (cols - 1) / 2).all() and (df["roi_y"] == (rows - 1) / 2).all()
+    assert (df["roi_size"] == max(rows, cols)).all() and (df["roi_source"] == "whole_image").all()
+    d1 = df[df["patient_id"] == "D1-0001"]
+    assert sorted(d1["view"]) == ["CC", "MLO"]  # from the view code sequence alone
+    assert set(d1["label"]) == {"benign"} and set(d1["finding"]) == {"calcification"}
+    d2 = df[df["patient_id"] == "D2-0002"].iloc[0]
+    assert (d2["label"], d2["finding"], d2["laterality"], d2["subtype"]) == (
+        "malignant", "calcification+mass", "R", "Luminal A")
+    assert d2["study_date"] == "20170102"
+    assert _reasons(report) == [f"no DICOM of patient D1-0003 breast L under {root}"]
+    assert any("1 DICOM image(s) of breasts without a row" in n for n in report.notes)
+    assert _round_trip(report, tmp_path)["study_date"].iloc[-1] == "2017-01-02"
+
+
+# ---------------------------------------------------------------- folder per class
+def test_folder_layout(tmp_path, fmt):
+    root = tmp_path / "crops"
+    fmt.write_png(root / "benign" / "patA" / "a1.png", 10, 8)
+    fmt.write_png(root / "benign" / "patA" / "a2.png", 10, 8)
+    fmt.write_png(root / "Malignant" / "patB" / "b1.png", 12, 12)
+    fmt.write_dicom(root / "malignant" / "patC" / "c1.dcm", np.zeros((6, 4), dtype=np.uint16))
+    (root / "benign" / "notes.txt").write_text("not an image")
+    (root / "benign" / "broken.png").write_bytes(b"\x89PNG broken")
+    fmt.write_png(root / "unsure" / "x.png", 4, 4)
+    report = import_folder(root)
+    df = report.frame().sort_values("image_id").reset_index(drop=True)
+    assert df["image_id"].tolist() == ["a1", "a2", "b1", "c1"]
+    assert df["patient_id"].tolist() == ["patA", "patA", "patB", "patC"]
+    assert df["label"].tolist() == ["benign", "benign", "malignant", "malignant"]
+    assert (df.loc[0, "roi_x"], df.loc[0, "roi_y"], df.loc[0, "roi_size"]) == (3.5, 4.5, 10)
+    assert (df.loc[3, "roi_x"], df.loc[3, "roi_y"], df.loc[3, "roi_size"]) == (1.5, 2.5, 6)
+    reasons = sorted(_reasons(report))
+    assert reasons == ["not a readable image", "not an image file (.txt)", "not inside benign/ or malignant/"]
+
+
+def test_folder_patient_pattern_and_flat_layout(tmp_path, fmt):
+    root = tmp_path / "flat"
+    for name in ("P01_1.png", "P01_2.png", "P02_1.png", "odd.png"):
+        fmt.write_png(root / "benign" / name, 4, 4)
+    report = import_folder(root, patient_pattern=r"^(P\d+)_")
+    assert sorted(report.frame()["patient_id"]) == ["P01", "P01", "P02"]
+    assert _reasons(report) == [r"file name does not match --patient-pattern ^(P\d+)_"]
+    flat = import_folder(root)
+    assert len(flat.frame()) == 4 and any("patient ids are the file names" in n for n in flat.notes)
+    with pytest.raises(InputError, match="no benign/ or malignant/"):
+        import_folder(root / "benign")
+    with pytest.raises(InputError, match="not a regular expression"):
+        import_folder(root, patient_pattern="(")
