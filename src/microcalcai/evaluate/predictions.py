@@ -1,0 +1,240 @@
+"""Reading predictions.csv files (docs/DESIGN.md) into aligned score columns for evaluation.
+
+One file per `microcalcai predict` run: one row per ROI with `case_id, patient_id, image_id,
+label, split, p_<member>..., probability, threshold, decision, model` and optional
+`reader_<name>` columns. Several files (one per model, or an ensemble file beside its members'
+files) are aligned on case_id; they must hold the same cases with the same labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from microcalcai.errors import InputError
+from microcalcai.evaluate.inputs import check_two_classes, finite_scores
+
+REQUIRED = ("case_id", "label", "probability")
+LABELS = {"benign": False, "malignant": True, "0": False, "1": True}
+# BI-RADS assessment categories as ordinal numbers; 4a < 4b < 4c sit between 4 and 5.
+BIRADS = {"4a": 4.25, "4b": 4.5, "4c": 4.75}
+
+
+@dataclass
+class ScoreColumn:
+    name: str
+    scores: np.ndarray
+    kind: str  # "model", "ensemble", "member" or "reader"
+    source: str  # file and column it came from
+    threshold: float | None = None  # stored (chosen on validation data by `microcalcai predict`)
+    decision: np.ndarray | None = None  # stored decisions for the rows, when the file has them
+
+    @property
+    def is_probability(self) -> bool:
+        return self.kind != "reader"
+
+
+@dataclass
+class PredictionSet:
+    case_id: np.ndarray
+    y: np.ndarray  # True = malignant
+    patient_id: np.ndarray | None
+    columns: list[ScoreColumn]
+    sources: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clustered(self) -> bool:
+        """True when some patient contributes more than one ROI."""
+        return self.patient_id is not None and np.unique(self.patient_id).size < self.patient_id.size
+
+    @property
+    def clusters(self) -> np.ndarray:
+        return self.patient_id if self.patient_id is not None else self.case_id
+
+
+def read_predictions(paths: list[str | Path], *, split: str = "auto") -> PredictionSet:
+    """Read, validate and align one or more predictions.csv files.
+
+    `split`: "auto" keeps the rows of split `test` when the column has any, else every row;
+    "all" keeps every row; any other value keeps that split's rows.
+    """
+    if not paths:
+        raise InputError("give at least one predictions file (--predictions predictions.csv)")
+    tables = [_read_one(Path(p), split) for p in paths]
+    base = tables[0]
+    notes = list(base["notes"])
+    columns = list(base["columns"])
+    for other in tables[1:]:
+        order = _align(base, other)
+        notes.extend(other["notes"])
+        for col in other["columns"]:
+            col.scores = col.scores[order]
+            if col.decision is not None:
+                col.decision = col.decision[order]
+            columns = _merge_column(columns, col)
+    y = base["y"]
+    check_two_classes(y, name="label", source=base["path"])
+    if len(paths) > 1:
+        notes.append(f"{len(paths)} prediction files aligned on case_id ({y.size} cases)")
+    return PredictionSet(base["case_id"], y, base["patient_id"], columns, [str(p) for p in paths], notes)
+
+
+def _read_one(path: Path, split: str) -> dict:
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"predictions file {path} does not exist")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several parser errors
+        raise InputError(f"cannot read {path} as CSV: {exc}") from None
+    df.columns = [c.strip() for c in df.columns]
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{path} lacks the column(s) {', '.join(missing)}; a predictions file needs "
+            f"{', '.join(REQUIRED)} (see docs/DESIGN.md, predictions.csv)"
+        )
+    notes = []
+    if split != "all":
+        has_split = "split" in df.columns and (df["split"].str.strip() != "").any()
+        if split == "auto":
+            if has_split and (df["split"].str.strip() == "test").any():
+                df = df[df["split"].str.strip() == "test"]
+                notes.append(f"{path.name}: evaluated on the {len(df)} rows of split 'test'")
+        else:
+            if not has_split:
+                raise InputError(f"{path} has no split column, so --split {split} cannot select rows")
+            df = df[df["split"].str.strip() == split]
+            if df.empty:
+                raise InputError(f"{path} has no rows with split {split!r}")
+    label_text = df["label"].str.strip().str.lower()
+    unknown = label_text == ""
+    if unknown.any():
+        notes.append(f"{path.name}: {int(unknown.sum())} row(s) without a label left out")
+        df, label_text = df[~unknown], label_text[~unknown]
+    bad = ~label_text.isin(list(LABELS))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            f"{path}: label {df['label'].iloc[row]!r} in case {df['case_id'].iloc[row]!r} is neither "
+            "'benign' nor 'malignant' (nor 0/1)"
+        )
+    if df.empty:
+        raise InputError(f"{path} has no labelled rows to evaluate")
+    case_id = df["case_id"].str.strip().to_numpy()
+    if (case_id == "").any():
+        raise InputError(f"{path}: {int((case_id == '').sum())} row(s) have an empty case_id")
+    dup = pd.Series(case_id).duplicated()
+    if dup.any():
+        raise InputError(
+            f"{path}: case_id {case_id[dup.to_numpy()][0]!r} occurs more than once; "
+            "case ids are unique per ROI"
+        )
+    patient = None
+    if "patient_id" in df.columns and (df["patient_id"].str.strip() != "").all():
+        patient = df["patient_id"].str.strip().to_numpy()
+    else:
+        notes.append(f"{path.name}: no complete patient_id column; each ROI is treated as its own patient")
+    table = {
+        "path": str(path),
+        "case_id": case_id,
+        "y": label_text.map(LABELS).to_numpy(dtype=bool),
+        "patient_id": patient,
+        "notes": notes,
+    }
+    table["columns"] = _score_columns(df, path)
+    return table
+
+
+def _numeric(df, column: str, path: Path) -> np.ndarray:
+    values = df[column].str.strip().replace("", "nan")
+    return finite_scores(values.to_numpy(), name=column, source=str(path))
+
+
+def _constant(df, column: str, path: Path) -> str:
+    values = df[column].str.strip().unique()
+    if len(values) > 1:
+        raise InputError(
+            f"{path}: column {column!r} holds several values ({', '.join(values[:4])}); "
+            "one file holds one model"
+        )
+    return values[0] if len(values) else ""
+
+
+def _score_columns(df, path: Path) -> list[ScoreColumn]:
+    model = _constant(df, "model", path) if "model" in df.columns else ""
+    model = model or path.stem
+    members = [c for c in df.columns if c.startswith("p_") and len(c) > 2]
+    probability = _numeric(df, "probability", path)
+    if probability.min() < 0.0 or probability.max() > 1.0:
+        raise InputError(f"{path}: column 'probability' must hold probabilities in [0, 1]")
+    threshold = None
+    if "threshold" in df.columns and _constant(df, "threshold", path) != "":
+        threshold = float(
+            finite_scores(np.array([_constant(df, "threshold", path)]), name="threshold", source=str(path))[0]
+        )
+    decision = None
+    if threshold is not None and "decision" in df.columns:
+        text = df["decision"].str.strip().str.lower()
+        if not text.isin(["benign", "malignant"]).all():
+            raise InputError(f"{path}: column 'decision' must hold 'benign' or 'malignant' in every row")
+        decision = (text == "malignant").to_numpy()
+    columns = []
+    member_scores = {c[2:]: _numeric(df, c, path) for c in members}
+    single_same = len(member_scores) == 1 and np.allclose(next(iter(member_scores.values())), probability)
+    kind = "model" if (not member_scores or single_same) else "ensemble"
+    columns.append(ScoreColumn(model, probability, kind, f"{path.name}:probability", threshold, decision))
+    if not single_same:
+        for name, scores in member_scores.items():
+            columns.append(ScoreColumn(name, scores, "member", f"{path.name}:p_{name}"))
+    for c in df.columns:
+        if c.startswith("reader_") and len(c) > 7:
+            columns.append(ScoreColumn(c[7:], _reader_scores(df[c], c, path), "reader", f"{path.name}:{c}"))
+    return columns
+
+
+def _reader_scores(values, column: str, path: Path) -> np.ndarray:
+    text = values.str.strip().str.lower()
+    mapped = text.map(lambda v: BIRADS.get(v, v)).replace("", "nan")
+    return finite_scores(mapped.to_numpy(), name=column, source=str(path))
+
+
+def _align(base: dict, other: dict) -> np.ndarray:
+    """Row order that puts `other`'s cases in `base`'s order; refuses different case sets."""
+    a, b = base["case_id"], other["case_id"]
+    only_a, only_b = np.setdiff1d(a, b), np.setdiff1d(b, a)
+    if only_a.size or only_b.size:
+        raise InputError(
+            f"the prediction files hold different cases: {only_a.size} case id(s) only in {base['path']} "
+            f"(e.g. {', '.join(only_a[:3])}) and {only_b.size} only in {other['path']} "
+            f"(e.g. {', '.join(only_b[:3])}); evaluate files predicted on the same ROIs"
+        )
+    pos = {cid: i for i, cid in enumerate(b)}
+    order = np.array([pos[cid] for cid in a])
+    differ = np.flatnonzero(base["y"] != other["y"][order])
+    if differ.size:
+        raise InputError(
+            f"case {a[differ[0]]!r} is labelled differently in {base['path']} and {other['path']} "
+            f"({differ.size} case(s) disagree)"
+        )
+    if base["patient_id"] is not None and other["patient_id"] is not None:
+        if np.any(base["patient_id"] != other["patient_id"][order]):
+            raise InputError(f"{base['path']} and {other['path']} assign some cases to different patients")
+    return order
+
+
+def _merge_column(columns: list[ScoreColumn], new: ScoreColumn) -> list[ScoreColumn]:
+    """Add a column; the same model seen in two files (same name and scores) is kept once."""
+    for i, old in enumerate(columns):
+        if old.name != new.name:
+            continue
+        if np.allclose(old.scores, new.scores, rtol=0.0, atol=1e-9):
+            if old.threshold is None and new.threshold is not None:
+                columns[i] = new  # prefer the copy that carries its validation threshold
+            return columns
+        new.name = f"{new.name} [{new.source.split(':')[0]}]"
+    return [*columns, new]
