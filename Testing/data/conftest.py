@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("microcalcai_testing_data_formats", Path(__file__).with_name("formats.py"))
+_spec = importlib.util.spec_from_file_location(
+    "microcalcai_testing_data_formats", Path(__file__).with_name("formats.py")
+)
 formats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(formats)
 

@@ -34,8 +34,12 @@ def test_import_refuses_to_overwrite_and_filters_findings(mias_dir, tmp_path, ca
     assert main(["import", "mias", str(mias_dir), "--out", str(out)]) == 1
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert (out / "manifest.csv").read_bytes() == before
-    assert main(["import", "mias", str(mias_dir), "--out", str(out), "--overwrite",
-                 "--finding", "calcification"]) == 0
+    assert (
+        main(
+            ["import", "mias", str(mias_dir), "--out", str(out), "--overwrite", "--finding", "calcification"]
+        )
+        == 0
+    )
     assert "finding mass not requested" in capsys.readouterr().out
     assert set(read_manifest(out / "manifest.csv")["finding"]) == {"calcification"}
 
@@ -47,8 +51,26 @@ def test_import_with_patient_split(tmp_path, fmt, capsys):
         for r in range(2):
             fmt.write_png(root / label / f"pat{p:02d}" / f"roi{r}.png", 6, 6)
     out = tmp_path / "out"
-    assert main(["import", "folder", str(root), "--out", str(out), "--split", "patient",
-                 "--val", "0.17", "--test", "0.17", "--seed", "2"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "folder",
+                str(root),
+                "--out",
+                str(out),
+                "--split",
+                "patient",
+                "--val",
+                "0.17",
+                "--test",
+                "0.17",
+                "--seed",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "split (ROIs / patients): test 4 / 2, train 16 / 8, val 4 / 2" in capsys.readouterr().out
     df = read_manifest(out / "manifest.csv")
     assert (df.groupby("patient_id")["split"].nunique() == 1).all()
@@ -72,19 +94,50 @@ def test_import_nothing_importable_is_a_failure(tmp_path, capsys):
 
 def test_command_line_exit_codes(tmp_path):
     """The installed entry point: usage errors exit 2, data errors 1 with one line on stderr."""
-    usage = subprocess.run([sys.executable, "-m", "microcalcai", "import", "dicomdir", "x", "--out", "y"],
-                           capture_output=True, text=True, timeout=120)
+    usage = subprocess.run(
+        [sys.executable, "-m", "microcalcai", "import", "dicomdir", "x", "--out", "y"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert usage.returncode == 2 and "invalid choice: 'dicomdir'" in usage.stderr
-    missing = subprocess.run([sys.executable, "-m", "microcalcai", "import", "inbreast", str(tmp_path / "none"),
-                              "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microcalcai",
+            "import",
+            "inbreast",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1
-    assert missing.stderr.strip() == (f"microcalcai import: error: INbreast folder {tmp_path / 'none'} does not "
-                                      "exist; give the folder holding AllDICOMs, AllXML and INbreast.csv")
+    assert missing.stderr.strip() == (
+        f"microcalcai import: error: INbreast folder {tmp_path / 'none'} does not "
+        "exist; give the folder holding AllDICOMs, AllXML and INbreast.csv"
+    )
 
 
 @pytest.mark.parametrize("fraction", ["1.5", "x"])
 def test_bad_fraction_is_a_usage_error(fraction, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["import", "mias", str(tmp_path), "--out", str(tmp_path / "o"), "--split", "patient", "--val", fraction])
+        main(
+            [
+                "import",
+                "mias",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--split",
+                "patient",
+                "--val",
+                fraction,
+            ]
+        )
     assert exit_info.value.code == 2
     assert "--val" in capsys.readouterr().err

@@ -37,7 +37,11 @@ def test_mias_flips_y_from_bottom_left_and_pairs_patients(mias_dir, fmt, tmp_pat
     assert first["laterality"] == "R"  # odd numbers are right breasts
     second = df.iloc[1]
     assert (second["roi_x"], second["roi_y"], second["label"], second["laterality"]) == (
-        20, fmt.MIAS_HEIGHT - 1 - 30, "malignant", "L")
+        20,
+        fmt.MIAS_HEIGHT - 1 - 30,
+        "malignant",
+        "L",
+    )
     assert df.iloc[2]["finding"] == "mass" and df.iloc[2]["morphology"] == "circumscribed"
     # mdb001 and mdb002 are the right and left films of one patient.
     assert df["patient_id"].nunique() == 1
@@ -68,14 +72,22 @@ def test_cbis_ddsm_rois_from_masks_in_every_tree_layout(tmp_path, fmt):
     assert sorted(df.index) == ["P_00001", "P_00002", "P_00003"]
     for patient in df.index:
         x, y, side = expected[patient]
-        assert (df.loc[patient, "roi_x"], df.loc[patient, "roi_y"], df.loc[patient, "roi_size"]) == (x, y, side)
+        assert (df.loc[patient, "roi_x"], df.loc[patient, "roi_y"], df.loc[patient, "roi_size"]) == (
+            x,
+            y,
+            side,
+        )
         mask = pydicom.dcmread(df.loc[patient, "mask_path"]).pixel_array
         assert mask.shape == fmt.CBIS_SHAPE  # the mask, never the smaller cropped image
     assert df.loc["P_00001", "label"] == "malignant"
     assert df.loc["P_00003", "label"] == "benign"  # BENIGN_WITHOUT_CALLBACK
     row = df.loc["P_00002"]
     assert (row["finding"], row["morphology"], row["distribution"], row["birads"]) == (
-        "calcification", "PLEOMORPHIC", "CLUSTERED", "4")
+        "calcification",
+        "PLEOMORPHIC",
+        "CLUSTERED",
+        "4",
+    )
     assert (row["laterality"], row["view"], row["split"]) == ("LEFT", "CC", "train")
     assert "full mammogram images" in row["image_path"]
     assert len(report.skipped) == 2
@@ -155,7 +167,11 @@ def test_cmmd_whole_image_rows(tmp_path, fmt, table):
     assert set(d1["label"]) == {"benign"} and set(d1["finding"]) == {"calcification"}
     d2 = df[df["patient_id"] == "D2-0002"].iloc[0]
     assert (d2["label"], d2["finding"], d2["laterality"], d2["subtype"]) == (
-        "malignant", "calcification+mass", "R", "Luminal A")
+        "malignant",
+        "calcification+mass",
+        "R",
+        "Luminal A",
+    )
     assert d2["study_date"] == "20170102"
     assert _reasons(report) == [f"no DICOM of patient D1-0003 breast L under {root}"]
     assert any("1 DICOM image(s) of breasts without a row" in n for n in report.notes)

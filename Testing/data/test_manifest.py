@@ -31,11 +31,14 @@ def _write(path, lines):
 
 
 def test_read_resolves_relative_paths_and_types(tmp_path, images):
-    path = _write(tmp_path / "data" / "manifest.csv", [
-        HEADER + ",study_date,laterality,roi_size,birads,extra",
-        "0007,images/img0.png,10,20.5,Benign ,calcification,20190102,left,,4a,kept",
-        "0008,images/img1.png,3,4,MALIGNANT,Calcification,2020-03-04,R,64,5,",
-    ])
+    path = _write(
+        tmp_path / "data" / "manifest.csv",
+        [
+            HEADER + ",study_date,laterality,roi_size,birads,extra",
+            "0007,images/img0.png,10,20.5,Benign ,calcification,20190102,left,,4a,kept",
+            "0008,images/img1.png,3,4,MALIGNANT,Calcification,2020-03-04,R,64,5,",
+        ],
+    )
     df = read_manifest(path)
     assert df["image_path"].tolist() == [str(images[0]), str(images[1])]
     assert df["patient_id"].tolist() == ["0007", "0008"]  # ids stay text: leading zeros kept
@@ -60,13 +63,16 @@ def test_missing_required_columns_are_named(tmp_path):
 
 
 def test_every_bad_value_is_reported_with_its_line(tmp_path, images):
-    path = _write(tmp_path / "data" / "manifest.csv", [
-        HEADER + ",split",
-        "1,images/img0.png,10,20,benign,calcification,train",
-        "2,images/img1.png,ten,20,maybe,calcification,train",
-        "3,images/missing.png,-4,,malignant,calcification,holdout",
-        ",images/img2.png,1,2,benign,,test",
-    ])
+    path = _write(
+        tmp_path / "data" / "manifest.csv",
+        [
+            HEADER + ",split",
+            "1,images/img0.png,10,20,benign,calcification,train",
+            "2,images/img1.png,ten,20,maybe,calcification,train",
+            "3,images/missing.png,-4,,malignant,calcification,holdout",
+            ",images/img2.png,1,2,benign,,test",
+        ],
+    )
     with pytest.raises(InputError) as err:
         read_manifest(path)
     message = str(err.value)
@@ -80,11 +86,14 @@ def test_every_bad_value_is_reported_with_its_line(tmp_path, images):
 
 
 def test_missing_files_are_reported_with_lines(tmp_path, images):
-    path = _write(tmp_path / "data" / "manifest.csv", [
-        HEADER + ",mask_path",
-        "1,images/img0.png,1,1,benign,calcification,",
-        "2,images/nope.png,1,1,benign,calcification,images/nomask.png",
-    ])
+    path = _write(
+        tmp_path / "data" / "manifest.csv",
+        [
+            HEADER + ",mask_path",
+            "1,images/img0.png,1,1,benign,calcification,",
+            "2,images/nope.png,1,1,benign,calcification,images/nomask.png",
+        ],
+    )
     with pytest.raises(InputError) as err:
         read_manifest(path)
     message = str(err.value)
@@ -112,11 +121,18 @@ def test_unlabelled_rows_allowed_only_when_asked(tmp_path, images):
 
 
 def test_write_then_read_round_trip_with_relative_paths(tmp_path, images):
-    df = pd.DataFrame({
-        "patient_id": ["007", "008"], "image_path": [str(images[0]), str(images[1])],
-        "roi_x": [10.0, 11.25], "roi_y": [5, 6], "label": ["benign", "malignant"],
-        "finding": ["calcification", "calcification"], "custom": ["a", "b"], "view": ["cc", "MLO"],
-    })
+    df = pd.DataFrame(
+        {
+            "patient_id": ["007", "008"],
+            "image_path": [str(images[0]), str(images[1])],
+            "roi_x": [10.0, 11.25],
+            "roi_y": [5, 6],
+            "label": ["benign", "malignant"],
+            "finding": ["calcification", "calcification"],
+            "custom": ["a", "b"],
+            "view": ["cc", "MLO"],
+        }
+    )
     out = tmp_path / "elsewhere" / "manifest.csv"
     write_manifest(df, out)
     text = out.read_text()
@@ -132,8 +148,16 @@ def test_write_then_read_round_trip_with_relative_paths(tmp_path, images):
 
 def test_write_refuses_invalid_frames_and_keeps_the_old_file(tmp_path, images):
     out = tmp_path / "manifest.csv"
-    good = pd.DataFrame({"patient_id": ["1"], "image_path": [str(images[0])], "roi_x": [1], "roi_y": [1],
-                         "label": ["benign"], "finding": ["calcification"]})
+    good = pd.DataFrame(
+        {
+            "patient_id": ["1"],
+            "image_path": [str(images[0])],
+            "roi_x": [1],
+            "roi_y": [1],
+            "label": ["benign"],
+            "finding": ["calcification"],
+        }
+    )
     write_manifest(good, out)
     before = out.read_bytes()
     bad = good.assign(label=["unsure"])
@@ -144,8 +168,16 @@ def test_write_refuses_invalid_frames_and_keeps_the_old_file(tmp_path, images):
 
 
 def test_relative_paths_in_a_frame_are_taken_from_base_dir(tmp_path, images):
-    df = pd.DataFrame({"patient_id": ["1"], "image_path": ["images/img0.png"], "roi_x": [1], "roi_y": [1],
-                       "label": ["benign"], "finding": ["calcification"]})
+    df = pd.DataFrame(
+        {
+            "patient_id": ["1"],
+            "image_path": ["images/img0.png"],
+            "roi_x": [1],
+            "roi_y": [1],
+            "label": ["benign"],
+            "finding": ["calcification"],
+        }
+    )
     out = tmp_path / "out" / "manifest.csv"
     write_manifest(df, out, base_dir=tmp_path / "data")
     assert read_manifest(out)["image_path"].iloc[0] == str(images[0])
@@ -166,4 +198,6 @@ def test_sha256_identifies_content_not_line_endings(tmp_path):
 
 
 def test_documented_optional_columns():
-    assert "mask_path" in OPTIONAL_COLUMNS and "study_date" in OPTIONAL_COLUMNS and "split" in OPTIONAL_COLUMNS
+    assert (
+        "mask_path" in OPTIONAL_COLUMNS and "study_date" in OPTIONAL_COLUMNS and "split" in OPTIONAL_COLUMNS
+    )

@@ -31,27 +31,45 @@ def _fraction(text: str) -> float:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", type=Path, help="folder holding the data set as distributed")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="output folder; DIR/manifest.csv and DIR/skipped.csv are written there")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="output folder; DIR/manifest.csv and DIR/skipped.csv are written there",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DIR/manifest.csv")
-    parser.add_argument("--finding", metavar="F[,F...]",
-                        help="keep only these findings (e.g. calcification); the others are reported as skipped")
+    parser.add_argument(
+        "--finding",
+        metavar="F[,F...]",
+        help="keep only these findings (e.g. calcification); the others are reported as skipped",
+    )
     group = parser.add_argument_group("splits (patient-level: no patient in two splits)")
-    group.add_argument("--split", choices=("keep", "patient", "temporal"), default="keep",
-                       help="keep: the data set's own split if any (CBIS-DDSM train/test); patient: random "
-                       "by patient, stratified by label; temporal: test = patients with studies in the "
-                       "last --test-years years")
+    group.add_argument(
+        "--split",
+        choices=("keep", "patient", "temporal"),
+        default="keep",
+        help="keep: the data set's own split if any (CBIS-DDSM train/test); patient: random "
+        "by patient, stratified by label; temporal: test = patients with studies in the "
+        "last --test-years years",
+    )
     group.add_argument("--val", type=_fraction, default=0.15, help="fraction of patients for validation")
-    group.add_argument("--test", type=_fraction, default=0.15, help="fraction of patients for test (--split patient)")
-    group.add_argument("--test-years", type=float, default=2.0, help="--split temporal: years at the end for test")
+    group.add_argument(
+        "--test", type=_fraction, default=0.15, help="fraction of patients for test (--split patient)"
+    )
+    group.add_argument(
+        "--test-years", type=float, default=2.0, help="--split temporal: years at the end for test"
+    )
     group.add_argument("--seed", type=int, default=0, help="random seed of the split")
     group.add_argument("--no-stratify", action="store_true", help="do not stratify the split by label")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "import", help="turn a public data set or a folder of ROI crops into a manifest.csv",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "import",
+        help="turn a public data set or a folder of ROI crops into a manifest.csv",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `microcalcai import FORMAT --help` for the options of one format.",
     )
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
@@ -59,22 +77,43 @@ def register(subparsers) -> None:
     for p in sub.values():
         _common(p)
         p.set_defaults(func=run)
-    sub["cbis-ddsm"].add_argument("--csv", action="append", type=Path, metavar="CSV",
-                                  help="case-description CSV to read (repeatable; default: all found in SRC)")
+    sub["cbis-ddsm"].add_argument(
+        "--csv",
+        action="append",
+        type=Path,
+        metavar="CSV",
+        help="case-description CSV to read (repeatable; default: all found in SRC)",
+    )
     sub["inbreast"].add_argument("--table", type=Path, help="INbreast.csv (default: found in SRC)")
-    sub["inbreast"].add_argument("--roi-names", default="Calcification,Cluster",
-                                 help="ROI names to import from the XML files (default: %(default)s)")
-    sub["inbreast"].add_argument("--malignant-from", default="4a",
-                                 help="lowest BI-RADS counted malignant (default: %(default)s)")
+    sub["inbreast"].add_argument(
+        "--roi-names",
+        default="Calcification,Cluster",
+        help="ROI names to import from the XML files (default: %(default)s)",
+    )
+    sub["inbreast"].add_argument(
+        "--malignant-from", default="4a", help="lowest BI-RADS counted malignant (default: %(default)s)"
+    )
     sub["mias"].add_argument("--info", type=Path, help="Info.txt (default: found in SRC)")
-    sub["cmmd"].add_argument("--table", type=Path, help="CMMD_clinicaldata_revision.xlsx or .csv (default: found in SRC)")
-    sub["cmmd"].add_argument("--whole-image", action="store_true",
-                             help="import one row per image standing for the whole image (CMMD has no ROI "
-                             "coordinates; without this flag the import refuses)")
-    sub["folder"].add_argument("--label-finding", default="calcification", dest="folder_finding",
-                               help="finding written for every crop (default: %(default)s)")
-    sub["folder"].add_argument("--patient-pattern", metavar="REGEX",
-                               help="regular expression whose first group (or match) in a file name is the patient")
+    sub["cmmd"].add_argument(
+        "--table", type=Path, help="CMMD_clinicaldata_revision.xlsx or .csv (default: found in SRC)"
+    )
+    sub["cmmd"].add_argument(
+        "--whole-image",
+        action="store_true",
+        help="import one row per image standing for the whole image (CMMD has no ROI "
+        "coordinates; without this flag the import refuses)",
+    )
+    sub["folder"].add_argument(
+        "--label-finding",
+        default="calcification",
+        dest="folder_finding",
+        help="finding written for every crop (default: %(default)s)",
+    )
+    sub["folder"].add_argument(
+        "--patient-pattern",
+        metavar="REGEX",
+        help="regular expression whose first group (or match) in a file name is the patient",
+    )
 
 
 def _import(args):
@@ -86,7 +125,9 @@ def _import(args):
         from microcalcai.data.importers.inbreast import import_inbreast
 
         names = tuple(n.strip() for n in args.roi_names.split(",") if n.strip())
-        return import_inbreast(args.src, table=args.table, roi_names=names, malignant_from=args.malignant_from)
+        return import_inbreast(
+            args.src, table=args.table, roi_names=names, malignant_from=args.malignant_from
+        )
     if args.format == "mias":
         from microcalcai.data.importers.mias import import_mias
 
@@ -107,8 +148,9 @@ def _apply_split(frame, args):
     if args.split == "patient":
         return splits.patient_split(frame, val=args.val, test=args.test, seed=args.seed, stratify=stratify)
     if args.split == "temporal":
-        return splits.temporal_split(frame, test_years=args.test_years, val=args.val, seed=args.seed,
-                                     stratify=stratify)
+        return splits.temporal_split(
+            frame, test_years=args.test_years, val=args.val, seed=args.seed, stratify=stratify
+        )
     return frame
 
 
@@ -133,7 +175,8 @@ def run(args) -> int:
     if "split" in frame.columns and frame["split"].notna().any():
         counts = frame.groupby("split")["patient_id"].agg(["size", "nunique"])
         summary += "\nsplit (ROIs / patients): " + ", ".join(
-            f"{name} {row['size']} / {row['nunique']}" for name, row in counts.iterrows())
+            f"{name} {row['size']} / {row['nunique']}" for name, row in counts.iterrows()
+        )
     write_manifest(frame, manifest)
     atomic_write_text(out / "skipped.csv", report.skipped_frame().to_csv(index=False, lineterminator="\n"))
     atomic_write_text(out / "import-summary.txt", summary + "\n")

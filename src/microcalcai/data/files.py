@@ -52,7 +52,9 @@ def find_one(root: Path, names: tuple[str, ...], what: str, hint: str) -> Path:
         raise InputError(f"no {what} ({' or '.join(names)}) found under {root}; {hint}")
     if len(hits) > 1:
         listed = ", ".join(str(h) for h in hits[:4])
-        raise InputError(f"several {what} files found under {root} ({listed}); pass the one to use explicitly")
+        raise InputError(
+            f"several {what} files found under {root} ({listed}); pass the one to use explicitly"
+        )
     return hits[0]
 
 

@@ -38,11 +38,15 @@ def import_folder(
     try:
         pattern = re.compile(patient_pattern) if patient_pattern else None
     except re.error as exc:
-        raise InputError(f"--patient-pattern {patient_pattern!r} is not a regular expression ({exc})") from exc
+        raise InputError(
+            f"--patient-pattern {patient_pattern!r} is not a regular expression ({exc})"
+        ) from exc
     if not any(p.is_dir() and p.name.lower() in LABELS for p in src.iterdir()):
         found = ", ".join(sorted(p.name for p in src.iterdir() if p.is_dir())) or "no folders"
-        raise InputError(f"{src} has no benign/ or malignant/ folder (found {found}); put each ROI crop "
-                         "in the folder of its label")
+        raise InputError(
+            f"{src} has no benign/ or malignant/ folder (found {found}); put each ROI crop "
+            "in the folder of its label"
+        )
     report = ImportReport("folder", src)
     nested = False
     for path in walk_files(src):
@@ -77,6 +81,8 @@ def import_folder(
             _where="",
         )
     if pattern is None and not nested and report.rows:
-        report.notes.append("patient ids are the file names (no --patient-pattern, no patient sub-folders): "
-                            "splits cannot keep a patient's crops together")
+        report.notes.append(
+            "patient ids are the file names (no --patient-pattern, no patient sub-folders): "
+            "splits cannot keep a patient's crops together"
+        )
     return report

@@ -107,7 +107,9 @@ def normalise_manifest(
         )
     duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicated:
-        raise InputError(f"{where} has the column(s) {', '.join(duplicated)} more than once; keep one of each")
+        raise InputError(
+            f"{where} has the column(s) {', '.join(duplicated)} more than once; keep one of each"
+        )
 
     for column in ("patient_id", "image_path", "finding"):
         problems.rows(_blank(frame[column]), f"empty {column} in")
@@ -133,12 +135,18 @@ def normalise_manifest(
         if column in COORDINATE_COLUMNS:
             problems.rows(blank, f"empty {column} in")
             problems.rows(~blank & numbers.isna(), f"{column} is not a number in", raw)
-            problems.rows(numbers.notna() & ~numbers.between(0, math.inf, inclusive="left"),
-                          f"{column} must be a finite pixel coordinate >= 0 in", raw)
+            problems.rows(
+                numbers.notna() & ~numbers.between(0, math.inf, inclusive="left"),
+                f"{column} must be a finite pixel coordinate >= 0 in",
+                raw,
+            )
         else:
             problems.rows(~blank & numbers.isna(), f"{column} is not a number in", raw)
-            problems.rows((numbers.notna() & ~(numbers > 0)) | (numbers == math.inf),
-                          f"{column} must be a positive finite number of pixels in", raw)
+            problems.rows(
+                (numbers.notna() & ~(numbers > 0)) | (numbers == math.inf),
+                f"{column} must be a positive finite number of pixels in",
+                raw,
+            )
         frame[column] = numbers
 
     if "laterality" in frame.columns:
@@ -149,12 +157,15 @@ def normalise_manifest(
         frame["view"] = frame["view"].str.upper()
     if "split" in frame.columns:
         split = frame["split"].str.lower()
-        problems.rows(split.notna() & ~split.isin(SPLITS), f"split must be one of {', '.join(SPLITS)} in", split)
+        problems.rows(
+            split.notna() & ~split.isin(SPLITS), f"split must be one of {', '.join(SPLITS)} in", split
+        )
         frame["split"] = split
     if "study_date" in frame.columns:
         dates, bad = parse_dates(frame["study_date"])
-        problems.rows(bad, "study_date is not a date (use YYYY-MM-DD or DICOM's YYYYMMDD) in",
-                      frame["study_date"])
+        problems.rows(
+            bad, "study_date is not a date (use YYYY-MM-DD or DICOM's YYYYMMDD) in", frame["study_date"]
+        )
         frame["study_date"] = dates.dt.strftime("%Y-%m-%d").astype("str")
 
     problems.raise_if_any()
@@ -187,17 +198,22 @@ def read_manifest(
     """
     path = Path(path).expanduser().absolute()
     if not path.is_file():
-        raise InputError(f"manifest {path} does not exist; give the path of a manifest.csv "
-                         "(`microcalcai import` writes one)")
+        raise InputError(
+            f"manifest {path} does not exist; give the path of a manifest.csv "
+            "(`microcalcai import` writes one)"
+        )
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"manifest {path} is not a readable CSV file ({exc}); "
-                         "save it as comma-separated UTF-8 text with a header line") from exc
+        raise InputError(
+            f"manifest {path} is not a readable CSV file ({exc}); "
+            "save it as comma-separated UTF-8 text with a header line"
+        ) from exc
     if frame.empty:
         raise InputError(f"manifest {path} has no rows; it needs one row per ROI below its header line")
-    frame = normalise_manifest(frame, where=f"manifest {path}", row_name=_line_number,
-                               require_label=require_label)
+    frame = normalise_manifest(
+        frame, where=f"manifest {path}", row_name=_line_number, require_label=require_label
+    )
 
     problems = _Problems(f"manifest {path}", _line_number)
     for column in PATH_COLUMNS:
@@ -207,8 +223,11 @@ def read_manifest(
         if check_files:
             present = frame[column].notna()
             missing = present & ~frame[column].map(os.path.isfile, na_action="ignore").astype(bool)
-            problems.rows(missing, f"{column} names a file that does not exist (paths are relative to "
-                          f"{path.parent}) in", frame[column])
+            problems.rows(
+                missing,
+                f"{column} names a file that does not exist (paths are relative to {path.parent}) in",
+                frame[column],
+            )
     problems.raise_if_any()
     frame.attrs["manifest_path"] = str(path)
     return frame
@@ -237,7 +256,10 @@ def _number_text(value: float) -> str:
 
 
 def manifest_csv_text(
-    frame: pd.DataFrame, folder: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,
+    frame: pd.DataFrame,
+    folder: str | os.PathLike,
+    *,
+    base_dir: str | os.PathLike | None = None,
     require_label: bool = True,
 ) -> str:
     """The CSV text of a validated frame with paths written relative to `folder`."""
@@ -256,7 +278,10 @@ def manifest_csv_text(
 
 
 def write_manifest(
-    frame: pd.DataFrame, path: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,
+    frame: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    base_dir: str | os.PathLike | None = None,
     require_label: bool = True,
 ) -> Path:
     """Validate `frame` and write it atomically to `path`, paths relative to the file's folder.

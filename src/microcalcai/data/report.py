@@ -54,8 +54,11 @@ class ImportReport:
             if parts & wanted:
                 kept.append(row)
             else:
-                self.skip(row.get("_source", self.source), str(row.get("_where", row.get("image_id", ""))),
-                          f"finding {row['finding']} not requested (--finding {','.join(sorted(wanted))})")
+                self.skip(
+                    row.get("_source", self.source),
+                    str(row.get("_where", row.get("image_id", ""))),
+                    f"finding {row['finding']} not requested (--finding {','.join(sorted(wanted))})",
+                )
         self.rows = kept
 
     def manifest_rows(self) -> pd.DataFrame:
@@ -65,8 +68,10 @@ class ImportReport:
 
     def summary(self) -> str:
         frame = self.frame()
-        lines = [f"{self.dataset}: imported {len(frame)} ROI(s) from "
-                 f"{frame['patient_id'].nunique() if len(frame) else 0} patient(s) in {self.source}"]
+        lines = [
+            f"{self.dataset}: imported {len(frame)} ROI(s) from "
+            f"{frame['patient_id'].nunique() if len(frame) else 0} patient(s) in {self.source}"
+        ]
         if len(frame):
             table = pd.crosstab(frame["finding"], frame["label"], margins=True, margins_name="total")
             lines.append("ROIs per finding and label:")
@@ -75,7 +80,9 @@ class ImportReport:
             lines.append(f"skipped {len(self.skipped)} source row(s):")
             by_reason = Counter(s.reason for s in self.skipped)
             for reason, count in by_reason.most_common():
-                examples = [f"{Path(s.source).name} {s.where}".strip() for s in self.skipped if s.reason == reason]
+                examples = [
+                    f"{Path(s.source).name} {s.where}".strip() for s in self.skipped if s.reason == reason
+                ]
                 shown = ", ".join(examples[:3]) + (", ..." if len(examples) > 3 else "")
                 lines.append(f"  {count} x {reason} ({shown})")
         else:

@@ -27,13 +27,19 @@ def _check(df: pd.DataFrame, columns: tuple[str, ...]) -> None:
         raise InputError("the manifest has no rows to split")
     blank = df["patient_id"].isna()
     if blank.any():
-        raise InputError(f"{int(blank.sum())} row(s) have no patient_id; every row needs one to split by patient")
+        raise InputError(
+            f"{int(blank.sum())} row(s) have no patient_id; every row needs one to split by patient"
+        )
 
 
 def patient_labels(df: pd.DataFrame) -> pd.Series:
     """One label per patient: malignant if any of the patient's ROIs is malignant."""
-    return (df["label"] == "malignant").groupby(df["patient_id"], sort=True).any().map(
-        {True: "malignant", False: "benign"})
+    return (
+        (df["label"] == "malignant")
+        .groupby(df["patient_id"], sort=True)
+        .any()
+        .map({True: "malignant", False: "benign"})
+    )
 
 
 def _split_patients(patients: pd.Series, fraction: float, seed: int, stratify: bool, name: str):
@@ -42,19 +48,29 @@ def _split_patients(patients: pd.Series, fraction: float, seed: int, stratify: b
         return patients, patients.iloc[:0]
     count = int(round(fraction * len(patients)))
     if count < 1 or count >= len(patients):
-        raise InputError(f"{name}={fraction:g} of {len(patients)} patients leaves an empty split; "
-                         "use a fraction that gives at least one patient on each side")
+        raise InputError(
+            f"{name}={fraction:g} of {len(patients)} patients leaves an empty split; "
+            "use a fraction that gives at least one patient on each side"
+        )
     try:
-        rest, chosen = train_test_split(patients.index.to_numpy(), test_size=count, random_state=seed,
-                                        shuffle=True, stratify=patients.to_numpy() if stratify else None)
+        rest, chosen = train_test_split(
+            patients.index.to_numpy(),
+            test_size=count,
+            random_state=seed,
+            shuffle=True,
+            stratify=patients.to_numpy() if stratify else None,
+        )
     except ValueError as exc:  # too few patients of a label to put some on both sides
-        raise InputError(f"cannot draw {name}={fraction:g} of {len(patients)} patients stratified by label "
-                         f"({exc}); add data, change the fraction, or pass stratify=False (--no-stratify)") from exc
+        raise InputError(
+            f"cannot draw {name}={fraction:g} of {len(patients)} patients stratified by label "
+            f"({exc}); add data, change the fraction, or pass stratify=False (--no-stratify)"
+        ) from exc
     return patients.loc[sorted(rest)], patients.loc[sorted(chosen)]
 
 
-def patient_split(df: pd.DataFrame, val: float = 0.15, test: float = 0.15, seed: int = 0,
-                  stratify: bool = True) -> pd.DataFrame:
+def patient_split(
+    df: pd.DataFrame, val: float = 0.15, test: float = 0.15, seed: int = 0, stratify: bool = True
+) -> pd.DataFrame:
     """A copy of `df` with a `split` column: train, val or test, by patient."""
     _check(df, ("patient_id", "label"))
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
@@ -80,16 +96,24 @@ def patient_kfold(df: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
     # StratifiedGroupKFold keeps each patient's rows in one fold and balances labels across folds.
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = np.full(len(df), -1)
-    for number, (_, held_out) in enumerate(splitter.split(np.zeros(len(df)), df["label"].to_numpy(),
-                                                          groups=df["patient_id"].to_numpy())):
+    for number, (_, held_out) in enumerate(
+        splitter.split(np.zeros(len(df)), df["label"].to_numpy(), groups=df["patient_id"].to_numpy())
+    ):
         fold[held_out] = number
     out = df.copy()
     out["fold"] = fold
     return out
 
 
-def temporal_split(df: pd.DataFrame, test_after: str | None = None, *, test_years: float = 2.0,
-                   val: float = 0.0, seed: int = 0, stratify: bool = True) -> pd.DataFrame:
+def temporal_split(
+    df: pd.DataFrame,
+    test_after: str | None = None,
+    *,
+    test_years: float = 2.0,
+    val: float = 0.0,
+    seed: int = 0,
+    stratify: bool = True,
+) -> pd.DataFrame:
     """A copy of `df` with `split`: test for patients with a study after `test_after`, else train.
 
     `test_after` (a date) defaults to `test_years` before the latest study date, which makes the
@@ -102,8 +126,10 @@ def temporal_split(df: pd.DataFrame, test_after: str | None = None, *, test_year
     missing = dates.isna()
     if missing.any():
         rows = ", ".join(str(i) for i in df.index[missing][:8])
-        raise InputError(f"{int(missing.sum())} row(s) have {'an unreadable' if bad.any() else 'no'} study_date "
-                         f"(rows {rows}); a temporal split needs a date on every row (YYYY-MM-DD)")
+        raise InputError(
+            f"{int(missing.sum())} row(s) have {'an unreadable' if bad.any() else 'no'} study_date "
+            f"(rows {rows}); a temporal split needs a date on every row (YYYY-MM-DD)"
+        )
     if test_after is None:
         cut = dates.max() - pd.DateOffset(years=int(test_years), days=int(round((test_years % 1) * 365.25)))
     else:
@@ -113,12 +139,17 @@ def temporal_split(df: pd.DataFrame, test_after: str | None = None, *, test_year
         cut = cut.iloc[0]
     late = (dates > cut).groupby(df["patient_id"]).any()
     if late.all() or not late.any():
-        raise InputError(f"every patient falls on one side of {cut:%Y-%m-%d} (studies from {dates.min():%Y-%m-%d} "
-                         f"to {dates.max():%Y-%m-%d}); choose a test_after inside that range")
+        raise InputError(
+            f"every patient falls on one side of {cut:%Y-%m-%d} (studies from {dates.min():%Y-%m-%d} "
+            f"to {dates.max():%Y-%m-%d}); choose a test_after inside that range"
+        )
     spanning = ((dates <= cut).groupby(df["patient_id"]).any() & late).sum()
     if spanning:
-        log.info("%d patient(s) have studies before and after %s: all their rows are in test",
-                 spanning, f"{cut:%Y-%m-%d}")
+        log.info(
+            "%d patient(s) have studies before and after %s: all their rows are in test",
+            spanning,
+            f"{cut:%Y-%m-%d}",
+        )
     split = pd.Series(np.where(late, "test", "train"), index=late.index, dtype=object)
     if val > 0:
         labels = patient_labels(df)

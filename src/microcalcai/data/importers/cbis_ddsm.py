@@ -39,8 +39,16 @@ PATHOLOGY = {"MALIGNANT": "malignant", "BENIGN": "benign", "BENIGN_WITHOUT_CALLB
 FINDING = {"calcification": "calcification", "mass": "mass"}
 # Column names differ between the calc and mass tables ("breast density" / "breast_density"):
 # they are compared with spaces and underscores made equal.
-REQUIRED = ("patient_id", "left or right breast", "image view", "abnormality id", "abnormality type",
-            "pathology", "image file path", "roi mask file path")
+REQUIRED = (
+    "patient_id",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "pathology",
+    "image file path",
+    "roi mask file path",
+)
 
 
 def _key(column: str) -> str:
@@ -55,8 +63,10 @@ def _read_table(path: Path) -> pd.DataFrame:
     table.columns = [_key(c) for c in table.columns]
     missing = [c for c in REQUIRED if _key(c) not in table.columns]
     if missing:
-        raise InputError(f"{path} lacks the CBIS-DDSM column(s) {', '.join(missing)}; "
-                         "is it one of the calc/mass_case_description_*_set.csv files?")
+        raise InputError(
+            f"{path} lacks the CBIS-DDSM column(s) {', '.join(missing)}; "
+            "is it one of the calc/mass_case_description_*_set.csv files?"
+        )
     return table.apply(lambda column: column.str.strip())
 
 
@@ -90,13 +100,20 @@ class _Tree:
 def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = None) -> ImportReport:
     src = Path(src)
     if not src.is_dir():
-        raise InputError(f"CBIS-DDSM folder {src} does not exist; give the folder holding the "
-                         "case-description CSVs and the CBIS-DDSM DICOM tree")
-    tables = [Path(p) for p in csv_files] if csv_files else [
-        p for p in walk_files(src) if CSV_PATTERN.search(p.name)]
+        raise InputError(
+            f"CBIS-DDSM folder {src} does not exist; give the folder holding the "
+            "case-description CSVs and the CBIS-DDSM DICOM tree"
+        )
+    tables = (
+        [Path(p) for p in csv_files]
+        if csv_files
+        else [p for p in walk_files(src) if CSV_PATTERN.search(p.name)]
+    )
     if not tables:
-        raise InputError(f"no calc_case_description_*_set.csv or mass_case_description_*_set.csv under {src}; "
-                         "download them from the CBIS-DDSM page at TCIA, or pass them with --csv")
+        raise InputError(
+            f"no calc_case_description_*_set.csv or mass_case_description_*_set.csv under {src}; "
+            "download them from the CBIS-DDSM page at TCIA, or pass them with --csv"
+        )
     tree = _Tree(src)
     report = ImportReport("cbis-ddsm", src)
     if not tree.by_case:
@@ -108,14 +125,17 @@ def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = No
             _import_row(report, tree, table_path, f"line {index + 2}", row, split)
     patients_in_both = _patients_in_both_splits(report)
     if patients_in_both:
-        report.notes.append(f"{len(patients_in_both)} patient(s) appear in both the official train and "
-                            f"test tables (e.g. {', '.join(patients_in_both[:3])}); re-split by patient "
-                            "(microcalcai import --split patient) for a patient-level evaluation")
+        report.notes.append(
+            f"{len(patients_in_both)} patient(s) appear in both the official train and "
+            f"test tables (e.g. {', '.join(patients_in_both[:3])}); re-split by patient "
+            "(microcalcai import --split patient) for a patient-level evaluation"
+        )
     return report
 
 
-def _import_row(report: ImportReport, tree: _Tree, table_path: Path, where: str, row: pd.Series,
-                split: str) -> None:
+def _import_row(
+    report: ImportReport, tree: _Tree, table_path: Path, where: str, row: pd.Series, split: str
+) -> None:
     def skip(reason: str) -> None:
         report.skip(table_path, where, reason)
 
@@ -124,8 +144,10 @@ def _import_row(report: ImportReport, tree: _Tree, table_path: Path, where: str,
         return skip(f"pathology {row['pathology']!r} is not MALIGNANT, BENIGN or BENIGN_WITHOUT_CALLBACK")
     images = tree.candidates(row["image file path"])
     if len(images) != 1:
-        return skip(f"full image {'not found' if not images else 'ambiguous'} for "
-                    f"{row['image file path'].split('/')[0]} under {tree.root}")
+        return skip(
+            f"full image {'not found' if not images else 'ambiguous'} for "
+            f"{row['image file path'].split('/')[0]} under {tree.root}"
+        )
     image = images[0]
     shape = tree.shape(image)
     # The mask is the candidate with the full image's size; the cropped lesion is smaller.
@@ -134,8 +156,11 @@ def _import_row(report: ImportReport, tree: _Tree, table_path: Path, where: str,
         crop_folder = row["roi mask file path"].split("/")[0]
         masks = [p for p in tree.candidates(crop_folder + "/") if tree.shape(p) == shape]
     if len(masks) != 1:
-        return skip("ROI mask " + ("with the full image's size not found" if not masks else "ambiguous")
-                    + f" for {row['roi mask file path'].split('/')[0]} (image {shape[1]} x {shape[0]})")
+        return skip(
+            "ROI mask "
+            + ("with the full image's size not found" if not masks else "ambiguous")
+            + f" for {row['roi mask file path'].split('/')[0]} (image {shape[1]} x {shape[0]})"
+        )
     roi = bounding_box_roi(read_mask(masks[0]))
     if roi is None:
         return skip(f"ROI mask {masks[0]} is empty")

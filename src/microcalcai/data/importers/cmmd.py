@@ -44,8 +44,10 @@ def _read_table(path: Path) -> pd.DataFrame:
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{path} lacks the CMMD column(s) {', '.join(missing)}; its columns are "
-                         f"{', '.join(table.columns)}")
+        raise InputError(
+            f"{path} lacks the CMMD column(s) {', '.join(missing)}; its columns are "
+            f"{', '.join(table.columns)}"
+        )
     return table.fillna("").apply(lambda column: column.astype(str).str.strip())
 
 
@@ -68,7 +70,9 @@ def _laterality(header) -> str | None:
     return None
 
 
-def import_cmmd(src: str | Path, *, table: str | Path | None = None, whole_image: bool = False) -> ImportReport:
+def import_cmmd(
+    src: str | Path, *, table: str | Path | None = None, whole_image: bool = False
+) -> ImportReport:
     src = Path(src)
     if not whole_image:
         raise InputError(
@@ -78,11 +82,20 @@ def import_cmmd(src: str | Path, *, table: str | Path | None = None, whole_image
             "(e.g. in the Slicer module) and write a manifest with their centres."
         )
     if not src.is_dir():
-        raise InputError(f"CMMD folder {src} does not exist; give the folder holding the CMMD DICOM tree "
-                         "and CMMD_clinicaldata_revision.xlsx")
-    table_path = Path(table) if table else find_one(
-        src, TABLE_NAMES, "CMMD clinical table", "download CMMD_clinicaldata_revision.xlsx from TCIA, "
-        "or pass it with --table")
+        raise InputError(
+            f"CMMD folder {src} does not exist; give the folder holding the CMMD DICOM tree "
+            "and CMMD_clinicaldata_revision.xlsx"
+        )
+    table_path = (
+        Path(table)
+        if table
+        else find_one(
+            src,
+            TABLE_NAMES,
+            "CMMD clinical table",
+            "download CMMD_clinicaldata_revision.xlsx from TCIA, or pass it with --table",
+        )
+    )
     rows = _read_table(table_path)
     report = ImportReport("cmmd", src)
 
@@ -107,10 +120,14 @@ def import_cmmd(src: str | Path, *, table: str | Path | None = None, whole_image
         label = {"benign": "benign", "malignant": "malignant"}.get(row["classification"].lower())
         finding = ABNORMALITY.get(row["abnormality"].lower())
         if label is None:
-            report.skip(table_path, where, f"classification {row['classification']!r} is not Benign or Malignant")
+            report.skip(
+                table_path, where, f"classification {row['classification']!r} is not Benign or Malignant"
+            )
             continue
         if finding is None:
-            report.skip(table_path, where, f"abnormality {row['abnormality']!r} is not calcification, mass or both")
+            report.skip(
+                table_path, where, f"abnormality {row['abnormality']!r} is not calcification, mass or both"
+            )
             continue
         if key not in images:
             report.skip(table_path, where, f"no DICOM of patient {key[0]} breast {key[1]} under {src}")
@@ -140,6 +157,8 @@ def import_cmmd(src: str | Path, *, table: str | Path | None = None, whole_image
             )
     unused = sum(len(v) for k, v in images.items() if k not in used)
     if unused:
-        report.notes.append(f"{unused} DICOM image(s) of breasts without a row in {table_path.name} "
-                            "(no finding) were not imported")
+        report.notes.append(
+            f"{unused} DICOM image(s) of breasts without a row in {table_path.name} "
+            "(no finding) were not imported"
+        )
     return report

@@ -56,8 +56,10 @@ def _read_table(path: Path) -> pd.DataFrame:
         try:
             table = pd.read_excel(path, dtype=str)
         except ImportError as exc:
-            raise InputError(f"cannot read {path} ({exc}); use INbreast.csv from the same release, "
-                             "or save the sheet as CSV") from exc
+            raise InputError(
+                f"cannot read {path} ({exc}); use INbreast.csv from the same release, "
+                "or save the sheet as CSV"
+            ) from exc
     else:
         try:
             table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
@@ -66,8 +68,10 @@ def _read_table(path: Path) -> pd.DataFrame:
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{path} lacks the INbreast column(s) {', '.join(missing)}; "
-                         f"its columns are {', '.join(table.columns)}")
+        raise InputError(
+            f"{path} lacks the INbreast column(s) {', '.join(missing)}; "
+            f"its columns are {', '.join(table.columns)}"
+        )
     return table.fillna("").apply(lambda column: column.astype(str).str.strip())
 
 
@@ -103,14 +107,26 @@ def import_inbreast(
 ) -> ImportReport:
     src = Path(src)
     if not src.is_dir():
-        raise InputError(f"INbreast folder {src} does not exist; give the folder holding AllDICOMs, AllXML "
-                         "and INbreast.csv")
+        raise InputError(
+            f"INbreast folder {src} does not exist; give the folder holding AllDICOMs, AllXML "
+            "and INbreast.csv"
+        )
     threshold = _birads_key(malignant_from)
     if threshold is None:
-        raise InputError(f"malignant_from {malignant_from!r} is not a BI-RADS category ({', '.join(BIRADS_ORDER)})")
+        raise InputError(
+            f"malignant_from {malignant_from!r} is not a BI-RADS category ({', '.join(BIRADS_ORDER)})"
+        )
     wanted = {n.strip().lower() for n in roi_names}
-    table_path = Path(table) if table else find_one(
-        src, ("INbreast.csv", "INbreast.xls"), "INbreast table", "it comes with the release (INbreast.csv)")
+    table_path = (
+        Path(table)
+        if table
+        else find_one(
+            src,
+            ("INbreast.csv", "INbreast.xls"),
+            "INbreast table",
+            "it comes with the release (INbreast.csv)",
+        )
+    )
     rows = _read_table(table_path)
 
     dicoms: dict[str, tuple[Path, str]] = {}
@@ -147,8 +163,11 @@ def import_inbreast(
             roi_where = f"ROI {number}"
             roi_name = str(roi.get("Name", "")).strip()
             if roi_name.lower() not in wanted:
-                report.skip(xmls[name], roi_where, f"ROI type {roi_name or '(unnamed)'} not requested "
-                            f"(roi names: {', '.join(roi_names)})")
+                report.skip(
+                    xmls[name],
+                    roi_where,
+                    f"ROI type {roi_name or '(unnamed)'} not requested (roi names: {', '.join(roi_names)})",
+                )
                 continue
             points = _parse_points(roi.get("Point_px"), f"{xmls[name]} ROI {number}")
             if len(points) == 0 and roi.get("Center"):
@@ -158,8 +177,11 @@ def import_inbreast(
                 continue
             x, y, side = points_roi(points)
             if not (0 <= x < width and 0 <= y < height):
-                report.skip(xmls[name], roi_where, f"ROI centre ({x:.1f}, {y:.1f}) outside the "
-                            f"{width} x {height} image")
+                report.skip(
+                    xmls[name],
+                    roi_where,
+                    f"ROI centre ({x:.1f}, {y:.1f}) outside the {width} x {height} image",
+                )
                 continue
             finding, distribution = ROI_FINDING.get(roi_name.lower(), (roi_name.lower(), None))
             date = row.get("Acquisition date", "")

@@ -43,9 +43,16 @@ def import_mias(src: str | Path, *, info: str | Path | None = None) -> ImportRep
     """Rows for every abnormality in Info.txt that has a severity and a centre."""
     src = Path(src)
     if not src.is_dir():
-        raise InputError(f"mini-MIAS folder {src} does not exist; give the folder holding Info.txt and mdb*.pgm")
-    info_path = Path(info) if info else find_one(
-        src, ("Info.txt",), "mini-MIAS annotation table", "it comes with the database (Info.txt)")
+        raise InputError(
+            f"mini-MIAS folder {src} does not exist; give the folder holding Info.txt and mdb*.pgm"
+        )
+    info_path = (
+        Path(info)
+        if info
+        else find_one(
+            src, ("Info.txt",), "mini-MIAS annotation table", "it comes with the database (Info.txt)"
+        )
+    )
     images = {p.stem.lower(): p for p in walk_files(src) if p.suffix.lower() == ".pgm"}
     report = ImportReport("mias", src)
     shapes: dict[Path, tuple[int, int]] = {}
@@ -71,7 +78,10 @@ def import_mias(src: str | Path, *, info: str | Path | None = None) -> ImportRep
         if severity is None:
             skip("no severity (B/M)")
             continue
-        x, y = (_number(tokens[4]) if len(tokens) > 4 else None), (_number(tokens[5]) if len(tokens) > 5 else None)
+        x, y = (
+            (_number(tokens[4]) if len(tokens) > 4 else None),
+            (_number(tokens[5]) if len(tokens) > 5 else None),
+        )
         if x is None or y is None:
             skip("no centre coordinates (Info.txt omits them where calcifications are spread over the film)")
             continue
