@@ -1,0 +1,214 @@
+"""Classify one ROI of one mammogram on the server, and read the answer into typed values.
+
+Which pixels the server reads: a volume loaded from the server's datastore is referred to by
+its image id (the server reads its own copy, with the VOI LUT and photometry it trains with);
+a local image is uploaded as the file it was loaded from, with the ROI; a volume that exists
+only in memory is written to a temporary NRRD first.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .client import ServerClient, ServerInfo
+from .errors import LogicError, ServerError
+from .geometry import PixelRoi, image_size
+from .volumes import server_image_id, source_file
+
+UPLOADABLE_SUFFIXES = (".dcm", ".dicom", ".png", ".pgm", ".nrrd")
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One row of the results table: one model, or the ensemble."""
+
+    model: str
+    version: str
+    probability: float
+    threshold: Optional[float]
+    is_ensemble: bool = False
+
+    @property
+    def decision(self) -> Optional[str]:
+        if self.threshold is None:
+            return None
+        return "malignant" if self.probability >= self.threshold else "benign"
+
+
+@dataclass(frozen=True)
+class SaliencyGeometry:
+    method: str
+    target: str
+    shape: tuple[int, int]  # rows, cols
+    origin_xy: tuple[float, float]
+    step_xy: tuple[float, float]
+
+
+@dataclass
+class Classification:
+    model: str
+    version: str
+    probability: float
+    threshold: Optional[float]
+    decision: str
+    roi: PixelRoi
+    rows: list[ModelResult]
+    image: dict[str, object] = field(default_factory=dict)
+    image_id: Optional[str] = None
+    saliency_geometry: Optional[SaliencyGeometry] = None
+    saliency: Optional[np.ndarray] = None  # (rows, cols) float32 0..1
+    latencies: dict[str, float] = field(default_factory=dict)
+
+
+def classify(
+    client: ServerClient,
+    info: Optional[ServerInfo],
+    volume_node,
+    roi: PixelRoi,
+    model: str,
+    saliency: Optional[str] = "gradcam",
+    target: str = "malignant",
+) -> Classification:
+    """Send the ROI to `model` (a hosted model or 'ensemble') and parse the answer."""
+    if not model:
+        raise LogicError("Choose a model (connect to the server first).")
+    if info is not None and model not in info.models:
+        raise LogicError(
+            "The server does not host a model called '{}': choose one of {}.".format(
+                model, ", ".join(info.model_names()) or "(none)"
+            )
+        )
+    image_size(volume_node)  # a clear error for an empty or 3D volume
+    params = {"roi": roi.as_params(), "saliency": saliency if saliency else False, "saliency_target": target}
+    output = "all" if saliency else "json"
+    image_id = server_image_id(volume_node, client.url)
+    if image_id is not None:
+        answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output=output)
+    else:
+        path = source_file(volume_node)
+        if path is not None and (path.lower().endswith(UPLOADABLE_SUFFIXES) or _is_dicom(path)):
+            answer, nrrd_bytes = client.infer(model, params, upload=path, output=output)
+        else:
+            with tempfile.TemporaryDirectory(prefix="microcalcai-") as folder:
+                answer, nrrd_bytes = client.infer(
+                    model, params, upload=write_nrrd(volume_node, folder), output=output
+                )
+    result = parse_answer(answer, info, model)
+    result.image_id = image_id
+    if nrrd_bytes is not None and result.saliency_geometry is not None:
+        result.saliency = read_saliency(nrrd_bytes, result.saliency_geometry)
+    return result
+
+
+def _is_dicom(path: str) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    return head[128:132] == b"DICM"
+
+
+def write_nrrd(volume_node, folder: str) -> str:
+    """The volume's pixels, in their stored grid, as a 2D NRRD the server can read."""
+    import nrrd
+    from slicer.util import arrayFromVolume
+
+    pixels = np.array(arrayFromVolume(volume_node))[0]
+    path = os.path.join(folder, "image.nrrd")
+    # index_order "C": the array is (rows, cols) and NRRD's first axis becomes x (columns).
+    nrrd.write(path, np.ascontiguousarray(pixels), index_order="C")
+    return path
+
+
+def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requested: str) -> Classification:
+    try:
+        model = str(answer.get("model") or requested)
+        probability = float(answer["probability"])
+        threshold = answer.get("threshold")
+        threshold = float(threshold) if threshold is not None else None
+        roi = PixelRoi.from_params(answer.get("roi") or {})
+        members = dict(answer.get("members") or {})
+        member_versions = dict(answer.get("member_versions") or {})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ServerError(
+            f"The server's answer to infer lacks {error}: is the server a MicrocalcAI server of the "
+            "same version as this module?"
+        ) from None
+    version = str(answer.get("version", ""))
+    is_ensemble = model == "ensemble" or len(members) > 1
+    rows = []
+    if is_ensemble:
+        for name in sorted(members):
+            member_info = info.models.get(name) if info is not None else None
+            rows.append(
+                ModelResult(
+                    model=name,
+                    version=str(member_versions.get(name) or (member_info.version if member_info else "")),
+                    probability=float(members[name]),
+                    threshold=member_info.threshold if member_info else None,
+                )
+            )
+    rows.append(
+        ModelResult(
+            model=model,
+            version=version,
+            probability=probability,
+            threshold=threshold,
+            is_ensemble=is_ensemble,
+        )
+    )
+    decision = answer.get("label")
+    if decision not in ("benign", "malignant"):
+        decision = rows[-1].decision or ""
+    return Classification(
+        model=model,
+        version=version,
+        probability=probability,
+        threshold=threshold,
+        decision=str(decision),
+        roi=roi,
+        rows=rows,
+        image=dict(answer.get("image") or {}),
+        saliency_geometry=_saliency_geometry(answer.get("saliency"), roi),
+        latencies={k: float(v) for k, v in dict(answer.get("latencies") or {}).items()},
+    )
+
+
+def _saliency_geometry(entry, roi: PixelRoi) -> Optional[SaliencyGeometry]:
+    if not entry:
+        return None
+    shape = entry.get("shape") or [roi.size, roi.size]
+    origin = entry.get("origin_xy") or roi.origin_xy()
+    step = entry.get("step_xy") or [1.0, 1.0]
+    return SaliencyGeometry(
+        method=str(entry.get("method", "")),
+        target=str(entry.get("target", "")),
+        shape=(int(shape[0]), int(shape[1])),
+        origin_xy=(float(origin[0]), float(origin[1])),
+        step_xy=(float(step[0]), float(step[1])),
+    )
+
+
+def read_saliency(nrrd_bytes: bytes, geometry: SaliencyGeometry) -> np.ndarray:
+    """The map as a (rows, cols) float32 array, checked against the geometry the JSON states."""
+    import io
+
+    import nrrd
+
+    handle = io.BytesIO(nrrd_bytes)
+    try:
+        header = nrrd.read_header(handle)
+        data = nrrd.read_data(header, handle, index_order="C")
+    except Exception as error:  # pynrrd raises several types for a damaged file
+        raise ServerError(f"The server's saliency map could not be read as NRRD ({error}).") from None
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 3 and 1 in data.shape:
+        data = data.reshape([n for n in data.shape if n != 1])
+    if data.shape != tuple(geometry.shape):
+        raise ServerError(
+            "The server's saliency map is {} pixels but its answer says {}.".format(
+                "x".join(map(str, data.shape)), "x".join(map(str, geometry.shape))
+            )
+        )
+    return data

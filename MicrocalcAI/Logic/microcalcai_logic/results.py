@@ -1,0 +1,158 @@
+"""Show a classification in the scene: a results table and a saliency overlay.
+
+Both are single nodes found by a role attribute and updated in place, so classifying again
+(or a hundred times) never piles up nodes. Everything is plain MRML: the same code drives the
+Slicer application's slice views and trame-slicer's.
+"""
+
+from typing import Optional
+
+import numpy as np
+
+from .classify import Classification
+from .errors import LogicError
+from .geometry import numpy_to_vtk_matrix, saliency_ijk_to_ras
+from .volumes import find_role, singleton
+
+TABLE_ROLE = "results"
+SALIENCY_ROLE = "saliency"
+COLOR_ROLE = "saliency-colors"
+COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision")
+DEFAULT_OPACITY = 0.5
+# Map values below this stay transparent, so the mammogram shows through where the model
+# did not look.
+SALIENCY_FLOOR = 0.2
+
+
+def update_results_table(scene, result: Classification):
+    """One row per member model and one for the ensemble (or the single model asked)."""
+    import vtk
+
+    table_node = singleton(scene, "vtkMRMLTableNode", TABLE_ROLE, "MicrocalcAI results")
+    columns = [
+        vtk.vtkStringArray(),
+        vtk.vtkStringArray(),
+        vtk.vtkDoubleArray(),
+        vtk.vtkDoubleArray(),
+        vtk.vtkStringArray(),
+    ]
+    for array, name in zip(columns, COLUMNS):
+        array.SetName(name)
+    for row in result.rows:
+        columns[0].InsertNextValue(row.model)
+        columns[1].InsertNextValue(row.version)
+        columns[2].InsertNextValue(row.probability)
+        columns[3].InsertNextValue(float("nan") if row.threshold is None else row.threshold)
+        columns[4].InsertNextValue(row.decision or "")
+    was_modifying = table_node.StartModify()
+    try:
+        table = table_node.GetTable()
+        while table.GetNumberOfColumns():
+            table.RemoveColumn(0)
+        for array in columns:
+            table.AddColumn(array)
+        table_node.SetLocked(True)  # results are read, not edited
+        table_node.SetAttribute("MicrocalcAI.Roi", f"{result.roi.x:.1f},{result.roi.y:.1f},{result.roi.size}")
+        table_node.SetAttribute("MicrocalcAI.ImageId", result.image_id or "")
+        table_node.Modified()
+    finally:
+        table_node.EndModify(was_modifying)
+    return table_node
+
+
+def table_rows(table_node):
+    """The table as a list of dicts (for the web page, the tests and the self-test)."""
+    table = table_node.GetTable()
+    names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    return [
+        {
+            name: table.GetValue(r, c).ToString()
+            if table.GetColumn(c).IsA("vtkStringArray")
+            else table.GetValue(r, c).ToDouble()
+            for c, name in enumerate(names)
+        }
+        for r in range(table.GetNumberOfRows())
+    ]
+
+
+def saliency_color_node(scene):
+    """A warm colour table ('hot': black-red-yellow-white) whose low end is transparent."""
+    node = find_role(scene, "vtkMRMLColorTableNode", COLOR_ROLE)
+    if node is not None:
+        return node
+    import slicer
+
+    node = slicer.vtkMRMLColorTableNode()
+    node.SetName("MicrocalcAI saliency")
+    node.SetAttribute("MicrocalcAI.Role", COLOR_ROLE)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(256)
+    # The 'hot' ramp in closed form (red rises first, then green, then blue): three lines
+    # instead of a matplotlib dependency that Slicer does not ship.
+    t = np.linspace(0.0, 1.0, 256)
+    red, green, blue = np.clip(t * 3, 0, 1), np.clip(t * 3 - 1, 0, 1), np.clip(t * 3 - 2, 0, 1)
+    alpha = np.clip((t - SALIENCY_FLOOR) / 0.2, 0, 1)
+    for index in range(256):
+        node.SetColor(
+            index, "", float(red[index]), float(green[index]), float(blue[index]), float(alpha[index])
+        )
+    scene.AddNode(node)
+    return node
+
+
+def update_saliency_node(scene, volume_node, result: Classification):
+    """The saliency map as a scalar volume lying exactly over its ROI (None without a map)."""
+    if result.saliency is None or result.saliency_geometry is None:
+        return None
+    import slicer
+    from slicer.util import updateVolumeFromArray
+
+    geometry = result.saliency_geometry
+    node = singleton(scene, "vtkMRMLScalarVolumeNode", SALIENCY_ROLE, "MicrocalcAI saliency")
+    node.SetName("MicrocalcAI saliency ({}, {})".format(result.model, geometry.method or "map"))
+    updateVolumeFromArray(node, np.ascontiguousarray(result.saliency, dtype=np.float32))
+    node.SetIJKToRASMatrix(
+        numpy_to_vtk_matrix(saliency_ijk_to_ras(volume_node, geometry.origin_xy, geometry.step_xy))
+    )
+    node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    node.SetAttribute("MicrocalcAI.SourceVolume", volume_node.GetID())
+    display = node.GetDisplayNode()
+    if display is None:
+        display = slicer.vtkMRMLScalarVolumeDisplayNode()
+        scene.AddNode(display)
+        node.SetAndObserveDisplayNodeID(display.GetID())
+    display.SetAndObserveColorNodeID(saliency_color_node(scene).GetID())
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, 1.0)  # maps are normalised: fixed window keeps runs comparable
+    display.AutoThresholdOff()
+    display.SetLowerThreshold(SALIENCY_FLOOR)
+    display.SetUpperThreshold(1.0)
+    display.ApplyThresholdOn()
+    node.Modified()
+    return node
+
+
+def show_in_slice_views(
+    scene, volume_node, saliency_node, opacity: float = DEFAULT_OPACITY, visible: bool = True
+) -> int:
+    """Background = the mammogram, foreground = the map, in every slice view of the scene.
+
+    Returns how many slice views were set (0 where the scene has none, as in batch use).
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise LogicError(f"The saliency opacity must be between 0 and 1 (got {opacity}).")
+    count = scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")
+    for index in range(count):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        was_modifying = composite.StartModify()
+        if volume_node is not None:
+            composite.SetBackgroundVolumeID(volume_node.GetID())
+        show = visible and saliency_node is not None
+        composite.SetForegroundVolumeID(saliency_node.GetID() if show else None)
+        composite.SetForegroundOpacity(opacity if show else 0.0)
+        composite.EndModify(was_modifying)
+    return count
+
+
+def saliency_node(scene) -> Optional[object]:
+    return find_role(scene, "vtkMRMLScalarVolumeNode", SALIENCY_ROLE)

@@ -1,0 +1,98 @@
+"""Mammograms as MRML scalar volume nodes: loading files, and remembering where they came from.
+
+A volume that came from the server's datastore carries its image id as a node attribute, so
+classification and annotation refer to the server's own copy instead of uploading pixels.
+"""
+
+import os
+from typing import Optional
+
+from .errors import LogicError
+
+IMAGE_ID_ATTRIBUTE = "MicrocalcAI.ImageId"
+SERVER_ATTRIBUTE = "MicrocalcAI.Server"
+ROLE_ATTRIBUTE = "MicrocalcAI.Role"
+SUPPORTED_SUFFIXES = (
+    ".dcm",
+    ".dicom",
+    ".png",
+    ".pgm",
+    ".nrrd",
+    ".nhdr",
+    ".nii",
+    ".nii.gz",
+    ".mha",
+    ".tif",
+    ".tiff",
+)
+
+
+def load_volume(scene, path: str, name: Optional[str] = None):
+    """Read a 2D image file (DICOM, PNG, PGM, NRRD, ...) into a new scalar volume node.
+
+    Uses Slicer's own volume reader (ITK/GDCM), the same in the Slicer application, in
+    slicer-core and in trame-slicer, so the IJK grid is the file's stored pixel grid.
+    """
+    if not os.path.isfile(path):
+        raise LogicError(f"Cannot open '{path}': the file does not exist.")
+    import slicer
+
+    logic = slicer.vtkSlicerVolumesLogic()
+    logic.SetMRMLScene(scene)
+    node_name = name or _node_name(path)
+    node = logic.AddArchetypeScalarVolume(path, node_name, 0, None)
+    if node is None or node.GetImageData() is None:
+        raise LogicError(
+            f"Cannot read '{os.path.basename(path)}' as an image: use a DICOM, PNG, PGM or NRRD mammogram."
+        )
+    return node
+
+
+def _node_name(path: str) -> str:
+    base = os.path.basename(path)
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)] or base
+    return base
+
+
+def server_image_id(volume_node, server_url: Optional[str] = None) -> Optional[str]:
+    """The datastore image id of a volume loaded from `server_url` (None for a local image)."""
+    if volume_node is None:
+        return None
+    image_id = volume_node.GetAttribute(IMAGE_ID_ATTRIBUTE)
+    if not image_id:
+        return None
+    if server_url is not None and volume_node.GetAttribute(SERVER_ATTRIBUTE) not in (None, server_url):
+        return None
+    return image_id
+
+
+def mark_from_server(volume_node, image_id: str, server_url: str) -> None:
+    volume_node.SetAttribute(IMAGE_ID_ATTRIBUTE, image_id)
+    volume_node.SetAttribute(SERVER_ATTRIBUTE, server_url)
+
+
+def source_file(volume_node) -> Optional[str]:
+    """The file a volume was read from, when it still exists on disk."""
+    storage = volume_node.GetStorageNode() if volume_node is not None else None
+    path = storage.GetFileName() if storage is not None else None
+    return path if path and os.path.isfile(path) else None
+
+
+def find_role(scene, class_name: str, role: str):
+    """The scene's node of this class that carries this role attribute, or None."""
+    for index in range(scene.GetNumberOfNodesByClass(class_name)):
+        node = scene.GetNthNodeByClass(index, class_name)
+        if node.GetAttribute(ROLE_ATTRIBUTE) == role:
+            return node
+    return None
+
+
+def singleton(scene, class_name: str, role: str, name: str):
+    """The scene's one node with this role, created on first use: repeated runs update it."""
+    node = find_role(scene, class_name, role)
+    if node is None:
+        node = scene.AddNewNodeByClass(class_name, name)
+        node.SetAttribute(ROLE_ATTRIBUTE, role)
+    return node
