@@ -83,6 +83,7 @@ def test_every_bad_value_is_reported_with_its_line(tmp_path, images):
     assert "empty patient_id in: line 5" in message
     assert "empty finding in: line 5" in message
     assert "split must be one of train, val, test in: line 4 ('holdout')" in message
+    assert "image_path names a file that does not exist" in message and "missing.png" in message
 
 
 def test_missing_files_are_reported_with_lines(tmp_path, images):

@@ -18,6 +18,13 @@ from microcalcai.errors import InputError
 RASTER_SUFFIXES = {".png", ".tif", ".tiff", ".pgm", ".jpg", ".jpeg", ".bmp"}
 
 
+def progress(iterable, *, desc: str, unit: str, total: int | None = None):
+    """A progress bar on stderr while a terminal watches (silent in pipes and tests)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, total=total, disable=None, leave=False)
+
+
 def has_dicom_preamble(path: Path) -> bool:
     try:
         with open(path, "rb") as handle:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from microcalcai.data.files import RASTER_SUFFIXES, image_shape, is_dicom, walk_files
+from microcalcai.data.files import RASTER_SUFFIXES, image_shape, is_dicom, progress, walk_files
 from microcalcai.data.manifest import LABELS
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError, MicrocalcError
@@ -49,7 +49,7 @@ def import_folder(
         )
     report = ImportReport("folder", src)
     nested = False
-    for path in walk_files(src):
+    for path in progress(walk_files(src), desc="crops", unit="file"):
         relative = path.relative_to(src)
         label = relative.parts[0].lower() if len(relative.parts) > 1 else None
         if label not in LABELS:

@@ -94,7 +94,15 @@ def normalise_manifest(
     coordinates and sizes are floats, `laterality` is "L"/"R", `view` is upper case and
     `study_date` is an ISO date string. Columns not in the manifest format are kept unchanged.
     """
-    row_name = row_name or (lambda index: f"row {index}")
+    frame, problems = _normalise(frame, where, row_name or (lambda index: f"row {index}"), require_label)
+    problems.raise_if_any()
+    return frame
+
+
+def _normalise(
+    frame: pd.DataFrame, where: str, row_name: Callable[[object], str], require_label: bool
+) -> tuple[pd.DataFrame, _Problems]:
+    """normalise_manifest's work; the value problems come back so a reader can add its own."""
     problems = _Problems(where, row_name)
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -168,9 +176,8 @@ def normalise_manifest(
         )
         frame["study_date"] = dates.dt.strftime("%Y-%m-%d").astype("str")
 
-    problems.raise_if_any()
     order = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
-    return frame[order + [c for c in frame.columns if c not in order]]
+    return frame[order + [c for c in frame.columns if c not in order]], problems
 
 
 def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -211,11 +218,8 @@ def read_manifest(
         ) from exc
     if frame.empty:
         raise InputError(f"manifest {path} has no rows; it needs one row per ROI below its header line")
-    frame = normalise_manifest(
-        frame, where=f"manifest {path}", row_name=_line_number, require_label=require_label
-    )
-
-    problems = _Problems(f"manifest {path}", _line_number)
+    # Value problems and missing files are reported together, so one pass fixes the file.
+    frame, problems = _normalise(frame, f"manifest {path}", _line_number, require_label)
     for column in PATH_COLUMNS:
         if column not in frame.columns:
             continue

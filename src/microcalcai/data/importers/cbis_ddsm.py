@@ -27,6 +27,7 @@ from microcalcai.data.files import (
     bounding_box_roi,
     dicom_files,
     image_shape,
+    progress,
     read_mask,
     walk_files,
 )
@@ -121,7 +122,8 @@ def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = No
     for table_path in tables:
         table = _read_table(table_path)
         split = "test" if "test" in table_path.name.lower() else "train"
-        for index, row in table.iterrows():
+        rows = progress(table.iterrows(), desc=table_path.name, unit="row", total=len(table))
+        for index, row in rows:
             _import_row(report, tree, table_path, f"line {index + 2}", row, split)
     patients_in_both = _patients_in_both_splits(report)
     if patients_in_both:

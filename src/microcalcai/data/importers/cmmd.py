@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from microcalcai.data.files import dicom_files, find_one, read_dicom_header
+from microcalcai.data.files import dicom_files, find_one, progress, read_dicom_header
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError
 
@@ -100,7 +100,7 @@ def import_cmmd(
     report = ImportReport("cmmd", src)
 
     images: dict[tuple[str, str], list[tuple[Path, object]]] = {}
-    for path in dicom_files(src):
+    for path in progress(dicom_files(src), desc="CMMD headers", unit="file"):
         try:
             header = read_dicom_header(path)
         except InputError:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microcalcai.data.files import find_one, image_shape, points_roi, walk_files
+from microcalcai.data.files import find_one, image_shape, points_roi, progress, walk_files
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError
 
@@ -139,7 +139,7 @@ def import_inbreast(
             xmls[path.stem] = path
     report = ImportReport("inbreast", src)
 
-    for index, row in rows.iterrows():
+    for index, row in progress(rows.iterrows(), desc=table_path.name, unit="image", total=len(rows)):
         where = f"line {index + 2} (file {row['File Name']})"
 
         def skip(reason: str, where=where) -> None:
