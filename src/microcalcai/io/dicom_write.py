@@ -276,7 +276,8 @@ def build_mg_dataset(
     ds.HighBit = stored - 1
     ds.PixelRepresentation = signed
     ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME1" else 1
+    # PS3.3 C.8.11.3.1.2: -1 = higher values mean less X-ray intensity (denser), as MONOCHROME2 shows.
+    ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME1" else -1
 
     if rescale is not None:
         ds.RescaleSlope = f"{float(rescale[0]):.10g}"

@@ -1,0 +1,459 @@
+"""DICOM (MG, DX and digitised film) -> Mammogram.
+
+Order of operations, as PS3.3 C.11 prescribes for grey images: stored values -> Modality LUT
+(Rescale Slope/Intercept or Modality LUT Sequence) -> VOI LUT (window or VOI LUT Sequence) ->
+Presentation LUT (MONOCHROME1 inverted last, so that higher always means denser).
+Every check that could refuse the file runs on the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microcalcai.errors import InputError
+from microcalcai.io.codes import laterality_from_code, view_from_code
+from microcalcai.io.image import Mammogram
+from microcalcai.io.intensity import VOI_FUNCTIONS, Window, apply_window, robust_range, scale_range
+
+# Refuse, before decoding, images whose header promises more than this many pixels per frame
+# or more decoded bytes in all (a corrupt or hostile header must not exhaust memory).
+# The largest mammography detectors are ~30 megapixels. Override with MICROCALCAI_MAX_PIXELS.
+MAX_PIXELS = int(os.environ.get("MICROCALCAI_MAX_PIXELS", 200_000_000))
+MAX_DECODED_BYTES = 4 * MAX_PIXELS
+
+FOR_PROCESSING_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image Storage - For Processing
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
+    "1.2.840.10008.5.1.4.1.1.1.3.1",  # Digital Intra-Oral X-Ray Image Storage - For Processing
+}
+FOR_PROCESSING_MODES = ("auto", "window", "percentile")
+KNOWN_VIEWS = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO", "AT", "RL", "RM")
+# CBIS-DDSM and similar research sets put the laterality and view only in names such as
+# "Calc-Training_P_00005_RIGHT_CC": used as a last resort, and the source says so.
+_NAME_PATTERN = re.compile(r"(?:^|[_\W])(LEFT|RIGHT)_(CC|MLO|ML|LM)(?:$|[_\W])", re.IGNORECASE)
+
+
+def tag_name(keyword: str) -> str:
+    """'PixelSpacing' -> 'Pixel Spacing (0028,0030)' for messages."""
+    from pydicom.datadict import dictionary_description, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return keyword
+    return f"{dictionary_description(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def as_list(value: Any) -> list:
+    """A DICOM value as a list: multi-valued elements as they are, a single value wrapped, None empty."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """A Part 10 file ("DICM" at 128), or a bare data set starting with a group 0002 or 0008 tag."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00"
+
+
+def open_dicom(path: Path, *, defer_pixels: bool = False):
+    """pydicom data set of `path`, or InputError saying why it cannot be read."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the file ({exc.strerror}); check the path and permissions") from exc
+    force = not (len(head) >= 132 and head[128:132] == b"DICM")
+    try:
+        ds = pydicom.dcmread(str(path), force=force, defer_size="256 KB" if defer_pixels else None)
+    except InvalidDicomError as exc:
+        raise InputError(f"{path}: not a DICOM file ({exc}); give a DICOM, PNG, TIFF, PGM or NRRD image") from exc
+    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
+        raise InputError(
+            f"{path}: truncated or corrupt DICOM header ({type(exc).__name__}: {exc}); "
+            "copy the file again from its source or re-export it"
+        ) from exc
+    if force and "PixelData" not in ds and not ds.get("SOPClassUID") and len(ds) < 3:
+        raise InputError(f"{path}: not a DICOM file (no DICOM preamble or data elements); "
+                         "give a DICOM, PNG, TIFF, PGM or NRRD image")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # A bare data set without file meta: pydicom guessed the encoding while reading.
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+    return ds
+
+
+def _int_tag(ds, keyword: str, path: Path, *, required: bool = True, default: int | None = None) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if required:
+            raise InputError(f"{path}: the tag {tag_name(keyword)} is missing; this is not a readable image")
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: the tag {tag_name(keyword)} has the invalid value {value!r}") from exc
+
+
+def check_image_header(ds, path: Path, *, check_length: bool = True) -> dict[str, Any]:
+    """Validate what decoding needs, before decoding; returns rows, columns, frames, bits etc.
+
+    With check_length=False the pixel data is not touched (inspect reads the header only).
+    """
+    if "PixelData" not in ds:
+        extra = " (it holds floating point pixels, which mammography does not use)" if (
+            "FloatPixelData" in ds or "DoubleFloatPixelData" in ds) else ""
+        raise InputError(
+            f"{path}: no {tag_name('PixelData')}{extra}: this DICOM object is not an image "
+            f"(SOP class {ds.get('SOPClassUID', 'unknown')!s}); give the image file of the series"
+        )
+    rows = _int_tag(ds, "Rows", path)
+    cols = _int_tag(ds, "Columns", path)
+    frames = _int_tag(ds, "NumberOfFrames", path, required=False, default=1) or 1
+    allocated = _int_tag(ds, "BitsAllocated", path)
+    stored = _int_tag(ds, "BitsStored", path, required=False, default=allocated)
+    samples = _int_tag(ds, "SamplesPerPixel", path, required=False, default=1)
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise InputError(f"{path}: the header says {rows} rows x {cols} columns x {frames} frames; "
+                         "the file is corrupt")
+    if allocated not in (1, 8, 16, 32) or not 1 <= stored <= allocated:
+        raise InputError(f"{path}: {tag_name('BitsAllocated')}={allocated} with {tag_name('BitsStored')}={stored} "
+                         "is not a valid grey image; the file is corrupt")
+    if samples != 1:
+        raise InputError(f"{path}: {tag_name('SamplesPerPixel')}={samples} ({ds.get('PhotometricInterpretation')}): "
+                         "a colour image; mammograms are greyscale, give the original MG/DX image")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"{path}: {tag_name('PhotometricInterpretation')} is {photometric!r}; "
+                         "only MONOCHROME1 and MONOCHROME2 images can be read")
+    pixels = rows * cols
+    decoded = pixels * frames * max(allocated // 8, 1)
+    if pixels > MAX_PIXELS or decoded > MAX_DECODED_BYTES:
+        raise InputError(
+            f"{path}: the header claims {rows} x {cols} pixels x {frames} frames ({decoded / 2**30:.1f} GiB "
+            f"decoded), beyond the limit of {MAX_PIXELS} pixels; the header is probably corrupt "
+            "(raise MICROCALCAI_MAX_PIXELS only if the image is really that large)"
+        )
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed and check_length:
+        expected = (pixels * frames * allocated + 7) // 8
+        length = len(ds.PixelData) if ds.PixelData is not None else 0
+        if length < expected:
+            raise InputError(
+                f"{path}: {tag_name('PixelData')} has {length} bytes but {rows} x {cols} x {frames} pixels "
+                f"of {allocated} bits need {expected}: the file is truncated; copy it again from its source"
+            )
+    elif syntax.is_compressed and check_length:
+        _check_decodable(syntax, path)
+    return {"rows": rows, "columns": cols, "frames": frames, "bits_allocated": allocated,
+            "bits_stored": stored, "photometric": photometric}
+
+
+def _check_decodable(syntax, path: Path) -> None:
+    import pydicom.config
+
+    for handler in pydicom.config.pixel_data_handlers:
+        if handler.supports_transfer_syntax(syntax) and handler.is_available():
+            return
+    raise InputError(
+        f"{path}: the transfer syntax {syntax} ({syntax.name}) cannot be decoded here "
+        "(no pydicom pixel handler supports it); convert the file to an uncompressed or "
+        "RLE/JPEG lossless/JPEG-LS/JPEG 2000 syntax, e.g. with `gdcmconv --raw IN OUT` or `dcmdjpeg IN OUT`"
+    )
+
+
+def decode_frame(ds, path: Path, frame: int, frames: int) -> np.ndarray:
+    if not 0 <= frame < frames:
+        raise InputError(f"{path}: frame {frame} requested but the image has {frames} frame(s)")
+    syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr = ds.pixel_array
+    except MemoryError as exc:
+        raise InputError(f"{path}: not enough memory to decode {ds.Rows} x {ds.Columns} x {frames} pixels") from exc
+    except Exception as exc:  # the decoders raise anything from ValueError to RuntimeError
+        raise InputError(
+            f"{path}: the pixel data ({syntax.name}) could not be decoded ({type(exc).__name__}: {exc}); "
+            "the file is probably truncated or corrupt: copy it again from its source"
+        ) from exc
+    if frames > 1:
+        arr = arr[frame]
+    if arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise InputError(f"{path}: decoded pixels have shape {arr.shape} but the header says "
+                         f"{ds.Rows} x {ds.Columns}; the file is corrupt")
+    return arr
+
+
+def presentation_intent(ds) -> str:
+    intent = str(ds.get("PresentationIntentType", "")).strip().upper()
+    if intent in ("FOR PRESENTATION", "FOR PROCESSING"):
+        return intent
+    return "FOR PROCESSING" if str(ds.get("SOPClassUID", "")) in FOR_PROCESSING_SOP_CLASSES else "FOR PRESENTATION"
+
+
+def spacing(ds, path: Path) -> tuple[tuple[float, float] | None, str | None]:
+    """(row, column) spacing in mm and the tag it came from.
+
+    Pixel Spacing (calibrated, usually to the breast support plane) is preferred; Imager Pixel
+    Spacing (at the detector) next, used as stored, not divided by the Estimated Radiographic
+    Magnification Factor (recorded in the metadata); digitised film falls back to Nominal
+    Scanned Pixel Spacing.
+    """
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        try:
+            values = [float(v) for v in as_list(value)]
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: {tag_name(keyword)} has the invalid value {value!r}") from exc
+        if len(values) == 1:
+            values = values * 2
+        if len(values) != 2 or min(values) <= 0 or not all(np.isfinite(values)):
+            raise InputError(f"{path}: {tag_name(keyword)} = {value!r} is not two positive numbers; "
+                             "fix the tag or remove it")
+        return (values[0], values[1]), keyword
+    return None, None
+
+
+def _first_code(ds, keyword: str):
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def laterality(ds) -> tuple[str | None, str | None]:
+    """('L'|'R'|None, the tag it came from)."""
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "")).strip().upper()
+        if value in ("L", "R"):
+            return value, keyword
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        item = _first_code(ds, group)
+        anatomy = _first_code(item, "FrameAnatomySequence") if item is not None else None
+        value = str(anatomy.get("FrameLaterality", "")).strip().upper() if anatomy is not None else ""
+        if value in ("L", "R"):
+            return value, f"{group}/FrameLaterality"
+    for region_kw, modifier_kw in (("AnatomicRegionSequence", "AnatomicRegionModifierSequence"),
+                                   ("PrimaryAnatomicStructureSequence", "PrimaryAnatomicStructureModifierSequence")):
+        for region in ds.get(region_kw) or []:
+            for code in region.get(modifier_kw) or []:
+                value = laterality_from_code(code.get("CodeValue"), code.get("CodeMeaning"))
+                if value in ("L", "R"):
+                    return value, f"{region_kw}/{modifier_kw}"
+    match = _name_match(ds)
+    if match:
+        return match[0][0].upper(), f"{match[2]} (dataset naming, non-standard)"
+    return None, None
+
+
+def view(ds) -> tuple[str | None, str | None]:
+    """('CC'|'MLO'|...|None, the tag it came from)."""
+    value = str(ds.get("ViewPosition", "")).strip().upper()
+    if value in KNOWN_VIEWS:
+        return value, "ViewPosition"
+    code = _first_code(ds, "ViewCodeSequence")
+    if code is not None:
+        value = view_from_code(code.get("CodeValue"), code.get("CodeMeaning"))
+        if value:
+            return value, "ViewCodeSequence"
+    values = [str(v).strip().upper() for v in as_list(ds.get("PatientOrientation"))]
+    if len(values) == 1 and values[0] in KNOWN_VIEWS:  # CBIS-DDSM writes the view here
+        return values[0], "PatientOrientation (non-standard use)"
+    match = _name_match(ds)
+    if match:
+        return match[1].upper(), f"{match[2]} (dataset naming, non-standard)"
+    return None, None
+
+
+def _name_match(ds) -> tuple[str, str, str] | None:
+    for keyword in ("PatientID", "PatientName", "SeriesDescription"):
+        found = _NAME_PATTERN.search(str(ds.get(keyword, "")))
+        if found:
+            return found.group(1), found.group(2), keyword
+    return None
+
+
+def chest_wall_from_orientation(ds) -> str | None:
+    """'left' or 'right' from Patient Orientation (PS3.3 C.7.6.1.1.1), or None when it says nothing.
+
+    Its first value is the patient direction of the rows (toward increasing column): anterior
+    (toward the nipple) puts the chest wall at column 0, posterior puts it at the last column.
+    """
+    orientation = as_list(ds.get("PatientOrientation"))
+    if len(orientation) != 2:
+        return None
+    row_direction = str(orientation[0]).upper()
+    if row_direction.startswith("A"):
+        return "left"
+    if row_direction.startswith("P"):
+        return "right"
+    return None
+
+
+def _windows(ds, path: Path) -> list[Window]:
+    centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centers is None or widths is None or centers == "" or widths == "":
+        return []
+    centers, widths = as_list(centers), as_list(widths)
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if function not in VOI_FUNCTIONS:
+        raise InputError(f"{path}: {tag_name('VOILUTFunction')} is {function!r}; "
+                         f"the standard defines {', '.join(VOI_FUNCTIONS)}")
+    windows = []
+    for c, w in zip(centers, widths):
+        c, w = float(c), float(w)
+        if (function == "LINEAR" and w < 1) or w <= 0:
+            raise InputError(f"{path}: {tag_name('WindowWidth')} = {w:g} is invalid for {function} "
+                             "(it must be >= 1 for LINEAR and > 0 otherwise); fix the tag or read with voi='none'")
+        windows.append(Window(c, w, function))
+    return windows
+
+
+def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "auto",
+                 voi: str = "auto", window_index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Stored values -> float32 0..1 higher = denser, with a record of what was applied."""
+    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi
+
+    if for_processing not in FOR_PROCESSING_MODES:
+        raise InputError(f"for_processing={for_processing!r}: use one of {', '.join(FOR_PROCESSING_MODES)}")
+    if voi not in ("auto", "window", "lut", "none"):
+        raise InputError(f"voi={voi!r}: use one of auto, window, lut, none")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    intent = presentation_intent(ds)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    record: dict[str, Any] = {"rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None}
+    values: np.ndarray = stored
+    if ds.get("ModalityLUTSequence"):
+        values = apply_modality_lut(stored, ds)
+        slope, intercept = 1.0, 0.0
+        record["modality_lut"] = "ModalityLUTSequence"
+    invert = photometric == "MONOCHROME1"
+    windows = _windows(ds, path) if voi in ("auto", "window") else []
+    has_lut = bool(ds.get("VOILUTSequence")) and voi in ("auto", "lut")
+    if voi == "window" and not windows:
+        raise InputError(f"{path}: voi='window' but the file has no {tag_name('WindowCenter')}/Width")
+    if voi == "lut" and not has_lut:
+        raise InputError(f"{path}: voi='lut' but the file has no {tag_name('VOILUTSequence')}")
+
+    if intent == "FOR PROCESSING" and for_processing != "window" and not (for_processing == "auto" and windows):
+        return _for_processing(ds, values, slope, intercept, photometric, record)
+    if has_lut:
+        # pydicom prefers the VOI LUT Sequence when both are present; so do we (PS3.3 C.11.2
+        # lets either be chosen). Its output is normalised by the LUT's declared bit depth.
+        items = ds.VOILUTSequence
+        if not 0 <= window_index < len(items):
+            raise InputError(f"{path}: VOI LUT {window_index} requested but the file has {len(items)}")
+        lut_input = values
+        if values is stored and (slope, intercept) != (1.0, 0.0):
+            lut_input = stored * slope + intercept
+        if lut_input.dtype.kind == "f":
+            lut_input = np.rint(lut_input).astype(np.int64)
+        out = apply_voi(lut_input, ds, index=window_index).astype(np.float32)
+        bits = int(items[window_index].LUTDescriptor[2])
+        out *= np.float32(1.0 / ((1 << bits) - 1))
+        if invert:
+            np.subtract(np.float32(1.0), out, out=out)
+        record["voi"] = f"VOILUTSequence[{window_index}] ({bits}-bit)"
+        return out, record
+    if windows:
+        if not 0 <= window_index < len(windows):
+            raise InputError(f"{path}: window {window_index} requested but the file has {len(windows)} window(s)")
+        window = windows[window_index]
+        record["voi"] = window.describe()
+        return apply_window(values, window, slope=slope, intercept=intercept, invert=invert), record
+    # No VOI: the full range the stored bits can hold, through the modality rescale (C.11.2:
+    # without a VOI transformation the modality output is shown over its whole range).
+    bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo, hi = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+    if values is stored:
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+        record["voi"] = f"none (full {bits}-bit stored range)"
+        window = Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
+        return apply_window(stored, window, slope=slope, intercept=intercept, invert=invert), record
+    lo, hi = float(np.min(values)), float(np.max(values))
+    record["voi"] = "none (min..max after the modality LUT)"
+    return scale_range(values, lo, hi, invert=invert), record
+
+
+def _for_processing(ds, values, slope, intercept, photometric, record) -> tuple[np.ndarray, dict[str, Any]]:
+    """The documented normalisation of For Processing (raw detector) images.
+
+    1. Modality rescale. 2. If Pixel Intensity Relationship is LIN (values proportional to
+    X-ray intensity), take log(1 + v) so that values are proportional to attenuation, as in a
+    presentation image. 3. Direction: Pixel Intensity Relationship Sign -1 means higher = less
+    X-ray intensity = denser; +1 means the opposite and is inverted; without the sign,
+    MONOCHROME1 is inverted. 4. The 0.5th..99.5th percentile range maps to 0..1 (clipped).
+    """
+    out = values.astype(np.float32)
+    if (slope, intercept) != (1.0, 0.0):
+        out *= np.float32(slope)
+        out += np.float32(intercept)
+    relationship = str(ds.get("PixelIntensityRelationship", "")).strip().upper()
+    if relationship == "LIN":
+        np.maximum(out, 0, out=out)
+        np.log1p(out, out=out)
+    sign = ds.get("PixelIntensityRelationshipSign")
+    invert = int(sign) == 1 if sign not in (None, "") else photometric == "MONOCHROME1"
+    lo, hi = robust_range(out)
+    record["voi"] = (f"for-processing: {'log, ' if relationship == 'LIN' else ''}"
+                     f"percentiles 0.5..99.5 ({lo:g}..{hi:g}){', inverted' if invert else ''}")
+    return scale_range(out, lo, hi, invert=invert), record
+
+
+def read_dicom(path: Path, *, for_processing: str = "auto", voi: str = "auto", window_index: int = 0,
+               frame: int = 0) -> Mammogram:
+    ds = open_dicom(path)
+    header = check_image_header(ds, path)
+    stored = decode_frame(ds, path, frame, header["frames"])
+    pixels, record = to_intensity(ds, stored, path, for_processing=for_processing, voi=voi,
+                                  window_index=window_index)
+    spacing_mm, spacing_source = spacing(ds, path)
+    lat, lat_source = laterality(ds)
+    vw, view_source = view(ds)
+    metadata = header_metadata(ds, header)
+    metadata.update(record)
+    metadata.update({"laterality_source": lat_source, "view_source": view_source,
+                     "chest_wall_from_header": chest_wall_from_orientation(ds)})
+    return Mammogram(pixels=pixels, spacing_mm=spacing_mm, spacing_source=spacing_source, laterality=lat,
+                     view=vw, source_path=path, metadata=metadata)
+
+
+def header_metadata(ds, header: dict[str, Any]) -> dict[str, Any]:
+    def text(keyword: str) -> str | None:
+        value = ds.get(keyword)
+        return None if value is None or str(value) == "" else str(value)
+
+    magnification = ds.get("EstimatedRadiographicMagnificationFactor")
+    return {
+        "format": "dicom",
+        "modality": text("Modality"),
+        "rows": header["rows"],
+        "columns": header["columns"],
+        "frames": header["frames"],
+        "bits_allocated": header["bits_allocated"],
+        "bits_stored": header["bits_stored"],
+        "photometric": header["photometric"],
+        "presentation_intent": presentation_intent(ds),
+        "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
+        "sop_class_uid": text("SOPClassUID"),
+        "sop_instance_uid": text("SOPInstanceUID"),
+        "study_instance_uid": text("StudyInstanceUID"),
+        "series_instance_uid": text("SeriesInstanceUID"),
+        "patient_id": text("PatientID"),
+        "study_id": text("StudyID"),
+        "study_date": text("StudyDate"),
+        "magnification_factor": float(magnification) if magnification not in (None, "") else None,
+    }
