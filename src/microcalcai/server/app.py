@@ -1,0 +1,146 @@
+"""The MONAI Label app: hosted classifiers, labels, active learning and training.
+
+MONAI Label loads this class from the `main.py` that `workspace.prepare_app` writes into the
+workspace's app folder. The app's configuration (`--conf workspace DIR`) says where the hosted
+models live; nothing is written inside the installed package.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.strategy import Strategy
+
+from microcalcai import __version__
+from microcalcai.server.context import current_request
+from microcalcai.server.datastore import DicomWebStudies, StudiesDatastore
+from microcalcai.server.errors import NotFound, RequestError
+from microcalcai.server.hosted import ENSEMBLE, ModelStore, ServedModels
+from microcalcai.server.images import ImageCache
+from microcalcai.server.infer import ClassifyTask, load_source
+from microcalcai.server.pool import CandidatePool
+from microcalcai.server.strategies import First, MostUncertain, RandomRoi
+
+LOG = logging.getLogger(__name__)
+
+
+class MicrocalcApp(MONAILabelApp):
+    def __init__(self, app_dir: str, studies: str, conf: dict):
+        workspace = conf.get("workspace") or os.environ.get("MICROCALCAI_WORKSPACE")
+        if not workspace:
+            raise RequestError("the app needs --conf workspace DIR (the folder holding models/)")
+        self.workspace = Path(workspace)
+        self.store = ModelStore(self.workspace / "models")
+        self.served = ServedModels(self.store)
+        self.cache = ImageCache()
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="MicrocalcAI",
+            description="Benign vs malignant microcalcification ROIs: per-model and ensemble probabilities "
+            "with saliency maps, classification labels, active learning and fine-tuning",
+            version=__version__,
+            labels=["benign", "malignant"],
+        )
+        self.pool = CandidatePool(self._datastore, self.cache)
+        self._strategies = self.init_strategies() if settings.MONAI_LABEL_TASKS_STRATEGY else {}
+
+    # -- MONAI Label hooks -------------------------------------------------------------------
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return self.init_remote_datastore()
+        return StudiesDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_remote_datastore(self):
+        from monailabel.datastore.dicom import DICOMwebClientX
+
+        self.studies = self.studies.rstrip("/").strip()
+        client = DICOMwebClientX(url=self.studies, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+                                 wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+                                 stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+        # No dcmqi download: classification labels are never converted to DICOM SEG.
+        return DicomWebStudies(
+            client=client,
+            search_filter=settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER,
+            cache_path=str(self.workspace / "dicomweb-cache"),
+            fetch_by_frame=settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME,
+            convert_to_nifti=False,
+        )
+
+    def init_infers(self):
+        return {name: ClassifyTask(name, self.served, self.cache) for name in self.store.names()}
+
+    def init_trainers(self):
+        from microcalcai.server.train_task import FineTuneTask
+
+        return {name: FineTuneTask(name, self) for name in self.store.model_names()}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        if not hasattr(self, "pool"):  # called by the base class before the pool exists
+            return {}
+        return {
+            "uncertain": MostUncertain(self.pool, self.served, self.cache),
+            "random": RandomRoi(self.pool),
+            "first": First(self.pool),
+        }
+
+    def init_scoring_methods(self):
+        return {}
+
+    def infer(self, request, datastore=None):
+        """Checks the image a request names, then runs the model's task (no label is saved)."""
+        model = request.get("model")
+        task = self._infers.get(model)
+        if task is None:
+            raise NotFound(f"unknown model {model!r}; the models are {sorted(self._infers)} (GET /info/)")
+        request = dict(request)
+        http = current_request()
+        request["output"] = http.get("output")
+        image = request.get("image")
+        request["uploaded"] = _is_upload(image, http)
+        if request["uploaded"]:
+            request["upload_name"] = http.get("upload_name")
+        request["source"] = load_source(request, datastore or self._datastore, self.cache,
+                                        uploaded=request["uploaded"])
+        result_file, answer = task(request)
+        return {"label": result_file, "tag": "original", "file": result_file, "params": answer}
+
+    def next_sample(self, request):
+        strategy = request.get("strategy") or "uncertain"
+        if strategy not in self._strategies:
+            raise NotFound(f"unknown strategy {strategy!r}; choose one of {sorted(self._strategies)}")
+        return super().next_sample(request)
+
+    def on_save_label(self, image_id, label_id):
+        return {"annotations": self._datastore.annotations(image_id)}
+
+    def info(self):
+        meta = super().info()
+        meta["workspace"] = str(self.workspace)
+        return meta
+
+
+def _is_upload(image, http: dict) -> bool:
+    """True when MONAI Label's infer route replaced `image` by the temporary file of an upload.
+
+    Anything else is a datastore id and is checked as one: a client cannot name a server path.
+    """
+    if not isinstance(image, str) or not image or image == http.get("image"):
+        return False
+    path = Path(image)
+    return (path.name.startswith("tmp") and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
+            and path.is_file() and http.get("multipart", False))
+
+
+__all__ = ["MicrocalcApp", "ENSEMBLE"]

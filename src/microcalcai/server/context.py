@@ -1,0 +1,15 @@
+"""What the HTTP layer knows about the current request and MONAI Label does not pass on.
+
+MONAI Label hands an infer task only the merged params, not the query's `output` nor whether
+`image` came from the query or from an upload; the ASGI guard (asgi.py) records both here.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+REQUEST: ContextVar[dict | None] = ContextVar("microcalcai_request", default=None)
+
+
+def current_request() -> dict:
+    return REQUEST.get() or {}

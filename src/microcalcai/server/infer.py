@@ -1,0 +1,206 @@
+"""One MONAI Label infer task per hosted model, plus `ensemble`: 2D ROI classification.
+
+Each answers the JSON of docs/server-api.md and, when asked, a saliency NRRD placed over the
+ROI. The work itself is the library's: `crop_roi`, `Predictor.predict`, `saliency_map`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from microcalcai.errors import MicrocalcError
+from microcalcai.server.errors import RequestError
+from microcalcai.server.hosted import ENSEMBLE, ServedModels, describe
+from microcalcai.server.images import ImageCache, Source, datastore_image_path
+from microcalcai.server.saliency_file import crop_geometry, write_saliency_nrrd
+from microcalcai.server.validation import DEFAULT_ROI_SIZE, Roi, check_roi_inside, parse_roi
+
+LABELS = {"benign": 0, "malignant": 1}
+DEFAULT_SALIENCY = "gradcam"
+SALIENCY_TARGETS = ("malignant", "predicted")
+
+
+def saliency_methods() -> list[str]:
+    from microcalcai.explain.methods import METHODS
+
+    return list(METHODS)
+
+
+class ClassifyTask(InferTask):
+    def __init__(self, name: str, models: ServedModels, cache: ImageCache):
+        self.name = name
+        self.models = models
+        self.cache = cache
+        kind = "ensemble of the hosted models" if name == ENSEMBLE else "model"
+        super().__init__(
+            type=InferType.CLASSIFICATION,
+            labels=dict(LABELS),
+            dimension=2,
+            description=f"P(malignant) of a microcalcification ROI ({kind} {name!r}), with a saliency map",
+        )
+
+    def is_valid(self) -> bool:
+        return self.name in self.models.store.names()
+
+    def info(self):
+        out = super().info()
+        store = self.models.store
+        version = store.current_version(self.name)
+        out.update(describe(store.version_dir(self.name, version)))
+        out.update({
+            "name": self.name,
+            "version": version,
+            "versions": store.versions(self.name),
+            "saliency_methods": saliency_methods(),
+            "default_roi_size": DEFAULT_ROI_SIZE,
+        })
+        return out
+
+    def __call__(self, request):
+        """`request` carries `image` (resolved by the app), `source` and the client's params."""
+        times: dict[str, float] = {}
+        start = time.perf_counter()
+        source: Source = request["source"]
+        roi = request_roi(request, source)
+        times["read"] = request.get("read_s", 0.0)
+
+        tick = time.perf_counter()
+        crop = make_crop(source, roi)
+        times["crop"] = time.perf_counter() - tick
+
+        method, target = saliency_choice(request)
+        served = self.models.get(self.name)
+        with served.lock:
+            tick = time.perf_counter()
+            batch = served.predictor.predict(crop.pixels[None].astype(np.float32))
+            times["predict"] = time.perf_counter() - tick
+            saliency = None
+            if method:
+                from microcalcai.explain import saliency_map
+
+                tick = time.perf_counter()
+                try:
+                    saliency = saliency_map(served.predictor, crop, method=method, target=target)
+                except MicrocalcError as exc:
+                    raise RequestError(f"params.saliency: {exc}") from None
+                times["saliency"] = time.perf_counter() - tick
+
+        answer = answer_json(self.name, served, batch, roi, source)
+        result_file = None
+        if saliency is not None:
+            tick = time.perf_counter()
+            result_file, geometry = write_saliency_nrrd(saliency, crop, fields={
+                "model": self.name, "version": served.version, "method": method, "target": target,
+                "probability": f"{answer['probability']:.6f}", "image": source.image_id,
+                "source_spacing_mm": _spacing_text(source.mammogram.spacing_mm),
+            })
+            times["write"] = time.perf_counter() - tick
+            answer["saliency"] = {"method": method, "target": target, **geometry,
+                                  "spacing_mm": _spacing_list(source.mammogram.spacing_mm)}
+        else:
+            origin, step = crop_geometry(crop)
+            answer["saliency"] = None
+            answer["crop"] = {"origin_xy": list(origin), "step_xy": list(step)}
+        times["total"] = time.perf_counter() - start + times["read"]
+        answer["latencies"] = {k: round(v, 5) for k, v in times.items()}
+        return (str(result_file) if result_file else None), answer
+
+
+def request_roi(request: dict, source: Source) -> Roi:
+    rows, cols = source.shape
+    if request.get("roi") is not None:
+        roi = parse_roi(request["roi"])
+    elif request.get("uploaded"):
+        # An uploaded crop is itself the ROI: centred on its middle, as large as its longer side.
+        roi = Roi((cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols))
+        if roi.size > 4096:
+            raise RequestError(f"{source.image_id}: an upload without params.roi is taken as the ROI crop, "
+                               f"but it is {cols} x {rows} pixels; send params.roi to classify part of it")
+    else:
+        raise RequestError('params.roi is required with a datastore image, e.g. params={"roi": '
+                           '{"x": 1200, "y": 900, "size": 512}} (stored pixels, x = column, y = row)')
+    check_roi_inside(roi, rows, cols, image=source.image_id)
+    return roi
+
+
+def make_crop(source: Source, roi: Roi):
+    from microcalcai.roi import crop_roi
+
+    try:
+        return crop_roi(source.mammogram, (roi.x, roi.y), size_px=roi.size)
+    except MicrocalcError as exc:
+        raise RequestError(f"params.roi: {exc}") from None
+
+
+def saliency_choice(request: dict) -> tuple[str | None, str]:
+    value = request.get("saliency", DEFAULT_SALIENCY)
+    if request.get("output") == "json" and "saliency" not in request:
+        value = None  # nobody would receive the map
+    if value in (None, False, "", "none", "false"):
+        return None, "malignant"
+    if not isinstance(value, str):
+        raise RequestError(f"params.saliency must be a method name or false, got {value!r}")
+    from microcalcai.explain.methods import get_method
+
+    try:
+        method = get_method(value).name
+    except MicrocalcError as exc:
+        raise RequestError(f"params.saliency: {exc}") from None
+    target = request.get("saliency_target", "malignant")
+    if target not in SALIENCY_TARGETS:
+        raise RequestError(f"params.saliency_target must be one of {list(SALIENCY_TARGETS)}, got {target!r}")
+    return method, target
+
+
+def answer_json(name: str, served, batch, roi: Roi, source: Source) -> dict:
+    probability = float(np.asarray(batch.probability)[0])
+    threshold = float(served.card["threshold"])
+    malignant = probability >= threshold
+    members = {str(k): float(np.asarray(v)[0]) for k, v in (batch.members or {}).items()} or {name: probability}
+    member_versions = {}
+    if served.card.get("kind") == "ensemble":
+        member_versions = served.card.get("member_versions", {})
+    rows, cols = source.shape
+    return {
+        "model": name,
+        "version": served.version,
+        "probability": probability,
+        "label": "malignant" if malignant else "benign",
+        "decision": bool(malignant),
+        "threshold": threshold,
+        "members": members,
+        "member_versions": member_versions,
+        "prediction": [
+            {"idx": 0, "label": "benign", "score": 1.0 - probability},
+            {"idx": 1, "label": "malignant", "score": probability},
+        ],
+        "roi": roi.as_dict(),
+        "image": {"id": source.image_id, "rows": int(rows), "cols": int(cols),
+                  "spacing_mm": _spacing_list(source.mammogram.spacing_mm)},
+    }
+
+
+def _spacing_list(spacing):
+    return None if spacing is None else [float(s) for s in spacing]
+
+
+def _spacing_text(spacing) -> str:
+    return "unknown" if spacing is None else " ".join(f"{float(s):g}" for s in spacing)
+
+
+def load_source(request: dict, datastore, cache: ImageCache, *, uploaded: bool) -> Source:
+    """The image a request names, read through the cache; sets `read_s` in the request."""
+    tick = time.perf_counter()
+    if uploaded:
+        path = Path(request["image"])
+        name = f"upload:{request.get('upload_name') or path.name}"
+    else:
+        path = datastore_image_path(datastore, request["image"])
+        name = request["image"]
+    mammogram = cache.read(path, name=name)
+    request["read_s"] = time.perf_counter() - tick
+    return Source(name if uploaded else request["image"], path, mammogram)

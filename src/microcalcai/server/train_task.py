@@ -1,0 +1,189 @@
+"""`/train/{model}`: fine-tune a hosted model on the saved labels, publish only if not worse.
+
+MONAI Label runs this task in a child process (`monailabel.interfaces.utils.app -m train`), so
+stopping a training kills that process: the new version is published only at the very end, by
+one atomic pointer swap, and a stopped or killed run leaves the served model untouched.
+Progress goes to `models/<name>/train_stats.json`, which the server shows in /info/ train_stats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from monailabel.interfaces.tasks.train import TrainTask
+
+from microcalcai.errors import InputError
+from microcalcai.server.hosted import ENSEMBLE
+
+LOG = logging.getLogger(__name__)
+DEFAULTS = {
+    "recipe": "kang2021",
+    "max_epochs": 5,
+    "val_fraction": 0.3,
+    "publish_if": "not_worse",
+    "tolerance": 0.0,
+    "seed": 0,
+    "include_manifest_labels": False,
+    "min_per_class": 2,
+}
+PUBLISH_RULES = ("not_worse", "always")
+
+
+class FineTuneTask(TrainTask):
+    def __init__(self, name: str, app):
+        super().__init__(f"Fine-tune {name!r} from its served weights on the saved labels (split by patient); "
+                         "publish the new version only when its validation AUC is not worse")
+        self.name = name
+        self.app = app
+
+    def config(self):
+        return dict(DEFAULTS)
+
+    def stats(self):
+        stats = self.app.store.read_stats(self.name)
+        stats.setdefault("state", "idle")
+        if stats["state"] == "running" and not _alive(stats.get("pid")):
+            stats["state"] = "stopped"
+            stats["message"] = "the training process ended before finishing; the served model is unchanged"
+        stats["versions"] = self.app.store.versions(self.name)
+        stats["served_version"] = self.app.store.current_version(self.name)
+        return stats
+
+    def __call__(self, request, datastore):
+        params = {**DEFAULTS, **{k: v for k, v in request.items() if k in DEFAULTS}}
+        progress = Progress(self.app.store, self.name)
+        try:
+            result = self._run(params, datastore, progress)
+        except Exception as exc:
+            progress.update(state="failed", message=str(exc))
+            raise
+        return result
+
+    def _run(self, params: dict, datastore, progress: Progress) -> dict:
+        from microcalcai.server.training_data import labeled_frame, split_by_patient
+
+        if params["publish_if"] not in PUBLISH_RULES:
+            raise InputError(f"publish_if must be one of {PUBLISH_RULES}, got {params['publish_if']!r}")
+        store = self.app.store
+        base_version = store.current_version(self.name)
+        base_dir = store.current_dir(self.name)
+        progress.update(state="running", pid=os.getpid(), epoch=0, total_epochs=int(params["max_epochs"]),
+                        progress=0.0, base_version=base_version, started=_now(), message="collecting labels",
+                        published=False)
+        frame = labeled_frame(datastore, self.app.pool, include_manifest=bool(params["include_manifest_labels"]))
+        frame = split_by_patient(frame, float(params["val_fraction"]), int(params["seed"]),
+                                 int(params["min_per_class"]))
+        run_dir = store.folder(self.name) / "runs" / time.strftime("%Y%m%d-%H%M%S")
+        progress.update(message=f"training on {int((frame.split == 'train').sum())} ROIs, "
+                                f"validating on {int((frame.split == 'val').sum())}", run_dir=str(run_dir))
+
+        from microcalcai.server.finetune import evaluate_auc, fine_tune
+
+        new_dir = fine_tune(base_dir, frame, run_dir, recipe=params["recipe"], epochs=int(params["max_epochs"]),
+                            seed=int(params["seed"]), on_epoch=progress.epoch)
+        val = frame[frame.split == "val"]
+        base_auc = evaluate_auc(base_dir, val)
+        new_auc = evaluate_auc(new_dir, val)
+        publish = params["publish_if"] == "always" or new_auc >= base_auc - float(params["tolerance"])
+        summary = {"base_val_auc": base_auc, "new_val_auc": new_auc, "published": bool(publish),
+                   "n_train": int((frame.split == "train").sum()), "n_val": int(len(val))}
+        if publish:
+            version = self._publish(new_dir)
+            summary["published_version"] = version
+            message = f"published version {version}: validation AUC {new_auc:.3f} vs {base_auc:.3f}"
+        else:
+            message = (f"not published: validation AUC {new_auc:.3f} is worse than the served version's "
+                       f"{base_auc:.3f}; version {base_version} stays")
+        progress.update(state="done", progress=1.0, message=message, finished=_now(), **summary)
+        LOG.info(message)
+        return summary
+
+    def _publish(self, new_dir: Path) -> str:
+        import shutil
+
+        from microcalcai.models.artifact import read_card
+        from microcalcai.server.workspace import build_ensemble
+
+        store = self.app.store
+        version = store.next_version(self.name)
+        target = store.version_dir(self.name, version)
+        staging = target.with_name(f".{version}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(new_dir, staging)
+        _rename_card(staging, self.name, version)
+        staging.rename(target)
+        store.publish(self.name, version)
+        if ENSEMBLE in store.names():
+            card = self.app.served.get(ENSEMBLE).card
+            build_ensemble(self.app.workspace, threshold=card["threshold"],
+                           threshold_method=card.get("threshold_method", ""), val_metrics=card.get("val_metrics"))
+        read_card(target)  # the published folder must load
+        return version
+
+
+def _rename_card(folder: Path, name: str, version: str) -> None:
+    import json
+
+    from microcalcai.atomic import atomic_write_text
+
+    path = folder / "model.json"
+    card = json.loads(path.read_text())
+    card.update({"name": name, "version": version})
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+class Progress:
+    """Writes train_stats.json (atomically) as the run goes, with an ETA from the epoch times."""
+
+    def __init__(self, store, name: str):
+        self.store, self.name = store, name
+        self.stats: dict = {}
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def update(self, **fields) -> None:
+        with self.lock:
+            self.stats.update(fields)
+            self.stats["updated"] = _now()
+            self.store.write_stats(self.name, self.stats)
+
+    def epoch(self, epoch: int, total: int, metrics: dict) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(epoch, 1) * (total - epoch)
+        self.update(epoch=epoch, total_epochs=total, progress=round(epoch / max(total, 1), 4),
+                    eta_s=round(eta, 1), current_val_auc=_finite(metrics.get("val_auc")),
+                    current_val_loss=_finite(metrics.get("val_loss")), message=f"epoch {epoch}/{total}")
+
+
+def _finite(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by MONAI Label) is not running a training.
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

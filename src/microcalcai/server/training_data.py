@@ -1,0 +1,61 @@
+"""The labeled ROIs of a datastore as a manifest frame, split into train and val by patient."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from microcalcai.errors import InputError
+from microcalcai.server.images import datastore_image_path
+from microcalcai.server.labels import roi_key
+
+
+def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str = "final") -> pd.DataFrame:
+    """One row per annotated ROI (plus, when asked, the manifest's labeled ROIs not annotated)."""
+    patients = {}
+    truths = []
+    for candidate in pool.candidates():
+        patients.setdefault(candidate.image_id, candidate.patient_id)
+        if candidate.truth in ("benign", "malignant"):
+            truths.append(candidate)
+    rows, seen = [], set()
+    for image_id, annotations in datastore.all_annotations(tag).items():
+        path = datastore_image_path(datastore, image_id)
+        for annotation in annotations:
+            roi = annotation["roi"]
+            seen.add((image_id, roi_key(annotation)))
+            rows.append(_row(image_id, path, patients.get(image_id, image_id), roi["x"], roi["y"], roi["size"],
+                             annotation["label"]))
+    if include_manifest:
+        for candidate in truths:
+            if (candidate.image_id, candidate.roi.key) not in seen:
+                path = datastore_image_path(datastore, candidate.image_id)
+                rows.append(_row(candidate.image_id, path, candidate.patient_id, candidate.roi.x, candidate.roi.y,
+                                 candidate.roi.size, candidate.truth))
+    if not rows:
+        raise InputError("no labeled ROIs to train on; save labels with PUT /datastore/label first")
+    return pd.DataFrame(rows)
+
+
+def _row(image_id, path, patient, x, y, size, label) -> dict:
+    return {"patient_id": str(patient), "image_path": str(path), "image_id": image_id, "roi_x": float(x),
+            "roi_y": float(y), "roi_size": int(size), "label": label, "finding": "calcification"}
+
+
+def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: int) -> pd.DataFrame:
+    """Train/val by patient (no patient on both sides), each side holding both classes."""
+    from microcalcai.data.splits import patient_split
+
+    counts = frame["label"].value_counts()
+    needed = 2 * min_per_class
+    short = [c for c in ("benign", "malignant") if counts.get(c, 0) < needed]
+    if short:
+        have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in ("benign", "malignant"))
+        raise InputError(f"too few labels to train and validate ({have}); label at least {needed} ROIs of each "
+                         f"class, from at least two patients each")
+    split = patient_split(frame, val=val, test=0.0, seed=seed, stratify=True)
+    for part in ("train", "val"):
+        labels = set(split.loc[split.split == part, "label"])
+        if labels != {"benign", "malignant"}:
+            raise InputError(f"the {part} split by patient holds only {sorted(labels) or 'nothing'}; label ROIs of "
+                             "both classes from more patients (val_fraction sets the share of patients in val)")
+    return split

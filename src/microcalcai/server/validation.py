@@ -1,0 +1,192 @@
+"""Checks on what clients send, done before any expensive work.
+
+Each check raises a `RequestError` whose message names the parameter or file and says what to
+do, so the client gets a 4xx JSON answer and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from microcalcai.server.errors import RequestError, TooLarge, UnsupportedMedia
+
+DEFAULT_ROI_SIZE = 512
+# A full-field digital mammogram is at most ~4000 x 5600 pixels and a digitised film ~5000 x
+# 7000; anything far beyond is a corrupt or hostile header, refused before its pixels are decoded.
+MAX_SIDE = 20000
+MAX_PIXELS = 1 << 28
+MAX_ROI_SIZE = 4096
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9._\-]+$")
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A square ROI of `size` stored pixels centred on (x = column, y = row)."""
+
+    x: float
+    y: float
+    size: int
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("x", "y"):
+            if float(out[key]).is_integer():
+                out[key] = int(out[key])
+        return out
+
+    @property
+    def key(self) -> tuple[float, float, int]:
+        return (round(float(self.x), 3), round(float(self.y), 3), int(self.size))
+
+    @property
+    def origin_xy(self) -> tuple[int, int]:
+        """Source pixel under the crop's top-left pixel (see docs/server-api.md)."""
+        return int(round(self.x)) - self.size // 2, int(round(self.y)) - self.size // 2
+
+
+def parse_roi(value, *, where: str = "params.roi") -> Roi:
+    """Read `{"x": .., "y": .., "size": ..}` and check its types and ranges."""
+    if not isinstance(value, dict):
+        raise RequestError(f'{where} must be an object like {{"x": 120, "y": 80, "size": 256}}, got {value!r}')
+    unknown = set(value) - {"x", "y", "size"}
+    if unknown:
+        raise RequestError(f"{where} has unknown keys {sorted(unknown)}; use x, y and size")
+    coords = {}
+    for key in ("x", "y"):
+        if key not in value:
+            raise RequestError(f"{where}.{key} is missing; give the ROI centre in stored pixels (x = column, y = row)")
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise RequestError(f"{where}.{key} must be a finite number of pixels, got {number!r}")
+        coords[key] = float(number)
+    size = value.get("size", DEFAULT_ROI_SIZE)
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not float(size).is_integer():
+        raise RequestError(f"{where}.size must be a whole number of pixels, got {size!r}")
+    size = int(size)
+    if not 8 <= size <= MAX_ROI_SIZE:
+        raise RequestError(f"{where}.size must be between 8 and {MAX_ROI_SIZE} pixels, got {size}")
+    return Roi(coords["x"], coords["y"], size)
+
+
+def check_roi_inside(roi: Roi, rows: int, cols: int, *, image: str) -> None:
+    """The ROI's centre must lie on the image: a crop of pure padding classifies nothing."""
+    if not (-0.5 <= roi.x <= cols - 0.5 and -0.5 <= roi.y <= rows - 0.5):
+        raise RequestError(
+            f"ROI centre (x={roi.x:g}, y={roi.y:g}) lies outside image {image!r} of {cols} columns x {rows} rows; "
+            f"x must be in 0..{cols - 1} and y in 0..{rows - 1} (stored pixel coordinates)"
+        )
+
+
+def parse_params(text) -> dict:
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise RequestError(f"the params form field is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(value, dict):
+        raise RequestError(f"the params form field must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_image_id(image_id: str) -> str:
+    """A datastore id is a plain name: no folders, no '..', nothing that could leave the studies."""
+    if not isinstance(image_id, str) or not image_id:
+        raise RequestError("no image given: pass image=ID (see GET /datastore/?output=all) or upload a file")
+    if "/" in image_id or "\\" in image_id or image_id in {".", ".."} or ".." in image_id.split("."):
+        raise RequestError(
+            f"image id {image_id!r} contains a path; use an id listed by GET /datastore/?output=all"
+        )
+    if not _ID_PATTERN.match(image_id):
+        raise RequestError(
+            f"image id {image_id!r} has characters other than letters, digits, '.', '_' and '-'; "
+            "use an id listed by GET /datastore/?output=all"
+        )
+    return image_id
+
+
+def sniff_format(path: Path) -> str:
+    """The image format from the file's first bytes (names and declared types lie)."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head[:4] == b"NRRD":
+        return "nrrd"
+    if head[:2] in (b"P2", b"P5"):
+        return "pgm"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    raise UnsupportedMedia(
+        f"{path.name} is not an image this server reads (DICOM with a 'DICM' preamble, PNG, PGM, NRRD or TIFF)"
+    )
+
+
+def header_shape(path: Path, fmt: str) -> tuple[int, int]:
+    """Rows and columns as the header claims them, read without decoding any pixel."""
+    try:
+        if fmt == "dicom":
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if "Rows" not in ds or "Columns" not in ds:
+                raise RequestError(f"{path.name}: DICOM without Rows/Columns; it holds no image")
+            if "PixelData" not in ds and _dicom_has_no_pixels(path):
+                raise RequestError(f"{path.name}: DICOM without pixel data")
+            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            if frames > 1:
+                raise RequestError(f"{path.name}: DICOM with {frames} frames; send a 2D mammogram (one frame)")
+            return int(ds.Rows), int(ds.Columns)
+        if fmt in ("png", "pgm", "tiff"):
+            from PIL import Image
+
+            with Image.open(path) as img:  # lazy: reads the header only
+                cols, rows = img.size
+            return rows, cols
+        if fmt == "nrrd":
+            import nrrd
+
+            header = nrrd.read_header(str(path))
+            sizes = [int(s) for s in header["sizes"]]
+            sizes = [s for s in sizes if s != 1]
+            if len(sizes) != 2:
+                raise RequestError(f"{path.name}: NRRD of sizes {header['sizes']}; send a 2D image")
+            return sizes[1], sizes[0]
+    except RequestError:
+        raise
+    except Exception as exc:  # any parser failure on a header means the file is damaged
+        raise RequestError(f"{path.name}: cannot read the {fmt.upper()} header ({exc}); the file is damaged") from None
+    raise UnsupportedMedia(f"{path.name}: unsupported format {fmt}")
+
+
+def _dicom_has_no_pixels(path: Path) -> bool:
+    import pydicom
+
+    ds = pydicom.dcmread(path, specific_tags=["PixelData"])
+    return "PixelData" not in ds
+
+
+def check_image_file(path: Path, *, name: str | None = None) -> tuple[str, int, int]:
+    """Format and claimed shape of an image file, refusing non-images and oversized headers."""
+    label = name or path.name
+    if not path.is_file() or path.stat().st_size == 0:
+        raise UnsupportedMedia(f"{label} is empty; upload a DICOM, PNG, PGM or NRRD image")
+    fmt = sniff_format(path)
+    rows, cols = header_shape(path, fmt)
+    if rows <= 0 or cols <= 0:
+        raise RequestError(f"{label}: header claims {cols} x {rows} pixels; the file is damaged")
+    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_PIXELS:
+        raise TooLarge(
+            f"{label}: header claims {cols} x {rows} pixels, more than this server accepts "
+            f"({MAX_SIDE} per side, {MAX_PIXELS} in all); crop the region of interest and upload that"
+        )
+    return fmt, rows, cols
