@@ -180,7 +180,8 @@ def _target_spacing(image: Mammogram, size_px, size_mm, spacing_mm, path) -> flo
     if image.spacing_mm is None:
         raise InputError(
             f"{path}: the image has no pixel spacing, so a size in mm cannot be converted to pixels; "
-            "give the size in pixels (--size N), or read the image with a default spacing"
+            "give the size in pixels (--size N), or the image's spacing if you know it "
+            "(--image-spacing-mm, or read_image(..., default_spacing_mm=...))"
         )
     if size_px is not None:
         implied = size_mm / int(size_px)
