@@ -12,6 +12,8 @@ from .errors import LogicError
 IMAGE_ID_ATTRIBUTE = "MicrocalcAI.ImageId"
 SERVER_ATTRIBUTE = "MicrocalcAI.Server"
 ROLE_ATTRIBUTE = "MicrocalcAI.Role"
+SOURCE_ATTRIBUTE = "MicrocalcAI.SourceFile"
+VTK_READABLE = (".png", ".pgm", ".pnm")
 SUPPORTED_SUFFIXES = (
     ".dcm",
     ".dicom",
@@ -37,14 +39,48 @@ def load_volume(scene, path: str, name: Optional[str] = None):
         raise LogicError(f"Cannot open '{path}': the file does not exist.")
     import slicer
 
+    node_name = name or _node_name(path)
     logic = slicer.vtkSlicerVolumesLogic()
     logic.SetMRMLScene(scene)
-    node_name = name or _node_name(path)
     node = logic.AddArchetypeScalarVolume(path, node_name, 0, None)
+    if (node is None or node.GetImageData() is None) and path.lower().endswith(VTK_READABLE):
+        node = _load_with_vtk_reader(scene, path, node_name)
     if node is None or node.GetImageData() is None:
         raise LogicError(
             f"Cannot read '{os.path.basename(path)}' as an image: use a DICOM, PNG, PGM or NRRD mammogram."
         )
+    node.SetAttribute(SOURCE_ATTRIBUTE, os.path.abspath(path))
+    return node
+
+
+def _load_with_vtk_reader(scene, path: str, name: str):
+    """PNG/PGM where Slicer's ITK readers lack those formats (slicer-core, trame-slicer).
+
+    VTK's readers put the file's last row first; flip it back so J is the stored row, and give
+    the volume the orientation Slicer's own reader gives a 2D image (LPS, so -1, -1 in RAS).
+    """
+    import numpy as np
+    import vtk
+    from slicer.util import updateVolumeFromArray
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    reader = vtk.vtkPNGReader() if path.lower().endswith(".png") else vtk.vtkPNMReader()
+    if not reader.CanReadFile(path):
+        return None
+    reader.SetFileName(path)
+    reader.Update()
+    image = reader.GetOutput()
+    cols, rows, _ = image.GetDimensions()
+    scalars = image.GetPointData().GetScalars() if image is not None else None
+    if scalars is None or cols * rows == 0:
+        return None
+    pixels = vtk_to_numpy(scalars).reshape(rows, cols, -1)
+    # A colour export of a grey image: its mean of R, G, B; grey (+ alpha): the grey channel.
+    grey = pixels[:, :, :3].mean(axis=2).astype(pixels.dtype) if pixels.shape[2] >= 3 else pixels[:, :, 0]
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    updateVolumeFromArray(node, np.ascontiguousarray(grey[::-1]))
+    node.SetIJKToRASDirections([[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+    node.CreateDefaultDisplayNodes()
     return node
 
 
@@ -75,9 +111,16 @@ def mark_from_server(volume_node, image_id: str, server_url: str) -> None:
 
 def source_file(volume_node) -> Optional[str]:
     """The file a volume was read from, when it still exists on disk."""
-    storage = volume_node.GetStorageNode() if volume_node is not None else None
-    path = storage.GetFileName() if storage is not None else None
-    return path if path and os.path.isfile(path) else None
+    if volume_node is None:
+        return None
+    storage = volume_node.GetStorageNode()
+    for path in (
+        storage.GetFileName() if storage is not None else None,
+        volume_node.GetAttribute(SOURCE_ATTRIBUTE),
+    ):
+        if path and os.path.isfile(path):
+            return path
+    return None
 
 
 def find_role(scene, class_name: str, role: str):
