@@ -1,0 +1,96 @@
+"""Small studies and tiny models for the server tests (fast on 2 CPU cores).
+
+Studies: real DICOM MG files written with the project's writer (bright calcification-like dots
+on a textured background), one PNG, a manifest.csv with ROIs and labels, and one of the real
+CBIS-DDSM mammograms. Models: two tf_efficientnet_lite0 networks at a 64-pixel input with
+random weights saved as project model folders, and their ensemble.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ROWS, COLS = 320, 256
+ROI_SIZE = 96
+INPUT_SIZE = 64
+
+
+def synthetic_mammogram(seed: int, malignant: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """uint16 (ROWS, COLS) image with a cluster of bright dots; returns it and the cluster centre."""
+    rng = np.random.default_rng(seed)
+    from scipy.ndimage import gaussian_filter
+
+    background = gaussian_filter(rng.normal(size=(ROWS, COLS)), 6)
+    background = (background - background.min()) / np.ptp(background)
+    image = 0.25 + 0.35 * background
+    cy, cx = int(rng.integers(100, ROWS - 100)), int(rng.integers(80, COLS - 80))
+    count = 12 if malignant else 5
+    for _ in range(count):
+        y, x = cy + int(rng.integers(-20, 21)), cx + int(rng.integers(-20, 21))
+        radius = 1 if malignant else 3
+        image[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1] = 0.95
+    return (np.clip(image, 0, 1) * 4095).astype(np.uint16), (cx, cy)
+
+
+def write_studies(folder: Path, real_dicom: Path | None) -> dict:
+    """DICOM studies for 4 patients x 2 views, a PNG, a manifest, optionally a real CBIS-DDSM file."""
+    from PIL import Image
+
+    from microcalcai.io import write_mg_dicom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["patient_id,image_path,roi_x,roi_y,roi_size,label,finding"]
+    ids = []
+    for patient in range(4):
+        for view_index, (laterality, view) in enumerate((("L", "CC"), ("R", "MLO"))):
+            malignant = (patient + view_index) % 2 == 1
+            pixels, (cx, cy) = synthetic_mammogram(10 * patient + view_index, malignant)
+            name = f"P{patient}_{laterality}_{view}"
+            write_mg_dicom(folder / f"{name}.dcm", pixels, spacing_mm=(0.07, 0.07), laterality=laterality, view=view,
+                           patient_id=f"P{patient}", bits_stored=12)
+            label = "malignant" if malignant else "benign"
+            rows.append(f"P{patient},{name}.dcm,{cx},{cy},{ROI_SIZE},{label},calcification")
+            ids.append(name)
+    pixels, _ = synthetic_mammogram(99, False)
+    Image.fromarray((pixels >> 4).astype(np.uint8)).save(folder / "extra_png.png")
+    ids.append("extra_png")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    if real_dicom is not None:
+        shutil.copy(real_dicom, folder / "cbis_real.dcm")
+        ids.append("cbis_real")
+    return {"ids": ids}
+
+
+def tiny_model(out: Path, name: str, seed: int) -> Path:
+    import torch
+
+    from microcalcai.models.artifact import card_for, save_model
+    from microcalcai.models.registry import create_model
+
+    torch.manual_seed(seed)
+    module = create_model("tf_efficientnet_lite0", weights="none")
+    card = card_for("tf_efficientnet_lite0", name=name, input_size=INPUT_SIZE, threshold=0.5,
+                    threshold_method="fixed 0.5 (test model)")
+    return save_model(module.eval(), card, out / name)
+
+
+def host_tiny_models(workspace: Path, scratch: Path) -> list[str]:
+    from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
+
+    prepare_app(workspace)
+    names = [install_model(workspace, tiny_model(scratch, name, seed)) for seed, name in enumerate(("tiny-a", "tiny-b"))]
+    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
+    return names
+
+
+def error_detail(response) -> str:
+    """The `detail` of a 4xx JSON answer (fails the test if the body is not such JSON)."""
+    assert response.headers.get("content-type", "").startswith("application/json"), response.text[:300]
+    body = response.json()
+    assert isinstance(body, dict) and "detail" in body, body
+    detail = body["detail"]
+    return detail if isinstance(detail, str) else json.dumps(detail)
