@@ -93,6 +93,7 @@ def test_cbis_ddsm_rois_from_masks_in_every_tree_layout(tmp_path, fmt):
     assert len(report.skipped) == 2
     assert any("full image not found for Calc-Training_P_00004_LEFT_CC" in r for r in _reasons(report))
     assert any("is empty" in r for r in _reasons(report))
+    assert report.skipped[0].where == "row 4 (Calc-Training_P_00004_LEFT_CC abnormality 1)"
     assert _round_trip(report, tmp_path)["laterality"].tolist() == ["L", "L", "L"]
 
 
@@ -101,7 +102,7 @@ def test_cbis_ddsm_bad_tables(tmp_path):
     with pytest.raises(InputError, match="calc_case_description"):
         import_cbis_ddsm(tmp_path / "a")
     (tmp_path / "a" / "mass_case_description_test_set.csv").write_text("patient_id,pathology\nP_1,BENIGN\n")
-    with pytest.raises(InputError, match="lacks the CBIS-DDSM column"):
+    with pytest.raises(InputError, match="lacks the CBIS-DDSM case-description column"):
         import_cbis_ddsm(tmp_path / "a")
 
 

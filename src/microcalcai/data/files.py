@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from microcalcai.errors import InputError
 
@@ -135,3 +136,29 @@ def points_roi(points_xy: np.ndarray) -> tuple[float, float, int]:
     centre = (low + high) / 2.0
     side = int(np.ceil((high - low).max())) + 1
     return float(centre[0]), float(centre[1]), side
+
+
+def read_table(
+    path: Path, required: tuple[str, ...], what: str, *, sep: str | None = None, rename=None
+) -> pd.DataFrame:
+    """A data set's table (CSV with its delimiter sniffed unless given, or XLS/XLSX) as stripped text.
+
+    rename: applied to every column name before the required ones are checked.
+    """
+    try:
+        if path.suffix.lower() in {".xlsx", ".xls"}:
+            table = pd.read_excel(path, dtype=str)
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, engine="python")
+    except ImportError as exc:  # .xls needs xlrd, which is not installed
+        raise InputError(f"cannot read {path} ({exc}); save the sheet as CSV and pass that") from exc
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a readable {what} table ({exc}); re-download it") from exc
+    table.columns = [(rename or str.strip)(str(c)) for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"{path} lacks the {what} column(s) {', '.join(missing)}; "
+            f"its columns are {', '.join(table.columns)}"
+        )
+    return table.fillna("").apply(lambda column: column.astype(str).str.strip())

@@ -30,6 +30,7 @@ from microcalcai.data.files import (
     progress,
     read_dicom_header,
     read_mask,
+    read_table,
     walk_files,
 )
 from microcalcai.data.report import ImportReport
@@ -42,7 +43,7 @@ FINDING = {"calcification": "calcification", "mass": "mass"}
 # Column names differ between the calc and mass tables ("breast density" / "breast_density"):
 # they are compared with spaces and underscores made equal.
 REQUIRED = (
-    "patient_id",
+    "patient id",
     "left or right breast",
     "image view",
     "abnormality id",
@@ -55,21 +56,6 @@ REQUIRED = (
 
 def _key(column: str) -> str:
     return " ".join(str(column).strip().lower().replace("_", " ").split())
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not a readable CSV file ({exc}); re-download it from TCIA") from exc
-    table.columns = [_key(c) for c in table.columns]
-    missing = [c for c in REQUIRED if _key(c) not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path} lacks the CBIS-DDSM column(s) {', '.join(missing)}; "
-            "is it one of the calc/mass_case_description_*_set.csv files?"
-        )
-    return table.apply(lambda column: column.str.strip())
 
 
 class _Tree:
@@ -142,11 +128,14 @@ def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = No
     if not tree.by_case:
         report.notes.append(f"no DICOM files in CBIS-DDSM case folders under {src}")
     for table_path in tables:
-        table = _read_table(table_path)
+        table = read_table(table_path, REQUIRED, "CBIS-DDSM case-description", sep=",", rename=_key)
         split = "test" if "test" in table_path.name.lower() else "train"
         rows = progress(table.iterrows(), desc=table_path.name, unit="row", total=len(table))
         for index, row in rows:
-            _import_row(report, tree, table_path, f"line {index + 2}", row, split)
+            # Quoted paths in these CSVs hold line breaks, so rows are named by number and case.
+            case = row["image file path"].replace("\\", "/").split("/")[0]
+            where = f"row {index + 1} ({case} abnormality {row['abnormality id']})"
+            _import_row(report, tree, table_path, where, row, split)
     patients_in_both = _patients_in_both_splits(report)
     if patients_in_both:
         report.notes.append(

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from microcalcai.data.files import dicom_files, find_one, progress, read_dicom_header
+from microcalcai.data.files import dicom_files, find_one, progress, read_dicom_header, read_table
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError
 
@@ -29,26 +27,6 @@ TABLE_COLUMNS = ("ID1", "LeftRight", "abnormality", "classification")
 ABNORMALITY = {"calcification": "calcification", "mass": "mass", "both": "calcification+mass"}
 VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399196006": "LM"}
 TABLE_NAMES = ("CMMD_clinicaldata_revision.xlsx", "CMMD_clinicaldata_revision.csv")
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() in {".xlsx", ".xls"}:
-            table = pd.read_excel(path, dtype=str)
-        else:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
-    except ImportError as exc:
-        raise InputError(f"cannot read {path} ({exc}); save the sheet as CSV and pass that") from exc
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not a readable CMMD clinical table ({exc})") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path} lacks the CMMD column(s) {', '.join(missing)}; its columns are "
-            f"{', '.join(table.columns)}"
-        )
-    return table.fillna("").apply(lambda column: column.astype(str).str.strip())
 
 
 def _view(header) -> str | None:
@@ -96,7 +74,7 @@ def import_cmmd(
             "download CMMD_clinicaldata_revision.xlsx from TCIA, or pass it with --table",
         )
     )
-    rows = _read_table(table_path)
+    rows = read_table(table_path, TABLE_COLUMNS, "CMMD clinical")
     report = ImportReport("cmmd", src)
 
     images: dict[tuple[str, str], list[tuple[Path, object]]] = {}

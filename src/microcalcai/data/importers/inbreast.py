@@ -23,9 +23,8 @@ import xml.parsers.expat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from microcalcai.data.files import find_one, image_shape, points_roi, progress, walk_files
+from microcalcai.data.files import find_one, image_shape, points_roi, progress, read_table, walk_files
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError
 
@@ -49,30 +48,6 @@ def _birads_key(value: str) -> str | None:
     if value == "4":  # an unqualified 4 sorts with 4a
         value = "4a"
     return value if value in BIRADS_ORDER else None
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix.lower() in {".xls", ".xlsx"}:
-        try:
-            table = pd.read_excel(path, dtype=str)
-        except ImportError as exc:
-            raise InputError(
-                f"cannot read {path} ({exc}); use INbreast.csv from the same release, "
-                "or save the sheet as CSV"
-            ) from exc
-    else:
-        try:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path} is not a readable INbreast table ({exc})") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path} lacks the INbreast column(s) {', '.join(missing)}; "
-            f"its columns are {', '.join(table.columns)}"
-        )
-    return table.fillna("").apply(lambda column: column.astype(str).str.strip())
 
 
 def _parse_points(values: list, where: str) -> np.ndarray:
@@ -127,7 +102,7 @@ def import_inbreast(
             "it comes with the release (INbreast.csv)",
         )
     )
-    rows = _read_table(table_path)
+    rows = read_table(table_path, TABLE_COLUMNS, "INbreast")
 
     dicoms: dict[str, tuple[Path, str]] = {}
     xmls: dict[str, Path] = {}
