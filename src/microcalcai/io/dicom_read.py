@@ -18,7 +18,15 @@ import numpy as np
 from microcalcai.errors import InputError
 from microcalcai.io.codes import laterality_from_code, view_from_code
 from microcalcai.io.image import Mammogram
-from microcalcai.io.intensity import VOI_FUNCTIONS, Window, apply_window, robust_range, scale_range
+from microcalcai.io.intensity import (
+    VOI_FUNCTIONS,
+    Window,
+    apply_lut,
+    apply_window,
+    lut_table,
+    robust_range,
+    scale_range,
+)
 
 # Refuse, before decoding, images whose header promises more than this many pixels per frame
 # or more decoded bytes in all (a corrupt or hostile header must not exhaust memory).
@@ -323,8 +331,6 @@ def _windows(ds, path: Path) -> list[Window]:
 def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "auto",
                  voi: str = "auto", window_index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """Stored values -> float32 0..1 higher = denser, with a record of what was applied."""
-    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi
-
     if for_processing not in FOR_PROCESSING_MODES:
         raise InputError(f"for_processing={for_processing!r}: use one of {', '.join(FOR_PROCESSING_MODES)}")
     if voi not in ("auto", "window", "lut", "none"):
@@ -335,8 +341,10 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     record: dict[str, Any] = {"rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None}
     values: np.ndarray = stored
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
     if ds.get("ModalityLUTSequence"):
-        values = apply_modality_lut(stored, ds)
+        table, first, _bits = lut_table(ds.ModalityLUTSequence[0], signed_input=signed)
+        values = apply_lut(stored, table, first)
         slope, intercept = 1.0, 0.0
         record["modality_lut"] = "ModalityLUTSequence"
     invert = photometric == "MONOCHROME1"
@@ -357,12 +365,9 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
             raise InputError(f"{path}: VOI LUT {window_index} requested but the file has {len(items)}")
         lut_input = values
         if values is stored and (slope, intercept) != (1.0, 0.0):
-            lut_input = stored * slope + intercept
-        if lut_input.dtype.kind == "f":
-            lut_input = np.rint(lut_input).astype(np.int64)
-        out = apply_voi(lut_input, ds, index=window_index).astype(np.float32)
-        bits = int(items[window_index].LUTDescriptor[2])
-        out *= np.float32(1.0 / ((1 << bits) - 1))
+            lut_input = stored * np.float32(slope) + np.float32(intercept)
+        table, first, bits = lut_table(items[window_index], signed_input=signed or (slope, intercept) != (1.0, 0.0))
+        out = apply_lut(lut_input, table * np.float32(1.0 / ((1 << bits) - 1)), first)
         if invert:
             np.subtract(np.float32(1.0), out, out=out)
         record["voi"] = f"VOILUTSequence[{window_index}] ({bits}-bit)"
@@ -376,7 +381,6 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
     # No VOI: the full range the stored bits can hold, through the modality rescale (C.11.2:
     # without a VOI transformation the modality output is shown over its whole range).
     bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo, hi = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
     if values is stored:
         lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))

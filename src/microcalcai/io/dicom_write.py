@@ -119,6 +119,9 @@ def _encode_frame(arr: np.ndarray, syntax: UID, bits_stored: int, signed: int) -
     if syntax in (JPEG2000Lossless, JPEG2000):
         import openjpeg
 
+        if min(arr.shape) < 32:  # openjpeg's encoder always uses 6 wavelet resolutions
+            raise InputError(f"JPEG 2000 is written here for images of at least 32 x 32 pixels; got {arr.shape}")
+
         kwargs: dict[str, Any] = {"bits_stored": bits_stored, "photometric_interpretation": 2, "codec_format": 0}
         if syntax == JPEG2000:
             kwargs["compression_ratios"] = [10.0]

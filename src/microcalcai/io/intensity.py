@@ -88,3 +88,40 @@ def robust_range(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.
     sample = values[::4, ::4] if min(values.shape) >= 64 else values
     lo, hi = np.percentile(sample, [low_pct, high_pct])
     return float(lo), float(hi)
+
+
+def lut_table(item, *, signed_input: bool) -> tuple[np.ndarray, int, int]:
+    """(entries as float32, first mapped input value, bits per entry) of a Modality or VOI LUT item.
+
+    Written here rather than through pydicom 2.4's apply_voi / apply_modality_lut: apply_voi
+    indexes with the LUT's entry type, so an 8-bit LUT with more than 256 entries wraps around
+    (a test computes the standard's result and caught it), and apply_modality_lut cannot build
+    10..15-bit tables. LUT Descriptor (PS3.3 C.11.1.1 / C.11.2.1.1): number of entries (0 means
+    65536), first mapped input value (signed when the pixels are), bits per entry.
+    """
+    descriptor = [int(v) for v in item.LUTDescriptor]
+    entries = descriptor[0] or 65536
+    first = descriptor[1]
+    if signed_input and first > 32767:
+        first -= 65536
+    bits = descriptor[2]
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        table = np.frombuffer(data, dtype="<u2" if len(data) >= 2 * entries else np.uint8)
+    else:
+        table = np.asarray(data if hasattr(data, "__len__") else [data])
+    table = table[:entries].astype(np.float32)
+    return table, first, bits
+
+
+def apply_lut(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    """PS3.3 C.11.1.1: inputs below `first` take the first entry, beyond the table the last."""
+    if values.dtype.kind == "f":
+        index = np.rint(values).astype(np.int64)
+    elif first != 0 or values.dtype.kind == "i":
+        index = values.astype(np.int64)
+    else:
+        index = values
+    if first != 0:
+        index = index - first
+    return np.take(table, index, mode="clip")
