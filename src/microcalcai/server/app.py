@@ -110,7 +110,7 @@ class MicrocalcApp(MONAILabelApp):
         image = request.get("image")
         request["uploaded"] = _is_upload(image, http)
         if request["uploaded"]:
-            request["upload_name"] = http.get("upload_name")
+            request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
         request["source"] = load_source(request, datastore or self._datastore, self.cache,
                                         uploaded=request["uploaded"])
         result_file, answer = task(request)

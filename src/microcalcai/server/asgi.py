@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from urllib.parse import parse_qs
 
 from fastapi.responses import JSONResponse
@@ -70,16 +71,37 @@ class RequestGuard:
         token = None
         if method == "POST" and path.startswith("/infer/"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            token = REQUEST.set({
+            state = {
                 "output": (query.get("output") or [None])[0],
                 "image": (query.get("image") or [""])[0],
                 "multipart": content_type == "multipart/form-data",
-            })
+            }
+            token = REQUEST.set(state)
+            receive = _watch_upload_name(receive, state)
         try:
             await self.inner(scope, receive, send)
         finally:
             if token is not None:
                 REQUEST.reset(token)
+
+
+_UPLOAD_NAME = re.compile(rb'name="file"; filename="([^"\r\n]{1,200})"')
+
+
+def _watch_upload_name(receive, state: dict):
+    """Note the uploaded file's own name as the body streams by, so messages can name it."""
+    seen = bytearray()
+
+    async def wrapped():
+        message = await receive()
+        if "upload_name" not in state and message.get("type") == "http.request" and len(seen) < 65536:
+            seen.extend(message.get("body", b"")[:65536])
+            match = _UPLOAD_NAME.search(seen)
+            if match:
+                state["upload_name"] = match.group(1).decode("utf-8", "replace")
+        return message
+
+    return wrapped
 
 
 async def _input_error(request, exc: InputError):

@@ -82,7 +82,7 @@ def read_checked(path: Path, *, name: str):
     try:
         mammogram = read_image(path)
     except MicrocalcError as exc:
-        raise RequestError(f"{name}: {exc}") from None
+        raise RequestError(f"{name}: {str(exc).replace(str(path), path.suffix.lstrip('.') or 'file')}") from None
     except Exception as exc:  # decoders raise many types on truncated or corrupt data
         raise RequestError(f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}); "
                            "the file is truncated or damaged") from None

@@ -112,7 +112,7 @@ def check_image_id(image_id: str) -> str:
     return image_id
 
 
-def sniff_format(path: Path) -> str:
+def sniff_format(path: Path, label: str | None = None) -> str:
     """The image format from the file's first bytes (names and declared types lie)."""
     with open(path, "rb") as handle:
         head = handle.read(132)
@@ -127,26 +127,29 @@ def sniff_format(path: Path) -> str:
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     raise UnsupportedMedia(
-        f"{path.name} is not an image this server reads (DICOM with a 'DICM' preamble, PNG, PGM, NRRD or TIFF)"
+        f"{label or path.name} is not an image this server reads (DICOM with a 'DICM' preamble, PNG, PGM, NRRD or TIFF)"
     )
 
 
-def header_shape(path: Path, fmt: str) -> tuple[int, int]:
+def header_shape(path: Path, fmt: str, label: str | None = None) -> tuple[int, int]:
     """Rows and columns as the header claims them, read without decoding any pixel."""
+    label = label or path.name
     try:
         if fmt == "dicom":
             import pydicom
 
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             if "Rows" not in ds or "Columns" not in ds:
-                raise RequestError(f"{path.name}: DICOM without Rows/Columns; it holds no image")
+                raise RequestError(f"{label}: DICOM without Rows/Columns; it holds no image")
             if "PixelData" not in ds and _dicom_has_no_pixels(path):
-                raise RequestError(f"{path.name}: DICOM without pixel data")
+                raise RequestError(f"{label}: DICOM without pixel data")
             frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
             if frames > 1:
-                raise RequestError(f"{path.name}: DICOM with {frames} frames; send a 2D mammogram (one frame)")
+                raise RequestError(f"{label}: DICOM with {frames} frames; send a 2D mammogram (one frame)")
             return int(ds.Rows), int(ds.Columns)
-        if fmt in ("png", "pgm", "tiff"):
+        if fmt == "png":
+            return _png_shape(path, label)
+        if fmt in ("pgm", "tiff"):
             from PIL import Image
 
             with Image.open(path) as img:  # lazy: reads the header only
@@ -159,13 +162,26 @@ def header_shape(path: Path, fmt: str) -> tuple[int, int]:
             sizes = [int(s) for s in header["sizes"]]
             sizes = [s for s in sizes if s != 1]
             if len(sizes) != 2:
-                raise RequestError(f"{path.name}: NRRD of sizes {header['sizes']}; send a 2D image")
+                raise RequestError(f"{label}: NRRD of sizes {header['sizes']}; send a 2D image")
             return sizes[1], sizes[0]
     except RequestError:
         raise
     except Exception as exc:  # any parser failure on a header means the file is damaged
-        raise RequestError(f"{path.name}: cannot read the {fmt.upper()} header ({exc}); the file is damaged") from None
-    raise UnsupportedMedia(f"{path.name}: unsupported format {fmt}")
+        raise RequestError(f"{label}: cannot read the {fmt.upper()} header ({exc}); the file is damaged") from None
+    raise UnsupportedMedia(f"{label}: unsupported format {fmt}")
+
+
+def _png_shape(path: Path, label: str) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which the PNG standard puts first; read by hand so
+    that a hostile header is refused before any decoder (PIL's refuses such files as unidentified)."""
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise RequestError(f"{label}: PNG without an IHDR header; the file is damaged")
+    cols, rows = struct.unpack(">II", head[16:24])
+    return rows, cols
 
 
 def _dicom_has_no_pixels(path: Path) -> bool:
@@ -180,8 +196,8 @@ def check_image_file(path: Path, *, name: str | None = None) -> tuple[str, int, 
     label = name or path.name
     if not path.is_file() or path.stat().st_size == 0:
         raise UnsupportedMedia(f"{label} is empty; upload a DICOM, PNG, PGM or NRRD image")
-    fmt = sniff_format(path)
-    rows, cols = header_shape(path, fmt)
+    fmt = sniff_format(path, label)
+    rows, cols = header_shape(path, fmt, label)
     if rows <= 0 or cols <= 0:
         raise RequestError(f"{label}: header claims {cols} x {rows} pixels; the file is damaged")
     if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_PIXELS:
