@@ -48,6 +48,7 @@ class ModelCard:
     created: str = ""
     weights_init: dict = field(default_factory=dict)
     test_metrics: dict = field(default_factory=dict)
+    crop: dict = field(default_factory=dict)  # how training crops were taken: {"task", "roi_size"}
     format: int = CARD_FORMAT
 
     def to_dict(self) -> dict:

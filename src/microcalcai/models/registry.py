@@ -1,7 +1,9 @@
 """The architectures this project trains, keyed by their timm names.
 
 Every architecture used in the seed studies is here (Kang 2021, Arlan 2025, Shia 2025, Mobini 2024)
-plus tf_efficientnet_lite0, whose ImageNet weights install offline. Input sizes are the ones each
+plus tf_efficientnet_lite0, whose ImageNet weights install offline. Mobini's eleven networks are the
+Keras applications Xception, VGG16/19, ResNet50/101/152V2, MobileNet (v1), MobileNetV2 and
+DenseNet121/169/201, here under their timm names. Input sizes are the ones each
 network was designed and pretrained at (299 for the Inception family and Xception); batch sizes
 follow Kang et al. (32 for Xception and Inception-v3, 16 for ResNet-101 and Inception-ResNet-v2,
 8 for DenseNet-201), extended by model size to the others.
@@ -58,10 +60,12 @@ _SPECS = (
     _spec("efficientnet_b4", 380, 8, "bn2", "efficientnet", papers=["shia2025"]),
     _spec("vgg16", 224, 16, "features.29", "vgg", papers=["mobini2024"]),
     _spec("vgg19", 224, 16, "features.35", "vgg", papers=["mobini2024"]),
+    _spec("mobilenetv1_100", 224, 32, "blocks", "mobilenet", papers=["mobini2024"]),
     _spec("mobilenetv2_100", 224, 32, "bn2", "mobilenet", papers=["mobini2024"]),
-    _spec("mobilenetv3_large_100", 224, 32, "blocks", "mobilenet", papers=["mobini2024"]),
+    _spec("mobilenetv3_large_100", 224, 32, "blocks", "mobilenet"),
     _spec("resnetv2_50", 224, 32, "norm", "resnetv2", papers=["mobini2024"]),
     _spec("resnetv2_101", 224, 16, "norm", "resnetv2", papers=["mobini2024"]),
+    _spec("resnetv2_152", 224, 8, "norm", "resnetv2", papers=["mobini2024"]),
     _spec("tf_efficientnet_lite0", 224, 32, "bn2", "efficientnet"),
 )
 
@@ -72,6 +76,7 @@ ALIASES = {
     "xception": "legacy_xception",
     "resnext101": "resnext101_32x8d",
     "resnext50": "resnext50_32x4d",
+    "mobilenet": "mobilenetv1_100",
     "mobilenetv2": "mobilenetv2_100",
     "mobilenetv3": "mobilenetv3_large_100",
     "efficientnet_lite0": "tf_efficientnet_lite0",

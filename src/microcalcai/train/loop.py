@@ -1,0 +1,321 @@
+"""The fine-tuning loop: early stopping, best-by-validation-AUC, checkpoints and resume, DDP, AMP.
+
+One call of :func:`fit` is one full run. The last epoch's state (model, optimizer, scheduler,
+scaler, random generators, history, best weights so far) is written atomically to
+``checkpoints/last.pt`` after every epoch, so an interrupted run continues where it stopped and
+reaches the same result as an uninterrupted one. Under ``torchrun`` (a process group is
+initialised) the model is wrapped in DistributedDataParallel, the training set is sharded, every
+rank evaluates the whole (small) validation set so they all take the same stopping decision, and
+only rank 0 writes files. On a GPU, mixed precision (float16 with loss scaling) and channels_last
+are used unless the recipe switches them off.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from microcalcai.atomic import atomic_write_bytes
+from microcalcai.train.logs import MetricsLog, plot_learning_curve
+
+LOG = logging.getLogger(__name__)
+CHECKPOINT = "checkpoints/last.pt"
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: dict = field(default_factory=lambda: {"name": "adam", "lr": 1e-4, "betas": [0.9, 0.999],
+                                                     "weight_decay": 5e-4, "momentum": 0.9})
+    scheduler: str = "none"
+    monitor: str = "val_loss"
+    patience: int = 20
+    min_delta: float = 0.0
+    select_best: str = "val_auc"
+    imbalance: str = "class_weights"
+    seed: int = 0
+    device: str = "cpu"
+    mixed_precision: bool = False
+    channels_last: bool = False
+    num_workers: int = 0
+    progress: bool = True
+
+    @classmethod
+    def from_recipe(cls, recipe: dict, *, batch_size: int, device: str, epochs: int | None = None,
+                    progress: bool = True) -> FitConfig:
+        on_gpu = device.startswith("cuda")
+
+        def auto(value):
+            return on_gpu if value == "auto" else bool(value)
+
+        stopping = recipe["early_stopping"]
+        return cls(epochs=int(epochs or recipe["epochs"]), batch_size=batch_size, optimizer=dict(recipe["optimizer"]),
+                   scheduler=recipe["scheduler"], monitor=stopping["monitor"], patience=int(stopping["patience"]),
+                   min_delta=float(stopping.get("min_delta", 0.0)), select_best=recipe["select_best"],
+                   imbalance=recipe["imbalance"], seed=int(recipe["seed"]), device=device,
+                   mixed_precision=auto(recipe["mixed_precision"]), channels_last=auto(recipe["channels_last"]),
+                   num_workers=int(recipe["num_workers"]), progress=progress)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_auc: float
+    history: list
+    stopped_early: bool
+    val_probability: np.ndarray  # P(malignant) of the validation set at the selected epoch
+    images_per_s: float
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from microcalcai.errors import NotAvailableError
+
+        raise NotAvailableError(f"device {name!r} was asked for, but torch sees no CUDA GPU; use --device cpu")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def _distributed() -> tuple[bool, int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
+def _optimizer(params, spec: dict):
+    name = spec["name"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=spec["lr"], momentum=spec.get("momentum", 0.9),
+                               weight_decay=spec.get("weight_decay", 0.0))
+    kind = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return kind(params, lr=spec["lr"], betas=tuple(spec.get("betas", (0.9, 0.999))),
+                weight_decay=spec.get("weight_decay", 0.0))
+
+
+def _scheduler(optimizer, name: str, epochs: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+    return None
+
+
+def _loader(dataset, config: FitConfig, generator, distributed: bool, rank: int, world: int):
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
+
+    labels = dataset.labels.numpy()
+    if distributed:
+        if config.imbalance == "balanced_sampler":
+            LOG.warning("balanced sampling is not combined with distributed training; using class weights")
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    elif config.imbalance == "balanced_sampler":
+        counts = np.bincount(labels, minlength=2).astype(float)
+        weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    shard = len(dataset) // world
+    # BatchNorm cannot train on a last batch of one image
+    drop_last = shard > config.batch_size and shard % config.batch_size == 1
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                      drop_last=drop_last, pin_memory=config.device.startswith("cuda"),
+                      persistent_workers=config.num_workers > 0)
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights normalised so that a balanced set gets weight 1 per class."""
+    counts = np.bincount(labels, minlength=2).astype(float)
+    counts[counts == 0] = 1
+    return torch.as_tensor(len(labels) / (2 * counts), dtype=torch.float32)
+
+
+def evaluate(model, dataset, config: FitConfig) -> tuple[float, np.ndarray]:
+    """Unweighted cross-entropy and P(malignant) of every item, in order."""
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    loader = DataLoader(dataset, batch_size=max(config.batch_size, 32), shuffle=False, num_workers=0)
+    total, probabilities = 0.0, []
+    with torch.inference_mode(), _autocast(config):
+        for inputs, labels in loader:
+            inputs, labels = _to_device(inputs, labels, config)
+            logits = model(inputs).float()
+            total += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+            probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+    return total / max(len(dataset), 1), np.concatenate(probabilities).astype(np.float64)
+
+
+def _auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, probabilities))
+
+
+def _autocast(config: FitConfig):
+    if config.mixed_precision and config.device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _to_device(inputs, labels, config: FitConfig):
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    inputs = inputs.to(config.device, non_blocking=True, memory_format=memory_format)
+    return inputs, labels.to(config.device, non_blocking=True)
+
+
+def _selection_score(row: dict, select_best: str) -> float:
+    if select_best == "val_auc" and math.isfinite(row["val_auc"]):
+        return row["val_auc"]
+    return -row["val_loss"]  # AUC undefined (one class in validation) or loss asked for
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool = True,
+        on_epoch_end: Callable[[dict], None] | None = None, title: str = "") -> FitResult:
+    """Train ``model`` in place; on return it holds the weights of the selected (best) epoch."""
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    distributed, rank, world = _distributed()
+    writer = rank == 0
+    seed_everything(config.seed)
+    if config.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    model.to(config.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    network = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = DistributedDataParallel(model, device_ids=[torch.device(config.device).index]
+                                          if config.device.startswith("cuda") else None)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = _loader(train_set, config, generator, distributed, rank, world)
+    weight = class_weights(train_set.labels.numpy()) if config.imbalance == "class_weights" else None
+    criterion = torch.nn.CrossEntropyLoss(weight=weight.to(config.device) if weight is not None else None)
+    optimizer = _optimizer(network.parameters(), config.optimizer)
+    scheduler = _scheduler(optimizer, config.scheduler, config.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and config.device.startswith("cuda"))
+    val_labels = val_set.labels.numpy()
+
+    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -math.inf, "best_state": None,
+             "best_val_probability": None, "monitor_best": math.inf, "wait": 0, "stopped_early": False,
+             "finished": False}
+    checkpoint_path = run_dir / CHECKPOINT
+    if resume and checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved.get("scheduler"):
+            scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["rng_torch"])
+        np.random.set_state(saved["rng_numpy"])
+        random.setstate(saved["rng_python"])
+        generator.set_state(saved["rng_sampler"])
+        state = saved["loop"]
+        LOG.info("resuming %s after epoch %d", run_dir, state["epoch"])
+    log = MetricsLog(run_dir, enabled=writer)
+    epochs = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=title or "epochs", unit="epoch",
+                  initial=state["epoch"], total=config.epochs, disable=not (config.progress and writer))
+    rate = 0.0
+    try:
+        for epoch in ([] if state["finished"] else epochs):
+            if distributed:
+                loader.sampler.set_epoch(epoch)
+            network.train()
+            started, seen, total_loss = time.perf_counter(), 0, 0.0
+            for inputs, labels in tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch",
+                                       disable=not (config.progress and writer)):
+                inputs, labels = _to_device(inputs, labels, config)
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(config):
+                    loss = criterion(network(inputs).float(), labels)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total_loss += float(loss.detach()) * len(labels)
+                seen += len(labels)
+            seconds = time.perf_counter() - started
+            rate = seen * world / seconds if seconds > 0 else 0.0
+            val_loss, val_probability = evaluate(model, val_set, config)
+            row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
+                   "val_auc": _auc(val_labels, val_probability), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(seconds, 3), "images_per_s": round(rate, 2)}
+            state["history"].append(row)
+            state["epoch"] = epoch
+            if scheduler is not None:
+                scheduler.step(val_loss) if config.scheduler == "plateau" else scheduler.step()
+            score = _selection_score(row, config.select_best)
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch, best_val_probability=val_probability,
+                             best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            monitored = row["val_loss"] if config.monitor == "val_loss" else -row["val_auc"]
+            if monitored < state["monitor_best"] - config.min_delta:
+                state.update(monitor_best=monitored, wait=0)
+            else:
+                state["wait"] += 1
+            if state["wait"] >= config.patience:
+                state.update(stopped_early=True, finished=True)
+            if epoch == config.epochs:
+                state["finished"] = True
+            if writer:
+                _save_checkpoint(checkpoint_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict(), "rng_torch": torch.get_rng_state(),
+                    "rng_numpy": np.random.get_state(), "rng_python": random.getstate(),
+                    "rng_sampler": generator.get_state(), "loop": state})
+                log.write(state["history"])
+            epochs.set_postfix(val_loss=f"{val_loss:.3f}", val_auc=f"{row['val_auc']:.3f}",
+                               best=state["best_epoch"])
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            if state["finished"]:
+                break
+    finally:
+        epochs.close()
+        log.close()
+    if state["best_state"] is None:
+        raise RuntimeError("training ran no epoch; epochs must be at least 1")
+    model.load_state_dict(state["best_state"])
+    model.eval()
+    best_row = state["history"][state["best_epoch"] - 1]
+    if writer:
+        plot_learning_curve(state["history"], run_dir / "learning_curve.png", best_epoch=state["best_epoch"],
+                            title=title)
+    rates = [row["images_per_s"] for row in state["history"] if row["images_per_s"] > 0]
+    return FitResult(best_epoch=state["best_epoch"], best_val_auc=best_row["val_auc"],
+                     history=copy.deepcopy(state["history"]), stopped_early=state["stopped_early"],
+                     val_probability=np.asarray(state["best_val_probability"]),
+                     images_per_s=float(np.median(rates)) if rates else rate)

@@ -1,0 +1,51 @@
+"""predictions.csv as docs/DESIGN.md defines it: one row per ROI, read by `microcalcai evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from microcalcai.atomic import atomic_write_text
+
+
+def _image_ids(frame) -> list[str]:
+    if "image_id" in frame.columns:
+        ids = [str(v) if isinstance(v, str) and v else "" for v in frame["image_id"]]
+    else:
+        ids = [""] * len(frame)
+    return [i or Path(str(p)).stem for i, p in zip(ids, frame["image_path"])]
+
+
+def predictions_table(frame, case_ids, member_probs: dict, probability, threshold, model: str, *, extra=None):
+    """The DataFrame of predictions.csv for ``frame``'s rows (same order).
+
+    ``threshold`` is one number or one per row (out-of-fold predictions use each fold's own).
+    """
+    import pandas as pd
+
+    probability = np.asarray(probability, dtype=float)
+    threshold = np.broadcast_to(np.asarray(threshold, dtype=float), probability.shape)
+    labels = [str(v).strip().lower() if isinstance(v, str) else "" for v in frame["label"]] \
+        if "label" in frame.columns else [""] * len(frame)
+    table = {
+        "case_id": list(case_ids),
+        "patient_id": [str(v) for v in frame["patient_id"]],
+        "image_id": _image_ids(frame),
+        "label": [v if v in ("benign", "malignant") else "" for v in labels],
+        "split": [str(v) if isinstance(v, str) else "" for v in frame["split"]] if "split" in frame.columns
+        else [""] * len(frame),
+    }
+    for name, values in member_probs.items():
+        table[f"p_{name}"] = np.round(np.asarray(values, dtype=float), 8)
+    table["probability"] = np.round(probability, 8)
+    table["threshold"] = np.round(threshold, 8)
+    table["decision"] = np.where(probability >= threshold, "malignant", "benign")
+    table["model"] = model
+    for key, values in (extra or {}).items():
+        table[key] = list(values)
+    return pd.DataFrame(table)
+
+
+def write_predictions(table, path) -> Path:
+    return atomic_write_text(path, table.to_csv(index=False))
