@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def looks_like_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00"
 
 
-def open_dicom(path: Path, *, defer_pixels: bool = False):
+def open_dicom(path: Path):
     """pydicom data set of `path`, or InputError saying why it cannot be read."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -84,7 +85,9 @@ def open_dicom(path: Path, *, defer_pixels: bool = False):
         raise InputError(f"{path}: cannot open the file ({exc.strerror}); check the path and permissions") from exc
     force = not (len(head) >= 132 and head[128:132] == b"DICM")
     try:
-        ds = pydicom.dcmread(str(path), force=force, defer_size="256 KB" if defer_pixels else None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(str(path), force=force)
     except InvalidDicomError as exc:
         raise InputError(f"{path}: not a DICOM file ({exc}); give a DICOM, PNG, TIFF, PGM or NRRD image") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
@@ -92,6 +95,11 @@ def open_dicom(path: Path, *, defer_pixels: bool = False):
             f"{path}: truncated or corrupt DICOM header ({type(exc).__name__}: {exc}); "
             "copy the file again from its source or re-export it"
         ) from exc
+    for warning in caught:
+        text = str(warning.message)
+        if "End of file reached" in text or "truncated" in text.lower():
+            raise InputError(f"{path}: the file is truncated or corrupt ({text}); copy it again from its source")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if force and "PixelData" not in ds and not ds.get("SOPClassUID") and len(ds) < 3:
         raise InputError(f"{path}: not a DICOM file (no DICOM preamble or data elements); "
                          "give a DICOM, PNG, TIFF, PGM or NRRD image")
@@ -115,10 +123,11 @@ def _int_tag(ds, keyword: str, path: Path, *, required: bool = True, default: in
         raise InputError(f"{path}: the tag {tag_name(keyword)} has the invalid value {value!r}") from exc
 
 
-def check_image_header(ds, path: Path, *, check_length: bool = True) -> dict[str, Any]:
+def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[str, Any]:
     """Validate what decoding needs, before decoding; returns rows, columns, frames, bits etc.
 
-    With check_length=False the pixel data is not touched (inspect reads the header only).
+    With check_decoder=False a compressed syntax that no installed decoder handles is not an
+    error (inspect describes the header of such files).
     """
     if "PixelData" not in ds:
         extra = " (it holds floating point pixels, which mammography does not use)" if (
@@ -155,7 +164,15 @@ def check_image_header(ds, path: Path, *, check_length: bool = True) -> dict[str
             "(raise MICROCALCAI_MAX_PIXELS only if the image is really that large)"
         )
     syntax = ds.file_meta.TransferSyntaxUID
-    if not syntax.is_compressed and check_length:
+    try:
+        compressed = syntax.is_compressed
+    except ValueError:  # a UID pydicom does not know as a transfer syntax
+        if check_decoder:
+            raise InputError(f"{path}: the transfer syntax {syntax} is unknown to pydicom and cannot be decoded "
+                             "here; convert the file to an uncompressed syntax, e.g. with `gdcmconv --raw IN OUT`"
+                             ) from None
+        compressed = True
+    if not compressed:
         expected = (pixels * frames * allocated + 7) // 8
         length = len(ds.PixelData) if ds.PixelData is not None else 0
         if length < expected:
@@ -163,7 +180,7 @@ def check_image_header(ds, path: Path, *, check_length: bool = True) -> dict[str
                 f"{path}: {tag_name('PixelData')} has {length} bytes but {rows} x {cols} x {frames} pixels "
                 f"of {allocated} bits need {expected}: the file is truncated; copy it again from its source"
             )
-    elif syntax.is_compressed and check_length:
+    elif check_decoder:
         _check_decodable(syntax, path)
     return {"rows": rows, "columns": cols, "frames": frames, "bits_allocated": allocated,
             "bits_stored": stored, "photometric": photometric}

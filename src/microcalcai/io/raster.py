@@ -173,7 +173,10 @@ def _nrrd_header(path: Path) -> dict[str, Any]:
 
 def _nrrd_geometry(header: dict[str, Any], path: Path) -> tuple[list[int], tuple[float, float] | None, str | None]:
     """The two image axes in C order (among the file's axes) and their (row, col) spacing."""
-    sizes = [int(s) for s in header.get("sizes", [])]
+    if "sizes" not in header or "type" not in header:
+        raise InputError(f"{path}: corrupt NRRD header (the required 'sizes' or 'type' field is missing); "
+                         "re-save the volume")
+    sizes = [int(s) for s in header["sizes"]]
     spatial = [i for i, s in enumerate(sizes) if s > 1]
     if len(spatial) != 2:
         raise InputError(f"{path}: the NRRD image has sizes {sizes}; a single 2D image (other axes of size 1) "

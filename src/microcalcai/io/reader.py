@@ -114,8 +114,8 @@ def inspect_file(path: str | os.PathLike) -> dict[str, Any]:
     if fmt == "dicom":
         from microcalcai.io import dicom_read as dr
 
-        ds = dr.open_dicom(path, defer_pixels=True)
-        header = dr.check_image_header(ds, path, check_length=False)
+        ds = dr.open_dicom(path)
+        header = dr.check_image_header(ds, path, check_decoder=False)
         spacing_mm, source = dr.spacing(ds, path)
         info = {
             "modality": str(ds.get("Modality", "")) or None,
