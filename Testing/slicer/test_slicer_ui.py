@@ -1,0 +1,148 @@
+"""The Widget is glue between the .ui file, the parameter node and the Logic: check that the
+three agree, without Qt (the Slicer application cannot run here)."""
+
+import ast
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from microcalcai_logic import MicrocalcAILogic
+
+MODULE_DIR = Path(__file__).resolve().parents[2] / "MicrocalcAI"
+UI_PATH = MODULE_DIR / "Resources" / "UI" / "MicrocalcAI.ui"
+MODULE_PATH = MODULE_DIR / "MicrocalcAI.py"
+
+
+@pytest.fixture(scope="module")
+def ui():
+    return ET.parse(UI_PATH).getroot()
+
+
+@pytest.fixture(scope="module")
+def module_tree():
+    return ast.parse(MODULE_PATH.read_text(encoding="utf-8"))
+
+
+def _widgets(ui):
+    return {w.get("name"): w for w in ui.iter("widget")}
+
+
+def _attribute_chains(tree, *prefix):
+    """Names X in expressions like prefix.X (e.g. self.ui.X)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, value = [], node.value
+            while isinstance(value, ast.Attribute):
+                chain.insert(0, value.attr)
+                value = value.value
+            if isinstance(value, ast.Name):
+                chain.insert(0, value.id)
+                if tuple(chain) == prefix:
+                    found.add(node.attr)
+    return found
+
+
+def _parameter_fields(tree):
+    cls = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "MicrocalcAIParameterNode"
+    )
+    return {
+        s.target.id: ast.unparse(s.annotation)
+        for s in cls.body
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+    }
+
+
+def _property(widget, name):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            child = prop[0]
+            return [s.text for s in child] if child.tag == "stringlist" else child.text
+    return None
+
+
+def test_every_widget_the_code_uses_exists_in_the_ui(ui, module_tree):
+    used = _attribute_chains(module_tree, "self", "ui")
+    assert len(used) >= 20  # the parse found the glue
+    missing = sorted(used - set(_widgets(ui)))
+    assert not missing, f"used in MicrocalcAI.py but absent from MicrocalcAI.ui: {missing}"
+
+
+def test_widget_names_are_unique(ui):
+    names = [w.get("name") for w in ui.iter("widget")]
+    assert len(names) == len(set(names))
+
+
+def test_parameter_bindings_name_real_parameters_of_matching_type(ui, module_tree):
+    fields = _parameter_fields(module_tree)
+    bound = {}
+    for name, widget in _widgets(ui).items():
+        parameter = _property(widget, "SlicerParameterName")
+        if parameter is None:
+            continue
+        assert parameter in fields, f"{name} binds unknown parameter {parameter!r}"
+        bound[parameter] = widget
+        annotation = fields[parameter]
+        if widget.get("class") == "qMRMLNodeComboBox":
+            assert _property(widget, "nodeTypes") == [annotation], (
+                f"{name} selects other nodes than {annotation}"
+            )
+        elif widget.get("class") == "QCheckBox":
+            assert annotation == "bool"
+        elif widget.get("class") in ("ctkSliderWidget", "ctkDoubleSpinBox"):
+            assert "float" in annotation
+        elif widget.get("class") == "QSpinBox":
+            assert "int" in annotation
+    # Everything a user sets in the panel is saved with the scene.
+    assert {"inputVolume", "roiNode", "pointNode", "roiSizeMm", "saliencyOpacity", "showSaliency"} <= set(
+        bound
+    )
+
+
+def test_mrml_widgets_receive_the_scene_and_custom_widgets_are_declared(ui):
+    widgets = _widgets(ui)
+    receivers = {
+        c.findtext("receiver")
+        for c in ui.iter("connection")
+        if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
+    mrml = {
+        n
+        for n, w in widgets.items()
+        if w.get("class").startswith(("qMRML", "qSlicer")) and n != "MicrocalcAI"
+    }
+    assert mrml and mrml <= receivers
+    declared = {c.findtext("class") for c in ui.iter("customwidget")}
+    used_custom = {w.get("class") for w in widgets.values() if not w.get("class").startswith("Q")}
+    assert used_custom <= declared
+    sections = [w for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"]
+    assert len(sections) >= 4
+
+
+def test_widget_calls_only_what_the_logic_offers(module_tree):
+    used = _attribute_chains(module_tree, "self", "logic", "core") | _attribute_chains(module_tree, "core")
+    assert {"connect", "classify", "annotate", "next_sample", "start_training", "stop_training"} <= used
+    missing = sorted(
+        name for name in used if not hasattr(MicrocalcAILogic, name) and name not in _instance_state()
+    )
+    assert not missing, f"the Widget calls Logic members that do not exist: {missing}"
+
+
+def _instance_state():
+    return set(vars(MicrocalcAILogic(scene=None, remember=False)))
+
+
+def test_module_puts_its_logic_folder_on_the_path(module_tree):
+    source = MODULE_PATH.read_text(encoding="utf-8")
+    assert 'os.path.join(MODULE_DIR, "Logic")' in source and "sys.path.insert(0, LOGIC_DIR)" in source
+    assert (MODULE_DIR / "Logic" / "microcalcai_logic" / "__init__.py").is_file()
+    classes = {n.name for n in ast.walk(module_tree) if isinstance(n, ast.ClassDef)}
+    assert {"MicrocalcAI", "MicrocalcAIWidget", "MicrocalcAILogic", "MicrocalcAITest"} <= classes
+
+
+def test_ui_is_not_tied_to_qt_only_features_slicer_lacks(ui):
+    # Qt Designer writes <ui version="4.0">; Slicer's loader needs the top widget to be a qMRMLWidget
+    # so that setMRMLScene reaches the selectors.
+    assert ui.get("version") == "4.0"
+    assert ui.find("widget").get("class") == "qMRMLWidget"
