@@ -141,3 +141,16 @@ def test_bad_fraction_is_a_usage_error(fraction, tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "--val" in capsys.readouterr().err
+
+
+def test_import_with_crops(mias_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["import", "mias", str(mias_dir), "--out", str(out), "--crops", "6"]) == 0
+    assert "wrote 3 crops" in capsys.readouterr().out
+    crops = read_manifest(out / "crops" / "manifest.csv")
+    assert len(crops) == 3 and (crops["roi_size"] == 6).all()
+    assert sorted(p.parent.parent.name for p in (out / "crops").rglob("*.png")) == [
+        "benign",
+        "benign",
+        "malignant",
+    ]

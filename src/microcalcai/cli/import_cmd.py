@@ -1,7 +1,9 @@
 """`microcalcai import FORMAT SRC --out DIR`: a public data set (or a folder of crops) -> manifest.csv.
 
 Writes DIR/manifest.csv atomically, DIR/skipped.csv (every source row not imported, and why) and
-prints a summary: ROIs per finding and label, rows skipped grouped by reason.
+prints a summary: ROIs per finding and label, rows skipped grouped by reason. With --crops N or
+--crops-mm MM it also cuts every ROI into DIR/crops/<label>/<patient>/ (the folder-per-class
+layout) with its own manifest.csv.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
     return value
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +77,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--seed", type=int, default=0, help="random seed of the split")
     group.add_argument("--no-stratify", action="store_true", help="do not stratify the split by label")
+    crops = parser.add_argument_group(
+        "ROI crops in the folder-per-class layout (DIR/crops/<label>/<patient>/)"
+    )
+    crops.add_argument(
+        "--crops", type=_positive(int), metavar="N", help="also cut each ROI as an N-pixel PNG"
+    )
+    crops.add_argument(
+        "--crops-mm",
+        type=_positive(float),
+        metavar="MM",
+        help="also cut each ROI as MM millimetres (resampled to --crops-spacing-mm)",
+    )
+    crops.add_argument(
+        "--crops-spacing-mm",
+        type=_positive(float),
+        metavar="S",
+        help="pixel spacing of the crops in mm (default: the image's)",
+    )
 
 
 def register(subparsers) -> None:
@@ -182,5 +215,19 @@ def run(args) -> int:
     atomic_write_text(out / "import-summary.txt", summary + "\n")
     print(summary)
     print(f"wrote {manifest} ({len(frame)} rows); skipped rows listed in {out / 'skipped.csv'}")
+    if args.crops or args.crops_mm:
+        from microcalcai.data.folder import export_crops
+        from microcalcai.data.manifest import read_manifest
+
+        crops = export_crops(
+            read_manifest(manifest),
+            out / "crops",
+            size_px=args.crops,
+            size_mm=args.crops_mm,
+            spacing_mm=args.crops_spacing_mm,
+            overwrite=args.overwrite,
+        )
+        print(crops.summary())
+        print(f"wrote {len(crops.rows)} crops and their manifest.csv under {out / 'crops'}")
     sys.stdout.flush()
     return 0

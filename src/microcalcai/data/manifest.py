@@ -32,12 +32,14 @@ OPTIONAL_COLUMNS = (
     "morphology",
     "distribution",
     "mask_path",
+    "spacing_mm",
 )
 LABELS = ("benign", "malignant")
 SPLITS = ("train", "val", "test")
 PATH_COLUMNS = ("image_path", "mask_path")
 COORDINATE_COLUMNS = ("roi_x", "roi_y")
-SIZE_COLUMNS = ("roi_size", "roi_radius")
+# Positive numbers; spacing_mm is the pixel spacing to assume for images that carry none.
+SIZE_COLUMNS = ("roi_size", "roi_radius", "spacing_mm")
 # Errors list this many offending rows, then say how many more there are.
 _MAX_LISTED = 8
 
@@ -152,7 +154,7 @@ def _normalise(
             problems.rows(~blank & numbers.isna(), f"{column} is not a number in", raw)
             problems.rows(
                 (numbers.notna() & ~(numbers > 0)) | (numbers == math.inf),
-                f"{column} must be a positive finite number of pixels in",
+                f"{column} must be a positive finite number in",
                 raw,
             )
         frame[column] = numbers
