@@ -22,30 +22,12 @@ from pathlib import Path
 from microcalcai.data.files import dicom_files, find_one, progress, read_dicom_header, read_table
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError
+from microcalcai.io.dicom_read import laterality as dicom_laterality
+from microcalcai.io.dicom_read import view as dicom_view
 
 TABLE_COLUMNS = ("ID1", "LeftRight", "abnormality", "classification")
 ABNORMALITY = {"calcification": "calcification", "mass": "mass", "both": "calcification+mass"}
-VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399196006": "LM"}
 TABLE_NAMES = ("CMMD_clinicaldata_revision.xlsx", "CMMD_clinicaldata_revision.csv")
-
-
-def _view(header) -> str | None:
-    view = str(getattr(header, "ViewPosition", "") or "").strip().upper()
-    if view:
-        return view
-    for item in getattr(header, "ViewCodeSequence", []) or []:
-        code = VIEW_CODES.get(str(getattr(item, "CodeValue", "")).strip())
-        if code:
-            return code
-    return None
-
-
-def _laterality(header) -> str | None:
-    for tag in ("ImageLaterality", "Laterality"):
-        value = str(getattr(header, tag, "") or "").strip().upper()
-        if value in {"L", "R"}:
-            return value
-    return None
 
 
 def import_cmmd(
@@ -85,9 +67,13 @@ def import_cmmd(
             report.skip(path, "", "not a readable DICOM file")
             continue
         patient = str(getattr(header, "PatientID", "") or "").strip() or path.relative_to(src).parts[0]
-        side = _laterality(header)
+        side, _ = dicom_laterality(header)
         if side is None:
-            report.skip(path, "", "DICOM without ImageLaterality/Laterality: cannot match a breast")
+            report.skip(
+                path,
+                "",
+                "DICOM without laterality (ImageLaterality, Laterality or codes): no breast to match",
+            )
             continue
         images.setdefault((patient, side), []).append((path, header))
 
@@ -124,7 +110,7 @@ def import_cmmd(
                 study_id=str(getattr(header, "StudyInstanceUID", "") or "") or None,
                 image_id=str(getattr(header, "SOPInstanceUID", "") or "") or path.stem,
                 roi_size=max(rows_px, cols_px),
-                view=_view(header),
+                view=dicom_view(header)[0],
                 laterality=key[1],
                 study_date=date or None,
                 roi_source="whole_image",
