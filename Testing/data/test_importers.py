@@ -278,3 +278,15 @@ def test_export_crops_to_the_class_folders_and_back(mias_dir, tmp_path):
     assert sorted(back.frame()["label"]) == ["benign", "benign", "malignant"]
     with pytest.raises(InputError, match="already exists"):
         export_crops(rows, tmp_path / "crops", size_px=8)
+
+
+def test_cmmd_reports_unreadable_and_unmatched_dicoms(cmmd_dir, fmt):
+    series = next((cmmd_dir / "CMMD" / "D1-0001").rglob("1.000000-NA-70244"))
+    (series / "1-9.dcm").write_bytes(b"not a dicom at all")
+    fmt.write_dicom(series / "1-8.dcm", np.zeros((4, 4), np.uint16), patient_id="D1-0001")  # no laterality
+    report = import_cmmd(cmmd_dir, whole_image=True)
+    assert len(report.rows) == 3
+    _assert_skipped(
+        report, "not a readable DICOM file", "DICOM without laterality", "no DICOM of patient D1-0003"
+    )
+    assert {s.source.rsplit("/", 1)[-1] for s in report.skipped[:2]} == {"1-8.dcm", "1-9.dcm"}
