@@ -69,6 +69,12 @@ def make_predictions(
     return df
 
 
+@pytest.fixture(scope="session")
+def prediction_table():
+    """make_predictions itself, for module-scoped fixtures (conftest cannot be imported by name)."""
+    return make_predictions
+
+
 @pytest.fixture
 def predictions_factory(tmp_path):
     """Write a predictions.csv built by make_predictions; returns its path."""

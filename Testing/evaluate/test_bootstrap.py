@@ -72,13 +72,17 @@ def test_bca_matches_scipy_on_a_simple_resample():
     # Same BCa formula as scipy.stats.bootstrap; different random draws, so agreement is to
     # Monte Carlo precision only.
     x = np.random.default_rng(3).exponential(size=60)
-    reference = stats.bootstrap((x,), np.mean, n_resamples=20000, method="BCa", random_state=1).confidence_interval
+    reference = stats.bootstrap(
+        (x,), np.mean, n_resamples=20000, method="BCa", random_state=1
+    ).confidence_interval
     mean_of = lambda w: (w @ x) / w.sum(axis=1)  # noqa: E731
     ours = bootstrap.bootstrap_ci(mean_of, np.arange(60) < 30, n_boot=20000, method="bca", stratified=False)
     assert ours.resampling == "simple"
     assert ours.ci == pytest.approx((reference.low, reference.high), abs=0.015)
     # BCa moves the interval right for this skewed statistic, unlike the percentile interval.
-    pct = bootstrap.bootstrap_ci(mean_of, np.arange(60) < 30, n_boot=20000, method="percentile", stratified=False)
+    pct = bootstrap.bootstrap_ci(
+        mean_of, np.arange(60) < 30, n_boot=20000, method="percentile", stratified=False
+    )
     assert ours.ci[1] > pct.ci[1]
 
 
