@@ -1,0 +1,209 @@
+"""The breast as the detector sees it: outline, chest wall, skin, pectoral muscle, thickness.
+
+A compressed breast is modelled as a slab of thickness T whose free edge is a half cylinder of
+radius T/2, wrapped in skin 1.5 mm thick. Projected path lengths through skin, inner tissue and
+(in the MLO view) the pectoral muscle follow from the in-plane distance to the skin line, which is
+computed once on a coarse grid (scipy's Euclidean distance transform) and interpolated; the
+distance is smooth, so 0.5 mm cells lose nothing visible at full resolution.
+
+Images are built with the chest wall at column 0 and flipped for the side whose chest wall is on
+the right. Following the usual DICOM orientation of mammograms (Patient Orientation A/P), the
+left breast has its chest wall on the left of the image and the right breast on the right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from microcalcai.phantom.grid import upsample
+
+SKIN_MM = 1.5
+# Standard detector fields (mm, rows x columns): the small one when the breast fits.
+DETECTORS_MM = ((240.0, 180.0), (300.0, 240.0))
+_COARSE_MM = 0.5
+
+
+@dataclass
+class Breast:
+    """Projected anatomy (float32 maps in mm) over `box`, the part of the image holding the breast.
+
+    Maps have the box's shape; pixel (x, y) of the image is map element (y - box rows start,
+    x - box columns start). Outside the box is air.
+    """
+
+    shape: tuple[int, int]
+    spacing_mm: float
+    view: str
+    laterality: str
+    chest_wall: str  # "left" or "right": the image edge the chest wall touches
+    thickness_mm: float  # compressed thickness T
+    depth_mm: np.ndarray  # in-plane distance from the skin line (0 outside the breast)
+    tissue_mm: np.ndarray  # path through fat and gland (inside the skin, outside the muscle)
+    skin_mm: np.ndarray
+    muscle_mm: np.ndarray
+    nipple_xy: tuple[float, float]  # (x, y) in pixels
+    box: tuple[slice, slice] = (slice(0, 0), slice(0, 0))
+    spot: bool = False  # a spot field filled with tissue: no skin line, no chest wall
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.depth_mm > 0
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """(row, column) of the box's first pixel in the image."""
+        return self.box[0].start, self.box[1].start
+
+    def tissue_points(self, min_depth_mm: float, *, step: int = 8, chest_wall_mm: float = 0.0):
+        """Image (x, y) of every `step`-th pixel at least `min_depth_mm` inside the skin, off the
+        pectoral muscle and at least `chest_wall_mm` from the chest-wall edge of the image."""
+        ok = (self.depth_mm[::step, ::step] >= min_depth_mm) & (self.muscle_mm[::step, ::step] <= 0)
+        ys, xs = np.nonzero(ok)
+        r0, c0 = self.origin
+        xs, ys = xs * step + c0, ys * step + r0
+        wall = xs if self.chest_wall == "left" else self.shape[1] - 1 - xs
+        keep = wall * self.spacing_mm >= chest_wall_mm
+        return xs[keep].astype(float), ys[keep].astype(float)
+
+    def nipple_direction(self, x: float, y: float) -> float:
+        """Angle (radians, image axes) of the direction from (x, y) away from the nipple."""
+        return float(np.arctan2(y - self.nipple_xy[1], x - self.nipple_xy[0]))
+
+
+def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> np.ndarray:
+    """Boolean breast mask on the coarse grid, chest wall at column 0.
+
+    The skin line is x = depth * f(s), s running from the top of the breast (0) to its bottom (1)
+    along the chest wall: CC is a rounded half-egg; MLO starts wide at the axilla (top edge of the
+    image), bulges to the nipple below its middle and curves back to the inframammary fold.
+    """
+    y = (np.arange(rows, dtype=np.float32) + 0.5) * cell
+    x = (np.arange(cols, dtype=np.float32) + 0.5) * cell
+    top, bottom = dims["top"], dims["bottom"]
+    s = (y - top) / (bottom - top)
+    inside = (s >= 0) & (s <= 1)
+    sc = np.clip(s, 0.0, 1.0)
+    peak = dims["nipple_s"]
+    if view == "MLO":
+        axilla = dims["axilla_width"]
+        up = axilla + (1.0 - axilla) * np.sin(0.5 * np.pi * np.minimum(sc / peak, 1.0)) ** 0.9
+        down = np.sqrt(np.clip(1.0 - ((sc - peak) / (1.0 - peak)) ** 2, 0.0, 1.0))
+    else:
+        up = np.sqrt(np.clip(1.0 - ((peak - sc) / peak) ** 2, 0.0, 1.0)) ** 0.8
+        down = np.sqrt(np.clip(1.0 - ((sc - peak) / (1.0 - peak)) ** 2, 0.0, 1.0)) ** 0.8
+    reach = np.where(sc <= peak, up, down) * dims["depth"] * inside
+    return x[None, :] <= reach[:, None]
+
+
+def _path_lengths(depth: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """(total, inner) projected path lengths at in-plane depth `depth` from the skin line."""
+    r = np.float32(thickness / 2.0)
+    d = np.minimum(depth, r)
+    total = 2.0 * np.sqrt(np.maximum(r * r - (r - d) ** 2, 0.0))
+    ri = r - np.float32(SKIN_MM)
+    di = np.clip(depth - np.float32(SKIN_MM), 0.0, ri)
+    inner = 2.0 * np.sqrt(np.maximum(ri * ri - (ri - di) ** 2, 0.0))
+    return total.astype(np.float32), inner.astype(np.float32)
+
+
+def make_breast(
+    rng: np.random.Generator,
+    *,
+    spacing_mm: float,
+    view: str,
+    laterality: str,
+    field_shape: tuple[int, int] | None = None,
+) -> Breast:
+    """A random breast for one view. `field_shape` set: a spot field filled with tissue."""
+    thickness = float(rng.uniform(35.0, 70.0))
+    if field_shape is not None:
+        rows, cols = field_shape
+        depth = np.full((rows, cols), 1000.0, dtype=np.float32)
+        total, inner = _path_lengths(depth, thickness)
+        return Breast(
+            shape=(rows, cols), spacing_mm=spacing_mm, view=view, laterality=laterality,
+            chest_wall="left" if laterality == "L" else "right", thickness_mm=thickness,
+            depth_mm=depth, tissue_mm=inner, skin_mm=total - inner,
+            muscle_mm=np.zeros((rows, cols), np.float32),
+            nipple_xy=(-1000.0 if laterality == "R" else cols + 1000.0, rows / 2.0),
+            box=(slice(0, rows), slice(0, cols)), spot=True,
+        )
+
+    nipple_depth = float(rng.uniform(70.0, 140.0))
+    half_height = float(rng.uniform(0.55, 0.75)) * nipple_depth + 30.0
+    if view == "MLO":
+        half_height *= 1.25
+    height_mm, width_mm = next(
+        (d for d in DETECTORS_MM if 2 * half_height + 25 <= d[0] and nipple_depth + 15 <= d[1]),
+        DETECTORS_MM[-1],
+    )
+    rows, cols = round(height_mm / spacing_mm), round(width_mm / spacing_mm)
+    nipple_depth = min(nipple_depth, width_mm - 15.0)
+    if view == "MLO":
+        # The axilla runs off the top of the image; the fold is near the bottom.
+        bottom = min(height_mm - 8.0, 2 * half_height)
+        dims = dict(top=-5.0, bottom=bottom, nipple_s=float(rng.uniform(0.5, 0.62)), depth=nipple_depth,
+                    axilla_width=float(rng.uniform(0.3, 0.45)))
+    else:
+        centre = height_mm / 2.0 + float(rng.uniform(-8.0, 8.0))
+        half_height = min(half_height, height_mm / 2.0 - 8.0)
+        dims = dict(top=centre - half_height, bottom=centre + half_height,
+                    nipple_s=float(rng.uniform(0.45, 0.55)), depth=nipple_depth)
+
+    factor = max(1, int(round(_COARSE_MM / spacing_mm)))
+    cell = spacing_mm * factor
+    crow, ccol = -(-rows // factor), -(-cols // factor)
+    mask = _outline(crow, ccol, cell, view, dims)
+    # The chest wall continues beyond column 0 (and in MLO the axilla beyond the top edge), so
+    # the distance to the skin does not fall off there.
+    padded = np.pad(mask, ((0, 0), (8, 0)), mode="edge")
+    depth_c = ndimage.distance_transform_edt(padded)[:, 8:].astype(np.float32) * np.float32(cell)
+    depth_c[~mask] = 0.0
+    muscle_c = np.zeros_like(depth_c)
+    if view == "MLO":
+        yy, xx = (np.mgrid[0:crow, 0:ccol].astype(np.float32) + 0.5) * np.float32(cell)
+        top_width = float(rng.uniform(0.3, 0.45)) * nipple_depth
+        length = float(rng.uniform(0.45, 0.65)) * height_mm
+        u, v = xx / top_width, yy / length
+        # Signed distance (mm) inside the slightly convex muscle edge x/w + y/L - 0.3 (x/w)(y/L) = 1.
+        inside_mm = (1.0 - u - v + 0.3 * u * v) / np.hypot(1.0 / top_width, 1.0 / length)
+        share = np.clip(inside_mm / 4.0, 0.0, 1.0) * (0.25 + 0.25 * np.clip(inside_mm / 40.0, 0.0, 1.0))
+        muscle_c = (share * thickness * mask).astype(np.float32)
+
+    # Only the breast's bounding box (plus a margin) is computed at full resolution.
+    rows_any, cols_any = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    cr0, cr1 = max(rows_any[0] - 2, 0), min(rows_any[-1] + 3, crow)
+    cc0, cc1 = max(cols_any[0] - 2, 0), min(cols_any[-1] + 3, ccol)
+    r0, r1, c0, c1 = cr0 * factor, min(cr1 * factor, rows), cc0 * factor, min(cc1 * factor, cols)
+    box = (slice(r0, r1), slice(c0, c1))
+
+    depth_b = upsample(depth_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0))
+    depth_b[depth_b < cell * 0.5] = 0.0
+    total_b, inner_b = _path_lengths(depth_b, thickness)
+    muscle_b = np.minimum(upsample(muscle_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0)), inner_b)
+    depth, tissue, skin, muscle = depth_b, inner_b - muscle_b, total_b - inner_b, muscle_b
+    reach = np.where(mask, np.arange(ccol)[None, :], -1).max(axis=1)
+    nipple_row = int(np.argmax(reach))
+    breast = Breast(
+        shape=(rows, cols), spacing_mm=spacing_mm, view=view, laterality=laterality,
+        chest_wall="left", thickness_mm=thickness, depth_mm=depth, tissue_mm=tissue,
+        skin_mm=skin, muscle_mm=muscle,
+        nipple_xy=(float((reach[nipple_row] + 0.5) * factor), float((nipple_row + 0.5) * factor)), box=box,
+    )
+    return _flip_if_right(breast)
+
+
+def _flip_if_right(breast: Breast) -> Breast:
+    if breast.laterality != "R":
+        return breast
+    rows, cols = breast.shape
+    for name in ("depth_mm", "tissue_mm", "skin_mm", "muscle_mm"):
+        setattr(breast, name, np.ascontiguousarray(getattr(breast, name)[:, ::-1]))
+    breast.chest_wall = "right"
+    breast.nipple_xy = (cols - 1 - breast.nipple_xy[0], breast.nipple_xy[1])
+    rs, cs = breast.box
+    breast.box = (rs, slice(cols - cs.stop, cols - cs.start))
+    return breast

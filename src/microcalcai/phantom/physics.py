@@ -1,0 +1,148 @@
+"""Image formation: attenuation, scatter, detector blur, quantum and electronic noise, bit depth.
+
+A monoenergetic model at the effective energy of a mammography beam (about 20 keV):
+linear attenuation coefficients of adipose and fibroglandular tissue from Johns and Yaffe,
+Phys. Med. Biol. 32:675 (1987); skin and muscle taken as glandular-like. Calcifications are
+given an effective coefficient well below that of pure hydroxyapatite (about 2.7/mm at 20 keV,
+NIST XCOM), since real calcifications are not solid crystal; with it a 0.3 mm punctate
+calcification shows the few-percent-to-tens-of-percent contrast seen clinically.
+Scatter is a low-pass copy of the primary image scaled by a scatter-to-primary ratio that grows
+with compressed thickness (with an anti-scatter grid, SPR ~0.2-0.45 for 3-7 cm), which is what
+makes a calcification's contrast fall with breast thickness. The automatic exposure control sets
+the photon count behind the breast; quantum noise is Gaussian with Poisson variance (counts are
+in the thousands), the detector's blur is a Gaussian PSF, and electronic noise is added after it.
+The stored image is the log of the exposure ("higher = denser", MONOCHROME2), peripherally
+equalised as For Presentation images are, and quantised to `bits_stored`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from microcalcai.errors import InputError
+from microcalcai.phantom.grid import block_mean, upsample
+
+MU_FAT = 0.0456  # 1/mm at 20 keV
+MU_GLAND = 0.0802
+MU_SKIN = 0.0802
+MU_MUSCLE = 0.085
+LOG_FULL_SCALE = 8.0  # log exposure mapped to the top of the stored range
+
+
+@dataclass
+class Detector:
+    spacing_mm: float = 0.07
+    bits_stored: int = 14
+    photons_per_mm2: float = 4.0e5  # detected quanta per mm^2 behind the breast (~100 uGy)
+    electronic_noise: float = 3.0  # quanta-equivalent per pixel (rms)
+    psf_sigma_mm: float = 0.05
+    calcium_mu_per_mm: float = 1.0  # effective, see the module docstring
+    spr_per_mm: float = 0.0065  # scatter-to-primary ratio per mm of compressed thickness
+
+    def validate(self) -> Detector:
+        if not np.isfinite(self.spacing_mm) or self.spacing_mm <= 0:
+            raise InputError(f"spacing_mm={self.spacing_mm} must be a positive number of millimetres "
+                             "(mammography detectors: 0.05 to 0.1)")
+        if not 8 <= int(self.bits_stored) <= 16:
+            raise InputError(f"bits_stored={self.bits_stored} must be between 8 and 16")
+        for name in ("photons_per_mm2", "calcium_mu_per_mm"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name}={getattr(self, name)} must be positive")
+        for name in ("electronic_noise", "psf_sigma_mm", "spr_per_mm"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name}={getattr(self, name)} must be zero or positive")
+        return self
+
+    @property
+    def max_value(self) -> int:
+        return (1 << int(self.bits_stored)) - 1
+
+
+def smooth_coarse(image: np.ndarray, sigma_mm: float, spacing_mm: float, cell_mm: float = 1.0) -> np.ndarray:
+    """A wide Gaussian low-pass computed on a coarse grid (block means), then interpolated back."""
+    factor = max(1, int(round(cell_mm / spacing_mm)))
+    coarse = ndimage.gaussian_filter(block_mean(image, factor), sigma_mm / (spacing_mm * factor), mode="nearest")
+    return upsample(coarse, factor, image.shape)
+
+
+def attenuation(
+    *,
+    tissue_mm: np.ndarray,
+    glandular_fraction: np.ndarray,
+    skin_mm: np.ndarray,
+    muscle_mm: np.ndarray,
+    mass_mm: np.ndarray | None,
+    calcium_mm: np.ndarray,
+    calcium_mu: float,
+) -> np.ndarray:
+    """Line integral of the attenuation coefficient along each ray (dimensionless)."""
+    f32 = np.float32
+    mu_tissue = f32(MU_FAT) + f32(MU_GLAND - MU_FAT) * glandular_fraction
+    line = tissue_mm * mu_tissue
+    line += f32(MU_SKIN) * skin_mm
+    line += f32(MU_MUSCLE) * muscle_mm
+    if mass_mm is not None:
+        line += f32(MU_GLAND - MU_FAT) * np.minimum(mass_mm, tissue_mm)
+    # calcium displaces the tissue it sits in
+    line += (f32(calcium_mu) - mu_tissue) * calcium_mm
+    return line
+
+
+def acquire(
+    line_integral: np.ndarray,
+    breast_mask: np.ndarray,
+    equalise_mm: np.ndarray | None,
+    thickness_mm: float,
+    detector: Detector,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Detected, processed and quantised image (uint16) and a display window (centre, width).
+
+    equalise_mm: missing path length toward the skin line (T minus the projected path), used
+    for peripheral equalisation; None for no equalisation.
+    """
+    f32 = np.float32
+    spacing = detector.spacing_mm
+    pixel_photons = detector.photons_per_mm2 * spacing * spacing
+    primary = np.exp(-line_integral)
+    interior = breast_mask & (line_integral > 0)
+    mean_primary = float(primary[interior].mean()) if interior.any() else 1.0
+    open_field = pixel_photons / mean_primary  # automatic exposure control
+    primary *= f32(open_field)
+    spr = detector.spr_per_mm * thickness_mm
+    signal = primary + f32(spr) * smooth_coarse(primary * breast_mask, 10.0, spacing)
+    # quantum noise at conversion, then the detector's blur, then electronic noise
+    noise = rng.standard_normal(signal.shape, dtype=np.float32)
+    signal += np.sqrt(signal) * noise
+    if detector.psf_sigma_mm > 0:
+        signal = ndimage.gaussian_filter(signal, detector.psf_sigma_mm / spacing, mode="nearest")
+    signal += f32(detector.electronic_noise) * rng.standard_normal(signal.shape, dtype=np.float32)
+    np.maximum(signal, 1.0, out=signal)
+    log_image = np.log(f32(open_field) / signal)
+    if equalise_mm is not None:
+        # For Presentation processing lifts the thinning periphery to the level of the interior.
+        log_image += f32(0.85 * MU_FAT) * equalise_mm * breast_mask
+    np.maximum(log_image, 0.0, out=log_image)
+    stored = np.minimum(np.rint(log_image * f32(detector.max_value / LOG_FULL_SCALE)), detector.max_value)
+    stored = stored.astype(np.uint16)
+    window = display_window(stored, breast_mask)
+    return stored, window
+
+
+def display_window(stored: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Window (centre, width) spanning the breast's values, as a reading station would open it."""
+    values = stored[mask] if mask.any() else stored.ravel()
+    step = max(1, values.size // 200_000)
+    lo, hi = np.percentile(values[::step], [0.5, 99.95])
+    width = max(float(hi - lo), 2.0)
+    return float(lo + width / 2.0), width
+
+
+def apply_window(stored: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """DICOM LINEAR VOI function (PS3.3 C.11.2.1.2.1) to float32 0..1."""
+    centre, width = window
+    out = (stored.astype(np.float32) - np.float32(centre - 0.5)) / np.float32(width - 1.0) + np.float32(0.5)
+    return np.clip(out, 0.0, 1.0)
