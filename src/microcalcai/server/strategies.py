@@ -65,12 +65,15 @@ class MostUncertain(Strategy):
         if len(pool) > limit:
             pool = random.Random(request.get("seed", 0)).sample(pool, limit)
         crops = self._crops(pool)
-        scores = self._score(method, request, crops)
+        scores = np.empty(len(pool))
+        for size in {c.shape[0] for c in crops}:  # one batch per ROI size: no resampling added
+            index = [i for i, c in enumerate(crops) if c.shape[0] == size]
+            scores[index] = self._score(method, request, np.stack([crops[i] for i in index]).astype(np.float32))
         best = int(np.argmax(scores))
         return _answer(pool[best], "uncertain", method=method, score=float(scores[best]),
                        candidates=len(pool), remaining=len(self.pool.unlabeled()))
 
-    def _crops(self, pool) -> np.ndarray:
+    def _crops(self, pool) -> list[np.ndarray]:
         from microcalcai.server.images import datastore_image_path
         from microcalcai.server.infer import Source, make_crop
 
@@ -79,7 +82,7 @@ class MostUncertain(Strategy):
             path = datastore_image_path(self.pool.datastore, candidate.image_id)
             source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
             crops.append(make_crop(source, candidate.roi).pixels)
-        return _same_size(crops)
+        return crops
 
     def _score(self, method: str, request: dict, crops: np.ndarray) -> np.ndarray:
         names = self.models.store.names()
@@ -96,14 +99,3 @@ class MostUncertain(Strategy):
         served = self.models.get(model)
         with served.lock:
             return bald_scores(served.predictor, crops, samples=samples, seed=int(request.get("seed", 0)))
-
-
-def _same_size(crops: list[np.ndarray]) -> np.ndarray:
-    """Crops of different ROI sizes resized to the largest, so one batch scores them all."""
-    size = max(c.shape[0] for c in crops)
-    if all(c.shape[0] == size for c in crops):
-        return np.stack(crops).astype(np.float32)
-    from skimage.transform import resize
-
-    return np.stack([c if c.shape[0] == size else resize(c, (size, size), order=1, preserve_range=True)
-                     for c in crops]).astype(np.float32)
