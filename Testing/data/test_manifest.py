@@ -202,3 +202,40 @@ def test_documented_optional_columns():
     assert (
         "mask_path" in OPTIONAL_COLUMNS and "study_date" in OPTIONAL_COLUMNS and "split" in OPTIONAL_COLUMNS
     )
+
+
+def test_spreadsheet_exports_are_read(tmp_path, images):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; some locales separate with semicolons."""
+    rows = ["1;images/img0.png;1,5;2;benign;calcification", "2;images/img1.png;3;4;malignant;calcification"]
+    semicolons = tmp_path / "data" / "semi.csv"
+    semicolons.write_bytes(
+        ("\ufeff" + HEADER.replace(",", ";") + "\r\n" + "\r\n".join(rows) + "\r\n").encode()
+    )
+    with pytest.raises(InputError, match=r"roi_x is not a number in: line 2 \('1,5'\)"):
+        read_manifest(semicolons)  # a decimal comma is not silently misread
+    semicolons.write_bytes(semicolons.read_bytes().replace(b"1,5", b"1.5"))
+    df = read_manifest(semicolons)
+    assert df["patient_id"].tolist() == ["1", "2"] and df["roi_x"].tolist() == [1.5, 3.0]
+    bom = tmp_path / "data" / "bom.csv"
+    bom.write_bytes(("\ufeff" + HEADER + "\n1,images/img0.png,1,2,benign,calcification\n").encode())
+    assert read_manifest(bom)["patient_id"].tolist() == ["1"]
+
+
+def test_missing_optional_values_round_trip(tmp_path, images):
+    df = pd.DataFrame(
+        {
+            "patient_id": ["1", "2"],
+            "image_path": [str(images[0]), str(images[1])],
+            "roi_x": [1, 2],
+            "roi_y": [1, 2],
+            "label": ["benign", "malignant"],
+            "finding": ["calcification", "mass"],
+            "study_date": ["2019-01-01", None],
+            "birads": [None, "4a"],
+            "roi_size": [None, 32],
+        }
+    )
+    back = read_manifest(write_manifest(df, tmp_path / "m.csv"))
+    assert back["study_date"].iloc[0] == "2019-01-01" and pd.isna(back["study_date"].iloc[1])
+    assert pd.isna(back["birads"].iloc[0]) and back["birads"].iloc[1] == "4a"
+    assert pd.isna(back["roi_size"].iloc[0]) and back["roi_size"].iloc[1] == 32

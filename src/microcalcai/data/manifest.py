@@ -212,7 +212,14 @@ def read_manifest(
             "(`microcalcai import` writes one)"
         )
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark; some locales save
+        # semicolons, recognised from a header that has them and no commas.
+        with open(path, encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        sep = ";" if ";" in header and "," not in header else ","
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep, encoding="utf-8-sig"
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(
             f"manifest {path} is not a readable CSV file ({exc}); "
