@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -133,3 +134,30 @@ def test_wilcoxon_six_folds_exact():
     assert compare.wilcoxon_folds(a, b2).p == pytest.approx(4 / 64)
     with pytest.raises(InputError, match="equal in every fold"):
         compare.wilcoxon_folds(a, a)
+
+
+def test_two_models_without_clusters_use_mcnemar_overall(predictions_factory):
+    from microcalcai.evaluate.analysis import Options, evaluate_predictions
+    from microcalcai.evaluate.predictions import read_predictions
+
+    path = predictions_factory(n=120, seed=4, members={"a": 1.5}, threshold=0.5)
+    other = predictions_factory.make(n=120, seed=4, members={"b": 0.7}, threshold=0.5, model="b")
+    data = read_predictions([path, predictions_factory(other)])
+    assert [c.name for c in data.columns] == ["ensemble", "b"] and not data.clustered
+    result = evaluate_predictions(data, Options(n_boot=20))
+    for metric in ("sensitivity", "specificity", "accuracy"):
+        c = result["comparisons"][metric]
+        assert c["method"] == "mcnemar-exact" and c["p"] == c["pairwise"][0]["p"]
+    assert result["comparisons"]["ppv"]["method"].startswith("gee")
+
+
+def test_stats_folds_command(tmp_path, capsys):
+    from microcalcai.cli.main import main
+
+    path = tmp_path / "folds.csv"
+    path.write_text("fold,cnn,radiologist\n1,0.91,0.88\n2,0.89,0.86\n3,0.93,0.90\n4,0.90,0.86\n5,0.92,0.87\n")
+    assert main(["stats", "folds", "--csv", str(path), "--a", "cnn", "--b", "radiologist", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["p"] == pytest.approx(0.0625) and out["n_folds"] == 5
+    assert "cannot reach significance" in captured.err

@@ -167,5 +167,7 @@ def _comparisons(data: PredictionSet, decisions: dict[str, np.ndarray], opt: Opt
                 for b in names[i + 1 :]
             ]
             overall.pairwise = compare.with_holm(pairs)
+            if len(pairs) == 1:  # two models: the overall question is the pairwise one
+                overall = compare.OverallTest("mcnemar-exact", pairs[0].statistic, 1.0, pairs[0].p, pairs)
         out[metric] = overall.as_dict()
     return out

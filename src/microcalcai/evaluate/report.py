@@ -91,6 +91,14 @@ def pairwise_rows(result: dict) -> list[list[str]]:
     return rows
 
 
+_OVERALL = {
+    "gee-logit": "a Wald test in a GEE (logit link) with the model as factor, clustered by patient",
+    "gee-identity": "a Wald test in a GEE (identity link) with the model as factor, clustered by patient",
+    "gee": "GEE",
+    "mcnemar-exact": "the exact McNemar test",
+}
+
+
 def _method_name(method: str) -> str:
     return {
         "delong-paired": "paired DeLong",
@@ -137,8 +145,7 @@ def render_markdown(result: dict, figure_files: dict[str, str]) -> str:
         c = result["comparisons"]
         foot.append(
             f"Overall p: AUC by {_method_name(c['auc']['method'])} ({int(c['auc']['df'])} df); "
-            "proportions by a "
-            "Wald test in a GEE with the model as factor, clustered by patient."
+            f"proportions by {' or '.join(sorted({_OVERALL[c[k]['method']] for k in METRICS}))}."
         )
     undefined = [
         f"{name} {METRIC_LABELS[k]}: {m['metrics'][k]['note']}"
