@@ -154,3 +154,31 @@ def test_import_with_crops(mias_dir, tmp_path, capsys):
         "benign",
         "malignant",
     ]
+
+
+def test_mias_rois_land_on_the_lesions_and_preview_is_drawn(tmp_path, capsys):
+    """Bright disks drawn where Info.txt (origin bottom-left) says: the imported centres hit them."""
+    import numpy as np
+    from PIL import Image
+
+    from microcalcai.io import read_image
+    from microcalcai.roi import crop_roi
+
+    root = tmp_path / "mias"
+    root.mkdir()
+    lesions = {1: (30, 20), 2: (60, 70)}  # x, y from the bottom-left corner
+    (root / "Info.txt").write_text("mdb001 G CALC B 30 20 6\nmdb002 G CALC M 60 70 8\n")
+    rows, cols = np.mgrid[:100, :120]
+    for number, (x, y) in lesions.items():
+        pixels = np.full((100, 120), 40, np.uint8)
+        pixels[(cols - x) ** 2 + (rows - (99 - y)) ** 2 < 25] = 250
+        Image.fromarray(pixels).save(root / f"mdb{number:03d}.pgm")
+    out = tmp_path / "out"
+    assert main(["import", "mias", str(root), "--out", str(out), "--preview"]) == 0
+    for _, row in read_manifest(out / "manifest.csv").iterrows():
+        crop = crop_roi(read_image(row["image_path"]), (row["roi_x"], row["roi_y"]), size_px=5)
+        assert crop.pixels.min() > 0.9  # all of the 5 x 5 centre lies on the bright disk
+    with Image.open(out / "preview.png") as preview:
+        assert preview.format == "PNG" and preview.size[0] >= 400 and preview.size[1] >= 400
+        assert len(set(np.asarray(preview.convert("L")).ravel().tolist())) > 20  # a drawing, not a blank page
+    assert f"wrote {out / 'preview.png'}" in capsys.readouterr().out

@@ -77,6 +77,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--seed", type=int, default=0, help="random seed of the split")
     group.add_argument("--no-stratify", action="store_true", help="do not stratify the split by label")
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="also draw DIR/preview.png: a few ROIs per label cut from their images, to check by eye",
+    )
     crops = parser.add_argument_group(
         "ROI crops in the folder-per-class layout (DIR/crops/<label>/<patient>/)"
     )
@@ -215,6 +220,11 @@ def run(args) -> int:
     atomic_write_text(out / "import-summary.txt", summary + "\n")
     print(summary)
     print(f"wrote {manifest} ({len(frame)} rows); skipped rows listed in {out / 'skipped.csv'}")
+    if args.preview:
+        from microcalcai.data.manifest import read_manifest
+        from microcalcai.data.preview import write_preview
+
+        print(f"wrote {write_preview(read_manifest(manifest), out / 'preview.png', seed=args.seed)}")
     if args.crops or args.crops_mm:
         from microcalcai.data.folder import export_crops
         from microcalcai.data.manifest import read_manifest
