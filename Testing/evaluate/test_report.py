@@ -156,7 +156,7 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     before = json.loads((out / "metrics.json").read_text())
     path = out.parent / "ensemble.csv"
     argv = ["evaluate", "--predictions", str(path), "--out", str(out), "--n-boot", "100", "--split", "all"]
-    assert main([*argv, "--ci", "bootstrap"]) == 0
+    assert main([*argv, "--ci", "bootstrap", "--reader-threshold", "4a"]) == 0
     after = json.loads((out / "metrics.json").read_text())
     assert after["n_cases"] == len(ens[ens.label != ""]) != before["n_cases"]
     assert set(after["models"]) == {"ensemble", "resnet101", "densenet201", "radiologist"}
@@ -167,6 +167,13 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     assert ensemble["metrics"]["sensitivity"]["ci"] == ensemble["metrics_bootstrap"]["sensitivity"]["ci"]
     assert "bootstrap percentile intervals" in (out / "report.md").read_text()
     assert pd.read_csv(out / "table1.csv")["ci_method"].str.startswith("bootstrap").all()
+    # BI-RADS 4a and above called malignant for the reader.
+    reader = after["models"]["radiologist"]
+    assert reader["cutoff"]["method"] == "given" and reader["cutoff"]["threshold"] == 4.25
+    labelled = ens[ens.label != ""]
+    positive = labelled.reader_radiologist.isin(["4a", "4b", "4c", "5"]).to_numpy()
+    malignant = (labelled.label == "malignant").to_numpy()
+    assert reader["metrics"]["sensitivity"]["value"] == pytest.approx(positive[malignant].mean())
 
 
 def test_one_roi_per_patient_uses_mcnemar_and_the_console_script(predictions_factory, tmp_path):

@@ -38,6 +38,12 @@ def register(subparsers) -> None:
         help="intervals for sensitivity, specificity, accuracy, PPV, NPV in Table 1 (default wilson); "
         "metrics.json always holds all of them",
     )
+    parser.add_argument(
+        "--reader-threshold",
+        metavar="SCORE",
+        help="cut-off for reader_<name> columns, e.g. 4 or 4a for BI-RADS (scores at or above it are "
+        "positive); default: the maximal-Youden cut-off on the same cases, flagged in the report",
+    )
     parser.set_defaults(func=run)
 
 
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from microcalcai.errors import InputError
     from microcalcai.evaluate.analysis import Options, evaluate_predictions
-    from microcalcai.evaluate.predictions import read_predictions
+    from microcalcai.evaluate.predictions import read_predictions, reader_score
     from microcalcai.evaluate.report import write_report
 
     if args.n_boot < 10:
@@ -54,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.conf_level < 1.0:
         raise InputError(f"--conf-level must lie strictly between 0 and 1, not {args.conf_level}")
     data = read_predictions(args.predictions, split=args.split)
-    options = Options(n_boot=args.n_boot, seed=args.seed, conf_level=args.conf_level, ci_method=args.ci)
+    options = Options(
+        n_boot=args.n_boot,
+        seed=args.seed,
+        conf_level=args.conf_level,
+        ci_method=args.ci,
+        reader_threshold=reader_score(args.reader_threshold) if args.reader_threshold else None,
+    )
     result = evaluate_predictions(data, options)
     out = write_report(result, args.out)
     logging.getLogger("microcalcai.evaluate").info("report written to %s", out)

@@ -35,6 +35,7 @@ class Options:
     ci_method: str = "wilson"  # for the proportions in Table 1: wilson, clopper-pearson or bootstrap
     target_sensitivity: float = 0.90
     target_specificity: float = 0.90
+    reader_threshold: float | None = None  # reader scores at or above it are positive; None: Youden
 
 
 def evaluate_predictions(data: PredictionSet, options: Options | None = None) -> dict:
@@ -83,7 +84,12 @@ def _one_model(y, col: ScoreColumn, weights, clusters, opt: Options) -> tuple[di
             ).as_dict()
         except InputError as exc:  # e.g. BCa when every replica equals the estimate (AUC = 1)
             boot[m] = {"estimate": auc.auc, "ci": None, "method": m, "note": str(exc)}
-    if col.threshold is not None:
+    if col.kind == "reader" and opt.reader_threshold is not None:
+        # A reader's clinical cut-off, e.g. BI-RADS 4 (biopsy recommended): 4, 4a-4c and 5 positive.
+        cutoff = {"threshold": opt.reader_threshold, "method": "given", "rule": "score >= threshold"}
+        decision = s >= opt.reader_threshold
+        cutoff_note = ""
+    elif col.threshold is not None:
         cutoff = {"threshold": col.threshold, "method": "stored", "rule": "probability >= threshold"}
         decision = col.decision if col.decision is not None else s >= col.threshold
         cutoff_note = ""

@@ -197,6 +197,17 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
     return columns
 
 
+def reader_score(text: str) -> float:
+    """One reader score as a number: '4a' -> 4.25 (BI-RADS), '3' -> 3.0."""
+    value = BIRADS.get(str(text).strip().lower(), str(text).strip())
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(
+            f"reader score {text!r} is neither a number nor a BI-RADS category 4a/4b/4c"
+        ) from None
+
+
 def _reader_scores(values, column: str, path: Path) -> np.ndarray:
     text = values.str.strip().str.lower()
     mapped = text.map(lambda v: BIRADS.get(v, v)).replace("", "nan")

@@ -42,7 +42,7 @@ def _pct_ci(m: dict) -> str:
 
 def _cutoff_text(m: dict) -> str:
     cut = m["cutoff"]
-    mark = DAGGER if cut["method"] != "stored" else ""
+    mark = DAGGER if cut["method"] == "youden" else ""
     return f"\u2265 {cut['threshold']:.3g}{mark}"
 
 
@@ -135,7 +135,7 @@ def render_markdown(result: dict, figure_files: dict[str, str]) -> str:
         f"AUC {level}% CI by DeLong's method; sensitivity, specificity, accuracy, PPV and NPV in percent "
         f"with {prop_ci}. A case is called malignant when its score is at or above the cut-off.",
     ]
-    if any(m["cutoff"]["method"] != "stored" for m in result["models"].values()):
+    if any(m["cutoff"]["method"] == "youden" for m in result["models"].values()):
         foot.append(
             f"{DAGGER} No validation threshold stored for this column: "
             "maximal-Youden cut-off chosen on these "
