@@ -182,3 +182,38 @@ def test_mias_rois_land_on_the_lesions_and_preview_is_drawn(tmp_path, capsys):
         assert preview.format == "PNG" and preview.size[0] >= 400 and preview.size[1] >= 400
         assert len(set(np.asarray(preview.convert("L")).ravel().tolist())) > 20  # a drawing, not a blank page
     assert f"wrote {out / 'preview.png'}" in capsys.readouterr().out
+
+
+def test_import_manifest_validates_and_resplits(mias_dir, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["import", "mias", str(mias_dir), "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    assert (
+        main(
+            [
+                "import",
+                "manifest",
+                str(first / "manifest.csv"),
+                "--out",
+                str(again),
+                "--split",
+                "patient",
+                "--val",
+                "0",
+                "--test",
+                "0",
+                "--no-stratify",
+            ]
+        )
+        == 0
+    )
+    df = read_manifest(again / "manifest.csv")
+    assert df["image_path"].tolist() == read_manifest(first / "manifest.csv")["image_path"].tolist()
+    assert set(df["split"]) == {"train"}
+    broken = tmp_path / "broken.csv"
+    broken.write_text((first / "manifest.csv").read_text().replace("benign", "benigne", 1))
+    capsys.readouterr()
+    assert main(["import", "manifest", str(broken), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "label must be benign or malignant in: line 2 ('benigne')" in err
+    assert "image_path names a file that does not exist" in err  # relative to the copy's folder

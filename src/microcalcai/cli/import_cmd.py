@@ -18,6 +18,7 @@ FORMATS = {
     "mias": "mini-MIAS: Info.txt and the mdb*.pgm images",
     "cmmd": "CMMD: CMMD_clinicaldata_revision.xlsx and the DICOM tree (whole images only: --whole-image)",
     "folder": "ROI crops in benign/ and malignant/ folders (the layout of Kang et al.)",
+    "manifest": "an existing manifest.csv (SRC is the file): validate it, then split, preview or cut crops",
 }
 
 
@@ -45,7 +46,12 @@ def _positive(kind: type):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC", type=Path, help="folder holding the data set as distributed")
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        type=Path,
+        help="folder holding the data set as distributed (a file for `manifest`)",
+    )
     parser.add_argument(
         "--out",
         required=True,
@@ -155,6 +161,13 @@ def register(subparsers) -> None:
 
 
 def _import(args):
+    if args.format == "manifest":
+        from microcalcai.data.manifest import read_manifest
+        from microcalcai.data.report import ImportReport
+
+        report = ImportReport("manifest", args.src)
+        report.rows = read_manifest(args.src).to_dict("records")
+        return report
     if args.format == "cbis-ddsm":
         from microcalcai.data.importers.cbis_ddsm import import_cbis_ddsm
 
