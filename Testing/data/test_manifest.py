@@ -25,6 +25,19 @@ def images(tmp_path, fmt):
     return [fmt.write_png(folder / f"img{i}.png", 8, 6) for i in range(3)]
 
 
+def _frame(images, **columns) -> pd.DataFrame:
+    """Two valid manifest rows on the first two images; keyword arguments replace or add columns."""
+    base = {
+        "patient_id": ["1", "2"],
+        "image_path": [str(images[0]), str(images[1])],
+        "roi_x": [1, 2],
+        "roi_y": [1, 2],
+        "label": ["benign", "malignant"],
+        "finding": ["calcification", "calcification"],
+    }
+    return pd.DataFrame({**base, **columns})
+
+
 def _write(path, lines):
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -122,17 +135,13 @@ def test_unlabelled_rows_allowed_only_when_asked(tmp_path, images):
 
 
 def test_write_then_read_round_trip_with_relative_paths(tmp_path, images):
-    df = pd.DataFrame(
-        {
-            "patient_id": ["007", "008"],
-            "image_path": [str(images[0]), str(images[1])],
-            "roi_x": [10.0, 11.25],
-            "roi_y": [5, 6],
-            "label": ["benign", "malignant"],
-            "finding": ["calcification", "calcification"],
-            "custom": ["a", "b"],
-            "view": ["cc", "MLO"],
-        }
+    df = _frame(
+        images,
+        patient_id=["007", "008"],
+        roi_x=[10.0, 11.25],
+        roi_y=[5, 6],
+        custom=["a", "b"],
+        view=["cc", "MLO"],
     )
     out = tmp_path / "elsewhere" / "manifest.csv"
     write_manifest(df, out)
@@ -149,19 +158,10 @@ def test_write_then_read_round_trip_with_relative_paths(tmp_path, images):
 
 def test_write_refuses_invalid_frames_and_keeps_the_old_file(tmp_path, images):
     out = tmp_path / "manifest.csv"
-    good = pd.DataFrame(
-        {
-            "patient_id": ["1"],
-            "image_path": [str(images[0])],
-            "roi_x": [1],
-            "roi_y": [1],
-            "label": ["benign"],
-            "finding": ["calcification"],
-        }
-    )
+    good = _frame(images)
     write_manifest(good, out)
     before = out.read_bytes()
-    bad = good.assign(label=["unsure"])
+    bad = good.assign(label=["unsure", "benign"])
     with pytest.raises(InputError, match="label must be benign or malignant"):
         write_manifest(bad, out)
     assert out.read_bytes() == before
@@ -169,16 +169,7 @@ def test_write_refuses_invalid_frames_and_keeps_the_old_file(tmp_path, images):
 
 
 def test_relative_paths_in_a_frame_are_taken_from_base_dir(tmp_path, images):
-    df = pd.DataFrame(
-        {
-            "patient_id": ["1"],
-            "image_path": ["images/img0.png"],
-            "roi_x": [1],
-            "roi_y": [1],
-            "label": ["benign"],
-            "finding": ["calcification"],
-        }
-    )
+    df = _frame(images, image_path=["images/img0.png", "images/img1.png"])
     out = tmp_path / "out" / "manifest.csv"
     write_manifest(df, out, base_dir=tmp_path / "data")
     assert read_manifest(out)["image_path"].iloc[0] == str(images[0])
@@ -222,19 +213,7 @@ def test_spreadsheet_exports_are_read(tmp_path, images):
 
 
 def test_missing_optional_values_round_trip(tmp_path, images):
-    df = pd.DataFrame(
-        {
-            "patient_id": ["1", "2"],
-            "image_path": [str(images[0]), str(images[1])],
-            "roi_x": [1, 2],
-            "roi_y": [1, 2],
-            "label": ["benign", "malignant"],
-            "finding": ["calcification", "mass"],
-            "study_date": ["2019-01-01", None],
-            "birads": [None, "4a"],
-            "roi_size": [None, 32],
-        }
-    )
+    df = _frame(images, study_date=["2019-01-01", None], birads=[None, "4a"], roi_size=[None, 32])
     back = read_manifest(write_manifest(df, tmp_path / "m.csv"))
     assert back["study_date"].iloc[0] == "2019-01-01" and pd.isna(back["study_date"].iloc[1])
     assert pd.isna(back["birads"].iloc[0]) and back["birads"].iloc[1] == "4a"
