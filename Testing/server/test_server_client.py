@@ -33,7 +33,8 @@ def test_official_monailabel_client(server, tmp_path):
     saved = client.save_label(sample["id"], str(label_file), tag="final", params={"annotator": "client-test"})
     assert saved["image"] == sample["id"]
     assert any(a["roi"] == sample["roi"] and a["annotator"] == "client-test" for a in saved["annotations"])
-    assert client.next_sample("first", {})["roi"] != sample["roi"] or client.next_sample("first", {})["id"] != sample["id"]
+    following = client.next_sample("first", {})
+    assert (following["id"], following["roi"]) != (sample["id"], sample["roi"])
 
     started = client.train_start("tiny-a", {"max_epochs": 1, "include_manifest_labels": True, "val_fraction": 0.5})
     assert started["status"] in ("SUBMITTED", "RUNNING")
