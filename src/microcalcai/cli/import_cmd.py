@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# The crop command's positive-number argument type (standard library only, like this module).
+from microcalcai.cli.crop_cmd import _positive
+
 FORMATS = {
     "cbis-ddsm": "CBIS-DDSM: calc/mass_case_description_*_set.csv and the DICOM tree with ROI masks",
     "inbreast": "INbreast: AllDICOMs/, AllXML/ (ROI point lists) and INbreast.csv (BI-RADS)",
@@ -30,19 +33,6 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
     return value
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-        return value
-
-    return parse
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
