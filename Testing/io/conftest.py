@@ -21,7 +21,7 @@ def real_images(real_mammograms):
 def ramp12() -> np.ndarray:
     """A 12-bit test image with every stored value 0..4095 and some structure (64 x 80)."""
     values = np.arange(64 * 80, dtype=np.int64) % 4096
-    values[: 4096] = np.arange(4096)
+    values[:4096] = np.arange(4096)
     return values.reshape(64, 80).astype(np.uint16)
 
 

@@ -75,8 +75,9 @@ def test_rescale_is_applied_before_the_window(write_dicom, ramp12):
 @pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
 def test_monochrome1_is_inverted_after_the_window(write_dicom, ramp12, function):
     c, w = 1000.0, 800.0  # asymmetric in the 0..4095 range: inverting first would differ
-    image = read_image(write_dicom(ramp12, bits_stored=12, window=(c, w), voi_function=function,
-                                   photometric="MONOCHROME1"))
+    image = read_image(
+        write_dicom(ramp12, bits_stored=12, window=(c, w), voi_function=function, photometric="MONOCHROME1")
+    )
     after = 1.0 - expected(ramp12, function, c, w)
     before = expected(4095 - ramp12.astype(np.int64), function, c, w)
     np.testing.assert_allclose(image.pixels, after, atol=2e-6)
@@ -87,9 +88,16 @@ def test_voi_lut_sequence_then_monochrome1(write_dicom, ramp12):
     first, n = 100, 1000
     lut = np.rint(255 * np.sqrt(np.linspace(0, 1, n))).astype(np.uint16)
     for photometric in ("MONOCHROME2", "MONOCHROME1"):
-        image = read_image(write_dicom(ramp12, f"{photometric}.dcm", bits_stored=12, photometric=photometric,
-                                       voi_lut={"first_mapped": first, "bits": 8, "data": lut},
-                                       window=(2000, 100)))
+        image = read_image(
+            write_dicom(
+                ramp12,
+                f"{photometric}.dcm",
+                bits_stored=12,
+                photometric=photometric,
+                voi_lut={"first_mapped": first, "bits": 8, "data": lut},
+                window=(2000, 100),
+            )
+        )
         # PS3.3 C.11.2.1.1: values below the first mapped one take the first entry, above the last.
         want = lut[np.clip(ramp12.astype(np.int64) - first, 0, n - 1)] / 255.0
         if photometric == "MONOCHROME1":
@@ -100,12 +108,20 @@ def test_voi_lut_sequence_then_monochrome1(write_dicom, ramp12):
 
 def test_voi_choice_and_window_index(write_dicom, ramp12):
     lut = np.linspace(0, 65535, 4096).astype(np.uint16)
-    path = write_dicom(ramp12, bits_stored=12, window=[(1000, 500), (3000, 2000)],
-                       voi_lut={"first_mapped": 0, "bits": 16, "data": lut})
-    np.testing.assert_allclose(read_image(path, voi="window").pixels, expected(ramp12, "LINEAR", 1000, 500),
-                               atol=2e-6)
-    np.testing.assert_allclose(read_image(path, voi="window", window_index=1).pixels,
-                               expected(ramp12, "LINEAR", 3000, 2000), atol=2e-6)
+    path = write_dicom(
+        ramp12,
+        bits_stored=12,
+        window=[(1000, 500), (3000, 2000)],
+        voi_lut={"first_mapped": 0, "bits": 16, "data": lut},
+    )
+    np.testing.assert_allclose(
+        read_image(path, voi="window").pixels, expected(ramp12, "LINEAR", 1000, 500), atol=2e-6
+    )
+    np.testing.assert_allclose(
+        read_image(path, voi="window", window_index=1).pixels,
+        expected(ramp12, "LINEAR", 3000, 2000),
+        atol=2e-6,
+    )
     np.testing.assert_allclose(read_image(path, voi="none").pixels, ramp12 / 4095.0, atol=2e-6)
     np.testing.assert_allclose(read_image(path).pixels, lut[ramp12] / 65535.0, atol=2e-6)
 
@@ -123,8 +139,11 @@ def test_modality_lut_sequence_goes_through_pydicom(write_dicom, ramp12):
     table = (4095 - np.arange(4096)).astype(np.uint16)  # a reversing modality LUT
     item.LUTData = table.tolist()
     item["LUTData"].VR = "US"
-    image = read_image(write_dicom(ramp12, bits_stored=12, window=(2048, 4096),
-                                   extra={"ModalityLUTSequence": Sequence([item])}))
+    image = read_image(
+        write_dicom(
+            ramp12, bits_stored=12, window=(2048, 4096), extra={"ModalityLUTSequence": Sequence([item])}
+        )
+    )
     np.testing.assert_allclose(image.pixels, expected(table[ramp12], "LINEAR", 2048, 4096), atol=2e-6)
     assert image.metadata["modality_lut"] == "ModalityLUTSequence"
 
@@ -140,17 +159,27 @@ def _raw_exposure() -> tuple[np.ndarray, np.ndarray]:
 
 def test_for_processing_normalisation_makes_dense_bright(write_dicom):
     raw, disc = _raw_exposure()
-    path = write_dicom(raw, presentation_intent="FOR PROCESSING", bits_stored=14,
-                       extra={"PixelIntensityRelationship": "LIN", "PixelIntensityRelationshipSign": 1})
+    path = write_dicom(
+        raw,
+        presentation_intent="FOR PROCESSING",
+        bits_stored=14,
+        extra={"PixelIntensityRelationship": "LIN", "PixelIntensityRelationshipSign": 1},
+    )
     image = read_image(path)
     assert image.metadata["presentation_intent"] == "FOR PROCESSING"
     assert image.metadata["voi"].startswith("for-processing: log, percentiles")
     assert image.pixels[disc].mean() > 0.9 and image.pixels[~disc].max() < 0.5
     assert image.pixels.min() == 0.0 and image.pixels.max() == pytest.approx(1.0, abs=1e-6)
     # The same data with sign -1 (higher = denser) comes out the other way round.
-    flipped = read_image(write_dicom(raw, "minus.dcm", presentation_intent="FOR PROCESSING", bits_stored=14,
-                                     extra={"PixelIntensityRelationship": "LIN",
-                                            "PixelIntensityRelationshipSign": -1}))
+    flipped = read_image(
+        write_dicom(
+            raw,
+            "minus.dcm",
+            presentation_intent="FOR PROCESSING",
+            bits_stored=14,
+            extra={"PixelIntensityRelationship": "LIN", "PixelIntensityRelationshipSign": -1},
+        )
+    )
     np.testing.assert_allclose(flipped.pixels, 1.0 - image.pixels, atol=1e-6)
 
 
@@ -164,10 +193,25 @@ def test_for_processing_uses_a_window_when_present_unless_told(write_dicom, ramp
     ("tags", "want_spacing", "want_source"),
     [
         ({"spacing_mm": (0.1, 0.05), "spacing_tag": "PixelSpacing"}, (0.1, 0.05), "PixelSpacing"),
-        ({"spacing_mm": (0.07, 0.07), "spacing_tag": "ImagerPixelSpacing"}, (0.07, 0.07), "ImagerPixelSpacing"),
-        ({"spacing_mm": (0.085, 0.085), "spacing_tag": "ImagerPixelSpacing",
-          "extra": {"PixelSpacing": ["0.08", "0.08"]}}, (0.08, 0.08), "PixelSpacing"),
-        ({"extra": {"NominalScannedPixelSpacing": ["0.05", "0.05"]}}, (0.05, 0.05), "NominalScannedPixelSpacing"),
+        (
+            {"spacing_mm": (0.07, 0.07), "spacing_tag": "ImagerPixelSpacing"},
+            (0.07, 0.07),
+            "ImagerPixelSpacing",
+        ),
+        (
+            {
+                "spacing_mm": (0.085, 0.085),
+                "spacing_tag": "ImagerPixelSpacing",
+                "extra": {"PixelSpacing": ["0.08", "0.08"]},
+            },
+            (0.08, 0.08),
+            "PixelSpacing",
+        ),
+        (
+            {"extra": {"NominalScannedPixelSpacing": ["0.05", "0.05"]}},
+            (0.05, 0.05),
+            "NominalScannedPixelSpacing",
+        ),
         ({}, None, None),
     ],
 )
@@ -190,16 +234,38 @@ def _code(value, scheme, meaning):
     ("options", "want"),
     [
         ({"laterality": "L", "view": "CC"}, ("L", "ImageLaterality", "CC", "ViewPosition")),
-        ({"laterality": "R", "view": "MLO", "view_encoding": "code"}, ("R", "ImageLaterality", "MLO", "ViewCodeSequence")),
-        ({"view": "CC", "view_encoding": "none",
-          "extra": {"Laterality": "R", "ViewCodeSequence": Sequence([_code("R-10226", "SRT", "medio-lateral oblique")])}},
-         ("R", "Laterality", "MLO", "ViewCodeSequence")),
-        ({"laterality": "L", "view_encoding": "none", "extra": {"ImageLaterality": None}},
-         ("L", "AnatomicRegionSequence/AnatomicRegionModifierSequence", None, None)),
-        ({"patient_id": "Calc-Test_P_00038_RIGHT_MLO"}, ("R", "PatientID (dataset naming, non-standard)",
-                                                        "MLO", "PatientID (dataset naming, non-standard)")),
-        ({"extra": {"PatientOrientation": "CC", "Laterality": "L"}},
-         ("L", "Laterality", "CC", "PatientOrientation (non-standard use)")),
+        (
+            {"laterality": "R", "view": "MLO", "view_encoding": "code"},
+            ("R", "ImageLaterality", "MLO", "ViewCodeSequence"),
+        ),
+        (
+            {
+                "view": "CC",
+                "view_encoding": "none",
+                "extra": {
+                    "Laterality": "R",
+                    "ViewCodeSequence": Sequence([_code("R-10226", "SRT", "medio-lateral oblique")]),
+                },
+            },
+            ("R", "Laterality", "MLO", "ViewCodeSequence"),
+        ),
+        (
+            {"laterality": "L", "view_encoding": "none", "extra": {"ImageLaterality": None}},
+            ("L", "AnatomicRegionSequence/AnatomicRegionModifierSequence", None, None),
+        ),
+        (
+            {"patient_id": "Calc-Test_P_00038_RIGHT_MLO"},
+            (
+                "R",
+                "PatientID (dataset naming, non-standard)",
+                "MLO",
+                "PatientID (dataset naming, non-standard)",
+            ),
+        ),
+        (
+            {"extra": {"PatientOrientation": "CC", "Laterality": "L"}},
+            ("L", "Laterality", "CC", "PatientOrientation (non-standard use)"),
+        ),
     ],
 )
 def test_laterality_and_view_from_tags_or_codes(write_dicom, ramp12, options, want):
@@ -212,7 +278,10 @@ def test_orientation_from_patient_orientation_maps_back(write_dicom, ramp12):
     path = write_dicom(ramp12, bits_stored=12, laterality="R", view="CC", chest_wall="right")
     stored = read_image(path)
     oriented = read_image(path, orient=True)
-    assert oriented.metadata["chest_wall"] == "right" and oriented.metadata["chest_wall_source"] == "PatientOrientation"
+    assert (
+        oriented.metadata["chest_wall"] == "right"
+        and oriented.metadata["chest_wall_source"] == "PatientOrientation"
+    )
     assert oriented.metadata["flipped"] is True
     assert np.array_equal(oriented.pixels, stored.pixels[:, ::-1])
     cols = ramp12.shape[1]
@@ -238,15 +307,25 @@ def test_orientation_from_image_content_when_the_header_is_silent(write_dicom):
 @pytest.mark.parametrize("syntax", ["rle", "jpeg-lossless", "jpeg-ls", "jpeg2000-lossless"])
 def test_compressed_syntaxes_read_like_uncompressed(write_dicom, ramp12, syntax):
     plain = read_image(write_dicom(ramp12, "plain.dcm", bits_stored=12, window=(2000, 3000)))
-    packed = read_image(write_dicom(ramp12, f"{syntax}.dcm", bits_stored=12, window=(2000, 3000),
-                                    transfer_syntax=syntax))
+    packed = read_image(
+        write_dicom(ramp12, f"{syntax}.dcm", bits_stored=12, window=(2000, 3000), transfer_syntax=syntax)
+    )
     assert np.array_equal(plain.pixels, packed.pixels)
-    assert packed.metadata["transfer_syntax"] == str(pydicom.dcmread(packed.source_path).file_meta.TransferSyntaxUID)
+    assert packed.metadata["transfer_syntax"] == str(
+        pydicom.dcmread(packed.source_path).file_meta.TransferSyntaxUID
+    )
 
 
 def test_dx_modality_and_metadata(write_dicom, ramp12):
-    image = read_image(write_dicom(ramp12, bits_stored=12, modality="DX", patient_id="P1", study_date="20200102"))
+    image = read_image(
+        write_dicom(ramp12, bits_stored=12, modality="DX", patient_id="P1", study_date="20200102")
+    )
     meta = image.metadata
-    assert (meta["modality"], meta["patient_id"], meta["study_date"], meta["bits_stored"]) == ("DX", "P1", "20200102", 12)
+    assert (meta["modality"], meta["patient_id"], meta["study_date"], meta["bits_stored"]) == (
+        "DX",
+        "P1",
+        "20200102",
+        12,
+    )
     assert meta["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.1.1"
     assert image.source_path.name == "image.dcm"

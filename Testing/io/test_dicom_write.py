@@ -10,13 +10,23 @@ import SimpleITK as sitk
 from microcalcai.errors import InputError
 from microcalcai.io.dicom_write import MG_FOR_PRESENTATION, MG_FOR_PROCESSING, TRANSFER_SYNTAXES
 
-LOSSLESS = ["explicit-little", "implicit-little", "deflated", "rle", "jpeg-lossless", "jpeg-lossless-p14",
-            "jpeg-ls", "jpeg2000-lossless"]
+LOSSLESS = [
+    "explicit-little",
+    "implicit-little",
+    "deflated",
+    "rle",
+    "jpeg-lossless",
+    "jpeg-lossless-p14",
+    "jpeg-ls",
+    "jpeg2000-lossless",
+]
 
 
 @pytest.mark.parametrize("syntax", LOSSLESS)
 def test_lossless_syntaxes_round_trip_in_pydicom_and_simpleitk(write_dicom, ramp12, syntax):
-    path = write_dicom(ramp12, f"{syntax}.dcm", bits_stored=12, transfer_syntax=syntax, spacing_mm=(0.07, 0.07))
+    path = write_dicom(
+        ramp12, f"{syntax}.dcm", bits_stored=12, transfer_syntax=syntax, spacing_mm=(0.07, 0.07)
+    )
     ds = pydicom.dcmread(path)
     assert ds.file_meta.TransferSyntaxUID == TRANSFER_SYNTAXES[syntax]
     assert ds.file_meta.MediaStorageSOPClassUID == MG_FOR_PRESENTATION == ds.SOPClassUID
@@ -30,7 +40,9 @@ def test_lossless_syntaxes_round_trip_in_pydicom_and_simpleitk(write_dicom, ramp
 def test_simpleitk_takes_mammography_spacing_from_imager_pixel_spacing(write_dicom, ramp12):
     # GDCM (SimpleITK, and so Slicer's DICOM reader) reads Imager Pixel Spacing for MG/DX and
     # ignores Pixel Spacing: files meant for Slicer should carry both.
-    both = write_dicom(ramp12, "both.dcm", spacing_mm=(0.1, 0.05), spacing_tag=("PixelSpacing", "ImagerPixelSpacing"))
+    both = write_dicom(
+        ramp12, "both.dcm", spacing_mm=(0.1, 0.05), spacing_tag=("PixelSpacing", "ImagerPixelSpacing")
+    )
     only_pixel = write_dicom(ramp12, "pixel.dcm", spacing_mm=(0.1, 0.05), spacing_tag="PixelSpacing")
     assert sitk.ReadImage(str(both)).GetSpacing()[:2] == pytest.approx((0.05, 0.1))  # (x, y)
     assert sitk.ReadImage(str(only_pixel)).GetSpacing()[:2] == pytest.approx((1.0, 1.0))
@@ -47,16 +59,28 @@ def test_8bit_and_16bit_full_range(write_dicom):
 
 
 def test_mammography_attributes(write_dicom, ramp12):
-    path = write_dicom(ramp12, laterality="R", view="MLO", patient_id="P7", study_date="20240131",
-                       presentation_intent="FOR PROCESSING", spacing_mm=(0.1, 0.05),
-                       spacing_tag="ImagerPixelSpacing", chest_wall="right", bits_stored=12)
+    path = write_dicom(
+        ramp12,
+        laterality="R",
+        view="MLO",
+        patient_id="P7",
+        study_date="20240131",
+        presentation_intent="FOR PROCESSING",
+        spacing_mm=(0.1, 0.05),
+        spacing_tag="ImagerPixelSpacing",
+        chest_wall="right",
+        bits_stored=12,
+    )
     ds = pydicom.dcmread(path)
     assert ds.Modality == "MG" and ds.SOPClassUID == MG_FOR_PROCESSING
     assert ds.PresentationIntentType == "FOR PROCESSING"
     assert ds.ImageLaterality == "R" and ds.ViewPosition == "MLO"
     code = ds.ViewCodeSequence[0]
     assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == (
-        "399368009", "SCT", "medio-lateral oblique")
+        "399368009",
+        "SCT",
+        "medio-lateral oblique",
+    )
     assert list(ds.ImagerPixelSpacing) == [0.1, 0.05] and "PixelSpacing" not in ds
     assert list(ds.PatientOrientation) == ["P", "FL"]
     assert (ds.PatientID, ds.StudyDate, ds.BitsStored, ds.HighBit) == ("P7", "20240131", 12, 11)
@@ -65,9 +89,15 @@ def test_mammography_attributes(write_dicom, ramp12):
 
 def test_window_lut_rescale_and_extra_tags(write_dicom, ramp12):
     lut = np.linspace(0, 255, 4096).astype(np.uint16)
-    path = write_dicom(ramp12, bits_stored=12, window=[(2048, 4096), (1000, 500)], voi_function="SIGMOID",
-                       voi_lut={"first_mapped": 0, "bits": 8, "data": lut}, rescale=(2.0, -10.0),
-                       extra={"InstitutionName": "Test", "BurnedInAnnotation": None})
+    path = write_dicom(
+        ramp12,
+        bits_stored=12,
+        window=[(2048, 4096), (1000, 500)],
+        voi_function="SIGMOID",
+        voi_lut={"first_mapped": 0, "bits": 8, "data": lut},
+        rescale=(2.0, -10.0),
+        extra={"InstitutionName": "Test", "BurnedInAnnotation": None},
+    )
     ds = pydicom.dcmread(path)
     assert [float(c) for c in ds.WindowCenter] == [2048, 1000]
     assert [float(w) for w in ds.WindowWidth] == [4096, 500]

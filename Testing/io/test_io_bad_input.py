@@ -22,7 +22,9 @@ def pixels() -> np.ndarray:
 
 
 @pytest.mark.parametrize("reader", READERS)
-@pytest.mark.parametrize("syntax", ["explicit-little", "rle", "jpeg-ls", "jpeg2000-lossless", "jpeg-lossless"])
+@pytest.mark.parametrize(
+    "syntax", ["explicit-little", "rle", "jpeg-ls", "jpeg2000-lossless", "jpeg-lossless"]
+)
 def test_truncated_dicom(write_dicom, pixels, tmp_path, reader, syntax):
     data = write_dicom(pixels, bits_stored=12, transfer_syntax=syntax).read_bytes()
     cut = tmp_path / "cut.dcm"
@@ -52,7 +54,9 @@ def test_unsupported_transfer_syntax_is_named(write_dicom, pixels, uid, needle):
     data = path.read_bytes()
     assert data.count(b"1.2.840.10008.1.2.4.80") == 1
     path.write_bytes(data.replace(b"1.2.840.10008.1.2.4.80", uid.encode()))
-    with pytest.raises(InputError, match=rf"image\.dcm: the transfer syntax {uid.replace('.', '.')}.*{needle}.*convert"):
+    with pytest.raises(
+        InputError, match=rf"image\.dcm: the transfer syntax {uid.replace('.', '.')}.*{needle}.*convert"
+    ):
         read_image(path)
     assert inspect_file(path)["rows"] == 128  # the header can still be described
 

@@ -19,30 +19,66 @@ from microcalcai.roi import crop_roi
 @pytest.fixture
 def mammogram(write_dicom):
     pixels = np.random.default_rng(2).integers(0, 4096, (120, 90)).astype(np.uint16)
-    return write_dicom(pixels, "mg.dcm", bits_stored=12, spacing_mm=(0.1, 0.1), spacing_tag="ImagerPixelSpacing",
-                       laterality="L", view="MLO", window=(2048, 4096), transfer_syntax="rle")
+    return write_dicom(
+        pixels,
+        "mg.dcm",
+        bits_stored=12,
+        spacing_mm=(0.1, 0.1),
+        spacing_tag="ImagerPixelSpacing",
+        laterality="L",
+        view="MLO",
+        window=(2048, 4096),
+        transfer_syntax="rle",
+    )
 
 
 def test_inspect_json_has_exactly_the_documented_keys(mammogram, capsys):
     assert main(["inspect", str(mammogram), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert tuple(info) == INSPECT_KEYS == (
-        "modality", "rows", "columns", "bits_stored", "photometric", "presentation_intent",
-        "pixel_spacing_mm", "spacing_source", "laterality", "view")
-    assert info == {"modality": "MG", "rows": 120, "columns": 90, "bits_stored": 12, "photometric": "MONOCHROME2",
-                    "presentation_intent": "FOR PRESENTATION", "pixel_spacing_mm": [0.1, 0.1],
-                    "spacing_source": "ImagerPixelSpacing", "laterality": "L", "view": "MLO"}
+    assert (
+        tuple(info)
+        == INSPECT_KEYS
+        == (
+            "modality",
+            "rows",
+            "columns",
+            "bits_stored",
+            "photometric",
+            "presentation_intent",
+            "pixel_spacing_mm",
+            "spacing_source",
+            "laterality",
+            "view",
+        )
+    )
+    assert info == {
+        "modality": "MG",
+        "rows": 120,
+        "columns": 90,
+        "bits_stored": 12,
+        "photometric": "MONOCHROME2",
+        "presentation_intent": "FOR PRESENTATION",
+        "pixel_spacing_mm": [0.1, 0.1],
+        "spacing_source": "ImagerPixelSpacing",
+        "laterality": "L",
+        "view": "MLO",
+    }
 
 
 def test_inspect_text(mammogram, capsys):
     assert main(["inspect", str(mammogram)]) == 0
     out = capsys.readouterr().out
-    assert "pixel_spacing_mm     0.1 x 0.1 (row x column)" in out and "spacing_source       ImagerPixelSpacing" in out
+    assert (
+        "pixel_spacing_mm     0.1 x 0.1 (row x column)" in out
+        and "spacing_source       ImagerPixelSpacing" in out
+    )
 
 
 def test_crop_to_npy_is_the_library_crop(mammogram, tmp_path, capsys):
     out = tmp_path / "roi.npy"
-    assert main(["crop", str(mammogram), "--center", "40,60", "--size", "32", "--out", str(out), "--json"]) == 0
+    assert (
+        main(["crop", str(mammogram), "--center", "40,60", "--size", "32", "--out", str(out), "--json"]) == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     saved = np.load(out)
     want = crop_roi(read_image(mammogram), (40, 60), size_px=32)
@@ -55,8 +91,25 @@ def test_crop_to_npy_is_the_library_crop(mammogram, tmp_path, capsys):
 
 def test_crop_in_mm_to_png(mammogram, tmp_path, capsys):
     out = tmp_path / "roi.png"
-    assert main(["crop", str(mammogram), "--center", "5,5", "--size-mm", "3", "--spacing-mm", "0.05",
-                 "--pad-mode", "edge", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "crop",
+                str(mammogram),
+                "--center",
+                "5,5",
+                "--size-mm",
+                "3",
+                "--spacing-mm",
+                "0.05",
+                "--pad-mode",
+                "edge",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "60 x 60 pixels" in capsys.readouterr().out and "padded (edge)" in "padded (edge)"
     with Image.open(out) as png:
         assert png.size == (60, 60) and png.mode.startswith("I")
@@ -105,9 +158,14 @@ def test_crop_refuses_other_output_types(mammogram, tmp_path, capsys):
 def test_console_script_reports_bad_files_on_stderr(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image\n")
-    done = subprocess.run([sys.executable, "-m", "microcalcai", "inspect", str(bad), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "microcalcai", "inspect", str(bad), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         f"microcalcai inspect: error: {bad}: not an image this tool reads (first bytes b'not an i'); "
-        "give a DICOM, PNG, TIFF, PGM or NRRD mammogram"]
+        "give a DICOM, PNG, TIFF, PGM or NRRD mammogram"
+    ]

@@ -75,7 +75,9 @@ def test_tiff_8_and_16_bit_with_resolution(tmp_path, grey8, grey16, photometric)
     for arr, full in ((grey8, 255.0), (grey16, 65535.0)):
         path = tmp_path / f"{arr.dtype}-{photometric}.tif"
         # 200 pixels per cm in x (0.05 mm), 100 in y (0.1 mm).
-        tifffile.imwrite(path, arr, photometric=photometric, resolution=(200, 100), resolutionunit="CENTIMETER")
+        tifffile.imwrite(
+            path, arr, photometric=photometric, resolution=(200, 100), resolutionunit="CENTIMETER"
+        )
         image = read_image(path)
         want = arr / full
         if photometric == "miniswhite":
@@ -85,7 +87,9 @@ def test_tiff_8_and_16_bit_with_resolution(tmp_path, grey8, grey16, photometric)
         assert image.spacing_source == "tiff:resolution"
         info = inspect_file(path)
         assert info["photometric"] == ("MONOCHROME1" if photometric == "miniswhite" else "MONOCHROME2")
-        assert info["bits_stored"] == 8 * arr.dtype.itemsize and info["pixel_spacing_mm"] == pytest.approx([0.1, 0.05])
+        assert info["bits_stored"] == 8 * arr.dtype.itemsize and info["pixel_spacing_mm"] == pytest.approx(
+            [0.1, 0.05]
+        )
 
 
 def test_tiff_float_in_unit_range_is_kept(tmp_path):
@@ -120,8 +124,12 @@ def test_nrrd_from_slicer_is_a_3d_volume_with_one_slice(tmp_path, grey16):
 
 def test_nrrd_window_fields_and_monochrome1(tmp_path, grey16):
     path = tmp_path / "windowed.nrrd"
-    header = {"spacings": [0.07, 0.07], "window_center": "30000", "window_width": "20001",
-              "photometric": "MONOCHROME1"}
+    header = {
+        "spacings": [0.07, 0.07],
+        "window_center": "30000",
+        "window_width": "20001",
+        "photometric": "MONOCHROME1",
+    }
     nrrd.write(str(path), grey16, header, index_order="C")
     image = read_image(path)
     x = grey16.astype(np.float64)
@@ -136,8 +144,12 @@ def test_every_format_gives_the_same_unit_image(tmp_path, grey16, write_dicom):
     Image.fromarray(grey16).save(tmp_path / "same.png")
     tifffile.imwrite(tmp_path / "same.tif", grey16)
     _pgm(tmp_path / "same.pgm", grey16, 65535)
-    nrrd.write(str(tmp_path / "same.nrrd"), grey16, {"window_center": "32768", "window_width": "65536"},
-               index_order="C")
+    nrrd.write(
+        str(tmp_path / "same.nrrd"),
+        grey16,
+        {"window_center": "32768", "window_width": "65536"},
+        index_order="C",
+    )
     paths += [tmp_path / name for name in ("same.png", "same.tif", "same.pgm", "same.nrrd")]
     reference = read_image(paths[0]).pixels
     for path in paths[1:]:

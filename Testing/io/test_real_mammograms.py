@@ -69,10 +69,16 @@ def test_inspect_matches_the_decoded_image(real_images):
     for path, image in real_images.items():
         info = inspect_file(path)
         assert info == {
-            "modality": "MG", "rows": image.shape[0], "columns": image.shape[1], "bits_stored": 16,
-            "photometric": "MONOCHROME2", "presentation_intent": "FOR PRESENTATION",
-            "pixel_spacing_mm": None, "spacing_source": None,
-            "laterality": image.laterality, "view": image.view,
+            "modality": "MG",
+            "rows": image.shape[0],
+            "columns": image.shape[1],
+            "bits_stored": 16,
+            "photometric": "MONOCHROME2",
+            "presentation_intent": "FOR PRESENTATION",
+            "pixel_spacing_mm": None,
+            "spacing_source": None,
+            "laterality": image.laterality,
+            "view": image.view,
         }
 
 

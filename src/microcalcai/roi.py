@@ -104,8 +104,9 @@ def _padded_indices(length: int, start: int, count: int, pad_mode: str) -> tuple
     return np.clip(window, 0, length - 1), window >= 0
 
 
-def _take(pixels: np.ndarray, x0: int, y0: int, width: int, height: int, pad_mode: str,
-          pad_value: float) -> tuple[np.ndarray, bool]:
+def _take(
+    pixels: np.ndarray, x0: int, y0: int, width: int, height: int, pad_mode: str, pad_value: float
+) -> tuple[np.ndarray, bool]:
     """pixels[y0:y0+height, x0:x0+width], padded with `pad_mode` where it leaves the image."""
     rows, cols = pixels.shape
     if x0 >= 0 and y0 >= 0 and x0 + width <= cols and y0 + height <= rows:
@@ -139,7 +140,9 @@ def crop_roi(
     if pad_mode not in PAD_MODES:
         raise InputError(f"pad_mode {pad_mode!r} is not one of {', '.join(PAD_MODES)}")
     if size_px is None and size_mm is None:
-        raise InputError("give the ROI size in pixels (size_px / --size) or in millimetres (size_mm / --size-mm)")
+        raise InputError(
+            "give the ROI size in pixels (size_px / --size) or in millimetres (size_mm / --size-mm)"
+        )
     _check_size(size_px, "size in pixels", path)
     _check_size(size_mm, "size in mm", path)
     _check_size(spacing_mm, "target spacing in mm", path)
@@ -153,7 +156,8 @@ def crop_roi(
     px, py = image.stored_to_pixel(cx_src, cy_src)
     if not (np.isfinite(px) and np.isfinite(py) and -0.5 <= px <= cols - 0.5 and -0.5 <= py <= rows - 0.5):
         raise InputError(
-            f"{path}: the ROI centre x={cx_src:g}, y={cy_src:g} is outside the image ({cols} columns x {rows} rows; "
+            f"{path}: the ROI centre x={cx_src:g}, y={cy_src:g} is outside the image "
+            f"({cols} columns x {rows} rows; "
             f"x is the column 0..{cols - 1}, y the row 0..{rows - 1}, from the top-left of the stored image)"
         )
 
@@ -163,19 +167,25 @@ def crop_roi(
         return _pixel_crop(image, (cx_src, cy_src), (px, py), n, pad_mode, pad_value, None, None)
     n = int(size_px) if size_px is not None else max(1, int(round(size_mm / target)))
     if n > MAX_CROP_PX:
-        raise InputError(f"{path}: the ROI would be {n} x {n} pixels (limit {MAX_CROP_PX}); "
-                         "choose a smaller size or a coarser spacing")
+        raise InputError(
+            f"{path}: the ROI would be {n} x {n} pixels (limit {MAX_CROP_PX}); "
+            "choose a smaller size or a coarser spacing"
+        )
     row_sp, col_sp = image.spacing_mm  # type: ignore[misc]
     if math.isclose(target, row_sp, rel_tol=1e-9) and math.isclose(target, col_sp, rel_tol=1e-9):
         # Same grid: an exact, unresampled crop.
-        return _pixel_crop(image, (cx_src, cy_src), (px, py), n, pad_mode, pad_value, (target, target), n * target)
+        return _pixel_crop(
+            image, (cx_src, cy_src), (px, py), n, pad_mode, pad_value, (target, target), n * target
+        )
     return _resampled_crop(image, (cx_src, cy_src), (px, py), n, target, pad_mode, pad_value)
 
 
 def _target_spacing(image: Mammogram, size_px, size_mm, spacing_mm, path) -> float | None:
     if size_mm is None:
         if spacing_mm is not None:
-            raise InputError("a target spacing (spacing_mm / --spacing-mm) needs the ROI size in mm (--size-mm)")
+            raise InputError(
+                "a target spacing (spacing_mm / --spacing-mm) needs the ROI size in mm (--size-mm)"
+            )
         return None
     if image.spacing_mm is None:
         raise InputError(
@@ -186,24 +196,34 @@ def _target_spacing(image: Mammogram, size_px, size_mm, spacing_mm, path) -> flo
     if size_px is not None:
         implied = size_mm / int(size_px)
         if spacing_mm is not None and not math.isclose(implied, spacing_mm, rel_tol=1e-6):
-            raise InputError(f"size {size_px} px, size {size_mm} mm and spacing {spacing_mm} mm disagree "
-                             f"({size_mm} / {size_px} = {implied:g} mm); give two of the three")
+            raise InputError(
+                f"size {size_px} px, size {size_mm} mm and spacing {spacing_mm} mm disagree "
+                f"({size_mm} / {size_px} = {implied:g} mm); give two of the three"
+            )
         return implied
     return float(spacing_mm) if spacing_mm is not None else float(min(image.spacing_mm))
 
 
 def _pixel_crop(image, center_src, center_px, n, pad_mode, pad_value, spacing, size_mm) -> RoiCrop:
     if n > MAX_CROP_PX:
-        raise InputError(f"{image.source_path or 'image'}: the ROI size {n} px exceeds the limit {MAX_CROP_PX}")
+        raise InputError(
+            f"{image.source_path or 'image'}: the ROI size {n} px exceeds the limit {MAX_CROP_PX}"
+        )
     x0 = int(math.floor(center_px[0] + 0.5)) - n // 2
     y0 = int(math.floor(center_px[1] + 0.5)) - n // 2
     pixels, padded = _take(image.pixels, x0, y0, n, n, pad_mode, pad_value)
     crop_to_image = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     return RoiCrop(
-        pixels=pixels, center_xy=center_src, size_px=n,
+        pixels=pixels,
+        center_xy=center_src,
+        size_px=n,
         spacing_mm=spacing if spacing is not None else image.spacing_mm,
-        pad_mode=pad_mode, to_source=image.to_stored @ crop_to_image, source_path=image.source_path,
-        size_mm=size_mm, padded=padded, metadata={"resampled": False, "pad_value": pad_value},
+        pad_mode=pad_mode,
+        to_source=image.to_stored @ crop_to_image,
+        source_path=image.source_path,
+        size_mm=size_mm,
+        padded=padded,
+        metadata={"resampled": False, "pad_value": pad_value},
     )
 
 
@@ -233,8 +253,19 @@ def _resampled_crop(image, center_src, center_px, n, target, pad_mode, pad_value
     padded = padded and (x_first < 0 or y_first < 0 or x_last > cols - 1 or y_last > rows - 1)
     crop_to_image = np.array([[step[1], 0.0, x_first], [0.0, step[0], y_first], [0.0, 0.0, 1.0]])
     return RoiCrop(
-        pixels=pixels, center_xy=center_src, size_px=n, spacing_mm=(target, target), pad_mode=pad_mode,
-        to_source=image.to_stored @ crop_to_image, source_path=image.source_path, size_mm=n * target,
-        padded=padded, metadata={"resampled": True, "interpolation": "linear",
-                                 "antialias_sigma_px": [float(s) for s in sigma], "pad_value": pad_value},
+        pixels=pixels,
+        center_xy=center_src,
+        size_px=n,
+        spacing_mm=(target, target),
+        pad_mode=pad_mode,
+        to_source=image.to_stored @ crop_to_image,
+        source_path=image.source_path,
+        size_mm=n * target,
+        padded=padded,
+        metadata={
+            "resampled": True,
+            "interpolation": "linear",
+            "antialias_sigma_px": [float(s) for s in sigma],
+            "pad_value": pad_value,
+        },
     )

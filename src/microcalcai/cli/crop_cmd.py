@@ -14,7 +14,9 @@ def _center(text: str) -> tuple[float, float]:
     try:
         x, y = (float(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y (column,row in stored pixels), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected X,Y (column,row in stored pixels), got {text!r}"
+        ) from None
     return x, y
 
 
@@ -23,8 +25,9 @@ def _positive(kind: type):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'whole' if kind is int else ''} number, got {text!r}"
-                                             .replace("  ", " ")) from None
+            raise argparse.ArgumentTypeError(
+                f"expected a {'whole' if kind is int else ''} number, got {text!r}".replace("  ", " ")
+            ) from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
         return value
@@ -43,17 +46,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "both --size and --size-mm give N pixels covering MM millimetres.",
     )
     parser.add_argument("file", metavar="FILE", help="the mammogram (DICOM, PNG, TIFF, PGM or NRRD)")
-    parser.add_argument("--center", required=True, type=_center, metavar="X,Y",
-                        help="ROI centre in stored pixels: X = column, Y = row from the top-left")
+    parser.add_argument(
+        "--center",
+        required=True,
+        type=_center,
+        metavar="X,Y",
+        help="ROI centre in stored pixels: X = column, Y = row from the top-left",
+    )
     parser.add_argument("--size", type=_positive(int), metavar="N", help="ROI side in pixels")
     parser.add_argument("--size-mm", type=_positive(float), metavar="MM", help="ROI side in millimetres")
-    parser.add_argument("--spacing-mm", type=_positive(float), metavar="S",
-                        help="pixel spacing of the output in mm (with --size-mm; default the image's)")
-    parser.add_argument("--image-spacing-mm", type=_positive(float), metavar="S",
-                        help="the image's pixel spacing in mm, used only when the file has none "
-                        "(e.g. 0.2 for mini-MIAS)")
-    parser.add_argument("--pad-mode", choices=PAD_MODES, default="constant",
-                        help="how the ROI is filled where it leaves the image (default: constant 0 = air)")
+    parser.add_argument(
+        "--spacing-mm",
+        type=_positive(float),
+        metavar="S",
+        help="pixel spacing of the output in mm (with --size-mm; default the image's)",
+    )
+    parser.add_argument(
+        "--image-spacing-mm",
+        type=_positive(float),
+        metavar="S",
+        help="the image's pixel spacing in mm, used only when the file has none (e.g. 0.2 for mini-MIAS)",
+    )
+    parser.add_argument(
+        "--pad-mode",
+        choices=PAD_MODES,
+        default="constant",
+        help="how the ROI is filled where it leaves the image (default: constant 0 = air)",
+    )
     parser.add_argument("--out", required=True, metavar="OUT.npy|OUT.png", help="output file")
     parser.add_argument("--json", action="store_true", help="print what was cropped as JSON")
     parser.set_defaults(func=run, _parser=parser)
@@ -73,8 +92,14 @@ def run(args: argparse.Namespace) -> int:
     from microcalcai.roi import crop_roi
 
     image = read_image(args.file, default_spacing_mm=args.image_spacing_mm)
-    crop = crop_roi(image, args.center, size_px=args.size, size_mm=args.size_mm, spacing_mm=args.spacing_mm,
-                    pad_mode=args.pad_mode)
+    crop = crop_roi(
+        image,
+        args.center,
+        size_px=args.size,
+        size_mm=args.size_mm,
+        spacing_mm=args.spacing_mm,
+        pad_mode=args.pad_mode,
+    )
     write_crop(crop, out)
     summary = {
         "out": str(out),
@@ -91,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         spacing = f", {crop.spacing_mm[0]:g} mm/pixel" if crop.spacing_mm else ""
         padded = f", padded ({crop.pad_mode})" if crop.padded else ""
-        print(f"{out}: {crop.size_px} x {crop.size_px} pixels around x={crop.center_xy[0]:g}, "
-              f"y={crop.center_xy[1]:g}{spacing}{padded}")
+        print(
+            f"{out}: {crop.size_px} x {crop.size_px} pixels around x={crop.center_xy[0]:g}, "
+            f"y={crop.center_xy[1]:g}{spacing}{padded}"
+        )
     return 0

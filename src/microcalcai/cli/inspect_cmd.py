@@ -15,9 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "intent, pixel spacing in mm with the tag it came from, laterality and view.",
     )
     parser.add_argument("file", metavar="FILE", help="the image file")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object with the keys modality, rows, columns, bits_stored, "
-                        "photometric, presentation_intent, pixel_spacing_mm, spacing_source, laterality, view")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the keys modality, rows, columns, bits_stored, "
+        "photometric, presentation_intent, pixel_spacing_mm, spacing_source, laterality, view",
+    )
     parser.set_defaults(func=run)
 
 

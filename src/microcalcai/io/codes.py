@@ -25,10 +25,12 @@ LATERALITY_CODES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _lookup(table: dict[str, tuple[str, str, str]], code_value: str | None, meaning: str | None) -> str | None:
+def _lookup(
+    table: dict[str, tuple[str, str, str]], code_value: str | None, meaning: str | None
+) -> str | None:
     value = (code_value or "").strip().upper()
     text = (meaning or "").strip().lower()
-    for key, (sct, srt, name) in table.items():
+    for key, (sct, srt, _name) in table.items():
         if value and value in (sct.upper(), srt.upper()):
             return key
     for key, (_sct, _srt, name) in table.items():
@@ -43,5 +45,5 @@ def view_from_code(code_value: str | None, meaning: str | None) -> str | None:
 
 
 def laterality_from_code(code_value: str | None, meaning: str | None) -> str | None:
-    """"L", "R" or "B" for a coded laterality, or None when unknown."""
+    """ "L", "R" or "B" for a coded laterality, or None when unknown."""
     return _lookup(LATERALITY_CODES, code_value, meaning)

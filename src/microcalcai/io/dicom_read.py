@@ -82,14 +82,18 @@ def open_dicom(path: Path):
         with open(path, "rb") as handle:
             head = handle.read(132)
     except OSError as exc:
-        raise InputError(f"{path}: cannot open the file ({exc.strerror}); check the path and permissions") from exc
+        raise InputError(
+            f"{path}: cannot open the file ({exc.strerror}); check the path and permissions"
+        ) from exc
     force = not (len(head) >= 132 and head[128:132] == b"DICM")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(str(path), force=force)
     except InvalidDicomError as exc:
-        raise InputError(f"{path}: not a DICOM file ({exc}); give a DICOM, PNG, TIFF, PGM or NRRD image") from exc
+        raise InputError(
+            f"{path}: not a DICOM file ({exc}); give a DICOM, PNG, TIFF, PGM or NRRD image"
+        ) from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
         raise InputError(
             f"{path}: truncated or corrupt DICOM header ({type(exc).__name__}: {exc}); "
@@ -98,20 +102,28 @@ def open_dicom(path: Path):
     for warning in caught:
         text = str(warning.message)
         if "End of file reached" in text or "truncated" in text.lower():
-            raise InputError(f"{path}: the file is truncated or corrupt ({text}); copy it again from its source")
+            raise InputError(
+                f"{path}: the file is truncated or corrupt ({text}); copy it again from its source"
+            )
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if force and "PixelData" not in ds and not ds.get("SOPClassUID") and len(ds) < 3:
-        raise InputError(f"{path}: not a DICOM file (no DICOM preamble or data elements); "
-                         "give a DICOM, PNG, TIFF, PGM or NRRD image")
+        raise InputError(
+            f"{path}: not a DICOM file (no DICOM preamble or data elements); "
+            "give a DICOM, PNG, TIFF, PGM or NRRD image"
+        )
     if "TransferSyntaxUID" not in ds.file_meta:
         # A bare data set without file meta: pydicom guessed the encoding while reading.
         from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+        )
     return ds
 
 
-def _int_tag(ds, keyword: str, path: Path, *, required: bool = True, default: int | None = None) -> int | None:
+def _int_tag(
+    ds, keyword: str, path: Path, *, required: bool = True, default: int | None = None
+) -> int | None:
     value = ds.get(keyword)
     if value is None or value == "":
         if required:
@@ -130,8 +142,11 @@ def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[st
     error (inspect describes the header of such files).
     """
     if "PixelData" not in ds:
-        extra = " (it holds floating point pixels, which mammography does not use)" if (
-            "FloatPixelData" in ds or "DoubleFloatPixelData" in ds) else ""
+        extra = (
+            " (it holds floating point pixels, which mammography does not use)"
+            if ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds)
+            else ""
+        )
         raise InputError(
             f"{path}: no {tag_name('PixelData')}{extra}: this DICOM object is not an image "
             f"(SOP class {ds.get('SOPClassUID', 'unknown')!s}); give the image file of the series"
@@ -143,18 +158,25 @@ def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[st
     stored = _int_tag(ds, "BitsStored", path, required=False, default=allocated)
     samples = _int_tag(ds, "SamplesPerPixel", path, required=False, default=1)
     if rows <= 0 or cols <= 0 or frames <= 0:
-        raise InputError(f"{path}: the header says {rows} rows x {cols} columns x {frames} frames; "
-                         "the file is corrupt")
+        raise InputError(
+            f"{path}: the header says {rows} rows x {cols} columns x {frames} frames; the file is corrupt"
+        )
     if allocated not in (1, 8, 16, 32) or not 1 <= stored <= allocated:
-        raise InputError(f"{path}: {tag_name('BitsAllocated')}={allocated} with {tag_name('BitsStored')}={stored} "
-                         "is not a valid grey image; the file is corrupt")
+        raise InputError(
+            f"{path}: {tag_name('BitsAllocated')}={allocated} with {tag_name('BitsStored')}={stored} "
+            "is not a valid grey image; the file is corrupt"
+        )
     if samples != 1:
-        raise InputError(f"{path}: {tag_name('SamplesPerPixel')}={samples} ({ds.get('PhotometricInterpretation')}): "
-                         "a colour image; mammograms are greyscale, give the original MG/DX image")
+        raise InputError(
+            f"{path}: {tag_name('SamplesPerPixel')}={samples} ({ds.get('PhotometricInterpretation')}): "
+            "a colour image; mammograms are greyscale, give the original MG/DX image"
+        )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise InputError(f"{path}: {tag_name('PhotometricInterpretation')} is {photometric!r}; "
-                         "only MONOCHROME1 and MONOCHROME2 images can be read")
+        raise InputError(
+            f"{path}: {tag_name('PhotometricInterpretation')} is {photometric!r}; "
+            "only MONOCHROME1 and MONOCHROME2 images can be read"
+        )
     pixels = rows * cols
     decoded = pixels * frames * max(allocated // 8, 1)
     if pixels > MAX_PIXELS or decoded > MAX_DECODED_BYTES:
@@ -168,9 +190,10 @@ def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[st
         compressed = syntax.is_compressed
     except ValueError:  # a UID pydicom does not know as a transfer syntax
         if check_decoder:
-            raise InputError(f"{path}: the transfer syntax {syntax} is unknown to pydicom and cannot be decoded "
-                             "here; convert the file to an uncompressed syntax, e.g. with `gdcmconv --raw IN OUT`"
-                             ) from None
+            raise InputError(
+                f"{path}: the transfer syntax {syntax} is unknown to pydicom and cannot be decoded "
+                "here; convert the file to an uncompressed syntax, e.g. with `gdcmconv --raw IN OUT`"
+            ) from None
         compressed = True
     if not compressed:
         expected = (pixels * frames * allocated + 7) // 8
@@ -182,8 +205,14 @@ def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[st
             )
     elif check_decoder:
         _check_decodable(syntax, path)
-    return {"rows": rows, "columns": cols, "frames": frames, "bits_allocated": allocated,
-            "bits_stored": stored, "photometric": photometric}
+    return {
+        "rows": rows,
+        "columns": cols,
+        "frames": frames,
+        "bits_allocated": allocated,
+        "bits_stored": stored,
+        "photometric": photometric,
+    }
 
 
 def _check_decodable(syntax, path: Path) -> None:
@@ -206,7 +235,9 @@ def decode_frame(ds, path: Path, frame: int, frames: int) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except MemoryError as exc:
-        raise InputError(f"{path}: not enough memory to decode {ds.Rows} x {ds.Columns} x {frames} pixels") from exc
+        raise InputError(
+            f"{path}: not enough memory to decode {ds.Rows} x {ds.Columns} x {frames} pixels"
+        ) from exc
     except Exception as exc:  # the decoders raise anything from ValueError to RuntimeError
         raise InputError(
             f"{path}: the pixel data ({syntax.name}) could not be decoded ({type(exc).__name__}: {exc}); "
@@ -215,8 +246,10 @@ def decode_frame(ds, path: Path, frame: int, frames: int) -> np.ndarray:
     if frames > 1:
         arr = arr[frame]
     if arr.shape != (int(ds.Rows), int(ds.Columns)):
-        raise InputError(f"{path}: decoded pixels have shape {arr.shape} but the header says "
-                         f"{ds.Rows} x {ds.Columns}; the file is corrupt")
+        raise InputError(
+            f"{path}: decoded pixels have shape {arr.shape} but the header says "
+            f"{ds.Rows} x {ds.Columns}; the file is corrupt"
+        )
     return arr
 
 
@@ -224,7 +257,11 @@ def presentation_intent(ds) -> str:
     intent = str(ds.get("PresentationIntentType", "")).strip().upper()
     if intent in ("FOR PRESENTATION", "FOR PROCESSING"):
         return intent
-    return "FOR PROCESSING" if str(ds.get("SOPClassUID", "")) in FOR_PROCESSING_SOP_CLASSES else "FOR PRESENTATION"
+    return (
+        "FOR PROCESSING"
+        if str(ds.get("SOPClassUID", "")) in FOR_PROCESSING_SOP_CLASSES
+        else "FOR PRESENTATION"
+    )
 
 
 def spacing(ds, path: Path) -> tuple[tuple[float, float] | None, str | None]:
@@ -246,8 +283,10 @@ def spacing(ds, path: Path) -> tuple[tuple[float, float] | None, str | None]:
         if len(values) == 1:
             values = values * 2
         if len(values) != 2 or min(values) <= 0 or not all(np.isfinite(values)):
-            raise InputError(f"{path}: {tag_name(keyword)} = {value!r} is not two positive numbers; "
-                             "fix the tag or remove it")
+            raise InputError(
+                f"{path}: {tag_name(keyword)} = {value!r} is not two positive numbers; "
+                "fix the tag or remove it"
+            )
         return (values[0], values[1]), keyword
     return None, None
 
@@ -269,8 +308,10 @@ def laterality(ds) -> tuple[str | None, str | None]:
         value = str(anatomy.get("FrameLaterality", "")).strip().upper() if anatomy is not None else ""
         if value in ("L", "R"):
             return value, f"{group}/FrameLaterality"
-    for region_kw, modifier_kw in (("AnatomicRegionSequence", "AnatomicRegionModifierSequence"),
-                                   ("PrimaryAnatomicStructureSequence", "PrimaryAnatomicStructureModifierSequence")):
+    for region_kw, modifier_kw in (
+        ("AnatomicRegionSequence", "AnatomicRegionModifierSequence"),
+        ("PrimaryAnatomicStructureSequence", "PrimaryAnatomicStructureModifierSequence"),
+    ):
         for region in ds.get(region_kw) or []:
             for code in region.get(modifier_kw) or []:
                 value = laterality_from_code(code.get("CodeValue"), code.get("CodeMeaning"))
@@ -333,20 +374,31 @@ def _windows(ds, path: Path) -> list[Window]:
     centers, widths = as_list(centers), as_list(widths)
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if function not in VOI_FUNCTIONS:
-        raise InputError(f"{path}: {tag_name('VOILUTFunction')} is {function!r}; "
-                         f"the standard defines {', '.join(VOI_FUNCTIONS)}")
+        raise InputError(
+            f"{path}: {tag_name('VOILUTFunction')} is {function!r}; "
+            f"the standard defines {', '.join(VOI_FUNCTIONS)}"
+        )
     windows = []
-    for c, w in zip(centers, widths):
+    for c, w in zip(centers, widths):  # noqa: B905 (extra centres or widths are ignored)
         c, w = float(c), float(w)
         if (function == "LINEAR" and w < 1) or w <= 0:
-            raise InputError(f"{path}: {tag_name('WindowWidth')} = {w:g} is invalid for {function} "
-                             "(it must be >= 1 for LINEAR and > 0 otherwise); fix the tag or read with voi='none'")
+            raise InputError(
+                f"{path}: {tag_name('WindowWidth')} = {w:g} is invalid for {function} "
+                "(it must be >= 1 for LINEAR and > 0 otherwise); fix the tag or read with voi='none'"
+            )
         windows.append(Window(c, w, function))
     return windows
 
 
-def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "auto",
-                 voi: str = "auto", window_index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+def to_intensity(
+    ds,
+    stored: np.ndarray,
+    path: Path,
+    *,
+    for_processing: str = "auto",
+    voi: str = "auto",
+    window_index: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Stored values -> float32 0..1 higher = denser, with a record of what was applied."""
     if for_processing not in FOR_PROCESSING_MODES:
         raise InputError(f"for_processing={for_processing!r}: use one of {', '.join(FOR_PROCESSING_MODES)}")
@@ -372,7 +424,11 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
     if voi == "lut" and not has_lut:
         raise InputError(f"{path}: voi='lut' but the file has no {tag_name('VOILUTSequence')}")
 
-    if intent == "FOR PROCESSING" and for_processing != "window" and not (for_processing == "auto" and windows):
+    if (
+        intent == "FOR PROCESSING"
+        and for_processing != "window"
+        and not (for_processing == "auto" and windows)
+    ):
         return _for_processing(ds, values, slope, intercept, photometric, record)
     if has_lut:
         # pydicom prefers the VOI LUT Sequence when both are present; so do we (PS3.3 C.11.2
@@ -383,7 +439,9 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
         lut_input = values
         if values is stored and (slope, intercept) != (1.0, 0.0):
             lut_input = stored * np.float32(slope) + np.float32(intercept)
-        table, first, bits = lut_table(items[window_index], signed_input=signed or (slope, intercept) != (1.0, 0.0))
+        table, first, bits = lut_table(
+            items[window_index], signed_input=signed or (slope, intercept) != (1.0, 0.0)
+        )
         out = apply_lut(lut_input, table * np.float32(1.0 / ((1 << bits) - 1)), first)
         if invert:
             np.subtract(np.float32(1.0), out, out=out)
@@ -391,7 +449,9 @@ def to_intensity(ds, stored: np.ndarray, path: Path, *, for_processing: str = "a
         return out, record
     if windows:
         if not 0 <= window_index < len(windows):
-            raise InputError(f"{path}: window {window_index} requested but the file has {len(windows)} window(s)")
+            raise InputError(
+                f"{path}: window {window_index} requested but the file has {len(windows)} window(s)"
+            )
         window = windows[window_index]
         record["voi"] = window.describe()
         return apply_window(values, window, slope=slope, intercept=intercept, invert=invert), record
@@ -429,27 +489,43 @@ def _for_processing(ds, values, slope, intercept, photometric, record) -> tuple[
     sign = ds.get("PixelIntensityRelationshipSign")
     invert = int(sign) == 1 if sign not in (None, "") else photometric == "MONOCHROME1"
     lo, hi = robust_range(out)
-    record["voi"] = (f"for-processing: {'log, ' if relationship == 'LIN' else ''}"
-                     f"percentiles 0.5..99.5 ({lo:g}..{hi:g}){', inverted' if invert else ''}")
+    record["voi"] = (
+        f"for-processing: {'log, ' if relationship == 'LIN' else ''}"
+        f"percentiles 0.5..99.5 ({lo:g}..{hi:g}){', inverted' if invert else ''}"
+    )
     return scale_range(out, lo, hi, invert=invert), record
 
 
-def read_dicom(path: Path, *, for_processing: str = "auto", voi: str = "auto", window_index: int = 0,
-               frame: int = 0) -> Mammogram:
+def read_dicom(
+    path: Path, *, for_processing: str = "auto", voi: str = "auto", window_index: int = 0, frame: int = 0
+) -> Mammogram:
     ds = open_dicom(path)
     header = check_image_header(ds, path)
     stored = decode_frame(ds, path, frame, header["frames"])
-    pixels, record = to_intensity(ds, stored, path, for_processing=for_processing, voi=voi,
-                                  window_index=window_index)
+    pixels, record = to_intensity(
+        ds, stored, path, for_processing=for_processing, voi=voi, window_index=window_index
+    )
     spacing_mm, spacing_source = spacing(ds, path)
     lat, lat_source = laterality(ds)
     vw, view_source = view(ds)
     metadata = header_metadata(ds, header)
     metadata.update(record)
-    metadata.update({"laterality_source": lat_source, "view_source": view_source,
-                     "chest_wall_from_header": chest_wall_from_orientation(ds)})
-    return Mammogram(pixels=pixels, spacing_mm=spacing_mm, spacing_source=spacing_source, laterality=lat,
-                     view=vw, source_path=path, metadata=metadata)
+    metadata.update(
+        {
+            "laterality_source": lat_source,
+            "view_source": view_source,
+            "chest_wall_from_header": chest_wall_from_orientation(ds),
+        }
+    )
+    return Mammogram(
+        pixels=pixels,
+        spacing_mm=spacing_mm,
+        spacing_source=spacing_source,
+        laterality=lat,
+        view=vw,
+        source_path=path,
+        metadata=metadata,
+    )
 
 
 def header_metadata(ds, header: dict[str, Any]) -> dict[str, Any]:

@@ -22,18 +22,18 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
+    JPEG2000,
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGLosslessP14,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
     generate_uid,
 )
 
@@ -120,9 +120,15 @@ def _encode_frame(arr: np.ndarray, syntax: UID, bits_stored: int, signed: int) -
         import openjpeg
 
         if min(arr.shape) < 32:  # openjpeg's encoder always uses 6 wavelet resolutions
-            raise InputError(f"JPEG 2000 is written here for images of at least 32 x 32 pixels; got {arr.shape}")
+            raise InputError(
+                f"JPEG 2000 is written here for images of at least 32 x 32 pixels; got {arr.shape}"
+            )
 
-        kwargs: dict[str, Any] = {"bits_stored": bits_stored, "photometric_interpretation": 2, "codec_format": 0}
+        kwargs: dict[str, Any] = {
+            "bits_stored": bits_stored,
+            "photometric_interpretation": 2,
+            "codec_format": 0,
+        }
         if syntax == JPEG2000:
             kwargs["compression_ratios"] = [10.0]
         return openjpeg.encode(arr, **kwargs)
@@ -246,7 +252,9 @@ def build_mg_dataset(
             ds.ViewPosition = key
         if view_encoding in ("both", "code"):
             if key not in VIEW_CODES:
-                raise InputError(f"view {view!r} has no code in CID 4014 here; use one of {sorted(VIEW_CODES)}")
+                raise InputError(
+                    f"view {view!r} has no code in CID 4014 here; use one of {sorted(VIEW_CODES)}"
+                )
             sct, _srt, meaning = VIEW_CODES[key]
             item = _code_item(sct, "SCT", meaning)
             item.ViewModifierCodeSequence = DicomSequence([])

@@ -26,7 +26,9 @@ def unit_to_png_bytes(pixels: np.ndarray, spacing_mm: tuple[float, float] | None
     return buffer.getvalue()
 
 
-def write_unit_image(pixels: np.ndarray, path: str | Path, spacing_mm: tuple[float, float] | None = None) -> Path:
+def write_unit_image(
+    pixels: np.ndarray, path: str | Path, spacing_mm: tuple[float, float] | None = None
+) -> Path:
     """Write a 0..1 image atomically: .npy keeps float32 exactly, .png stores 16-bit grey."""
     path = Path(path)
     suffix = path.suffix.lower()

@@ -43,14 +43,13 @@ def linear_coefficients(window: Window) -> tuple[float, float]:
     return 1.0 / span, 0.5 - (c - 0.5) / span
 
 
-def apply_window(values: np.ndarray, window: Window, *, slope: float = 1.0, intercept: float = 0.0,
-                 invert: bool = False) -> np.ndarray:
+def apply_window(
+    values: np.ndarray, window: Window, *, slope: float = 1.0, intercept: float = 0.0, invert: bool = False
+) -> np.ndarray:
     """Rescale (slope, intercept), window and optionally invert `values` into a new float32 array."""
-    out = values.astype(np.float32)
     if window.function == "SIGMOID":
         # C.11.2.1.3.1: y = 1 / (1 + exp(-4 (x - c) / w)), on the rescaled values.
-        k = -4.0 * slope / window.width
-        out *= np.float32(k)
+        out = np.multiply(values, np.float32(-4.0 * slope / window.width), dtype=np.float32)
         out += np.float32(-4.0 * (intercept - window.center) / window.width)
         np.exp(out, out=out)
         out += np.float32(1.0)
@@ -60,15 +59,16 @@ def apply_window(values: np.ndarray, window: Window, *, slope: float = 1.0, inte
         return out
     if window.function == "LINEAR" and window.width == 1.0:
         # C.11.2.1.2.1 with w = 1 is a step: 0 for x <= c - 0.5, 1 above.
-        rescaled = out * np.float32(slope) + np.float32(intercept)
+        rescaled = np.multiply(values, np.float32(slope), dtype=np.float32) + np.float32(intercept)
         out = (rescaled > np.float32(window.center - 0.5)).astype(np.float32)
         return np.subtract(np.float32(1.0), out, out=out) if invert else out
     a, b = linear_coefficients(window)
-    # Fold the modality rescale and the inversion into the same line: y = a (s x + i) + b.
+    # Fold the modality rescale and the inversion into the same line: y = a (s x + i) + b,
+    # and the conversion to float32 into the multiplication: three passes over the pixels.
     a, b = a * slope, a * intercept + b
     if invert:
         a, b = -a, 1.0 - b
-    out *= np.float32(a)
+    out = np.multiply(values, np.float32(a), dtype=np.float32)
     out += np.float32(b)
     np.clip(out, 0.0, 1.0, out=out)
     return out
@@ -79,8 +79,9 @@ def scale_range(values: np.ndarray, lo: float, hi: float, *, invert: bool = Fals
     span = float(hi) - float(lo)
     if span <= 0:
         return np.zeros(values.shape, np.float32)
-    return apply_window(values, Window(center=(lo + hi) / 2.0, width=span, function="LINEAR_EXACT"),
-                        invert=invert)
+    return apply_window(
+        values, Window(center=(lo + hi) / 2.0, width=span, function="LINEAR_EXACT"), invert=invert
+    )
 
 
 def robust_range(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:

@@ -20,7 +20,7 @@ def chest_wall_from_pixels(pixels: np.ndarray) -> str:
     start = int(cols * 0.02)
     stop = max(start + 1, int(cols * 0.15))
     left = float(np.mean(pixels[::4, start:stop]))
-    right = float(np.mean(pixels[::4, cols - stop:cols - start]))
+    right = float(np.mean(pixels[::4, cols - stop : cols - start]))
     return "right" if right > left else "left"
 
 

@@ -49,8 +49,9 @@ def _grey_from_pillow(image, path: Path) -> tuple[np.ndarray, float]:
     if mode in ("RGB", "RGBA", "P", "LA", "PA"):
         rgb = np.asarray(image.convert("RGB"))
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise InputError(f"{path}: a colour ({mode}) image; mammograms are greyscale: "
-                             "give the original grey image")
+            raise InputError(
+                f"{path}: a colour ({mode}) image; mammograms are greyscale: give the original grey image"
+            )
         return rgb[..., 0], 255.0
     arr = np.asarray(image)
     if mode == "1":
@@ -76,7 +77,9 @@ def _to_unit(arr: np.ndarray, full_scale: float, *, invert: bool = False) -> tup
             lo, hi = 0.0, 1.0
         out = scale_range(np.nan_to_num(arr, nan=lo), lo, hi, invert=invert)
         return out, f"linear {lo:g}..{hi:g}"
-    return scale_range(arr, 0.0, full_scale, invert=invert), f"linear 0..{full_scale:g} (full range of the type)"
+    return scale_range(
+        arr, 0.0, full_scale, invert=invert
+    ), f"linear 0..{full_scale:g} (full range of the type)"
 
 
 def read_pillow(path: Path, fmt: str) -> Mammogram:
@@ -85,17 +88,26 @@ def read_pillow(path: Path, fmt: str) -> Mammogram:
         try:
             image.load()
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InputError(f"{path}: the {fmt.upper()} pixel data could not be decoded ({exc}); "
-                             "the file is truncated or corrupt: copy or export it again") from exc
+            raise InputError(
+                f"{path}: the {fmt.upper()} pixel data could not be decoded ({exc}); "
+                "the file is truncated or corrupt: copy or export it again"
+            ) from exc
         arr, full_scale = _grey_from_pillow(image, path)
         spacing_mm, source = _pillow_spacing(image)
         mode = image.mode
     pixels, scaling = _to_unit(arr, full_scale)
-    metadata = {"format": fmt, "rows": arr.shape[0], "columns": arr.shape[1], "mode": mode,
-                "bits_stored": 8 * arr.dtype.itemsize if arr.dtype.kind in "ui" else None,
-                "photometric": "MONOCHROME2", "voi": scaling}
-    return Mammogram(pixels=pixels, spacing_mm=spacing_mm, spacing_source=source, source_path=path,
-                     metadata=metadata)
+    metadata = {
+        "format": fmt,
+        "rows": arr.shape[0],
+        "columns": arr.shape[1],
+        "mode": mode,
+        "bits_stored": 8 * arr.dtype.itemsize if arr.dtype.kind in "ui" else None,
+        "photometric": "MONOCHROME2",
+        "voi": scaling,
+    }
+    return Mammogram(
+        pixels=pixels, spacing_mm=spacing_mm, spacing_source=source, source_path=path, metadata=metadata
+    )
 
 
 def _tiff_page(tif, path: Path):
@@ -142,8 +154,10 @@ def read_tiff(path: Path) -> Mammogram:
         try:
             arr = page.asarray()
         except Exception as exc:  # tifffile and its codecs raise many types
-            raise InputError(f"{path}: the TIFF pixel data could not be decoded ({type(exc).__name__}: {exc}); "
-                             "the file is truncated or corrupt: copy or export it again") from exc
+            raise InputError(
+                f"{path}: the TIFF pixel data could not be decoded ({type(exc).__name__}: {exc}); "
+                "the file is truncated or corrupt: copy or export it again"
+            ) from exc
         spacing_mm, source = _tiff_spacing(page)
         photometric = _tiff_photometric(page)
         bits = int(page.bitspersample)
@@ -154,12 +168,21 @@ def read_tiff(path: Path) -> Mammogram:
     arr = np.squeeze(arr)
     if arr.ndim != 2:
         raise InputError(f"{path}: the TIFF image has shape {arr.shape}; a single 2D grey image is needed")
-    full_scale = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 else float("nan")
+    full_scale = (
+        float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 else float("nan")
+    )
     pixels, scaling = _to_unit(arr, full_scale, invert=photometric == "MONOCHROME1")
-    metadata = {"format": "tiff", "rows": arr.shape[0], "columns": arr.shape[1], "bits_stored": bits,
-                "photometric": photometric, "voi": scaling}
-    return Mammogram(pixels=pixels, spacing_mm=spacing_mm, spacing_source=source, source_path=path,
-                     metadata=metadata)
+    metadata = {
+        "format": "tiff",
+        "rows": arr.shape[0],
+        "columns": arr.shape[1],
+        "bits_stored": bits,
+        "photometric": photometric,
+        "voi": scaling,
+    }
+    return Mammogram(
+        pixels=pixels, spacing_mm=spacing_mm, spacing_source=source, source_path=path, metadata=metadata
+    )
 
 
 def _nrrd_header(path: Path) -> dict[str, Any]:
@@ -171,16 +194,21 @@ def _nrrd_header(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: corrupt NRRD header ({exc}); re-save the volume") from exc
 
 
-def _nrrd_geometry(header: dict[str, Any], path: Path) -> tuple[list[int], tuple[float, float] | None, str | None]:
+def _nrrd_geometry(
+    header: dict[str, Any], path: Path
+) -> tuple[list[int], tuple[float, float] | None, str | None]:
     """The two image axes in C order (among the file's axes) and their (row, col) spacing."""
     if "sizes" not in header or "type" not in header:
-        raise InputError(f"{path}: corrupt NRRD header (the required 'sizes' or 'type' field is missing); "
-                         "re-save the volume")
+        raise InputError(
+            f"{path}: corrupt NRRD header (the required 'sizes' or 'type' field is missing); "
+            "re-save the volume"
+        )
     sizes = [int(s) for s in header["sizes"]]
     spatial = [i for i, s in enumerate(sizes) if s > 1]
     if len(spatial) != 2:
-        raise InputError(f"{path}: the NRRD image has sizes {sizes}; a single 2D image (other axes of size 1) "
-                         "is needed")
+        raise InputError(
+            f"{path}: the NRRD image has sizes {sizes}; a single 2D image (other axes of size 1) is needed"
+        )
     per_axis: list[float | None] = [None] * len(sizes)
     source = None
     directions = header.get("space directions")
@@ -205,9 +233,26 @@ def _nrrd_type_bits(type_name: str) -> int | None:
     """Bits of an NRRD "type" field (its specification lists these spellings)."""
     words = type_name.lower().replace("_t", "").split()
     name = words[-1] if words else ""
-    bits = {"char": 8, "int8": 8, "uchar": 8, "uint8": 8, "short": 16, "int16": 16, "ushort": 16, "uint16": 16,
-            "int": 32, "int32": 32, "uint": 32, "uint32": 32, "longlong": 64, "int64": 64, "ulonglong": 64,
-            "uint64": 64, "float": 32, "double": 64}
+    bits = {
+        "char": 8,
+        "int8": 8,
+        "uchar": 8,
+        "uint8": 8,
+        "short": 16,
+        "int16": 16,
+        "ushort": 16,
+        "uint16": 16,
+        "int": 32,
+        "int32": 32,
+        "uint": 32,
+        "uint32": 32,
+        "longlong": 64,
+        "int64": 64,
+        "ulonglong": 64,
+        "uint64": 64,
+        "float": 32,
+        "double": 64,
+    }
     if name == "long" and len(words) > 1 and words[-2] == "long":
         return 64
     return bits.get(name)
@@ -221,8 +266,10 @@ def read_nrrd(path: Path) -> Mammogram:
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as exc:  # pynrrd raises NRRDError, ValueError, zlib/gzip errors, EOFError
-        raise InputError(f"{path}: the NRRD data could not be read ({type(exc).__name__}: {exc}); "
-                         "the file is truncated or corrupt: save it again") from exc
+        raise InputError(
+            f"{path}: the NRRD data could not be read ({type(exc).__name__}: {exc}); "
+            "the file is truncated or corrupt: save it again"
+        ) from exc
     arr = np.squeeze(data)
     if arr.ndim != 2:
         raise InputError(f"{path}: the NRRD data has shape {data.shape}; a single 2D image is needed")
@@ -235,20 +282,36 @@ def read_nrrd(path: Path) -> Mammogram:
         pixels, scaling = _to_unit(arr, float("nan"), invert=invert)
     laterality = str(header.get("laterality", "")).upper() or None
     view = str(header.get("view", "")).upper() or None
-    metadata = {"format": "nrrd", "rows": arr.shape[0], "columns": arr.shape[1],
-                "bits_stored": 8 * arr.dtype.itemsize if arr.dtype.kind in "ui" else None,
-                "photometric": photometric, "voi": scaling,
-                "laterality_source": "nrrd:laterality" if laterality else None,
-                "view_source": "nrrd:view" if view else None}
-    return Mammogram(pixels=pixels, spacing_mm=spacing_mm, spacing_source=source,
-                     laterality=laterality if laterality in ("L", "R") else None, view=view, source_path=path,
-                     metadata=metadata)
+    metadata = {
+        "format": "nrrd",
+        "rows": arr.shape[0],
+        "columns": arr.shape[1],
+        "bits_stored": 8 * arr.dtype.itemsize if arr.dtype.kind in "ui" else None,
+        "photometric": photometric,
+        "voi": scaling,
+        "laterality_source": "nrrd:laterality" if laterality else None,
+        "view_source": "nrrd:view" if view else None,
+    }
+    return Mammogram(
+        pixels=pixels,
+        spacing_mm=spacing_mm,
+        spacing_source=source,
+        laterality=laterality if laterality in ("L", "R") else None,
+        view=view,
+        source_path=path,
+        metadata=metadata,
+    )
 
 
 def inspect_raster(path: Path, fmt: str) -> dict[str, Any]:
     """The inspect fields of a PNG/PGM/TIFF/NRRD file, from its header only."""
-    info: dict[str, Any] = {"modality": None, "presentation_intent": None, "laterality": None, "view": None,
-                            "photometric": "MONOCHROME2"}
+    info: dict[str, Any] = {
+        "modality": None,
+        "presentation_intent": None,
+        "laterality": None,
+        "view": None,
+        "photometric": "MONOCHROME2",
+    }
     if fmt in ("png", "pgm"):
         image = _pillow_header(path)
         with image:

@@ -10,8 +10,18 @@ from microcalcai.errors import InputError
 from microcalcai.io.image import Mammogram
 
 FORMATS = ("dicom", "png", "tiff", "pgm", "nrrd")
-INSPECT_KEYS = ("modality", "rows", "columns", "bits_stored", "photometric", "presentation_intent",
-                "pixel_spacing_mm", "spacing_source", "laterality", "view")
+INSPECT_KEYS = (
+    "modality",
+    "rows",
+    "columns",
+    "bits_stored",
+    "photometric",
+    "presentation_intent",
+    "pixel_spacing_mm",
+    "spacing_source",
+    "laterality",
+    "view",
+)
 
 
 def _existing_file(path: str | os.PathLike) -> Path:
@@ -77,7 +87,9 @@ def read_image(
     if fmt == "dicom":
         from microcalcai.io.dicom_read import read_dicom
 
-        image = read_dicom(path, for_processing=for_processing, voi=voi, window_index=window_index, frame=frame)
+        image = read_dicom(
+            path, for_processing=for_processing, voi=voi, window_index=window_index, frame=frame
+        )
     elif fmt in ("png", "pgm"):
         from microcalcai.io.raster import read_pillow
 
