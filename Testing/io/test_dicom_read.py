@@ -329,3 +329,29 @@ def test_dx_modality_and_metadata(write_dicom, ramp12):
     )
     assert meta["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.1.1"
     assert image.source_path.name == "image.dcm"
+
+
+def test_multi_frame_picks_the_requested_frame(tmp_path, ramp12):
+    from microcalcai.errors import InputError
+    from microcalcai.io import build_mg_dataset
+
+    ds = build_mg_dataset(ramp12, bits_stored=12)
+    second = (4095 - ramp12).astype(np.uint16)
+    ds.NumberOfFrames = 2
+    ds.PixelData = ramp12.tobytes() + second.tobytes()
+    path = tmp_path / "frames.dcm"
+    ds.save_as(path, write_like_original=False)
+    np.testing.assert_allclose(read_image(path).pixels, ramp12 / 4095.0, atol=2e-6)
+    np.testing.assert_allclose(read_image(path, frame=1).pixels, second / 4095.0, atol=2e-6)
+    assert read_image(path).metadata["frames"] == 2
+    with pytest.raises(InputError, match="frame 2 requested but the image has 2 frame"):
+        read_image(path, frame=2)
+
+
+def test_signed_pixels_with_rescale(write_dicom):
+    signed = np.arange(-1000, 1000, dtype=np.int16).reshape(40, 50)
+    image = read_image(write_dicom(signed, bits_stored=12, rescale=(0.5, 100.0), window=(100, 400)))
+    np.testing.assert_allclose(image.pixels, expected(signed, "LINEAR", 100, 400, 0.5, 100.0), atol=2e-6)
+    # Without a window: the full signed 12-bit range through the rescale.
+    plain = read_image(write_dicom(signed, "plain.dcm", bits_stored=12, rescale=(0.5, 100.0)))
+    np.testing.assert_allclose(plain.pixels, (signed + 2048.0) / 4095.0, atol=2e-6)

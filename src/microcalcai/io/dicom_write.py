@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,14 @@ def _transfer_syntax_uid(transfer_syntax: str) -> UID:
     key = str(transfer_syntax).strip().lower()
     if key in TRANSFER_SYNTAXES:
         return TRANSFER_SYNTAXES[key]
-    uid = UID(str(transfer_syntax).strip())
-    if uid.is_valid and uid.is_transfer_syntax:
-        return uid
+    text = str(transfer_syntax).strip()
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)+", text):
+        uid = UID(text)
+        try:
+            if uid.is_valid and uid.is_transfer_syntax:
+                return uid
+        except ValueError:  # pydicom cannot classify private UIDs
+            pass
     raise InputError(
         f"transfer_syntax {transfer_syntax!r} is not known; use one of {sorted(TRANSFER_SYNTAXES)} "
         "or a transfer syntax UID"
