@@ -26,6 +26,16 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _panels(result: dict, width: float, height: float):
+    """A grid with one panel per model (unused cells hidden): (figure, [(axes, model name)])."""
+    names = list(result["models"])
+    rows, cols = _grid(len(names))
+    fig, axes = _plt().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    return fig, list(zip(axes.flat, names, strict=False))
+
+
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     _plt().close(fig)
@@ -63,12 +73,9 @@ def roc_curves(result: dict, path: Path) -> Path:
 
 def roc_bands(result: dict, path: Path) -> Path:
     """One panel per model: the ROC curve with its pointwise bootstrap band (Kang Fig. 1b)."""
-    plt = _plt()
-    names = list(result["models"])
-    rows, cols = _grid(len(names))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
+    fig, panels = _panels(result, 4.2, 4.2)
     level = int(round(result["conf_level"] * 100))
-    for ax, name in zip(axes.flat, names, strict=False):
+    for ax, name in panels:
         m = result["models"][name]
         band = m["roc_band"]
         ax.fill_between(
@@ -100,17 +107,12 @@ def roc_bands(result: dict, path: Path) -> Path:
             )
         _roc_axes(ax, name)
         ax.legend(loc="lower right", fontsize=7)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
     return _save(fig, path)
 
 
 def confusion_matrices(result: dict, path: Path) -> Path:
-    plt = _plt()
-    names = list(result["models"])
-    rows, cols = _grid(len(names))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
+    fig, panels = _panels(result, 3.4, 3.2)
+    for ax, name in panels:
         c = result["models"][name]["confusion"]
         mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
         ax.imshow(mat, cmap="Blues", vmin=0, vmax=max(int(mat.max()), 1))
@@ -130,8 +132,6 @@ def confusion_matrices(result: dict, path: Path) -> Path:
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Histology")
         ax.set_title(f"{name} (cut-off {result['models'][name]['cutoff']['threshold']:.3g})", fontsize=9)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
 
