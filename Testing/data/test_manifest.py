@@ -218,3 +218,14 @@ def test_missing_optional_values_round_trip(tmp_path, images):
     assert back["study_date"].iloc[0] == "2019-01-01" and pd.isna(back["study_date"].iloc[1])
     assert pd.isna(back["birads"].iloc[0]) and back["birads"].iloc[1] == "4a"
     assert pd.isna(back["roi_size"].iloc[0]) and back["roi_size"].iloc[1] == 32
+
+
+def test_extra_path_columns_move_with_the_manifest(tmp_path, images):
+    df = _frame(images, roi_png_path=[str(images[2]), None], note=["a_path_like/text", "b"])
+    first = write_manifest(df, tmp_path / "one" / "manifest.csv")
+    assert "../data/images/img2.png" in first.read_text()
+    back = read_manifest(first)
+    assert back["roi_png_path"].iloc[0] == str(images[2]) and pd.isna(back["roi_png_path"].iloc[1])
+    assert back["note"].tolist() == ["a_path_like/text", "b"]  # not a *_path column: left alone
+    moved = read_manifest(write_manifest(back, tmp_path / "deeper" / "two" / "manifest.csv"))
+    assert moved["roi_png_path"].iloc[0] == str(images[2])

@@ -171,7 +171,7 @@ def _write_crops(frame: pd.DataFrame, folder: Path, report: ImportReport, crop_o
                 roi_y=(crop.size_px - 1) / 2.0,
                 roi_size=crop.size_px,
                 spacing_mm=crop.spacing_mm[0] if crop.spacing_mm else None,
-                source_image=str(image_path),
+                source_image_path=str(image_path),
                 source_roi_x=row["roi_x"],
                 source_roi_y=row["roi_y"],
             )

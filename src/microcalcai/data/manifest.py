@@ -36,7 +36,14 @@ OPTIONAL_COLUMNS = (
 )
 LABELS = ("benign", "malignant")
 SPLITS = ("train", "val", "test")
-PATH_COLUMNS = ("image_path", "mask_path")
+PATH_COLUMNS = ("image_path", "mask_path")  # files that must exist
+
+
+def path_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns holding file paths relative to the manifest: the documented ones and any `*_path`."""
+    return [c for c in frame.columns if c in PATH_COLUMNS or str(c).endswith("_path")]
+
+
 COORDINATE_COLUMNS = ("roi_x", "roi_y")
 # Positive numbers; spacing_mm is the pixel spacing to assume for images that carry none.
 SIZE_COLUMNS = ("roi_size", "roi_radius", "spacing_mm")
@@ -229,11 +236,9 @@ def read_manifest(
         raise InputError(f"manifest {path} has no rows; it needs one row per ROI below its header line")
     # Value problems and missing files are reported together, so one pass fixes the file.
     frame, problems = _normalise(frame, f"manifest {path}", _line_number, require_label)
-    for column in PATH_COLUMNS:
-        if column not in frame.columns:
-            continue
-        frame[column] = frame[column].map(lambda p: _resolve(p, path.parent), na_action="ignore")
-        if check_files:
+    for column in path_columns(frame):
+        frame[column] = _as_text(frame[column]).map(lambda p: _resolve(p, path.parent), na_action="ignore")
+        if check_files and column in PATH_COLUMNS:
             present = frame[column].notna()
             missing = present & ~frame[column].map(os.path.isfile, na_action="ignore").astype(bool)
             problems.rows(
@@ -279,9 +284,8 @@ def manifest_csv_text(
     folder = Path(folder).absolute()
     base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
     frame = normalise_manifest(frame, where="the manifest to write", require_label=require_label)
-    for column in PATH_COLUMNS:
-        if column in frame.columns:
-            frame[column] = frame[column].map(lambda p: _relative(p, folder, base), na_action="ignore")
+    for column in path_columns(frame):
+        frame[column] = _as_text(frame[column]).map(lambda p: _relative(p, folder, base), na_action="ignore")
     for column in COORDINATE_COLUMNS + SIZE_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].map(_number_text)

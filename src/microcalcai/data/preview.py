@@ -50,6 +50,10 @@ def write_preview(
         ax.axis("off")
     images: dict[str, object] = {}
     for r, label in enumerate(LABELS):
+        if label not in samples:
+            axes[r, 0].text(
+                0.5, 0.5, f"no {label} ROIs", ha="center", va="center", transform=axes[r, 0].transAxes
+            )
         for c, (_, row) in enumerate(samples.get(label, frame.iloc[:0]).iterrows()):
             ax = axes[r, c]
             side = _context_px(row, min_px)
