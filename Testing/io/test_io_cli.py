@@ -35,22 +35,10 @@ def mammogram(write_dicom):
 def test_inspect_json_has_exactly_the_documented_keys(mammogram, capsys):
     assert main(["inspect", str(mammogram), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert (
-        tuple(info)
-        == INSPECT_KEYS
-        == (
-            "modality",
-            "rows",
-            "columns",
-            "bits_stored",
-            "photometric",
-            "presentation_intent",
-            "pixel_spacing_mm",
-            "spacing_source",
-            "laterality",
-            "view",
-        )
-    )
+    # The keys the issue specifies, in its order.
+    issue_keys = "modality, rows, columns, bits_stored, photometric, presentation_intent, pixel_spacing_mm, "
+    issue_keys += "spacing_source, laterality, view"
+    assert tuple(info) == INSPECT_KEYS == tuple(issue_keys.split(", "))
     assert info == {
         "modality": "MG",
         "rows": 120,
