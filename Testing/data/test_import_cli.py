@@ -217,3 +217,11 @@ def test_import_manifest_validates_and_resplits(mias_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "label must be benign or malignant in: line 2 ('benigne')" in err
     assert "image_path names a file that does not exist" in err  # relative to the copy's folder
+
+
+def test_summary_counts_patients_by_label(inbreast_dir, tmp_path, capsys):
+    assert main(["import", "inbreast", str(inbreast_dir), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    # One patient has a BI-RADS 2 image (benign ROIs) and a BI-RADS 4b image (malignant ROI).
+    assert "patients by label: benign+malignant 1" in printed
+    assert "5 source row(s)" in printed and "1 x BI-RADS '0' gives no label" in printed

@@ -76,6 +76,11 @@ class ImportReport:
             table = pd.crosstab(frame["finding"], frame["label"], margins=True, margins_name="total")
             lines.append("ROIs per finding and label:")
             lines.extend("  " + line for line in table.to_string().splitlines())
+            labels = frame.groupby("patient_id")["label"].agg(lambda values: "+".join(sorted(set(values))))
+            counts = ", ".join(
+                f"{name} {count}" for name, count in labels.value_counts().sort_index().items()
+            )
+            lines.append(f"patients by label: {counts}")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} source row(s):")
             by_reason = Counter(s.reason for s in self.skipped)
