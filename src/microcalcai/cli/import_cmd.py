@@ -206,6 +206,10 @@ def run(args) -> int:
         raise InputError(f"{manifest} already exists; pass --overwrite to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
+    if (args.crops or args.crops_mm) and (out / "crops").exists() and not args.overwrite:
+        raise InputError(
+            f"{out / 'crops'} already exists; pass --overwrite to replace it or choose another --out"
+        )
     report = _import(args)
     if args.finding:
         report.keep_findings([f for f in args.finding.split(",") if f.strip()])
