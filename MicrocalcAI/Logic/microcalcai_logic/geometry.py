@@ -160,7 +160,8 @@ def roi_from_point(volume_node, point_ras: Sequence[float], size_mm: float) -> P
         raise LogicError("Place a point (or an ROI box) on the image first.")
     if not size_mm or size_mm <= 0:
         raise LogicError(f"The ROI size must be a positive number of millimetres (got {size_mm}).")
-    x, y, _ = world_to_pixel(volume_node, [point_ras])[0]
+    # Snap to 1/100 pixel, as for ROI boxes: a point placed on a pixel centre stays on it.
+    x, y = (round(float(v), 2) for v in world_to_pixel(volume_node, [point_ras])[0][:2])
     sx, sy = pixel_spacing_mm(volume_node)
     # Mammograms have square pixels; for the odd anisotropic file the geometric mean keeps
     # the ROI's area in mm^2 right.

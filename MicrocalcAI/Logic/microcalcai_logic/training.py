@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .client import ServerClient
-from .errors import LogicError
+from .errors import LogicError, ServerError
 
 RUNNING_STATES = ("running",)
 
@@ -70,7 +70,15 @@ def start_training(
 ) -> dict[str, Any]:
     if not model or model == "ensemble":
         raise LogicError("Choose one hosted model to train (an ensemble is trained through its members).")
-    return client.train_start(model, dict(options or {}))
+    try:
+        return client.train_start(model, dict(options or {}))
+    except ServerError as error:
+        if error.status in (409, 429):  # the contract says 409; MONAI Label itself answers 429
+            raise ServerError(
+                "A training is already running on the server: wait for it to finish or press Stop first.",
+                status=error.status,
+            ) from None
+        raise
 
 
 def training_progress(client: ServerClient, model: str) -> TrainProgress:

@@ -14,6 +14,7 @@ SERVER_ATTRIBUTE = "MicrocalcAI.Server"
 ROLE_ATTRIBUTE = "MicrocalcAI.Role"
 SOURCE_ATTRIBUTE = "MicrocalcAI.SourceFile"
 VTK_READABLE = (".png", ".pgm", ".pnm")
+SINGLE_FILE = 4  # vtkSlicerVolumesLogic loading option (LabelMap=1, CenterImage=2, SingleFile=4)
 SUPPORTED_SUFFIXES = (
     ".dcm",
     ".dicom",
@@ -42,7 +43,8 @@ def load_volume(scene, path: str, name: Optional[str] = None):
     node_name = name or _node_name(path)
     logic = slicer.vtkSlicerVolumesLogic()
     logic.SetMRMLScene(scene)
-    node = logic.AddArchetypeScalarVolume(path, node_name, 0, None)
+    # Single file: without it the reader gathers every similar file of the folder into a series.
+    node = logic.AddArchetypeScalarVolume(path, node_name, SINGLE_FILE, None)
     if (node is None or node.GetImageData() is None) and path.lower().endswith(VTK_READABLE):
         node = _load_with_vtk_reader(scene, path, node_name)
     if node is None or node.GetImageData() is None:
