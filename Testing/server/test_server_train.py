@@ -35,10 +35,9 @@ def test_stop_training_leaves_served_model_untouched(server, http):
                                                             "val_fraction": 0.5}, timeout=30)
     assert started.status_code == 200, started.text
     assert started.json()["status"] in ("SUBMITTED", "RUNNING")
+    _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
     # A second training while one runs is refused (MONAI Label answers 429).
     assert http.post(f"{server.url}/train/tiny-a", json={}, timeout=30).status_code == 429
-    _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running"
-          and _stats(http, server, "tiny-b").get("epoch", 0) >= 1, 240, "the first epoch")
     stopped = http.delete(f"{server.url}/train/", timeout=30)
     assert stopped.status_code == 200
     _wait(lambda: _status(http, server)["status"] == "STOPPED" or _status(http, server)["status"] == "STOP"
@@ -68,7 +67,7 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
     info = http.get(f"{server.url}/info/", timeout=30).json()
     if published:
         assert stats["versions"] == ["1", "2"] and info["models"]["tiny-a"]["version"] == "2"
-        assert info["models"]["tiny-a"]["threshold_method"].startswith("maximal Youden")
+        assert "Youden" in info["models"]["tiny-a"]["threshold_method"]
         assert info["models"]["ensemble"]["member_versions"]["tiny-a"] == "2"
     else:
         assert stats["versions"] == ["1"] and info["models"]["tiny-a"]["version"] == "1"

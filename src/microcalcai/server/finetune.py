@@ -1,70 +1,64 @@
-"""Fine-tune a model on a split manifest frame with the project's training loop and recipes.
+"""Training runs for the server, done by the project's recipe runner (`train.run.train_recipe`).
 
-The server composes the library's parts (recipes, crop loading, `train.loop.fit`, Youden
-threshold, `save_model`); what is particular to the server is only that training starts from the
-served model's weights and that the run's result is a new model folder to publish or drop.
+What is particular to the server: a run starts from the served model's weights (or, for the
+default models, from ImageNet), its manifest is the labeled ROIs with a patient-level split
+already assigned, and its progress is read from the run's metrics.csv while it trains, for
+/info/ train_stats.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import csv
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+EpochCallback = Callable[[int, int, dict], None]
 
-def fit_and_save(module, card, frame, run_dir: Path, *, recipe: str, epochs: int, seed: int,
-                 on_epoch: Callable[[int, int, dict], None] | None = None, progress: bool = False,
-                 name: str | None = None) -> Path:
-    """Train `module` (in place) on frame.split == train, select on val, save to run_dir/model."""
-    from microcalcai.models.artifact import save_model
-    from microcalcai.models.registry import get_arch
-    from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, load_crops
-    from microcalcai.train.loop import FitConfig, fit, resolve_device
+
+def server_recipe(name: str, *, arch: str, weights: str, epochs: int, input_size: int, seed: int,
+                  patience: int | None = None) -> dict:
+    """A recipe from Training/recipes with the server's settings put in (one arch, its weights)."""
     from microcalcai.train.recipes import load_recipe
-    from microcalcai.train.threshold import binary_metrics, youden_threshold
 
-    spec = load_recipe(recipe, overrides=[f"seed={seed}"])
-    frame = frame.reset_index(drop=True)
-    grey = load_crops(frame, roi_size=int(spec["roi_size"]), out_size=int(card.input_size), progress=progress)
-    crops = CropSet(grey, labels_of(frame), case_ids(frame), frame)
-    train = crops.subset((frame["split"] == "train").to_numpy())
-    val = crops.subset((frame["split"] == "val").to_numpy())
-    train_set = CropDataset(train, card.mean, card.std, augment=spec["augment"], channel_mode=card.channel_mode,
-                            seed=seed)
-    val_set = CropDataset(val, card.mean, card.std, channel_mode=card.channel_mode)
-    batch = min(int(spec.get("batch_size") or get_arch(card.arch).batch_size), len(train))
-    config = FitConfig.from_recipe(spec, batch_size=max(batch, 1), device=resolve_device(spec["device"]),
-                                   epochs=epochs, progress=progress)
+    recipe = load_recipe(name)
+    recipe.update(archs=[arch], weights=str(weights), epochs=int(epochs), input_size=int(input_size),
+                  seed=int(seed), folds=0, stages=[])
+    recipe["split"] = {**recipe["split"], "seed": int(seed)}
+    if patience is not None:
+        recipe["early_stopping"] = {**recipe["early_stopping"], "patience": int(patience)}
+    return recipe
 
-    def report(row: dict) -> None:
-        if on_epoch is not None:
-            on_epoch(int(row["epoch"]), epochs, row)
+
+def run_recipe(recipe: dict, frame, run_dir: Path, *, on_epoch: EpochCallback | None = None,
+               progress: bool = False) -> Path:
+    """Write the frame as the run's manifest, train, and return the new model folder."""
+    from microcalcai.data.manifest import write_manifest
+    from microcalcai.train.run import train_recipe
 
     run_dir = Path(run_dir)
-    result = fit(module, train_set, val_set, config, run_dir, resume=False, on_epoch_end=report,
-                 title=f"fine-tuning {card.name}")
-    choice = youden_threshold(val.labels, result.val_probability)
-    new_card = dataclasses.replace(
-        card, name=name or card.name, threshold=choice.threshold,
-        threshold_method="maximal Youden index on the validation split",
-        val_metrics=binary_metrics(val.labels, result.val_probability, choice.threshold),
-        split={"train": int(len(train)), "val": int(len(val)), "by": "patient"},
-        recipe={"name": spec["name"], "epochs": epochs, "best_epoch": result.best_epoch, "seed": seed,
-                "init": card.name + ":" + str(card.version)},
-        weights_sha256="", library_versions={}, created="",
-    )
-    return save_model(module, new_card, run_dir / "model", overwrite=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = write_manifest(frame, run_dir / "manifest.csv")
+    arch = recipe["archs"][0]
+    watcher = MetricsWatcher(run_dir / arch / "metrics.csv", int(recipe["epochs"]), on_epoch)
+    watcher.start()
+    try:
+        train_recipe(recipe, manifest, run_dir, resume=False, progress=progress)
+    finally:
+        watcher.stop()
+    return run_dir / arch / "model"
 
 
 def fine_tune(base_dir: Path, frame, run_dir: Path, *, recipe: str, epochs: int, seed: int,
-              on_epoch: Callable[[int, int, dict], None] | None = None) -> Path:
-    from microcalcai.models.artifact import load_model
+              on_epoch: EpochCallback | None = None) -> Path:
+    from microcalcai.models.artifact import read_card
 
-    loaded = load_model(base_dir)
-    return fit_and_save(loaded.module, loaded.card, frame, run_dir, recipe=recipe, epochs=epochs, seed=seed,
-                        on_epoch=on_epoch)
+    card = read_card(base_dir)
+    spec = server_recipe(recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size,
+                         seed=seed)
+    return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
 
 
 def evaluate_auc(model_dir: Path, frame) -> float:
@@ -75,9 +69,46 @@ def evaluate_auc(model_dir: Path, frame) -> float:
     from microcalcai.train.data import labels_of, load_crops
 
     predictor = load_predictor(model_dir)
-    grey = load_crops(frame.reset_index(drop=True), roi_size=512, out_size=predictor.input_size, progress=False)
+    frame = frame.reset_index(drop=True)
+    grey = load_crops(frame, roi_size=int(frame["roi_size"].iloc[0]), out_size=predictor.input_size, progress=False)
     probability = predictor.predict(grey[:, 0].float().numpy()).probability
     labels = labels_of(frame)
     if len(set(labels.tolist())) < 2:
         return float("nan")
     return float(roc_auc_score(labels, np.asarray(probability)))
+
+
+class MetricsWatcher:
+    """Calls `on_epoch` for each new row the training loop writes to metrics.csv."""
+
+    def __init__(self, path: Path, total: int, on_epoch: EpochCallback | None, interval: float = 1.0):
+        self.path, self.total, self.on_epoch, self.interval = path, total, on_epoch, interval
+        self._seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-watcher", daemon=True)
+
+    def start(self) -> None:
+        if self.on_epoch is not None:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._poll()  # the last epoch, written just before training returned
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def _poll(self) -> None:
+        if self.on_epoch is None or not self.path.is_file():
+            return
+        try:
+            with open(self.path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            return
+        for row in rows[self._seen:]:
+            self.on_epoch(int(float(row["epoch"])), self.total, row)
+        self._seen = max(self._seen, len(rows))
