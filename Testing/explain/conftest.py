@@ -13,6 +13,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from blobs import make_crops, train_tiny_cnn  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The networks in these tests are small: one thread is faster than two on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def blob_train():
     return make_crops(192, seed=1)
