@@ -212,6 +212,17 @@ def test_spreadsheet_exports_are_read(tmp_path, images):
     assert read_manifest(bom)["patient_id"].tolist() == ["1"]
 
 
+def test_label_codes_zero_and_one_are_names(tmp_path, images):
+    path = _write(
+        tmp_path / "data" / "manifest.csv",
+        [HEADER, "1,images/img0.png,1,1,1,calcification", "2,images/img1.png,1,1,0,calcification"],
+    )
+    assert read_manifest(path)["label"].tolist() == ["malignant", "benign"]
+    path.write_text(path.read_text().replace(",0,", ",2,"))
+    with pytest.raises(InputError, match=r"label must be benign or malignant in: line 3 \('2'\)"):
+        read_manifest(path)
+
+
 def test_missing_optional_values_round_trip(tmp_path, images):
     df = _frame(images, study_date=["2019-01-01", None], birads=[None, "4a"], roi_size=[None, 32])
     back = read_manifest(write_manifest(df, tmp_path / "m.csv"))

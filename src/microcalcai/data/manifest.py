@@ -137,7 +137,8 @@ def _normalise(
     for column in text_columns:
         frame[column] = _as_text(frame[column])
 
-    frame["label"] = frame["label"].str.lower()
+    # The project's label codes (docs/DESIGN.md: benign = 0, malignant = 1) are accepted too.
+    frame["label"] = frame["label"].str.lower().replace({"0": "benign", "1": "malignant"})
     label_blank = frame["label"].isna()
     bad_label = ~label_blank & ~frame["label"].isin(LABELS)
     problems.rows(bad_label, f"label must be {' or '.join(LABELS)} in", frame["label"])
