@@ -177,9 +177,7 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
 
 
 def test_one_roi_per_patient_uses_mcnemar_and_the_console_script(predictions_factory, tmp_path):
-    path = predictions_factory(
-        n=150, seed=8, members={"a": 1.5, "b": 0.8, "c": 1.0}, threshold=None, split=None
-    )
+    path = predictions_factory(n=120, seed=8, members={"a": 1.5, "b": 0.8}, threshold=None, split=None)
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "microcalcai", "evaluate", "--predictions", str(path), "--out", str(out)]
     proc = subprocess.run(
@@ -195,3 +193,60 @@ def test_one_roi_per_patient_uses_mcnemar_and_the_console_script(predictions_fac
     # No threshold stored anywhere: every cut-off is Youden's and flagged.
     assert {m["cutoff"]["method"] for m in result["models"].values()} == {"youden"}
     assert "exact McNemar" in (out / "report.md").read_text()
+
+
+def test_out_of_fold_predictions_with_a_threshold_per_fold(predictions_factory, tmp_path):
+    # `microcalcai train` writes out-of-fold predictions whose rows carry their own fold's threshold.
+    df = predictions_factory.make(n=100, seed=6, members={"m": 1.4}, model="cv")
+    df["threshold"] = np.where(np.arange(100) % 2 == 0, 0.3, 0.6)
+    df["decision"] = np.where(df.probability >= df.threshold, "malignant", "benign")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--predictions",
+                str(predictions_factory(df)),
+                "--out",
+                str(tmp_path / "r"),
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
+    cv = json.loads((tmp_path / "r" / "metrics.json").read_text())["models"]["cv"]
+    assert cv["cutoff"]["method"] == "stored-per-row" and cv["cutoff"]["threshold_range"] == [0.3, 0.6]
+    y = (df.label == "malignant").to_numpy()
+    called = (df.probability >= df.threshold).to_numpy()
+    assert cv["metrics"]["sensitivity"]["value"] == pytest.approx(called[y].mean())
+    assert "| cv | per fold, 0.3–0.6 |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_reads_what_the_training_code_writes(tmp_path):
+    # predictions.csv as microcalcai.train.predictions writes it for `predict` and for
+    # cross-validation (a threshold per row); evaluate must read it without adaptation.
+    from microcalcai.train.predictions import predictions_table, write_predictions
+
+    rng = np.random.default_rng(2)
+    n = 80
+    y = rng.random(n) < 0.4
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"P{i // 2}" for i in range(n)],
+            "image_path": [f"/data/img{i}.dcm" for i in range(n)],
+            "label": np.where(y, "malignant", "benign"),
+            "split": "test",
+        }
+    )
+    members = {
+        name: 1 / (1 + np.exp(-(sep * (2 * y - 1) + rng.normal(size=n))))
+        for name, sep in (("resnet101", 1.5), ("densenet201", 1.0))
+    }
+    prob = np.mean(list(members.values()), axis=0)
+    table = predictions_table(frame, [f"case{i}" for i in range(n)], members, prob, 0.45, "ens")
+    path = write_predictions(table, tmp_path / "predictions.csv")
+    assert main(["evaluate", "--predictions", str(path), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
+    result = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert set(result["models"]) == {"ens", "resnet101", "densenet201"}
+    assert result["models"]["ens"]["cutoff"]["threshold"] == 0.45 and result["clustered"] is True
+    assert result["models"]["ens"]["auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-6)

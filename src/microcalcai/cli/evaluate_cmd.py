@@ -49,16 +49,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    from pathlib import Path
 
     from microcalcai.errors import InputError
     from microcalcai.evaluate.analysis import Options, evaluate_predictions
     from microcalcai.evaluate.predictions import read_predictions, reader_score
-    from microcalcai.evaluate.report import write_report
+    from microcalcai.evaluate.report import check_destination, write_report
 
     if args.n_boot < 10:
         raise InputError(f"--n-boot must be at least 10, not {args.n_boot}")
     if not 0.0 < args.conf_level < 1.0:
         raise InputError(f"--conf-level must lie strictly between 0 and 1, not {args.conf_level}")
+    check_destination(Path(args.out))
     data = read_predictions(args.predictions, split=args.split)
     options = Options(
         n_boot=args.n_boot,

@@ -89,6 +89,17 @@ def _one_model(y, col: ScoreColumn, weights, clusters, opt: Options) -> tuple[di
         cutoff = {"threshold": opt.reader_threshold, "method": "given", "rule": "score >= threshold"}
         decision = s >= opt.reader_threshold
         cutoff_note = ""
+    elif isinstance(col.threshold, np.ndarray):
+        lo, hi = float(col.threshold.min()), float(col.threshold.max())
+        cutoff = {
+            "threshold": None,
+            "threshold_range": [lo, hi],
+            "method": "stored-per-row",
+            "rule": "probability >= the row's threshold",
+            "label": f"per fold, {lo:.3g}\u2013{hi:.3g}",
+        }
+        decision = col.decision if col.decision is not None else s >= col.threshold
+        cutoff_note = "each row's own stored threshold (out-of-fold predictions: each fold chose its own)"
     elif col.threshold is not None:
         cutoff = {"threshold": col.threshold, "method": "stored", "rule": "probability >= threshold"}
         decision = col.decision if col.decision is not None else s >= col.threshold
@@ -102,6 +113,8 @@ def _one_model(y, col: ScoreColumn, weights, clusters, opt: Options) -> tuple[di
             "stored for this column): its sensitivity and specificity are optimistic"
         )
     cutoff["note"] = cutoff_note
+    if "label" not in cutoff:
+        cutoff["label"] = f"\u2265 {cutoff['threshold']:.3g}"
     ci_method = "wilson" if opt.ci_method == "bootstrap" else opt.ci_method
     exact = binary.binary_metrics(y, decision, method=ci_method, conf_level=opt.conf_level)
     boot_props = binary.bootstrap_metric_cis(y, decision, weights, conf_level=opt.conf_level)

@@ -103,7 +103,7 @@ def roc_bands(result: dict, path: Path) -> Path:
                 "o",
                 color="tab:red",
                 ms=5,
-                label=f"cut-off {cut['threshold']:.3g} ({cut['method']})",
+                label=f"cut-off {cut['label']} ({cut['method']})",
             )
         _roc_axes(ax, name)
         ax.legend(loc="lower right", fontsize=7)
@@ -131,7 +131,7 @@ def confusion_matrices(result: dict, path: Path) -> Path:
         ax.set_yticks([0, 1], ["benign", "malignant"])
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Histology")
-        ax.set_title(f"{name} (cut-off {result['models'][name]['cutoff']['threshold']:.3g})", fontsize=9)
+        ax.set_title(f"{name} (cut-off {result['models'][name]['cutoff']['label']})", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -106,18 +106,3 @@ def check_two_classes(y: np.ndarray, *, name: str = "label", source: str = "", m
             f"{minimum} of each are needed for a variance or confidence interval"
         )
     return n_pos, n_neg
-
-
-def labels_and_scores(labels, scores, *, positive=True, label_name="label", score_name="score", source=""):
-    """The common entry check: bool labels with both classes and finite scores of the same length."""
-    if labels is not None and np.asarray(labels).dtype == bool and positive is True:
-        y = np.asarray(labels, dtype=bool)
-    else:
-        y = binary_labels(labels, positive, name=label_name, source=source)
-    s = finite_scores(scores, name=score_name, source=source)
-    if s.shape != y.shape:
-        raise InputError(
-            f"score column {score_name!r} has {s.size} values but label column {label_name!r} has {y.size}"
-        )
-    check_two_classes(y, name=label_name, source=source)
-    return y, s

@@ -28,7 +28,9 @@ class ScoreColumn:
     scores: np.ndarray
     kind: str  # "model", "ensemble", "member" or "reader"
     source: str  # file and column it came from
-    threshold: float | None = None  # stored (chosen on validation data by `microcalcai predict`)
+    # Stored, chosen on validation data by `microcalcai predict`: one number, or one per row for
+    # out-of-fold predictions whose folds each chose their own.
+    threshold: float | np.ndarray | None = None
     decision: np.ndarray | None = None  # stored decisions for the rows, when the file has them
 
     @property
@@ -74,6 +76,8 @@ def read_predictions(paths: list[str | Path], *, split: str = "auto") -> Predict
             col.scores = col.scores[order]
             if col.decision is not None:
                 col.decision = col.decision[order]
+            if isinstance(col.threshold, np.ndarray):
+                col.threshold = col.threshold[order]
             columns = _merge_column(columns, col)
     y = base["y"]
     check_two_classes(y, name="label", source=base["path"])
@@ -165,6 +169,15 @@ def _constant(df, column: str, path: Path) -> str:
     return values[0] if len(values) else ""
 
 
+def _thresholds(df, path: Path) -> float | np.ndarray | None:
+    """The stored threshold: one number, or one per row (out-of-fold predictions keep each
+    fold's own), or None when the column is absent or empty."""
+    if "threshold" not in df.columns or (df["threshold"].str.strip() == "").all():
+        return None
+    values = _numeric(df, "threshold", path)
+    return float(values[0]) if np.all(values == values[0]) else values
+
+
 def _score_columns(df, path: Path) -> list[ScoreColumn]:
     model = _constant(df, "model", path) if "model" in df.columns else ""
     model = model or path.stem
@@ -172,11 +185,7 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
     probability = _numeric(df, "probability", path)
     if probability.min() < 0.0 or probability.max() > 1.0:
         raise InputError(f"{path}: column 'probability' must hold probabilities in [0, 1]")
-    threshold = None
-    if "threshold" in df.columns and _constant(df, "threshold", path) != "":
-        threshold = float(
-            finite_scores(np.array([_constant(df, "threshold", path)]), name="threshold", source=str(path))[0]
-        )
+    threshold = _thresholds(df, path)
     decision = None
     if threshold is not None and "decision" in df.columns:
         text = df["decision"].str.strip().str.lower()

@@ -43,7 +43,7 @@ def _pct_ci(m: dict) -> str:
 def _cutoff_text(m: dict) -> str:
     cut = m["cutoff"]
     mark = DAGGER if cut["method"] == "youden" else ""
-    return f"\u2265 {cut['threshold']:.3g}{mark}"
+    return f"{cut['label']}{mark}"
 
 
 def table1_rows(result: dict) -> list[list[str]]:
@@ -357,7 +357,9 @@ def csv_tables(result: dict) -> dict[str, str]:
     }
 
 
-def _check_destination(out_dir: Path) -> None:
+def check_destination(out_dir: Path) -> None:
+    """Refuse an --out folder that holds something other than an earlier report (checked first, so
+    a long evaluation is not wasted)."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -379,7 +381,7 @@ def _check_destination(out_dir: Path) -> None:
 def write_report(result: dict, out_dir: str | Path) -> Path:
     """Write report.md, report.html, metrics.json, the CSV tables and the PNG figures."""
     out_dir = Path(out_dir)
-    _check_destination(out_dir)
+    check_destination(out_dir)
     payload = {"generator": GENERATOR, "version": __version__, **result}
     # allow_nan=False: a NaN that slipped through would stop the report here, not reach a reader.
     text = json.dumps(payload, indent=1, allow_nan=False)
