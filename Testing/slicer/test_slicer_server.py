@@ -278,3 +278,52 @@ def test_the_module_self_test_passes_against_the_server(scene, server, tmp_path)
     outcome = selfcheck.run(core, log=lines.append)
     assert outcome["rows"] == 3 and 0.0 <= outcome["probability"] <= 1.0
     assert any("P(malignant)" in line for line in lines)
+
+
+def test_overlay_drawn_through_mrml_geometry_stays_in_the_roi(logic, studies, tmp_path):
+    """Resample the saliency node onto the mammogram's pixels using only the two nodes' MRML
+    geometry, as a slice view does; draw it (docs/images/slicer-overlay.png comes from here
+    with MICROCALCAI_FIGURES_DIR set)."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    from slicer.util import arrayFromVolume
+
+    volume, row = _phantom_volume(logic, studies, index=3)
+    volume.SetSpacing(0.1, 0.1, 1.0)
+    roi = g.PixelRoi(float(row["roi_x"]), float(row["roi_y"]), int(row["roi_size"]))
+    roi_node = logic.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    g.place_roi_node(roi_node, volume, roi)
+    result = logic.classify(volume, roi_node=roi_node)
+    node = logic.saliency_node()
+    image = np.asarray(arrayFromVolume(volume)[0], dtype=float)
+    values = arrayFromVolume(node)[0]
+    jj, ii = np.mgrid[0 : values.shape[0], 0 : values.shape[1]]
+    ras = (g.ijk_to_world(node) @ np.c_[ii.ravel(), jj.ravel(), np.zeros(ii.size), np.ones(ii.size)].T).T[
+        :, :3
+    ]
+    xy = np.rint(g.world_to_pixel(volume, ras)[:, :2]).astype(int)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < image.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < image.shape[0])
+    overlay = np.full(image.shape, np.nan)
+    overlay[xy[inside, 1], xy[inside, 0]] = values.ravel()[inside]
+    x0, y0 = roi.origin_xy()
+    covered = np.argwhere(~np.isnan(overlay))
+    assert covered.size and covered[:, 1].min() >= x0 and covered[:, 1].max() <= x0 + roi.size - 1
+    assert covered[:, 0].min() >= max(y0, 0) and covered[:, 0].max() <= y0 + roi.size - 1
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=110)
+    ax.imshow(image, cmap="gray")
+    shown = np.ma.masked_less(overlay, 0.2)
+    ax.imshow(shown, cmap="hot", vmin=0, vmax=1, alpha=0.55)
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), roi.size, roi.size, fill=False, edgecolor="#ffd400", lw=1.5))
+    ax.plot(roi.x, roi.y, "c+", ms=10)
+    ax.set_title(f"{result.model}: P(malignant) = {result.probability:.2f} (test model)", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    target = Path(os.environ.get("MICROCALCAI_FIGURES_DIR") or tmp_path) / "slicer-overlay.png"
+    fig.savefig(target)
+    plt.close(fig)
+    assert target.stat().st_size > 10_000
