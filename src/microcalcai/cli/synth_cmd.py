@@ -45,29 +45,70 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     parser.add_argument("--patients", type=_positive_int, required=True, help="number of patients")
     parser.add_argument("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
-    parser.add_argument("--spacing-mm", type=_positive_float, default=0.07, help="pixel spacing (default 0.07)")
-    parser.add_argument("--roi-size", type=_positive_int, default=512, help="ROI side in pixels (default 512)")
-    parser.add_argument("--background", action="append", metavar="FILE", default=None,
-                        help="insert the calcifications into this real mammogram instead (repeatable)")
-    parser.add_argument("--background-spacing-mm", type=_positive_float, default=None,
-                        help="pixel spacing of background files that do not state one")
-    parser.add_argument("--negatives", type=int, default=0, metavar="N",
-                        help="also write N ROIs without calcification per image (default 0)")
+    parser.add_argument(
+        "--spacing-mm", type=_positive_float, default=0.07, help="pixel spacing (default 0.07)"
+    )
+    parser.add_argument(
+        "--roi-size", type=_positive_int, default=512, help="ROI side in pixels (default 512)"
+    )
+    parser.add_argument(
+        "--background",
+        action="append",
+        metavar="FILE",
+        default=None,
+        help="insert the calcifications into this real mammogram instead (repeatable)",
+    )
+    parser.add_argument(
+        "--background-spacing-mm",
+        type=_positive_float,
+        default=None,
+        help="pixel spacing of background files that do not state one",
+    )
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write N ROIs without calcification per image (default 0)",
+    )
     parser.add_argument("--views", default="CC,MLO", help="views per breast: CC, MLO or CC,MLO (default)")
     parser.add_argument("--one-breast", action="store_true", help="image only the breast with findings")
-    parser.add_argument("--findings", type=_range, default=(1, 2), metavar="MIN,MAX",
-                        help="calcification findings per affected breast (default 1,2)")
-    parser.add_argument("--spot", action="store_true",
-                        help="small spot fields of tissue around each finding instead of full fields (fast)")
-    parser.add_argument("--field-size", type=_positive_int, default=None,
-                        help="side of a spot field in pixels (default 1.5 x ROI size)")
+    parser.add_argument(
+        "--findings",
+        type=_range,
+        default=(1, 2),
+        metavar="MIN,MAX",
+        help="calcification findings per affected breast (default 1,2)",
+    )
+    parser.add_argument(
+        "--spot",
+        action="store_true",
+        help="small spot fields of tissue around each finding instead of full fields (fast)",
+    )
+    parser.add_argument(
+        "--field-size",
+        type=_positive_int,
+        default=None,
+        help="side of a spot field in pixels (default 1.5 x ROI size)",
+    )
     parser.add_argument("--bits", type=int, default=14, help="bits stored, 8 to 16 (default 14)")
-    parser.add_argument("--beta", type=float, default=None, help="parenchymal spectral exponent (default: "
-                        "drawn per patient from 2.6..3.4)")
-    parser.add_argument("--density", type=float, default=None,
-                        help="glandular fraction 0..1 (default: drawn from BI-RADS density categories)")
-    parser.add_argument("--morphologies", default=None,
-                        help="comma-separated morphologies to use (default: all, at their default weights)")
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="parenchymal spectral exponent (default: drawn per patient from 2.6..3.4)",
+    )
+    parser.add_argument(
+        "--density",
+        type=float,
+        default=None,
+        help="glandular fraction 0..1 (default: drawn from BI-RADS density categories)",
+    )
+    parser.add_argument(
+        "--morphologies",
+        default=None,
+        help="comma-separated morphologies to use (default: all, at their default weights)",
+    )
     parser.add_argument("--png", action="store_true", help="also write each mammogram as a 16-bit PNG")
     parser.add_argument("--roi-png", action="store_true", help="also write each ROI as an 8-bit PNG")
     parser.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
@@ -84,19 +125,38 @@ def run(args: argparse.Namespace) -> int:
     views = tuple(v.strip().upper() for v in args.views.split(",") if v.strip())
     morphologies = [m.strip() for m in args.morphologies.split(",")] if args.morphologies else None
     result = generate_dataset(
-        args.out, patients=args.patients, seed=args.seed, spacing_mm=args.spacing_mm, roi_size=args.roi_size,
-        backgrounds=args.background, background_spacing_mm=args.background_spacing_mm,
-        negatives=args.negatives > 0, negatives_per_image=max(args.negatives, 0), views=views,
-        bilateral=not args.one_breast, findings_per_breast=args.findings, full_field=not args.spot,
-        field_size=args.field_size, bits_stored=args.bits, beta=args.beta, density=args.density,
-        morphologies=morphologies, write_png=args.png, roi_png=args.roi_png, workers=args.workers,
-        progress=not args.no_progress, overwrite=args.overwrite,
+        args.out,
+        patients=args.patients,
+        seed=args.seed,
+        spacing_mm=args.spacing_mm,
+        roi_size=args.roi_size,
+        backgrounds=args.background,
+        background_spacing_mm=args.background_spacing_mm,
+        negatives=args.negatives > 0,
+        negatives_per_image=max(args.negatives, 0),
+        views=views,
+        bilateral=not args.one_breast,
+        findings_per_breast=args.findings,
+        full_field=not args.spot,
+        field_size=args.field_size,
+        bits_stored=args.bits,
+        beta=args.beta,
+        density=args.density,
+        morphologies=morphologies,
+        write_png=args.png,
+        roi_png=args.roi_png,
+        workers=args.workers,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     summary = json.loads(result.settings_path.read_text())
     counts = summary["counts"]
     auc = summary["bayes_auc"]
     drawn = "n/a (one class)" if auc["drawn_rois"] is None else f"{auc['drawn_rois']:.3f}"
-    print(f"{result.manifest_path}: {counts['rois']} ROIs ({counts['calcification_rois']} calcification, "
-          f"{counts['malignant_rois']} malignant, {counts['negative_rois']} normal) from {counts['patients']} patients")
+    print(
+        f"{result.manifest_path}: {counts['rois']} ROIs ({counts['calcification_rois']} calcification, "
+        f"{counts['malignant_rois']} malignant, {counts['negative_rois']} normal) "
+        f"from {counts['patients']} patients"
+    )
     print(f"Bayes-optimal AUC: expected {auc['expected']:.3f}, on the drawn labels {drawn}")
     return 0

@@ -116,20 +116,31 @@ def make_breast(
     view: str,
     laterality: str,
     field_shape: tuple[int, int] | None = None,
+    thickness_mm: float | None = None,
 ) -> Breast:
-    """A random breast for one view. `field_shape` set: a spot field filled with tissue."""
+    """A random breast for one view. `field_shape` set: a spot field filled with tissue.
+    `thickness_mm`: the compressed thickness (default: drawn from 35..70 mm)."""
     thickness = float(rng.uniform(35.0, 70.0))
+    if thickness_mm is not None:
+        thickness = float(thickness_mm)
     if field_shape is not None:
         rows, cols = field_shape
         depth = np.full((rows, cols), 1000.0, dtype=np.float32)
         total, inner = _path_lengths(depth, thickness)
         return Breast(
-            shape=(rows, cols), spacing_mm=spacing_mm, view=view, laterality=laterality,
-            chest_wall="left" if laterality == "L" else "right", thickness_mm=thickness,
-            depth_mm=depth, tissue_mm=inner, skin_mm=total - inner,
+            shape=(rows, cols),
+            spacing_mm=spacing_mm,
+            view=view,
+            laterality=laterality,
+            chest_wall="left" if laterality == "L" else "right",
+            thickness_mm=thickness,
+            depth_mm=depth,
+            tissue_mm=inner,
+            skin_mm=total - inner,
             muscle_mm=np.zeros((rows, cols), np.float32),
             nipple_xy=(-1000.0 if laterality == "R" else cols + 1000.0, rows / 2.0),
-            box=(slice(0, rows), slice(0, cols)), spot=True,
+            box=(slice(0, rows), slice(0, cols)),
+            spot=True,
         )
 
     nipple_depth = float(rng.uniform(70.0, 140.0))
@@ -145,13 +156,22 @@ def make_breast(
     if view == "MLO":
         # The axilla runs off the top of the image; the fold is near the bottom.
         bottom = min(height_mm - 8.0, 2 * half_height)
-        dims = dict(top=-5.0, bottom=bottom, nipple_s=float(rng.uniform(0.5, 0.62)), depth=nipple_depth,
-                    axilla_width=float(rng.uniform(0.3, 0.45)))
+        dims = dict(
+            top=-5.0,
+            bottom=bottom,
+            nipple_s=float(rng.uniform(0.5, 0.62)),
+            depth=nipple_depth,
+            axilla_width=float(rng.uniform(0.3, 0.45)),
+        )
     else:
         centre = height_mm / 2.0 + float(rng.uniform(-8.0, 8.0))
         half_height = min(half_height, height_mm / 2.0 - 8.0)
-        dims = dict(top=centre - half_height, bottom=centre + half_height,
-                    nipple_s=float(rng.uniform(0.45, 0.55)), depth=nipple_depth)
+        dims = dict(
+            top=centre - half_height,
+            bottom=centre + half_height,
+            nipple_s=float(rng.uniform(0.45, 0.55)),
+            depth=nipple_depth,
+        )
 
     factor = max(1, int(round(_COARSE_MM / spacing_mm)))
     cell = spacing_mm * factor
@@ -188,10 +208,18 @@ def make_breast(
     reach = np.where(mask, np.arange(ccol)[None, :], -1).max(axis=1)
     nipple_row = int(np.argmax(reach))
     breast = Breast(
-        shape=(rows, cols), spacing_mm=spacing_mm, view=view, laterality=laterality,
-        chest_wall="left", thickness_mm=thickness, depth_mm=depth, tissue_mm=tissue,
-        skin_mm=skin, muscle_mm=muscle,
-        nipple_xy=(float((reach[nipple_row] + 0.5) * factor), float((nipple_row + 0.5) * factor)), box=box,
+        shape=(rows, cols),
+        spacing_mm=spacing_mm,
+        view=view,
+        laterality=laterality,
+        chest_wall="left",
+        thickness_mm=thickness,
+        depth_mm=depth,
+        tissue_mm=tissue,
+        skin_mm=skin,
+        muscle_mm=muscle,
+        nipple_xy=(float((reach[nipple_row] + 0.5) * factor), float((nipple_row + 0.5) * factor)),
+        box=box,
     )
     return _flip_if_right(breast)
 

@@ -63,7 +63,7 @@ class PhantomSettings:
     photons_per_mm2: float = 4.0e5
     electronic_noise: float = 3.0
     psf_sigma_mm: float = 0.05
-    calcium_mu_per_mm: float = 1.0
+    calcium_mu_per_mm: float = 2.0
     study_years: tuple[int, int] = (2012, 2021)
     write_png: bool = False
     roi_png: bool = False
@@ -74,40 +74,75 @@ class PhantomSettings:
         def bad(name, value, what):
             raise InputError(f"{name}={value!r}: {what}")
 
-        if isinstance(self.patients, bool) or not isinstance(self.patients, (int, np.integer)) or self.patients < 1:
+        if (
+            isinstance(self.patients, bool)
+            or not isinstance(self.patients, (int, np.integer))
+            or self.patients < 1
+        ):
             bad("patients", self.patients, "give a whole number of patients, at least 1")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             bad("seed", self.seed, "the seed must be a whole number >= 0")
         if not isinstance(self.roi_size, (int, np.integer)) or self.roi_size < 8:
             bad("roi_size", self.roi_size, "the ROI side must be a whole number of pixels, at least 8")
-        if self.field_size is not None and (not isinstance(self.field_size, (int, np.integer))
-                                            or self.field_size < self.roi_size):
-            bad("field_size", self.field_size, f"a spot field must be at least roi_size={self.roi_size} pixels")
+        if self.field_size is not None and (
+            not isinstance(self.field_size, (int, np.integer)) or self.field_size < self.roi_size
+        ):
+            bad(
+                "field_size",
+                self.field_size,
+                f"a spot field must be at least roi_size={self.roi_size} pixels",
+            )
         if self.negatives_per_image < 0:
             bad("negatives_per_image", self.negatives_per_image, "must be zero or more")
         lo, hi = self.findings_per_breast
         if not 1 <= lo <= hi or hi > 20:
             bad("findings_per_breast", self.findings_per_breast, "give (min, max) with 1 <= min <= max <= 20")
-        if not self.views or any(v not in VIEWS for v in self.views) or len(set(self.views)) != len(self.views):
+        if (
+            not self.views
+            or any(v not in VIEWS for v in self.views)
+            or len(set(self.views)) != len(self.views)
+        ):
             bad("views", self.views, f"choose one or both of {', '.join(VIEWS)}, each once")
         if self.beta is not None and not 2.0 < self.beta < 5.0:
-            bad("beta", self.beta, "the spectral exponent must be within (2, 5); parenchyma measures 2.5 to 3.5")
+            bad(
+                "beta",
+                self.beta,
+                "the spectral exponent must be within (2, 5); parenchyma measures 2.5 to 3.5",
+            )
         if self.density is not None and not 0.0 <= self.density <= 1.0:
             bad("density", self.density, "the glandular fraction must be within 0..1")
         y0, y1 = self.study_years
         if not 1900 <= y0 <= y1 <= 2100:
             bad("study_years", self.study_years, "give (first, last) calendar years, first <= last")
+        if self.backgrounds:
+            if not self.full_field:
+                bad(
+                    "full_field",
+                    self.full_field,
+                    "spot fields are synthetic; backgrounds need full_field=True",
+                )
+            for path in self.backgrounds:
+                if not Path(path).is_file():
+                    raise InputError(f"background {path} does not exist; give the path of a mammogram file")
         if self.background_spacing_mm is not None and not self.background_spacing_mm > 0:
-            bad("background_spacing_mm", self.background_spacing_mm, "must be a positive number of millimetres")
+            bad(
+                "background_spacing_mm",
+                self.background_spacing_mm,
+                "must be a positive number of millimetres",
+            )
         self.detector()  # validates spacing, bits, noise and contrast settings
         malignancy.normalise_morphology_weights(self.morphologies)
         return self
 
     def detector(self, spacing_mm: float | None = None) -> Detector:
-        return Detector(spacing_mm=self.spacing_mm if spacing_mm is None else spacing_mm,
-                        bits_stored=self.bits_stored, photons_per_mm2=self.photons_per_mm2,
-                        electronic_noise=self.electronic_noise, psf_sigma_mm=self.psf_sigma_mm,
-                        calcium_mu_per_mm=self.calcium_mu_per_mm).validate()
+        return Detector(
+            spacing_mm=self.spacing_mm if spacing_mm is None else spacing_mm,
+            bits_stored=self.bits_stored,
+            photons_per_mm2=self.photons_per_mm2,
+            electronic_noise=self.electronic_noise,
+            psf_sigma_mm=self.psf_sigma_mm,
+            calcium_mu_per_mm=self.calcium_mu_per_mm,
+        ).validate()
 
     def spot_field(self) -> int | None:
         if self.full_field:
@@ -185,8 +220,9 @@ def _candidates(breast: Breast, extent_mm: float):
     return xs, ys
 
 
-def _place(breast: Breast, extent_mm: float, rng: np.random.Generator, taken: list,
-           nipple_mm: float | None = None) -> tuple[float, float]:
+def _place(
+    breast: Breast, extent_mm: float, rng: np.random.Generator, taken: list, nipple_mm: float | None = None
+) -> tuple[float, float]:
     """A centre deep enough in the breast, off the pectoral muscle and the chest wall, clear of
     other findings; with `nipple_mm` (the other view's distance), at about that distance from
     the nipple, as the same lesion appears in CC and MLO."""
@@ -211,8 +247,9 @@ def _finding_roi_centre(view: SyntheticView, placement: Placement) -> tuple[int,
     return int(round((min(xs) + max(xs)) / 2)), int(round((min(ys) + max(ys)) / 2))
 
 
-def _negative_centres(labels: np.ndarray, breast: Breast, roi: int, n: int,
-                      rng: np.random.Generator) -> list[tuple[int, int]]:
+def _negative_centres(
+    labels: np.ndarray, breast: Breast, roi: int, n: int, rng: np.random.Generator
+) -> list[tuple[int, int]]:
     """ROI centres in breast tissue whose whole ROI holds no calcification pixel."""
     if n <= 0:
         return []
@@ -222,7 +259,9 @@ def _negative_centres(labels: np.ndarray, breast: Breast, roi: int, n: int,
     out: list[tuple[int, int]] = []
     for i in rng.permutation(len(xs))[:2000]:
         x, y = int(xs[i]), int(ys[i])
-        clear = not np.any((cx >= x - half) & (cx < x - half + roi) & (cy >= y - half) & (cy < y - half + roi))
+        clear = not np.any(
+            (cx >= x - half) & (cx < x - half + roi) & (cy >= y - half) & (cy < y - half + roi)
+        )
         if clear and all(abs(x - ox) >= roi or abs(y - oy) >= roi for ox, oy in out):
             out.append((x, y))
             if len(out) == n:
@@ -230,16 +269,13 @@ def _negative_centres(labels: np.ndarray, breast: Breast, roi: int, n: int,
     return out
 
 
-def crop(image: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
-    """Square crop of `size` centred at (x, y) (pixel centre convention), zero-padded at borders."""
-    half = size // 2
-    out = np.zeros((size, size), image.dtype)
-    r0, c0 = y - half, x - half
-    rs, cs = max(r0, 0), max(c0, 0)
-    re, ce = min(r0 + size, image.shape[0]), min(c0 + size, image.shape[1])
-    if rs < re and cs < ce:
-        out[rs - r0:re - r0, cs - c0:ce - c0] = image[rs:re, cs:ce]
-    return out
+def _display_image(view: SyntheticView, spacing_mm: float):
+    """The windowed image as the io layer's Mammogram, so ROIs are cut by `microcalcai.roi`."""
+    from microcalcai.io.image import Mammogram
+
+    return Mammogram(
+        pixels=view.display(), spacing_mm=(spacing_mm, spacing_mm), spacing_source="PixelSpacing"
+    )
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -256,23 +292,39 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_view(out: Path, rel_image: str, view: SyntheticView, meta: dict, settings: PhantomSettings,
-                spacing: float) -> dict:
+def _write_view(
+    out: Path, rel_image: str, view: SyntheticView, meta: dict, settings: PhantomSettings, spacing: float
+) -> dict:
     from microcalcai.io.dicom_write import write_mg_dicom
 
     study_time = "090000"
     write_mg_dicom(
-        out / rel_image, view.stored, spacing_mm=(spacing, spacing), laterality=meta["laterality"],
-        view=meta["view"], patient_id=meta["patient_id"], patient_name=f"Phantom^{meta['patient_id']}",
-        study_id=meta["study_id"], study_date=meta["study_date"].strftime("%Y%m%d"),
-        accession_number=meta["study_id"], study_uid=_uid(settings.seed, meta["study_id"]),
+        out / rel_image,
+        view.stored,
+        spacing_mm=(spacing, spacing),
+        laterality=meta["laterality"],
+        spacing_tag=("PixelSpacing", "ImagerPixelSpacing"),  # GDCM (SimpleITK) reads the latter for MG
+        view=meta["view"],
+        patient_id=meta["patient_id"],
+        patient_name=f"Phantom^{meta['patient_id']}",
+        study_id=meta["study_id"],
+        study_date=meta["study_date"].strftime("%Y%m%d"),
+        accession_number=meta["study_id"],
+        study_uid=_uid(settings.seed, meta["study_id"]),
         series_uid=_uid(settings.seed, meta["study_id"], "series"),
-        sop_uid=_uid(settings.seed, meta["image_id"]), instance_number=meta["instance"],
-        bits_stored=settings.bits_stored, window=view.window, voi_function="LINEAR",
+        sop_uid=_uid(settings.seed, meta["image_id"]),
+        instance_number=meta["instance"],
+        bits_stored=settings.bits_stored,
+        window=view.window,
+        voi_function="LINEAR",
         chest_wall=meta.get("chest_wall"),
-        extra={"StudyTime": study_time, "ContentTime": study_time, "Manufacturer": "MicrocalcAI phantom",
-               "SeriesDescription": f"{meta['laterality']}{meta['view']} synthetic",
-               "ImageComments": "synthetic mammogram (microcalcai.phantom); not a real patient"},
+        extra={
+            "StudyTime": study_time,
+            "ContentTime": study_time,
+            "Manufacturer": "MicrocalcAI phantom",
+            "SeriesDescription": f"{meta['laterality']}{meta['view']} synthetic",
+            "ImageComments": "synthetic mammogram (microcalcai.phantom); not a real patient",
+        },
     )
     files = {}
     if settings.write_png:
@@ -309,10 +361,13 @@ def plan_patient(settings: PhantomSettings, index: int) -> PatientPlan:
     findings = []
     for k, (morph, dist) in enumerate(malignancy.draw_cells(rng, n_findings, settings.morphologies)):
         p = malignancy.malignancy_probability(morph, dist)
-        findings.append(Finding(k + 1, morph, dist, p, int(malignancy.draw_labels(rng, [p])[0]),
-                                int(rng.integers(2**31))))
-    geometries = {f.finding_id: make_finding(f.morphology, f.distribution, np.random.default_rng(f.seed))
-                  for f in findings}
+        findings.append(
+            Finding(k + 1, morph, dist, p, int(malignancy.draw_labels(rng, [p])[0]), int(rng.integers(2**31)))
+        )
+    geometries = {
+        f.finding_id: make_finding(f.morphology, f.distribution, np.random.default_rng(f.seed))
+        for f in findings
+    }
     # One exposure per view of each breast. Spot fields: one per finding (spot compression
     # views are taken per lesion), and a field without findings for negative ROIs.
     sides = ["L", "R"] if settings.bilateral else [affected]
@@ -328,8 +383,18 @@ def plan_patient(settings: PhantomSettings, index: int) -> PatientPlan:
                     exposures.append((side, view, [], "-N"))
             else:
                 exposures.append((side, view, findings, ""))
-    return PatientPlan(patient_id, f"{patient_id}-S1", study_date, density, beta, affected, findings,
-                       geometries, exposures, root.spawn(2 * len(exposures)))
+    return PatientPlan(
+        patient_id,
+        f"{patient_id}-S1",
+        study_date,
+        density,
+        beta,
+        affected,
+        findings,
+        geometries,
+        exposures,
+        root.spawn(2 * len(exposures)),
+    )
 
 
 def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list[dict], list[dict]]:
@@ -337,12 +402,29 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
     plan = plan_patient(settings, index)
     rows, particle_rows = [], []
     nipple_mm: dict[int, float] = {}
+    spot = settings.spot_field()
     for image_no, (side, view_name, shown, suffix) in enumerate(plan.exposures, start=1):
         image_rng = np.random.default_rng(plan.seeds[2 * image_no - 2])
         negative_rng = np.random.default_rng(plan.seeds[2 * image_no - 1])
-        spot = settings.spot_field()
-        breast = make_breast(image_rng, spacing_mm=settings.spacing_mm, view=view_name, laterality=side,
-                             field_shape=None if spot is None else (spot, spot))
+        background = None
+        if settings.backgrounds:
+            from microcalcai.phantom.background import load_background
+
+            path = settings.backgrounds[
+                (index * len(plan.exposures) + image_no - 1) % len(settings.backgrounds)
+            ]
+            background, breast = load_background(
+                path, spacing_mm=settings.background_spacing_mm, rng=image_rng
+            )
+            side, view_name = breast.laterality, breast.view
+        else:
+            breast = make_breast(
+                image_rng,
+                spacing_mm=settings.spacing_mm,
+                view=view_name,
+                laterality=side,
+                field_shape=None if spot is None else (spot, spot),
+            )
         placements, taken = [], []
         for f in shown:
             geom = plan.geometries[f.finding_id]
@@ -350,53 +432,106 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
                 x = y = (spot - 1) / 2.0
             else:
                 x, y = _place(breast, geom.extent_mm, image_rng, taken, nipple_mm.get(f.finding_id))
-                nipple_mm.setdefault(f.finding_id, math.hypot(x - breast.nipple_xy[0], y - breast.nipple_xy[1])
-                                     * settings.spacing_mm)
+                nipple_mm.setdefault(
+                    f.finding_id,
+                    math.hypot(x - breast.nipple_xy[0], y - breast.nipple_xy[1]) * breast.spacing_mm,
+                )
             taken.append((x, y, geom.extent_mm))
             angle = breast.nipple_direction(x, y) + image_rng.normal(0, 0.2)
             placements.append(Placement(f.finding_id, geom, x, y, angle))
-        view = synthesize_view(breast, placements, image_rng, density=plan.density, beta=plan.beta,
-                               detector=settings.detector())
-        image_id = f"{plan.patient_id}-{side}{view_name}{suffix}"
-        meta = dict(patient_id=plan.patient_id, study_id=plan.study_id, study_date=plan.study_date,
-                    image_id=image_id, laterality=side, view=view_name, instance=image_no,
-                    chest_wall=breast.chest_wall, density=plan.density, beta=plan.beta,
-                    thickness=breast.thickness_mm)
-        common, new_rows, new_particles = _write_exposure(out, settings, meta, view, placements,
-                                                          {f.finding_id: f for f in shown})
+        detector = settings.detector(breast.spacing_mm)
+        if background is not None:
+            from microcalcai.phantom.background import insert_findings
+
+            view = insert_findings(background, breast, placements, detector, image_rng)
+        else:
+            view = synthesize_view(
+                breast, placements, image_rng, density=plan.density, beta=plan.beta, detector=detector
+            )
+        image_id = f"{plan.patient_id}-{side}{view_name}{suffix}" + (
+            f"-{image_no}" if background is not None else ""
+        )
+        meta = dict(
+            patient_id=plan.patient_id,
+            study_id=plan.study_id,
+            study_date=plan.study_date,
+            image_id=image_id,
+            laterality=side,
+            view=view_name,
+            instance=image_no,
+            chest_wall=breast.chest_wall,
+            density=plan.density,
+            beta=plan.beta,
+            thickness=breast.thickness_mm,
+            spacing_mm=breast.spacing_mm,
+            background=None if background is None else str(background.source_path),
+        )
+        common, new_rows, new_particles = _write_exposure(
+            out, settings, meta, view, placements, {f.finding_id: f for f in shown}
+        )
         rows += new_rows
         particle_rows += new_particles
         if settings.negatives:
-            centres = _negative_centres(view.labels, breast, settings.roi_size, settings.negatives_per_image,
-                                        negative_rng)
-            display = view.display()
+            centres = _negative_centres(
+                view.labels, breast, settings.roi_size, settings.negatives_per_image, negative_rng
+            )
+            display = _display_image(view, breast.spacing_mm)
             for k, (x, y) in enumerate(centres):
                 roi_id = f"{image_id}-N{k + 1}"
-                rows.append(dict(common, roi_x=x, roi_y=y,
-                                 label="benign", finding="normal", morphology="", distribution="", birads="1",
-                                 p_malignant=0.0, finding_id=0, roi_id=roi_id, n_calcifications=0,
-                                 **_write_roi(out, roi_id, display, (x, y), settings)))
+                rows.append(
+                    dict(
+                        common,
+                        roi_x=x,
+                        roi_y=y,
+                        label="benign",
+                        finding="normal",
+                        morphology="",
+                        distribution="",
+                        birads="1",
+                        p_malignant=0.0,
+                        finding_id=0,
+                        roi_id=roi_id,
+                        n_calcifications=0,
+                        **_write_roi(out, roi_id, display, (x, y), settings),
+                    )
+                )
     return rows, particle_rows
 
 
 def _common(meta: dict, settings: PhantomSettings) -> dict:
     image_id = meta["image_id"]
-    return dict(patient_id=meta["patient_id"], image_path=f"images/{meta['patient_id']}/{image_id}.dcm",
-                study_id=meta["study_id"], image_id=image_id, roi_size=settings.roi_size, view=meta["view"],
-                laterality=meta["laterality"], study_date=meta["study_date"].isoformat(),
-                mask_path=f"masks/{image_id}.png", spacing_mm=settings.spacing_mm,
-                density=round(meta["density"], 4), beta=round(meta["beta"], 4),
-                breast_thickness_mm=round(meta["thickness"], 2))
+    return dict(
+        patient_id=meta["patient_id"],
+        image_path=f"images/{meta['patient_id']}/{image_id}.dcm",
+        study_id=meta["study_id"],
+        image_id=image_id,
+        roi_size=settings.roi_size,
+        view=meta["view"],
+        laterality=meta["laterality"],
+        study_date=meta["study_date"].isoformat(),
+        mask_path=f"masks/{image_id}.png",
+        spacing_mm=meta["spacing_mm"],
+        density=round(meta["density"], 4),
+        beta=round(meta["beta"], 4),
+        breast_thickness_mm=round(meta["thickness"], 2),
+        background=meta["background"] or "",
+    )
 
 
-def _write_exposure(out: Path, settings: PhantomSettings, meta: dict, view: SyntheticView,
-                    placements: list[Placement], findings: dict[int, Finding]):
+def _write_exposure(
+    out: Path,
+    settings: PhantomSettings,
+    meta: dict,
+    view: SyntheticView,
+    placements: list[Placement],
+    findings: dict[int, Finding],
+):
     """Write the image, its mask and its finding ROIs; returns (the image's manifest columns,
     manifest rows, particle rows)."""
     common = _common(meta, settings)
-    common.update(_write_view(out, common["image_path"], view, meta, settings, settings.spacing_mm))
+    common.update(_write_view(out, common["image_path"], view, meta, settings, meta["spacing_mm"]))
     atomic_write_bytes(out / common["mask_path"], _png_bytes(view.labels))
-    display = view.display()
+    display = _display_image(view, meta["spacing_mm"])
     rows, particle_rows = [], []
     for placement in placements:
         centre = _finding_roi_centre(view, placement)
@@ -404,22 +539,45 @@ def _write_exposure(out: Path, settings: PhantomSettings, meta: dict, view: Synt
             continue
         f = findings[placement.finding_id]
         roi_id = f"{meta['image_id']}-F{f.finding_id}"
-        rows.append(dict(common, roi_x=centre[0], roi_y=centre[1], label="malignant" if f.label else "benign",
-                         finding="calcification", morphology=f.morphology, distribution=f.distribution,
-                         birads=malignancy.birads_category(f.morphology, f.distribution),
-                         p_malignant=round(f.p_malignant, 6), finding_id=f.finding_id, roi_id=roi_id,
-                         n_calcifications=len(view.particles[f.finding_id]),
-                         **_write_roi(out, roi_id, display, centre, settings)))
+        rows.append(
+            dict(
+                common,
+                roi_x=centre[0],
+                roi_y=centre[1],
+                label="malignant" if f.label else "benign",
+                finding="calcification",
+                morphology=f.morphology,
+                distribution=f.distribution,
+                birads=malignancy.birads_category(f.morphology, f.distribution),
+                p_malignant=round(f.p_malignant, 6),
+                finding_id=f.finding_id,
+                roi_id=roi_id,
+                n_calcifications=len(view.particles[f.finding_id]),
+                **_write_roi(out, roi_id, display, centre, settings),
+            )
+        )
         for part in view.particles[f.finding_id]:
-            particle_rows.append(dict(image_id=meta["image_id"], finding_id=f.finding_id, roi_id=roi_id,
-                                      morphology=f.morphology, x=round(part.x, 2), y=round(part.y, 2),
-                                      size_mm=round(part.size_mm, 4), width_mm=round(part.width_mm, 4),
-                                      density=round(part.density, 3), mask_pixels=part.pixels))
+            particle_rows.append(
+                dict(
+                    image_id=meta["image_id"],
+                    finding_id=f.finding_id,
+                    roi_id=roi_id,
+                    morphology=f.morphology,
+                    x=round(part.x, 2),
+                    y=round(part.y, 2),
+                    size_mm=round(part.size_mm, 4),
+                    width_mm=round(part.width_mm, 4),
+                    density=round(part.density, 3),
+                    mask_pixels=part.pixels,
+                )
+            )
     return common, rows, particle_rows
 
 
-def _write_roi(out: Path, roi_id: str, display: np.ndarray, centre, settings: PhantomSettings) -> dict:
-    patch = crop(display, centre[0], centre[1], settings.roi_size)
+def _write_roi(out: Path, roi_id: str, display, centre, settings: PhantomSettings) -> dict:
+    from microcalcai.roi import crop_roi
+
+    patch = crop_roi(display, centre, size_px=settings.roi_size).pixels
     rel = f"rois/{roi_id}.npy"
     atomic_write_bytes(out / rel, _npy_bytes(patch))
     files = {"roi_path": rel}
@@ -461,14 +619,16 @@ def generate_dataset(
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(f"unknown phantom option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    settings = PhantomSettings(patients=patients, seed=seed, spacing_mm=spacing_mm, roi_size=roi_size,
-                               negatives=negatives,
-                               backgrounds=[str(Path(b)) for b in backgrounds] if backgrounds else None,
-                               **options).validate()
-    if settings.backgrounds:
-        from microcalcai.phantom.background import make_background_patient as worker
-    else:
-        worker = make_patient
+    settings = PhantomSettings(
+        patients=patients,
+        seed=seed,
+        spacing_mm=spacing_mm,
+        roi_size=roi_size,
+        negatives=negatives,
+        backgrounds=[str(Path(b)) for b in backgrounds] if backgrounds else None,
+        **options,
+    ).validate()
+    worker = make_patient
     if workers < 1:
         raise InputError(f"workers={workers} must be at least 1")
     out_dir = Path(out_dir)
@@ -491,11 +651,22 @@ def generate_dataset(
                         bar.update(1)
         summary = _summary(settings, rows)
         _write_tables(tmp, rows, particles, summary)
-    result = SynthResult(out_dir, out_dir / MANIFEST_NAME, out_dir / SETTINGS_NAME, rows,
-                         summary["bayes_auc"]["expected"], summary["bayes_auc"]["drawn_rois"])
-    log.info("wrote %d ROIs of %d patients to %s (Bayes-optimal AUC: expected %.3f, drawn %s)",
-             len(rows), settings.patients, out_dir, result.bayes_auc_expected,
-             "n/a" if result.bayes_auc_drawn is None else f"{result.bayes_auc_drawn:.3f}")
+    result = SynthResult(
+        out_dir,
+        out_dir / MANIFEST_NAME,
+        out_dir / SETTINGS_NAME,
+        rows,
+        summary["bayes_auc"]["expected"],
+        summary["bayes_auc"]["drawn_rois"],
+    )
+    log.info(
+        "wrote %d ROIs of %d patients to %s (Bayes-optimal AUC: expected %.3f, drawn %s)",
+        len(rows),
+        settings.patients,
+        out_dir,
+        result.bayes_auc_expected,
+        "n/a" if result.bayes_auc_drawn is None else f"{result.bayes_auc_drawn:.3f}",
+    )
     return result
 
 
@@ -518,11 +689,18 @@ def _summary(settings: PhantomSettings, rows: list[dict]) -> dict:
             "drawn_findings": malignancy.empirical_auc(f_labels, f_probs),
             "note": "AUC of the true P(malignant) as scores: the best any classifier can expect",
         },
-        "prevalence": {"expected": malignancy.expected_prevalence(settings.morphologies),
-                       "drawn_rois": float(np.mean(labels)) if labels else None},
-        "counts": {"patients": settings.patients, "rois": len(rows), "calcification_rois": len(calc),
-                   "findings": len(per_finding), "malignant_rois": int(sum(labels)),
-                   "negative_rois": len(rows) - len(calc)},
+        "prevalence": {
+            "expected": malignancy.expected_prevalence(settings.morphologies),
+            "drawn_rois": float(np.mean(labels)) if labels else None,
+        },
+        "counts": {
+            "patients": settings.patients,
+            "rois": len(rows),
+            "calcification_rois": len(calc),
+            "findings": len(per_finding),
+            "malignant_rois": int(sum(labels)),
+            "negative_rois": len(rows) - len(calc),
+        },
         "probability_table": malignancy.cell_table(settings.morphologies),
         "sources": "docs/phantom.md",
     }

@@ -10,7 +10,9 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     """Mean over factor x factor blocks (edges padded by repetition)."""
     rows, cols = image.shape
     padded = np.pad(image, ((0, -rows % factor), (0, -cols % factor)), mode="edge")
-    return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).mean(axis=(1, 3))
+    return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).mean(
+        axis=(1, 3)
+    )
 
 
 def upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:

@@ -85,15 +85,17 @@ MORPHOLOGY_WEIGHTS = {
 
 def check_morphology(name: str, parameter: str = "morphology") -> str:
     if name not in MORPHOLOGIES:
-        raise InputError(f"{parameter} {name!r} is not a known BI-RADS morphology; "
-                         f"use one of {', '.join(MORPHOLOGIES)}")
+        raise InputError(
+            f"{parameter} {name!r} is not a known BI-RADS morphology; use one of {', '.join(MORPHOLOGIES)}"
+        )
     return name
 
 
 def check_distribution(name: str, parameter: str = "distribution") -> str:
     if name not in DISTRIBUTIONS:
-        raise InputError(f"{parameter} {name!r} is not a known BI-RADS distribution; "
-                         f"use one of {', '.join(DISTRIBUTIONS)}")
+        raise InputError(
+            f"{parameter} {name!r} is not a known BI-RADS distribution; use one of {', '.join(DISTRIBUTIONS)}"
+        )
     return name
 
 
@@ -109,7 +111,9 @@ def malignancy_probability(morphology: str, distribution: str) -> float:
 
 def birads_category(morphology: str, distribution: str) -> str:
     """The BI-RADS assessment a reader would usually give this combination (for reference)."""
-    if morphology in TYPICALLY_BENIGN or (morphology == "punctate" and distribution in ("diffuse", "regional")):
+    if morphology in TYPICALLY_BENIGN or (
+        morphology == "punctate" and distribution in ("diffuse", "regional")
+    ):
         return "2"
     if morphology == "punctate" and distribution == "grouped":
         return "3"
@@ -125,13 +129,15 @@ def cell_table(morphology_weights: Mapping[str, float] | None = None) -> list[di
     cells = []
     for morphology, w_m in weights.items():
         for distribution, w_d in DISTRIBUTION_WEIGHTS[morphology].items():
-            cells.append({
-                "morphology": morphology,
-                "distribution": distribution,
-                "weight": w_m * w_d,
-                "p_malignant": malignancy_probability(morphology, distribution),
-                "birads": birads_category(morphology, distribution),
-            })
+            cells.append(
+                {
+                    "morphology": morphology,
+                    "distribution": distribution,
+                    "weight": w_m * w_d,
+                    "p_malignant": malignancy_probability(morphology, distribution),
+                    "birads": birads_category(morphology, distribution),
+                }
+            )
     return cells
 
 

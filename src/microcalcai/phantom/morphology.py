@@ -59,14 +59,33 @@ class Particle:
         for p in self.parts:
             if isinstance(p, Ellipsoid):
                 dx, dy = rot @ np.array([p.dx, p.dy]) * scale
-                parts.append(Ellipsoid(dx, dy, p.a * scale, p.b * scale, p.c * scale, p.angle + angle,
-                                       None if p.wall is None else p.wall * scale))
+                parts.append(
+                    Ellipsoid(
+                        dx,
+                        dy,
+                        p.a * scale,
+                        p.b * scale,
+                        p.c * scale,
+                        p.angle + angle,
+                        None if p.wall is None else p.wall * scale,
+                    )
+                )
             else:
-                parts.append(Tube(p.points @ rot.T * scale, p.radii * scale,
-                                  None if p.wall is None else p.wall * scale))
+                parts.append(
+                    Tube(
+                        p.points @ rot.T * scale, p.radii * scale, None if p.wall is None else p.wall * scale
+                    )
+                )
         x, y = rot @ np.array([self.x, self.y]) * scale
-        return Particle(float(x), float(y), parts, self.density, self.blur_mm * scale,
-                        self.size_mm * scale, self.width_mm * scale)
+        return Particle(
+            float(x),
+            float(y),
+            parts,
+            self.density,
+            self.blur_mm * scale,
+            self.size_mm * scale,
+            self.width_mm * scale,
+        )
 
     def extent_mm(self) -> float:
         """Radius of a disc about the centre that holds the whole particle."""
@@ -103,8 +122,13 @@ class FindingGeometry:
     extent_mm: float = 10.0  # radius holding the finding (diffuse: the whole breast)
 
     def rotated(self, angle: float) -> FindingGeometry:
-        return FindingGeometry(self.morphology, self.distribution, [p.rotated(angle) for p in self.particles],
-                               [m.rotated(angle) for m in self.masses], self.extent_mm)
+        return FindingGeometry(
+            self.morphology,
+            self.distribution,
+            [p.rotated(angle) for p in self.particles],
+            [m.rotated(angle) for m in self.masses],
+            self.extent_mm,
+        )
 
 
 # ---------------------------------------------------------------------------- paths and layouts
@@ -118,7 +142,9 @@ def _curve(rng: np.random.Generator, start, heading: float, length: float, wiggl
     return np.asarray(start, float) + np.vstack([[0.0, 0.0], np.cumsum(steps, axis=0)[:-1]])
 
 
-def duct_tree(rng: np.random.Generator, length: float, half_angle: float, *, max_depth: int = 4) -> list[np.ndarray]:
+def duct_tree(
+    rng: np.random.Generator, length: float, half_angle: float, *, max_depth: int = 4
+) -> list[np.ndarray]:
     """Branching duct centrelines from an apex at (-length/2, 0) fanning out along +x.
 
     Branches stay inside the wedge of `half_angle` about the x axis, as a duct segment's
@@ -132,9 +158,10 @@ def duct_tree(rng: np.random.Generator, length: float, half_angle: float, *, max
         path = _curve(rng, start, heading, seg_len, 0.04)
         rel = path - apex
         inside = (np.abs(np.arctan2(rel[:, 1], np.maximum(rel[:, 0], 1e-6))) <= half_angle + 0.05) & (
-            rel[:, 0] <= length)
+            rel[:, 0] <= length
+        )
         cut = int(np.argmin(inside)) if not inside.all() else len(path)
-        path = path[:max(cut, 2)]
+        path = path[: max(cut, 2)]
         branches.append(path)
         if depth < max_depth and cut == len(inside):
             end = path[-1]
@@ -196,8 +223,9 @@ def make_layout(distribution: str, rng: np.random.Generator, *, ductal: bool) ->
         return Layout("linear", length / 2, ducts=ducts, count_factor=1.5)
     if distribution == "segmental":
         length = rng.uniform(22.0, 40.0)
-        return Layout("segmental", length / 2, ducts=duct_tree(rng, length, rng.uniform(0.25, 0.45)),
-                      count_factor=2.5)
+        return Layout(
+            "segmental", length / 2, ducts=duct_tree(rng, length, rng.uniform(0.25, 0.45)), count_factor=2.5
+        )
     if distribution == "regional":
         a, b = rng.uniform(12.0, 22.0), rng.uniform(10.0, 16.0)
         return Layout("regional", max(a, b), semi_axes=(a, b), angle=rng.uniform(0, np.pi), count_factor=2.0)
@@ -209,8 +237,15 @@ def make_layout(distribution: str, rng: np.random.Generator, *, ductal: bool) ->
 def _sphere(x, y, d, rng, *, density=1.0, ellipticity=0.1, blur=0.0) -> Particle:
     a = d / 2.0
     b = a * (1.0 - rng.uniform(0.0, ellipticity))
-    return Particle(float(x), float(y), [Ellipsoid(0.0, 0.0, a, b, a, rng.uniform(0, np.pi))],
-                    density=density, blur_mm=blur, size_mm=2 * a, width_mm=2 * b)
+    return Particle(
+        float(x),
+        float(y),
+        [Ellipsoid(0.0, 0.0, a, b, a, rng.uniform(0, np.pi))],
+        density=density,
+        blur_mm=blur,
+        size_mm=2 * a,
+        width_mm=2 * b,
+    )
 
 
 def _lumps(x, y, rng, n_lumps, semi_range, spread, *, density) -> Particle:
@@ -245,21 +280,34 @@ def _tube_particle(path: np.ndarray, radii: np.ndarray, *, density, wall=None) -
     return p
 
 
-def _fragments(rng, path: np.ndarray, length_range, gap_range, radius_range, *, density_range, wall=None,
-               smooth_radius=True) -> list[Particle]:
+def _fragments(
+    rng,
+    path: np.ndarray,
+    length_range,
+    gap_range,
+    radius_range,
+    *,
+    density_range,
+    wall=None,
+    smooth_radius=True,
+) -> list[Particle]:
     """Discontinuous calcified runs along a polyline (duct casts, vessel walls)."""
     out = []
     k = int(rng.integers(0, max(1, int(gap_range[1] / _STEP_MM))))
     while k < len(path) - 2:
         n = max(2, int(rng.uniform(*length_range) / _STEP_MM))
-        seg = path[k:k + n]
+        seg = path[k : k + n]
         if len(seg) >= 2:
             base = rng.uniform(*radius_range)
             if smooth_radius:
                 radii = np.full(len(seg), base)
             else:  # casts of necrotic debris: width varies along the run
-                radii = np.clip(base * (1 + 0.35 * np.sin(np.linspace(0, rng.uniform(2, 6), len(seg))
-                                                         + rng.uniform(0, 6))), radius_range[0] * 0.6, None)
+                radii = np.clip(
+                    base
+                    * (1 + 0.35 * np.sin(np.linspace(0, rng.uniform(2, 6), len(seg)) + rng.uniform(0, 6))),
+                    radius_range[0] * 0.6,
+                    None,
+                )
             out.append(_tube_particle(seg, radii, density=rng.uniform(*density_range), wall=wall))
         k += n + max(1, int(rng.uniform(*gap_range) / _STEP_MM))
     return out
@@ -286,38 +334,59 @@ def make_finding(morphology: str, distribution: str, rng: np.random.Generator) -
             particles.append(_sphere(x, y, rng.uniform(0.55, 1.2), rng, density=rng.uniform(0.85, 1.0)))
     elif morphology == "amorphous":
         for x, y in layout.sample(rng, _n(rng, 12, 35, layout)):
-            particles.append(_sphere(x, y, rng.uniform(0.1, 0.3), rng, density=rng.uniform(0.25, 0.5),
-                                     ellipticity=0.4, blur=rng.uniform(0.05, 0.1)))
+            particles.append(
+                _sphere(
+                    x,
+                    y,
+                    rng.uniform(0.15, 0.35),
+                    rng,
+                    density=rng.uniform(0.7, 1.0),
+                    ellipticity=0.4,
+                    blur=rng.uniform(0.03, 0.06),
+                )
+            )
     elif morphology == "coarse_heterogeneous":
         pts = layout.sample(rng, _n(rng, 5, 14, layout))
         for x, y in pts:
-            particles.append(_lumps(x, y, rng, int(rng.integers(2, 5)), (0.15, 0.4), 0.25,
-                                    density=rng.uniform(0.7, 1.0)))
+            particles.append(
+                _lumps(x, y, rng, int(rng.integers(2, 6)), (0.2, 0.45), 0.3, density=rng.uniform(0.7, 1.0))
+            )
     elif morphology == "fine_pleomorphic":
-        for x, y in layout.sample(rng, _n(rng, 10, 28, layout)):
+        for x, y in layout.sample(rng, _n(rng, 14, 35, layout)):
             shape = rng.choice(["dot", "rod", "angular", "angular"])
-            density = rng.uniform(0.5, 1.0)
+            density = rng.uniform(0.8, 1.0)
             if shape == "dot":
-                particles.append(_sphere(x, y, rng.uniform(0.1, 0.3), rng, density=density, ellipticity=0.4))
+                particles.append(_sphere(x, y, rng.uniform(0.2, 0.45), rng, density=density, ellipticity=0.4))
             elif shape == "rod":
                 heading = rng.uniform(0, np.pi)
-                length = rng.uniform(0.2, 0.4)
+                length = rng.uniform(0.25, 0.35)
                 path = np.outer(np.linspace(-0.5, 0.5, 4), [math.cos(heading), math.sin(heading)]) * length
-                p = _tube_particle(path + [x, y], np.full(4, rng.uniform(0.04, 0.08)), density=density)
+                p = _tube_particle(path + [x, y], np.full(4, rng.uniform(0.06, 0.1)), density=density)
                 particles.append(p)
             else:
-                particles.append(_lumps(x, y, rng, int(rng.integers(2, 4)), (0.05, 0.12), 0.08, density=density))
+                particles.append(
+                    _lumps(x, y, rng, int(rng.integers(2, 4)), (0.08, 0.14), 0.06, density=density)
+                )
     elif morphology == "fine_linear_branching":
         for duct in layout.ducts:
-            particles += _fragments(rng, duct, (0.5, 2.5), (0.2, 1.2), (0.04, 0.13),
-                                    density_range=(0.7, 1.0), smooth_radius=False)
+            particles += _fragments(
+                rng, duct, (0.5, 2.5), (0.2, 1.2), (0.06, 0.15), density_range=(0.8, 1.0), smooth_radius=False
+            )
     elif morphology == "rim":
         for x, y in layout.sample(rng, _n(rng, 1, 4, layout)):
             a = rng.uniform(0.75, 2.5)
-            wall = rng.uniform(0.12, 0.3)
+            wall = rng.uniform(0.06, 0.15)  # an eggshell: thin, so the centre stays lucent
             b = a * rng.uniform(0.85, 1.0)
-            particles.append(Particle(float(x), float(y), [Ellipsoid(0, 0, a, b, a, rng.uniform(0, np.pi), wall)],
-                                      density=rng.uniform(0.85, 1.0), size_mm=2 * a, width_mm=2 * b))
+            particles.append(
+                Particle(
+                    float(x),
+                    float(y),
+                    [Ellipsoid(0, 0, a, b, a, rng.uniform(0, np.pi), wall)],
+                    density=rng.uniform(0.6, 0.9),
+                    size_mm=2 * a,
+                    width_mm=2 * b,
+                )
+            )
     elif morphology == "coarse_popcorn":
         centres = layout.sample(rng, max(1, int(round(rng.integers(1, 3) * min(layout.count_factor, 2)))))
         for x, y in centres:
@@ -326,8 +395,11 @@ def make_finding(morphology: str, distribution: str, rng: np.random.Generator) -
             for i in range(int(rng.integers(6, 12))):
                 a = rng.uniform(0.25, 0.5) * radius
                 off = (0.0, 0.0) if i == 0 else rng.uniform(-0.6, 0.6, 2) * radius
-                parts.append(Ellipsoid(float(off[0]), float(off[1]), a, a * rng.uniform(0.5, 1.0), a,
-                                       rng.uniform(0, np.pi)))
+                parts.append(
+                    Ellipsoid(
+                        float(off[0]), float(off[1]), a, a * rng.uniform(0.5, 1.0), a, rng.uniform(0, np.pi)
+                    )
+                )
             p = Particle(float(x), float(y), parts, density=1.0)
             p.size_mm = _feret(parts)
             p.width_mm = min(2 * min(e.a, e.b) for e in parts)
@@ -336,17 +408,31 @@ def make_finding(morphology: str, distribution: str, rng: np.random.Generator) -
             r = rng.uniform(5.0, 9.0)
             masses.append(Mass(float(x), float(y), r, r * rng.uniform(0.65, 0.9), rng.uniform(0, np.pi)))
     elif morphology == "vascular":
+        # Calcified arterial walls seen side-on: two parallel tracks ("tram lines") along a
+        # tortuous vessel, each interrupted where the wall is not calcified.
         length = rng.uniform(25.0, 50.0)
         vessels = [_curve(rng, (-length / 2, 0.0), rng.normal(0, 0.2), length, 0.08)]
         if rng.random() < 0.5:  # a branch
             k = int(rng.integers(len(vessels[0]) // 4, len(vessels[0]) // 2))
-            vessels.append(_curve(rng, vessels[0][k], rng.choice([-1, 1]) * rng.uniform(0.3, 0.7),
-                                  length * rng.uniform(0.3, 0.6), 0.08))
-        radius = rng.uniform(0.4, 0.8)
-        wall = rng.uniform(0.08, 0.15)
+            vessels.append(
+                _curve(
+                    rng,
+                    vessels[0][k],
+                    rng.choice([-1, 1]) * rng.uniform(0.3, 0.7),
+                    length * rng.uniform(0.3, 0.6),
+                    0.08,
+                )
+            )
+        lumen = rng.uniform(0.5, 1.0)  # vessel radius, mm
         for vessel in vessels:
-            particles += _fragments(rng, vessel, (3.0, 10.0), (0.5, 3.0), (radius, radius * 1.05),
-                                    density_range=(0.7, 1.0), wall=wall)
+            tangent = np.gradient(vessel, axis=0)
+            normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+            normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+            for side in (-1.0, 1.0):
+                track = vessel + side * lumen * normal
+                particles += _fragments(
+                    rng, track, (2.0, 9.0), (0.3, 2.5), (0.06, 0.12), density_range=(0.6, 1.0)
+                )
         layout.extent_mm = length / 2
     if not particles:
         raise InputError(f"no calcification could be made for {morphology} in a {distribution} distribution")

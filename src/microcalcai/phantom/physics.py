@@ -39,13 +39,15 @@ class Detector:
     photons_per_mm2: float = 4.0e5  # detected quanta per mm^2 behind the breast (~100 uGy)
     electronic_noise: float = 3.0  # quanta-equivalent per pixel (rms)
     psf_sigma_mm: float = 0.05
-    calcium_mu_per_mm: float = 1.0  # effective, see the module docstring
+    calcium_mu_per_mm: float = 2.0  # effective, see the module docstring
     spr_per_mm: float = 0.0065  # scatter-to-primary ratio per mm of compressed thickness
 
     def validate(self) -> Detector:
         if not np.isfinite(self.spacing_mm) or self.spacing_mm <= 0:
-            raise InputError(f"spacing_mm={self.spacing_mm} must be a positive number of millimetres "
-                             "(mammography detectors: 0.05 to 0.1)")
+            raise InputError(
+                f"spacing_mm={self.spacing_mm} must be a positive number of millimetres "
+                "(mammography detectors: 0.05 to 0.1)"
+            )
         if not 8 <= int(self.bits_stored) <= 16:
             raise InputError(f"bits_stored={self.bits_stored} must be between 8 and 16")
         for name in ("photons_per_mm2", "calcium_mu_per_mm"):
@@ -64,7 +66,9 @@ class Detector:
 def smooth_coarse(image: np.ndarray, sigma_mm: float, spacing_mm: float, cell_mm: float = 1.0) -> np.ndarray:
     """A wide Gaussian low-pass computed on a coarse grid (block means), then interpolated back."""
     factor = max(1, int(round(cell_mm / spacing_mm)))
-    coarse = ndimage.gaussian_filter(block_mean(image, factor), sigma_mm / (spacing_mm * factor), mode="nearest")
+    coarse = ndimage.gaussian_filter(
+        block_mean(image, factor), sigma_mm / (spacing_mm * factor), mode="nearest"
+    )
     return upsample(coarse, factor, image.shape)
 
 
@@ -98,11 +102,14 @@ def acquire(
     thickness_mm: float,
     detector: Detector,
     rng: np.random.Generator,
+    *,
+    window_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Detected, processed and quantised image (uint16) and a display window (centre, width).
 
     equalise_mm: missing path length toward the skin line (T minus the projected path), used
     for peripheral equalisation; None for no equalisation.
+    window_mask: the pixels the display window is fitted to (default: the breast).
     """
     f32 = np.float32
     spacing = detector.spacing_mm
@@ -128,16 +135,18 @@ def acquire(
     np.maximum(log_image, 0.0, out=log_image)
     stored = np.minimum(np.rint(log_image * f32(detector.max_value / LOG_FULL_SCALE)), detector.max_value)
     stored = stored.astype(np.uint16)
-    window = display_window(stored, breast_mask)
+    window = display_window(stored, breast_mask if window_mask is None else window_mask)
     return stored, window
 
 
-def display_window(stored: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Window (centre, width) spanning the breast's values, as a reading station would open it."""
+def display_window(stored: np.ndarray, mask: np.ndarray, headroom: float = 0.35) -> tuple[float, float]:
+    """Window (centre, width) spanning the breast's values, as a reading station would open it,
+    with `headroom` (a fraction of the tissue range) above the densest tissue so that dense
+    calcifications keep their inner structure (a rim's lucent centre) instead of clipping."""
     values = stored[mask] if mask.any() else stored.ravel()
     step = max(1, values.size // 200_000)
-    lo, hi = np.percentile(values[::step], [0.5, 99.95])
-    width = max(float(hi - lo), 2.0)
+    lo, hi = np.percentile(values[::step], [0.5, 99.9])
+    width = max(float(hi - lo) * (1.0 + headroom), 2.0)
     return float(lo + width / 2.0), width
 
 

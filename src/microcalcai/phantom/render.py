@@ -143,7 +143,9 @@ def render_finding(
         if path.max() > 0:
             mask.flat[int(np.argmax(path))] = True
         labels[rs, cs][mask] = label
-        out.append(RenderedParticle(px, py, particle.size_mm, particle.width_mm, particle.density, int(mask.sum())))
+        out.append(
+            RenderedParticle(px, py, particle.size_mm, particle.width_mm, particle.density, int(mask.sum()))
+        )
     return out
 
 

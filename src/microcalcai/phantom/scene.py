@@ -13,6 +13,7 @@ from microcalcai.phantom.render import RenderedParticle, render_finding, render_
 from microcalcai.phantom.texture import power_law_field
 
 SUBCUTANEOUS_FAT_MM = 8.0  # glandular tissue thins out over this distance below the skin
+TEXTURE_AMPLITUDE = 0.16  # standard deviation of the glandular fraction's texture
 
 
 @dataclass
@@ -52,9 +53,16 @@ def glandular_fraction(
     """
     angle = 0.0 if breast.view == "CC" else (-0.5 if breast.chest_wall == "left" else 0.5)
     depth = breast.depth_mm
-    tex = power_law_field(depth.shape, beta, rng, spacing_mm=breast.spacing_mm,
-                          anisotropy=float(rng.uniform(1.2, 1.6)), angle_rad=angle, workers=workers)
-    g = np.float32(density) + np.float32(0.22) * tex
+    tex = power_law_field(
+        depth.shape,
+        beta,
+        rng,
+        spacing_mm=breast.spacing_mm,
+        anisotropy=float(rng.uniform(1.2, 1.6)),
+        angle_rad=angle,
+        workers=workers,
+    )
+    g = np.float32(density) + np.float32(TEXTURE_AMPLITUDE) * tex
     depth_weight = np.clip(depth / np.float32(SUBCUTANEOUS_FAT_MM), 0.0, 1.0)
     g *= depth_weight
     return np.clip(g, 0.0, 1.0, out=g)
@@ -83,16 +91,26 @@ def synthesize_view(
         if geom.masses:
             mass = np.zeros(breast.shape, np.float32) if mass is None else mass
             render_masses(geom.masses, p.x, p.y, spacing, mass)
-        rendered[p.finding_id] = render_finding(geom, p.x, p.y, spacing, calcium, labels, p.finding_id,
-                                                inside=inside)
+        rendered[p.finding_id] = render_finding(
+            geom, p.x, p.y, spacing, calcium, labels, p.finding_id, inside=inside
+        )
     box = breast.box
-    line = physics.attenuation(tissue_mm=breast.tissue_mm, glandular_fraction=g, skin_mm=breast.skin_mm,
-                               muscle_mm=breast.muscle_mm, mass_mm=None if mass is None else mass[box],
-                               calcium_mm=calcium[box], calcium_mu=detector.calcium_mu_per_mm)
+    line = physics.attenuation(
+        tissue_mm=breast.tissue_mm,
+        glandular_fraction=g,
+        skin_mm=breast.skin_mm,
+        muscle_mm=breast.muscle_mm,
+        mass_mm=None if mass is None else mass[box],
+        calcium_mm=calcium[box],
+        calcium_mu=detector.calcium_mu_per_mm,
+    )
     mask = breast.mask
     total = breast.tissue_mm + breast.skin_mm + breast.muscle_mm
     equalise = np.float32(breast.thickness_mm) - total
-    stored_box, window = physics.acquire(line, mask, equalise, breast.thickness_mm, detector, rng)
+    # The window is fitted to the tissue, as a reader would set it; calcifications may saturate.
+    stored_box, window = physics.acquire(
+        line, mask, equalise, breast.thickness_mm, detector, rng, window_mask=mask & (calcium[box] <= 0)
+    )
     # Outside the breast the processed image is black, as on a reading station.
     stored = np.zeros(breast.shape, np.uint16)
     stored[box] = np.where(mask, stored_box, 0)

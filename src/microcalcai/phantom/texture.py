@@ -22,8 +22,10 @@ KNEE_CYCLES_PER_MM = 1.0 / 40.0
 def _check_beta(beta: float) -> float:
     beta = float(beta)
     if not 2.0 < beta < 5.0 or not np.isfinite(beta):
-        raise InputError(f"beta={beta!r} is outside the supported range (2, 5); mammographic "
-                         "parenchyma measures about 2.5 to 3.5")
+        raise InputError(
+            f"beta={beta!r} is outside the supported range (2, 5); mammographic "
+            "parenchyma measures about 2.5 to 3.5"
+        )
     return beta
 
 
@@ -107,7 +109,9 @@ def spectral_slope(image: np.ndarray, spacing_mm: float, f_range: tuple[float, f
     lo, hi = f_range
     sel = (freqs >= lo) & (freqs <= hi) & (power > 0)
     if sel.sum() < 3:
-        raise InputError(f"the frequency range {f_range} cycles/mm holds fewer than 3 rings of this "
-                         f"{image.shape} image at {spacing_mm} mm; widen it")
+        raise InputError(
+            f"the frequency range {f_range} cycles/mm holds fewer than 3 rings of this "
+            f"{image.shape} image at {spacing_mm} mm; widen it"
+        )
     slope, _ = np.polyfit(np.log(freqs[sel]), np.log(power[sel]), 1)
     return float(-slope)
