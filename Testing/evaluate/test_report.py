@@ -170,6 +170,7 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     # BI-RADS 4a and above called malignant for the reader.
     reader = after["models"]["radiologist"]
     assert reader["cutoff"]["method"] == "given" and reader["cutoff"]["threshold"] == 4.25
+    assert "| radiologist (reader) | ≥ 4a |" in (out / "report.md").read_text()
     labelled = ens[ens.label != ""]
     positive = labelled.reader_radiologist.isin(["4a", "4b", "4c", "5"]).to_numpy()
     malignant = (labelled.label == "malignant").to_numpy()

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         conf_level=args.conf_level,
         ci_method=args.ci,
         reader_threshold=reader_score(args.reader_threshold) if args.reader_threshold else None,
+        reader_threshold_text=args.reader_threshold or "",
     )
     result = evaluate_predictions(data, options)
     out = write_report(result, args.out)

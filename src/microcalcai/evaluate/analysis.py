@@ -36,6 +36,7 @@ class Options:
     target_sensitivity: float = 0.90
     target_specificity: float = 0.90
     reader_threshold: float | None = None  # reader scores at or above it are positive; None: Youden
+    reader_threshold_text: str = ""  # how the user wrote it, e.g. "4a", for the table
 
 
 def evaluate_predictions(data: PredictionSet, options: Options | None = None) -> dict:
@@ -87,6 +88,7 @@ def _one_model(y, col: ScoreColumn, weights, clusters, opt: Options) -> tuple[di
     if col.kind == "reader" and opt.reader_threshold is not None:
         # A reader's clinical cut-off, e.g. BI-RADS 4 (biopsy recommended): 4, 4a-4c and 5 positive.
         cutoff = {"threshold": opt.reader_threshold, "method": "given", "rule": "score >= threshold"}
+        cutoff["label"] = f"\u2265 {opt.reader_threshold_text or format(opt.reader_threshold, '.3g')}"
         decision = s >= opt.reader_threshold
         cutoff_note = ""
     elif isinstance(col.threshold, np.ndarray):

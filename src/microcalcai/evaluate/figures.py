@@ -30,14 +30,16 @@ def _panels(result: dict, width: float, height: float):
     """A grid with one panel per model (unused cells hidden): (figure, [(axes, model name)])."""
     names = list(result["models"])
     rows, cols = _grid(len(names))
-    fig, axes = _plt().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = _plt().subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained"
+    )
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     return fig, list(zip(axes.flat, names, strict=False))
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)  # constrained layout; bbox "tight" would draw everything twice
     _plt().close(fig)
     return path
 
@@ -57,7 +59,7 @@ def _roc_axes(ax, title: str = "") -> None:
 def roc_curves(result: dict, path: Path) -> Path:
     """All models on one plot, AUC (95% CI) in the legend (Kang Fig. 1a)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), layout="constrained")
     for name, m in result["models"].items():
         lo, hi = m["auc_ci"]
         ax.plot(
@@ -132,7 +134,6 @@ def confusion_matrices(result: dict, path: Path) -> Path:
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Histology")
         ax.set_title(f"{name} (cut-off {result['models'][name]['cutoff']['label']})", fontsize=9)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -143,7 +144,7 @@ def calibration_plot(result: dict, path: Path) -> Path | None:
         return None
     plt = _plt()
     fig, (ax, axh) = plt.subplots(
-        2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True
+        2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained"
     )
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8, label="perfect calibration")
     width = 0.8 / (10 * len(models))
@@ -170,7 +171,7 @@ def calibration_plot(result: dict, path: Path) -> Path | None:
 
 def pr_curves(result: dict, path: Path) -> Path:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
     for name, m in result["models"].items():
         ax.step(
             m["pr_curve"]["recall"],
