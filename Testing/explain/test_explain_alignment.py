@@ -50,7 +50,7 @@ def test_map_of_an_off_centre_crop_at_the_border_lands_on_the_cluster(trained_cn
     (x_a, y_a), (x_b, y_b) = crop.crop_to_source(0, 0), crop.crop_to_source(47, 47)
     expected = np.zeros((rows, cols), bool)
     x_lo, x_hi = max(0, int(min(x_a, x_b))), int(max(x_a, x_b))
-    expected[int(min(y_a, y_b)):int(max(y_a, y_b)) + 1, x_lo:x_hi + 1] = True
+    expected[int(min(y_a, y_b)) : int(max(y_a, y_b)) + 1, x_lo : x_hi + 1] = True
     assert 0 < expected.sum() < 48 * 48
     assert np.array_equal(np.isfinite(pasted), expected)
 

@@ -58,8 +58,9 @@ def test_randomised_copy_of_an_ensemble_randomises_every_member(ensemble_dir):
     clone = randomised_copy(ensemble, seed=0)
     for original, copied in zip(ensemble.members, clone.members, strict=True):
         first = next(n for n, p in original.model.named_parameters() if p.ndim == 4)
-        assert not torch.equal(dict(copied.model.named_parameters())[first],
-                               dict(original.model.named_parameters())[first])
+        assert not torch.equal(
+            dict(copied.model.named_parameters())[first], dict(original.model.named_parameters())[first]
+        )
 
 
 def test_pointing_game_and_energy_on_known_maps():

@@ -34,8 +34,14 @@ def test_nrrd_pixel_geometry_reads_back(tmp_path, crop_and_map):
     import SimpleITK as sitk
 
     crop, saliency = crop_and_map
-    path = write_map_nrrd(tmp_path / "map.nrrd", saliency, MapGeometry.of(crop), model="lite0",
-                          method="gradcam", probability=0.734)
+    path = write_map_nrrd(
+        tmp_path / "map.nrrd",
+        saliency,
+        MapGeometry.of(crop),
+        model="lite0",
+        method="gradcam",
+        probability=0.734,
+    )
     data, header = read_map_nrrd(path)
     np.testing.assert_array_equal(data, saliency)
     assert list(header["sizes"]) == [40, 40]
@@ -83,8 +89,9 @@ def test_overlay_png_has_the_map_and_a_colour_bar(tmp_path, crop_and_map):
 
 def test_montage_png(tmp_path, crop_and_map):
     crop, saliency = crop_and_map
-    items = [{"crop": crop, "saliency": np.roll(saliency, 5 * k, axis=1), "title": f"ROI {k}"}
-             for k in range(7)]
+    items = [
+        {"crop": crop, "saliency": np.roll(saliency, 5 * k, axis=1), "title": f"ROI {k}"} for k in range(7)
+    ]
     width, height = Image.open(write_montage_png(tmp_path / "grid.png", items, suptitle="Grad-CAM")).size
     assert 0.7 < width / height < 1.4  # seven ROIs on a 3 x 3 grid
     width, height = Image.open(write_montage_png(tmp_path / "row.png", items, columns=7)).size

@@ -5,6 +5,13 @@ from microcalcai.explain.saliency import TARGETS, SaliencyResult, explain_crops,
 from microcalcai.explain.target_layers import resolve_target_layer
 
 __all__ = [
-    "GRADIENT_METHODS", "METHODS", "MethodSpec", "SaliencyResult", "TARGETS", "explain_crops", "get_method",
-    "resolve_target_layer", "saliency_map",
+    "GRADIENT_METHODS",
+    "METHODS",
+    "MethodSpec",
+    "SaliencyResult",
+    "TARGETS",
+    "explain_crops",
+    "get_method",
+    "resolve_target_layer",
+    "saliency_map",
 ]

@@ -73,9 +73,16 @@ class RandomisationResult:
         return bool(np.isfinite(self.mean_spearman) and self.mean_spearman < max_spearman)
 
 
-def model_randomisation_check(model_or_predictor, crops, *, method: str = "gradcam",
-                              target: str = "malignant", layer: str | None = None, seed: int = 0,
-                              top_k: int | None = None) -> RandomisationResult:
+def model_randomisation_check(
+    model_or_predictor,
+    crops,
+    *,
+    method: str = "gradcam",
+    target: str = "malignant",
+    layer: str | None = None,
+    seed: int = 0,
+    top_k: int | None = None,
+) -> RandomisationResult:
     from scipy.stats import spearmanr
     from skimage.metrics import structural_similarity
 
@@ -87,8 +94,9 @@ def model_randomisation_check(model_or_predictor, crops, *, method: str = "gradc
         constant = np.ptp(a) == 0 or np.ptp(b) == 0
         rho.append(np.nan if constant else spearmanr(a.ravel(), b.ravel())[0])
         ssim.append(structural_similarity(a, b, data_range=1.0))
-    return RandomisationResult(trained.method, np.asarray(rho, float), np.asarray(ssim, float), trained.maps,
-                               random.maps)
+    return RandomisationResult(
+        trained.method, np.asarray(rho, float), np.asarray(ssim, float), trained.maps, random.maps
+    )
 
 
 def _check_pair(saliency, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +155,15 @@ def _mean_height(x, y) -> float:
     return float(np.trapz(y, x) / (x[-1] - x[0]))
 
 
-def perturbation_curves(model_or_predictor, crop, saliency, *, explained_class: int = 1,
-                        fractions=(10, 20, 30, 40, 50, 60, 70, 80, 90), seed: int = 0) -> PerturbationCurves:
+def perturbation_curves(
+    model_or_predictor,
+    crop,
+    saliency,
+    *,
+    explained_class: int = 1,
+    fractions=(10, 20, 30, 40, 50, 60, 70, 80, 90),
+    seed: int = 0,
+) -> PerturbationCurves:
     """Deletion and insertion curves for one crop and its map (ROAD imputation, one batch of predictions)."""
     from pytorch_grad_cam.metrics.perturbation_confidence import (
         RemoveLeastRelevantFirst,
@@ -174,4 +189,4 @@ def perturbation_curves(model_or_predictor, crop, saliency, *, explained_class: 
     prob = predict_probability(model_or_predictor, np.stack(perturbed))
     score = prob if explained_class == 1 else 1.0 - prob
     n = len(fractions)
-    return PerturbationCurves(np.asarray(fractions, float), score[1:1 + n], score[1 + n:], float(score[0]))
+    return PerturbationCurves(np.asarray(fractions, float), score[1 : 1 + n], score[1 + n :], float(score[0]))

@@ -66,21 +66,32 @@ class MapGeometry:
 
     def _mm_per_pixel(self) -> np.ndarray:
         if self.source_spacing_mm is None:
-            raise InputError("the source image has no pixel spacing, so a map cannot be written in mm; "
-                             "write it in pixel units or give the spacing (parameter 'source_spacing_mm')")
+            raise InputError(
+                "the source image has no pixel spacing, so a map cannot be written in mm; "
+                "write it in pixel units or give the spacing (parameter 'source_spacing_mm')"
+            )
         row_mm, col_mm = self.source_spacing_mm
         return np.array([col_mm, row_mm])  # (x, y)
 
 
-def write_map_nrrd(path, saliency: np.ndarray, geometry: MapGeometry | None = None, *, units: str = "pixel",
-                   model: str | None = None, method: str | None = None, probability: float | None = None,
-                   image: str | None = None) -> Path:
+def write_map_nrrd(
+    path,
+    saliency: np.ndarray,
+    geometry: MapGeometry | None = None,
+    *,
+    units: str = "pixel",
+    model: str | None = None,
+    method: str | None = None,
+    probability: float | None = None,
+    image: str | None = None,
+) -> Path:
     """A 2D float32 NRRD of ``saliency`` (rows x cols) with its place on the source image."""
     import nrrd
 
     if units not in NRRD_UNITS:
-        raise InputError(f"unknown NRRD units {units!r} (parameter 'units'); "
-                         f"choose one of: {', '.join(NRRD_UNITS)}")
+        raise InputError(
+            f"unknown NRRD units {units!r} (parameter 'units'); choose one of: {', '.join(NRRD_UNITS)}"
+        )
     saliency = _check_map(saliency)
     geometry = geometry or MapGeometry(np.eye(3))
     spacing = geometry.source_spacing_mm
@@ -119,8 +130,13 @@ def write_map_npy(path, saliency: np.ndarray) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def overlay_title(probability: float | None, method_title: str | None = None, model: str | None = None,
-                  explained: str | None = None, threshold: float | None = None) -> str:
+def overlay_title(
+    probability: float | None,
+    method_title: str | None = None,
+    model: str | None = None,
+    explained: str | None = None,
+    threshold: float | None = None,
+) -> str:
     parts = []
     if probability is not None:
         decision = ""
@@ -135,8 +151,16 @@ def overlay_title(probability: float | None, method_title: str | None = None, mo
     return "\n".join(parts)
 
 
-def write_overlay_png(path, crop: np.ndarray, saliency: np.ndarray, *, title: str = "", alpha: float = 0.45,
-                      cmap: str = "jet", dpi: int = 110) -> Path:
+def write_overlay_png(
+    path,
+    crop: np.ndarray,
+    saliency: np.ndarray,
+    *,
+    title: str = "",
+    alpha: float = 0.45,
+    cmap: str = "jet",
+    dpi: int = 110,
+) -> Path:
     """The crop in grey, the map over it, a colour bar, and ``title`` (see :func:`overlay_title`)."""
     from matplotlib.figure import Figure
 
@@ -145,11 +169,19 @@ def write_overlay_png(path, crop: np.ndarray, saliency: np.ndarray, *, title: st
     ax = fig.add_subplot(1, 1, 1)
     _draw_overlay(ax, crop, saliency, alpha, cmap, fig=fig)
     ax.set_title(title, fontsize=9)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
-def write_montage_png(path, items: list[dict], *, columns: int | None = None, alpha: float = 0.45,
-                      cmap: str = "jet", dpi: int = 90, suptitle: str = "") -> Path:
+def write_montage_png(
+    path,
+    items: list[dict],
+    *,
+    columns: int | None = None,
+    alpha: float = 0.45,
+    cmap: str = "jet",
+    dpi: int = 90,
+    suptitle: str = "",
+) -> Path:
     """Many ROIs on one page. Each item: ``crop``, ``saliency``, and optional ``title``."""
     from matplotlib.figure import Figure
 
@@ -167,7 +199,7 @@ def write_montage_png(path, items: list[dict], *, columns: int | None = None, al
     fig.colorbar(image, ax=fig.axes, fraction=0.02, pad=0.02, label="saliency")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _draw_overlay(ax, crop, saliency, alpha, cmap, fig=None):
@@ -176,17 +208,34 @@ def _draw_overlay(ax, crop, saliency, alpha, cmap, fig=None):
     from matplotlib.colors import Normalize
 
     ax.imshow(crop, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.imshow(saliency, cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha * np.clip(saliency / 0.25, 0.0, 1.0),
-              interpolation="bilinear")
+    ax.imshow(
+        saliency,
+        cmap=cmap,
+        vmin=0.0,
+        vmax=1.0,
+        alpha=alpha * np.clip(saliency / 0.25, 0.0, 1.0),
+        interpolation="bilinear",
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap)  # opaque colours for the bar
     if fig is not None:
-        fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="saliency (0..1)")
+        add_colorbar(fig, ax, cmap)
     return mappable
 
 
-def _save(fig, path, dpi) -> Path:
+def add_colorbar(fig, ax, cmap: str = "jet", label: str = "saliency (0..1)"):
+    """A colour bar of the map's colours at full opacity (the overlay itself is translucent)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    return fig.colorbar(
+        ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=ax, fraction=0.046, pad=0.04, label=label
+    )
+
+
+def save_figure(fig, path, dpi) -> Path:
+    """Render a matplotlib Figure to PNG and write it atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return atomic_write_bytes(path, buffer.getvalue())

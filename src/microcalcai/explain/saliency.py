@@ -73,14 +73,21 @@ class _Member:
     threshold: float | None = None
 
 
-def saliency_map(model_or_predictor, crop, method: str = "gradcam", target: str = "malignant",
-                 layer: str | None = None) -> np.ndarray:
+def saliency_map(
+    model_or_predictor, crop, method: str = "gradcam", target: str = "malignant", layer: str | None = None
+) -> np.ndarray:
     """(N, N) float32 map in 0..1 over one crop (a RoiCrop or an (N, N) array in 0..1)."""
     return explain_crops(model_or_predictor, [crop], method=method, target=target, layer=layer).maps[0]
 
 
-def explain_crops(model_or_predictor, crops, method: str = "gradcam", target: str = "malignant",
-                  layer: str | None = None, batch_size: int = 8) -> SaliencyResult:
+def explain_crops(
+    model_or_predictor,
+    crops,
+    method: str = "gradcam",
+    target: str = "malignant",
+    layer: str | None = None,
+    batch_size: int = 8,
+) -> SaliencyResult:
     """Maps for a batch of crops: a sequence of RoiCrop or arrays, or an array (B, N, N), values 0..1.
 
     ``target``: "malignant" (default), "benign", or "predicted" (the class decided at the model's
@@ -89,8 +96,9 @@ def explain_crops(model_or_predictor, crops, method: str = "gradcam", target: st
     """
     spec = get_method(method)
     if target not in TARGETS:
-        raise InputError(f"unknown saliency target {target!r} (parameter 'target'); "
-                         f"choose one of: {', '.join(TARGETS)}")
+        raise InputError(
+            f"unknown saliency target {target!r} (parameter 'target'); choose one of: {', '.join(TARGETS)}"
+        )
     pixels = _crop_pixels(crops)
     members, threshold = _members(model_or_predictor)
     for member in members:  # fail on a bad layer name before any computation
@@ -108,8 +116,8 @@ def explain_crops(model_or_predictor, crops, method: str = "gradcam", target: st
     for member in members:
         maps, probs, classes = [], [], []
         for start in range(0, len(pixels), batch_size):
-            chunk = pixels[start:start + batch_size]
-            chunk_class = None if fixed_class is None else fixed_class[start:start + batch_size]
+            chunk = pixels[start : start + batch_size]
+            chunk_class = None if fixed_class is None else fixed_class[start : start + batch_size]
             m, p, c = _explain_member(member, spec, chunk, chunk_class)
             maps.append(m)
             probs.append(p)
@@ -120,9 +128,15 @@ def explain_crops(model_or_predictor, crops, method: str = "gradcam", target: st
     combined_maps = np.mean(np.stack(list(member_maps.values())), axis=0).astype(np.float32)
     combined_prob = _combine_probabilities(model_or_predictor, member_probs, members)
     return SaliencyResult(
-        maps=combined_maps, probability=combined_prob, explained_class=explained.astype(int),
-        method=spec.name, target=target, layers={m.name: m.layer for m in members},
-        member_maps=member_maps, member_probability=member_probs, threshold=threshold,
+        maps=combined_maps,
+        probability=combined_prob,
+        explained_class=explained.astype(int),
+        method=spec.name,
+        target=target,
+        layers={m.name: m.layer for m in members},
+        member_maps=member_maps,
+        member_probability=member_probs,
+        threshold=threshold,
     )
 
 
@@ -142,16 +156,24 @@ def _crop_pixels(crops) -> list[np.ndarray]:
         pixels.append(array)
     shapes = {p.shape for p in pixels}
     if len(shapes) > 1:
-        raise InputError(f"crops in one batch must share one size, got {sorted(shapes)}; "
-                         "explain them separately")
+        raise InputError(
+            f"crops in one batch must share one size, got {sorted(shapes)}; explain them separately"
+        )
     return pixels
 
 
 def _members(obj) -> tuple[list[_Member], float | None]:
     """The networks inside a bare module, a ModelPredictor or an EnsemblePredictor."""
     if isinstance(obj, torch.nn.Module):
-        return [_Member(architecture_of(obj) or type(obj).__name__, obj, _bare_preprocess(obj),
-                        architecture_of(obj), None)], None
+        return [
+            _Member(
+                architecture_of(obj) or type(obj).__name__,
+                obj,
+                _bare_preprocess(obj),
+                architecture_of(obj),
+                None,
+            )
+        ], None
     members = getattr(obj, "members", None)
     if members is None or not all(hasattr(m, "model") and hasattr(m, "preprocess") for m in members):
         raise InputError(
@@ -161,8 +183,17 @@ def _members(obj) -> tuple[list[_Member], float | None]:
     out = []
     for m in members:
         labels = list(getattr(m.card, "labels", ["benign", "malignant"]))
-        out.append(_Member(m.name, m.model, m.preprocess, m.card.arch, getattr(m, "target_layer", None),
-                           labels.index("malignant") if "malignant" in labels else 1, float(m.threshold)))
+        out.append(
+            _Member(
+                m.name,
+                m.model,
+                m.preprocess,
+                m.card.arch,
+                getattr(m, "target_layer", None),
+                labels.index("malignant") if "malignant" in labels else 1,
+                float(m.threshold),
+            )
+        )
     return out, float(getattr(obj, "threshold", 0.5))
 
 
@@ -245,11 +276,16 @@ def _explain_member(member: _Member, spec: MethodSpec, pixels: Sequence[np.ndarr
     import cv2
 
     _, target_module = resolve_target_layer(member.module, member.arch, member.layer)
-    targets = [_ClassScore(member, None if fixed_class is None else int(c)) for c in
-               (fixed_class if fixed_class is not None else [None] * len(pixels))]
+    targets = [
+        _ClassScore(member, None if fixed_class is None else int(c))
+        for c in (fixed_class if fixed_class is not None else [None] * len(pixels))
+    ]
     # A server may call this inside torch.inference_mode() or no_grad(); gradient methods need autograd.
-    with torch.inference_mode(False), _explaining(member, target_module), \
-            (torch.enable_grad() if spec.uses_gradients else torch.no_grad()):
+    with (
+        torch.inference_mode(False),
+        _explaining(member, target_module),
+        torch.enable_grad() if spec.uses_gradients else torch.no_grad(),
+    ):
         x = member.preprocess(np.stack(pixels))
         cam = spec.cam_class()(model=member.module, target_layers=[target_module])
         if spec.name == "scorecam":
@@ -267,8 +303,12 @@ def _explain_member(member: _Member, spec: MethodSpec, pixels: Sequence[np.ndarr
         finally:
             cam.activations_and_grads.release()
     probability = _malignant_probability(logits, member).cpu().numpy()
-    explained = np.array([t.explained if t.explained is not None else int(p >= (member.threshold or 0.5))
-                          for t, p in zip(targets, probability, strict=True)])
+    explained = np.array(
+        [
+            t.explained if t.explained is not None else int(p >= (member.threshold or 0.5))
+            for t, p in zip(targets, probability, strict=True)
+        ]
+    )
     height, width = pixels[0].shape
     if maps.shape[1:] != (height, width):  # the predictor resized the crop to the network's input size
         maps = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps])
@@ -320,5 +360,6 @@ def _combine_probabilities(obj, member_probs: dict, members: list[_Member]) -> n
         return next(iter(member_probs.values()))
     from microcalcai.models.ensemble import combine_probabilities
 
-    return combine_probabilities(member_probs, {m.name: m.threshold for m in members},
-                                 getattr(obj, "combine", "mean"))
+    return combine_probabilities(
+        member_probs, {m.name: m.threshold for m in members}, getattr(obj, "combine", "mean")
+    )
