@@ -40,6 +40,17 @@ def test_values_are_the_stored_values_over_the_16_bit_range(real_images):
     np.testing.assert_allclose(image.pixels[::97, ::89], stored[::97, ::89] / 65535.0, atol=1e-6)
 
 
+def test_the_rle_plugin_decodes_like_pydicoms_own_handler(real_mammograms):
+    # pylibjpeg-rle (in the lock for speed) must give exactly what pydicom's reference decoder does.
+    from pydicom.pixel_data_handlers import pylibjpeg_handler, rle_handler
+
+    ds = pydicom.dcmread(real_mammograms[-1])
+    assert pylibjpeg_handler.is_available() and pylibjpeg_handler.supports_transfer_syntax(
+        ds.file_meta.TransferSyntaxUID
+    )
+    assert np.array_equal(pylibjpeg_handler.get_pixeldata(ds), rle_handler.get_pixeldata(ds))
+
+
 def test_laterality_and_view_agree_with_the_dataset_names(real_images):
     seen = {"benign": set(), "malign": set()}
     for path, image in real_images.items():

@@ -460,8 +460,16 @@ def to_intensity(
     bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
     lo, hi = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
     if values is stored:
-        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
         record["voi"] = f"none (full {bits}-bit stored range)"
+        if (
+            (slope, intercept) == (1.0, 0.0)
+            and not signed
+            and not invert
+            and bits == 8 * stored.dtype.itemsize
+        ):
+            # Digitised film's usual case: no value can leave the range, so one pass suffices.
+            return np.divide(stored, np.float32(hi), dtype=np.float32), record
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
         window = Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
         return apply_window(stored, window, slope=slope, intercept=intercept, invert=invert), record
     lo, hi = float(np.min(values)), float(np.max(values))
