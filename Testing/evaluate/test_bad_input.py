@@ -99,6 +99,12 @@ def test_missing_column_and_file(asah_csv, tmp_path, capsys):
     assert code == 1 and "does not exist" in capsys.readouterr().err
 
 
+def test_numeric_labels_match_as_numbers():
+    y = inputs.binary_labels(["1.0", "0.0", "1", "0"], "1", name="outcome")
+    assert y.tolist() == [True, False, True, False]
+    assert inputs.binary_labels([1, 0, 1], 1).tolist() == [True, False, True]
+
+
 def test_library_checks_name_the_problem():
     with pytest.raises(InputError, match="empty label"):
         inputs.binary_labels(["a", "", "b"], "a", name="outcome")

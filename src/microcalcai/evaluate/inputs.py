@@ -36,6 +36,11 @@ def binary_labels(values: Sequence, positive, *, name: str = "label", source: st
         )
     pos = _label_text(positive)
     present = sorted(set(text.tolist()))
+    if _as_number(pos) is not None:
+        # "--positive 1" also matches 1.0 in the column (and the reverse): compare as numbers.
+        matches = [v for v in present if _as_number(v) == _as_number(pos)]
+        if matches:
+            return np.isin(text, matches)
     if pos not in present:
         raise InputError(
             f"positive value {pos!r} does not occur in column {name!r}{where}; "
@@ -43,6 +48,13 @@ def binary_labels(values: Sequence, positive, *, name: str = "label", source: st
             "pass one of these as the positive class"
         )
     return text == pos
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _label_text(value) -> str:
