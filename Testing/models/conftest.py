@@ -35,3 +35,14 @@ def second_model_dir(tmp_path_factory):
 def crops():
     rng = np.random.default_rng(0)
     return rng.random((5, 48, 48), dtype=np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: a second intra-op thread costs more than it gains (and spins beside other jobs)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -61,7 +61,7 @@ def save_ensemble(member_dirs, out_dir, *, combine: str = "mean", threshold: flo
     member_dirs = [Path(p) for p in member_dirs]
     if len(member_dirs) < 2:
         raise InputError("an ensemble needs at least two member models")
-    names = _unique_names([read_card(p).name for p in member_dirs])
+    names = unique_member_names([read_card(p).name for p in member_dirs])
     out_dir = Path(out_dir)
     card = EnsembleCard(
         name=name or out_dir.name, members=[f"members/{n}" for n in names], combine=combine,
@@ -102,7 +102,7 @@ def is_ensemble_folder(path) -> bool:
     return (path / ENSEMBLE_JSON).is_file() or path.name == ENSEMBLE_JSON
 
 
-def _unique_names(names: list[str]) -> list[str]:
+def unique_member_names(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for name in names:
@@ -111,3 +111,48 @@ def _unique_names(names: list[str]) -> list[str]:
         seen[safe] = count + 1
         out.append(safe if count == 0 else f"{safe}_{count + 1}")
     return out
+
+
+def member_model_dirs(path) -> list[Path]:
+    """Model folders named by a --member argument: a model folder, or a run folder holding some."""
+    from microcalcai.models.artifact import is_model_folder
+
+    path = Path(path)
+    if is_model_folder(path):
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"--member {path} does not exist; give a model folder or a `microcalcai train` run folder")
+    # a run folder: RUN_DIR/<arch>/model (final models); fold and stage models are not picked up
+    found = sorted(p.parent for p in path.glob("*/model/model.json"))
+    if not found:
+        found = sorted(p.parent for p in path.glob("*/*/model/model.json") if "stages" not in p.parts)
+    if not found:
+        raise InputError(f"--member {path} holds no model folder (model.json) at RUN_DIR/<arch>/model")
+    return found
+
+
+def ensemble_threshold(val_tables: dict, member_thresholds: dict, combine: str):
+    """Youden threshold of the combined score on the members' shared validation cases.
+
+    ``val_tables``: member name -> DataFrame with case_id, label, probability (predictions_val.csv).
+    Returns (ThresholdChoice, metrics dict).
+    """
+    from microcalcai.train.threshold import binary_metrics, youden_threshold
+
+    names = list(val_tables)
+    shared = set.intersection(*(set(t["case_id"].astype(str)) for t in val_tables.values()))
+    if not shared:
+        raise InputError("the members were validated on different ROIs (no common case_id in their "
+                         "predictions_val.csv); give --data MANIFEST to choose the threshold on its val rows")
+    order = sorted(shared)
+    probs, labels = {}, None
+    for name in names:
+        table = val_tables[name].assign(case_id=val_tables[name]["case_id"].astype(str)).set_index("case_id")
+        probs[name] = table.loc[order, "probability"].to_numpy(dtype=float)
+        member_labels = (table.loc[order, "label"].astype(str) == "malignant").to_numpy(dtype=int)
+        if labels is not None and not np.array_equal(labels, member_labels):
+            raise InputError("the members' validation files disagree on labels of the same case_id")
+        labels = member_labels
+    combined = combine_probabilities(probs, member_thresholds, combine)
+    choice = youden_threshold(labels, combined)
+    return choice, binary_metrics(labels, combined, choice.threshold)

@@ -24,9 +24,10 @@ LABEL_VALUES = {"benign": 0, "malignant": 1}
 
 
 def case_ids(frame) -> list[str]:
-    """One id per ROI: the manifest's case_id column, or patient/image/centre (unique-ified)."""
-    if "case_id" in frame.columns:
-        return [str(v) for v in frame["case_id"]]
+    """One id per ROI: the manifest's case_id (or roi_id) column, or patient/image/centre (unique-ified)."""
+    for column in ("case_id", "roi_id"):
+        if column in frame.columns and frame[column].notna().all() and frame[column].astype(str).is_unique:
+            return [str(v) for v in frame[column]]
     ids, seen = [], {}
     for _, row in frame.iterrows():
         image = row.get("image_id") if isinstance(row.get("image_id"), str) and row.get("image_id") else Path(

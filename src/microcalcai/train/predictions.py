@@ -49,3 +49,24 @@ def predictions_table(frame, case_ids, member_probs: dict, probability, threshol
 
 def write_predictions(table, path) -> Path:
     return atomic_write_text(path, table.to_csv(index=False))
+
+
+def crop_settings(predictor) -> dict:
+    """How the predictor's (first) model was trained on crops: task and crop size in pixels."""
+    card = predictor.members[0].card
+    crop = dict(card.crop or {})
+    crop.setdefault("task", "roi")
+    crop.setdefault("roi_size", int(card.input_size))
+    return crop
+
+
+def predict_frame(predictor, frame, *, progress: bool = True):
+    """predictions.csv rows for every manifest row: crops taken as in training, then ``predictor.predict``."""
+    from microcalcai.train.data import case_ids, load_crops
+
+    crop = crop_settings(predictor)
+    grey = load_crops(frame, roi_size=int(crop["roi_size"]), out_size=int(crop["roi_size"]), task=crop["task"],
+                      progress=progress)
+    batch = predictor.predict(grey[:, 0].float().numpy())
+    return predictions_table(frame, case_ids(frame), batch.members, batch.probability, batch.threshold,
+                             predictor.name)

@@ -28,7 +28,7 @@ CHOICES = {
     "channels_last": ("auto", True, False),
 }
 # Keys whose value is a free-form mapping or list (not checked key by key).
-OPEN_KEYS = ("stages", "archs", "augment.rotate_degrees", "optimizer.betas")
+OPEN_KEYS = ("stages", "archs", "findings", "augment.rotate_degrees", "optimizer.betas")
 STAGE_KEYS = {"name", "data", "epochs", "weights", "optimizer", "early_stopping", "lr"}
 
 

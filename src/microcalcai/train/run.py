@@ -82,6 +82,11 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
     from microcalcai.data.manifest import manifest_sha256, read_manifest
 
     frame = read_manifest(manifest)
+    if recipe.get("findings"):
+        wanted = {str(f) for f in recipe["findings"]}
+        frame = frame[frame["finding"].astype(str).isin(wanted)]
+        if frame.empty:
+            raise InputError(f"manifest {manifest} has no rows of finding {sorted(wanted)} (recipe setting findings)")
     unknown = labels_of(frame) < 0
     if unknown.any():
         raise InputError(f"manifest {manifest}: {int(unknown.sum())} row(s) have no benign/malignant label; "

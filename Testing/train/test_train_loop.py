@@ -1,0 +1,91 @@
+"""The fitting loop on crops made here: early stopping, best-by-AUC selection, resume, thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from synthetic import blob_crops
+
+from microcalcai.models import card_for, create_model
+from microcalcai.train.data import CropDataset, CropSet
+from microcalcai.train.loop import FitConfig, evaluate, fit
+from microcalcai.train.threshold import youden_threshold
+
+AUGMENT = {"hflip": True, "vflip": True, "rotate_degrees": [1, 359], "shift_px": 30, "shift_reference_px": 224}
+
+
+def _sets(n_train=24, n_val=12):
+    card = card_for("tf_efficientnet_lite0", input_size=48)
+    crops, labels = blob_crops(n_train, 48, seed=0)
+    val_crops, val_labels = blob_crops(n_val, 48, seed=1)
+    train = CropDataset(CropSet.from_arrays(crops, labels), card.mean, card.std, augment=AUGMENT)
+    val = CropDataset(CropSet.from_arrays(val_crops, val_labels), card.mean, card.std)
+    return train, val
+
+
+def _config(**changes):
+    base = dict(epochs=3, batch_size=8, patience=5, progress=False,
+                optimizer={"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0})
+    base.update(changes)
+    return FitConfig(**base)
+
+
+def _model():
+    torch.manual_seed(0)
+    return create_model("tf_efficientnet_lite0", "imagenet")
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    train, val = _sets()
+    # min_delta so large that no epoch after the first counts as an improvement
+    result = fit(_model(), train, val, _config(epochs=10, patience=2, min_delta=1e9), tmp_path)
+    assert result.stopped_early
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,train_loss,val_loss,val_auc") and len(rows) == 4
+    assert (tmp_path / "learning_curve.png").stat().st_size > 5000
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_best_epoch_by_validation_auc_is_the_model_returned(tmp_path):
+    train, val = _sets()
+    model = _model()
+    result = fit(model, train, val, _config(epochs=3), tmp_path)
+    aucs = [row["val_auc"] for row in result.history]
+    assert result.best_epoch == int(np.argmax(aucs)) + 1  # first of equal maxima
+    _, probability = evaluate(model, val, _config())
+    np.testing.assert_allclose(probability, result.val_probability, atol=1e-6)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(val.labels.numpy(), probability) == pytest.approx(aucs[result.best_epoch - 1])
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    train, val = _sets()
+    straight = fit(_model(), train, val, _config(epochs=3), tmp_path / "straight")
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, val, _config(epochs=3), tmp_path / "resumed", on_epoch_end=interrupt)
+    seen = []
+    resumed = fit(_model(), train, val, _config(epochs=3), tmp_path / "resumed", on_epoch_end=seen.append)
+    assert [row["epoch"] for row in seen] == [3], "resume must continue after the last finished epoch"
+    for a, b in zip(straight.history, resumed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    np.testing.assert_allclose(straight.val_probability, resumed.val_probability, rtol=1e-5, atol=1e-7)
+
+
+def test_youden_threshold_maximises_sensitivity_plus_specificity():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.35, 0.6, 0.4, 0.7, 0.8, 0.9])
+    choice = youden_threshold(labels, scores)
+    assert choice.threshold == pytest.approx(0.7)  # sens 0.75, spec 1.0: J = 0.75 (0.4 gives 1.0/0.75 too)
+    assert choice.youden == pytest.approx(0.75)
+    assert "validation" in choice.method
+    with pytest.raises(Exception, match="both labels"):
+        youden_threshold([1, 1], [0.2, 0.3])

@@ -1,0 +1,151 @@
+"""`microcalcai train`, `predict` and `ensemble` end to end on a phantom data set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from microcalcai.cli.main import main
+from microcalcai.models import load_predictor, read_card
+from microcalcai.train.threshold import youden_threshold
+
+PREDICTION_COLUMNS = ["case_id", "patient_id", "image_id", "label", "split"]
+
+
+def _train(manifest, out, tiny, *extra):
+    args = ["train", "--recipe", "kang2021", "--data", str(manifest), "--out", str(out), "--no-progress"]
+    for item in tiny:
+        args += ["--set", item]
+    return main(args + list(extra))
+
+
+@pytest.fixture(scope="module")
+def two_runs(phantom_manifest, tmp_path_factory, tiny_settings):
+    root = tmp_path_factory.mktemp("runs")
+    assert _train(phantom_manifest, root / "a", tiny_settings, "--epochs", "2") == 0
+    assert _train(phantom_manifest, root / "b", tiny_settings, "--epochs", "1", "--set", "seed=1") == 0
+    return root / "a", root / "b"
+
+
+@pytest.fixture(scope="module")
+def tiny_settings():
+    from conftest import TINY
+
+    return list(TINY)
+
+
+def test_a_run_writes_a_complete_model_and_its_records(two_runs, phantom_manifest):
+    run = two_runs[0] / "tf_efficientnet_lite0"
+    card = read_card(run / "model")
+    assert card.arch == "tf_efficientnet_lite0" and card.input_size == 64
+    assert card.weights_init["source"] == "imagenet-package"
+    assert card.recipe["name"] == "kang2021" and card.recipe["optimizer"]["weight_decay"] == 5e-4
+    assert len(card.manifest_sha256) == 64 and card.split["train"] > 0 and card.split["val"] > 0
+    assert card.val_metrics["best_epoch"] in (1, 2) and card.test_metrics["n"] == card.split["test"]
+    assert len(pd.read_csv(run / "metrics.csv")) == 2
+    assert (run / "learning_curve.png").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    summary = json.loads((two_runs[0] / "summary.json").read_text())
+    assert summary["archs"]["tf_efficientnet_lite0"]["model_dir"] == str(run / "model")
+
+
+def test_threshold_is_chosen_on_validation_predictions_only(two_runs):
+    run = two_runs[0] / "tf_efficientnet_lite0"
+    val = pd.read_csv(run / "predictions_val.csv")
+    test = pd.read_csv(run / "predictions_test.csv")
+    assert set(val["split"]) == {"val"} and set(test["split"]) == {"test"}
+    assert not set(val["patient_id"]) & set(test["patient_id"])
+    expected = youden_threshold((val["label"] == "malignant").astype(int), val["probability"]).threshold
+    assert read_card(run / "model").threshold == pytest.approx(expected, abs=1e-6)
+    assert read_card(run / "model").threshold_method.endswith("on validation predictions")
+
+
+def test_rerunning_a_finished_run_trains_nothing(two_runs, phantom_manifest, tiny_settings):
+    model = two_runs[0] / "tf_efficientnet_lite0" / "model"
+    before = (model / "weights.safetensors").stat().st_mtime_ns
+    assert _train(phantom_manifest, two_runs[0], tiny_settings, "--epochs", "2") == 0
+    assert (model / "weights.safetensors").stat().st_mtime_ns == before
+
+
+def test_a_different_recipe_in_the_same_folder_is_refused(two_runs, phantom_manifest, tiny_settings, capsys):
+    assert _train(phantom_manifest, two_runs[0], tiny_settings, "--epochs", "7") == 1
+    assert "different recipe or settings" in capsys.readouterr().err
+
+
+def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, phantom_manifest, tmp_path):
+    model = two_runs[0] / "tf_efficientnet_lite0" / "model"
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", str(model), "--data", str(phantom_manifest), "--out", str(out),
+                 "--no-progress"]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    name = read_card(model).name
+    assert list(table.columns) == PREDICTION_COLUMNS + [f"p_{name}", "probability", "threshold", "decision", "model"]
+    assert table["case_id"].is_unique and len(table) == len(pd.read_csv(phantom_manifest))
+    assert set(table["decision"]) <= {"benign", "malignant"}
+    np.testing.assert_array_equal(table["decision"] == "malignant", table["probability"] >= table["threshold"])
+    # the same crops through a freshly loaded predictor give the same numbers
+    from microcalcai.data.manifest import read_manifest
+    from microcalcai.train.predictions import predict_frame
+
+    again = predict_frame(load_predictor(model, device="cpu"), read_manifest(phantom_manifest), progress=False)
+    np.testing.assert_allclose(again["probability"], table["probability"], atol=1e-7)
+
+
+def test_ensemble_of_two_runs_and_its_predictions(two_runs, phantom_manifest, tmp_path):
+    out = tmp_path / "ens"
+    assert main(["ensemble", "--member", str(two_runs[0]), "--member", str(two_runs[1]), "--out", str(out)]) == 0
+    card = json.loads((out / "ensemble.json").read_text())
+    assert card["combine"] == "mean" and len(card["members"]) == 2
+    # the ensemble threshold is Youden on the mean of the members' validation probabilities
+    vals = [pd.read_csv(r / "tf_efficientnet_lite0" / "predictions_val.csv").set_index("case_id") for r in two_runs]
+    mean = (vals[0]["probability"] + vals[1]["probability"].loc[vals[0].index]) / 2
+    expected = youden_threshold((vals[0]["label"] == "malignant").astype(int), mean).threshold
+    assert card["threshold"] == pytest.approx(expected, abs=1e-6)
+    predictions = tmp_path / "ens.csv"
+    assert main(["predict", "--model", str(out), "--data", str(phantom_manifest), "--out", str(predictions),
+                 "--no-progress"]) == 0
+    table = pd.read_csv(predictions)
+    members = [c for c in table.columns if c.startswith("p_")]
+    assert len(members) == 2
+    np.testing.assert_allclose(table[members].mean(axis=1), table["probability"], atol=1e-7)
+
+
+def test_cross_validation_folds_keep_patients_apart(phantom_manifest, tmp_path, tiny_settings):
+    out = tmp_path / "cv"
+    assert _train(phantom_manifest, out, tiny_settings, "--folds", "3", "--epochs", "1", "--set", "split.test=0") == 0
+    oof = pd.read_csv(out / "tf_efficientnet_lite0" / "oof_predictions.csv")
+    manifest = pd.read_csv(phantom_manifest)
+    assert len(oof) == len(manifest) and oof["case_id"].is_unique and oof["probability"].notna().all()
+    assert sorted(oof["fold"].unique()) == [0, 1, 2]
+    assert oof.groupby("patient_id")["fold"].nunique().max() == 1, "a patient is in two folds"
+    for fold in range(3):
+        fold_dir = out / "tf_efficientnet_lite0" / f"fold{fold}"
+        card = read_card(fold_dir / "model")
+        assert card.split["fold"] == fold
+        held_out = set(oof.loc[oof["fold"] == fold, "patient_id"])
+        val = pd.read_csv(fold_dir / "predictions_val.csv")
+        assert not held_out & set(val["patient_id"]), "a held-out patient was used for validation"
+    summary = json.loads((out / "tf_efficientnet_lite0" / "cv_summary.json").read_text())
+    assert len(summary["folds"]) == 3 and 0 <= summary["oof_auc"] <= 1
+
+
+def test_double_transfer_seeds_each_stage_with_the_previous_best(phantom_manifest, tmp_path, tiny_settings):
+    out = tmp_path / "dtl"
+    args = ["train", "--recipe", "arlan2025", "--data", str(phantom_manifest), "--out", str(out), "--no-progress",
+            "--stage-data", f"intermediate={phantom_manifest}", "--epochs", "1"]
+    for item in tiny_settings:
+        args += ["--set", item]
+    args += ["--set", "stages=[{name: intermediate, data: intermediate, epochs: 1}, {name: target, data: target}]"]
+    assert main(args) == 0
+    intermediate = out / "tf_efficientnet_lite0" / "stages" / "intermediate" / "model"
+    final = read_card(out / "tf_efficientnet_lite0" / "model")
+    assert read_card(intermediate).weights_init["source"] == "imagenet-package"
+    assert final.weights_init["source"] == "model" and str(intermediate) in final.weights_init["detail"]
+
+
+def test_missing_stage_data_is_named(phantom_manifest, tmp_path, capsys):
+    assert main(["train", "--recipe", "arlan2025", "--data", str(phantom_manifest), "--out", str(tmp_path / "x"),
+                 "--set", "archs=[tf_efficientnet_lite0]"]) == 1
+    assert "--stage-data intermediate=MANIFEST" in capsys.readouterr().err
