@@ -67,8 +67,10 @@ def evaluate_predictions(data: PredictionSet, options: Options | None = None) ->
     }
     if data.clustered:
         result["notes"].append(
-            f"{y.size} ROIs from {result['n_patients']} patients: bootstrap resamples patients, "
-            "proportions are compared with GEE clustered by patient"
+            f"{y.size} ROIs from {result['n_patients']} patients: bootstrap resamples patients and "
+            "proportions are compared with GEE clustered by patient; the AUC CIs in Table 1 are "
+            "DeLong's, which treat ROIs as independent (the patient-clustered bootstrap CIs are under "
+            "Further measures)"
         )
     return result
 
