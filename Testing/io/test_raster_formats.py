@@ -154,3 +154,27 @@ def test_every_format_gives_the_same_unit_image(tmp_path, grey16, write_dicom):
     reference = read_image(paths[0]).pixels
     for path in paths[1:]:
         np.testing.assert_allclose(read_image(path).pixels, reference, atol=1e-6, err_msg=str(path))
+
+
+def test_write_nrrd_round_trips_through_read_image(tmp_path):
+    from microcalcai.io import write_nrrd
+
+    unit = np.random.default_rng(4).random((30, 45)).astype(np.float32)
+    path = write_nrrd(tmp_path / "map.nrrd", unit, spacing_mm=(0.1, 0.05), laterality="L", view="CC")
+    image = read_image(path)
+    assert np.array_equal(image.pixels, unit)
+    assert image.spacing_mm == pytest.approx((0.1, 0.05)) and (image.laterality, image.view) == ("L", "CC")
+    data, header = nrrd.read(str(path), index_order="C")
+    assert data.shape == (1, 30, 45) and header["space"] == "left-posterior-superior"
+    # ITK's NRRD reader (what 3D Slicer loads volumes with) sees the same geometry.
+    import SimpleITK as sitk
+
+    itk = sitk.ReadImage(str(path))
+    assert itk.GetSize() == (45, 30, 1) and itk.GetSpacing() == pytest.approx((0.05, 0.1, 1.0))
+    assert np.array_equal(sitk.GetArrayFromImage(itk)[0], unit)
+
+    stored = (unit * 4095).astype(np.uint16)
+    windowed = read_image(write_nrrd(tmp_path / "stored.nrrd", stored, window=(2048, 4096), compress=False))
+    x = stored.astype(np.float64)
+    np.testing.assert_allclose(windowed.pixels, np.clip((x - 2047.5) / 4095 + 0.5, 0, 1), atol=2e-6)
+    assert inspect_file(tmp_path / "stored.nrrd")["bits_stored"] == 16

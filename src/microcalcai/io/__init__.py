@@ -1,6 +1,6 @@
 """Reading mammograms: DICOM (MG/DX), PNG, TIFF, PGM and NRRD into one `Mammogram` type.
 
-Public surface: `read_image`, `inspect_file`, `Mammogram`, `write_mg_dicom`. Submodules are
+Public surface: `read_image`, `inspect_file`, `Mammogram`, `write_mg_dicom`, `write_nrrd`. Submodules are
 imported on first use so that `import microcalcai.io` stays cheap for the command line.
 """
 
@@ -15,6 +15,7 @@ _EXPORTS = {
     "inspect_file": "microcalcai.io.reader",
     "write_mg_dicom": "microcalcai.io.dicom_write",
     "build_mg_dataset": "microcalcai.io.dicom_write",
+    "write_nrrd": "microcalcai.io.nrrd_write",
 }
 
 __all__ = sorted(_EXPORTS)
