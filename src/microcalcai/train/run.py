@@ -55,6 +55,12 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -199,7 +205,7 @@ def fit_and_save(arch, recipe, parts: dict, dataset: DataSet, run_dir: Path, siz
 
     choice = youden_threshold(parts["val"].labels, result.val_probability)
     val_metrics = binary_metrics(parts["val"].labels, result.val_probability, choice.threshold)
-    val_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+    val_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history), world_size=_world(),
                        stopped_early=result.stopped_early, images_per_s=round(result.images_per_s, 2))
     tables = {"val": (parts["val"], result.val_probability)}
     test_metrics = {}
