@@ -157,3 +157,18 @@ def test_console_script_reports_bad_files_on_stderr(tmp_path):
         f"microcalcai inspect: error: {bad}: not an image this tool reads (first bytes b'not an i'); "
         "give a DICOM, PNG, TIFF, PGM or NRRD mammogram"
     ]
+
+
+def test_crop_preview_outlines_the_roi(mammogram, tmp_path, capsys):
+    preview = tmp_path / "preview.png"
+    argv = ["crop", str(mammogram), "--center", "60,30", "--size", "20", "--out", str(tmp_path / "r.npy")]
+    assert main([*argv, "--preview", str(preview), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["preview"] == str(preview)
+    with Image.open(preview) as png:
+        rgb = np.asarray(png.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)
+    ys, xs = np.nonzero(red)
+    assert red.sum() > 40  # the outline is drawn ...
+    assert xs.max() < rgb.shape[1] / 2  # ... on the overview, the left panel
+    with pytest.raises(SystemExit):
+        main([*argv, "--preview", str(tmp_path / "p.jpg")])

@@ -74,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how the ROI is filled where it leaves the image (default: constant 0 = air)",
     )
     parser.add_argument("--out", required=True, metavar="OUT.npy|OUT.png", help="output file")
+    parser.add_argument(
+        "--preview",
+        metavar="PREVIEW.png",
+        help="also draw the whole image with the ROI outlined, beside the crop, into this PNG",
+    )
     parser.add_argument("--json", action="store_true", help="print what was cropped as JSON")
     parser.set_defaults(func=run, _parser=parser)
 
@@ -82,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".npy", ".png"):
         args._parser.error(f"argument --out: must end in .npy or .png, got {args.out!r}")
+    if args.preview and not args.preview.lower().endswith(".png"):
+        args._parser.error(f"argument --preview: must end in .png, got {args.preview!r}")
     if args.size is None and args.size_mm is None:
         args._parser.error("give the ROI size: --size N (pixels) or --size-mm MM")
     if args.spacing_mm is not None and args.size_mm is None:
@@ -101,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         pad_mode=args.pad_mode,
     )
     write_crop(crop, out)
+    if args.preview:
+        from microcalcai.io.preview import write_crop_preview
+
+        write_crop_preview(image, crop, args.preview, title=Path(args.file).name)
     summary = {
         "out": str(out),
         "size_px": crop.size_px,
@@ -110,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         "pad_mode": crop.pad_mode,
         "padded": crop.padded,
         "to_source": crop.to_source.tolist(),
+        "preview": args.preview,
     }
     if args.json:
         print(json.dumps(summary))
