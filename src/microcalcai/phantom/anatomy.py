@@ -27,6 +27,21 @@ _COARSE_MM = 0.5
 
 
 @dataclass
+class BreastSize:
+    """What the two views of one breast share: its size and compressed thickness (CC)."""
+
+    nipple_depth_mm: float  # chest wall to nipple
+    height_ratio: float  # half height along the chest wall, as a fraction of the depth (+30 mm)
+    thickness_mm: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> BreastSize:
+        return cls(
+            float(rng.uniform(70.0, 140.0)), float(rng.uniform(0.55, 0.75)), float(rng.uniform(35.0, 70.0))
+        )
+
+
+@dataclass
 class Breast:
     """Projected anatomy (float32 maps in mm) over `box`, the part of the image holding the breast.
 
@@ -57,15 +72,20 @@ class Breast:
         """(row, column) of the box's first pixel in the image."""
         return self.box[0].start, self.box[1].start
 
-    def tissue_points(self, min_depth_mm: float, *, step: int = 8, chest_wall_mm: float = 0.0):
+    def tissue_points(
+        self, min_depth_mm: float, *, step: int = 8, chest_wall_mm: float = 0.0, edge_px: int = 0
+    ):
         """Image (x, y) of every `step`-th pixel at least `min_depth_mm` inside the skin, off the
-        pectoral muscle and at least `chest_wall_mm` from the chest-wall edge of the image."""
+        pectoral muscle, at least `chest_wall_mm` from the chest-wall edge of the image and
+        `edge_px` pixels from every image edge (so an ROI there stays inside the image)."""
         ok = (self.depth_mm[::step, ::step] >= min_depth_mm) & (self.muscle_mm[::step, ::step] <= 0)
         ys, xs = np.nonzero(ok)
         r0, c0 = self.origin
         xs, ys = xs * step + c0, ys * step + r0
         wall = xs if self.chest_wall == "left" else self.shape[1] - 1 - xs
-        keep = wall * self.spacing_mm >= chest_wall_mm
+        rows, cols = self.shape
+        keep = (wall * self.spacing_mm >= chest_wall_mm) & (xs >= edge_px) & (ys >= edge_px)
+        keep &= (xs < cols - edge_px) & (ys < rows - edge_px)
         return xs[keep].astype(float), ys[keep].astype(float)
 
     def nipple_direction(self, x: float, y: float) -> float:
@@ -117,10 +137,15 @@ def make_breast(
     laterality: str,
     field_shape: tuple[int, int] | None = None,
     thickness_mm: float | None = None,
+    size: BreastSize | None = None,
 ) -> Breast:
     """A random breast for one view. `field_shape` set: a spot field filled with tissue.
-    `thickness_mm`: the compressed thickness (default: drawn from 35..70 mm)."""
-    thickness = float(rng.uniform(35.0, 70.0))
+    `size`: the breast's size shared by its views (default: drawn); the MLO view shows a little
+    more depth and is compressed a little less. `thickness_mm` overrides the thickness."""
+    drawn = BreastSize.draw(rng)
+    size = size or drawn
+    mlo = view == "MLO"
+    thickness = size.thickness_mm * (1.1 if mlo else 1.0)
     if thickness_mm is not None:
         thickness = float(thickness_mm)
     if field_shape is not None:
@@ -143,8 +168,8 @@ def make_breast(
             spot=True,
         )
 
-    nipple_depth = float(rng.uniform(70.0, 140.0))
-    half_height = float(rng.uniform(0.55, 0.75)) * nipple_depth + 30.0
+    nipple_depth = size.nipple_depth_mm * (1.08 if mlo else 1.0)
+    half_height = size.height_ratio * nipple_depth + 30.0
     if view == "MLO":
         half_height *= 1.25
     height_mm, width_mm = next(

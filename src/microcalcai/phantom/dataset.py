@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from microcalcai.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
+from microcalcai.atomic import atomic_dir, atomic_write_text
 from microcalcai.errors import InputError
 from microcalcai.phantom import malignancy
-from microcalcai.phantom.anatomy import Breast, make_breast
+from microcalcai.phantom.anatomy import Breast, BreastSize, make_breast
 from microcalcai.phantom.morphology import make_finding
 from microcalcai.phantom.physics import Detector
 from microcalcai.phantom.scene import Placement, SyntheticView, synthesize_view
@@ -212,21 +212,26 @@ def _free(xs, ys, spacing: float, extent_mm: float, taken: list) -> np.ndarray:
     return ok
 
 
-def _candidates(breast: Breast, extent_mm: float):
+def _candidates(breast: Breast, extent_mm: float, edge_px: int):
     need = float(np.clip(extent_mm * 0.5, 6.0, 15.0))
-    xs, ys = breast.tissue_points(need, chest_wall_mm=0.0 if breast.spot else 12.0)
+    xs, ys = breast.tissue_points(need, chest_wall_mm=0.0 if breast.spot else 12.0, edge_px=edge_px)
     if len(xs) == 0:
         xs, ys = breast.tissue_points(0.5 * float(breast.depth_mm.max()))
     return xs, ys
 
 
 def _place(
-    breast: Breast, extent_mm: float, rng: np.random.Generator, taken: list, nipple_mm: float | None = None
+    breast: Breast,
+    extent_mm: float,
+    rng: np.random.Generator,
+    taken: list,
+    nipple_mm: float | None = None,
+    edge_px: int = 0,
 ) -> tuple[float, float]:
     """A centre deep enough in the breast, off the pectoral muscle and the chest wall, clear of
     other findings; with `nipple_mm` (the other view's distance), at about that distance from
     the nipple, as the same lesion appears in CC and MLO."""
-    xs, ys = _candidates(breast, extent_mm)
+    xs, ys = _candidates(breast, extent_mm, edge_px)
     score = np.where(_free(xs, ys, breast.spacing_mm, extent_mm, taken), 0.0, 1e3) + rng.random(len(xs))
     if nipple_mm is not None:
         dist = np.hypot(xs - breast.nipple_xy[0], ys - breast.nipple_xy[1]) * breast.spacing_mm
@@ -254,7 +259,7 @@ def _negative_centres(
     if n <= 0:
         return []
     cy, cx = np.nonzero(labels)
-    xs, ys = breast.tissue_points(8.0, step=4, chest_wall_mm=0.0 if breast.spot else 12.0)
+    xs, ys = breast.tissue_points(8.0, step=4, chest_wall_mm=0.0 if breast.spot else 12.0, edge_px=roi // 2)
     half = roi // 2
     out: list[tuple[int, int]] = []
     for i in rng.permutation(len(xs))[:2000]:
@@ -278,6 +283,14 @@ def _display_image(view: SyntheticView, spacing_mm: float):
     )
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Plain write: every file is written inside the folder that `atomic_dir` moves into place
+    only once the whole data set is complete, so a per-file fsync and rename would only cost
+    time (hundreds of megabytes of full-field images)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def _png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -295,11 +308,10 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def _write_view(
     out: Path, rel_image: str, view: SyntheticView, meta: dict, settings: PhantomSettings, spacing: float
 ) -> dict:
-    from microcalcai.io.dicom_write import write_mg_dicom
+    from microcalcai.io.dicom_write import build_mg_dataset
 
     study_time = "090000"
-    write_mg_dicom(
-        out / rel_image,
+    dataset = build_mg_dataset(
         view.stored,
         spacing_mm=(spacing, spacing),
         laterality=meta["laterality"],
@@ -326,10 +338,12 @@ def _write_view(
             "ImageComments": "synthetic mammogram (microcalcai.phantom); not a real patient",
         },
     )
+    (out / rel_image).parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(out / rel_image, write_like_original=False)
     files = {}
     if settings.write_png:
         png = Path(rel_image).with_suffix(".png")
-        atomic_write_bytes(out / png, _png_bytes((view.display() * 65535 + 0.5).astype(np.uint16)))
+        _write(out / png, _png_bytes((view.display() * 65535 + 0.5).astype(np.uint16)))
         files["png_path"] = png.as_posix()
     return files
 
@@ -346,6 +360,19 @@ class PatientPlan:
     geometries: dict
     exposures: list[tuple[str, str, list[Finding], str]]  # (side, view, findings shown, id suffix)
     seeds: list[np.random.SeedSequence]  # two per exposure
+    sizes: dict[str, BreastSize]  # per side, shared by the CC and MLO views
+
+
+def _breast_sizes(rng: np.random.Generator) -> dict[str, BreastSize]:
+    """A woman's two breasts are about the same size (within ~5%)."""
+    base = BreastSize.draw(rng)
+    other = BreastSize(
+        *(
+            v * float(rng.uniform(0.95, 1.05))
+            for v in (base.nipple_depth_mm, base.height_ratio, base.thickness_mm)
+        )
+    )
+    return {"L": base, "R": other} if rng.random() < 0.5 else {"L": other, "R": base}
 
 
 def plan_patient(settings: PhantomSettings, index: int) -> PatientPlan:
@@ -394,6 +421,7 @@ def plan_patient(settings: PhantomSettings, index: int) -> PatientPlan:
         geometries,
         exposures,
         root.spawn(2 * len(exposures)),
+        _breast_sizes(rng),
     )
 
 
@@ -424,6 +452,7 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
                 view=view_name,
                 laterality=side,
                 field_shape=None if spot is None else (spot, spot),
+                size=plan.sizes[side],
             )
         placements, taken = [], []
         for f in shown:
@@ -431,7 +460,14 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
             if spot is not None:
                 x = y = (spot - 1) / 2.0
             else:
-                x, y = _place(breast, geom.extent_mm, image_rng, taken, nipple_mm.get(f.finding_id))
+                x, y = _place(
+                    breast,
+                    geom.extent_mm,
+                    image_rng,
+                    taken,
+                    nipple_mm.get(f.finding_id),
+                    edge_px=settings.roi_size // 2,
+                )
                 nipple_mm.setdefault(
                     f.finding_id,
                     math.hypot(x - breast.nipple_xy[0], y - breast.nipple_xy[1]) * breast.spacing_mm,
@@ -530,7 +566,7 @@ def _write_exposure(
     manifest rows, particle rows)."""
     common = _common(meta, settings)
     common.update(_write_view(out, common["image_path"], view, meta, settings, meta["spacing_mm"]))
-    atomic_write_bytes(out / common["mask_path"], _png_bytes(view.labels))
+    _write(out / common["mask_path"], _png_bytes(view.labels))
     display = _display_image(view, meta["spacing_mm"])
     rows, particle_rows = [], []
     for placement in placements:
@@ -579,11 +615,11 @@ def _write_roi(out: Path, roi_id: str, display, centre, settings: PhantomSetting
 
     patch = crop_roi(display, centre, size_px=settings.roi_size).pixels
     rel = f"rois/{roi_id}.npy"
-    atomic_write_bytes(out / rel, _npy_bytes(patch))
+    _write(out / rel, _npy_bytes(patch))
     files = {"roi_path": rel}
     if settings.roi_png:
         rel_png = f"rois/{roi_id}.png"
-        atomic_write_bytes(out / rel_png, _png_bytes((patch * 255 + 0.5).astype(np.uint8)))
+        _write(out / rel_png, _png_bytes((patch * 255 + 0.5).astype(np.uint8)))
         files["roi_png_path"] = rel_png
     return files
 

@@ -89,3 +89,67 @@ def morphology_montage(
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return atomic_write_bytes(out_png, buffer.getvalue())
+
+
+def patient_overview(
+    manifest: str | os.PathLike,
+    out_png: str | os.PathLike,
+    *,
+    patient: str | None = None,
+    max_side: int = 700,
+) -> Path:
+    """One patient's images from a generated data set, ROIs outlined (red malignant, green benign,
+    blue normal) and labelled with their morphology."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from microcalcai.atomic import atomic_write_bytes
+    from microcalcai.data.manifest import read_manifest
+    from microcalcai.io import read_image
+
+    frame = read_manifest(manifest)
+    patient = patient or frame.patient_id.iloc[0]
+    rows = frame[frame.patient_id == patient]
+    images = list(dict.fromkeys(rows.image_path))
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 4.4), squeeze=False)
+    colours = {"malignant": "red", "benign": "lime"}
+    for ax, path in zip(axes[0], images, strict=True):
+        image = read_image(path)
+        step = max(1, int(np.ceil(max(image.shape) / max_side)))
+        ax.imshow(image.pixels[::step, ::step], cmap="gray", vmin=0, vmax=1)
+        for _, r in rows[rows.image_path == path].iterrows():
+            half = r.roi_size / 2 / step
+            colour = "deepskyblue" if r.finding != "calcification" else colours[r.label]
+            ax.add_patch(
+                Rectangle(
+                    (r.roi_x / step - half, r.roi_y / step - half),
+                    2 * half,
+                    2 * half,
+                    fill=False,
+                    edgecolor=colour,
+                    linewidth=1.2,
+                )
+            )
+            if r.finding == "calcification":
+                ax.text(
+                    r.roi_x / step - half,
+                    r.roi_y / step - half - 4,
+                    str(r.morphology).replace("_", " "),
+                    color=colour,
+                    fontsize=7,
+                )
+        first = rows[rows.image_path == path].iloc[0]
+        ax.set_title(f"{first.laterality}{first.view}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"synthetic patient {patient}: red malignant, green benign, blue normal ROIs", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(out_png, buffer.getvalue())
