@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from microcalcai.errors import InputError
-from microcalcai.io.image import Mammogram
+from microcalcai.io.image import Mammogram, map_point
 
 # numpy.pad's names; scipy.ndimage calls the same extensions differently.
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
@@ -43,12 +43,10 @@ class RoiCrop:
     metadata: dict = field(default_factory=dict)
 
     def crop_to_source(self, x: float, y: float) -> tuple[float, float]:
-        sx, sy, _ = self.to_source @ np.array([x, y, 1.0])
-        return float(sx), float(sy)
+        return map_point(self.to_source, x, y)
 
     def source_to_crop(self, x: float, y: float) -> tuple[float, float]:
-        cx, cy, _ = np.linalg.inv(self.to_source) @ np.array([x, y, 1.0])
-        return float(cx), float(cy)
+        return map_point(self.to_source, x, y, inverse=True)
 
     def paste(self, map_: np.ndarray, source_shape: tuple[int, int]) -> np.ndarray:
         """Resample a map computed on this crop onto the full source grid; NaN outside the ROI.

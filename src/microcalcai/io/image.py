@@ -8,6 +8,13 @@ from pathlib import Path
 import numpy as np
 
 
+def map_point(affine: np.ndarray, x: float, y: float, *, inverse: bool = False) -> tuple[float, float]:
+    """(x, y) through a 3x3 affine on homogeneous column vectors (or through its inverse)."""
+    matrix = np.linalg.inv(affine) if inverse else affine
+    u, v, _ = matrix @ np.array([x, y, 1.0])
+    return float(u), float(v)
+
+
 @dataclass
 class Mammogram:
     """A 2D mammogram ready for analysis.
@@ -35,9 +42,7 @@ class Mammogram:
         return self.pixels.shape  # type: ignore[return-value]
 
     def pixel_to_stored(self, x: float, y: float) -> tuple[float, float]:
-        sx, sy, _ = self.to_stored @ np.array([x, y, 1.0])
-        return float(sx), float(sy)
+        return map_point(self.to_stored, x, y)
 
     def stored_to_pixel(self, x: float, y: float) -> tuple[float, float]:
-        px, py, _ = np.linalg.inv(self.to_stored) @ np.array([x, y, 1.0])
-        return float(px), float(py)
+        return map_point(self.to_stored, x, y, inverse=True)
