@@ -32,7 +32,7 @@ def synthetic_mammogram(seed: int, malignant: bool) -> tuple[np.ndarray, tuple[i
     for _ in range(count):
         y, x = cy + int(rng.integers(-20, 21)), cx + int(rng.integers(-20, 21))
         radius = 1 if malignant else 3
-        image[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1] = 0.95
+        image[max(y - radius, 0) : y + radius + 1, max(x - radius, 0) : x + radius + 1] = 0.95
     return (np.clip(image, 0, 1) * 4095).astype(np.uint16), (cx, cy)
 
 
@@ -50,8 +50,15 @@ def write_studies(folder: Path, real_dicom: Path | None) -> dict:
             malignant = (patient + view_index) % 2 == 1
             pixels, (cx, cy) = synthetic_mammogram(10 * patient + view_index, malignant)
             name = f"P{patient}_{laterality}_{view}"
-            write_mg_dicom(folder / f"{name}.dcm", pixels, spacing_mm=(0.07, 0.07), laterality=laterality, view=view,
-                           patient_id=f"P{patient}", bits_stored=12)
+            write_mg_dicom(
+                folder / f"{name}.dcm",
+                pixels,
+                spacing_mm=(0.07, 0.07),
+                laterality=laterality,
+                view=view,
+                patient_id=f"P{patient}",
+                bits_stored=12,
+            )
             label = "malignant" if malignant else "benign"
             rows.append(f"P{patient},{name}.dcm,{cx},{cy},{ROI_SIZE},{label},calcification")
             ids.append(name)
@@ -73,8 +80,13 @@ def tiny_model(out: Path, name: str, seed: int) -> Path:
 
     torch.manual_seed(seed)
     module = create_model("tf_efficientnet_lite0", weights="none")
-    card = card_for("tf_efficientnet_lite0", name=name, input_size=INPUT_SIZE, threshold=0.5,
-                    threshold_method="fixed 0.5 (test model)")
+    card = card_for(
+        "tf_efficientnet_lite0",
+        name=name,
+        input_size=INPUT_SIZE,
+        threshold=0.5,
+        threshold_method="fixed 0.5 (test model)",
+    )
     return save_model(module.eval(), card, out / name)
 
 
@@ -82,7 +94,10 @@ def host_tiny_models(workspace: Path, scratch: Path) -> list[str]:
     from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
 
     prepare_app(workspace)
-    names = [install_model(workspace, tiny_model(scratch, name, seed)) for seed, name in enumerate(("tiny-a", "tiny-b"))]
+    names = [
+        install_model(workspace, tiny_model(scratch, name, seed))
+        for seed, name in enumerate(("tiny-a", "tiny-b"))
+    ]
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
     return names
 

@@ -36,7 +36,9 @@ def test_official_monailabel_client(server, tmp_path):
     following = client.next_sample("first", {})
     assert (following["id"], following["roi"]) != (sample["id"], sample["roi"])
 
-    started = client.train_start("tiny-a", {"max_epochs": 1, "include_manifest_labels": True, "val_fraction": 0.5})
+    started = client.train_start(
+        "tiny-a", {"max_epochs": 1, "include_manifest_labels": True, "val_fraction": 0.5}
+    )
     assert started["status"] in ("SUBMITTED", "RUNNING")
     assert client.train_status()["status"] in ("SUBMITTED", "RUNNING", "DONE", "ERROR")
     client.train_stop()

@@ -15,8 +15,14 @@ ROI = {"roi": {"x": 100, "y": 100, "size": ROI_SIZE}}
 
 
 def _post(http, server, image="P0_L_CC", params=ROI, files=None, model="tiny-a", **kwargs):
-    return http.post(f"{server.url}/infer/{model}", params={"image": image, "output": "json"},
-                     data={"params": json.dumps(params)}, files=files or {"_": ("", b"")}, timeout=60, **kwargs)
+    return http.post(
+        f"{server.url}/infer/{model}",
+        params={"image": image, "output": "json"},
+        data={"params": json.dumps(params)},
+        files=files or {"_": ("", b"")},
+        timeout=60,
+        **kwargs,
+    )
 
 
 def _big_png_header(rows: int, cols: int) -> bytes:
@@ -26,8 +32,13 @@ def _big_png_header(rows: int, cols: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF) + b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+        + b"\x00" * 64
+    )
 
 
 def _huge_dicom(tmp_path) -> bytes:
@@ -55,31 +66,99 @@ def test_bad_inputs_are_4xx_json_with_a_message(server, http, truncated_dicom, t
         "unknown image id": (_post(http, server, image="no_such_image"), 404, "unknown image id"),
         "escaping id": (_post(http, server, image="../studies/P0_L_CC"), 400, "contains a path"),
         "absolute server path": (_post(http, server, image="/etc/passwd"), 400, "contains a path"),
-        "path in params": (_post(http, server, params={**ROI, "image": "/etc/hostname"}), 400, "contains a path"),
-        "non-image upload": (_post(http, server, image="", files={"file": ("notes.png", b"hello, not an image",
-                                                                          "image/png")}), 415, "not an image"),
-        "truncated DICOM": (_post(http, server, image="", files={"file": ("cut.dcm", truncated_dicom,
-                                                                         "application/dicom")}), 400, "cut.dcm"),
-        "ROI outside": (_post(http, server, params={"roi": {"x": 5000, "y": 10, "size": 64}}), 400, "outside"),
-        "ROI negative size": (_post(http, server, params={"roi": {"x": 50, "y": 10, "size": -4}}), 400, "size"),
+        "path in params": (
+            _post(http, server, params={**ROI, "image": "/etc/hostname"}),
+            400,
+            "contains a path",
+        ),
+        "non-image upload": (
+            _post(http, server, image="", files={"file": ("notes.png", b"hello, not an image", "image/png")}),
+            415,
+            "not an image",
+        ),
+        "truncated DICOM": (
+            _post(http, server, image="", files={"file": ("cut.dcm", truncated_dicom, "application/dicom")}),
+            400,
+            "cut.dcm",
+        ),
+        "ROI outside": (
+            _post(http, server, params={"roi": {"x": 5000, "y": 10, "size": 64}}),
+            400,
+            "outside",
+        ),
+        "ROI negative size": (
+            _post(http, server, params={"roi": {"x": 50, "y": 10, "size": -4}}),
+            400,
+            "size",
+        ),
         "no ROI": (_post(http, server, params={}), 400, "params.roi is required"),
-        "huge PNG header": (_post(http, server, image="", files={"file": ("big.png", _big_png_header(100000, 100000),
-                                                                         "image/png")}), 413, "100000"),
-        "huge DICOM header": (_post(http, server, image="", files={"file": ("big.dcm", _huge_dicom(tmp_path),
-                                                                         "application/dicom")}), 413, "60000"),
-        "wrong content type": (http.post(f"{server.url}/infer/tiny-a?image=P0_L_CC", data=json.dumps(ROI),
-                                         headers={"Content-Type": "application/json"}, timeout=30), 415,
-                               "multipart/form-data"),
-        "JSON params broken": (http.post(f"{server.url}/infer/tiny-a?image=P0_L_CC", data={"params": "{roi:"},
-                                         files={"_": ("", b"")}, timeout=30), 400, "JSON"),
+        "huge PNG header": (
+            _post(
+                http,
+                server,
+                image="",
+                files={"file": ("big.png", _big_png_header(100000, 100000), "image/png")},
+            ),
+            413,
+            "100000",
+        ),
+        "huge DICOM header": (
+            _post(
+                http,
+                server,
+                image="",
+                files={"file": ("big.dcm", _huge_dicom(tmp_path), "application/dicom")},
+            ),
+            413,
+            "60000",
+        ),
+        "wrong content type": (
+            http.post(
+                f"{server.url}/infer/tiny-a?image=P0_L_CC",
+                data=json.dumps(ROI),
+                headers={"Content-Type": "application/json"},
+                timeout=30,
+            ),
+            415,
+            "multipart/form-data",
+        ),
+        "JSON params broken": (
+            http.post(
+                f"{server.url}/infer/tiny-a?image=P0_L_CC",
+                data={"params": "{roi:"},
+                files={"_": ("", b"")},
+                timeout=30,
+            ),
+            400,
+            "JSON",
+        ),
         "unknown model": (_post(http, server, model="resnet9000"), 404, "unknown model"),
-        "unknown saliency": (http.post(f"{server.url}/infer/tiny-a", params={"image": "P0_L_CC"},
-                                       data={"params": json.dumps({**ROI, "saliency": "magic"})},
-                                       files={"_": ("", b"")}, timeout=30), 400, "gradcam"),
-        "text body to activelearning": (http.post(f"{server.url}/activelearning/first", data="x",
-                                                  headers={"Content-Type": "text/plain"}, timeout=30), 415, "json"),
-        "unknown strategy": (http.post(f"{server.url}/activelearning/nonsense", json={}, timeout=30), 404,
-                             "unknown strategy"),
+        "unknown saliency": (
+            http.post(
+                f"{server.url}/infer/tiny-a",
+                params={"image": "P0_L_CC"},
+                data={"params": json.dumps({**ROI, "saliency": "magic"})},
+                files={"_": ("", b"")},
+                timeout=30,
+            ),
+            400,
+            "gradcam",
+        ),
+        "text body to activelearning": (
+            http.post(
+                f"{server.url}/activelearning/first",
+                data="x",
+                headers={"Content-Type": "text/plain"},
+                timeout=30,
+            ),
+            415,
+            "json",
+        ),
+        "unknown strategy": (
+            http.post(f"{server.url}/activelearning/nonsense", json={}, timeout=30),
+            404,
+            "unknown strategy",
+        ),
     }
     failures = []
     for name, (response, status, words) in cases.items():

@@ -13,8 +13,13 @@ pytestmark = pytest.mark.server
 
 
 def _infer(http, server, model, image, params, output="all", files=None):
-    return http.post(f"{server.url}/infer/{model}", params={"image": image, "output": output},
-                     data={"params": json.dumps(params)}, files=files or {"_": ("", b"")}, timeout=120)
+    return http.post(
+        f"{server.url}/infer/{model}",
+        params={"image": image, "output": output},
+        data={"params": json.dumps(params)},
+        files=files or {"_": ("", b"")},
+        timeout=120,
+    )
 
 
 def _multipart(response) -> tuple[dict, bytes]:
@@ -69,8 +74,10 @@ def test_infer_json_each_model(server, http, model):
 
 def test_ensemble_equals_mean_of_members_answers(server, http):
     params = {"roi": {"x": 100, "y": 200, "size": ROI_SIZE}}
-    single = [_infer(http, server, m, "P2_R_MLO", params, output="json").json()["probability"]
-              for m in ("tiny-a", "tiny-b")]
+    single = [
+        _infer(http, server, m, "P2_R_MLO", params, output="json").json()["probability"]
+        for m in ("tiny-a", "tiny-b")
+    ]
     ensemble = _infer(http, server, "ensemble", "P2_R_MLO", params, output="json").json()
     assert ensemble["probability"] == pytest.approx(np.mean(single), abs=1e-6)
 
@@ -97,7 +104,9 @@ def test_saliency_file_has_the_rois_size_and_geometry(server, http):
 
 
 def test_output_image_returns_only_the_nrrd(server, http):
-    response = _infer(http, server, "tiny-a", "P3_R_MLO", {"roi": {"x": 128, "y": 160, "size": 64}}, output="image")
+    response = _infer(
+        http, server, "tiny-a", "P3_R_MLO", {"roi": {"x": 128, "y": 160, "size": 64}}, output="image"
+    )
     assert response.status_code == 200
     assert response.content[:4] == b"NRRD"
 
@@ -112,8 +121,15 @@ def test_uploaded_crop_and_full_image_agree_with_datastore(server, http, server_
     path = server_env["studies"] / "P1_R_MLO.dcm"
     roi = {"x": 120, "y": 170, "size": ROI_SIZE}
     by_id = _infer(http, server, "tiny-a", "P1_R_MLO", {"roi": roi}, output="json").json()
-    full = _infer(http, server, "tiny-a", "", {"roi": roi}, output="json",
-                  files={"file": ("mammo.dcm", path.read_bytes(), "application/dicom")}).json()
+    full = _infer(
+        http,
+        server,
+        "tiny-a",
+        "",
+        {"roi": roi},
+        output="json",
+        files={"file": ("mammo.dcm", path.read_bytes(), "application/dicom")},
+    ).json()
     assert full["probability"] == pytest.approx(by_id["probability"], abs=1e-6)
     crop = crop_roi(read_image(path), (roi["x"], roi["y"]), size_px=ROI_SIZE).pixels
     ds = pydicom.dcmread(path)
@@ -122,15 +138,23 @@ def test_uploaded_crop_and_full_image_agree_with_datastore(server, http, server_
     from PIL import Image
 
     Image.fromarray(np.round(crop * 65535).astype(np.uint16)).save(png, format="PNG")
-    as_crop = _infer(http, server, "tiny-a", "", {}, output="json",
-                     files={"file": ("crop.png", png.getvalue(), "image/png")}).json()
+    as_crop = _infer(
+        http,
+        server,
+        "tiny-a",
+        "",
+        {},
+        output="json",
+        files={"file": ("crop.png", png.getvalue(), "image/png")},
+    ).json()
     assert as_crop["roi"]["size"] == ROI_SIZE
     assert as_crop["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
 
 
 def test_real_cbis_ddsm_dicom(server, http):
-    response = _infer(http, server, "ensemble", "cbis_real", {"roi": {"x": 1300, "y": 2200, "size": 256}},
-                      output="json")
+    response = _infer(
+        http, server, "ensemble", "cbis_real", {"roi": {"x": 1300, "y": 2200, "size": 256}}, output="json"
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["image"]["rows"] > 4000 and 0 <= answer["probability"] <= 1

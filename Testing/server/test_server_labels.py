@@ -12,9 +12,13 @@ pytestmark = pytest.mark.server
 
 
 def _save(http, server, image, annotation, params=None):
-    return http.put(f"{server.url}/datastore/label", params={"image": image, "tag": "final"},
-                    data={"params": json.dumps(params or {})},
-                    files={"label": ("label.json", json.dumps(annotation).encode(), "application/json")}, timeout=30)
+    return http.put(
+        f"{server.url}/datastore/label",
+        params={"image": image, "tag": "final"},
+        data={"params": json.dumps(params or {})},
+        files={"label": ("label.json", json.dumps(annotation).encode(), "application/json")},
+        timeout=30,
+    )
 
 
 def _manifest_rois(server_env) -> dict:
@@ -27,8 +31,13 @@ def _manifest_rois(server_env) -> dict:
 def test_labels_saved_merged_validated_and_kept_across_restart(server, http, server_env):
     rois = _manifest_rois(server_env)
     first = {"x": int(rois["P0_L_CC"]["roi_x"]), "y": int(rois["P0_L_CC"]["roi_y"]), "size": ROI_SIZE}
-    saved = _save(http, server, "P0_L_CC", {"roi": first, "label": "malignant", "morphology": "fine pleomorphic",
-                                            "distribution": "segmental"}, params={"client_id": "dr.a"})
+    saved = _save(
+        http,
+        server,
+        "P0_L_CC",
+        {"roi": first, "label": "malignant", "morphology": "fine pleomorphic", "distribution": "segmental"},
+        params={"client_id": "dr.a"},
+    )
     assert saved.status_code == 200, saved.text
     body = saved.json()
     assert body["image"] == "P0_L_CC" and len(body["annotations"]) == 1
@@ -37,36 +46,70 @@ def test_labels_saved_merged_validated_and_kept_across_restart(server, http, ser
     assert annotation["time"].endswith("Z")
 
     second = {"x": 60, "y": 60, "size": 64}
-    assert _save(http, server, "P0_L_CC", {"roi": second, "label": "benign", "annotator": "dr.b",
-                                           "time": "2026-01-02T03:04:05Z"}).status_code == 200
+    assert (
+        _save(
+            http,
+            server,
+            "P0_L_CC",
+            {"roi": second, "label": "benign", "annotator": "dr.b", "time": "2026-01-02T03:04:05Z"},
+        ).status_code
+        == 200
+    )
     # The same ROI again replaces its annotation, the other one stays.
     again = _save(http, server, "P0_L_CC", {"roi": first, "label": "benign", "annotator": "dr.a"}).json()
     assert [a["label"] for a in again["annotations"]] == ["benign", "benign"]
     # Fields in params override the file's (and a label can be given in params only).
-    via_params = _save(http, server, "P1_L_CC", {}, params={"roi": {"x": 100, "y": 100}, "label": "malignant"})
+    via_params = _save(
+        http, server, "P1_L_CC", {}, params={"roi": {"x": 100, "y": 100}, "label": "malignant"}
+    )
     assert via_params.status_code == 200 and via_params.json()["annotations"][0]["roi"]["size"] == 512
 
     bad = {
-        "unknown label value": (_save(http, server, "P0_L_CC", {"roi": first, "label": "maybe"}), 400, "benign"),
-        "unknown morphology": (_save(http, server, "P0_L_CC", {"roi": first, "label": "benign",
-                                                               "morphology": "spiky"}), 400, "punctate"),
+        "unknown label value": (
+            _save(http, server, "P0_L_CC", {"roi": first, "label": "maybe"}),
+            400,
+            "benign",
+        ),
+        "unknown morphology": (
+            _save(http, server, "P0_L_CC", {"roi": first, "label": "benign", "morphology": "spiky"}),
+            400,
+            "punctate",
+        ),
         "no roi": (_save(http, server, "P0_L_CC", {"label": "benign"}), 400, "label.roi"),
-        "unknown image": (_save(http, server, "nobody", {"roi": first, "label": "benign"}), 404, "unknown image"),
+        "unknown image": (
+            _save(http, server, "nobody", {"roi": first, "label": "benign"}),
+            404,
+            "unknown image",
+        ),
         "escaping image": (_save(http, server, "../x", {"roi": first, "label": "benign"}), 400, "path"),
-        "not JSON": (http.put(f"{server.url}/datastore/label", params={"image": "P0_L_CC"},
-                              files={"label": ("label.nii.gz", b"\x1f\x8b garbage", "application/gzip")}, timeout=30),
-                     415, "not JSON"),
+        "not JSON": (
+            http.put(
+                f"{server.url}/datastore/label",
+                params={"image": "P0_L_CC"},
+                files={"label": ("label.nii.gz", b"\x1f\x8b garbage", "application/gzip")},
+                timeout=30,
+            ),
+            415,
+            "not JSON",
+        ),
     }
-    problems = [f"{k}: {r.status_code} {r.text[:160]}" for k, (r, status, words) in bad.items()
-                if r.status_code != status or words.lower() not in error_detail(r).lower()]
+    problems = [
+        f"{k}: {r.status_code} {r.text[:160]}"
+        for k, (r, status, words) in bad.items()
+        if r.status_code != status or words.lower() not in error_detail(r).lower()
+    ]
     assert not problems, "\n".join(problems)
 
     server.restart()
-    document = http.get(f"{server.url}/datastore/label", params={"label": "P0_L_CC", "tag": "final"}, timeout=30)
+    document = http.get(
+        f"{server.url}/datastore/label", params={"label": "P0_L_CC", "tag": "final"}, timeout=30
+    )
     assert document.status_code == 200
     kept = document.json()["annotations"]
     assert {(a["roi"]["x"], a["roi"]["y"], a["label"], a["annotator"]) for a in kept} == {
-        (second["x"], second["y"], "benign", "dr.b"), (first["x"], first["y"], "benign", "dr.a")}
+        (second["x"], second["y"], "benign", "dr.b"),
+        (first["x"], first["y"], "benign", "dr.a"),
+    }
     listing = http.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
     assert "final" in listing["objects"]["P0_L_CC"]["labels"]
     assert "final" not in listing["objects"]["P2_L_CC"]["labels"]
@@ -77,23 +120,37 @@ def test_next_sample_first_random_uncertain(server, http, server_env):
     first = http.post(f"{server.url}/activelearning/first", json={}, timeout=60).json()
     # P0_L_CC's manifest ROI is labeled (previous test), so the first unlabeled is P0_R_MLO's.
     assert first["id"] == "P0_R_MLO"
-    assert first["roi"] == {"x": int(rois["P0_R_MLO"]["roi_x"]), "y": int(rois["P0_R_MLO"]["roi_y"]),
-                            "size": ROI_SIZE}
+    assert first["roi"] == {
+        "x": int(rois["P0_R_MLO"]["roi_x"]),
+        "y": int(rois["P0_R_MLO"]["roi_y"]),
+        "size": ROI_SIZE,
+    }
     one = http.post(f"{server.url}/activelearning/random", json={"seed": 3}, timeout=60).json()
     two = http.post(f"{server.url}/activelearning/random", json={"seed": 3}, timeout=60).json()
     assert one["id"] == two["id"] and one["roi"] == two["roi"]
 
-    entropy = http.post(f"{server.url}/activelearning/uncertain", json={"method": "entropy"}, timeout=120).json()
+    entropy = http.post(
+        f"{server.url}/activelearning/uncertain", json={"method": "entropy"}, timeout=120
+    ).json()
     assert entropy["strategy"] == "uncertain" and entropy["candidates"] >= 9
     # The score is the predictive entropy of the ensemble's probability at that ROI.
-    answer = http.post(f"{server.url}/infer/ensemble", params={"image": entropy["id"], "output": "json"},
-                       data={"params": json.dumps({"roi": entropy["roi"]})}, files={"_": ("", b"")},
-                       timeout=60).json()
+    answer = http.post(
+        f"{server.url}/infer/ensemble",
+        params={"image": entropy["id"], "output": "json"},
+        data={"params": json.dumps({"roi": entropy["roi"]})},
+        files={"_": ("", b"")},
+        timeout=60,
+    ).json()
     p = answer["probability"]
     assert entropy["score"] == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)), abs=1e-4)
 
-    bald = http.post(f"{server.url}/activelearning/uncertain",
-                     json={"method": "bald", "model": "tiny-a", "mc_samples": 4}, timeout=120).json()
+    bald = http.post(
+        f"{server.url}/activelearning/uncertain",
+        json={"method": "bald", "model": "tiny-a", "mc_samples": 4},
+        timeout=120,
+    ).json()
     assert bald["method"] == "bald" and 0.0 < bald["score"] <= math.log(2)
-    assert http.post(f"{server.url}/activelearning/uncertain", json={"method": "vibes"},
-                     timeout=30).status_code == 400
+    assert (
+        http.post(f"{server.url}/activelearning/uncertain", json={"method": "vibes"}, timeout=30).status_code
+        == 400
+    )

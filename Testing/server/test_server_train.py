@@ -31,8 +31,11 @@ def _status(http, server):
 
 def test_stop_training_leaves_served_model_untouched(server, http):
     before = http.get(f"{server.url}/info/", timeout=30).json()["models"]["tiny-b"]
-    started = http.post(f"{server.url}/train/tiny-b", json={"max_epochs": 200, "include_manifest_labels": True,
-                                                            "val_fraction": 0.5}, timeout=30)
+    started = http.post(
+        f"{server.url}/train/tiny-b",
+        json={"max_epochs": 200, "include_manifest_labels": True, "val_fraction": 0.5},
+        timeout=30,
+    )
     assert started.status_code == 200, started.text
     assert started.json()["status"] in ("SUBMITTED", "RUNNING")
     _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
@@ -40,24 +43,46 @@ def test_stop_training_leaves_served_model_untouched(server, http):
     assert http.post(f"{server.url}/train/tiny-a", json={}, timeout=30).status_code == 429
     stopped = http.delete(f"{server.url}/train/", timeout=30)
     assert stopped.status_code == 200
-    _wait(lambda: _status(http, server)["status"] == "STOPPED" or _status(http, server)["status"] == "STOP"
-          or _stats(http, server, "tiny-b")["state"] == "stopped", 60, "the stop")
-    stats = _wait(lambda: (s := _stats(http, server, "tiny-b"))["state"] == "stopped" and s, 30, "stopped state")
+    _wait(
+        lambda: (
+            _status(http, server)["status"] == "STOPPED"
+            or _status(http, server)["status"] == "STOP"
+            or _stats(http, server, "tiny-b")["state"] == "stopped"
+        ),
+        60,
+        "the stop",
+    )
+    stats = _wait(
+        lambda: (s := _stats(http, server, "tiny-b"))["state"] == "stopped" and s, 30, "stopped state"
+    )
     assert stats["versions"] == ["1"] and stats["served_version"] == "1"
     after = http.get(f"{server.url}/info/", timeout=30).json()["models"]["tiny-b"]
     assert after["version"] == before["version"] == "1" and after["threshold"] == before["threshold"]
-    answer = http.post(f"{server.url}/infer/tiny-b", params={"image": "P1_R_MLO", "output": "json"},
-                       data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
-                       files={"_": ("", b"")}, timeout=60).json()
+    answer = http.post(
+        f"{server.url}/infer/tiny-b",
+        params={"image": "P1_R_MLO", "output": "json"},
+        data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
+        files={"_": ("", b"")},
+        timeout=60,
+    ).json()
     assert answer["version"] == "1"
 
 
 def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
-    started = http.post(f"{server.url}/train/tiny-a", json={"max_epochs": 2, "include_manifest_labels": True,
-                                                            "val_fraction": 0.5, "publish_if": "not_worse"},
-                        timeout=30)
+    started = http.post(
+        f"{server.url}/train/tiny-a",
+        json={
+            "max_epochs": 2,
+            "include_manifest_labels": True,
+            "val_fraction": 0.5,
+            "publish_if": "not_worse",
+        },
+        timeout=30,
+    )
     assert started.status_code == 200, started.text
-    status = _wait(lambda: (s := _status(http, server))["status"] in ("DONE", "ERROR") and s, 300, "training end")
+    status = _wait(
+        lambda: (s := _status(http, server))["status"] in ("DONE", "ERROR") and s, 300, "training end"
+    )
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
@@ -71,7 +96,11 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
         assert info["models"]["ensemble"]["member_versions"]["tiny-a"] == "2"
     else:
         assert stats["versions"] == ["1"] and info["models"]["tiny-a"]["version"] == "1"
-    answer = http.post(f"{server.url}/infer/tiny-a", params={"image": "P1_R_MLO", "output": "json"},
-                       data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
-                       files={"_": ("", b"")}, timeout=60).json()
+    answer = http.post(
+        f"{server.url}/infer/tiny-a",
+        params={"image": "P1_R_MLO", "output": "json"},
+        data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
+        files={"_": ("", b"")},
+        timeout=60,
+    ).json()
     assert answer["version"] == info["models"]["tiny-a"]["version"]

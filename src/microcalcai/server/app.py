@@ -66,9 +66,12 @@ class MicrocalcApp(MONAILabelApp):
         from monailabel.datastore.dicom import DICOMwebClientX
 
         self.studies = self.studies.rstrip("/").strip()
-        client = DICOMwebClientX(url=self.studies, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
-                                 wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
-                                 stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+        client = DICOMwebClientX(
+            url=self.studies,
+            qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+            wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+            stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
+        )
         # No dcmqi download: classification labels are never converted to DICOM SEG.
         return DicomWebStudies(
             client=client,
@@ -111,8 +114,9 @@ class MicrocalcApp(MONAILabelApp):
         request["uploaded"] = _is_upload(image, http)
         if request["uploaded"]:
             request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
-        request["source"] = load_source(request, datastore or self._datastore, self.cache,
-                                        uploaded=request["uploaded"])
+        request["source"] = load_source(
+            request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
+        )
         result_file, answer = task(request)
         return {"label": result_file, "tag": "original", "file": result_file, "params": answer}
 
@@ -139,8 +143,12 @@ def _is_upload(image, http: dict) -> bool:
     if not isinstance(image, str) or not image or image == http.get("image"):
         return False
     path = Path(image)
-    return (path.name.startswith("tmp") and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
-            and path.is_file() and http.get("multipart", False))
+    return (
+        path.name.startswith("tmp")
+        and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
+        and path.is_file()
+        and http.get("multipart", False)
+    )
 
 
 __all__ = ["MicrocalcApp", "ENSEMBLE"]

@@ -17,7 +17,11 @@ from urllib.parse import parse_qs
 
 from fastapi.responses import JSONResponse
 from monailabel.app import app
-from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException, MONAILabelException
+from monailabel.interfaces.exception import (
+    ImageNotFoundException,
+    LabelNotFoundException,
+    MONAILabelException,
+)
 
 from microcalcai.errors import InputError, MicrocalcError, NotAvailableError
 from microcalcai.server.context import REQUEST
@@ -61,13 +65,24 @@ class RequestGuard:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return await _reply(413, f"request body of {int(length)} bytes is larger than {MAX_BODY_BYTES}; "
-                                "send the ROI crop instead of the whole study")(send)
+            return await _reply(
+                413,
+                f"request body of {int(length)} bytes is larger than {MAX_BODY_BYTES}; "
+                "send the ROI crop instead of the whole study",
+            )(send)
         has_body = (length is not None and length not in ("", "0")) or "transfer-encoding" in headers
         for rule_method, prefix, accepted in _BODY_RULES:
-            if method == rule_method and path.startswith(prefix) and has_body and content_type not in accepted:
-                return await _reply(415, f"{method} {path} takes a body of type {' or '.join(accepted)}, "
-                                    f"got {content_type or 'none'}; see docs/server-api.md")(send)
+            if (
+                method == rule_method
+                and path.startswith(prefix)
+                and has_body
+                and content_type not in accepted
+            ):
+                return await _reply(
+                    415,
+                    f"{method} {path} takes a body of type {' or '.join(accepted)}, "
+                    f"got {content_type or 'none'}; see docs/server-api.md",
+                )(send)
         token = None
         if method == "POST" and path.startswith("/infer/"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -125,7 +140,9 @@ async def _monailabel_error(request, exc: MONAILabelException):
 
 
 async def _json_error(request, exc: json.JSONDecodeError):
-    return JSONResponse(status_code=400, content={"detail": f"the params form field is not valid JSON: {exc}"})
+    return JSONResponse(
+        status_code=400, content={"detail": f"the params form field is not valid JSON: {exc}"}
+    )
 
 
 app.add_middleware(RequestGuard)

@@ -48,8 +48,12 @@ class ClassificationLabels:
             atomic_write_text(label_dir / name, json.dumps(document, indent=2) + "\n")
             obj = self._image_object(image_id)
             obj.labels[label_tag] = DataModel(
-                info={"ts": int(time.time()), "name": name, "annotations": len(document["annotations"]),
-                      "annotator": annotation["annotator"]},
+                info={
+                    "ts": int(time.time()),
+                    "name": name,
+                    "annotations": len(document["annotations"]),
+                    "annotator": annotation["annotator"],
+                },
                 ext=LABEL_EXT,
             )
             self._update_datastore_file(lock=False)

@@ -18,22 +18,37 @@ import numpy as np
 EpochCallback = Callable[[int, int, dict], None]
 
 
-def server_recipe(name: str, *, arch: str, weights: str, epochs: int, input_size: int, seed: int,
-                  patience: int | None = None) -> dict:
+def server_recipe(
+    name: str,
+    *,
+    arch: str,
+    weights: str,
+    epochs: int,
+    input_size: int,
+    seed: int,
+    patience: int | None = None,
+) -> dict:
     """A recipe from Training/recipes with the server's settings put in (one arch, its weights)."""
     from microcalcai.train.recipes import load_recipe
 
     recipe = load_recipe(name)
-    recipe.update(archs=[arch], weights=str(weights), epochs=int(epochs), input_size=int(input_size),
-                  seed=int(seed), folds=0, stages=[])
-    recipe["split"] = {**recipe["split"], "seed": int(seed)}
+    recipe.update(
+        archs=[arch],
+        weights=str(weights),
+        epochs=int(epochs),
+        input_size=int(input_size),
+        seed=int(seed),
+        folds=0,
+        stages=[],
+    )
     if patience is not None:
         recipe["early_stopping"] = {**recipe["early_stopping"], "patience": int(patience)}
     return recipe
 
 
-def run_recipe(recipe: dict, frame, run_dir: Path, *, on_epoch: EpochCallback | None = None,
-               progress: bool = False) -> Path:
+def run_recipe(
+    recipe: dict, frame, run_dir: Path, *, on_epoch: EpochCallback | None = None, progress: bool = False
+) -> Path:
     """Write the frame as the run's manifest, train, and return the new model folder."""
     from microcalcai.data.manifest import write_manifest
     from microcalcai.train.run import train_recipe
@@ -51,13 +66,22 @@ def run_recipe(recipe: dict, frame, run_dir: Path, *, on_epoch: EpochCallback | 
     return run_dir / arch / "model"
 
 
-def fine_tune(base_dir: Path, frame, run_dir: Path, *, recipe: str, epochs: int, seed: int,
-              on_epoch: EpochCallback | None = None) -> Path:
+def fine_tune(
+    base_dir: Path,
+    frame,
+    run_dir: Path,
+    *,
+    recipe: str,
+    epochs: int,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> Path:
     from microcalcai.models.artifact import read_card
 
     card = read_card(base_dir)
-    spec = server_recipe(recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size,
-                         seed=seed)
+    spec = server_recipe(
+        recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size, seed=seed
+    )
     return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
 
 
@@ -70,7 +94,9 @@ def evaluate_auc(model_dir: Path, frame) -> float:
 
     predictor = load_predictor(model_dir)
     frame = frame.reset_index(drop=True)
-    grey = load_crops(frame, roi_size=int(frame["roi_size"].iloc[0]), out_size=predictor.input_size, progress=False)
+    grey = load_crops(
+        frame, roi_size=int(frame["roi_size"].iloc[0]), out_size=predictor.input_size, progress=False
+    )
     probability = predictor.predict(grey[:, 0].float().numpy()).probability
     labels = labels_of(frame)
     if len(set(labels.tolist())) < 2:
@@ -109,6 +135,6 @@ class MetricsWatcher:
                 rows = list(csv.DictReader(handle))
         except OSError:
             return
-        for row in rows[self._seen:]:
+        for row in rows[self._seen :]:
             self.on_epoch(int(float(row["epoch"])), self.total, row)
         self._seen = max(self._seen, len(rows))

@@ -35,7 +35,9 @@ class ModelStore:
         """Hosted models (the ensemble last), those with a served version only."""
         if not self.root.is_dir():
             return []
-        names = sorted(p.name for p in self.root.iterdir() if (p / "current").is_file() and p.name != ENSEMBLE)
+        names = sorted(
+            p.name for p in self.root.iterdir() if (p / "current").is_file() and p.name != ENSEMBLE
+        )
         if (self.root / ENSEMBLE / "current").is_file():
             names.append(ENSEMBLE)
         return names
@@ -63,7 +65,9 @@ class ModelStore:
         folder = self.root / name / "versions"
         if not folder.is_dir():
             return []
-        return sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_version_key)
+        return sorted(
+            (p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_version_key
+        )
 
     def next_version(self, name: str) -> str:
         numbers = [int(v) for v in self.versions(name) if v.isdigit()]
@@ -146,7 +150,7 @@ def describe(folder: Path) -> dict:
             "combine": card.combine,
             "members": list(card.member_names),
             "member_arches": [c.arch for c in member_cards],
-            "member_versions": {n: c.version for n, c in zip(card.member_names, member_cards)},
+            "member_versions": {n: c.version for n, c in zip(card.member_names, member_cards, strict=True)},
             "val_metrics": card.val_metrics,
             "created": card.created,
         }

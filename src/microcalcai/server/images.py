@@ -39,7 +39,9 @@ def datastore_image_path(datastore, image_id: str) -> Path:
     try:
         uri = datastore.get_image_uri(image_id)
     except Exception as exc:
-        raise NotFound(f"unknown image id {image_id!r} ({exc}); GET /datastore/?output=all lists the images") from None
+        raise NotFound(
+            f"unknown image id {image_id!r} ({exc}); GET /datastore/?output=all lists the images"
+        ) from None
     if not uri:
         raise NotFound(f"unknown image id {image_id!r}; GET /datastore/?output=all lists the images")
     path = Path(uri)
@@ -82,10 +84,14 @@ def read_checked(path: Path, *, name: str):
     try:
         mammogram = read_image(path)
     except MicrocalcError as exc:
-        raise RequestError(f"{name}: {str(exc).replace(str(path), path.suffix.lstrip('.') or 'file')}") from None
+        raise RequestError(
+            f"{name}: {str(exc).replace(str(path), path.suffix.lstrip('.') or 'file')}"
+        ) from None
     except Exception as exc:  # decoders raise many types on truncated or corrupt data
-        raise RequestError(f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}); "
-                           "the file is truncated or damaged") from None
+        raise RequestError(
+            f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}); "
+            "the file is truncated or damaged"
+        ) from None
     if mammogram.pixels.ndim != 2:
         raise RequestError(f"{name}: image has shape {mammogram.pixels.shape}; send a 2D image")
     return mammogram

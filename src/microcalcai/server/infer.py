@@ -51,13 +51,15 @@ class ClassifyTask(InferTask):
         store = self.models.store
         version = store.current_version(self.name)
         out.update(describe(store.version_dir(self.name, version)))
-        out.update({
-            "name": self.name,
-            "version": version,
-            "versions": store.versions(self.name),
-            "saliency_methods": saliency_methods(),
-            "default_roi_size": DEFAULT_ROI_SIZE,
-        })
+        out.update(
+            {
+                "name": self.name,
+                "version": version,
+                "versions": store.versions(self.name),
+                "saliency_methods": saliency_methods(),
+                "default_roi_size": DEFAULT_ROI_SIZE,
+            }
+        )
         return out
 
     def __call__(self, request):
@@ -76,31 +78,47 @@ class ClassifyTask(InferTask):
         served = self.models.get(self.name)
         with served.lock:
             tick = time.perf_counter()
-            batch = served.predictor.predict(crop.pixels[None].astype(np.float32))
-            times["predict"] = time.perf_counter() - tick
             saliency = None
             if method:
-                from microcalcai.explain import saliency_map
+                # One pass gives the map and the probability it explains (no separate predict).
+                from microcalcai.explain.saliency import explain_crops
 
-                tick = time.perf_counter()
                 try:
-                    saliency = saliency_map(served.predictor, crop, method=method, target=target)
+                    result = explain_crops(served.predictor, [crop], method=method, target=target)
                 except MicrocalcError as exc:
                     raise RequestError(f"params.saliency: {exc}") from None
-                times["saliency"] = time.perf_counter() - tick
+                saliency = result.maps[0]
+                probability, members = result.probability[0], result.member_probability
+                times["predict+saliency"] = time.perf_counter() - tick
+            else:
+                batch = served.predictor.predict(crop.pixels[None].astype(np.float32))
+                probability, members = batch.probability[0], batch.members
+                times["predict"] = time.perf_counter() - tick
 
-        answer = answer_json(self.name, served, batch, roi, source)
+        answer = answer_json(self.name, served, float(probability), members, roi, source)
         result_file = None
         if saliency is not None:
             tick = time.perf_counter()
-            result_file, geometry = write_saliency_nrrd(saliency, crop, fields={
-                "model": self.name, "version": served.version, "method": method, "target": target,
-                "probability": f"{answer['probability']:.6f}", "image": source.image_id,
-                "source_spacing_mm": _spacing_text(source.mammogram.spacing_mm),
-            })
+            result_file, geometry = write_saliency_nrrd(
+                saliency,
+                crop,
+                fields={
+                    "model": self.name,
+                    "version": served.version,
+                    "method": method,
+                    "target": target,
+                    "probability": f"{answer['probability']:.6f}",
+                    "image": source.image_id,
+                    "source_spacing_mm": _spacing_text(source.mammogram.spacing_mm),
+                },
+            )
             times["write"] = time.perf_counter() - tick
-            answer["saliency"] = {"method": method, "target": target, **geometry,
-                                  "spacing_mm": _spacing_list(source.mammogram.spacing_mm)}
+            answer["saliency"] = {
+                "method": method,
+                "target": target,
+                **geometry,
+                "spacing_mm": _spacing_list(source.mammogram.spacing_mm),
+            }
         else:
             origin, step = crop_geometry(crop)
             answer["saliency"] = None
@@ -118,11 +136,15 @@ def request_roi(request: dict, source: Source) -> Roi:
         # An uploaded crop is itself the ROI: centred on its middle, as large as its longer side.
         roi = Roi((cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols))
         if roi.size > 4096:
-            raise RequestError(f"{source.image_id}: an upload without params.roi is taken as the ROI crop, "
-                               f"but it is {cols} x {rows} pixels; send params.roi to classify part of it")
+            raise RequestError(
+                f"{source.image_id}: an upload without params.roi is taken as the ROI crop, "
+                f"but it is {cols} x {rows} pixels; send params.roi to classify part of it"
+            )
     else:
-        raise RequestError('params.roi is required with a datastore image, e.g. params={"roi": '
-                           '{"x": 1200, "y": 900, "size": 512}} (stored pixels, x = column, y = row)')
+        raise RequestError(
+            'params.roi is required with a datastore image, e.g. params={"roi": '
+            '{"x": 1200, "y": 900, "size": 512}} (stored pixels, x = column, y = row)'
+        )
     check_roi_inside(roi, rows, cols, image=source.image_id)
     return roi
 
@@ -156,11 +178,12 @@ def saliency_choice(request: dict) -> tuple[str | None, str]:
     return method, target
 
 
-def answer_json(name: str, served, batch, roi: Roi, source: Source) -> dict:
-    probability = float(np.asarray(batch.probability)[0])
+def answer_json(name: str, served, probability: float, members: dict, roi: Roi, source: Source) -> dict:
     threshold = float(served.card["threshold"])
     malignant = probability >= threshold
-    members = {str(k): float(np.asarray(v)[0]) for k, v in (batch.members or {}).items()} or {name: probability}
+    members = {str(k): float(np.asarray(v).reshape(-1)[0]) for k, v in (members or {}).items()} or {
+        name: probability
+    }
     member_versions = {}
     if served.card.get("kind") == "ensemble":
         member_versions = served.card.get("member_versions", {})
@@ -179,8 +202,12 @@ def answer_json(name: str, served, batch, roi: Roi, source: Source) -> dict:
             {"idx": 1, "label": "malignant", "score": probability},
         ],
         "roi": roi.as_dict(),
-        "image": {"id": source.image_id, "rows": int(rows), "cols": int(cols),
-                  "spacing_mm": _spacing_list(source.mammogram.spacing_mm)},
+        "image": {
+            "id": source.image_id,
+            "rows": int(rows),
+            "cols": int(cols),
+            "spacing_mm": _spacing_list(source.mammogram.spacing_mm),
+        },
     }
 
 

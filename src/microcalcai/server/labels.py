@@ -12,15 +12,21 @@ import json
 import time
 from pathlib import Path
 
+from microcalcai.phantom.malignancy import DISTRIBUTIONS
+from microcalcai.phantom.malignancy import MORPHOLOGIES as PHANTOM_MORPHOLOGIES
 from microcalcai.server.errors import RequestError
 from microcalcai.server.validation import parse_roi
 
 CLASSES = ("benign", "malignant")
-MORPHOLOGIES = (
-    "punctate", "round", "coarse_popcorn", "rim", "vascular", "dystrophic", "milk_of_calcium", "skin",
-    "suture", "large_rodlike", "amorphous", "coarse_heterogeneous", "fine_pleomorphic", "fine_linear_branching",
+# The phantom draws the morphologies that matter for the benign/malignant call; readers of real
+# images also meet the remaining typically benign BI-RADS forms.
+MORPHOLOGIES = tuple(PHANTOM_MORPHOLOGIES) + (
+    "dystrophic",
+    "milk_of_calcium",
+    "skin",
+    "suture",
+    "large_rodlike",
 )
-DISTRIBUTIONS = ("diffuse", "regional", "grouped", "linear", "segmental")
 FIELDS = ("roi", "label", "morphology", "distribution", "birads", "annotator", "time", "comment")
 
 
@@ -29,7 +35,9 @@ def _term(value, allowed: tuple[str, ...], field: str):
         return None
     key = str(value).strip().lower().replace(" ", "_").replace("-", "_").replace("/", "_")
     if key not in allowed:
-        raise RequestError(f"{field} {value!r} is not a BI-RADS term this server knows; use one of {', '.join(allowed)}")
+        raise RequestError(
+            f"{field} {value!r} is not a BI-RADS term this server knows; use one of {', '.join(allowed)}"
+        )
     return key
 
 
@@ -39,7 +47,9 @@ def parse_annotation(fields: dict, *, client_id: str | None = None) -> dict:
     if unknown:
         raise RequestError(f"label has unknown field(s) {unknown}; allowed: {', '.join(FIELDS)}")
     if "roi" not in fields:
-        raise RequestError('label.roi is required: {"x": column, "y": row, "size": pixels} of the annotated ROI')
+        raise RequestError(
+            'label.roi is required: {"x": column, "y": row, "size": pixels} of the annotated ROI'
+        )
     label = fields.get("label")
     if label not in CLASSES:
         raise RequestError(f"label.label must be 'benign' or 'malignant', got {label!r}")

@@ -27,18 +27,20 @@ FILE_EXTENSIONS = ["*.dcm", "*.DCM", "*.dicom", "*.png", "*.pgm", "*.nrrd", "*.t
 
 def server_env(workspace: Path, extra: dict | None = None) -> dict:
     env = dict(os.environ)
-    env.update({
-        "MONAI_LABEL_DATASTORE_FILE_EXT": json.dumps(FILE_EXTENSIONS),
-        "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": json.dumps({"Modality": "MG"}),
-        # Scoring after every sample/training would start a subprocess per request; our strategy
-        # scores on demand.
-        "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
-        "MONAI_LABEL_SESSIONS": "false",
-        "MONAI_LABEL_TASKS_BATCH_INFER": "false",
-        "MICROCALCAI_WORKSPACE": str(workspace),
-        "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "MONAI_LABEL_DATASTORE_FILE_EXT": json.dumps(FILE_EXTENSIONS),
+            "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": json.dumps({"Modality": "MG"}),
+            # Scoring after every sample/training would start a subprocess per request; our strategy
+            # scores on demand.
+            "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
+            "MONAI_LABEL_SESSIONS": "false",
+            "MONAI_LABEL_TASKS_BATCH_INFER": "false",
+            "MICROCALCAI_WORKSPACE": str(workspace),
+            "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -48,13 +50,23 @@ def server_command(studies: str, workspace: Path, host: str, port: int) -> list[
 
     app_dir = prepare_app(workspace)
     return [
-        sys.executable, "-m", "monailabel.main", "start_server",
-        "--app", str(app_dir),
-        "--studies", str(studies),
-        "--conf", "workspace", str(workspace),
-        "--host", host,
-        "--port", str(port),
-        "--uvicorn_app", "microcalcai.server.asgi:app",
+        sys.executable,
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(app_dir),
+        "--studies",
+        str(studies),
+        "--conf",
+        "workspace",
+        str(workspace),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--uvicorn_app",
+        "microcalcai.server.asgi:app",
     ]
 
 
@@ -64,21 +76,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_info(url: str, process: subprocess.Popen | None, timeout: float, log_path: Path | None = None) -> dict:
+def wait_for_info(
+    url: str, process: subprocess.Popen | None, timeout: float, log_path: Path | None = None
+) -> dict:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise MicrocalcError(f"the server exited with status {process.returncode} before answering; "
-                                 f"its log:\n{_tail(log_path)}")
+            raise MicrocalcError(
+                f"the server exited with status {process.returncode} before answering; "
+                f"its log:\n{_tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(f"{url}/info/", timeout=5) as answer:
                 return json.loads(answer.read())
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             last = exc
             time.sleep(0.3)
-    raise MicrocalcError(f"the server at {url} did not answer /info/ within {timeout:.0f} s ({last}); "
-                         f"its log:\n{_tail(log_path)}")
+    raise MicrocalcError(
+        f"the server at {url} did not answer /info/ within {timeout:.0f} s ({last}); "
+        f"its log:\n{_tail(log_path)}"
+    )
 
 
 def _tail(path: Path | None, lines: int = 40) -> str:
@@ -90,8 +108,16 @@ def _tail(path: Path | None, lines: int = 40) -> str:
 class LocalServer:
     """`with LocalServer(studies, workspace) as server: requests.get(server.url + "/info/")`."""
 
-    def __init__(self, studies, workspace, host: str = "127.0.0.1", port: int = 0, *,
-                 env: dict | None = None, timeout: float = 180.0):
+    def __init__(
+        self,
+        studies,
+        workspace,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        env: dict | None = None,
+        timeout: float = 180.0,
+    ):
         self.studies = str(studies)
         self.workspace = Path(workspace).absolute()
         self.host = host
@@ -116,8 +142,14 @@ class LocalServer:
         log = open(self.log_path, "ab")
         try:
             # Its own session (process group): stop() ends the server and its training children.
-            self.process = subprocess.Popen(command, cwd=self.workspace, env=server_env(self.workspace, self.env),
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.workspace,
+                env=server_env(self.workspace, self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
         try:

@@ -52,7 +52,11 @@ class CandidatePool:
         return out
 
     def unlabeled(self, tag: str = "final") -> list[Candidate]:
-        done = {(image_id, roi_key(a)) for image_id, anns in self.datastore.all_annotations(tag).items() for a in anns}
+        done = {
+            (image_id, roi_key(a))
+            for image_id, anns in self.datastore.all_annotations(tag).items()
+            for a in anns
+        }
         return [c for c in self.candidates() if (c.image_id, c.roi.key) not in done]
 
     def _manifest_candidates(self) -> dict[str, list[Candidate]]:
@@ -76,10 +80,14 @@ class CandidatePool:
             size = getattr(row, "roi_size", None)
             size = int(size) if size is not None and not _missing(size) else DEFAULT_ROI_SIZE
             label = getattr(row, "label", None)
-            by_image.setdefault(image_id, []).append(Candidate(
-                image_id, Roi(float(row.roi_x), float(row.roi_y), size), str(row.patient_id),
-                None if _missing(label) else str(label),
-            ))
+            by_image.setdefault(image_id, []).append(
+                Candidate(
+                    image_id,
+                    Roi(float(row.roi_x), float(row.roi_y), size),
+                    str(row.patient_id),
+                    None if _missing(label) else str(label),
+                )
+            )
         with self._lock:
             self._manifest = (stamp, by_image)
         return by_image

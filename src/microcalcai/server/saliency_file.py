@@ -41,7 +41,12 @@ def write_saliency_nrrd(saliency: np.ndarray, crop, *, fields: dict) -> tuple[Pa
     handle = tempfile.NamedTemporaryFile(prefix="saliency-", suffix=".nrrd", delete=False)
     handle.close()
     # C order: the first NRRD axis is the fastest, i.e. x (column), as the contract says.
-    nrrd.write(handle.name, np.ascontiguousarray(saliency, dtype=np.float32), header,
-               index_order="C", custom_field_map={k: "string" for k in custom})
+    nrrd.write(
+        handle.name,
+        np.ascontiguousarray(saliency, dtype=np.float32),
+        header,
+        index_order="C",
+        custom_field_map={k: "string" for k in custom},
+    )
     described = {"shape": list(saliency.shape), "origin_xy": list(origin), "step_xy": list(step)}
     return Path(handle.name), described

@@ -17,8 +17,13 @@ DEFAULT_MAX_CANDIDATES = 64
 
 
 def _answer(candidate, strategy: str, **extra) -> dict:
-    return {"id": candidate.image_id, "roi": candidate.roi.as_dict(), "patient_id": candidate.patient_id,
-            "strategy": strategy, **extra}
+    return {
+        "id": candidate.image_id,
+        "roi": candidate.roi.as_dict(),
+        "patient_id": candidate.patient_id,
+        "strategy": strategy,
+        **extra,
+    }
 
 
 class First(Strategy):
@@ -46,8 +51,10 @@ class RandomRoi(Strategy):
 
 class MostUncertain(Strategy):
     def __init__(self, pool, models, cache):
-        super().__init__("The unlabeled ROI the models are least sure about: params.method 'entropy' "
-                         "(ensemble predictive entropy, default) or 'bald' (MC-dropout mutual information)")
+        super().__init__(
+            "The unlabeled ROI the models are least sure about: params.method 'entropy' "
+            "(ensemble predictive entropy, default) or 'bald' (MC-dropout mutual information)"
+        )
         self.pool = pool
         self.models = models
         self.cache = cache
@@ -68,10 +75,18 @@ class MostUncertain(Strategy):
         scores = np.empty(len(pool))
         for size in {c.shape[0] for c in crops}:  # one batch per ROI size: no resampling added
             index = [i for i, c in enumerate(crops) if c.shape[0] == size]
-            scores[index] = self._score(method, request, np.stack([crops[i] for i in index]).astype(np.float32))
+            scores[index] = self._score(
+                method, request, np.stack([crops[i] for i in index]).astype(np.float32)
+            )
         best = int(np.argmax(scores))
-        return _answer(pool[best], "uncertain", method=method, score=float(scores[best]),
-                       candidates=len(pool), remaining=len(self.pool.unlabeled()))
+        return _answer(
+            pool[best],
+            "uncertain",
+            method=method,
+            score=float(scores[best]),
+            candidates=len(pool),
+            remaining=len(self.pool.unlabeled()),
+        )
 
     def _crops(self, pool) -> list[np.ndarray]:
         from microcalcai.server.images import datastore_image_path
@@ -92,7 +107,10 @@ class MostUncertain(Strategy):
                 return entropy_scores(served.predictor, crops)
         model = request.get("model") or self.models.store.model_names()[0]
         if model not in self.models.store.model_names():
-            raise NotFound(f"params.model {model!r} is not a hosted model; choose one of {self.models.store.model_names()}")
+            raise NotFound(
+                f"params.model {model!r} is not a hosted model; "
+                f"choose one of {self.models.store.model_names()}"
+            )
         samples = request.get("mc_samples", 10)
         if isinstance(samples, bool) or not isinstance(samples, int) or not 2 <= samples <= 100:
             raise RequestError(f"params.mc_samples must be a whole number from 2 to 100, got {samples!r}")

@@ -36,8 +36,10 @@ PUBLISH_RULES = ("not_worse", "always")
 
 class FineTuneTask(TrainTask):
     def __init__(self, name: str, app):
-        super().__init__(f"Fine-tune {name!r} from its served weights on the saved labels (split by patient); "
-                         "publish the new version only when its validation AUC is not worse")
+        super().__init__(
+            f"Fine-tune {name!r} from its served weights on the saved labels (split by patient); "
+            "publish the new version only when its validation AUC is not worse"
+        )
         self.name = name
         self.app = app
 
@@ -72,33 +74,61 @@ class FineTuneTask(TrainTask):
         store = self.app.store
         base_version = store.current_version(self.name)
         base_dir = store.current_dir(self.name)
-        progress.update(state="running", pid=os.getpid(), epoch=0, total_epochs=int(params["max_epochs"]),
-                        progress=0.0, base_version=base_version, started=_now(), message="collecting labels",
-                        published=False)
-        frame = labeled_frame(datastore, self.app.pool, include_manifest=bool(params["include_manifest_labels"]))
-        frame = split_by_patient(frame, float(params["val_fraction"]), int(params["seed"]),
-                                 int(params["min_per_class"]))
+        progress.update(
+            state="running",
+            pid=os.getpid(),
+            epoch=0,
+            total_epochs=int(params["max_epochs"]),
+            progress=0.0,
+            base_version=base_version,
+            started=_now(),
+            message="collecting labels",
+            published=False,
+        )
+        frame = labeled_frame(
+            datastore, self.app.pool, include_manifest=bool(params["include_manifest_labels"])
+        )
+        frame = split_by_patient(
+            frame, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
+        )
         run_dir = store.folder(self.name) / "runs" / time.strftime("%Y%m%d-%H%M%S")
-        progress.update(message=f"training on {int((frame.split == 'train').sum())} ROIs, "
-                                f"validating on {int((frame.split == 'val').sum())}", run_dir=str(run_dir))
+        progress.update(
+            message=f"training on {int((frame.split == 'train').sum())} ROIs, "
+            f"validating on {int((frame.split == 'val').sum())}",
+            run_dir=str(run_dir),
+        )
 
         from microcalcai.server.finetune import evaluate_auc, fine_tune
 
-        new_dir = fine_tune(base_dir, frame, run_dir, recipe=params["recipe"], epochs=int(params["max_epochs"]),
-                            seed=int(params["seed"]), on_epoch=progress.epoch)
+        new_dir = fine_tune(
+            base_dir,
+            frame,
+            run_dir,
+            recipe=params["recipe"],
+            epochs=int(params["max_epochs"]),
+            seed=int(params["seed"]),
+            on_epoch=progress.epoch,
+        )
         val = frame[frame.split == "val"]
         base_auc = evaluate_auc(base_dir, val)
         new_auc = evaluate_auc(new_dir, val)
         publish = params["publish_if"] == "always" or new_auc >= base_auc - float(params["tolerance"])
-        summary = {"base_val_auc": base_auc, "new_val_auc": new_auc, "published": bool(publish),
-                   "n_train": int((frame.split == "train").sum()), "n_val": int(len(val))}
+        summary = {
+            "base_val_auc": base_auc,
+            "new_val_auc": new_auc,
+            "published": bool(publish),
+            "n_train": int((frame.split == "train").sum()),
+            "n_val": int(len(val)),
+        }
         if publish:
             version = self._publish(new_dir)
             summary["published_version"] = version
             message = f"published version {version}: validation AUC {new_auc:.3f} vs {base_auc:.3f}"
         else:
-            message = (f"not published: validation AUC {new_auc:.3f} is worse than the served version's "
-                       f"{base_auc:.3f}; version {base_version} stays")
+            message = (
+                f"not published: validation AUC {new_auc:.3f} is worse than the served version's "
+                f"{base_auc:.3f}; version {base_version} stays"
+            )
         progress.update(state="done", progress=1.0, message=message, finished=_now(), **summary)
         LOG.info(message)
         return summary
@@ -120,8 +150,12 @@ class FineTuneTask(TrainTask):
         store.publish(self.name, version)
         if ENSEMBLE in store.names():
             card = self.app.served.get(ENSEMBLE).card
-            build_ensemble(self.app.workspace, threshold=card["threshold"],
-                           threshold_method=card.get("threshold_method", ""), val_metrics=card.get("val_metrics"))
+            build_ensemble(
+                self.app.workspace,
+                threshold=card["threshold"],
+                threshold_method=card.get("threshold_method", ""),
+                val_metrics=card.get("val_metrics"),
+            )
         read_card(target)  # the published folder must load
         return version
 
@@ -155,9 +189,15 @@ class Progress:
     def epoch(self, epoch: int, total: int, metrics: dict) -> None:
         elapsed = time.monotonic() - self.started
         eta = elapsed / max(epoch, 1) * (total - epoch)
-        self.update(epoch=epoch, total_epochs=total, progress=round(epoch / max(total, 1), 4),
-                    eta_s=round(eta, 1), current_val_auc=_finite(metrics.get("val_auc")),
-                    current_val_loss=_finite(metrics.get("val_loss")), message=f"epoch {epoch}/{total}")
+        self.update(
+            epoch=epoch,
+            total_epochs=total,
+            progress=round(epoch / max(total, 1), 4),
+            eta_s=round(eta, 1),
+            current_val_auc=_finite(metrics.get("val_auc")),
+            current_val_loss=_finite(metrics.get("val_loss")),
+            message=f"epoch {epoch}/{total}",
+        )
 
 
 def _finite(value):

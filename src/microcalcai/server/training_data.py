@@ -18,27 +18,53 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
         if candidate.truth in ("benign", "malignant"):
             truths.append(candidate)
     rows, seen = [], set()
-    for image_id, annotations in datastore.all_annotations(tag).items():
+    for image_id, saved in datastore.all_annotations(tag).items():
         path = datastore_image_path(datastore, image_id)
-        for annotation in annotations:
+        for annotation in saved:
             roi = annotation["roi"]
             seen.add((image_id, roi_key(annotation)))
-            rows.append(_row(image_id, path, patients.get(image_id, image_id), roi["x"], roi["y"], roi["size"],
-                             annotation["label"]))
+            rows.append(
+                _row(
+                    image_id,
+                    path,
+                    patients.get(image_id, image_id),
+                    roi["x"],
+                    roi["y"],
+                    roi["size"],
+                    annotation["label"],
+                )
+            )
     if include_manifest:
         for candidate in truths:
             if (candidate.image_id, candidate.roi.key) not in seen:
                 path = datastore_image_path(datastore, candidate.image_id)
-                rows.append(_row(candidate.image_id, path, candidate.patient_id, candidate.roi.x, candidate.roi.y,
-                                 candidate.roi.size, candidate.truth))
+                rows.append(
+                    _row(
+                        candidate.image_id,
+                        path,
+                        candidate.patient_id,
+                        candidate.roi.x,
+                        candidate.roi.y,
+                        candidate.roi.size,
+                        candidate.truth,
+                    )
+                )
     if not rows:
         raise InputError("no labeled ROIs to train on; save labels with PUT /datastore/label first")
     return pd.DataFrame(rows)
 
 
 def _row(image_id, path, patient, x, y, size, label) -> dict:
-    return {"patient_id": str(patient), "image_path": str(path), "image_id": image_id, "roi_x": float(x),
-            "roi_y": float(y), "roi_size": int(size), "label": label, "finding": "calcification"}
+    return {
+        "patient_id": str(patient),
+        "image_path": str(path),
+        "image_id": image_id,
+        "roi_x": float(x),
+        "roi_y": float(y),
+        "roi_size": int(size),
+        "label": label,
+        "finding": "calcification",
+    }
 
 
 def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: int) -> pd.DataFrame:
@@ -50,12 +76,16 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
     short = [c for c in ("benign", "malignant") if counts.get(c, 0) < needed]
     if short:
         have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in ("benign", "malignant"))
-        raise InputError(f"too few labels to train and validate ({have}); label at least {needed} ROIs of each "
-                         f"class, from at least two patients each")
+        raise InputError(
+            f"too few labels to train and validate ({have}); label at least {needed} ROIs of each "
+            f"class, from at least two patients each"
+        )
     split = patient_split(frame, val=val, test=0.0, seed=seed, stratify=True)
     for part in ("train", "val"):
         labels = set(split.loc[split.split == part, "label"])
         if labels != {"benign", "malignant"}:
-            raise InputError(f"the {part} split by patient holds only {sorted(labels) or 'nothing'}; label ROIs of "
-                             "both classes from more patients (val_fraction sets the share of patients in val)")
+            raise InputError(
+                f"the {part} split by patient holds only {sorted(labels) or 'nothing'}; label ROIs of "
+                "both classes from more patients (val_fraction sets the share of patients in val)"
+            )
     return split

@@ -52,14 +52,18 @@ class Roi:
 def parse_roi(value, *, where: str = "params.roi") -> Roi:
     """Read `{"x": .., "y": .., "size": ..}` and check its types and ranges."""
     if not isinstance(value, dict):
-        raise RequestError(f'{where} must be an object like {{"x": 120, "y": 80, "size": 256}}, got {value!r}')
+        raise RequestError(
+            f'{where} must be an object like {{"x": 120, "y": 80, "size": 256}}, got {value!r}'
+        )
     unknown = set(value) - {"x", "y", "size"}
     if unknown:
         raise RequestError(f"{where} has unknown keys {sorted(unknown)}; use x, y and size")
     coords = {}
     for key in ("x", "y"):
         if key not in value:
-            raise RequestError(f"{where}.{key} is missing; give the ROI centre in stored pixels (x = column, y = row)")
+            raise RequestError(
+                f"{where}.{key} is missing; give the ROI centre in stored pixels (x = column, y = row)"
+            )
         number = value[key]
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
             raise RequestError(f"{where}.{key} must be a finite number of pixels, got {number!r}")
@@ -77,7 +81,8 @@ def check_roi_inside(roi: Roi, rows: int, cols: int, *, image: str) -> None:
     """The ROI's centre must lie on the image: a crop of pure padding classifies nothing."""
     if not (-0.5 <= roi.x <= cols - 0.5 and -0.5 <= roi.y <= rows - 0.5):
         raise RequestError(
-            f"ROI centre (x={roi.x:g}, y={roi.y:g}) lies outside image {image!r} of {cols} columns x {rows} rows; "
+            f"ROI centre (x={roi.x:g}, y={roi.y:g}) lies outside image {image!r} "
+            f"of {cols} columns x {rows} rows; "
             f"x must be in 0..{cols - 1} and y in 0..{rows - 1} (stored pixel coordinates)"
         )
 
@@ -127,7 +132,8 @@ def sniff_format(path: Path, label: str | None = None) -> str:
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     raise UnsupportedMedia(
-        f"{label or path.name} is not an image this server reads (DICOM with a 'DICM' preamble, PNG, PGM, NRRD or TIFF)"
+        f"{label or path.name} is not an image this server reads "
+        "(DICOM with a 'DICM' preamble, PNG, PGM, NRRD or TIFF)"
     )
 
 
@@ -167,7 +173,9 @@ def header_shape(path: Path, fmt: str, label: str | None = None) -> tuple[int, i
     except RequestError:
         raise
     except Exception as exc:  # any parser failure on a header means the file is damaged
-        raise RequestError(f"{label}: cannot read the {fmt.upper()} header ({exc}); the file is damaged") from None
+        raise RequestError(
+            f"{label}: cannot read the {fmt.upper()} header ({exc}); the file is damaged"
+        ) from None
     raise UnsupportedMedia(f"{label}: unsupported format {fmt}")
 
 

@@ -1,10 +1,10 @@
 """The server's workspace folder: the generated app, hosted models, logs, caches.
 
-    <workspace>/app/main.py     generated; MONAI Label loads the app class from it and writes
-                                its own model/ lib/ logs/ bin/ beside it
-    <workspace>/models/         hosted models (hosted.py)
-    <workspace>/logs/           the launcher's server logs
-    <workspace>/studies/        the sample studies, when no --studies is given
+<workspace>/app/main.py     generated; MONAI Label loads the app class from it and writes
+                            its own model/ lib/ logs/ bin/ beside it
+<workspace>/models/         hosted models (hosted.py)
+<workspace>/logs/           the launcher's server logs
+<workspace>/studies/        the sample studies, when no --studies is given
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ def install_model(workspace: str | Path, folder: str | Path, name: str | None = 
     elif is_model_folder(folder):
         name = name or read_card(folder).name
     else:
-        raise InputError(f"--model {folder}: neither a model folder (model.json) nor an ensemble (ensemble.json)")
+        raise InputError(
+            f"--model {folder}: neither a model folder (model.json) nor an ensemble (ensemble.json)"
+        )
     if name != ENSEMBLE and (not name or name.startswith(".") or "/" in name):
         raise InputError(f"model name {name!r} cannot be a folder name; rename the model")
     store = ModelStore(Path(workspace) / "models")
+    if name in store.names() and _same_content(store.current_dir(name), folder):
+        return name  # already served: starting again with the same --model adds no version
     version = store.next_version(name)
     target = store.version_dir(name, version)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,15 +65,32 @@ def install_model(workspace: str | Path, folder: str | Path, name: str | None = 
     return name
 
 
-def build_ensemble(workspace: str | Path, *, threshold: float, threshold_method: str, val_metrics=None) -> str:
+def _same_content(a: Path, b: Path) -> bool:
+    card = "ensemble.json" if (b / "ensemble.json").is_file() else "model.json"
+    try:
+        return (a / card).read_bytes() == (b / card).read_bytes()
+    except OSError:
+        return False
+
+
+def build_ensemble(
+    workspace: str | Path, *, threshold: float, threshold_method: str, val_metrics=None
+) -> str:
     """An ensemble (mean of probabilities) over the hosted models' current versions."""
     from microcalcai.models.ensemble import save_ensemble
 
     store = ModelStore(Path(workspace) / "models")
     members = [store.current_dir(n) for n in store.model_names()]
     version = store.next_version(ENSEMBLE)
-    save_ensemble(members, store.version_dir(ENSEMBLE, version), combine="mean", threshold=threshold,
-                  threshold_method=threshold_method, val_metrics=val_metrics or {}, name=ENSEMBLE)
+    save_ensemble(
+        members,
+        store.version_dir(ENSEMBLE, version),
+        combine="mean",
+        threshold=threshold,
+        threshold_method=threshold_method,
+        val_metrics=val_metrics or {},
+        name=ENSEMBLE,
+    )
     store.publish(ENSEMBLE, version)
     return version
 
