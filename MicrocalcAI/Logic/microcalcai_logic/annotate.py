@@ -11,7 +11,8 @@ from .geometry import PixelRoi
 
 LABELS = ("benign", "malignant")
 # BI-RADS 5th edition calcification descriptors, spelled as the server validates them
-# (docs/server-api.md). Benign-typical morphologies first, then suspicious ones.
+# (docs/server-api.md); the Logic cannot import the microcalcai library (no torch in Slicer), so
+# the contract's lists are repeated here. Benign-typical morphologies first, then suspicious ones.
 MORPHOLOGIES = (
     "punctate",
     "round",
