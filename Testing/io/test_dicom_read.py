@@ -355,3 +355,19 @@ def test_signed_pixels_with_rescale(write_dicom):
     # Without a window: the full signed 12-bit range through the rescale.
     plain = read_image(write_dicom(signed, "plain.dcm", bits_stored=12, rescale=(0.5, 100.0)))
     np.testing.assert_allclose(plain.pixels, (signed + 2048.0) / 4095.0, atol=2e-6)
+
+
+def test_for_processing_ignores_pixel_padding(write_dicom):
+    raw, disc = _raw_exposure()
+    padded = raw.copy()
+    padded[:, 60:] = 0  # outside the detector's field, marked by Pixel Padding Value
+    options = {"presentation_intent": "FOR PROCESSING", "bits_stored": 14}
+    lin = {"PixelIntensityRelationship": "LIN", "PixelIntensityRelationshipSign": 1}
+    image = read_image(write_dicom(padded, "pad.dcm", **options, extra={**lin, "PixelPaddingValue": 0}))
+    unmarked = read_image(write_dicom(padded, "nopad.dcm", **options, extra=lin))
+    assert "padding excluded" in image.metadata["voi"]
+    assert np.all(image.pixels[:, 60:] == 0.0)
+    # With the padding left in, its zeros (log 0 -> the densest value) dominate the range.
+    inside = disc[:, :60]
+    assert image.pixels[:, :60][inside].mean() > 0.9
+    assert unmarked.pixels[:, :60][inside].mean() < image.pixels[:, :60][inside].mean() - 0.2

@@ -429,7 +429,7 @@ def to_intensity(
         and for_processing != "window"
         and not (for_processing == "auto" and windows)
     ):
-        return _for_processing(ds, values, slope, intercept, photometric, record)
+        return _for_processing(ds, stored, values, slope, intercept, photometric, record)
     if has_lut:
         # pydicom prefers the VOI LUT Sequence when both are present; so do we (PS3.3 C.11.2
         # lets either be chosen). Its output is normalised by the LUT's declared bit depth.
@@ -477,7 +477,9 @@ def to_intensity(
     return scale_range(values, lo, hi, invert=invert), record
 
 
-def _for_processing(ds, values, slope, intercept, photometric, record) -> tuple[np.ndarray, dict[str, Any]]:
+def _for_processing(
+    ds, stored, values, slope, intercept, photometric, record
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The documented normalisation of For Processing (raw detector) images.
 
     1. Modality rescale. 2. If Pixel Intensity Relationship is LIN (values proportional to
@@ -485,6 +487,8 @@ def _for_processing(ds, values, slope, intercept, photometric, record) -> tuple[
     presentation image. 3. Direction: Pixel Intensity Relationship Sign -1 means higher = less
     X-ray intensity = denser; +1 means the opposite and is inverted; without the sign,
     MONOCHROME1 is inverted. 4. The 0.5th..99.5th percentile range maps to 0..1 (clipped).
+    Pixels equal to Pixel Padding Value (outside the detector's field) are left out of the
+    percentiles and set to 0 (air).
     """
     out = values.astype(np.float32)
     if (slope, intercept) != (1.0, 0.0):
@@ -496,12 +500,18 @@ def _for_processing(ds, values, slope, intercept, photometric, record) -> tuple[
         np.log1p(out, out=out)
     sign = ds.get("PixelIntensityRelationshipSign")
     invert = int(sign) == 1 if sign not in (None, "") else photometric == "MONOCHROME1"
-    lo, hi = robust_range(out)
+    padding = ds.get("PixelPaddingValue")
+    valid = None if padding in (None, "") else stored != int(padding)
+    lo, hi = robust_range(out, valid=valid)
     record["voi"] = (
         f"for-processing: {'log, ' if relationship == 'LIN' else ''}"
         f"percentiles 0.5..99.5 ({lo:g}..{hi:g}){', inverted' if invert else ''}"
+        f"{', padding excluded' if valid is not None else ''}"
     )
-    return scale_range(out, lo, hi, invert=invert), record
+    pixels = scale_range(out, lo, hi, invert=invert)
+    if valid is not None:
+        pixels[~valid] = 0.0
+    return pixels, record
 
 
 def read_dicom(

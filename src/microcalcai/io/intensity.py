@@ -84,9 +84,17 @@ def scale_range(values: np.ndarray, lo: float, hi: float, *, invert: bool = Fals
     )
 
 
-def robust_range(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:
-    """Percentiles of the image, estimated on a regular subsample (every 4th row and column)."""
-    sample = values[::4, ::4] if min(values.shape) >= 64 else values
+def robust_range(
+    values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5, *, valid: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Percentiles of the image (of its `valid` pixels when given), estimated on a regular
+    subsample (every 4th row and column)."""
+    step = 4 if min(values.shape) >= 64 else 1
+    sample = values[::step, ::step]
+    if valid is not None:
+        sample = sample[valid[::step, ::step]]
+    if sample.size == 0:
+        return 0.0, 1.0
     lo, hi = np.percentile(sample, [low_pct, high_pct])
     return float(lo), float(hi)
 
