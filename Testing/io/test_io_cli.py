@@ -172,3 +172,22 @@ def test_crop_preview_outlines_the_roi(mammogram, tmp_path, capsys):
     assert xs.max() < rgb.shape[1] / 2  # ... on the overview, the left panel
     with pytest.raises(SystemExit):
         main([*argv, "--preview", str(tmp_path / "p.jpg")])
+
+
+def test_crop_display_options_reach_the_reader(write_dicom, tmp_path):
+    stored = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096
+    path = write_dicom(stored, "two.dcm", bits_stored=12, window=[(1000, 500), (3000, 2000)])
+    out = tmp_path / "roi.npy"
+    base = ["crop", str(path), "--center", "32,32", "--size", "16", "--out", str(out)]
+    results = {}
+    for extra in ([], ["--window-index", "1"], ["--voi", "none"]):
+        assert main([*base, *extra]) == 0
+        results[" ".join(extra)] = np.load(out)
+    want = {
+        "": read_image(path).pixels,
+        "--window-index 1": read_image(path, window_index=1).pixels,
+        "--voi none": stored / 4095.0,
+    }
+    for key, pixels in results.items():
+        np.testing.assert_allclose(pixels, want[key][24:40, 24:40], atol=2e-6)
+    assert not np.allclose(results[""], results["--window-index 1"])

@@ -75,6 +75,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="OUT.npy|OUT.png", help="output file")
     parser.add_argument(
+        "--voi",
+        choices=("auto", "window", "lut", "none"),
+        default="auto",
+        help="DICOM display transform: the VOI LUT Sequence if present else the window (auto), "
+        "or force one (default: auto)",
+    )
+    parser.add_argument(
+        "--window-index", type=int, default=0, metavar="K", help="which of several windows/VOI LUTs (0-based)"
+    )
+    parser.add_argument(
+        "--for-processing",
+        choices=("auto", "window", "percentile"),
+        default="auto",
+        help="For Processing DICOMs: the file's window if any, else percentiles (auto; see docs/io.md)",
+    )
+    parser.add_argument(
         "--preview",
         metavar="PREVIEW.png",
         help="also draw the whole image with the ROI outlined, beside the crop, into this PNG",
@@ -98,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
     from microcalcai.io.export import write_crop
     from microcalcai.roi import crop_roi
 
-    image = read_image(args.file, default_spacing_mm=args.image_spacing_mm)
+    image = read_image(
+        args.file,
+        default_spacing_mm=args.image_spacing_mm,
+        voi=args.voi,
+        window_index=args.window_index,
+        for_processing=args.for_processing,
+    )
     crop = crop_roi(
         image,
         args.center,
