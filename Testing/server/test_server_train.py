@@ -25,6 +25,16 @@ def _stats(http, server, model):
     return http.get(f"{server.url}/info/", timeout=30).json()["train_stats"][model]
 
 
+def _served_answer(http, server, model: str) -> dict:
+    return http.post(
+        f"{server.url}/infer/{model}",
+        params={"image": "P1_R_MLO", "output": "json"},
+        data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
+        files={"_": ("", b"")},
+        timeout=60,
+    ).json()
+
+
 def _status(http, server):
     return http.get(f"{server.url}/train/", timeout=30).json()
 
@@ -58,13 +68,7 @@ def test_stop_training_leaves_served_model_untouched(server, http):
     assert stats["versions"] == ["1"] and stats["served_version"] == "1"
     after = http.get(f"{server.url}/info/", timeout=30).json()["models"]["tiny-b"]
     assert after["version"] == before["version"] == "1" and after["threshold"] == before["threshold"]
-    answer = http.post(
-        f"{server.url}/infer/tiny-b",
-        params={"image": "P1_R_MLO", "output": "json"},
-        data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
-        files={"_": ("", b"")},
-        timeout=60,
-    ).json()
+    answer = _served_answer(http, server, "tiny-b")
     assert answer["version"] == "1"
 
 
@@ -96,11 +100,5 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
         assert info["models"]["ensemble"]["member_versions"]["tiny-a"] == "2"
     else:
         assert stats["versions"] == ["1"] and info["models"]["tiny-a"]["version"] == "1"
-    answer = http.post(
-        f"{server.url}/infer/tiny-a",
-        params={"image": "P1_R_MLO", "output": "json"},
-        data={"params": json.dumps({"roi": {"x": 100, "y": 150, "size": ROI_SIZE}})},
-        files={"_": ("", b"")},
-        timeout=60,
-    ).json()
+    answer = _served_answer(http, server, "tiny-a")
     assert answer["version"] == info["models"]["tiny-a"]["version"]
