@@ -60,7 +60,12 @@ def test_pgm_binary_8_12_16_bit(tmp_path, maxval):
     # The reader scales by the file's own maxval (Pillow maps it onto the full type range).
     np.testing.assert_allclose(image.pixels, arr / maxval, atol=1.0 / maxval)
     assert image.spacing_mm == (0.2, 0.2)
-    assert inspect_file(path)["rows"] == 30
+    info = inspect_file(path)
+    assert (info["rows"], info["columns"], info["bits_stored"]) == (
+        30,
+        20,
+        {255: 8, 4095: 12, 65535: 16}[maxval],
+    )
 
 
 def test_pgm_ascii(tmp_path):

@@ -303,6 +303,21 @@ def read_nrrd(path: Path) -> Mammogram:
     )
 
 
+def _pgm_maxval(path: Path) -> int | None:
+    """The maxval field of a PGM header (Pillow rescales it away): 255, 4095, 65535, ..."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    tokens: list[bytes] = []
+    for line in head.split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 4:
+            break
+    try:
+        return int(tokens[3])
+    except (IndexError, ValueError):
+        return None
+
+
 def inspect_raster(path: Path, fmt: str) -> dict[str, Any]:
     """The inspect fields of a PNG/PGM/TIFF/NRRD file, from its header only."""
     info: dict[str, Any] = {
@@ -318,6 +333,9 @@ def inspect_raster(path: Path, fmt: str) -> dict[str, Any]:
             info["columns"], info["rows"] = image.size
             info["bits_stored"] = 16 if image.mode.startswith("I") else 8
             spacing_mm, source = _pillow_spacing(image)
+        if fmt == "pgm":
+            maxval = _pgm_maxval(path)
+            info["bits_stored"] = int(maxval).bit_length() if maxval else info["bits_stored"]
     elif fmt == "tiff":
         with _open_tiff(path) as tif:
             page = _tiff_page(tif, path)
