@@ -132,3 +132,16 @@ def test_brier_and_reliability_on_calibrated_probabilities():
 def test_calibration_refuses_scores_that_are_not_probabilities():
     with pytest.raises(InputError, match="outside"):
         calibration.brier_score(np.array([0, 1], bool), np.array([2.0, 5.0]), name="reader_x")
+
+
+def test_unreachable_operating_point_is_reported_not_raised():
+    from microcalcai.evaluate.analysis import Options, _operating_points
+    from microcalcai.evaluate.report import _op_text
+
+    # Half of the negatives tie with the best positive: no cut-off reaches specificity 0.9.
+    y = np.array([0] * 10 + [1] * 5, bool)
+    s = np.array([1.0] * 5 + [0.0] * 5 + [1.0, 0.5, 0.5, 0.2, 0.1])
+    by_sens, by_spec = _operating_points(y, s, Options())
+    assert by_sens["sensitivity"] >= 0.9
+    assert by_spec["specificity"] is None and "no threshold reaches" in by_spec["note"]
+    assert _op_text(by_spec, "sensitivity", "spec.") == "n/a (specificity>=0.9 not reachable)"

@@ -161,3 +161,15 @@ def test_stats_folds_command(tmp_path, capsys):
     out = json.loads(captured.out)
     assert out["p"] == pytest.approx(0.0625) and out["n_folds"] == 5
     assert "cannot reach significance" in captured.err
+
+
+def test_difference_without_variance_is_not_estimable_not_an_error():
+    # A perfect score (AUC 1) against a constant one (AUC 0.5): DeLong's variance is zero.
+    y = np.array([0] * 6 + [1] * 4, bool)
+    perfect, constant = y * 1.0, np.full(10, 0.3)
+    noisy = np.array([0.1, 0.5, 0.2, 0.7, 0.3, 0.4, 0.6, 0.9, 0.35, 0.8])
+    t = compare.delong_paired(y, perfect, constant)
+    assert t.p is None and t.statistic is None and "not estimable" in t.note
+    overall = compare.delong_overall(y, {"perfect": perfect, "flat": constant, "other": noisy})
+    assert overall.pairwise[0].p is None and overall.pairwise[0].p_holm is None
+    assert all(p.p_holm is not None for p in overall.pairwise[1:])

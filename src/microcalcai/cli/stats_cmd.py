@@ -153,7 +153,10 @@ def _print_roc_table(args, results, comparisons) -> None:
     if comparisons:
         print("\npaired DeLong tests")
         for t, _ in comparisons:
-            print(f"{t.a} vs {t.b}: Z = {t.statistic:.4f}, p = {t.p:.4g}, difference {t.difference:+.4f}")
+            if t.p is None:
+                print(f"{t.a} vs {t.b}: {t.note}, difference {t.difference:+.4f}")
+            else:
+                print(f"{t.a} vs {t.b}: Z = {t.statistic:.4f}, p = {t.p:.4g}, difference {t.difference:+.4f}")
 
 
 def _run_folds(args: argparse.Namespace) -> int:

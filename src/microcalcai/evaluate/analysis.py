@@ -163,8 +163,18 @@ def _finite_list(values: np.ndarray) -> list:
 def _operating_points(y, s, opt: Options) -> list[dict]:
     points = []
     for kwargs in ({"sensitivity": opt.target_sensitivity}, {"specificity": opt.target_specificity}):
-        point = binary.operating_point(y, s, **kwargs).as_dict()
-        point["note"] = "chosen on the evaluated cases"
+        try:
+            point = binary.operating_point(y, s, **kwargs).as_dict()
+            point["note"] = "chosen on the evaluated cases"
+        except InputError as exc:  # e.g. many negatives tied at the top score: no cut-off reaches it
+            ((target, value),) = kwargs.items()
+            point = {
+                "method": f"{target}>={value:g}",
+                "threshold": None,
+                "sensitivity": None,
+                "specificity": None,
+                "note": str(exc),
+            }
         points.append(point)
     return points
 

@@ -25,8 +25,8 @@ class PairedTest:
     a: str
     b: str
     method: str
-    statistic: float  # Z (paired DeLong), D (unpaired DeLong), chi2 or exact count (McNemar)
-    p: float
+    statistic: float | None  # Z (paired DeLong), D (unpaired DeLong), chi2 or exact count (McNemar)
+    p: float | None  # None: not estimable, with the reason in `note`
     estimate_a: float | None = None
     estimate_b: float | None = None
     difference: float | None = None
@@ -85,21 +85,24 @@ def delong_paired(
     auc, cov = delong_covariance(y, np.vstack([oriented(a, da), oriented(b, db)]))
     diff = float(auc[0] - auc[1])
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
-    if var <= 0.0:
-        # Identical rankings: no difference and no variance; pROC reports Z = 0, p = 1.
-        if diff == 0.0:
-            z, p = 0.0, 1.0
-        else:
-            raise InputError(f"the AUC difference between {names[0]!r} and {names[1]!r} has zero variance")
-    else:
-        z = diff / np.sqrt(var)
+    z: float | None
+    p: float | None
+    if var > 0.0:
+        z = float(diff / np.sqrt(var))
         p = _two_sided_normal_p(z)
+    elif diff == 0.0:
+        z, p = 0.0, 1.0  # identical rankings: pROC reports Z = 0, p = 1
+    else:
+        # Both AUCs exactly 0, 1 or from a constant score: DeLong has no variance to test with
+        # (pROC would print Z = Inf); reported as not estimable rather than as p = 0.
+        z, p = None, None
+        note = "not estimable: the DeLong variance of the difference is zero (AUCs of exactly 0 or 1)"
     return PairedTest(
         a=names[0],
         b=names[1],
         method="delong-paired",
-        statistic=float(z),
-        p=float(p),
+        statistic=z,
+        p=p,
         estimate_a=float(auc[0]),
         estimate_b=float(auc[1]),
         difference=diff,
@@ -152,7 +155,9 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def with_holm(tests: list[PairedTest]) -> list[PairedTest]:
-    for t, adj in zip(tests, holm([t.p for t in tests]), strict=True):
+    """Set p_holm over the tests that have a p-value (a non-estimable one keeps None)."""
+    valid = [t for t in tests if t.p is not None]
+    for t, adj in zip(valid, holm([t.p for t in valid]), strict=True):
         t.p_holm = adj
     return tests
 
@@ -175,18 +180,37 @@ def delong_overall(
     auc, cov = delong_covariance(y, np.vstack(rows))
     k = len(names)
     contrast = np.eye(k)[:-1] - np.eye(k, k=1)[:-1]
-    diff = contrast @ auc
-    middle = contrast @ cov @ contrast.T
-    if np.allclose(diff, 0.0) and np.allclose(middle, 0.0):
-        chi2, p = 0.0, 1.0
-    else:
-        chi2 = float(diff @ np.linalg.pinv(middle) @ diff)
-        p = float(stats.chi2.sf(chi2, k - 1))
+    chi2, p, df = wald_chi2(contrast @ auc, contrast @ cov @ contrast.T)
     pairwise = [
         delong_paired(y, rows[i], rows[j], names=(names[i], names[j]), conf_level=conf_level)
         for i, j in itertools.combinations(range(k), 2)
     ]
-    return OverallTest("delong-chi2", chi2, float(k - 1), p, with_holm(pairwise))
+    note = "" if p is not None else "not estimable: an AUC difference without variance"
+    if p is not None and df < k - 1:
+        note = f"{k - 1 - df} contrast(s) without variance (identical rankings) left out"
+    return OverallTest("delong-chi2", chi2, float(df), p, with_holm(pairwise), note=note)
+
+
+def wald_chi2(est: np.ndarray, var: np.ndarray) -> tuple[float | None, float | None, int]:
+    """Wald chi-square of est = 0 given its covariance, on the directions that have variance.
+
+    Two scores that rank every case alike (or two models deciding alike) give a difference with
+    zero variance; that direction is dropped and the degrees of freedom shrink with it. A
+    non-zero estimate along a direction without variance is not estimable: (None, None, 0).
+    """
+    est, var = np.atleast_1d(est), np.atleast_2d(var)
+    if not np.all(np.isfinite(var)):
+        return None, None, 0
+    if np.allclose(est, 0.0, atol=1e-12):
+        return 0.0, 1.0, est.size
+    eigval, eigvec = np.linalg.eigh(var)
+    keep = eigval > 1e-10 * max(float(eigval.max()), 1e-300)
+    proj = eigvec.T @ est
+    if np.any(np.abs(proj[~keep]) > 1e-8) or not keep.any():
+        return None, None, 0
+    stat = float(np.sum(proj[keep] ** 2 / eigval[keep]))
+    df = int(keep.sum())
+    return stat, float(stats.chi2.sf(stat, df)), df
 
 
 def mcnemar_paired(

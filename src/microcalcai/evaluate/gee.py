@@ -19,10 +19,9 @@ import itertools
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from microcalcai.errors import InputError
-from microcalcai.evaluate.compare import OverallTest, PairedTest, with_holm
+from microcalcai.evaluate.compare import OverallTest, PairedTest, wald_chi2, with_holm
 
 
 def gee_compare(
@@ -102,7 +101,7 @@ def gee_compare(
                 note=note,
             )
         )
-    with_holm([t for t in pairs if t.p is not None])  # a non-estimable pair keeps p_holm None
+    with_holm(pairs)
     note = "" if overall_p is not None else "overall test not estimable (a difference with zero variance)"
     if overall_p is not None and overall_df < k - 1:
         note = f"{k - 1 - overall_df} contrast(s) without variance (models deciding identically) left out"
@@ -112,23 +111,6 @@ def gee_compare(
 def _wald(
     contrast: np.ndarray, params: np.ndarray, cov: np.ndarray
 ) -> tuple[float | None, float | None, int]:
-    """Wald chi-square of contrast @ params = 0, on the contrasts that have variance.
-
-    Two models that make the same decision on every case have a difference with zero variance
-    (the sandwich sees identical scores); such a direction is dropped from the test and the
-    degrees of freedom shrink with it, unless its estimate is not zero, which is not estimable.
-    """
-    est = contrast @ params
-    var = contrast @ cov @ contrast.T
-    if not np.all(np.isfinite(var)):
-        return None, None, 0
-    if np.allclose(est, 0.0, atol=1e-12):
-        return 0.0, 1.0, contrast.shape[0]
-    eigval, eigvec = np.linalg.eigh(var)
-    keep = eigval > 1e-10 * max(float(eigval.max()), 1e-300)
-    proj = eigvec.T @ est
-    if np.any(np.abs(proj[~keep]) > 1e-8) or not keep.any():
-        return None, None, 0
-    stat = float(np.sum(proj[keep] ** 2 / eigval[keep]))
-    df = int(keep.sum())
-    return stat, float(stats.chi2.sf(stat, df)), df
+    """Wald chi-square of contrast @ params = 0 (two models deciding identically on every case
+    have a difference without variance: compare.wald_chi2 drops that direction)."""
+    return wald_chi2(contrast @ params, contrast @ cov @ contrast.T)

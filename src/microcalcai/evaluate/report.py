@@ -91,12 +91,18 @@ def pairwise_rows(result: dict) -> list[list[str]]:
     return rows
 
 
-_OVERALL = {
-    "gee-logit": "a Wald test in a GEE (logit link) with the model as factor, clustered by patient",
-    "gee-identity": "a Wald test in a GEE (identity link) with the model as factor, clustered by patient",
-    "gee": "GEE",
-    "mcnemar-exact": "the exact McNemar test",
-}
+def _overall_methods_text(comparisons: dict) -> str:
+    """How the overall p-values of the proportions were computed, in words."""
+    used = {comparisons[k]["method"] for k in METRICS}
+    parts = []
+    links = sorted(m.split("-")[1] for m in used if m in ("gee-logit", "gee-identity"))
+    if links:
+        parts.append(
+            f"a Wald test in a GEE with the model as factor, clustered by patient ({' or '.join(links)} link)"
+        )
+    if "mcnemar-exact" in used:
+        parts.append("the exact McNemar test")
+    return "; ".join(parts) or "no test (not defined)"
 
 
 def _method_name(method: str) -> str:
@@ -144,8 +150,9 @@ def render_markdown(result: dict, figure_files: dict[str, str]) -> str:
     if result["comparisons"]:
         c = result["comparisons"]
         foot.append(
-            f"Overall p: AUC by {_method_name(c['auc']['method'])} ({int(c['auc']['df'])} df); "
-            f"proportions by {' or '.join(sorted({_OVERALL[c[k]['method']] for k in METRICS}))}."
+            f"Overall p: AUC by {_method_name(c['auc']['method'])}"
+            + (f" ({int(c['auc']['df'])} df)" if c["auc"]["p"] is not None else "")
+            + f"; proportions by {_overall_methods_text(c)}."
         )
     undefined = [
         f"{name} {METRIC_LABELS[k]}: {m['metrics'][k]['note']}"
@@ -231,6 +238,8 @@ def _further_rows(result: dict) -> list[list[str]]:
 
 def _op_text(point: dict, shown: str, other_label: str) -> str:
     other = "specificity" if shown == "sensitivity" else "sensitivity"
+    if point[shown] is None:
+        return f"n/a ({point['method']} not reachable)"
     return f"{100 * point[shown]:.1f}% ({other_label} {100 * point[other]:.1f}%, {point['method']})"
 
 
