@@ -23,11 +23,20 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umasked(mode: int) -> int:
+    # mkstemp/mkdtemp create private 0600/0700 entries; a plain open() or mkdir() would honour
+    # the umask, and so do we, so other users and services can read what we store.
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _umasked(0o666))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -58,6 +67,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         raise FileExistsError(f"{path} already exists; choose another output folder or remove it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, _umasked(0o777))
         yield tmp
         old = None
         if path.exists():
