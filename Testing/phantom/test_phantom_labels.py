@@ -65,7 +65,8 @@ def test_bayes_auc_expected_value_matches_simulation_and_is_below_one():
 
 def test_restricting_morphologies_changes_prevalence_and_auc():
     easy = ["round", "fine_linear_branching"]
-    assert mal.expected_bayes_auc(easy) > mal.expected_bayes_auc()
+    # with one morphology only the distribution is left to discriminate (AUC 0.68 vs 0.90)
+    assert mal.expected_bayes_auc(["fine_linear_branching"]) < mal.expected_bayes_auc(easy) - 0.1
     assert mal.expected_prevalence(["round"]) < 0.01
     assert set(c["morphology"] for c in mal.cell_table(easy)) == set(easy)
 

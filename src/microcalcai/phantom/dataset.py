@@ -204,11 +204,12 @@ def _uid(*parts) -> str:
     return generate_uid(entropy_srcs=["microcalcai-phantom", *map(str, parts)])
 
 
-def _free(xs, ys, spacing: float, extent_mm: float, taken: list) -> np.ndarray:
-    """Which candidate centres keep this finding clear of the findings already placed."""
+def _free(xs, ys, spacing: float, extent_mm: float, taken: list, roi_mm: float) -> np.ndarray:
+    """Which candidate centres keep this finding clear of the findings already placed (and,
+    where the findings are small, out of their ROIs)."""
     ok = np.ones(len(xs), bool)
     for tx, ty, te in taken:
-        ok &= np.hypot(xs - tx, ys - ty) * spacing > te + extent_mm * 0.5 + 5.0
+        ok &= np.hypot(xs - tx, ys - ty) * spacing > max(te + extent_mm * 0.5 + 5.0, roi_mm)
     return ok
 
 
@@ -232,7 +233,8 @@ def _place(
     other findings; with `nipple_mm` (the other view's distance), at about that distance from
     the nipple, as the same lesion appears in CC and MLO."""
     xs, ys = _candidates(breast, extent_mm, edge_px)
-    score = np.where(_free(xs, ys, breast.spacing_mm, extent_mm, taken), 0.0, 1e3) + rng.random(len(xs))
+    free = _free(xs, ys, breast.spacing_mm, extent_mm, taken, edge_px * 2 * breast.spacing_mm)
+    score = np.where(free, 0.0, 1e3) + rng.random(len(xs))
     if nipple_mm is not None:
         dist = np.hypot(xs - breast.nipple_xy[0], ys - breast.nipple_xy[1]) * breast.spacing_mm
         score += np.abs(dist - (nipple_mm + rng.normal(0, 3.0)))
@@ -259,7 +261,10 @@ def _negative_centres(
     if n <= 0:
         return []
     cy, cx = np.nonzero(labels)
-    xs, ys = breast.tissue_points(8.0, step=4, chest_wall_mm=0.0 if breast.spot else 12.0, edge_px=roi // 2)
+    # as deep in the breast as findings are placed, so normal ROIs show tissue, not the skin line
+    xs, ys = breast.tissue_points(
+        8.0 if breast.spot else 15.0, step=4, chest_wall_mm=0.0 if breast.spot else 12.0, edge_px=roi // 2
+    )
     half = roi // 2
     out: list[tuple[int, int]] = []
     for i in rng.permutation(len(xs))[:2000]:

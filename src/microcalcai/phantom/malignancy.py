@@ -12,7 +12,7 @@ The numbers and their sources are tabulated in docs/phantom.md. In short:
   segmental ~62-74%, grouped ~26-31%, regional lower, diffuse ~0%.
   P(m, d) = logistic(logit(P_m) + log(OR_d)). Typically benign morphologies ignore distribution.
 Sampling weights say how often each morphology and distribution appear; by default they mimic a
-set of worked-up calcifications (many suspicious ones, about one in three malignant), as in
+set of worked-up calcifications (mostly suspicious ones, about 28% malignant), as in
 biopsy-based collections such as CBIS-DDSM.
 """
 
@@ -71,15 +71,15 @@ DISTRIBUTION_WEIGHTS = {
     "fine_linear_branching": {"grouped": 0.4, "linear": 0.3, "segmental": 0.3},
 }
 MORPHOLOGY_WEIGHTS = {
-    "punctate": 0.12,
-    "round": 0.08,
-    "coarse_popcorn": 0.07,
-    "rim": 0.06,
-    "vascular": 0.07,
-    "amorphous": 0.16,
+    "punctate": 0.11,
+    "round": 0.07,
+    "coarse_popcorn": 0.06,
+    "rim": 0.05,
+    "vascular": 0.06,
+    "amorphous": 0.15,
     "coarse_heterogeneous": 0.12,
-    "fine_pleomorphic": 0.18,
-    "fine_linear_branching": 0.14,
+    "fine_pleomorphic": 0.20,
+    "fine_linear_branching": 0.18,
 }
 
 

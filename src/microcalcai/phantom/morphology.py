@@ -431,7 +431,7 @@ def make_finding(morphology: str, distribution: str, rng: np.random.Generator) -
             for side in (-1.0, 1.0):
                 track = vessel + side * lumen * normal
                 particles += _fragments(
-                    rng, track, (2.0, 9.0), (0.3, 2.5), (0.06, 0.12), density_range=(0.6, 1.0)
+                    rng, track, (2.0, 9.0), (0.3, 2.5), (0.08, 0.15), density_range=(0.7, 1.0)
                 )
         layout.extent_mm = length / 2
     if not particles:

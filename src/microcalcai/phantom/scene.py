@@ -8,12 +8,14 @@ import numpy as np
 
 from microcalcai.phantom import physics
 from microcalcai.phantom.anatomy import Breast
+from microcalcai.phantom.grid import upsample
 from microcalcai.phantom.morphology import FindingGeometry
 from microcalcai.phantom.render import RenderedParticle, render_finding, render_masses
 from microcalcai.phantom.texture import power_law_field
 
 SUBCUTANEOUS_FAT_MM = 8.0  # glandular tissue thins out over this distance below the skin
 TEXTURE_AMPLITUDE = 0.16  # standard deviation of the glandular fraction's texture
+STRAND_AMPLITUDE = 0.12  # glandular fraction added along fibrous strands
 
 
 @dataclass
@@ -40,6 +42,32 @@ class SyntheticView:
         return physics.apply_window(self.stored, self.window)
 
 
+def _strands(shape, spacing_mm: float, angle: float, rng: np.random.Generator, workers: int) -> np.ndarray:
+    """Thin curvilinear fibrous strands (Cooper's ligaments, duct walls): the zero set of a smooth
+    random field is a network of curves; exp(-(f/w)^2) draws it as lines ~0.3 mm wide. Made on a
+    grid twice as coarse (the lines are several pixels wide) and interpolated."""
+    factor = 2 if spacing_mm < 0.12 else 1
+    coarse_shape = (-(-shape[0] // factor), -(-shape[1] // factor))
+    smooth = power_law_field(
+        coarse_shape,
+        4.0,
+        rng,
+        spacing_mm=spacing_mm * factor,
+        anisotropy=2.0,
+        angle_rad=angle,
+        workers=workers,
+    )
+    # the local slope of the field sets how wide its zero crossings look; normalise by its rms
+    gy, gx = np.gradient(smooth)
+    slope = np.float32(np.sqrt(np.mean(gx * gx + gy * gy)) / (spacing_mm * factor))
+    width = np.float32(0.35) * slope  # ~0.35 mm
+    lines = np.exp(-((smooth / width) ** 2))
+    # only some stretches of the network are fibrous: fade the rest with a second smooth field
+    fade = power_law_field(coarse_shape, 4.0, rng, spacing_mm=spacing_mm * factor, workers=workers)
+    lines *= np.clip(fade / np.float32(fade.std() + 1e-6), 0.0, 1.0)
+    return lines if factor == 1 else upsample(lines, factor, shape)
+
+
 def glandular_fraction(
     breast: Breast, density: float, beta: float, rng: np.random.Generator, *, workers: int = 1
 ) -> np.ndarray:
@@ -63,6 +91,7 @@ def glandular_fraction(
         workers=workers,
     )
     g = np.float32(density) + np.float32(TEXTURE_AMPLITUDE) * tex
+    g += np.float32(STRAND_AMPLITUDE) * _strands(depth.shape, breast.spacing_mm, angle, rng, workers)
     depth_weight = np.clip(depth / np.float32(SUBCUTANEOUS_FAT_MM), 0.0, 1.0)
     g *= depth_weight
     return np.clip(g, 0.0, 1.0, out=g)
