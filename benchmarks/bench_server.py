@@ -9,7 +9,7 @@
    (sample studies + default models trained offline) until /info/ answers.
 
 Usage: .venv/bin/python benchmarks/bench_server.py [--model DIR] [--repeats 30] [--clients 4]
-       [--requests 50] [--first-start] [--out benchmarks/results/server.json]
+       [--requests 50] [--first-start] [--out RESULTS.json]
 Without --model, a tf_efficientnet_lite0 with the packaged ImageNet weights (224 px) is used.
 """
 
@@ -44,7 +44,7 @@ def make_studies(out: Path) -> tuple[Path, str, dict]:
     """One full-field phantom patient, flattened; returns the folder, an image id and its ROI."""
     from microcalcai.server.bootstrap import ensure_sample_studies
 
-    studies = ensure_sample_studies(out / "studies", progress=False)
+    studies = ensure_sample_studies(out / "studies", patients=1, real=False, progress=False)
     import csv
 
     with open(studies / "manifest.csv") as handle:
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--first-start", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/server.json"))
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from microcalcai.server.launch import LocalServer
@@ -217,9 +217,10 @@ def main(argv=None) -> int:
             results["load"] = load(server.url, image_id, roi, args.clients, args.requests)
         if args.first_start:
             results["first_start"] = first_start(scratch)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(json.dumps(results, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -168,3 +168,29 @@ def _save(blob: bytes):
     handle.write(blob)
     handle.close()
     return Path(handle.name)
+
+
+def test_four_concurrent_clients_get_no_errors(server, server_env):
+    """A small version of the load benchmark (benchmarks/bench_server.py: 4 x 50)."""
+    import threading
+
+    import requests
+
+    results, lock = [], threading.Lock()
+
+    def client(index: int) -> None:
+        with requests.Session() as session:
+            for i in range(5):
+                roi = {"x": 100 + index * 5 + i, "y": 150, "size": ROI_SIZE}
+                response = _infer(session, server, "ensemble", f"P{index}_L_CC", {"roi": roi}, output="json")
+                with lock:
+                    results.append((response.status_code, response.json().get("roi"), roi))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(results) == 20
+    assert all(status == 200 for status, _, _ in results), [r for r in results if r[0] != 200][:3]
+    assert all(answered == asked for _, answered, asked in results)  # no answer crossed to another request

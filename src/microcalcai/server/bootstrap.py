@@ -38,7 +38,14 @@ def real_mammogram_files() -> list[Path]:
     return sorted(p for p in (root / "cases").rglob("*.dcm") if p.is_file())
 
 
-def ensure_sample_studies(studies: Path, *, workers: int = 2, progress: bool = True) -> Path:
+def ensure_sample_studies(
+    studies: Path,
+    *,
+    patients: int = SAMPLE_PATIENTS,
+    real: bool = True,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
     """The sample studies folder (made once): flat DICOM files plus manifest.csv."""
     if (studies / "manifest.csv").is_file():
         return studies
@@ -51,7 +58,7 @@ def ensure_sample_studies(studies: Path, *, workers: int = 2, progress: bool = T
         atomic_dir(studies, overwrite=True) as tmp,
     ):
         result = generate_dataset(
-            Path(scratch) / "phantom", patients=SAMPLE_PATIENTS, seed=2026, workers=workers, progress=progress
+            Path(scratch) / "phantom", patients=patients, seed=2026, workers=workers, progress=progress
         )
         frame = read_manifest(result.manifest_path)
         # MONAI Label's local datastore lists one flat folder: images move up, the manifest follows.
@@ -60,7 +67,7 @@ def ensure_sample_studies(studies: Path, *, workers: int = 2, progress: bool = T
         frame["image_path"] = [str(tmp / Path(p).name) for p in frame["image_path"]]
         frame = frame.drop(columns=[c for c in ("mask_path", "roi_path") if c in frame.columns])
         write_manifest(frame, tmp / "manifest.csv")
-        for path in real_mammogram_files():
+        for path in real_mammogram_files() if real else []:
             shutil.copy2(path, tmp / f"cbis-{path.parent.name}-{path.stem}.dcm")
     return studies
 
