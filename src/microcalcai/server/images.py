@@ -18,7 +18,7 @@ from microcalcai.server.validation import check_image_file, check_image_id
 
 @dataclass
 class Source:
-    image_id: str  # datastore id, or "upload:<file name>"
+    image_id: str  # datastore id, or "upload '<file name>'"
     path: Path
     mammogram: object  # microcalcai.io.Mammogram
 

@@ -43,11 +43,6 @@ class Roi:
     def key(self) -> tuple[float, float, int]:
         return (round(float(self.x), 3), round(float(self.y), 3), int(self.size))
 
-    @property
-    def origin_xy(self) -> tuple[int, int]:
-        """Source pixel under the crop's top-left pixel (see docs/server-api.md)."""
-        return int(round(self.x)) - self.size // 2, int(round(self.y)) - self.size // 2
-
 
 def parse_roi(value, *, where: str = "params.roi") -> Roi:
     """Read `{"x": .., "y": .., "size": ..}` and check its types and ranges."""
