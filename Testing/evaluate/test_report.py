@@ -15,6 +15,9 @@ from matplotlib import image as mpimg
 from sklearn.metrics import roc_auc_score
 
 from microcalcai.cli.main import main
+from microcalcai.evaluate.analysis import Options, evaluate_predictions
+from microcalcai.evaluate.predictions import read_predictions
+from microcalcai.evaluate.report import render_markdown
 
 FIGURES = (
     "roc_curves.png",
@@ -31,7 +34,7 @@ def clustered_report(tmp_path_factory, prediction_table):
     """An ensemble file (two members and a reader, two ROIs per patient, some val and unlabelled
     rows) and a second file for one member alone with its own validation threshold."""
     tmp = tmp_path_factory.mktemp("clustered")
-    ens = prediction_table(n=240, seed=3, rois_per_patient=2, threshold=0.5, reader=True)
+    ens = prediction_table(n=160, seed=3, rois_per_patient=2, threshold=0.5, reader=True)
     ens.loc[:19, "split"] = "val"
     ens.loc[20:23, "label"] = ""
     ens.to_csv(tmp / "ensemble.csv", index=False)
@@ -49,7 +52,7 @@ def clustered_report(tmp_path_factory, prediction_table):
         "--predictions",
         str(tmp / "resnet101.csv"),
     ]
-    assert main([*argv, "--out", str(out), "--n-boot", "300", "--seed", "5"]) == 0
+    assert main([*argv, "--out", str(out), "--n-boot", "200", "--seed", "5"]) == 0
     return ens, out
 
 
@@ -60,7 +63,7 @@ def test_report_files_and_numbers(clustered_report):
     result = json.loads((out / "metrics.json").read_text())
     assert result["generator"] == "microcalcai evaluate"
     test = ens[(ens.split == "test") & (ens.label != "")]
-    assert result["n_cases"] == len(test) == 216 and result["clustered"] is True
+    assert result["n_cases"] == len(test) == 136 and result["clustered"] is True
     assert result["n_patients"] == test.patient_id.nunique()
     assert set(result["models"]) == {"ensemble", "resnet101", "densenet201", "radiologist"}
     assert any("split 'test'" in n for n in result["notes"]) and any(
@@ -82,7 +85,7 @@ def test_report_files_and_numbers(clustered_report):
     assert (
         "brier" not in result["models"]["radiologist"] and result["models"]["radiologist"]["kind"] == "reader"
     )
-    assert result["bootstrap"] == {"n_boot": 300, "seed": 5, "resampling": "patient-clustered"}
+    assert result["bootstrap"] == {"n_boot": 200, "seed": 5, "resampling": "patient-clustered"}
     lo, hi = ensemble["auc_bootstrap"]["percentile"]["ci"]
     assert lo < ensemble["auc"] < hi
 
@@ -177,15 +180,9 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     assert reader["metrics"]["sensitivity"]["value"] == pytest.approx(positive[malignant].mean())
 
 
-def test_one_roi_per_patient_uses_mcnemar_and_the_console_script(predictions_factory, tmp_path):
+def test_one_roi_per_patient_uses_mcnemar(predictions_factory):
     path = predictions_factory(n=120, seed=8, members={"a": 1.5, "b": 0.8}, threshold=None, split=None)
-    out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "microcalcai", "evaluate", "--predictions", str(path), "--out", str(out)]
-    proc = subprocess.run(
-        [*cmd, "--n-boot", "200", "--ci", "clopper-pearson"], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads((out / "metrics.json").read_text())
+    result = evaluate_without_figures(path, n_boot=200, ci_method="clopper-pearson")
     assert result["clustered"] is False and result["bootstrap"]["resampling"] == "stratified"
     comps = result["comparisons"]
     assert {t["method"] for t in comps["sensitivity"]["pairwise"]} == {"mcnemar-exact"}
@@ -193,34 +190,38 @@ def test_one_roi_per_patient_uses_mcnemar_and_the_console_script(predictions_fac
     assert result["models"]["ensemble"]["metrics_ci_method"] == "clopper-pearson"
     # No threshold stored anywhere: every cut-off is Youden's and flagged.
     assert {m["cutoff"]["method"] for m in result["models"].values()} == {"youden"}
-    assert "exact McNemar" in (out / "report.md").read_text()
+    assert "exact McNemar" in render_markdown(result, {})
 
 
-def test_out_of_fold_predictions_with_a_threshold_per_fold(predictions_factory, tmp_path):
+def test_console_script(asah_csv):
+    cmd = [sys.executable, "-m", "microcalcai", "stats", "roc", "--csv", str(asah_csv), "--label", "outcome"]
+    proc = subprocess.run(
+        [*cmd, "--positive", "Poor", "--score", "wfns", "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["scores"]["wfns"]["auc"] == pytest.approx(0.823678861788618, abs=1e-9)
+
+
+
+def evaluate_without_figures(*paths, **options) -> dict:
+    """The statistics and the Markdown of a report, without drawing figures (they cost seconds)."""
+    data = read_predictions(list(paths))
+    return evaluate_predictions(data, Options(**options))
+
+
+def test_out_of_fold_predictions_with_a_threshold_per_fold(predictions_factory):
     # `microcalcai train` writes out-of-fold predictions whose rows carry their own fold's threshold.
     df = predictions_factory.make(n=100, seed=6, members={"m": 1.4}, model="cv")
     df["threshold"] = np.where(np.arange(100) % 2 == 0, 0.3, 0.6)
     df["decision"] = np.where(df.probability >= df.threshold, "malignant", "benign")
-    assert (
-        main(
-            [
-                "evaluate",
-                "--predictions",
-                str(predictions_factory(df)),
-                "--out",
-                str(tmp_path / "r"),
-                "--n-boot",
-                "50",
-            ]
-        )
-        == 0
-    )
-    cv = json.loads((tmp_path / "r" / "metrics.json").read_text())["models"]["cv"]
+    result = evaluate_without_figures(predictions_factory(df), n_boot=50)
+    cv = result["models"]["cv"]
     assert cv["cutoff"]["method"] == "stored-per-row" and cv["cutoff"]["threshold_range"] == [0.3, 0.6]
     y = (df.label == "malignant").to_numpy()
     called = (df.probability >= df.threshold).to_numpy()
     assert cv["metrics"]["sensitivity"]["value"] == pytest.approx(called[y].mean())
-    assert "| cv | per fold, 0.3–0.6 |" in (tmp_path / "r" / "report.md").read_text()
+    assert "| cv | per fold, 0.3–0.6 |" in render_markdown(result, {})
+    json.dumps(result, allow_nan=False)  # raises on any NaN or infinity
 
 
 def test_reads_what_the_training_code_writes(tmp_path):
@@ -246,8 +247,7 @@ def test_reads_what_the_training_code_writes(tmp_path):
     prob = np.mean(list(members.values()), axis=0)
     table = predictions_table(frame, [f"case{i}" for i in range(n)], members, prob, 0.45, "ens")
     path = write_predictions(table, tmp_path / "predictions.csv")
-    assert main(["evaluate", "--predictions", str(path), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
-    result = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    result = evaluate_without_figures(path, n_boot=50)
     assert set(result["models"]) == {"ens", "resnet101", "densenet201"}
     assert result["models"]["ens"]["cutoff"]["threshold"] == 0.45 and result["clustered"] is True
     assert result["models"]["ens"]["auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-6)
