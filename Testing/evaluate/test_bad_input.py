@@ -105,6 +105,13 @@ def test_numeric_labels_match_as_numbers():
     assert inputs.binary_labels([1, 0, 1], 1).tolist() == [True, False, True]
 
 
+def test_a_third_label_value_is_refused(asah, asah_copy, capsys):
+    df = asah.copy()
+    df.loc[3, "outcome"] = "Unknown"
+    code, _, err = run_stats(capsys, asah_copy(df))
+    assert code == 1 and "3 different values" in err and "'Unknown'" in err
+
+
 def test_library_checks_name_the_problem():
     with pytest.raises(InputError, match="empty label"):
         inputs.binary_labels(["a", "", "b"], "a", name="outcome")

@@ -18,10 +18,11 @@ MIN_PER_CLASS = 2
 
 
 def binary_labels(values: Sequence, positive, *, name: str = "label", source: str = "") -> np.ndarray:
-    """Labels -> bool array (True = positive class), checking that `positive` occurs.
+    """Labels -> bool array (True = positive class), checking that `positive` occurs and that the
+    column holds two classes.
 
-    Values are compared as text, so `--positive 1` matches a column of integers and
-    `--positive Poor` a column of strings.
+    Values are compared as text, or as numbers when they are numbers, so `--positive 1` matches
+    a column of 1/0 or 1.0/0.0 and `--positive Poor` a column of strings.
     """
     where = f" in {source}" if source else ""
     arr = np.asarray(values, dtype=object)
@@ -36,6 +37,15 @@ def binary_labels(values: Sequence, positive, *, name: str = "label", source: st
         )
     pos = _label_text(positive)
     present = sorted(set(text.tolist()))
+    numbers = [_as_number(v) for v in present]
+    classes = set(numbers) if None not in numbers else set(present)
+    if len(classes) > 2:
+        # Positive-vs-rest would silently fold a third class (e.g. "unknown") into the negatives.
+        raise InputError(
+            f"column {name!r}{where} holds {len(classes)} different values "
+            f"({', '.join(repr(v) for v in present[:10])}); ROC statistics need exactly two classes: "
+            "keep only the cases of the two classes to compare"
+        )
     if _as_number(pos) is not None:
         # "--positive 1" also matches 1.0 in the column (and the reverse): compare as numbers.
         matches = [v for v in present if _as_number(v) == _as_number(pos)]
