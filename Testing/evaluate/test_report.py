@@ -159,6 +159,7 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     before = json.loads((out / "metrics.json").read_text())
     path = out.parent / "ensemble.csv"
     argv = ["evaluate", "--predictions", str(path), "--out", str(out), "--n-boot", "100", "--split", "all"]
+    argv += ["--target-sensitivity", "0.8", "--target-specificity", "0.95"]
     assert main([*argv, "--ci", "bootstrap", "--reader-threshold", "4a"]) == 0
     after = json.loads((out / "metrics.json").read_text())
     assert after["n_cases"] == len(ens[ens.label != ""]) != before["n_cases"]
@@ -174,6 +175,9 @@ def test_rerun_replaces_an_earlier_report(clustered_report, capsys):
     reader = after["models"]["radiologist"]
     assert reader["cutoff"]["method"] == "given" and reader["cutoff"]["threshold"] == 4.25
     assert "| radiologist (reader) | ≥ 4a |" in (out / "report.md").read_text()
+    by_sens, by_spec = ensemble["operating_points"]
+    assert by_sens["method"] == "sensitivity>=0.8" and by_sens["sensitivity"] >= 0.8
+    assert by_spec["method"] == "specificity>=0.95" and by_spec["specificity"] >= 0.95
     labelled = ens[ens.label != ""]
     positive = labelled.reader_radiologist.isin(["4a", "4b", "4c", "5"]).to_numpy()
     malignant = (labelled.label == "malignant").to_numpy()
@@ -200,7 +204,6 @@ def test_console_script(asah_csv):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["scores"]["wfns"]["auc"] == pytest.approx(0.823678861788618, abs=1e-9)
-
 
 
 def evaluate_without_figures(*paths, **options) -> dict:

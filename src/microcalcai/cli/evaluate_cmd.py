@@ -39,6 +39,18 @@ def register(subparsers) -> None:
         "metrics.json always holds all of them",
     )
     parser.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=0.90,
+        help="operating point: the best specificity at at least this sensitivity (default 0.90)",
+    )
+    parser.add_argument(
+        "--target-specificity",
+        type=float,
+        default=0.90,
+        help="operating point: the best sensitivity at at least this specificity (default 0.90)",
+    )
+    parser.add_argument(
         "--reader-threshold",
         metavar="SCORE",
         help="cut-off for reader_<name> columns, e.g. 4 or 4a for BI-RADS (scores at or above it are "
@@ -60,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--n-boot must be at least 10, not {args.n_boot}")
     if not 0.0 < args.conf_level < 1.0:
         raise InputError(f"--conf-level must lie strictly between 0 and 1, not {args.conf_level}")
+    for name in ("target_sensitivity", "target_specificity"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise InputError(f"--{name.replace('_', '-')} must lie in [0, 1], not {getattr(args, name)}")
     check_destination(Path(args.out))
     data = read_predictions(args.predictions, split=args.split)
     options = Options(
@@ -67,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         conf_level=args.conf_level,
         ci_method=args.ci,
+        target_sensitivity=args.target_sensitivity,
+        target_specificity=args.target_specificity,
         reader_threshold=reader_score(args.reader_threshold) if args.reader_threshold else None,
         reader_threshold_text=args.reader_threshold or "",
     )
