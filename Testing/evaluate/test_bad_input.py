@@ -153,7 +153,7 @@ def test_nan_probability_in_predictions(predictions_factory, tmp_path, capsys):
     df = predictions_factory.make(n=60).astype({"probability": object})
     df.loc[10, "probability"] = ""
     code, err = run_evaluate(capsys, tmp_path / "r", predictions_factory(df))
-    assert code == 1 and "'probability'" in err and "row 11" in err
+    assert code == 1 and "'probability'" in err and "line 12" in err and "roi0010" in err and "empty" in err
 
 
 def test_predictions_with_one_class(predictions_factory, tmp_path, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from microcalcai.errors import InputError
-from microcalcai.evaluate.inputs import check_two_classes, finite_scores
+from microcalcai.evaluate.inputs import check_two_classes
 
 REQUIRED = ("case_id", "label", "probability")
 LABELS = {"benign": False, "malignant": True, "0": False, "1": True}
@@ -155,8 +155,22 @@ def _read_one(path: Path, split: str) -> dict:
 
 
 def _numeric(df, column: str, path: Path) -> np.ndarray:
-    values = df[column].str.strip().replace("", "nan")
-    return finite_scores(values.to_numpy(), name=column, source=str(path))
+    """A numeric column; a bad cell is named by its line in the file and its case_id (row
+    positions would mislead once the split and unlabelled rows have been left out)."""
+    import pandas as pd
+
+    text = df[column].str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = bad[0]
+        what = "empty" if text.iloc[i] == "" else repr(text.iloc[i])
+        raise InputError(
+            f"{path}: column {column!r} has {bad.size} missing, non-numeric or infinite value(s); the "
+            f"first is {what} at line {df.index[i] + 2} (case {df['case_id'].iloc[i]!r}). Every case "
+            "needs a finite number: fix or remove those rows"
+        )
+    return values
 
 
 def _constant(df, column: str, path: Path) -> str:
@@ -202,7 +216,7 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
             columns.append(ScoreColumn(name, scores, "member", f"{path.name}:p_{name}"))
     for c in df.columns:
         if c.startswith("reader_") and len(c) > 7:
-            columns.append(ScoreColumn(c[7:], _reader_scores(df[c], c, path), "reader", f"{path.name}:{c}"))
+            columns.append(ScoreColumn(c[7:], _reader_scores(df, c, path), "reader", f"{path.name}:{c}"))
     return columns
 
 
@@ -217,10 +231,11 @@ def reader_score(text: str) -> float:
         ) from None
 
 
-def _reader_scores(values, column: str, path: Path) -> np.ndarray:
-    text = values.str.strip().str.lower()
-    mapped = text.map(lambda v: BIRADS.get(v, v)).replace("", "nan")
-    return finite_scores(mapped.to_numpy(), name=column, source=str(path))
+def _reader_scores(df, column: str, path: Path) -> np.ndarray:
+    """Numbers, or BI-RADS categories with 4a/4b/4c placed between 4 and 5."""
+    text = df[column].str.strip()
+    birads = text.str.lower().map(lambda v: str(BIRADS[v]) if v in BIRADS else None)
+    return _numeric(df.assign(**{column: birads.fillna(text)}), column, path)
 
 
 def _align(base: dict, other: dict) -> np.ndarray:
