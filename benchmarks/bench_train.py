@@ -7,7 +7,7 @@
    the CSV/TensorBoard logging) as a ratio to a bare timm loop (the same model, tensors, batch size
    and optimizer, nothing else) measured alternately in the same process.
 
-    .venv/bin/python benchmarks/bench_train.py [--patients 150] [--epochs 8] [--size 96] [--out DIR]
+    .venv/bin/python benchmarks/bench_train.py [--patients 150] [--epochs 8] [--size 96] [--threads N] [--out DIR]
 
 Writes DIR/bench_train.json and DIR/bench_train.png (learning curves and AUCs).
 """
@@ -31,16 +31,33 @@ from microcalcai.train.recipes import load_recipe
 from microcalcai.train.run import load_data
 from microcalcai.train.threshold import binary_metrics
 
-MORPHOLOGIES = {"punctate": 1, "round": 1, "amorphous": 1, "coarse_heterogeneous": 1, "fine_pleomorphic": 1,
-                "fine_linear_branching": 1}
+MORPHOLOGIES = {
+    "punctate": 1,
+    "round": 1,
+    "amorphous": 1,
+    "coarse_heterogeneous": 1,
+    "fine_pleomorphic": 1,
+    "fine_linear_branching": 1,
+}
 
 
 def make_phantom(out: Path, patients: int, seed: int):
     from microcalcai.phantom import generate_dataset
 
-    return generate_dataset(out, patients=patients, seed=seed, roi_size=128, spacing_mm=0.1, full_field=False,
-                            views=("CC", "MLO"), bilateral=False, morphologies=MORPHOLOGIES, workers=2,
-                            progress=True, overwrite=True)
+    return generate_dataset(
+        out,
+        patients=patients,
+        seed=seed,
+        roi_size=128,
+        spacing_mm=0.1,
+        full_field=False,
+        views=("CC", "MLO"),
+        bilateral=False,
+        morphologies=MORPHOLOGIES,
+        workers=2,
+        progress=True,
+        overwrite=True,
+    )
 
 
 def run_condition(weights: str, parts, recipe, size: int, epochs: int, out: Path) -> dict:
@@ -58,9 +75,15 @@ def run_condition(weights: str, parts, recipe, size: int, epochs: int, out: Path
     from microcalcai.train.threshold import youden_threshold
 
     threshold = youden_threshold(parts["val"].labels, result.val_probability).threshold
-    return {"weights": weights, "wall_s": round(seconds, 1), "best_epoch": result.best_epoch,
-            "val_auc": result.best_val_auc, "test": binary_metrics(parts["test"].labels, probability, threshold),
-            "history": result.history, "images_per_s": result.images_per_s}
+    return {
+        "weights": weights,
+        "wall_s": round(seconds, 1),
+        "best_epoch": result.best_epoch,
+        "val_auc": result.best_val_auc,
+        "test": binary_metrics(parts["test"].labels, probability, threshold),
+        "history": result.history,
+        "images_per_s": result.images_per_s,
+    }
 
 
 def bare_timm_images_per_s(dataset, batch: int, steps: int) -> float:
@@ -73,7 +96,7 @@ def bare_timm_images_per_s(dataset, batch: int, steps: int) -> float:
     inputs = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = dataset.labels
     seen, started = 0, time.perf_counter()
-    for step in range(steps):
+    for _step in range(steps):
         index = torch.randint(0, len(labels), (batch,))
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(inputs[index]), labels[index]).backward()
@@ -103,7 +126,7 @@ def figure(results: list[dict], bayes: float, path: Path) -> None:
     axes[0].set(xlabel="epoch", ylabel="AUC", ylim=(0.3, 1.02), title="validation AUC by epoch")
     axes[0].legend(fontsize=8)
     names = [r["weights"] for r in results]
-    axes[1].bar(names, [r["test"]["auc"] for r in results], color=["tab:blue", "tab:orange"][:len(results)])
+    axes[1].bar(names, [r["test"]["auc"] for r in results], color=["tab:blue", "tab:orange"][: len(results)])
     axes[1].axhline(bayes, color="k", ls="--", lw=1, label="Bayes-optimal")
     axes[1].set(ylabel="test AUC", ylim=(0.3, 1.02), title="EfficientNet-Lite0 on phantom ROIs (test)")
     axes[1].legend(fontsize=8)
@@ -113,27 +136,47 @@ def figure(results: list[dict], bayes: float, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--patients", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--size", type=int, default=96, help="network input size (px)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench_train")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     phantom = make_phantom(args.out / "phantom", args.patients, args.seed)
     synth_s = time.perf_counter() - started
-    recipe = load_recipe("kang2021", ["split.val=0.2", "split.test=0.2", "roi_size=128", "findings=null",
-                                      f"augment.shift_reference_px={args.size}"])
+    recipe = load_recipe(
+        "kang2021",
+        [
+            "split.val=0.2",
+            "split.test=0.2",
+            "roi_size=128",
+            "findings=null",
+            f"augment.shift_reference_px={args.size}",
+        ],
+    )
     data = load_data("phantom", phantom.manifest_path, recipe, args.size)
     split = data.frame["split"].astype(str).to_numpy()
     parts = {k: data.crops.subset(split == k) for k in ("train", "val", "test")}
     counts = {k: {"rois": len(v), "malignant": int(v.labels.sum())} for k, v in parts.items()}
-    print("split:", counts, "Bayes-optimal AUC (expected, drawn):", phantom.bayes_auc_expected,
-          phantom.bayes_auc_drawn)
+    print(
+        "split:",
+        counts,
+        "Bayes-optimal AUC (expected, drawn):",
+        phantom.bayes_auc_expected,
+        phantom.bayes_auc_drawn,
+    )
 
-    results = [run_condition(w, parts, recipe, args.size, args.epochs, args.out) for w in ("imagenet", "none")]
+    results = [
+        run_condition(w, parts, recipe, args.size, args.epochs, args.out) for w in ("imagenet", "none")
+    ]
 
     card = card_for("tf_efficientnet_lite0", input_size=args.size)
     train = CropDataset(parts["train"].resized(args.size), card.mean, card.std, augment=recipe["augment"])
@@ -146,14 +189,24 @@ def main() -> None:
     bayes = phantom.bayes_auc_drawn if phantom.bayes_auc_drawn is not None else phantom.bayes_auc_expected
     report = {
         "machine": f"{platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"torch {torch.__version__}, CPU only",
+        f"torch {torch.__version__}, CPU only",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "phantom": {"patients": args.patients, "rois": len(data.frame), "synth_s": round(synth_s, 1),
-                    "bayes_auc_expected": phantom.bayes_auc_expected, "bayes_auc_drawn": phantom.bayes_auc_drawn},
-        "split": counts, "input_size": args.size, "epochs": args.epochs,
+        "phantom": {
+            "patients": args.patients,
+            "rois": len(data.frame),
+            "synth_s": round(synth_s, 1),
+            "bayes_auc_expected": phantom.bayes_auc_expected,
+            "bayes_auc_drawn": phantom.bayes_auc_drawn,
+        },
+        "split": counts,
+        "input_size": args.size,
+        "epochs": args.epochs,
         "conditions": [{k: v for k, v in r.items() if k != "history"} for r in results],
-        "throughput": {"ours_images_per_s": ours, "bare_timm_images_per_s": bare,
-                       "ratio": float(np.median(ours) / np.median(bare))},
+        "throughput": {
+            "ours_images_per_s": ours,
+            "bare_timm_images_per_s": bare,
+            "ratio": float(np.median(ours) / np.median(bare)),
+        },
     }
     (args.out / "bench_train.json").write_text(json.dumps(report, indent=2))
     figure(results, bayes, args.out / "bench_train.png")

@@ -6,29 +6,27 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="session")
-def small_model_dir(tmp_path_factory):
-    """A randomly initialised tf_efficientnet_lite0 saved as a model folder, input 64 px."""
+def _saved_model(folder, arch: str, name: str, input_size: int, threshold: float, seed: int):
+    """A randomly initialised model saved as a model folder."""
     import torch
 
     from microcalcai.models import card_for, create_model, save_model
 
-    torch.manual_seed(0)
-    module = create_model("tf_efficientnet_lite0", "none")
-    card = card_for("tf_efficientnet_lite0", name="lite0-a", input_size=64, threshold=0.4)
-    return save_model(module, card, tmp_path_factory.mktemp("models") / "lite0-a")
+    torch.manual_seed(seed)
+    card = card_for(arch, name=name, input_size=input_size, threshold=threshold)
+    return save_model(create_model(arch, "none"), card, folder / name)
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory):
+    return _saved_model(
+        tmp_path_factory.mktemp("models"), "tf_efficientnet_lite0", "lite0-a", 64, 0.4, seed=0
+    )
 
 
 @pytest.fixture(scope="session")
 def second_model_dir(tmp_path_factory):
-    import torch
-
-    from microcalcai.models import card_for, create_model, save_model
-
-    torch.manual_seed(1)
-    module = create_model("mobilenetv3_large_100", "none")
-    card = card_for("mobilenetv3_large_100", name="mnv3-b", input_size=72, threshold=0.6)
-    return save_model(module, card, tmp_path_factory.mktemp("models") / "mnv3-b")
+    return _saved_model(tmp_path_factory.mktemp("models"), "mobilenetv3_large_100", "mnv3-b", 72, 0.6, seed=1)
 
 
 @pytest.fixture()
@@ -40,9 +38,7 @@ def crops():
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny tensors: a second intra-op thread costs more than it gains (and spins beside other jobs)."""
-    import torch
+    from microcalcai.train.loop import torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield

@@ -22,8 +22,11 @@ def test_preprocess_resizes_replicates_and_normalises(small_model_dir):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(np.full((2, 8, 8), 3.0, np.float32), "0..1"), (np.full((2, 8, 8), np.nan, np.float32), "NaN"),
-     (np.zeros((2, 3, 8, 8), np.float32), "shape")],
+    [
+        (np.full((2, 8, 8), 3.0, np.float32), "0..1"),
+        (np.full((2, 8, 8), np.nan, np.float32), "NaN"),
+        (np.zeros((2, 3, 8, 8), np.float32), "shape"),
+    ],
 )
 def test_bad_crops_get_clear_errors(small_model_dir, bad, message):
     with pytest.raises(InputError, match=message):
@@ -33,8 +36,9 @@ def test_bad_crops_get_clear_errors(small_model_dir, bad, message):
 def test_ensemble_mean_and_vote(small_model_dir, second_model_dir, crops, tmp_path):
     a = load_predictor(small_model_dir, device="cpu").predict(crops).probability
     b = load_predictor(second_model_dir, device="cpu").predict(crops).probability
-    mean_dir = save_ensemble([small_model_dir, second_model_dir], tmp_path / "ens-mean", combine="mean",
-                             threshold=0.55)
+    mean_dir = save_ensemble(
+        [small_model_dir, second_model_dir], tmp_path / "ens-mean", combine="mean", threshold=0.55
+    )
     ens = load_predictor(mean_dir, device="cpu")
     batch = ens.predict(crops)
     assert set(batch.members) == {"lite0-a", "mnv3-b"}

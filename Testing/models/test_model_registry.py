@@ -1,4 +1,4 @@
-"""Every registry architecture builds, takes one training step at a small input, and has its Grad-CAM layer."""
+"""Every registry architecture builds, takes one training step at a small input, has its Grad-CAM layer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,28 @@ from microcalcai.models import ARCHITECTURES, create_model, get_arch
 from microcalcai.models.registry import default_data_config
 
 SEED_ARCHITECTURES = {
-    "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x8d", "legacy_xception", "inception_v3",
-    "inception_resnet_v2", "densenet121", "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1",
-    "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "vgg16", "vgg19", "mobilenetv2_100",
-    "mobilenetv3_large_100", "resnetv2_50", "resnetv2_101", "tf_efficientnet_lite0",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "legacy_xception",
+    "inception_v3",
+    "inception_resnet_v2",
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "efficientnet_b4",
+    "vgg16",
+    "vgg19",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "resnetv2_50",
+    "resnetv2_101",
+    "tf_efficientnet_lite0",
 }
 
 
@@ -22,8 +40,10 @@ def test_registry_covers_the_seed_architectures():
     assert get_arch("inception_v3").input_size == 299 and get_arch("legacy_xception").input_size == 299
     assert get_arch("xception").name == "legacy_xception"
     # Kang et al.'s batch sizes
-    assert [get_arch(a).batch_size for a in ("legacy_xception", "inception_v3", "resnet101",
-                                             "inception_resnet_v2", "densenet201")] == [32, 32, 16, 16, 8]
+    assert [
+        get_arch(a).batch_size
+        for a in ("legacy_xception", "inception_v3", "resnet101", "inception_resnet_v2", "densenet201")
+    ] == [32, 32, 16, 16, 8]
     with pytest.raises(InputError, match="unknown architecture 'resnet9000'.*resnet50"):
         get_arch("resnet9000")
 

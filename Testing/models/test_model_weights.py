@@ -23,8 +23,12 @@ def test_packaged_lite0_weights_classify_the_cat_photo_as_a_cat():
     assert model.weights_info.source == "imagenet-package"
     config = resolve_data_config(model=model)
     photo = torch.from_numpy(skimage.data.chelsea().copy()).permute(2, 0, 1)[None].float() / 255
-    photo = torch.nn.functional.interpolate(photo, size=config["input_size"][1:], mode="bilinear", antialias=True)
-    photo = (photo - torch.tensor(config["mean"]).view(1, 3, 1, 1)) / torch.tensor(config["std"]).view(1, 3, 1, 1)
+    photo = torch.nn.functional.interpolate(
+        photo, size=config["input_size"][1:], mode="bilinear", antialias=True
+    )
+    photo = (photo - torch.tensor(config["mean"]).view(1, 3, 1, 1)) / torch.tensor(config["std"]).view(
+        1, 3, 1, 1
+    )
     with torch.no_grad():
         probabilities = model(photo).softmax(dim=1)[0]
     top = int(probabilities.argmax())

@@ -10,19 +10,24 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the synthetic-crop helper next to this file
 
 # Small enough for 2 CPU cores: 64 px crops and inputs, ImageNet Lite0 (offline), batch 8.
-TINY = ["archs=[tf_efficientnet_lite0]", "input_size=64", "roi_size=64", "batch_size=8",
-        "split.val=0.25", "split.test=0.25", "augment.shift_reference_px=64"]
+TINY = [
+    "archs=[tf_efficientnet_lite0]",
+    "input_size=64",
+    "roi_size=64",
+    "batch_size=8",
+    "split.val=0.25",
+    "split.test=0.25",
+    "augment.shift_reference_px=64",
+]
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny tensors: a second intra-op thread costs more than it gains (and spins beside other jobs)."""
-    import torch
+    from microcalcai.train.loop import torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +38,18 @@ def phantom_manifest(tmp_path_factory) -> Path:
     from microcalcai.phantom import generate_dataset
 
     out = tmp_path_factory.mktemp("phantom") / "set"
-    result = generate_dataset(out, patients=20, seed=5, roi_size=64, spacing_mm=0.15, full_field=False,
-                              views=("CC",), bilateral=False, progress=False,
-                              morphologies={"punctate": 1, "fine_linear_branching": 1})
+    result = generate_dataset(
+        out,
+        patients=20,
+        seed=5,
+        roi_size=64,
+        spacing_mm=0.15,
+        full_field=False,
+        views=("CC",),
+        bilateral=False,
+        progress=False,
+        morphologies={"punctate": 1, "fine_linear_branching": 1},
+    )
     labels = pd.read_csv(result.manifest_path)["label"].value_counts()
     assert labels.get("benign", 0) >= 6 and labels.get("malignant", 0) >= 6, labels.to_dict()
     return result.manifest_path

@@ -15,9 +15,26 @@ from microcalcai.models import read_card
 def test_two_process_gloo_training_writes_one_model(phantom_manifest, tmp_path, tiny):
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "ddp"
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "microcalcai.cli.main", "train",
-               "--recipe", "kang2021", "--data", str(phantom_manifest), "--out", str(out), "--epochs", "2",
-               "--no-progress", "--device", "cpu"]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "microcalcai.cli.main",
+        "train",
+        "--recipe",
+        "kang2021",
+        "--data",
+        str(phantom_manifest),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     for item in tiny:
         command += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -12,7 +12,13 @@ from microcalcai.train.data import CropDataset, CropSet
 from microcalcai.train.loop import FitConfig, evaluate, fit
 from microcalcai.train.threshold import youden_threshold
 
-AUGMENT = {"hflip": True, "vflip": True, "rotate_degrees": [1, 359], "shift_px": 30, "shift_reference_px": 224}
+AUGMENT = {
+    "hflip": True,
+    "vflip": True,
+    "rotate_degrees": [1, 359],
+    "shift_px": 30,
+    "shift_reference_px": 224,
+}
 
 
 def _sets(n_train=24, n_val=12):
@@ -25,8 +31,13 @@ def _sets(n_train=24, n_val=12):
 
 
 def _config(**changes):
-    base = dict(epochs=3, batch_size=8, patience=5, progress=False,
-                optimizer={"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0})
+    base = dict(
+        epochs=3,
+        batch_size=8,
+        patience=5,
+        progress=False,
+        optimizer={"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0},
+    )
     base.update(changes)
     return FitConfig(**base)
 
@@ -74,7 +85,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     seen = []
     resumed = fit(_model(), train, val, _config(epochs=3), tmp_path / "resumed", on_epoch_end=seen.append)
     assert [row["epoch"] for row in seen] == [3], "resume must continue after the last finished epoch"
-    for a, b in zip(straight.history, resumed.history):
+    for a, b in zip(straight.history, resumed.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
     np.testing.assert_allclose(straight.val_probability, resumed.val_probability, rtol=1e-5, atol=1e-7)

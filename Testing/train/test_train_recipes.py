@@ -11,11 +11,22 @@ from microcalcai.train.recipes import available_recipes, load_recipe
 def test_the_seed_study_recipes_load_with_their_published_settings():
     assert {"kang2021", "arlan2025", "shia2025", "mobini2024"} <= set(available_recipes())
     kang = load_recipe("kang2021")
-    assert kang["optimizer"] == {"name": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 5e-4,
-                                 "momentum": 0.9}
+    assert kang["optimizer"] == {
+        "name": "adam",
+        "lr": 1e-4,
+        "betas": [0.9, 0.999],
+        "weight_decay": 5e-4,
+        "momentum": 0.9,
+    }
     assert kang["early_stopping"]["patience"] == 20 and kang["select_best"] == "val_auc"
     assert kang["augment"]["rotate_degrees"] == [1, 359] and kang["augment"]["shift_px"] == 30
-    assert kang["archs"] == ["resnet101", "legacy_xception", "inception_v3", "inception_resnet_v2", "densenet201"]
+    assert kang["archs"] == [
+        "resnet101",
+        "legacy_xception",
+        "inception_v3",
+        "inception_resnet_v2",
+        "densenet201",
+    ]
     arlan = load_recipe("arlan2025")
     assert [s["name"] for s in arlan["stages"]] == ["intermediate", "target"]
     shia = load_recipe("shia2025")
@@ -25,7 +36,9 @@ def test_the_seed_study_recipes_load_with_their_published_settings():
 
 
 def test_overrides_with_dotted_keys(tmp_path):
-    recipe = load_recipe("kang2021", ["optimizer.lr=3e-4", "archs=[resnet50, xception]", "imbalance=balanced_sampler"])
+    recipe = load_recipe(
+        "kang2021", ["optimizer.lr=3e-4", "archs=[resnet50, xception]", "imbalance=balanced_sampler"]
+    )
     assert recipe["optimizer"]["lr"] == pytest.approx(3e-4)
     assert recipe["archs"] == ["resnet50", "legacy_xception"]
     own = tmp_path / "mine.yaml"
@@ -35,9 +48,14 @@ def test_overrides_with_dotted_keys(tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("optimiser.lr=1", "unknown setting 'optimiser'"), ("imbalance=oversample", "imbalance is 'oversample'"),
-     ("archs=[alexnet]", "unknown architecture"), ("folds=1", "folds must be 0"), ("lr", "KEY=VALUE"),
-     ("early_stopping=3", "must be a mapping")],
+    [
+        ("optimiser.lr=1", "unknown setting 'optimiser'"),
+        ("imbalance=oversample", "imbalance is 'oversample'"),
+        ("archs=[alexnet]", "unknown architecture"),
+        ("folds=1", "folds must be 0"),
+        ("lr", "KEY=VALUE"),
+        ("early_stopping=3", "must be a mapping"),
+    ],
 )
 def test_bad_settings_are_named(override, message):
     with pytest.raises(InputError, match=message):

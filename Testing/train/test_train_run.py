@@ -77,35 +77,76 @@ def test_a_different_recipe_in_the_same_folder_is_refused(two_runs, phantom_mani
 def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, phantom_manifest, tmp_path):
     model = two_runs[0] / "tf_efficientnet_lite0" / "model"
     out = tmp_path / "predictions.csv"
-    assert main(["predict", "--model", str(model), "--data", str(phantom_manifest), "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--data",
+                str(phantom_manifest),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out, keep_default_na=False)
     name = read_card(model).name
-    assert list(table.columns) == PREDICTION_COLUMNS + [f"p_{name}", "probability", "threshold", "decision", "model"]
+    assert list(table.columns) == PREDICTION_COLUMNS + [
+        f"p_{name}",
+        "probability",
+        "threshold",
+        "decision",
+        "model",
+    ]
     assert table["case_id"].is_unique and len(table) == len(pd.read_csv(phantom_manifest))
     assert set(table["decision"]) <= {"benign", "malignant"}
-    np.testing.assert_array_equal(table["decision"] == "malignant", table["probability"] >= table["threshold"])
+    np.testing.assert_array_equal(
+        table["decision"] == "malignant", table["probability"] >= table["threshold"]
+    )
     # the same crops through a freshly loaded predictor give the same numbers
     from microcalcai.data.manifest import read_manifest
     from microcalcai.train.predictions import predict_frame
 
-    again = predict_frame(load_predictor(model, device="cpu"), read_manifest(phantom_manifest), progress=False)
+    again = predict_frame(
+        load_predictor(model, device="cpu"), read_manifest(phantom_manifest), progress=False
+    )
     np.testing.assert_allclose(again["probability"], table["probability"], atol=1e-7)
 
 
 def test_ensemble_of_two_runs_and_its_predictions(two_runs, phantom_manifest, tmp_path):
     out = tmp_path / "ens"
-    assert main(["ensemble", "--member", str(two_runs[0]), "--member", str(two_runs[1]), "--out", str(out)]) == 0
+    assert (
+        main(["ensemble", "--member", str(two_runs[0]), "--member", str(two_runs[1]), "--out", str(out)]) == 0
+    )
     card = json.loads((out / "ensemble.json").read_text())
     assert card["combine"] == "mean" and len(card["members"]) == 2
     # the ensemble threshold is Youden on the mean of the members' validation probabilities
-    vals = [pd.read_csv(r / "tf_efficientnet_lite0" / "predictions_val.csv").set_index("case_id") for r in two_runs]
+    vals = [
+        pd.read_csv(r / "tf_efficientnet_lite0" / "predictions_val.csv").set_index("case_id")
+        for r in two_runs
+    ]
     mean = (vals[0]["probability"] + vals[1]["probability"].loc[vals[0].index]) / 2
     expected = youden_threshold((vals[0]["label"] == "malignant").astype(int), mean).threshold
     assert card["threshold"] == pytest.approx(expected, abs=1e-6)
     predictions = tmp_path / "ens.csv"
-    assert main(["predict", "--model", str(out), "--data", str(phantom_manifest), "--out", str(predictions),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out),
+                "--data",
+                str(phantom_manifest),
+                "--out",
+                str(predictions),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(predictions)
     members = [c for c in table.columns if c.startswith("p_")]
     assert len(members) == 2
@@ -114,7 +155,10 @@ def test_ensemble_of_two_runs_and_its_predictions(two_runs, phantom_manifest, tm
 
 def test_cross_validation_folds_keep_patients_apart(phantom_manifest, tmp_path, tiny_settings):
     out = tmp_path / "cv"
-    assert _train(phantom_manifest, out, tiny_settings, "--folds", "3", "--epochs", "1", "--set", "split.test=0") == 0
+    assert (
+        _train(phantom_manifest, out, tiny_settings, "--folds", "3", "--epochs", "1", "--set", "split.test=0")
+        == 0
+    )
     oof = pd.read_csv(out / "tf_efficientnet_lite0" / "oof_predictions.csv")
     manifest = pd.read_csv(phantom_manifest)
     assert len(oof) == len(manifest) and oof["case_id"].is_unique and oof["probability"].notna().all()
@@ -131,14 +175,27 @@ def test_cross_validation_folds_keep_patients_apart(phantom_manifest, tmp_path, 
     assert len(summary["folds"]) == 3 and 0 <= summary["oof_auc"] <= 1
 
 
+def _arlan(manifest, out, *extra):
+    return [
+        "train",
+        "--recipe",
+        "arlan2025",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
 def test_double_transfer_seeds_each_stage_with_the_previous_best(phantom_manifest, tmp_path, tiny_settings):
     out = tmp_path / "dtl"
-    args = ["train", "--recipe", "arlan2025", "--data", str(phantom_manifest), "--out", str(out), "--no-progress",
-            "--stage-data", f"intermediate={phantom_manifest}", "--epochs", "1"]
+    args = _arlan(phantom_manifest, out, "--stage-data", f"intermediate={phantom_manifest}", "--epochs", "1")
     for item in tiny_settings:
         args += ["--set", item]
-    args += ["--set", "stages=[{name: intermediate, data: intermediate, epochs: 1}, {name: target, data: target}]"]
-    assert main(args) == 0
+    stages = "stages=[{name: intermediate, data: intermediate, epochs: 1}, {name: target, data: target}]"
+    assert main([*args, "--set", stages]) == 0
     intermediate = out / "tf_efficientnet_lite0" / "stages" / "intermediate" / "model"
     final = read_card(out / "tf_efficientnet_lite0" / "model")
     assert read_card(intermediate).weights_init["source"] == "imagenet-package"
@@ -146,6 +203,5 @@ def test_double_transfer_seeds_each_stage_with_the_previous_best(phantom_manifes
 
 
 def test_missing_stage_data_is_named(phantom_manifest, tmp_path, capsys):
-    assert main(["train", "--recipe", "arlan2025", "--data", str(phantom_manifest), "--out", str(tmp_path / "x"),
-                 "--set", "archs=[tf_efficientnet_lite0]"]) == 1
+    assert main(_arlan(phantom_manifest, tmp_path / "x", "--set", "archs=[tf_efficientnet_lite0]")) == 1
     assert "--stage-data intermediate=MANIFEST" in capsys.readouterr().err

@@ -14,15 +14,32 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "ensemble", help="combine trained models into an ensemble folder",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--member", action="append", required=True, type=Path, metavar="RUN_DIR_OR_MODEL",
-                        help="a model folder or a run folder (all its RUN_DIR/<arch>/model); repeatable")
+        "ensemble",
+        help="combine trained models into an ensemble folder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--member",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="RUN_DIR_OR_MODEL",
+        help="a model folder or a run folder (all its RUN_DIR/<arch>/model); repeatable",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="ENSEMBLE_DIR", help="folder to write")
-    parser.add_argument("--combine", choices=("mean", "vote"), default="mean",
-                        help="mean of probabilities (default) or majority vote")
-    parser.add_argument("--data", type=Path, metavar="MANIFEST",
-                        help="choose the threshold on this manifest's val rows instead of the members' files")
+    parser.add_argument(
+        "--combine",
+        choices=("mean", "vote"),
+        default="mean",
+        help="mean of probabilities (default) or majority vote",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="MANIFEST",
+        help="choose the threshold on this manifest's val rows instead of the members' files",
+    )
     parser.add_argument("--name", help="ensemble name (default: the folder name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing ENSEMBLE_DIR")
     parser.set_defaults(func=run)
@@ -37,8 +54,11 @@ def _validation_tables(model_dirs, names, args):
         files = [d.parent / "predictions_val.csv" for d in model_dirs]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
-            raise InputError(f"no validation predictions at {', '.join(missing)}; give --data MANIFEST with val rows")
-        return {name: pd.read_csv(f, dtype={"case_id": str, "label": str}) for name, f in zip(names, files)}
+            raise InputError(
+                f"no validation predictions at {', '.join(missing)}; give --data MANIFEST with val rows"
+            )
+        text = {"case_id": str, "label": str}
+        return {name: pd.read_csv(f, dtype=text) for name, f in zip(names, files, strict=True)}
     from microcalcai.data.manifest import read_manifest
     from microcalcai.models.predictor import load_predictor
     from microcalcai.train.predictions import predict_frame
@@ -47,17 +67,20 @@ def _validation_tables(model_dirs, names, args):
     if "split" not in frame.columns or not (frame["split"].astype(str) == "val").any():
         raise InputError(f"manifest {args.data} has no rows with split 'val' to choose the threshold on")
     frame = frame[frame["split"].astype(str) == "val"].reset_index(drop=True)
-    return {name: predict_frame(load_predictor(d), frame, progress=True) for name, d in zip(names, model_dirs)}
+    return {
+        name: predict_frame(load_predictor(d), frame, progress=True)
+        for name, d in zip(names, model_dirs, strict=True)
+    }
 
 
 def run(args) -> int:
     from microcalcai.errors import InputError
     from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import (
-        unique_member_names,
         ensemble_threshold,
         member_model_dirs,
         save_ensemble,
+        unique_member_names,
     )
 
     model_dirs = [d for member in args.member for d in member_model_dirs(member)]
@@ -66,11 +89,21 @@ def run(args) -> int:
     cards = [read_card(d) for d in model_dirs]
     names = unique_member_names([c.name for c in cards])
     tables = _validation_tables(model_dirs, names, args)
-    thresholds = {name: card.threshold for name, card in zip(names, cards)}
+    thresholds = {name: card.threshold for name, card in zip(names, cards, strict=True)}
     choice, metrics = ensemble_threshold(tables, thresholds, args.combine)
-    out = save_ensemble(model_dirs, args.out, combine=args.combine, threshold=choice.threshold,
-                        threshold_method=choice.method, val_metrics=metrics, name=args.name,
-                        overwrite=args.overwrite)
-    print(f"ensemble of {len(model_dirs)} ({', '.join(names)}), {args.combine}: validation AUC {metrics['auc']:.3f}, "
-          f"threshold {choice.threshold:.3f} -> {out}")
+    out = save_ensemble(
+        model_dirs,
+        args.out,
+        combine=args.combine,
+        threshold=choice.threshold,
+        threshold_method=choice.method,
+        val_metrics=metrics,
+        name=args.name,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"ensemble of {len(model_dirs)} ({', '.join(names)}), {args.combine}: "
+        f"validation AUC {metrics['auc']:.3f}, "
+        f"threshold {choice.threshold:.3f} -> {out}"
+    )
     return 0

@@ -13,11 +13,21 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "predict", help="probabilities of malignancy for every ROI of a manifest",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, metavar="MODEL_OR_ENSEMBLE",
-                        help="a model folder (model.json) or an ensemble folder (ensemble.json)")
-    parser.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.csv of the ROIs")
+        "predict",
+        help="probabilities of malignancy for every ROI of a manifest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        metavar="MODEL_OR_ENSEMBLE",
+        help="a model folder (model.json) or an ensemble folder (ensemble.json)",
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, metavar="MANIFEST", help="manifest.csv of the ROIs"
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="CSV", help="predictions file to write")
     parser.add_argument("--split", metavar="NAME", help="only rows of this split (train, val or test)")
     parser.add_argument("--device", default=None, metavar="cpu|cuda", help="default: a GPU when there is one")
@@ -35,13 +45,17 @@ def run(args) -> int:
     frame = read_manifest(args.data, require_label=False)
     if args.split:
         if "split" not in frame.columns:
-            raise InputError(f"manifest {args.data} has no split column, so --split {args.split} selects nothing")
+            raise InputError(
+                f"manifest {args.data} has no split column, so --split {args.split} selects nothing"
+            )
         frame = frame[frame["split"].astype(str) == args.split].reset_index(drop=True)
         if frame.empty:
             raise InputError(f"manifest {args.data} has no rows with split {args.split!r}")
     table = predict_frame(predictor, frame, progress=not args.no_progress)
     write_predictions(table, args.out)
     malignant = int((table["decision"] == "malignant").sum())
-    print(f"{len(table)} ROI(s) -> {args.out} ({malignant} above the threshold {predictor.threshold:.3f} "
-          f"of {predictor.name})")
+    print(
+        f"{len(table)} ROI(s) -> {args.out} ({malignant} above the threshold {predictor.threshold:.3f} "
+        f"of {predictor.name})"
+    )
     return 0

@@ -21,26 +21,57 @@ def _pair(text: str) -> tuple[str, str]:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="fine-tune one or more models by a recipe (Training/recipes)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", required=True, metavar="NAME_OR_FILE",
-                        help="a recipe name (kang2021, arlan2025, shia2025, mobini2024) or a YAML file")
-    parser.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="the target manifest.csv")
+        "train",
+        help="fine-tune one or more models by a recipe (Training/recipes)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--recipe",
+        required=True,
+        metavar="NAME_OR_FILE",
+        help="a recipe name (kang2021, arlan2025, shia2025, mobini2024) or a YAML file",
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, metavar="MANIFEST", help="the target manifest.csv"
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="folder for the run")
-    parser.add_argument("--arch", action="append", metavar="ARCH",
-                        help="architecture(s) instead of the recipe's (timm names; repeat or comma-separate)")
-    parser.add_argument("--weights", metavar="imagenet|none|FILE|MODEL_DIR",
-                        help="initial weights instead of the recipe's")
+    parser.add_argument(
+        "--arch",
+        action="append",
+        metavar="ARCH",
+        help="architecture(s) instead of the recipe's (timm names; repeat or comma-separate)",
+    )
+    parser.add_argument(
+        "--weights", metavar="imagenet|none|FILE|MODEL_DIR", help="initial weights instead of the recipe's"
+    )
     parser.add_argument("--folds", type=int, metavar="K", help="k-fold cross-validation by patient (K >= 2)")
     parser.add_argument("--epochs", type=int, metavar="N", help="maximal epochs instead of the recipe's")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="batch size instead of the architecture's")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override any recipe setting, dotted keys (e.g. optimizer.lr=3e-4); repeatable")
-    parser.add_argument("--stage-data", action="append", default=[], type=_pair, metavar="NAME=MANIFEST",
-                        help="data of a named recipe stage (arlan2025: intermediate=MANIFEST)")
+    parser.add_argument(
+        "--batch-size", type=int, metavar="N", help="batch size instead of the architecture's"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override any recipe setting, dotted keys (e.g. optimizer.lr=3e-4); repeatable",
+    )
+    parser.add_argument(
+        "--stage-data",
+        action="append",
+        default=[],
+        type=_pair,
+        metavar="NAME=MANIFEST",
+        help="data of a named recipe stage (arlan2025: intermediate=MANIFEST)",
+    )
     parser.add_argument("--device", metavar="auto|cpu|cuda", help="device instead of the recipe's")
-    parser.add_argument("--restart", action="store_true",
-                        help="ignore checkpoints and finished models in RUN_DIR and train again")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore checkpoints and finished models in RUN_DIR and train again",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -50,8 +81,13 @@ def _overrides(args) -> list[str]:
     if args.arch:
         archs = [a.strip() for item in args.arch for a in item.split(",") if a.strip()]
         overrides.append("archs=[" + ",".join(archs) + "]")
-    for flag, key in ((args.weights, "weights"), (args.folds, "folds"), (args.epochs, "epochs"),
-                      (args.batch_size, "batch_size"), (args.device, "device")):
+    for flag, key in (
+        (args.weights, "weights"),
+        (args.folds, "folds"),
+        (args.epochs, "epochs"),
+        (args.batch_size, "batch_size"),
+        (args.device, "device"),
+    ):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     return overrides
@@ -80,8 +116,15 @@ def run(args) -> int:
     recipe = load_recipe(args.recipe, _overrides(args))
     device = _init_distributed()
     try:
-        summary = train_recipe(recipe, args.data, args.out, stage_data=dict(args.stage_data), device=device,
-                               resume=not args.restart, progress=not args.no_progress)
+        summary = train_recipe(
+            recipe,
+            args.data,
+            args.out,
+            stage_data=dict(args.stage_data),
+            device=device,
+            resume=not args.restart,
+            progress=not args.no_progress,
+        )
     finally:
         if device is not None:
             import torch.distributed as dist
@@ -91,10 +134,15 @@ def run(args) -> int:
         for arch, outcome in summary["archs"].items():
             if "cv" in outcome:
                 cv = outcome["cv"]
-                print(f"{arch}: {len(cv['folds'])}-fold CV, out-of-fold AUC {cv['oof_auc']:.3f} "
-                      f"(fold mean {cv['fold_auc_mean']:.3f}); {outcome['oof_predictions']}")
+                print(
+                    f"{arch}: {len(cv['folds'])}-fold CV, out-of-fold AUC {cv['oof_auc']:.3f} "
+                    f"(fold mean {cv['fold_auc_mean']:.3f}); {outcome['oof_predictions']}"
+                )
             else:
                 test = outcome.get("test") or {}
                 test_text = f", test AUC {test['auc']:.3f}" if "auc" in test else ""
-                print(f"{arch}: validation AUC {outcome['val']['auc']:.3f}{test_text}; model {outcome['model_dir']}")
+                print(
+                    f"{arch}: validation AUC {outcome['val']['auc']:.3f}{test_text}; "
+                    f"model {outcome['model_dir']}"
+                )
     return 0

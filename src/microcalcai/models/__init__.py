@@ -7,12 +7,22 @@ only needed once a model is built or loaded).
 from importlib import import_module
 
 _EXPORTS = {
-    "ARCHITECTURES": "registry", "ArchSpec": "registry", "create_model": "registry", "get_arch": "registry",
-    "LoadedModel": "artifact", "ModelCard": "artifact", "card_for": "artifact", "load_model": "artifact",
-    "read_card": "artifact", "save_model": "artifact",
-    "EnsemblePredictor": "predictor", "ModelPredictor": "predictor", "PredictionBatch": "predictor",
+    "ARCHITECTURES": "registry",
+    "ArchSpec": "registry",
+    "create_model": "registry",
+    "get_arch": "registry",
+    "LoadedModel": "artifact",
+    "ModelCard": "artifact",
+    "card_for": "artifact",
+    "load_model": "artifact",
+    "read_card": "artifact",
+    "save_model": "artifact",
+    "EnsemblePredictor": "predictor",
+    "ModelPredictor": "predictor",
+    "PredictionBatch": "predictor",
     "load_predictor": "predictor",
-    "save_ensemble": "ensemble", "read_ensemble": "ensemble",
+    "save_ensemble": "ensemble",
+    "read_ensemble": "ensemble",
 }
 __all__ = sorted(_EXPORTS)
 

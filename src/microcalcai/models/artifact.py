@@ -59,7 +59,9 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         missing = [n for n in ("name", "arch", "input_size", "mean", "std") if n not in data]
         if missing:
-            raise InputError(f"{source} lacks the field(s) {', '.join(missing)}; it is not a MicrocalcAI model card")
+            raise InputError(
+                f"{source} lacks the field(s) {', '.join(missing)}; it is not a MicrocalcAI model card"
+            )
         extra = sorted(set(data) - known)
         if extra:
             LOG.debug("%s: ignoring unknown fields %s (written by a newer version?)", source, extra)
@@ -80,7 +82,12 @@ def library_versions() -> dict:
 
     from microcalcai import __version__
 
-    return {"microcalcai": __version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": numpy.__version__}
+    return {
+        "microcalcai": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def card_for(arch: str, name: str | None = None, **fields) -> ModelCard:
@@ -116,7 +123,9 @@ def read_card(path) -> ModelCard:
     try:
         data = json.loads(card_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {card_path}: {exc}; the model folder is incomplete or corrupt") from exc
+        raise InputError(
+            f"cannot read {card_path}: {exc}; the model folder is incomplete or corrupt"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(f"{card_path} is not a JSON object; it is not a MicrocalcAI model card")
     return ModelCard.from_dict(data, source=str(card_path))
@@ -154,7 +163,8 @@ def load_model(path, *, device: str = "cpu") -> LoadedModel:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:3]
         raise InputError(
-            f"{weights_path} does not fit architecture {card.arch} named in {MODEL_JSON} ({' '.join(first)}); "
+            f"{weights_path} does not fit architecture {card.arch} named in {MODEL_JSON} "
+            f"({' '.join(first)}); "
             "the card and the weights belong to different models"
         ) from exc
     return LoadedModel(module.to(device).eval(), card, folder)

@@ -52,9 +52,17 @@ def combine_probabilities(member_probs: dict, member_thresholds: dict, combine: 
     return (stacked >= thresholds).mean(axis=0)
 
 
-def save_ensemble(member_dirs, out_dir, *, combine: str = "mean", threshold: float = 0.5,
-                  threshold_method: str = "default 0.5 (not chosen on data)", val_metrics=None,
-                  name: str | None = None, overwrite: bool = False) -> Path:
+def save_ensemble(
+    member_dirs,
+    out_dir,
+    *,
+    combine: str = "mean",
+    threshold: float = 0.5,
+    threshold_method: str = "default 0.5 (not chosen on data)",
+    val_metrics=None,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Copy the member model folders into ``out_dir/members`` and write ``ensemble.json`` atomically."""
     if combine not in COMBINE_METHODS:
         raise InputError(f"--combine must be one of {COMBINE_METHODS}, got {combine!r}")
@@ -64,12 +72,17 @@ def save_ensemble(member_dirs, out_dir, *, combine: str = "mean", threshold: flo
     names = unique_member_names([read_card(p).name for p in member_dirs])
     out_dir = Path(out_dir)
     card = EnsembleCard(
-        name=name or out_dir.name, members=[f"members/{n}" for n in names], combine=combine,
-        threshold=float(threshold), threshold_method=threshold_method, val_metrics=val_metrics or {},
-        member_names=names, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        name=name or out_dir.name,
+        members=[f"members/{n}" for n in names],
+        combine=combine,
+        threshold=float(threshold),
+        threshold_method=threshold_method,
+        val_metrics=val_metrics or {},
+        member_names=names,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        for member, member_name in zip(member_dirs, names):
+        for member, member_name in zip(member_dirs, names, strict=True):
             shutil.copytree(member, tmp / "members" / member_name)
         (tmp / ENSEMBLE_JSON).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
     return out_dir
@@ -91,7 +104,9 @@ def read_ensemble(path) -> tuple[EnsembleCard, list[Path]]:
     members = [(folder / m).resolve() for m in card.members]
     for member in members:
         if not member.is_dir():
-            raise InputError(f"{card_path} lists member {member}, which does not exist; copy the whole ensemble folder")
+            raise InputError(
+                f"{card_path} lists member {member}, which does not exist; copy the whole ensemble folder"
+            )
     if not card.member_names:
         card.member_names = [m.name for m in members]
     return card, members
@@ -121,7 +136,9 @@ def member_model_dirs(path) -> list[Path]:
     if is_model_folder(path):
         return [path]
     if not path.is_dir():
-        raise InputError(f"--member {path} does not exist; give a model folder or a `microcalcai train` run folder")
+        raise InputError(
+            f"--member {path} does not exist; give a model folder or a `microcalcai train` run folder"
+        )
     # a run folder: RUN_DIR/<arch>/model (final models); fold and stage models are not picked up
     found = sorted(p.parent for p in path.glob("*/model/model.json"))
     if not found:
@@ -142,8 +159,10 @@ def ensemble_threshold(val_tables: dict, member_thresholds: dict, combine: str):
     names = list(val_tables)
     shared = set.intersection(*(set(t["case_id"].astype(str)) for t in val_tables.values()))
     if not shared:
-        raise InputError("the members were validated on different ROIs (no common case_id in their "
-                         "predictions_val.csv); give --data MANIFEST to choose the threshold on its val rows")
+        raise InputError(
+            "the members were validated on different ROIs (no common case_id in their "
+            "predictions_val.csv); give --data MANIFEST to choose the threshold on its val rows"
+        )
     order = sorted(shared)
     probs, labels = {}, None
     for name in names:

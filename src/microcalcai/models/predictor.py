@@ -54,7 +54,9 @@ class ModelPredictor:
     def preprocess(self, crops):
         """Crops (B, N, N) 0..1 -> normalised (B, 3, S, S) tensor on this predictor's device."""
         card = self.card
-        return preprocess_crops(crops, self.input_size, card.mean, card.std, card.channel_mode).to(self.device)
+        return preprocess_crops(crops, self.input_size, card.mean, card.std, card.channel_mode).to(
+            self.device
+        )
 
     def predict_proba(self, crops) -> np.ndarray:
         import torch
@@ -66,13 +68,15 @@ class ModelPredictor:
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
-                logits = self.model(self.preprocess(crops[start:start + self.batch_size]))
+                logits = self.model(self.preprocess(crops[start : start + self.batch_size]))
                 out.append(torch.softmax(logits.float(), dim=1)[:, malignant].cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def predict(self, crops) -> PredictionBatch:
         probability = self.predict_proba(crops)
-        return PredictionBatch(probability, {self.name: probability}, probability >= self.threshold, self.threshold)
+        return PredictionBatch(
+            probability, {self.name: probability}, probability >= self.threshold, self.threshold
+        )
 
 
 class EnsemblePredictor:
@@ -95,7 +99,10 @@ class EnsemblePredictor:
         if isinstance(member, str):
             named = [m for m in self._members if m.name == member]
             if not named:
-                raise InputError(f"ensemble {self.name} has no member {member!r}; members: {[m.name for m in self._members]}")
+                raise InputError(
+                    f"ensemble {self.name} has no member {member!r}; "
+                    f"members: {[m.name for m in self._members]}"
+                )
             return named[0].preprocess(crops)
         return self._members[member].preprocess(crops)
 
@@ -118,8 +125,11 @@ def load_predictor(path, *, device: str | None = None, batch_size: int = 32):
         raise InputError(f"model {path} does not exist; give a model or ensemble folder")
     if is_ensemble_folder(path):
         card, member_dirs = read_ensemble(path)
-        members = [ModelPredictor(load_model(p, device=device), device=device, batch_size=batch_size) for p in member_dirs]
-        for member, name in zip(members, card.member_names):
+        members = [
+            ModelPredictor(load_model(p, device=device), device=device, batch_size=batch_size)
+            for p in member_dirs
+        ]
+        for member, name in zip(members, card.member_names, strict=False):
             member.name = name
         return EnsemblePredictor(card, members, path if path.is_dir() else path.parent)
     if is_model_folder(path) or path.name == "model.json":

@@ -21,7 +21,9 @@ CHANNEL_MODES = ("replicate",)
 
 def to_grey_tensor(crops) -> torch.Tensor:
     """(B, N, N) or (N, N) array-like in 0..1 -> float32 tensor (B, 1, N, N); bad input is an error."""
-    tensor = torch.as_tensor(np.asarray(crops, dtype=np.float32)) if not torch.is_tensor(crops) else crops.float()
+    tensor = (
+        torch.as_tensor(np.asarray(crops, dtype=np.float32)) if not torch.is_tensor(crops) else crops.float()
+    )
     if tensor.ndim == 2:
         tensor = tensor[None]
     if tensor.ndim == 4 and tensor.shape[1] == 1:
@@ -29,7 +31,9 @@ def to_grey_tensor(crops) -> torch.Tensor:
     if tensor.ndim != 3 or tensor.shape[0] == 0 or tensor.shape[1] < 2 or tensor.shape[2] < 2:
         raise InputError(f"crops must have shape (B, N, N) (grey, B >= 1), got {tuple(tensor.shape)}")
     if not torch.isfinite(tensor).all():
-        raise InputError("crops contain NaN or infinite values; crop inside the image or fix the source pixels")
+        raise InputError(
+            "crops contain NaN or infinite values; crop inside the image or fix the source pixels"
+        )
     low, high = float(tensor.min()), float(tensor.max())
     if low < -1e-3 or high > 1 + 1e-3:
         raise InputError(
@@ -46,7 +50,9 @@ def resize_grey(grey: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def normalise(grey: torch.Tensor, mean: Sequence[float], std: Sequence[float], channel_mode: str = "replicate"):
+def normalise(
+    grey: torch.Tensor, mean: Sequence[float], std: Sequence[float], channel_mode: str = "replicate"
+):
     """(B, 1, H, W) in 0..1 -> (B, 3, H, W) normalised network input."""
     if channel_mode not in CHANNEL_MODES:
         raise InputError(f"channel_mode {channel_mode!r} is not supported; use one of {CHANNEL_MODES}")

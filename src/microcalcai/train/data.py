@@ -30,8 +30,11 @@ def case_ids(frame) -> list[str]:
             return [str(v) for v in frame[column]]
     ids, seen = [], {}
     for _, row in frame.iterrows():
-        image = row.get("image_id") if isinstance(row.get("image_id"), str) and row.get("image_id") else Path(
-            str(row["image_path"])).stem
+        image = (
+            row.get("image_id")
+            if isinstance(row.get("image_id"), str) and row.get("image_id")
+            else Path(str(row["image_path"])).stem
+        )
         base = f"{row['patient_id']}/{image}/{float(row['roi_x']):g},{float(row['roi_y']):g}"
         count = seen.get(base, 0)
         seen[base] = count + 1
@@ -62,7 +65,9 @@ def _square_whole_image(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_crops(frame, *, roi_size: int, out_size: int, task: str = "roi", progress: bool = True) -> torch.Tensor:
+def load_crops(
+    frame, *, roi_size: int, out_size: int, task: str = "roi", progress: bool = True
+) -> torch.Tensor:
     """(M, 1, out_size, out_size) float16 tensor, one crop per manifest row, in row order."""
     from tqdm.auto import tqdm
 
@@ -89,8 +94,9 @@ def load_crops(frame, *, roi_size: int, out_size: int, task: str = "roi", progre
             if task == "whole_image":
                 pixels = _square_whole_image(image.pixels)
             else:
-                crop = crop_roi(image, (float(row["roi_x"]), float(row["roi_y"])),
-                                size_px=_crop_size(row, roi_size))
+                crop = crop_roi(
+                    image, (float(row["roi_x"]), float(row["roi_y"])), size_px=_crop_size(row, roi_size)
+                )
                 pixels = crop.pixels
             out[position] = resize_grey(to_grey_tensor(np.clip(pixels, 0, 1)), out_size)[0].half()
     return out
@@ -105,11 +111,17 @@ def build_augment(augment: dict, size: int):
         steps.append(v2.RandomHorizontalFlip())
     if augment.get("vflip"):
         steps.append(v2.RandomVerticalFlip())
-    low, high = (augment.get("rotate_degrees") or [0, 0])
+    low, high = augment.get("rotate_degrees") or [0, 0]
     shift = float(augment.get("shift_px") or 0) / float(augment.get("shift_reference_px") or size)
     if high > low or shift > 0:
-        steps.append(v2.RandomAffine(degrees=(float(low), float(high)), translate=(shift, shift) if shift else None,
-                                     interpolation=v2.InterpolationMode.BILINEAR, fill=0.0))
+        steps.append(
+            v2.RandomAffine(
+                degrees=(float(low), float(high)),
+                translate=(shift, shift) if shift else None,
+                interpolation=v2.InterpolationMode.BILINEAR,
+                fill=0.0,
+            )
+        )
     return v2.Compose(steps) if steps else None
 
 
@@ -129,8 +141,13 @@ class CropSet:
     def subset(self, mask) -> CropSet:
         index = np.flatnonzero(np.asarray(mask))
         frame = self.frame.iloc[index].reset_index(drop=True) if self.frame is not None else None
-        return CropSet(self.grey[torch.as_tensor(index)], self.labels[index], [self.case_ids[i] for i in index],
-                       frame, dict(self.meta))
+        return CropSet(
+            self.grey[torch.as_tensor(index)],
+            self.labels[index],
+            [self.case_ids[i] for i in index],
+            frame,
+            dict(self.meta),
+        )
 
     def resized(self, size: int) -> CropSet:
         if self.grey.shape[-1] == size:
@@ -152,8 +169,17 @@ class CropSet:
 class CropDataset(torch.utils.data.Dataset):
     """Items ``(network input (3, S, S), label)``; augmentation only when ``augment`` is given."""
 
-    def __init__(self, crops: CropSet, mean, std, *, augment: dict | None = None, channel_mode: str = "replicate",
-                 offline_copies: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        crops: CropSet,
+        mean,
+        std,
+        *,
+        augment: dict | None = None,
+        channel_mode: str = "replicate",
+        offline_copies: int = 0,
+        seed: int = 0,
+    ):
         self.crops = crops
         self.mean, self.std, self.channel_mode = list(mean), list(std), channel_mode
         size = crops.grey.shape[-1]
@@ -167,7 +193,9 @@ class CropDataset(torch.utils.data.Dataset):
         """Kang's optional offline augmentation: fixed augmented copies made once, seeded."""
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        extra = [torch.stack([self.transform(g.float()) for g in self.crops.grey]).half() for _ in range(copies)]
+        extra = [
+            torch.stack([self.transform(g.float()) for g in self.crops.grey]).half() for _ in range(copies)
+        ]
         torch.random.set_rng_state(state)
         self.grey = torch.cat([self.crops.grey, *extra])
         self.labels = torch.as_tensor(np.tile(self.crops.labels, copies + 1))

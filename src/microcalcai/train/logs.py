@@ -51,8 +51,9 @@ class MetricsLog:
             self._writer.close()
 
 
-def plot_learning_curve(history: list[dict], path: Path, *, best_epoch: int | None = None,
-                        title: str = "") -> Path:
+def plot_learning_curve(
+    history: list[dict], path: Path, *, best_epoch: int | None = None, title: str = ""
+) -> Path:
     """Training and validation loss and validation AUC by epoch, the selected epoch marked."""
     import matplotlib
 

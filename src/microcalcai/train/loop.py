@@ -12,6 +12,7 @@ are used unless the recipe switches them off.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
@@ -36,8 +37,15 @@ CHECKPOINT = "checkpoints/last.pt"
 class FitConfig:
     epochs: int = 10
     batch_size: int = 32
-    optimizer: dict = field(default_factory=lambda: {"name": "adam", "lr": 1e-4, "betas": [0.9, 0.999],
-                                                     "weight_decay": 5e-4, "momentum": 0.9})
+    optimizer: dict = field(
+        default_factory=lambda: {
+            "name": "adam",
+            "lr": 1e-4,
+            "betas": [0.9, 0.999],
+            "weight_decay": 5e-4,
+            "momentum": 0.9,
+        }
+    )
     scheduler: str = "none"
     monitor: str = "val_loss"
     patience: int = 20
@@ -52,20 +60,32 @@ class FitConfig:
     progress: bool = True
 
     @classmethod
-    def from_recipe(cls, recipe: dict, *, batch_size: int, device: str, epochs: int | None = None,
-                    progress: bool = True) -> FitConfig:
+    def from_recipe(
+        cls, recipe: dict, *, batch_size: int, device: str, epochs: int | None = None, progress: bool = True
+    ) -> FitConfig:
         on_gpu = device.startswith("cuda")
 
         def auto(value):
             return on_gpu if value == "auto" else bool(value)
 
         stopping = recipe["early_stopping"]
-        return cls(epochs=int(epochs or recipe["epochs"]), batch_size=batch_size, optimizer=dict(recipe["optimizer"]),
-                   scheduler=recipe["scheduler"], monitor=stopping["monitor"], patience=int(stopping["patience"]),
-                   min_delta=float(stopping.get("min_delta", 0.0)), select_best=recipe["select_best"],
-                   imbalance=recipe["imbalance"], seed=int(recipe["seed"]), device=device,
-                   mixed_precision=auto(recipe["mixed_precision"]), channels_last=auto(recipe["channels_last"]),
-                   num_workers=int(recipe["num_workers"]), progress=progress)
+        return cls(
+            epochs=int(epochs or recipe["epochs"]),
+            batch_size=batch_size,
+            optimizer=dict(recipe["optimizer"]),
+            scheduler=recipe["scheduler"],
+            monitor=stopping["monitor"],
+            patience=int(stopping["patience"]),
+            min_delta=float(stopping.get("min_delta", 0.0)),
+            select_best=recipe["select_best"],
+            imbalance=recipe["imbalance"],
+            seed=int(recipe["seed"]),
+            device=device,
+            mixed_precision=auto(recipe["mixed_precision"]),
+            channels_last=auto(recipe["channels_last"]),
+            num_workers=int(recipe["num_workers"]),
+            progress=progress,
+        )
 
 
 @dataclass
@@ -84,8 +104,21 @@ def resolve_device(name: str = "auto") -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         from microcalcai.errors import NotAvailableError
 
-        raise NotAvailableError(f"device {name!r} was asked for, but torch sees no CUDA GPU; use --device cpu")
+        raise NotAvailableError(
+            f"device {name!r} was asked for, but torch sees no CUDA GPU; use --device cpu"
+        )
     return name
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run a block with ``count`` intra-op threads (small inputs on a shared CPU gain nothing from more)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -106,11 +139,19 @@ def _distributed() -> tuple[bool, int, int]:
 def _optimizer(params, spec: dict):
     name = spec["name"]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=spec["lr"], momentum=spec.get("momentum", 0.9),
-                               weight_decay=spec.get("weight_decay", 0.0))
+        return torch.optim.SGD(
+            params,
+            lr=spec["lr"],
+            momentum=spec.get("momentum", 0.9),
+            weight_decay=spec.get("weight_decay", 0.0),
+        )
     kind = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return kind(params, lr=spec["lr"], betas=tuple(spec.get("betas", (0.9, 0.999))),
-                weight_decay=spec.get("weight_decay", 0.0))
+    return kind(
+        params,
+        lr=spec["lr"],
+        betas=tuple(spec.get("betas", (0.9, 0.999))),
+        weight_decay=spec.get("weight_decay", 0.0),
+    )
 
 
 def _scheduler(optimizer, name: str, epochs: int):
@@ -132,15 +173,23 @@ def _loader(dataset, config: FitConfig, generator, distributed: bool, rank: int,
     elif config.imbalance == "balanced_sampler":
         counts = np.bincount(labels, minlength=2).astype(float)
         weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-        sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+        sampler = WeightedRandomSampler(
+            weights, num_samples=len(labels), replacement=True, generator=generator
+        )
     else:
         sampler = RandomSampler(dataset, generator=generator)
     shard = len(dataset) // world
     # BatchNorm cannot train on a last batch of one image
     drop_last = shard > config.batch_size and shard % config.batch_size == 1
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                      drop_last=drop_last, pin_memory=config.device.startswith("cuda"),
-                      persistent_workers=config.num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        drop_last=drop_last,
+        pin_memory=config.device.startswith("cuda"),
+        persistent_workers=config.num_workers > 0,
+    )
 
 
 def class_weights(labels: np.ndarray) -> torch.Tensor:
@@ -198,8 +247,17 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool = True,
-        on_epoch_end: Callable[[dict], None] | None = None, title: str = "") -> FitResult:
+def fit(
+    model,
+    train_set,
+    val_set,
+    config: FitConfig,
+    run_dir,
+    *,
+    resume: bool = True,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    title: str = "",
+) -> FitResult:
     """Train ``model`` in place; on return it holds the weights of the selected (best) epoch."""
     from tqdm.auto import tqdm
 
@@ -217,8 +275,10 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        network = DistributedDataParallel(model, device_ids=[torch.device(config.device).index]
-                                          if config.device.startswith("cuda") else None)
+        network = DistributedDataParallel(
+            model,
+            device_ids=[torch.device(config.device).index] if config.device.startswith("cuda") else None,
+        )
     generator = torch.Generator().manual_seed(config.seed)
     loader = _loader(train_set, config, generator, distributed, rank, world)
     weight = class_weights(train_set.labels.numpy()) if config.imbalance == "class_weights" else None
@@ -228,9 +288,18 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
     scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and config.device.startswith("cuda"))
     val_labels = val_set.labels.numpy()
 
-    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -math.inf, "best_state": None,
-             "best_val_probability": None, "monitor_best": math.inf, "wait": 0, "stopped_early": False,
-             "finished": False}
+    state = {
+        "epoch": 0,
+        "history": [],
+        "best_epoch": 0,
+        "best_score": -math.inf,
+        "best_state": None,
+        "best_val_probability": None,
+        "monitor_best": math.inf,
+        "wait": 0,
+        "stopped_early": False,
+        "finished": False,
+    }
     checkpoint_path = run_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -246,17 +315,28 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
         state = saved["loop"]
         LOG.info("resuming %s after epoch %d", run_dir, state["epoch"])
     log = MetricsLog(run_dir, enabled=writer)
-    epochs = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=title or "epochs", unit="epoch",
-                  initial=state["epoch"], total=config.epochs, disable=not (config.progress and writer))
+    epochs = tqdm(
+        range(state["epoch"] + 1, config.epochs + 1),
+        desc=title or "epochs",
+        unit="epoch",
+        initial=state["epoch"],
+        total=config.epochs,
+        disable=not (config.progress and writer),
+    )
     rate = 0.0
     try:
-        for epoch in ([] if state["finished"] else epochs):
+        for epoch in [] if state["finished"] else epochs:
             if distributed:
                 loader.sampler.set_epoch(epoch)
             network.train()
             started, seen, total_loss = time.perf_counter(), 0, 0.0
-            for inputs, labels in tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch",
-                                       disable=not (config.progress and writer)):
+            for inputs, labels in tqdm(
+                loader,
+                desc=f"epoch {epoch}",
+                leave=False,
+                unit="batch",
+                disable=not (config.progress and writer),
+            ):
                 inputs, labels = _to_device(inputs, labels, config)
                 optimizer.zero_grad(set_to_none=True)
                 with _autocast(config):
@@ -269,17 +349,27 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
             seconds = time.perf_counter() - started
             rate = seen * world / seconds if seconds > 0 else 0.0
             val_loss, val_probability = evaluate(model, val_set, config)
-            row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
-                   "val_auc": _auc(val_labels, val_probability), "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": round(seconds, 3), "images_per_s": round(rate, 2)}
+            row = {
+                "epoch": epoch,
+                "train_loss": total_loss / max(seen, 1),
+                "val_loss": val_loss,
+                "val_auc": _auc(val_labels, val_probability),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(seconds, 3),
+                "images_per_s": round(rate, 2),
+            }
             state["history"].append(row)
             state["epoch"] = epoch
             if scheduler is not None:
                 scheduler.step(val_loss) if config.scheduler == "plateau" else scheduler.step()
             score = _selection_score(row, config.select_best)
             if score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch, best_val_probability=val_probability,
-                             best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                state.update(
+                    best_score=score,
+                    best_epoch=epoch,
+                    best_val_probability=val_probability,
+                    best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                )
             monitored = row["val_loss"] if config.monitor == "val_loss" else -row["val_auc"]
             if monitored < state["monitor_best"] - config.min_delta:
                 state.update(monitor_best=monitored, wait=0)
@@ -290,15 +380,24 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
             if epoch == config.epochs:
                 state["finished"] = True
             if writer:
-                _save_checkpoint(checkpoint_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(), "rng_torch": torch.get_rng_state(),
-                    "rng_numpy": np.random.get_state(), "rng_python": random.getstate(),
-                    "rng_sampler": generator.get_state(), "loop": state})
+                _save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "scaler": scaler.state_dict(),
+                        "rng_torch": torch.get_rng_state(),
+                        "rng_numpy": np.random.get_state(),
+                        "rng_python": random.getstate(),
+                        "rng_sampler": generator.get_state(),
+                        "loop": state,
+                    },
+                )
                 log.write(state["history"])
-            epochs.set_postfix(val_loss=f"{val_loss:.3f}", val_auc=f"{row['val_auc']:.3f}",
-                               best=state["best_epoch"])
+            epochs.set_postfix(
+                val_loss=f"{val_loss:.3f}", val_auc=f"{row['val_auc']:.3f}", best=state["best_epoch"]
+            )
             if on_epoch_end is not None:
                 on_epoch_end(row)
             if state["finished"]:
@@ -312,10 +411,15 @@ def fit(model, train_set, val_set, config: FitConfig, run_dir, *, resume: bool =
     model.eval()
     best_row = state["history"][state["best_epoch"] - 1]
     if writer:
-        plot_learning_curve(state["history"], run_dir / "learning_curve.png", best_epoch=state["best_epoch"],
-                            title=title)
+        plot_learning_curve(
+            state["history"], run_dir / "learning_curve.png", best_epoch=state["best_epoch"], title=title
+        )
     rates = [row["images_per_s"] for row in state["history"] if row["images_per_s"] > 0]
-    return FitResult(best_epoch=state["best_epoch"], best_val_auc=best_row["val_auc"],
-                     history=copy.deepcopy(state["history"]), stopped_early=state["stopped_early"],
-                     val_probability=np.asarray(state["best_val_probability"]),
-                     images_per_s=float(np.median(rates)) if rates else rate)
+    return FitResult(
+        best_epoch=state["best_epoch"],
+        best_val_auc=best_row["val_auc"],
+        history=copy.deepcopy(state["history"]),
+        stopped_early=state["stopped_early"],
+        val_probability=np.asarray(state["best_val_probability"]),
+        images_per_s=float(np.median(rates)) if rates else rate,
+    )

@@ -14,7 +14,7 @@ def _image_ids(frame) -> list[str]:
         ids = [str(v) if isinstance(v, str) and v else "" for v in frame["image_id"]]
     else:
         ids = [""] * len(frame)
-    return [i or Path(str(p)).stem for i, p in zip(ids, frame["image_path"])]
+    return [i or Path(str(p)).stem for i, p in zip(ids, frame["image_path"], strict=True)]
 
 
 def predictions_table(frame, case_ids, member_probs: dict, probability, threshold, model: str, *, extra=None):
@@ -26,14 +26,18 @@ def predictions_table(frame, case_ids, member_probs: dict, probability, threshol
 
     probability = np.asarray(probability, dtype=float)
     threshold = np.broadcast_to(np.asarray(threshold, dtype=float), probability.shape)
-    labels = [str(v).strip().lower() if isinstance(v, str) else "" for v in frame["label"]] \
-        if "label" in frame.columns else [""] * len(frame)
+    labels = (
+        [str(v).strip().lower() if isinstance(v, str) else "" for v in frame["label"]]
+        if "label" in frame.columns
+        else [""] * len(frame)
+    )
     table = {
         "case_id": list(case_ids),
         "patient_id": [str(v) for v in frame["patient_id"]],
         "image_id": _image_ids(frame),
         "label": [v if v in ("benign", "malignant") else "" for v in labels],
-        "split": [str(v) if isinstance(v, str) else "" for v in frame["split"]] if "split" in frame.columns
+        "split": [str(v) if isinstance(v, str) else "" for v in frame["split"]]
+        if "split" in frame.columns
         else [""] * len(frame),
     }
     for name, values in member_probs.items():
@@ -65,8 +69,14 @@ def predict_frame(predictor, frame, *, progress: bool = True):
     from microcalcai.train.data import case_ids, load_crops
 
     crop = crop_settings(predictor)
-    grey = load_crops(frame, roi_size=int(crop["roi_size"]), out_size=int(crop["roi_size"]), task=crop["task"],
-                      progress=progress)
+    grey = load_crops(
+        frame,
+        roi_size=int(crop["roi_size"]),
+        out_size=int(crop["roi_size"]),
+        task=crop["task"],
+        progress=progress,
+    )
     batch = predictor.predict(grey[:, 0].float().numpy())
-    return predictions_table(frame, case_ids(frame), batch.members, batch.probability, batch.threshold,
-                             predictor.name)
+    return predictions_table(
+        frame, case_ids(frame), batch.members, batch.probability, batch.threshold, predictor.name
+    )

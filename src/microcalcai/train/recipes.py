@@ -130,22 +130,37 @@ def _validate(recipe: dict, *, where: str) -> None:
     if not archs:
         raise InputError(f"{where}: archs is empty; name at least one architecture")
     recipe["archs"] = [get_arch(a).name for a in archs]
-    positive = {"epochs": recipe["epochs"], "optimizer.lr": recipe["optimizer"]["lr"], "roi_size": recipe["roi_size"]}
+    positive = {
+        "epochs": recipe["epochs"],
+        "optimizer.lr": recipe["optimizer"]["lr"],
+        "roi_size": recipe["roi_size"],
+    }
     for key, value in positive.items():
         if not isinstance(value, (int, float)) or value < 0 or (key != "optimizer.lr" and value == 0):
             raise InputError(f"{where}: {key} must be a positive number, got {value!r}")
-    if recipe["batch_size"] is not None and (not isinstance(recipe["batch_size"], int) or recipe["batch_size"] < 1):
-        raise InputError(f"{where}: batch_size must be a positive integer or null, got {recipe['batch_size']!r}")
+    if recipe["batch_size"] is not None and (
+        not isinstance(recipe["batch_size"], int) or recipe["batch_size"] < 1
+    ):
+        raise InputError(
+            f"{where}: batch_size must be a positive integer or null, got {recipe['batch_size']!r}"
+        )
     if not isinstance(recipe["folds"], int) or recipe["folds"] < 0 or recipe["folds"] == 1:
-        raise InputError(f"{where}: folds must be 0 (no cross-validation) or at least 2, got {recipe['folds']!r}")
+        raise InputError(
+            f"{where}: folds must be 0 (no cross-validation) or at least 2, got {recipe['folds']!r}"
+        )
     if recipe["early_stopping"]["patience"] < 1:
         raise InputError(f"{where}: early_stopping.patience must be at least 1")
     for index, stage in enumerate(recipe["stages"] or []):
         if not isinstance(stage, dict) or "name" not in stage or "data" not in stage:
-            raise InputError(f"{where}: stages[{index}] needs a name and a data key (a --stage-data name or 'target')")
+            raise InputError(
+                f"{where}: stages[{index}] needs a name and a data key (a --stage-data name or 'target')"
+            )
         unknown = set(stage) - STAGE_KEYS
         if unknown:
-            raise InputError(f"{where}: stages[{index}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(STAGE_KEYS)}")
+            raise InputError(
+                f"{where}: stages[{index}] has unknown key(s) {sorted(unknown)}; "
+                f"allowed: {sorted(STAGE_KEYS)}"
+            )
 
 
 def _get(recipe: dict, dotted: str):

@@ -79,8 +79,13 @@ def assign_split(frame, recipe: dict):
         if values - {"", "nan"}:
             LOG.warning("the manifest's split column lacks train or val rows; drawing a patient-level split")
     split = recipe["split"]
-    out = patient_split(frame.drop(columns=["split"], errors="ignore"), val=split["val"], test=split["test"],
-                        seed=split["seed"], stratify=split["stratify"])
+    out = patient_split(
+        frame.drop(columns=["split"], errors="ignore"),
+        val=split["val"],
+        test=split["test"],
+        seed=split["seed"],
+        stratify=split["stratify"],
+    )
     return out, f"patient_split(val={split['val']}, test={split['test']}, seed={split['seed']})"
 
 
@@ -92,13 +97,19 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
         wanted = {str(f) for f in recipe["findings"]}
         frame = frame[frame["finding"].astype(str).isin(wanted)]
         if frame.empty:
-            raise InputError(f"manifest {manifest} has no rows of finding {sorted(wanted)} (recipe setting findings)")
+            raise InputError(
+                f"manifest {manifest} has no rows of finding {sorted(wanted)} (recipe setting findings)"
+            )
     unknown = labels_of(frame) < 0
     if unknown.any():
-        raise InputError(f"manifest {manifest}: {int(unknown.sum())} row(s) have no benign/malignant label; "
-                         "training needs a label on every row")
+        raise InputError(
+            f"manifest {manifest}: {int(unknown.sum())} row(s) have no benign/malignant label; "
+            "training needs a label on every row"
+        )
     frame, source = assign_split(frame.reset_index(drop=True), recipe)
-    grey = load_crops(frame, roi_size=int(recipe["roi_size"]), out_size=size, task=recipe["task"], progress=progress)
+    grey = load_crops(
+        frame, roi_size=int(recipe["roi_size"]), out_size=size, task=recipe["task"], progress=progress
+    )
     crops = CropSet(grey, labels_of(frame), case_ids(frame), frame)
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
 
@@ -108,14 +119,24 @@ def _check_run_dir(out_dir: Path, recipe: dict) -> None:
     text = dump_recipe({k: v for k, v in recipe.items() if k != "overrides"})
     if saved.is_file():
         if saved.read_text() != text:
-            raise InputError(f"{out_dir} holds a run of a different recipe or settings (see {saved}); "
-                             "choose a new --out folder, or remove that one to start again")
+            raise InputError(
+                f"{out_dir} holds a run of a different recipe or settings (see {saved}); "
+                "choose a new --out folder, or remove that one to start again"
+            )
     elif _rank() == 0:
         atomic_write_text(saved, text)
 
 
-def train_recipe(recipe: dict, data, out_dir, *, stage_data: dict | None = None, device: str | None = None,
-                 resume: bool = True, progress: bool = True) -> dict:
+def train_recipe(
+    recipe: dict,
+    data,
+    out_dir,
+    *,
+    stage_data: dict | None = None,
+    device: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
     """Run ``recipe`` on the manifest ``data``; returns (and writes) the run summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,25 +146,41 @@ def train_recipe(recipe: dict, data, out_dir, *, stage_data: dict | None = None,
     manifests = {TARGET: data, **(stage_data or {})}
     for stage in stages:
         if stage["data"] not in manifests:
-            raise InputError(f"recipe stage {stage['name']!r} trains on data {stage['data']!r}; give it with "
-                             f"--stage-data {stage['data']}=MANIFEST")
+            raise InputError(
+                f"recipe stage {stage['name']!r} trains on data {stage['data']!r}; give it with "
+                f"--stage-data {stage['data']}=MANIFEST"
+            )
     from microcalcai.models.registry import get_arch
 
     sizes = {arch: int(recipe["input_size"] or get_arch(arch).input_size) for arch in recipe["archs"]}
     cache_size = max(sizes.values())
-    datasets = {name: load_data(name, manifests[name], recipe, cache_size, progress=progress and _rank() == 0)
-                for name in {s["data"] for s in stages}}
+    datasets = {
+        name: load_data(name, manifests[name], recipe, cache_size, progress=progress and _rank() == 0)
+        for name in {s["data"] for s in stages}
+    }
     summary = {"recipe": recipe["name"], "device": device, "data": str(data), "archs": {}}
     for arch in recipe["archs"]:
-        outcome = _train_arch(arch, recipe, stages, datasets, out_dir / arch, sizes[arch], device,
-                              resume=resume, progress=progress)
+        outcome = _train_arch(
+            arch,
+            recipe,
+            stages,
+            datasets,
+            out_dir / arch,
+            sizes[arch],
+            device,
+            resume=resume,
+            progress=progress,
+        )
         summary["archs"][arch] = {k: v for k, v in outcome.items() if k != "test_probability"}
     if _rank() == 0:
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+        atomic_write_text(
+            out_dir / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n"
+        )
     return summary
 
 
 def _train_arch(arch, recipe, stages, datasets, arch_dir: Path, size: int, device: str, *, resume, progress):
+    options = {"size": size, "device": device, "resume": resume, "progress": progress}
     weights = recipe["weights"]
     outcome = {}
     for index, stage in enumerate(stages):
@@ -153,13 +190,11 @@ def _train_arch(arch, recipe, stages, datasets, arch_dir: Path, size: int, devic
         stage_recipe = _stage_recipe(recipe, stage)
         name = f"{recipe['name']}-{arch}" + ("" if last else f"-{stage['name']}")
         if last and recipe["folds"] >= 2:
-            outcome = _cross_validate(arch, stage_recipe, dataset, stage_dir, size, device, weights, name,
-                                      resume=resume, progress=progress)
+            outcome = _cross_validate(arch, stage_recipe, dataset, stage_dir, weights, name, **options)
         else:
             split = dataset.frame["split"].astype(str).to_numpy()
             parts = {key: dataset.crops.subset(split == key) for key in ("train", "val", "test")}
-            outcome = fit_and_save(arch, stage_recipe, parts, dataset, stage_dir, size, device,
-                                   weights, name, resume=resume, progress=progress)
+            outcome = fit_and_save(arch, stage_recipe, parts, dataset, stage_dir, weights, name, **options)
             weights = outcome["model_dir"]  # the best model of this stage seeds the next
     return outcome
 
@@ -177,8 +212,21 @@ def _stage_recipe(recipe: dict, stage: dict) -> dict:
     return out
 
 
-def fit_and_save(arch, recipe, parts: dict, dataset: DataSet, run_dir: Path, size: int, device: str, weights,
-                 name: str, *, resume: bool, progress: bool, fold: int | None = None) -> dict:
+def fit_and_save(
+    arch,
+    recipe,
+    parts: dict,
+    dataset: DataSet,
+    run_dir: Path,
+    weights,
+    name: str,
+    *,
+    size: int,
+    device: str,
+    resume: bool,
+    progress: bool,
+    fold: int | None = None,
+) -> dict:
     """One full run: fit, choose the threshold on validation, save the model and the predictions."""
     from microcalcai.models.artifact import card_for, read_card, save_model
     from microcalcai.models.registry import create_model, get_arch
@@ -187,17 +235,30 @@ def fit_and_save(arch, recipe, parts: dict, dataset: DataSet, run_dir: Path, siz
     if resume and (model_dir / "model.json").is_file():
         LOG.info("%s is complete; skipping it", model_dir)
         card = read_card(model_dir)
-        return {"model_dir": str(model_dir), "val": card.val_metrics, "test": card.test_metrics, "skipped": True}
+        return {
+            "model_dir": str(model_dir),
+            "val": card.val_metrics,
+            "test": card.test_metrics,
+            "skipped": True,
+        }
     for key in ("train", "val"):
         if len(parts[key]) == 0 or len(np.unique(parts[key].labels)) < 2:
-            raise InputError(f"the {key} split of {dataset.name} needs ROIs of both labels; "
-                             f"it has {len(parts[key])} ROI(s). Add data or change the split fractions")
+            raise InputError(
+                f"the {key} split of {dataset.name} needs ROIs of both labels; "
+                f"it has {len(parts[key])} ROI(s). Add data or change the split fractions"
+            )
     seed_everything(int(recipe["seed"]))
     model = create_model(arch, weights)
     card = card_for(arch, name=name, input_size=size)
     augment = recipe["augment"]
-    train_set = CropDataset(parts["train"].resized(size), card.mean, card.std, augment=augment,
-                            offline_copies=int(augment.get("offline_copies") or 0), seed=int(recipe["seed"]))
+    train_set = CropDataset(
+        parts["train"].resized(size),
+        card.mean,
+        card.std,
+        augment=augment,
+        offline_copies=int(augment.get("offline_copies") or 0),
+        seed=int(recipe["seed"]),
+    )
     val_set = CropDataset(parts["val"].resized(size), card.mean, card.std)
     batch = int(recipe["batch_size"] or get_arch(arch).batch_size)
     config = FitConfig.from_recipe(recipe, batch_size=batch, device=device, progress=progress)
@@ -205,12 +266,19 @@ def fit_and_save(arch, recipe, parts: dict, dataset: DataSet, run_dir: Path, siz
 
     choice = youden_threshold(parts["val"].labels, result.val_probability)
     val_metrics = binary_metrics(parts["val"].labels, result.val_probability, choice.threshold)
-    val_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history), world_size=_world(),
-                       stopped_early=result.stopped_early, images_per_s=round(result.images_per_s, 2))
+    val_metrics.update(
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.history),
+        world_size=_world(),
+        stopped_early=result.stopped_early,
+        images_per_s=round(result.images_per_s, 2),
+    )
     tables = {"val": (parts["val"], result.val_probability)}
     test_metrics = {}
     if len(parts["test"]):
-        _, test_probability = evaluate(model, CropDataset(parts["test"].resized(size), card.mean, card.std), config)
+        _, test_probability = evaluate(
+            model, CropDataset(parts["test"].resized(size), card.mean, card.std), config
+        )
         tables["test"] = (parts["test"], test_probability)
         test_metrics = binary_metrics(parts["test"].labels, test_probability, choice.threshold)
     card.threshold, card.threshold_method = choice.threshold, choice.method
@@ -225,23 +293,35 @@ def fit_and_save(arch, recipe, parts: dict, dataset: DataSet, run_dir: Path, siz
     if _rank() == 0:
         save_model(model, card, model_dir, overwrite=True)
         for key, (crops, probability) in tables.items():
-            table = predictions_table(crops.frame, crops.case_ids, {name: probability}, probability,
-                                      choice.threshold, name)
+            table = predictions_table(
+                crops.frame, crops.case_ids, {name: probability}, probability, choice.threshold, name
+            )
             write_predictions(table, run_dir / f"predictions_{key}.csv")
     _barrier()
-    LOG.info("%s: best epoch %d, validation AUC %.3f, threshold %.3f%s", name, result.best_epoch,
-             val_metrics["auc"], choice.threshold,
-             f", test AUC {test_metrics['auc']:.3f}" if test_metrics else "")
-    return {"model_dir": str(model_dir), "val": val_metrics, "test": test_metrics,
-            "test_probability": tables.get("test", (None, None))[1]}
+    LOG.info(
+        "%s: best epoch %d, validation AUC %.3f, threshold %.3f%s",
+        name,
+        result.best_epoch,
+        val_metrics["auc"],
+        choice.threshold,
+        f", test AUC {test_metrics['auc']:.3f}" if test_metrics else "",
+    )
+    return {
+        "model_dir": str(model_dir),
+        "val": val_metrics,
+        "test": test_metrics,
+        "test_probability": tables.get("test", (None, None))[1],
+    }
 
 
-def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, size, device, weights, name, *, resume, progress):
+def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, weights, name, **options):
     """k folds by patient; each fold's model sees the other folds (with an inner validation split)."""
     from microcalcai.data.splits import check_patient_level, patient_kfold, patient_split
 
     k = int(recipe["folds"])
-    frame = patient_kfold(dataset.frame.drop(columns=["split"], errors="ignore"), k=k, seed=recipe["split"]["seed"])
+    frame = patient_kfold(
+        dataset.frame.drop(columns=["split"], errors="ignore"), k=k, seed=recipe["split"]["seed"]
+    )
     folds = frame["fold"].to_numpy()
     oof = np.full(len(frame), np.nan)
     thresholds = np.full(len(frame), np.nan)
@@ -249,8 +329,13 @@ def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, size, device
     for fold in range(k):
         held_out = folds == fold
         rest = frame[~held_out]
-        inner = patient_split(rest.drop(columns=["fold"]), val=recipe["split"]["val"], test=0.0,
-                              seed=recipe["split"]["seed"] + fold, stratify=recipe["split"]["stratify"])
+        inner = patient_split(
+            rest.drop(columns=["fold"]),
+            val=recipe["split"]["val"],
+            test=0.0,
+            seed=recipe["split"]["seed"] + fold,
+            stratify=recipe["split"]["stratify"],
+        )
         problems = check_patient_level(inner)
         if problems:
             raise InputError(f"fold {fold}: patients in two splits: {', '.join(map(str, problems))}")
@@ -259,8 +344,10 @@ def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, size, device
         parts = {key: dataset.crops.subset(inner_split == key) for key in ("train", "val", "test")}
         for key in parts:
             parts[key].frame = parts[key].frame.assign(split=key, fold=fold)
-        outcome = fit_and_save(arch, recipe, parts, dataset, arch_dir / f"fold{fold}", size, device, weights,
-                               f"{name}-fold{fold}", resume=resume, progress=progress, fold=fold)
+        fold_dir = arch_dir / f"fold{fold}"
+        outcome = fit_and_save(
+            arch, recipe, parts, dataset, fold_dir, weights, f"{name}-fold{fold}", fold=fold, **options
+        )
         probability = outcome.get("test_probability")
         if probability is None:  # a fold finished in an earlier call: read its saved predictions
             import pandas as pd
@@ -271,18 +358,32 @@ def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, size, device
         from microcalcai.models.artifact import read_card
 
         thresholds[held_out] = read_card(outcome["model_dir"]).threshold
-        per_fold.append({"fold": fold, "model_dir": outcome["model_dir"], "val": outcome["val"],
-                         "test": outcome["test"]})
+        per_fold.append(
+            {"fold": fold, "model_dir": outcome["model_dir"], "val": outcome["val"], "test": outcome["test"]}
+        )
     labels = dataset.crops.labels
     pooled = binary_metrics(labels, oof, 0.5)
     aucs = [f["test"].get("auc", float("nan")) for f in per_fold]
-    cv_summary = {"folds": per_fold, "oof_auc": pooled["auc"], "fold_auc_mean": float(np.nanmean(aucs)),
-                  "fold_auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else float("nan")}
+    cv_summary = {
+        "folds": per_fold,
+        "oof_auc": pooled["auc"],
+        "fold_auc_mean": float(np.nanmean(aucs)),
+        "fold_auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else float("nan"),
+    }
     if _rank() == 0:
-        table = predictions_table(frame.assign(split="test"), dataset.crops.case_ids, {name: oof}, oof, thresholds,
-                                  name, extra={"fold": folds})
+        table = predictions_table(
+            frame.assign(split="test"),
+            dataset.crops.case_ids,
+            {name: oof},
+            oof,
+            thresholds,
+            name,
+            extra={"fold": folds},
+        )
         write_predictions(table, arch_dir / "oof_predictions.csv")
-        atomic_write_text(arch_dir / "cv_summary.json", json.dumps(cv_summary, indent=2, default=_json_default) + "\n")
+        atomic_write_text(
+            arch_dir / "cv_summary.json", json.dumps(cv_summary, indent=2, default=_json_default) + "\n"
+        )
     return {"cv": cv_summary, "oof_predictions": str(arch_dir / "oof_predictions.csv")}
 
 

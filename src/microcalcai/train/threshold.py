@@ -40,7 +40,9 @@ def youden_threshold(labels, probabilities) -> ThresholdChoice:
     j = tpr - fpr
     j[~finite] = -np.inf
     best = int(np.argmax(j))  # argmax takes the first maximum = highest threshold
-    return ThresholdChoice(float(min(thresholds[best], 1.0)), float(tpr[best]), float(1 - fpr[best]), float(j[best]))
+    return ThresholdChoice(
+        float(min(thresholds[best], 1.0)), float(tpr[best]), float(1 - fpr[best]), float(j[best])
+    )
 
 
 def binary_metrics(labels, probabilities, threshold: float) -> dict:
@@ -52,7 +54,9 @@ def binary_metrics(labels, probabilities, threshold: float) -> dict:
     decision = probabilities >= threshold
     positives, negatives = labels == 1, labels == 0
     out = {"n": int(len(labels)), "n_malignant": int(positives.sum())}
-    out["auc"] = float(roc_auc_score(labels, probabilities)) if positives.any() and negatives.any() else float("nan")
+    out["auc"] = (
+        float(roc_auc_score(labels, probabilities)) if positives.any() and negatives.any() else float("nan")
+    )
     out["sensitivity"] = float(decision[positives].mean()) if positives.any() else float("nan")
     out["specificity"] = float((~decision[negatives]).mean()) if negatives.any() else float("nan")
     out["accuracy"] = float((decision == positives).mean()) if len(labels) else float("nan")
