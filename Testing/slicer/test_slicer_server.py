@@ -16,7 +16,7 @@ from microcalcai_logic import LogicError, MicrocalcAILogic, ServerError
 from microcalcai_logic import geometry as g
 from microcalcai_logic.client import ServerClient
 from microcalcai_logic.settings import LogicSettings
-from slicer_test_helpers import GEOMETRIES
+from slicer_test_helpers import GEOMETRIES, make_volume
 
 pytestmark = pytest.mark.server
 
@@ -246,6 +246,43 @@ def test_next_sample_then_annotate_reaches_the_datastore(logic):
     assert following is None or (following.image_id, following.roi) != (sample.image_id, sample.roi)
     with pytest.raises(LogicError, match="BI-RADS morphology"):
         logic.annotate("benign", morphology="sparkly")
+
+
+def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):
+    from microcalcai_logic.datastore import open_image
+
+    local, row = _phantom_volume(logic, studies, index=4, mark=False)
+    roi = g.PixelRoi(float(row["roi_x"]), float(row["roi_y"]), int(row["roi_size"]))
+    before = set(ServerClient(logic.client.url).datastore()["objects"])
+    logic.classify(
+        local,
+        point_ras=g.pixel_to_world(local, [(roi.x, roi.y)])[0],
+        size_mm=roi.size * np.sqrt(np.prod(g.pixel_spacing_mm(local))),
+    )
+    annotations = logic.annotate("benign", distribution="grouped")
+    image_id = local.GetAttribute("MicrocalcAI.ImageId")
+    assert (
+        image_id
+        and image_id not in before
+        and image_id in ServerClient(logic.client.url).datastore()["objects"]
+    )
+    assert [a["label"] for a in annotations] == ["benign"]
+    assert ServerClient(logic.client.url).labels(image_id)["annotations"][0]["distribution"] == "grouped"
+    # Labelling it again reuses the same datastore image.
+    logic.annotate("malignant")
+    assert set(ServerClient(logic.client.url).datastore()["objects"]) - before == {image_id}
+    from slicer.util import arrayFromVolume
+
+    opened = open_image(logic.client, logic.scene, image_id, logic.cache_folder)
+    assert opened.GetAttribute("MicrocalcAI.ImageId") == image_id
+    assert np.array_equal(arrayFromVolume(opened), arrayFromVolume(local))
+    # A volume that exists only in memory travels as NRRD and gets its own id.
+    memory = make_volume(logic.scene, np.array(arrayFromVolume(local)[0]), name="scratch")
+    logic.annotate("malignant", volume_node=memory, roi=roi)
+    memory_id = memory.GetAttribute("MicrocalcAI.ImageId")
+    assert memory_id.startswith("scratch-") and memory_id != image_id
+    reopened = open_image(logic.client, logic.scene, memory_id, logic.cache_folder)
+    assert np.array_equal(arrayFromVolume(reopened), arrayFromVolume(local))
 
 
 def test_training_starts_reports_progress_and_stops_without_publishing(logic):

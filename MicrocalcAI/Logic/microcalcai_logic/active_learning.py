@@ -1,16 +1,14 @@
 """Next sample: ask the server's active-learning strategy for the most useful unlabeled ROI,
 load its image and put the ROI box over it."""
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 from .client import ServerClient
-from .errors import LogicError
+from .datastore import _safe, open_image  # noqa: F401  (_safe: imported from here by viewer.py)
 from .geometry import PixelRoi, place_roi_node
-from .volumes import find_role, load_volume, mark_from_server, singleton
+from .volumes import singleton, source_file
 
-SAMPLE_ROLE = "sample"
 ROI_ROLE = "roi"
 
 
@@ -43,17 +41,10 @@ def request_next_sample(
 
 
 def load_next_sample(client: ServerClient, scene, answer: dict, cache_folder: str, roi_node=None):
-    """Download and load the proposed image (replacing the previous sample's volume, so a long
-    annotation session does not fill memory with mammograms) and place the ROI box on it."""
+    """Load the proposed image and place the ROI box on it."""
     image_id = str(answer["id"])
     roi = PixelRoi.from_params(answer.get("roi") or {})
-    path = client.download_image(image_id, os.path.join(cache_folder, _safe(image_id)))
-    previous = find_role(scene, "vtkMRMLScalarVolumeNode", SAMPLE_ROLE)
-    volume = load_volume(scene, path, name=image_id)
-    if previous is not None:
-        scene.RemoveNode(previous)
-    volume.SetAttribute("MicrocalcAI.Role", SAMPLE_ROLE)
-    mark_from_server(volume, image_id, client.url)
+    volume = open_image(client, scene, image_id, cache_folder)
     if roi_node is None:
         roi_node = singleton(scene, "vtkMRMLMarkupsROINode", ROI_ROLE, "MicrocalcAI ROI")
     place_roi_node(roi_node, volume, roi)
@@ -63,13 +54,6 @@ def load_next_sample(client: ServerClient, scene, answer: dict, cache_folder: st
         roi=roi,
         strategy=str(answer.get("strategy", "")),
         score=float(score) if score is not None else None,
-        path=path,
+        path=source_file(volume) or "",
     )
     return sample, volume, roi_node
-
-
-def _safe(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
-    if not cleaned.strip("."):
-        raise LogicError(f"The server proposed an image id that is not usable as a name: {text!r}.")
-    return cleaned

@@ -78,10 +78,10 @@ def save_annotation(
     """Save and return every annotation the server now holds for this image."""
     if roi is None:
         raise LogicError("Place an ROI on the calcifications (and classify it) before labelling it.")
-    if not image_id:
+    if not image_id:  # the Logic publishes local images first; this guards direct callers
         raise LogicError(
             "This image is not in the server's datastore, so a label cannot be stored for it: "
-            "open images with Next sample to annotate them."
+            "open it from the server (or with Next sample) to annotate it."
         )
     answer = client.save_label(image_id, annotation.validated().document(roi))
     return list(answer.get("annotations") or [])

@@ -2,12 +2,9 @@
 
 Which pixels the server reads: a volume loaded from the server's datastore is referred to by
 its image id (the server reads its own copy, with the VOI LUT and photometry it trains with);
-a local image is uploaded as the file it was loaded from, with the ROI; a volume that exists
-only in memory is written to a temporary NRRD first.
+a local image is uploaded with the ROI (upload.py).
 """
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,9 +13,8 @@ import numpy as np
 from .client import ServerClient, ServerInfo
 from .errors import LogicError, ServerError
 from .geometry import PixelRoi, image_size
-from .volumes import server_image_id, source_file
-
-UPLOADABLE_SUFFIXES = (".dcm", ".dicom", ".png", ".pgm", ".nrrd")
+from .upload import upload_file
+from .volumes import server_image_id
 
 
 @dataclass(frozen=True)
@@ -88,37 +84,13 @@ def classify(
     if image_id is not None:
         answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output=output)
     else:
-        path = source_file(volume_node)
-        if path is not None and (path.lower().endswith(UPLOADABLE_SUFFIXES) or _is_dicom(path)):
+        with upload_file(volume_node) as path:
             answer, nrrd_bytes = client.infer(model, params, upload=path, output=output)
-        else:
-            with tempfile.TemporaryDirectory(prefix="microcalcai-") as folder:
-                answer, nrrd_bytes = client.infer(
-                    model, params, upload=write_nrrd(volume_node, folder), output=output
-                )
     result = parse_answer(answer, info, model)
     result.image_id = image_id
     if nrrd_bytes is not None and result.saliency_geometry is not None:
         result.saliency = read_saliency(nrrd_bytes, result.saliency_geometry)
     return result
-
-
-def _is_dicom(path: str) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    return head[128:132] == b"DICM"
-
-
-def write_nrrd(volume_node, folder: str) -> str:
-    """The volume's pixels, in their stored grid, as a 2D NRRD the server can read."""
-    import nrrd
-    from slicer.util import arrayFromVolume
-
-    pixels = np.array(arrayFromVolume(volume_node))[0]
-    path = os.path.join(folder, "image.nrrd")
-    # index_order "C": the array is (rows, cols) and NRRD's first axis becomes x (columns).
-    nrrd.write(path, np.ascontiguousarray(pixels), index_order="C")
-    return path
 
 
 def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requested: str) -> Classification:

@@ -209,6 +209,14 @@ class ServerClient:
         os.replace(partial, path)
         return path
 
+    def upload_image(self, image_id: str, path: str) -> str:
+        """PUT /datastore/image (MONAI Label's): add a file to the datastore; returns its id."""
+        suffix = ".nrrd" if path.lower().endswith(".nrrd") else os.path.splitext(path)[1] or ".dcm"
+        with open(path, "rb") as handle:
+            files = {"file": (image_id + suffix, handle, "application/octet-stream"), "params": (None, "{}")}
+            answer = self.json("PUT", "/datastore/image", params={"image": image_id}, files=files)
+        return str(answer.get("image") or image_id)
+
     def save_label(self, image_id: str, annotation: dict[str, Any], tag: str = "final") -> dict[str, Any]:
         body = json.dumps(annotation).encode("utf-8")
         files = {"label": ("label.json", body, "application/json")}

@@ -19,6 +19,7 @@ from .errors import LogicError
 from .geometry import PixelRoi, roi_from_markups, roi_from_point
 from .settings import LogicSettings, load_settings, save_settings
 from .training import TrainProgress, start_training, stop_training, training_progress
+from .upload import publish
 from .volumes import find_role, server_image_id
 
 
@@ -156,7 +157,9 @@ class MicrocalcAILogic:
             distribution=distribution or None,
             annotator=self.settings.annotator,
             comment=comment,
-        )
+        ).validated()
+        if volume_node is not None and roi is not None and server_image_id(volume_node, client.url) is None:
+            publish(client, volume_node)  # a local image joins the datastore so its label has a home
         return save_annotation(client, server_image_id(volume_node, client.url), roi, annotation)
 
     # -- active learning -------------------------------------------------------------------

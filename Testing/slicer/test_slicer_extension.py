@@ -1,0 +1,86 @@
+"""The extension's build files agree with what is on disk (a file left out of CMake is missing
+from a built extension, where nothing here would notice)."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = ROOT / "MicrocalcAI"
+
+
+def _listed(cmake: str, variable: str) -> set:
+    block = re.search(rf"set\({variable}\s+(.*?)\)", cmake, flags=re.S).group(1)
+    return {
+        line.strip().replace("${MODULE_NAME}", "MicrocalcAI") for line in block.splitlines() if line.strip()
+    }
+
+
+def test_module_cmake_lists_every_script_and_resource():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert _listed(cmake, "MODULE_PYTHON_SCRIPTS") == {"MicrocalcAI.py", "${MODULE_LOGIC_SCRIPTS}"}
+    glob = re.search(
+        r"file\(GLOB MODULE_LOGIC_SCRIPTS RELATIVE \$\{CMAKE_CURRENT_SOURCE_DIR\} CONFIGURE_DEPENDS"
+        r"\s+(\S+)\s*\)",
+        cmake,
+    )
+    assert glob, "the Logic's scripts are globbed"
+    matched = {p.name for p in MODULE_DIR.glob(glob.group(1))}
+    assert {"__init__.py", "logic.py", "geometry.py", "client.py"} <= matched
+    # Everything the package imports lies in that one folder (nothing the glob would miss).
+    assert not [
+        p
+        for p in (MODULE_DIR / "Logic" / "microcalcai_logic").rglob("*.py")
+        if p.parent.name != "microcalcai_logic"
+    ]
+    resources = _listed(cmake, "MODULE_PYTHON_RESOURCES")
+    assert resources == {
+        "Resources/Icons/MicrocalcAI.png",
+        "Resources/UI/MicrocalcAI.ui",
+        "Resources/requirements.txt",
+    }
+    assert all((MODULE_DIR / r).is_file() for r in resources)
+    assert "slicerMacroBuildScriptedModule" in cmake and "WITH_GENERIC_TESTS" in cmake
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
+
+
+def test_extension_metadata_and_index_description():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for key in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CATEGORY",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+        "EXTENSION_DEPENDS",
+    ):
+        assert re.search(rf'set\({key} "[^"]+"\)', cmake), key
+    for line in (
+        "find_package(Slicer REQUIRED)",
+        "add_subdirectory(MicrocalcAI)",
+        "include(${Slicer_EXTENSION_CPACK})",
+    ):
+        assert line in cmake
+    s4ext = dict(
+        line.split(" ", 1)
+        for line in (ROOT / "MicrocalcAI.s4ext").read_text().splitlines()
+        if line and line[0] != "#"
+    )
+    assert s4ext["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1)
+    # The pictures the metadata points at exist in the repository.
+    assert s4ext["iconurl"].endswith("MicrocalcAI/Resources/Icons/MicrocalcAI.png")
+    assert (ROOT / "docs" / "images" / "slicer-panel.png").is_file()
+    assert (MODULE_DIR / "Resources" / "Icons" / "MicrocalcAI.png").stat().st_size > 1000
+
+
+def test_requirements_match_the_logic_package_and_hold_no_torch():
+    wanted = [
+        line.strip()
+        for line in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pyproject = (MODULE_DIR / "Logic" / "pyproject.toml").read_text()
+    declared = re.search(r"dependencies = \[(.*?)\]", pyproject, flags=re.S).group(1)
+    for requirement in wanted:
+        assert f'"{requirement}"' in declared
+    assert not any(name in " ".join(wanted).lower() for name in ("torch", "monai", "timm"))
