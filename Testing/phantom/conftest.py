@@ -31,17 +31,19 @@ FULL = dict(
 )
 
 
+def _generate(tmp_path_factory, name: str, settings: dict):
+    out = tmp_path_factory.mktemp("phantom") / name
+    result = generate_dataset(out, **settings)
+    return result, pd.read_csv(result.manifest_path, dtype={"birads": str})
+
+
 @pytest.fixture(scope="session")
 def spot_set(tmp_path_factory):
     """Spot fields: many small images, the mode downstream tests use."""
-    out = tmp_path_factory.mktemp("phantom") / "spot"
-    result = generate_dataset(out, **SPOT)
-    return result, pd.read_csv(result.manifest_path, dtype={"birads": str})
+    return _generate(tmp_path_factory, "spot", SPOT)
 
 
 @pytest.fixture(scope="session")
 def full_set(tmp_path_factory):
     """One patient, four full-field views (coarse 0.2 mm pixels to stay quick)."""
-    out = tmp_path_factory.mktemp("phantom") / "full"
-    result = generate_dataset(out, **FULL)
-    return result, pd.read_csv(result.manifest_path, dtype={"birads": str})
+    return _generate(tmp_path_factory, "full", FULL)

@@ -54,7 +54,7 @@ def _cli(*args):
 
 def test_cli_usage_and_input_errors(tmp_path):
     usage = _cli("--out", str(tmp_path / "x"), "--patients", "2", "--seed", "1", "--spacing-mm", "0")
-    assert usage.returncode == 2 and "--spacing-mm" in usage.stderr and "greater than zero" in usage.stderr
+    assert usage.returncode == 2 and "--spacing-mm" in usage.stderr and "greater than 0" in usage.stderr
     bad = _cli(
         "--out",
         str(tmp_path / "y"),
