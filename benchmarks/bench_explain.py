@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "Testing" / "explain"))
+from blobs import TinyCNN  # noqa: E402  (the tests' spot detector, wider here)
+
 GRADIENT = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
 
 
@@ -127,24 +130,6 @@ def speed_table(rows, methods) -> str:
 
 
 # --------------------------------------------------------------------------------- faithfulness
-
-
-class TinyCNN(torch.nn.Module):
-    """Three convolution blocks, global max pooling, two logits: a detector small enough for a CPU."""
-
-    def __init__(self):
-        super().__init__()
-
-        def block(cin, cout, pool):
-            layers = [torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.ReLU()]
-            return layers + ([torch.nn.MaxPool2d(2)] if pool else [])
-
-        self.features = torch.nn.Sequential(*block(1, 16, True), *block(16, 32, True), *block(32, 64, False))
-        self.pool = torch.nn.AdaptiveMaxPool2d(1)
-        self.fc = torch.nn.Linear(64, 2)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.features(x)).flatten(1))
 
 
 def phantom_rois(folder: Path, patients: int, roi: int, seed: int):
@@ -351,7 +336,7 @@ def run_faithfulness(args) -> str:
     test = np.isin(ids, list(test_patients))
     models = {}
     torch.manual_seed(0)
-    models["tiny-cnn"] = (train(TinyCNN(), crops[~test], labels[~test], args.epochs, 3e-3), None)
+    models["tiny-cnn"] = (train(TinyCNN(width=16), crops[~test], labels[~test], args.epochs, 3e-3), None)
     lite0 = create_model("tf_efficientnet_lite0", "imagenet")
     cfg = lite0.pretrained_cfg
     net = _Net(lite0, cfg["mean"], cfg["std"])
