@@ -176,11 +176,23 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
+        from microcalcai_logic.active_learning import ROI_ROLE
+        from microcalcai_logic.volumes import singleton
+
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if first:
                 self._parameterNode.inputVolume = first
+        # Ready-made marks to place: the ROI box is the one Next sample also uses.
+        if not self._parameterNode.roiNode:
+            self._parameterNode.roiNode = singleton(
+                slicer.mrmlScene, "vtkMRMLMarkupsROINode", ROI_ROLE, "MicrocalcAI ROI"
+            )
+        if not self._parameterNode.pointNode:
+            point = singleton(slicer.mrmlScene, "vtkMRMLMarkupsFiducialNode", "point", "MicrocalcAI point")
+            point.SetMaximumNumberOfControlPoints(1)
+            self._parameterNode.pointNode = point
 
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
@@ -286,7 +298,6 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Every candidate ROI is labeled: nothing left to annotate."
             return
         self._parameterNode.inputVolume = core.volume
-        self._parameterNode.roiNode = slicer.mrmlScene.GetFirstNodeByName("MicrocalcAI ROI")
         self._parameterNode.useRoiBox = True
         slicer.util.setSliceViewerLayers(background=core.volume, foreground=None, fit=True)
         self.ui.statusLabel.text = "Sample {} ({}, score {}).".format(
