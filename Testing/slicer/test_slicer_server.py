@@ -294,7 +294,7 @@ def test_training_starts_reports_progress_and_stops_without_publishing(logic):
         logic.client,
         "tiny-a",
         lambda p: p.running or p.state in ("failed", "done"),
-        timeout_s=60,
+        timeout_s=150,
         interval_s=0.5,
     )
     assert progress.state == "running", progress.message
@@ -302,7 +302,7 @@ def test_training_starts_reports_progress_and_stops_without_publishing(logic):
         logic.start_training("tiny-a", max_epochs=1, include_manifest_labels=True)
     assert refused.value.status in (409, 429)  # docs/server-api.md says 409; MONAI Label answers 429
     logic.stop_training()
-    stopped = wait_for(logic.client, "tiny-a", lambda p: not p.running, timeout_s=60, interval_s=0.5)
+    stopped = wait_for(logic.client, "tiny-a", lambda p: not p.running, timeout_s=150, interval_s=0.5)
     assert stopped.state == "stopped" and "unchanged" in stopped.summary()
     assert logic.connect().models["tiny-a"].version == served
 
