@@ -91,3 +91,11 @@ def test_previous_project_model_seeds_a_new_one(small_model_dir):
 def test_read_state_dict_names_a_missing_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_state_dict(tmp_path / "absent.safetensors")
+
+
+def test_a_new_two_class_head_starts_without_an_opinion():
+    """timm sizes its classifier initialisation for 1000 classes; ours starts every head near P = 0.5."""
+    model = create_model("tf_efficientnet_lite0", "imagenet").eval()
+    with torch.no_grad():
+        probability = model(torch.rand(4, 3, 96, 96) * 2 - 1).softmax(dim=1)[:, 1]
+    assert torch.all((probability > 0.4) & (probability < 0.6)), probability

@@ -71,7 +71,7 @@ def test_rerunning_a_finished_run_trains_nothing(two_runs, phantom_manifest, tin
 
 def test_a_different_recipe_in_the_same_folder_is_refused(two_runs, phantom_manifest, tiny_settings, capsys):
     assert _train(phantom_manifest, two_runs[0], tiny_settings, "--epochs", "7") == 1
-    assert "different recipe or settings" in capsys.readouterr().err
+    assert "different recipe, settings or data" in capsys.readouterr().err
 
 
 def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, phantom_manifest, tmp_path):

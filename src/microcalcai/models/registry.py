@@ -122,5 +122,27 @@ def create_model(arch: str, weights="none", num_classes: int = 2):
     if num_classes < 2:
         raise InputError(f"num_classes must be at least 2 (benign, malignant), got {num_classes}")
     model = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, in_chans=3)
-    model.weights_info = load_into(model, spec.name, weights)
+    _reset_classifier(model)
+    model.weights_info = load_into(model, spec.name, weights)  # a loaded head replaces the fresh one
     return model
+
+
+def _reset_classifier(model) -> None:
+    """Small random weights and zero bias for the new classification layer.
+
+    timm's EfficientNet/MobileNet initialisation draws the classifier from U(+-1/sqrt(classes)),
+    sized for 1000 classes: with two it gives logits in the tens and a first loss of ~4 instead of
+    ln 2, which wrecks the first epochs of fine-tuning. A near-zero head starts every architecture
+    at "no opinion" (P = 0.5) and lets the pretrained features lead.
+    """
+    import torch
+
+    head = model.get_classifier()
+    layers = [head] if isinstance(head, (torch.nn.Linear, torch.nn.Conv2d)) else [
+        m for m in head.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    ]
+    with torch.no_grad():
+        for layer in layers[-1:]:
+            torch.nn.init.normal_(layer.weight, std=0.01)
+            if layer.bias is not None:
+                torch.nn.init.zeros_(layer.bias)

@@ -114,17 +114,23 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
 
 
-def _check_run_dir(out_dir: Path, recipe: dict) -> None:
-    saved = out_dir / "recipe.yaml"
-    text = dump_recipe({k: v for k, v in recipe.items() if k != "overrides"})
-    if saved.is_file():
-        if saved.read_text() != text:
-            raise InputError(
-                f"{out_dir} holds a run of a different recipe or settings (see {saved}); "
-                "choose a new --out folder, or remove that one to start again"
-            )
-    elif _rank() == 0:
-        atomic_write_text(saved, text)
+def _check_run_dir(out_dir: Path, recipe: dict, manifests: dict, *, resume: bool) -> None:
+    """A run folder holds one recipe on one data set; continuing it with other settings is refused."""
+    from microcalcai.data.manifest import manifest_sha256
+
+    identity = {
+        "recipe": dump_recipe({k: v for k, v in recipe.items() if k != "overrides"}),
+        "data": {name: manifest_sha256(path) for name, path in sorted(manifests.items())},
+    }
+    saved = out_dir / "run.json"
+    if resume and saved.is_file() and json.loads(saved.read_text()) != identity:
+        raise InputError(
+            f"{out_dir} holds a run of a different recipe, settings or data (see {out_dir / 'recipe.yaml'}); "
+            "choose a new --out folder, or give --restart to train there again from the start"
+        )
+    if _rank() == 0:
+        atomic_write_text(out_dir / "recipe.yaml", identity["recipe"])
+        atomic_write_text(saved, json.dumps(identity, indent=2) + "\n")
 
 
 def train_recipe(
@@ -141,7 +147,6 @@ def train_recipe(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device or recipe["device"])
-    _check_run_dir(out_dir, recipe)
     stages = recipe["stages"] or [{"name": TARGET, "data": TARGET}]
     manifests = {TARGET: data, **(stage_data or {})}
     for stage in stages:
@@ -150,6 +155,8 @@ def train_recipe(
                 f"recipe stage {stage['name']!r} trains on data {stage['data']!r}; give it with "
                 f"--stage-data {stage['data']}=MANIFEST"
             )
+    manifests = {name: path for name, path in manifests.items() if name in {s["data"] for s in stages}}
+    _check_run_dir(out_dir, recipe, manifests, resume=resume)
     from microcalcai.models.registry import get_arch
 
     sizes = {arch: int(recipe["input_size"] or get_arch(arch).input_size) for arch in recipe["archs"]}
