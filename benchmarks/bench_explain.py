@@ -323,9 +323,6 @@ def faithfulness_table(rows) -> str:
 def run_faithfulness(args) -> str:
     from microcalcai.models import create_model
 
-    # Small networks on a shared 2-core machine: one thread avoids two threads waiting on each other.
-    torch.set_num_threads(args.threads)
-
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         crops, masks, labels, ids = phantom_rois(Path(tmp) / "phantom", args.patients, args.roi, seed=0)
@@ -367,12 +364,19 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=80)
     parser.add_argument("--roi", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the faithfulness part")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine two threads mostly wait "
+        "for each other, which blurs the ratios)",
+    )
     parser.add_argument("--curves", type=int, default=8, help="ROIs per method for deletion/insertion curves")
     args = parser.parse_args()
 
     from microcalcai.models.registry import ARCHITECTURES
 
+    torch.set_num_threads(args.threads)
     print(
         f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"CUDA available: {torch.cuda.is_available()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
