@@ -24,6 +24,7 @@ SKIN_MM = 1.5
 # Standard detector fields (mm, rows x columns): the small one when the breast fits.
 DETECTORS_MM = ((240.0, 180.0), (300.0, 240.0))
 _COARSE_MM = 0.5
+MAX_DEPTH_MM = 45.0  # in-plane depths beyond this are reported as this (> half of T)
 
 
 @dataclass
@@ -93,15 +94,13 @@ class Breast:
         return float(np.arctan2(y - self.nipple_xy[1], x - self.nipple_xy[0]))
 
 
-def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> np.ndarray:
-    """Boolean breast mask on the coarse grid, chest wall at column 0.
+def _reach(y: np.ndarray, view: str, dims: dict) -> np.ndarray:
+    """Distance (mm) of the skin line from the chest wall at heights y (mm), 0 outside.
 
     The skin line is x = depth * f(s), s running from the top of the breast (0) to its bottom (1)
     along the chest wall: CC is a rounded half-egg; MLO starts wide at the axilla (top edge of the
     image), bulges to the nipple below its middle and curves back to the inframammary fold.
     """
-    y = (np.arange(rows, dtype=np.float32) + 0.5) * cell
-    x = (np.arange(cols, dtype=np.float32) + 0.5) * cell
     top, bottom = dims["top"], dims["bottom"]
     s = (y - top) / (bottom - top)
     inside = (s >= 0) & (s <= 1)
@@ -114,8 +113,44 @@ def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> np.nda
     else:
         up = np.sqrt(np.clip(1.0 - ((peak - sc) / peak) ** 2, 0.0, 1.0)) ** 0.8
         down = np.sqrt(np.clip(1.0 - ((sc - peak) / (1.0 - peak)) ** 2, 0.0, 1.0)) ** 0.8
-    reach = np.where(sc <= peak, up, down) * dims["depth"] * inside
-    return x[None, :] <= reach[:, None]
+    return np.where(sc <= peak, up, down) * dims["depth"] * inside
+
+
+def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, signed distance to the skin line in mm) on the coarse grid, chest wall at column 0.
+
+    The distance is to a densely sampled skin line (scipy's KD-tree), not to the coarse cells, so
+    interpolated to full resolution its zero crossing is a smooth skin line. The chest wall is
+    not skin: tissue does not thin toward it.
+    """
+    from scipy.spatial import cKDTree
+
+    y = (np.arange(rows, dtype=np.float64) + 0.5) * cell
+    x = (np.arange(cols, dtype=np.float64) + 0.5) * cell
+    mask = x[None, :] <= _reach(y, view, dims)[:, None]
+    # samples every 0.2 mm of arc length (flat stretches of the outline need many per mm of y):
+    # the distance to them is within ~0.01 mm of that to the curve at the coarse cells' distances
+    fine_y = np.arange(dims["top"], dims["bottom"], 0.01)
+    fine_x = _reach(fine_y, view, dims)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(fine_x), np.diff(fine_y)))])
+    step = np.floor(arc / 0.2)
+    keep = (fine_x > 0) & np.concatenate([[True], step[1:] != step[:-1]])
+    skin = np.column_stack([fine_x[keep], fine_y[keep]])
+    if view != "MLO":  # the rounded top and bottom ends meet the chest wall
+        skin = np.vstack([skin, [[0.0, dims["top"]], [0.0, dims["bottom"]]]])
+    # Only cells that can be near the skin are looked up (a cheap distance transform of the mask
+    # picks them); beyond half the thickest compression the path lengths no longer change.
+    near = np.pad(mask, ((0, 0), (8, 0)), mode="edge")  # the chest wall is not skin
+    inner = ndimage.distance_transform_edt(near)[:, 8:] * cell < MAX_DEPTH_MM + 2 * cell
+    outer = ndimage.distance_transform_edt(~near)[:, 8:] <= 2
+    rows_i, cols_i = np.nonzero((mask & inner) | (~mask & outer))
+    signed = np.where(mask, MAX_DEPTH_MM, -MAX_DEPTH_MM).astype(np.float64)
+    distance, _ = cKDTree(skin).query(
+        np.column_stack([x[cols_i], y[rows_i]]), distance_upper_bound=MAX_DEPTH_MM
+    )
+    distance = np.minimum(distance, MAX_DEPTH_MM)
+    signed[rows_i, cols_i] = np.where(mask[rows_i, cols_i], distance, -distance)
+    return mask, signed.astype(np.float32)
 
 
 def _path_lengths(depth: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
@@ -201,12 +236,7 @@ def make_breast(
     factor = max(1, int(round(_COARSE_MM / spacing_mm)))
     cell = spacing_mm * factor
     crow, ccol = -(-rows // factor), -(-cols // factor)
-    mask = _outline(crow, ccol, cell, view, dims)
-    # The chest wall continues beyond column 0 (and in MLO the axilla beyond the top edge), so
-    # the distance to the skin does not fall off there.
-    padded = np.pad(mask, ((0, 0), (8, 0)), mode="edge")
-    depth_c = ndimage.distance_transform_edt(padded)[:, 8:].astype(np.float32) * np.float32(cell)
-    depth_c[~mask] = 0.0
+    mask, depth_c = _outline(crow, ccol, cell, view, dims)
     muscle_c = np.zeros_like(depth_c)
     if view == "MLO":
         yy, xx = (np.mgrid[0:crow, 0:ccol].astype(np.float32) + 0.5) * np.float32(cell)
@@ -226,7 +256,7 @@ def make_breast(
     box = (slice(r0, r1), slice(c0, c1))
 
     depth_b = upsample(depth_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0))
-    depth_b[depth_b < cell * 0.5] = 0.0
+    np.maximum(depth_b, 0.0, out=depth_b)
     total_b, inner_b = _path_lengths(depth_b, thickness)
     muscle_b = np.minimum(upsample(muscle_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0)), inner_b)
     depth, tissue, skin, muscle = depth_b, inner_b - muscle_b, total_b - inner_b, muscle_b

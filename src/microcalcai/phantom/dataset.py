@@ -751,14 +751,9 @@ def _write_tables(out: Path, rows: list[dict], particles: list[dict], summary: d
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    try:
-        from microcalcai.data.manifest import write_manifest
-    except ImportError:  # the data layer is not installed: plain CSV in the same column order
-        write_manifest = None
-    if write_manifest is not None:
-        write_manifest(frame, out / MANIFEST_NAME, base_dir=out)
-    else:
-        atomic_write_text(out / MANIFEST_NAME, frame.to_csv(index=False, lineterminator="\n"))
+    from microcalcai.data.manifest import write_manifest
+
+    write_manifest(frame, out / MANIFEST_NAME, base_dir=out)
     atomic_write_text(out / PARTICLES_NAME, pd.DataFrame(particles).to_csv(index=False, lineterminator="\n"))
     atomic_write_text(out / SETTINGS_NAME, json.dumps(summary, indent=2, default=_json_default) + "\n")
 
