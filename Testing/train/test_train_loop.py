@@ -100,3 +100,19 @@ def test_youden_threshold_maximises_sensitivity_plus_specificity():
     assert "validation" in choice.method
     with pytest.raises(Exception, match="both labels"):
         youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_offline_augmentation_adds_fixed_augmented_copies():
+    crops, labels = blob_crops(6, 48, seed=2)
+    card = card_for("tf_efficientnet_lite0", input_size=48)
+    plain = CropDataset(CropSet.from_arrays(crops, labels), card.mean, card.std)
+    tripled = CropDataset(
+        CropSet.from_arrays(crops, labels), card.mean, card.std, augment=AUGMENT, offline_copies=2
+    )
+    again = CropDataset(
+        CropSet.from_arrays(crops, labels), card.mean, card.std, augment=AUGMENT, offline_copies=2
+    )
+    assert len(tripled) == 3 * len(plain)
+    assert torch.equal(tripled.labels, torch.as_tensor(np.tile(labels, 3)))
+    assert not torch.equal(tripled.grey[6:12], tripled.grey[:6]), "copies must be augmented"
+    assert torch.equal(tripled.grey, again.grey), "offline copies are seeded"

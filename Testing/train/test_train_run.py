@@ -205,3 +205,58 @@ def test_double_transfer_seeds_each_stage_with_the_previous_best(phantom_manifes
 def test_missing_stage_data_is_named(phantom_manifest, tmp_path, capsys):
     assert main(_arlan(phantom_manifest, tmp_path / "x", "--set", "archs=[tf_efficientnet_lite0]")) == 1
     assert "--stage-data intermediate=MANIFEST" in capsys.readouterr().err
+
+
+def test_whole_image_recipe_with_balanced_sampling(phantom_manifest, tmp_path, tiny_settings):
+    out = tmp_path / "whole"
+    args = [
+        "train",
+        "--recipe",
+        "mobini2024",
+        "--data",
+        str(phantom_manifest),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    for item in [*tiny_settings, "roi_size=96", "epochs=1"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    card = read_card(out / "tf_efficientnet_lite0" / "model")
+    assert card.crop == {"task": "whole_image", "roi_size": 96}
+    assert card.recipe["imbalance"] == "balanced_sampler"
+    # predict repeats the whole-image crop the model was trained on
+    predictions = tmp_path / "whole.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "tf_efficientnet_lite0" / "model"),
+                "--data",
+                str(phantom_manifest),
+                "--out",
+                str(predictions),
+                "--split",
+                "test",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "tf_efficientnet_lite0" / "model"),
+                "--data",
+                str(phantom_manifest),
+                "--out",
+                str(predictions),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert pd.read_csv(predictions)["probability"].between(0, 1).all()
