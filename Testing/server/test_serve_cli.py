@@ -41,3 +41,14 @@ def test_bad_model_folder_and_port(tmp_path):
     assert done.returncode == 1 and "neither a model folder" in done.stderr
     done = _serve("--port", "70000", tmp_path=tmp_path)
     assert done.returncode == 1 and "--port 70000" in done.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve("--port", str(port), tmp_path=tmp_path)
+    assert done.returncode == 1 and f"--port {port}: another program listens" in done.stderr

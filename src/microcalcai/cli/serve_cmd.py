@@ -66,12 +66,17 @@ def run(args) -> int:
 
     from microcalcai.errors import InputError
     from microcalcai.server import bootstrap
-    from microcalcai.server.launch import free_port, server_command, server_env, wait_for_info
+    from microcalcai.server.launch import free_port, port_is_free, server_command, server_env, wait_for_info
     from microcalcai.server.workspace import has_models, install_model, prepare_app
 
     log = logging.getLogger("microcalcai.serve")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give a port from 1 to 65535 (or 0 for a free one)")
+    if args.port and not port_is_free(args.host, args.port):
+        raise InputError(
+            f"--port {args.port}: another program listens on {args.host}:{args.port}; "
+            "stop it or choose another port (0 picks a free one)"
+        )
     workspace = (args.workspace or default_workspace()).expanduser().absolute()
     prepare_app(workspace)
     for folder in args.model:
@@ -91,6 +96,10 @@ def run(args) -> int:
             raise InputError(f"the workspace {workspace} hosts no model; add one with --model DIR")
         bootstrap.ensure_default_models(workspace)
     port = args.port or free_port(args.host)
+    if not port_is_free(args.host, port):  # taken while the first start trained the models
+        raise InputError(
+            f"--port {port}: another program now listens on {args.host}:{port}; choose another port"
+        )
     command = server_command(
         str(Path(studies).absolute()) if "://" not in studies else studies, workspace, args.host, port
     )
@@ -103,7 +112,7 @@ def run(args) -> int:
     )
     process = subprocess.Popen(command, cwd=workspace, env=server_env(workspace))
     try:
-        info = wait_for_info(f"http://{args.host}:{port}", process, timeout=300)
+        info = wait_for_info(f"http://{args.host}:{port}", process, timeout=300, workspace=workspace)
         print(
             f"MicrocalcAI server ready at http://{args.host}:{port} with models "
             f"{', '.join(info.get('models', {}))}; Ctrl-C stops it",

@@ -76,9 +76,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for_info(
-    url: str, process: subprocess.Popen | None, timeout: float, log_path: Path | None = None
+    url: str,
+    process: subprocess.Popen | None,
+    timeout: float,
+    log_path: Path | None = None,
+    workspace: Path | None = None,
 ) -> dict:
+    """/info/ of the server at `url` once it answers; with `workspace`, only our own server counts
+    (another one answering on that port means ours could not bind it)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -89,7 +104,11 @@ def wait_for_info(
             )
         try:
             with urllib.request.urlopen(f"{url}/info/", timeout=5) as answer:
-                return json.loads(answer.read())
+                info = json.loads(answer.read())
+            if workspace is None or info.get("workspace") == str(workspace):
+                return info
+            last = f"another server (workspace {info.get('workspace')}) answers on that port"
+            time.sleep(0.3)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             last = exc
             time.sleep(0.3)
@@ -137,6 +156,10 @@ class LocalServer:
             raise MicrocalcError("this LocalServer is already running; stop it first")
         if not self.port:
             self.port = free_port(self.host)
+        elif not port_is_free(self.host, self.port):
+            raise MicrocalcError(
+                f"port {self.port} on {self.host} is in use; choose another port or 0 for a free one"
+            )
         command = server_command(self.studies, self.workspace, self.host, self.port)
         self.log_path = self.workspace / "logs" / f"server-{self.port}.log"
         log = open(self.log_path, "ab")
@@ -153,7 +176,7 @@ class LocalServer:
         finally:
             log.close()
         try:
-            self.info = wait_for_info(self.url, self.process, self.timeout, self.log_path)
+            self.info = wait_for_info(self.url, self.process, self.timeout, self.log_path, self.workspace)
         except BaseException:
             self.stop()
             raise
