@@ -154,14 +154,21 @@ def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> tuple[
 
 
 def _path_lengths(depth: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
-    """(total, inner) projected path lengths at in-plane depth `depth` from the skin line."""
+    """(total, inner) projected path lengths at in-plane depth `depth` from the skin line.
+
+    Deeper than T/2 the paths are simply T and T minus two skins; the square roots are taken
+    only in the band near the skin line (and outside, where they are 0).
+    """
     r = np.float32(thickness / 2.0)
-    d = np.minimum(depth, r)
-    total = 2.0 * np.sqrt(np.maximum(r * r - (r - d) ** 2, 0.0))
     ri = r - np.float32(SKIN_MM)
-    di = np.clip(depth - np.float32(SKIN_MM), 0.0, ri)
-    inner = 2.0 * np.sqrt(np.maximum(ri * ri - (ri - di) ** 2, 0.0))
-    return total.astype(np.float32), inner.astype(np.float32)
+    total = np.full(depth.shape, 2 * r, np.float32)
+    inner = np.full(depth.shape, 2 * ri, np.float32)
+    band = depth < r
+    d = depth[band]
+    total[band] = 2.0 * np.sqrt(np.maximum(r * r - (r - d) ** 2, 0.0))
+    di = np.clip(d - np.float32(SKIN_MM), 0.0, ri)
+    inner[band] = 2.0 * np.sqrt(np.maximum(ri * ri - (ri - di) ** 2, 0.0))
+    return total, inner
 
 
 def make_breast(
