@@ -88,3 +88,15 @@ def test_montage_figure(tmp_path):
     )
     figure = Image.open(path)
     assert figure.width > 300 and figure.height > 300
+
+
+def test_patient_overview_figure(tmp_path, full_set):
+    from microcalcai.phantom.montage import patient_overview
+
+    result, frame = full_set
+    path = patient_overview(result.manifest_path, tmp_path / "p.png", max_side=300)
+    figure = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert figure.shape[1] > 4 * 200  # four views side by side
+    # ROI outlines are drawn in colour (the images themselves are grey)
+    colour = (np.abs(figure[..., 0] - figure[..., 1]) > 60) | (np.abs(figure[..., 1] - figure[..., 2]) > 60)
+    assert colour.sum() > 100
