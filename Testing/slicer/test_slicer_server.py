@@ -32,7 +32,7 @@ def studies(tmp_path_factory, real_mammograms):
     root = tmp_path_factory.mktemp("slicer-server")
     phantom = generate_dataset(
         root / "phantom",
-        patients=6,
+        patients=10,
         seed=3,
         spacing_mm=0.1,
         roi_size=96,
