@@ -137,7 +137,7 @@ class FineTuneTask(TrainTask):
         import shutil
 
         from microcalcai.models.artifact import read_card
-        from microcalcai.server.workspace import build_ensemble
+        from microcalcai.server.workspace import build_ensemble, rename_card
 
         store = self.app.store
         version = store.next_version(self.name)
@@ -145,7 +145,7 @@ class FineTuneTask(TrainTask):
         staging = target.with_name(f".{version}.staging")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(new_dir, staging)
-        _rename_card(staging, self.name, version)
+        rename_card(staging, self.name, version)
         staging.rename(target)
         store.publish(self.name, version)
         if ENSEMBLE in store.names():
@@ -158,17 +158,6 @@ class FineTuneTask(TrainTask):
             )
         read_card(target)  # the published folder must load
         return version
-
-
-def _rename_card(folder: Path, name: str, version: str) -> None:
-    import json
-
-    from microcalcai.atomic import atomic_write_text
-
-    path = folder / "model.json"
-    card = json.loads(path.read_text())
-    card.update({"name": name, "version": version})
-    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 class Progress:

@@ -60,17 +60,37 @@ def install_model(workspace: str | Path, folder: str | Path, name: str | None = 
     temporary = target.with_name(f".{version}.copy")
     shutil.rmtree(temporary, ignore_errors=True)
     shutil.copytree(folder, temporary)
+    if name != ENSEMBLE:
+        rename_card(temporary, name, version)
     temporary.rename(target)
     store.publish(name, version)
     return name
 
 
-def _same_content(a: Path, b: Path) -> bool:
-    card = "ensemble.json" if (b / "ensemble.json").is_file() else "model.json"
+def rename_card(folder: Path, name: str, version: str) -> None:
+    """Give a hosted copy its hosted name and version (ensembles name members from their cards);
+    the weights' checksum covers the weights only, so the card may change."""
+    import json
+
+    path = folder / "model.json"
+    card = json.loads(path.read_text())
+    card.update({"name": name, "version": version})
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def _same_content(hosted: Path, incoming: Path) -> bool:
+    """The same weights (models) or the same card (ensembles) as the version served now."""
+    import json
+
     try:
-        return (a / card).read_bytes() == (b / card).read_bytes()
-    except OSError:
+        if (incoming / "ensemble.json").is_file():
+            return (hosted / "ensemble.json").read_bytes() == (incoming / "ensemble.json").read_bytes()
+        cards = [json.loads((p / "model.json").read_text()) for p in (hosted, incoming)]
+    except (OSError, ValueError):
         return False
+    return bool(cards[0].get("weights_sha256")) and cards[0].get("weights_sha256") == cards[1].get(
+        "weights_sha256"
+    )
 
 
 def build_ensemble(
