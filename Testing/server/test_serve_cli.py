@@ -52,3 +52,57 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         port = taken.getsockname()[1]
         done = _serve("--port", str(port), tmp_path=tmp_path)
     assert done.returncode == 1 and f"--port {port}: another program listens" in done.stderr
+
+
+def test_serve_hosts_given_models_and_stops_with_sigterm(tmp_path, server_env):
+    """The `make run` path: serve in the foreground, ready line, /info/, SIGTERM ends it all."""
+    import json
+    import re
+    import signal
+    import urllib.request
+
+    from server_helpers import tiny_model
+
+    models = [tiny_model(tmp_path / "built", name, seed) for seed, name in enumerate(("cli-a", "cli-b"))]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microcalcai",
+            "serve",
+            "--studies",
+            str(server_env["studies"]),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--port",
+            "0",
+            "--model",
+            str(models[0]),
+            "--model",
+            str(models[1]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        seen = []
+        for line in process.stdout:  # the server's own start-up lines come first
+            seen.append(line)
+            match = re.search(r"ready at (http://127\.0\.0\.1:\d+)", line)
+            if match:
+                break
+        assert match, "".join(seen[-20:])
+        info = json.loads(urllib.request.urlopen(f"{match.group(1)}/info/", timeout=30).read())
+        assert set(info["models"]) == {"cli-a", "cli-b"}  # two models but no ensemble folder given
+        assert info["workspace"] == str(tmp_path / "ws")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) is not None
+        try:
+            urllib.request.urlopen(f"{match.group(1)}/info/", timeout=5)
+            raise AssertionError("the server still answers after serve was stopped")
+        except OSError:
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -111,6 +111,12 @@ def run(args) -> int:
         workspace,
     )
     process = subprocess.Popen(command, cwd=workspace, env=server_env(workspace))
+
+    def forward(signum, _frame):  # a service manager's stop reaches the server, which then exits
+        process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
     try:
         info = wait_for_info(f"http://{args.host}:{port}", process, timeout=300, workspace=workspace)
         print(
@@ -119,7 +125,7 @@ def run(args) -> int:
             flush=True,
         )
         return process.wait()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or the server never became ready: leave no server behind
         process.send_signal(signal.SIGINT)
         try:
             process.wait(15)
