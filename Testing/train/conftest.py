@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the synthetic-crop helper next to this file
+sys.path.insert(0, str(Path(__file__).parent))  # train_helpers.py next to this file
 
-# Small enough for 2 CPU cores: 64 px crops and inputs, ImageNet Lite0 (offline), batch 8.
-TINY = [
-    "archs=[tf_efficientnet_lite0]",
-    "input_size=64",
-    "roi_size=64",
-    "batch_size=8",
-    "split.val=0.25",
-    "split.test=0.25",
-    "augment.shift_reference_px=64",
-]
+from train_helpers import TINY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

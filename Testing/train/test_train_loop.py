@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from synthetic import blob_crops
+from train_helpers import blob_crops
 
 from microcalcai.models import card_for, create_model
 from microcalcai.train.data import CropDataset, CropSet

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from train_helpers import TINY
 
 from microcalcai.cli.main import main
 from microcalcai.models import load_predictor, read_card
@@ -32,8 +33,6 @@ def two_runs(phantom_manifest, tmp_path_factory, tiny_settings):
 
 @pytest.fixture(scope="module")
 def tiny_settings():
-    from conftest import TINY
-
     return list(TINY)
 
 

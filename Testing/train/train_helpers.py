@@ -1,12 +1,25 @@
-"""Tiny labelled crops made here: noise, plus a bright blob cluster for malignant ones."""
+"""Helpers of the training tests: tiny labelled crops made here, and tiny recipe settings."""
 
 from __future__ import annotations
 
 import numpy as np
 
+# Small enough for 2 CPU cores: 64 px crops and inputs, ImageNet Lite0 (offline), batch 8.
+TINY = [
+    "archs=[tf_efficientnet_lite0]",
+    "input_size=64",
+    "roi_size=64",
+    "batch_size=8",
+    "split.val=0.25",
+    "split.test=0.25",
+    "augment.shift_reference_px=64",
+]
+
 
 def blob_crops(n: int, size: int = 48, seed: int = 0, contrast: float = 0.5):
-    """(n, size, size) float32 crops in 0..1 and labels alternating benign/malignant."""
+    """Noise, plus a bright blob cluster for malignant ones.
+
+    (n, size, size) float32 crops in 0..1 and labels alternating benign/malignant."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
     yy, xx = np.mgrid[:size, :size]
