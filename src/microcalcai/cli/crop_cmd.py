@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from microcalcai.cli.argtypes import positive
+
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")  # microcalcai.roi.PAD_MODES
 
 
@@ -18,21 +20,6 @@ def _center(text: str) -> tuple[float, float]:
             f"expected X,Y (column,row in stored pixels), got {text!r}"
         ) from None
     return x, y
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a {'whole' if kind is int else ''} number, got {text!r}".replace("  ", " ")
-            ) from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,17 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="X,Y",
         help="ROI centre in stored pixels: X = column, Y = row from the top-left",
     )
-    parser.add_argument("--size", type=_positive(int), metavar="N", help="ROI side in pixels")
-    parser.add_argument("--size-mm", type=_positive(float), metavar="MM", help="ROI side in millimetres")
+    parser.add_argument("--size", type=positive(int), metavar="N", help="ROI side in pixels")
+    parser.add_argument("--size-mm", type=positive(float), metavar="MM", help="ROI side in millimetres")
     parser.add_argument(
         "--spacing-mm",
-        type=_positive(float),
+        type=positive(float),
         metavar="S",
         help="pixel spacing of the output in mm (with --size-mm; default the image's)",
     )
     parser.add_argument(
         "--image-spacing-mm",
-        type=_positive(float),
+        type=positive(float),
         metavar="S",
         help="the image's pixel spacing in mm, used only when the file has none (e.g. 0.2 for mini-MIAS)",
     )

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 # The crop command's positive-number argument type (standard library only, like this module).
-from microcalcai.cli.crop_cmd import _positive
+from microcalcai.cli.argtypes import positive
 
 FORMATS = {
     "cbis-ddsm": "CBIS-DDSM: calc/mass_case_description_*_set.csv and the DICOM tree with ROI masks",
@@ -82,17 +82,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "ROI crops in the folder-per-class layout (DIR/crops/<label>/<patient>/)"
     )
     crops.add_argument(
-        "--crops", type=_positive(int), metavar="N", help="also cut each ROI as an N-pixel PNG"
+        "--crops", type=positive(int), metavar="N", help="also cut each ROI as an N-pixel PNG"
     )
     crops.add_argument(
         "--crops-mm",
-        type=_positive(float),
+        type=positive(float),
         metavar="MM",
         help="also cut each ROI as MM millimetres (resampled to --crops-spacing-mm)",
     )
     crops.add_argument(
         "--crops-spacing-mm",
-        type=_positive(float),
+        type=positive(float),
         metavar="S",
         help="pixel spacing of the crops in mm (default: the image's)",
     )

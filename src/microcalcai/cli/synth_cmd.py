@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from microcalcai.cli.crop_cmd import _positive  # argparse type: a number > 0, clear message
+from microcalcai.cli.argtypes import positive
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -25,13 +25,13 @@ def register(subparsers) -> None:
         "settings, the malignancy table and the Bayes-optimal AUC). Deterministic for a seed.",
     )
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--patients", type=_positive(int), required=True, help="number of patients")
+    parser.add_argument("--patients", type=positive(int), required=True, help="number of patients")
     parser.add_argument("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
     parser.add_argument(
-        "--spacing-mm", type=_positive(float), default=0.07, help="pixel spacing (default 0.07)"
+        "--spacing-mm", type=positive(float), default=0.07, help="pixel spacing (default 0.07)"
     )
     parser.add_argument(
-        "--roi-size", type=_positive(int), default=512, help="ROI side in pixels (default 512)"
+        "--roi-size", type=positive(int), default=512, help="ROI side in pixels (default 512)"
     )
     parser.add_argument(
         "--background",
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--background-spacing-mm",
-        type=_positive(float),
+        type=positive(float),
         default=None,
         help="pixel spacing of background files that do not state one",
     )
@@ -69,7 +69,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--field-size",
-        type=_positive(int),
+        type=positive(int),
         default=None,
         help="side of a spot field in pixels (default 1.5 x ROI size)",
     )
@@ -93,7 +93,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--png", action="store_true", help="also write each mammogram as a 16-bit PNG")
     parser.add_argument("--roi-png", action="store_true", help="also write each ROI as an 8-bit PNG")
-    parser.add_argument("--workers", type=_positive(int), default=1, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=positive(int), default=1, help="worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
