@@ -1,0 +1,350 @@
+"""The page: the slice view on the left, the MicrocalcAI panel on the right.
+
+Widgets are bound to the names in `state.py` and call the `PageController`; element ids
+(`mc-...`) name the controls for people writing browser tests and for accessibility tools.
+"""
+
+from __future__ import annotations
+
+from trame.ui.vuetify3 import VAppLayout
+from trame.widgets import client, html
+from trame.widgets import vuetify3 as v
+
+PANEL_WIDTH = 430
+CSS = """
+html { overflow-y: hidden; }
+.mc-panel .v-expansion-panel-text__wrapper { padding: 6px 12px 10px; }
+.mc-bar { position: relative; height: 14px; background: #333; border-radius: 3px; }
+.mc-bar-fill { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 3px; }
+.mc-bar-threshold { position: absolute; top: -3px; bottom: -3px; width: 2px; background: #fff; }
+.mc-colorbar { height: 14px; border-radius: 2px; border: 1px solid #666;
+  background-color: #000; }
+.mc-results td, .mc-results th { padding: 2px 6px !important; font-size: 13px; }
+"""
+
+
+def _section(title: str, icon: str, value: str):
+    panel = v.VExpansionPanel(value=value)
+    with panel:
+        with v.VExpansionPanelTitle():
+            v.VIcon(icon, size="small", classes="mr-2")
+            html.Span(title)
+    return panel
+
+
+def _results_table():
+    with v.VTable(density="compact", classes="mc-results", id="mc-results"):
+        with html.Thead():
+            with html.Tr():
+                for name in ("Model", "P(malignant)", "", "Threshold", "Decision"):
+                    html.Th(name)
+        with html.Tbody():
+            with html.Tr(
+                v_for="row in results",
+                key="row.model",
+                raw_attrs=[
+                    'class="mc-result-row"',
+                    ':data-model="row.model"',
+                    ':data-probability="row.probability"',
+                    ':data-threshold="row.threshold"',
+                    ':data-decision="row.decision"',
+                    ':style="row.ensemble ? \'font-weight: 600\' : \'\'"',
+                ],
+            ):
+                html.Td("{{ row.model }}<span class='text-grey text-caption'> {{ row.version }}</span>")
+                html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
+                with html.Td(style="width: 110px"):
+                    with html.Div(classes="mc-bar"):
+                        html.Div(
+                            classes="mc-bar-fill",
+                            style=(
+                                "{ width: (100 * row.probability) + '%', "
+                                "background: row.decision === 'malignant' ? '#e53935' : '#43a047' }",
+                            ),
+                        )
+                        html.Div(
+                            v_if="row.threshold !== null",
+                            classes="mc-bar-threshold",
+                            style=("{ left: 'calc(' + (100 * row.threshold) + '% - 1px)' }",),
+                            title="threshold",
+                        )
+                html.Td("{{ row.threshold === null ? 'n/a' : row.threshold.toFixed(3) }}")
+                html.Td(
+                    "{{ row.decision }}",
+                    style=("{ color: row.decision === 'malignant' ? '#ff6f60' : '#81c784' }",),
+                )
+
+
+def build_layout(server, layout_manager, ctrl):
+    with VAppLayout(server, theme="dark") as layout:
+        client.Style(CSS)
+        with v.VAppBar(density="compact", elevation=1):
+            v.VAppBarTitle("MicrocalcAI")
+            html.Div(
+                "{{ image_text }}", classes="text-body-2 text-grey-lighten-1 mr-4", id="mc-image-text"
+            )
+            v.VProgressCircular(v_if="busy", indeterminate=True, size=18, width=2, classes="mr-2")
+            html.Span("{{ busy }}", classes="text-caption mr-4", id="mc-busy")
+            v.VChip(
+                "{{ connected ? 'connected' : 'not connected' }}",
+                color=("connected ? 'green' : 'red'",),
+                size="small",
+                classes="mr-2",
+                id="mc-connection",
+            )
+
+        with v.VNavigationDrawer(location="right", width=PANEL_WIDTH, permanent=True, classes="mc-panel"):
+            _panel(ctrl)
+
+        with v.VMain():
+            with html.Div(style="position: relative; width: 100%; height: calc(100vh - 48px);", id="mc-view"):
+                layout_manager.initialize_layout_grid(layout)
+                _view_overlay(ctrl)
+    return layout
+
+
+def _view_overlay(ctrl):
+    """Zoom buttons and the colour bar drawn over the view's corner."""
+    with html.Div(style="position: absolute; top: 8px; left: 8px; z-index: 2; display: flex; gap: 4px;"):
+        for icon, tip, click, ident in (
+            ("mdi-magnify-plus-outline", "Zoom in", ctrl.zoom_in, "mc-zoom-in"),
+            ("mdi-magnify-minus-outline", "Zoom out", ctrl.zoom_out, "mc-zoom-out"),
+            ("mdi-fit-to-screen-outline", "Fit the image", ctrl.fit_view, "mc-fit"),
+            ("mdi-image-filter-center-focus", "Zoom to the ROI", ctrl.zoom_to_roi, "mc-zoom-roi"),
+        ):
+            with v.VBtn(icon=True, size="small", variant="tonal", click=click, id=ident, title=tip):
+                v.VIcon(icon)
+    with html.Div(
+        v_if="colorbar && saliency_visible",
+        style="position: absolute; bottom: 10px; left: 10px; width: 240px; z-index: 2; "
+        "background: rgba(0,0,0,0.6); padding: 6px 8px; border-radius: 4px;",
+        id="mc-colorbar",
+    ):
+        html.Div("Saliency (where the model looked)", classes="text-caption")
+        html.Div(classes="mc-colorbar", style=("{ backgroundImage: colorbar }",))
+        with html.Div(classes="d-flex justify-space-between text-caption"):
+            html.Span("0")
+            html.Span("{{ colorbar_floor }} (shown from here)")
+            html.Span("1")
+
+
+def _panel(ctrl):
+    with html.Div(classes="pa-2"):
+        v.VAlert(
+            v_if="error",
+            text=("error",),
+            type="error",
+            density="compact",
+            closable=True,
+            click_close="error = ''",
+            id="mc-error",
+            classes="mb-2",
+        )
+        v.VAlert(v_if="notice", text=("notice",), type="info", density="compact", classes="mb-2")
+        with v.VExpansionPanels(multiple=True, v_model=("open_sections", ["server", "image", "roi", "results", "annotate", "learn"]), variant="accordion"):
+            with _section("Server", "mdi-server-network", "server"), v.VExpansionPanelText():
+                with html.Div(classes="d-flex align-center"):
+                    v.VTextField(
+                        v_model=("server_url",),
+                        label="Server address",
+                        density="compact",
+                        hide_details=True,
+                        id="mc-server-url",
+                    )
+                    v.VBtn("Connect", click=ctrl.connect, classes="ml-2", id="mc-connect")
+                html.Div("{{ server_text }}", classes="text-caption mt-1", id="mc-server-text")
+                v.VSelect(
+                    v_model=("model",),
+                    items=("models",),
+                    label="Model",
+                    density="compact",
+                    hide_details=True,
+                    classes="mt-2",
+                    id="mc-model",
+                )
+
+            with _section("Image", "mdi-image-outline", "image"), v.VExpansionPanelText():
+                v.VFileInput(
+                    label="Upload a mammogram (DICOM, PNG or NRRD)",
+                    density="compact",
+                    hide_details=True,
+                    prepend_icon="mdi-upload",
+                    change=(ctrl.upload, "[$event.target.files]"),
+                    id="mc-upload",
+                    # The field is only a trigger: the image shown is the page's state.
+                    click_clear="",
+                )
+                with html.Div(classes="d-flex align-center mt-2"):
+                    v.VSelect(
+                        v_model=("image_choice",),
+                        items=("images",),
+                        label="or pick one from the server",
+                        density="compact",
+                        hide_details=True,
+                        id="mc-image-choice",
+                    )
+                    v.VBtn("Open", click=ctrl.open_datastore_image, classes="ml-2", id="mc-open-image")
+                    with v.VBtn(icon=True, size="small", variant="text", click=ctrl.refresh_images, title="Refresh the list"):
+                        v.VIcon("mdi-refresh")
+                with html.Div(classes="d-flex align-center mt-2"):
+                    v.VSelect(
+                        v_model=("preset",),
+                        items=("presets",),
+                        label="Window preset",
+                        density="compact",
+                        hide_details=True,
+                        update_modelValue=(ctrl.apply_preset, "[$event]"),
+                        id="mc-preset",
+                    )
+                v.VSlider(
+                    v_model=("level",),
+                    min=("intensity_min",),
+                    max=("intensity_max",),
+                    label="Brightness",
+                    density="compact",
+                    hide_details=True,
+                    disabled=("!has_image",),
+                    id="mc-level",
+                )
+                html.Div(
+                    "On the image: left-drag sets brightness/contrast, right-drag or the wheel zooms, "
+                    "middle-drag or Shift+left-drag pans.",
+                    classes="text-caption text-grey",
+                )
+                v.VSlider(
+                    v_model=("window",),
+                    min=("Math.max((intensity_max - intensity_min) / 500, 1e-6)",),
+                    max=("2 * (intensity_max - intensity_min) || 1",),
+                    label="Contrast (window)",
+                    density="compact",
+                    hide_details=True,
+                    disabled=("!has_image",),
+                    id="mc-window",
+                    reverse=True,
+                )
+
+            with _section("ROI", "mdi-selection-drag", "roi"), v.VExpansionPanelText():
+                with html.Div(classes="d-flex align-center"):
+                    v.VBtn("Place point", click=ctrl.place_point, prepend_icon="mdi-crosshairs", size="small", id="mc-place-point")
+                    v.VTextField(
+                        v_model_number=("roi_size_mm",),
+                        type="number",
+                        label="ROI size (mm)",
+                        density="compact",
+                        hide_details=True,
+                        style="max-width: 110px",
+                        classes="mx-2",
+                        id="mc-roi-size",
+                    )
+                    v.VBtn("Draw box", click=ctrl.draw_box, prepend_icon="mdi-vector-square", size="small", id="mc-draw-box")
+                    with v.VBtn(icon=True, size="small", variant="text", click=ctrl.clear_roi, title="Remove the ROI"):
+                        v.VIcon("mdi-close")
+                html.Div("{{ placing }}", v_if="placing", classes="text-caption text-amber mt-1", id="mc-placing")
+                html.Div("{{ roi_text }}", classes="text-caption mt-1", id="mc-roi-text")
+
+            with _section("Classify", "mdi-chart-bar", "results"), v.VExpansionPanelText():
+                v.VBtn(
+                    "Classify",
+                    click=ctrl.classify,
+                    color="primary",
+                    block=True,
+                    disabled=("!connected || !has_image",),
+                    id="mc-classify",
+                )
+                html.Div("{{ result_text }}", classes="text-body-2 mt-2", id="mc-result-text")
+                _results_table()
+                with html.Div(classes="d-flex align-center mt-1"):
+                    v.VSwitch(
+                        v_model=("saliency_visible",),
+                        label="Saliency overlay",
+                        density="compact",
+                        hide_details=True,
+                        color="orange",
+                        id="mc-saliency-visible",
+                    )
+                    v.VSlider(
+                        v_model=("saliency_opacity",),
+                        min=0,
+                        max=1,
+                        step=0.05,
+                        label="Opacity",
+                        density="compact",
+                        hide_details=True,
+                        classes="ml-2",
+                        id="mc-saliency-opacity",
+                    )
+                html.Div(
+                    "{{ timing ? 'page ' + timing.page_s.toFixed(2) + ' s' : '' }}",
+                    classes="text-caption text-grey",
+                    id="mc-timing",
+                )
+
+            with _section("Annotate", "mdi-tag-outline", "annotate"), v.VExpansionPanelText():
+                with html.Div(classes="d-flex"):
+                    v.VSelect(
+                        v_model=("morphology",),
+                        items=("morphologies",),
+                        label="BI-RADS morphology (optional)",
+                        clearable=True,
+                        density="compact",
+                        hide_details=True,
+                        id="mc-morphology",
+                    )
+                    v.VSelect(
+                        v_model=("distribution",),
+                        items=("distributions",),
+                        label="Distribution (optional)",
+                        clearable=True,
+                        density="compact",
+                        hide_details=True,
+                        classes="ml-2",
+                        id="mc-distribution",
+                    )
+                with html.Div(classes="d-flex mt-2"):
+                    v.VBtn("Benign", click=(ctrl.annotate, "['benign']"), color="green-darken-1", classes="flex-grow-1 mr-1", id="mc-benign")
+                    v.VBtn("Malignant", click=(ctrl.annotate, "['malignant']"), color="red-darken-1", classes="flex-grow-1 ml-1", id="mc-malignant")
+                html.Div("{{ label_text }}", classes="text-caption mt-1", id="mc-label-text")
+
+            with _section("Active learning and training", "mdi-school-outline", "learn"), v.VExpansionPanelText():
+                with html.Div(classes="d-flex align-center"):
+                    v.VSelect(
+                        v_model=("strategy",),
+                        items=("strategies",),
+                        label="Strategy",
+                        density="compact",
+                        hide_details=True,
+                        id="mc-strategy",
+                    )
+                    v.VBtn("Next sample", click=ctrl.next_sample, classes="ml-2", disabled=("!connected",), id="mc-next")
+                html.Div("{{ sample_text }}", classes="text-caption mt-1", id="mc-sample-text")
+                with html.Div(classes="d-flex align-center mt-2"):
+                    v.VSelect(
+                        v_model=("train_model",),
+                        items=("hosted_models",),
+                        label="Model to train",
+                        density="compact",
+                        hide_details=True,
+                        id="mc-train-model",
+                    )
+                    v.VTextField(
+                        v_model_number=("train_epochs",),
+                        type="number",
+                        label="Epochs",
+                        density="compact",
+                        hide_details=True,
+                        style="max-width: 80px",
+                        classes="ml-2",
+                        id="mc-train-epochs",
+                    )
+                v.VCheckbox(
+                    v_model=("train_manifest_labels",),
+                    label="Also use the labels of the studies' manifest",
+                    density="compact",
+                    hide_details=True,
+                    id="mc-train-manifest",
+                )
+                with html.Div(classes="d-flex"):
+                    v.VBtn("Train", click=ctrl.start_training, disabled=("!connected || training",), classes="flex-grow-1 mr-1", id="mc-train")
+                    v.VBtn("Stop", click=ctrl.stop_training, disabled=("!training",), classes="flex-grow-1 ml-1", id="mc-stop")
+                v.VProgressLinear(model_value=("train_progress",), height=8, classes="mt-2", color="orange", id="mc-train-progress")
+                html.Div("{{ train_text }}", classes="text-caption mt-1", id="mc-train-text")
