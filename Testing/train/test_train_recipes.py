@@ -65,3 +65,15 @@ def test_bad_settings_are_named(override, message):
 def test_unknown_recipe_lists_the_known_ones():
     with pytest.raises(InputError, match="kang2021"):
         load_recipe("kang2099")
+
+
+def test_mixed_precision_and_channels_last_follow_the_device():
+    from microcalcai.train.loop import FitConfig
+
+    recipe = load_recipe("kang2021")
+    on_gpu = FitConfig.from_recipe(recipe, batch_size=8, device="cuda:0")
+    on_cpu = FitConfig.from_recipe(recipe, batch_size=8, device="cpu")
+    assert on_gpu.mixed_precision and on_gpu.channels_last
+    assert not on_cpu.mixed_precision and not on_cpu.channels_last
+    forced_off = FitConfig.from_recipe(load_recipe("kang2021", ["mixed_precision=false"]), batch_size=8, device="cuda")
+    assert not forced_off.mixed_precision and forced_off.channels_last
