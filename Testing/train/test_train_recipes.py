@@ -75,5 +75,7 @@ def test_mixed_precision_and_channels_last_follow_the_device():
     on_cpu = FitConfig.from_recipe(recipe, batch_size=8, device="cpu")
     assert on_gpu.mixed_precision and on_gpu.channels_last
     assert not on_cpu.mixed_precision and not on_cpu.channels_last
-    forced_off = FitConfig.from_recipe(load_recipe("kang2021", ["mixed_precision=false"]), batch_size=8, device="cuda")
+    forced_off = FitConfig.from_recipe(
+        load_recipe("kang2021", ["mixed_precision=false"]), batch_size=8, device="cuda"
+    )
     assert not forced_off.mixed_precision and forced_off.channels_last
