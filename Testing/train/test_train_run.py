@@ -226,36 +226,10 @@ def test_whole_image_recipe_with_balanced_sampling(phantom_manifest, tmp_path, t
     assert card.recipe["imbalance"] == "balanced_sampler"
     # predict repeats the whole-image crop the model was trained on
     predictions = tmp_path / "whole.csv"
+    model = out / "tf_efficientnet_lite0" / "model"
+    command = ["predict", "--model", str(model), "--data", str(phantom_manifest), "--out", str(predictions)]
     assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(out / "tf_efficientnet_lite0" / "model"),
-                "--data",
-                str(phantom_manifest),
-                "--out",
-                str(predictions),
-                "--split",
-                "test",
-                "--no-progress",
-            ]
-        )
-        == 1
-    )
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(out / "tf_efficientnet_lite0" / "model"),
-                "--data",
-                str(phantom_manifest),
-                "--out",
-                str(predictions),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+        main([*command, "--split", "test", "--no-progress"]) == 1
+    )  # the phantom manifest has no split column
+    assert main([*command, "--no-progress"]) == 0
     assert pd.read_csv(predictions)["probability"].between(0, 1).all()
