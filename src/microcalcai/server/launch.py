@@ -77,7 +77,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nobody listens there. SO_REUSEADDR as uvicorn sets it: a port whose last connections
+    linger in TIME_WAIT after a stop is free to listen on again."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
