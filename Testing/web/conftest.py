@@ -7,14 +7,8 @@ is one scene, so the tests of a module run in order on the same page.
 
 from __future__ import annotations
 
-import csv
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,69 +40,15 @@ def _settings_file(tmp_path, monkeypatch):
 def studies(tmp_path_factory):
     """Phantom spot views (0.1 mm pixels) with one calcification cluster each, at the known
     centres listed in manifest.csv, plus the manifest the server reads its candidate ROIs from."""
-    from microcalcai.phantom import generate_dataset
+    from web_helpers import phantom_studies
 
-    root = tmp_path_factory.mktemp("web-studies")
-    phantom = generate_dataset(
-        root / "phantom",
-        patients=3,
-        seed=3,
-        spacing_mm=0.1,
-        roi_size=96,
-        field_size=360,
-        full_field=False,
-        views=("CC",),
-        bilateral=False,
-        progress=False,
-    )
-    folder = root / "studies"
-    folder.mkdir()
-    rows = list(csv.DictReader(phantom.manifest_path.open()))
-    keep = ["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"]
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keep)
-        writer.writeheader()
-        for row in rows:
-            source = phantom.out_dir / row["image_path"]
-            shutil.copy(source, folder / source.name)
-            writer.writerow({**{k: row[k] for k in keep}, "image_path": source.name})
-    return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
-
-
-def host_voting_models(workspace: Path, scratch: Path) -> None:
-    """Two tiny random-feature models and their ensemble, hosted in `workspace`.
-
-    Their heads vote 'malignant' with every feature channel (small positive weights for
-    malignant, the same negative for benign), so Grad-CAM for 'malignant' weighs every channel
-    positively and the saliency map shows where the features fire. A head drawn at random (the
-    registry's near-zero initialisation) often gives an all-zero map, and a test of the overlay
-    would then have nothing to look at.
-    """
-    import torch
-    from server_helpers import INPUT_SIZE
-
-    from microcalcai.models.artifact import card_for, save_model
-    from microcalcai.models.registry import create_model
-    from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
-
-    prepare_app(workspace)
-    for seed, name in enumerate(("tiny-a", "tiny-b")):
-        torch.manual_seed(seed)
-        module = create_model("tf_efficientnet_lite0", weights="none")
-        head = module.get_classifier()
-        with torch.no_grad():
-            votes = 1e-3 * torch.rand_like(head.weight[1])
-            head.weight[1], head.weight[0] = votes, -votes
-        card = card_for(
-            "tf_efficientnet_lite0", name=name, input_size=INPUT_SIZE, threshold=0.5,
-            threshold_method="fixed 0.5 (test model)",
-        )
-        install_model(workspace, save_model(module.eval(), card, scratch / name))
-    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
+    return phantom_studies(tmp_path_factory.mktemp("web-studies"), patients=6)
 
 
 @pytest.fixture(scope="module")
 def server(studies, tmp_path_factory):
+    from web_helpers import host_voting_models
+
     from microcalcai.server.launch import LocalServer
 
     workspace = tmp_path_factory.mktemp("web-workspace")
@@ -119,65 +59,10 @@ def server(studies, tmp_path_factory):
     local.stop()
 
 
-class WebApp:
-    """`microcalcai web` as a child in its own process group, stopped by its process id."""
-
-    def __init__(self, server_url: str, log_path: Path):
-        from microcalcai.server.launch import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = log_path
-        self.process = None
-        self.server_url = server_url
-
-    def start(self, timeout: float = 120.0) -> WebApp:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "microcalcai", "web", "--server", self.server_url, "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the web app exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"the web app did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-        return float("nan")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)  # the group this process leads, by its id
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def web_app(server, tmp_path_factory):
+    from web_helpers import WebApp
+
     app = WebApp(server.url, tmp_path_factory.mktemp("web-app") / "web.log").start()
     yield app
     app.stop()
@@ -188,7 +73,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-test-deps.sh (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install-system-test-deps.sh (apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

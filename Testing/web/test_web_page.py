@@ -7,11 +7,13 @@ any client for that ROI; the overlay is found in the picture the browser shows.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from web_helpers import (
+    ANNOTATOR,
     click_at,
     colourful,
     pixel_to_ras,
@@ -59,7 +61,10 @@ def _with_visible_map(server, studies) -> int:
     for index, row in enumerate(studies["rows"]):
         roi = {"x": float(row["roi_x"]), "y": float(row["roi_y"]), "size": int(row["roi_size"])}
         answer, nrrd = client.infer(
-            "ensemble", {"roi": roi, "saliency": "gradcam"}, image_id=Path(row["image_path"]).stem, output="all"
+            "ensemble",
+            {"roi": roi, "saliency": "gradcam"},
+            image_id=Path(row["image_path"]).stem,
+            output="all",
         )
         result = parse_answer(answer, None, "ensemble")
         if nrrd is not None and read_saliency(nrrd, result.saliency_geometry).max() >= 0.5:
@@ -115,7 +120,12 @@ def test_upload_point_on_cluster_classify_matches_server_and_overlay_lies_in_roi
     left, top, right, bottom = roi_screen_rect(page, path, roi)
     margin = 3
     rows_, cols_ = np.indices(view_pixels(page).shape[:2])
-    inside = (cols_ >= left - margin) & (cols_ <= right + margin) & (rows_ >= top - margin) & (rows_ <= bottom + margin)
+    inside = (
+        (cols_ >= left - margin)
+        & (cols_ <= right + margin)
+        & (rows_ >= top - margin)
+        & (rows_ <= bottom + margin)
+    )
     roi_area = (right - left) * (bottom - top)
     with_overlay = view_until(page, lambda shot: colourful(shot)[inside].sum() > 0.2 * roi_area)
     _save(page, screenshots_dir, "web-classify.png")
@@ -123,7 +133,9 @@ def test_upload_point_on_cluster_classify_matches_server_and_overlay_lies_in_roi
     page.click("#mc-saliency-visible")
     wait_state(page, "saliency_visible === false")
     without = view_until(page, lambda shot: colourful(shot)[inside].sum() < 0.05 * roi_area)
-    changed = colourful(with_overlay) & (np.abs(with_overlay.astype(int) - without.astype(int)).sum(axis=2) > 45)
+    changed = colourful(with_overlay) & (
+        np.abs(with_overlay.astype(int) - without.astype(int)).sum(axis=2) > 45
+    )
     # The colour bar is drawn over the view's corner and hides with the overlay: not the overlay.
     bar, view = bar_box, view_box(page)
     changed[
@@ -169,10 +181,15 @@ def test_datastore_image_box_roi_and_label_reach_the_server(page, server, studie
     wait_state(page, "label_text.includes('Saved')")
     _save(page, screenshots_dir, "web-annotate.png")
     stored = ServerClient(server.url).labels(image_id)
-    saved = [a for a in stored["annotations"] if a["roi"]["x"] == pytest.approx(roi["x"]) and a["roi"]["y"] == pytest.approx(roi["y"])]
+    saved = [
+        a
+        for a in stored["annotations"]
+        if a["roi"]["x"] == pytest.approx(roi["x"]) and a["roi"]["y"] == pytest.approx(roi["y"])
+    ]
     assert len(saved) == 1, stored
     assert saved[0]["label"] == "malignant" and saved[0]["roi"]["size"] == roi["size"]
     assert saved[0]["morphology"] == "fine_pleomorphic" and saved[0]["distribution"] == "grouped"
+    assert saved[0]["annotator"] == ANNOTATOR  # `microcalcai web --annotator` names who labeled
 
 
 def test_next_sample_loads_its_image_with_the_proposed_roi(page, server, screenshots_dir):
@@ -201,7 +218,8 @@ def test_errors_are_plain_words_and_the_page_stays_usable(page, server, studies,
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     page.locator("input[type=file]").set_input_files(str(bad))
-    wait_state(page, "error.includes('notes.png')")
+    wait_state(page, "error !== '' && busy === ''")
+    assert "Cannot read 'notes.png' as an image" in state(page, "error")
     assert "Cannot read" in page.inner_text("#mc-error")
     assert page.locator("#mc-error").is_visible()
 
@@ -210,7 +228,12 @@ def test_errors_are_plain_words_and_the_page_stays_usable(page, server, studies,
     set_state(page, "image_choice", path.stem)
     page.click("#mc-open-image")
     wait_state(page, f"has_image && image_id === '{path.stem}' && busy === ''")
+    zoomed = state(page, "view_geometry")
     page.click("#mc-zoom-out")  # room beside the image to click on
+    page.wait_for_function(
+        "(before) => JSON.stringify(window.trame.state.get('view_geometry')) !== before",
+        arg=json.dumps(zoomed),
+    )
     page.click("#mc-place-point")
     set_state(page, "roi_size_mm", 1)
     click_at(page, *ras_to_screen(page, pixel_to_ras(path, (-40.0, 180.0))))
@@ -236,13 +259,24 @@ def test_errors_are_plain_words_and_the_page_stays_usable(page, server, studies,
     assert state(page, "error") == ""
 
 
-def test_training_shows_progress_and_stops(page, server):
+def test_training_shows_progress_and_stops(page, server, studies):
+    from microcalcai_logic.client import ServerClient
+
+    # Enough labels of each class, from several patients, for the server to start a training
+    # (labels alternate: what they say does not matter to starting and stopping).
+    client = ServerClient(server.url)
+    for index, row in enumerate(studies["rows"]):
+        roi = {"x": float(row["roi_x"]), "y": float(row["roi_y"]), "size": int(row["roi_size"])}
+        label = "malignant" if index % 2 else "benign"
+        client.save_label(Path(row["image_path"]).stem, {"roi": roi, "label": label})
     set_state(page, "train_model", "tiny-a")
     set_state(page, "train_epochs", 50)
-    set_state(page, "train_manifest_labels", True)
+    set_state(page, "train_manifest_labels", False)
     page.click("#mc-train")
     wait_state(page, "training === true")
-    wait_state(page, "train_text.startsWith('Training tiny-a: epoch')", timeout_ms=120_000)
+    wait_state(page, "train_text.startsWith('Training tiny-a: epoch') || !training", timeout_ms=120_000)
+    assert state(page, "train_text").startswith("Training tiny-a: epoch"), state(page, "train_text")
+    assert 0.0 <= state(page, "train_progress") <= 100.0
     assert page.locator("#mc-stop").is_enabled()
     page.click("#mc-stop")
     wait_state(page, "training === false", timeout_ms=120_000)

@@ -8,11 +8,18 @@ view's pixels from the slice view's XY-to-RAS matrix that the page publishes.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 
 STATE_TIMEOUT_MS = 90_000
+ANNOTATOR = "web-tester"  # the name the test page stores with its labels
 
 
 def open_page(context, url: str):
@@ -33,11 +40,19 @@ def set_state(page, name: str, value) -> None:
 
 def wait_state(page, condition: str, timeout_ms: int = STATE_TIMEOUT_MS) -> None:
     """Wait until a JavaScript condition over the page's state names holds, e.g. "busy === ''"."""
-    names = sorted({word for word in _identifiers(condition)})
-    script = "() => { const s = window.trame && window.trame.state; if (!s) return false; " + "".join(
-        f"const {n} = s.get('{n}'); " for n in names
-    ) + f"return ({condition}); }}"
-    page.wait_for_function(script, timeout=timeout_ms)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    names = sorted(set(_identifiers(condition)))
+    script = (
+        "() => { const s = window.trame && window.trame.state; if (!s) return false; "
+        + "".join(f"const {n} = s.get('{n}'); " for n in names)
+        + f"return ({condition}); }}"
+    )
+    try:
+        page.wait_for_function(script, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shown = {n: state(page, n) for n in ("error", "busy", "image_text", "roi_text", "train_text")}
+        raise AssertionError(f"the page never reached {condition!r}; it shows {shown}") from None
 
 
 def _identifiers(condition: str):
@@ -141,3 +156,140 @@ def roi_screen_rect(page, image_path, roi: dict) -> tuple[float, float, float, f
     xs = [c[0] - box["x"] for c in corners]
     ys = [c[1] - box["y"] for c in corners]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def phantom_studies(root: Path, patients: int) -> dict:
+    """A studies folder of phantom spot views (0.1 mm pixels, 360 x 360) with one calcification
+    cluster each at the centre listed in its manifest.csv (the server's candidate ROIs)."""
+    import csv
+    import shutil
+
+    from microcalcai.phantom import generate_dataset
+
+    phantom = generate_dataset(
+        root / "phantom",
+        patients=patients,
+        seed=3,
+        spacing_mm=0.1,
+        roi_size=96,
+        field_size=360,
+        full_field=False,
+        views=("CC",),
+        bilateral=False,
+        progress=False,
+    )
+    folder = root / "studies"
+    folder.mkdir()
+    rows = list(csv.DictReader(phantom.manifest_path.open()))
+    keep = ["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"]
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keep)
+        writer.writeheader()
+        for row in rows:
+            source = phantom.out_dir / row["image_path"]
+            shutil.copy(source, folder / source.name)
+            writer.writerow({**{k: row[k] for k in keep}, "image_path": source.name})
+    return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
+
+
+def host_voting_models(workspace: Path, scratch: Path) -> None:
+    """Two tiny random-feature models and their ensemble, hosted in `workspace`.
+
+    Their heads vote 'malignant' with every feature channel (small positive weights for
+    malignant, the same negative for benign), so Grad-CAM for 'malignant' weighs every channel
+    positively and the saliency map shows where the features fire. A head drawn at random (the
+    registry's near-zero initialisation) often gives an all-zero map, and a test of the overlay
+    would then have nothing to look at.
+    """
+    import torch
+    from server_helpers import INPUT_SIZE
+
+    from microcalcai.models.artifact import card_for, save_model
+    from microcalcai.models.registry import create_model
+    from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
+
+    prepare_app(workspace)
+    for seed, name in enumerate(("tiny-a", "tiny-b")):
+        torch.manual_seed(seed)
+        module = create_model("tf_efficientnet_lite0", weights="none")
+        head = module.get_classifier()
+        with torch.no_grad():
+            votes = 1e-3 * torch.rand_like(head.weight[1])
+            head.weight[1], head.weight[0] = votes, -votes
+        card = card_for(
+            "tf_efficientnet_lite0",
+            name=name,
+            input_size=INPUT_SIZE,
+            threshold=0.5,
+            threshold_method="fixed 0.5 (test model)",
+        )
+        install_model(workspace, save_model(module.eval(), card, scratch / name))
+    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
+
+
+class WebApp:
+    """`microcalcai web` as a child in its own process group, stopped by its process id."""
+
+    def __init__(self, server_url: str, log_path: Path):
+        from microcalcai.server.launch import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path
+        self.process = None
+        self.server_url = server_url
+
+    def start(self, timeout: float = 120.0) -> WebApp:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "microcalcai",
+                    "web",
+                    "--server",
+                    self.server_url,
+                    "--port",
+                    str(self.port),
+                    "--annotator",
+                    ANNOTATOR,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the web app exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the web app did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return float("nan")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)  # the group this process leads, by its id
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)

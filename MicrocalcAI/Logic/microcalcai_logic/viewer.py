@@ -22,7 +22,7 @@ POINT_ROLE = "point"
 # above the darkest 2% of the image's range (air and collimation are darker).
 WINDOW_PRESETS = {
     "Default": None,  # the file's own window (DICOM VOI) or Slicer's automatic one
-    "Full range": (0.0, 100.0),
+    "Full range": (0.0, 100.0),  # of the whole image, air included
     "Fatty breast": (2.0, 85.0),
     "Dense breast": (40.0, 99.8),
     "Calcifications": (85.0, 99.98),
@@ -86,7 +86,7 @@ def preset_window_level(volume_node, preset: str) -> tuple:
         prepare_display(volume_node)
         window, level = (float(v) for v in volume_node.GetAttribute(DEFAULT_WINDOW_ATTRIBUTE).split(","))
         return window, level
-    low, high = _percentiles(volume_node, percents)
+    low, high = intensity_range(volume_node) if preset == "Full range" else _percentiles(volume_node, percents)
     return max(high - low, 1e-6), (high + low) / 2.0
 
 

@@ -26,9 +26,17 @@ def register(subparsers) -> None:
         help="address of the MicrocalcAI server (`microcalcai serve`), e.g. http://127.0.0.1:8000",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind the page to (default 127.0.0.1: this machine only)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind the page to (default 127.0.0.1: this machine only)",
     )
     parser.add_argument("--port", type=int, default=8080, help="port of the page (default 8080)")
+    parser.add_argument(
+        "--annotator",
+        default="",
+        metavar="NAME",
+        help="name stored with every label saved from this page (one process per person: docs/web.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -59,5 +67,5 @@ def run(args) -> int:
     for name in ("trame_server", "trame_client", "trame_rca", "wslink", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.WARNING)  # their INFO lines trace every state change
     print(f"MicrocalcAI web page on http://{args.host}:{args.port}/ (server {url})", flush=True)
-    MicrocalcWebApp(url).start(host=args.host, port=args.port)
+    MicrocalcWebApp(url, annotator=args.annotator).start(host=args.host, port=args.port)
     return 0

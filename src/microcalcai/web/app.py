@@ -19,7 +19,14 @@ def _no_view_gutter(*_args):
 
 
 class MicrocalcWebApp:
-    def __init__(self, server_url: str, server=None, work_folder: str | None = None, cache_folder: str | None = None):
+    def __init__(
+        self,
+        server_url: str,
+        server=None,
+        work_folder: str | None = None,
+        cache_folder: str | None = None,
+        annotator: str = "",
+    ):
         # Off-screen rendering without a display: EGL (on Mesa's software renderer without a GPU).
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from microcalcai_logic import MicrocalcAILogic
@@ -46,7 +53,7 @@ class MicrocalcWebApp:
         # process keeps its own.
         self.logic = MicrocalcAILogic(
             self.slicer.scene,
-            settings=LogicSettings(server_url=server_url),
+            settings=LogicSettings(server_url=server_url, annotator=annotator),
             remember=False,
             cache_folder=cache_folder,
         )

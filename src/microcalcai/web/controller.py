@@ -128,7 +128,9 @@ class PageController:
         image_id = image_id or self.state.image_choice
         if not image_id:
             return
-        await self._act(f"Opening {image_id}", lambda: self._show_image(viewer.open_server_image(self.logic, image_id)))
+        await self._act(
+            f"Opening {image_id}", lambda: self._show_image(viewer.open_server_image(self.logic, image_id))
+        )
 
     async def upload(self, files):
         """Files sent by the browser's file input: the first one becomes the image shown."""
@@ -160,6 +162,8 @@ class PageController:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _show_image(self, volume, keep_box: bool = False):
+        import vtk
+
         self._stop_observing()
         self.slicer.display_manager.show_volume_in_slice_background(volume)
         self.slicer.display_manager.show_volume_in_slice_foreground(None)
@@ -192,11 +196,17 @@ class PageController:
                 "placing": "",
             }
         )
+        # Left-drag on the image changes the window in Slicer's own way: keep the sliders in step.
+        display.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_display_changed)
         if keep_box:
             self._observe(viewer.roi_box_node(self.scene))
             self.state.roi_mode = "box"
             self._update_roi()
         self.fit_view()
+
+    def _on_display_changed(self, display, _event):
+        with self.state:
+            self.state.update({"window": display.GetWindow(), "level": display.GetLevel()})
 
     # -- brightness / contrast, zoom -----------------------------------------------------------
     def apply_preset(self, preset=None):
@@ -296,7 +306,9 @@ class PageController:
         viewer.remove_marks(self.scene, keep_box=False)
         node = viewer.point_node(self.scene)
         self._observe(node)
-        self.state.update({"roi_mode": "point", "placing": "Click on the calcifications to place the point.", "error": ""})
+        self.state.update(
+            {"roi_mode": "point", "placing": "Click on the calcifications to place the point.", "error": ""}
+        )
         self.slicer.markups_logic.place_node(node)
 
     def draw_box(self):
@@ -309,7 +321,11 @@ class PageController:
         node = viewer.roi_box_node(self.scene)
         self._observe(node)
         self.state.update(
-            {"roi_mode": "box", "placing": "Click one corner of the box, then the opposite corner.", "error": ""}
+            {
+                "roi_mode": "box",
+                "placing": "Click one corner of the box, then the opposite corner.",
+                "error": "",
+            }
         )
         self.slicer.markups_logic.place_node(node)
 
@@ -362,15 +378,16 @@ class PageController:
         from microcalcai_logic.geometry import pixel_spacing_mm
 
         spacing = pixel_spacing_mm(self.logic.volume)
-        return "ROI centre x {:.1f}, y {:.1f} px; {} px = {:.1f} mm square".format(
-            roi.x, roi.y, roi.size, roi.size * (spacing[0] * spacing[1]) ** 0.5
-        )
+        size_mm = roi.size * (spacing[0] * spacing[1]) ** 0.5
+        return f"ROI centre x {roi.x:.1f}, y {roi.y:.1f} px; {roi.size} px = {size_mm:.1f} mm square"
 
     def _size_mm(self) -> float:
         try:
             size = float(self.state.roi_size_mm)
         except (TypeError, ValueError):
-            raise LogicError(f"The ROI size must be a number of millimetres (got '{self.state.roi_size_mm}').") from None
+            raise LogicError(
+                f"The ROI size must be a number of millimetres (got '{self.state.roi_size_mm}')."
+            ) from None
         return size
 
     def roi_size_changed(self, **_):
@@ -451,8 +468,10 @@ class PageController:
                 comment=self.state.comment or "",
             )
             roi = self.logic.roi
-            self.state.label_text = "Saved '{}' for the ROI at x {:.0f}, y {:.0f} of {} ({} label(s) on this image).".format(
-                label, roi.x, roi.y, viewer.shown_image_id(self.logic.volume), len(annotations)
+            image_id = viewer.shown_image_id(self.logic.volume)
+            self.state.label_text = (
+                f"Saved '{label}' for the ROI at x {roi.x:.0f}, y {roi.y:.0f} of {image_id} "
+                f"({len(annotations)} label(s) on this image)."
             )
             self._list_images()
 

@@ -32,6 +32,13 @@ def _section(title: str, icon: str, value: str):
     return panel
 
 
+def _select(name: str, items: str, label: str, **options):
+    """A compact drop-down bound to the state `name`, its choices in the state `items`."""
+    return v.VSelect(
+        v_model=(name,), items=(items,), label=label, density="compact", hide_details=True, **options
+    )
+
+
 def _results_table():
     with v.VTable(density="compact", classes="mc-results", id="mc-results"):
         with html.Thead():
@@ -48,7 +55,7 @@ def _results_table():
                     ':data-probability="row.probability"',
                     ':data-threshold="row.threshold"',
                     ':data-decision="row.decision"',
-                    ':style="row.ensemble ? \'font-weight: 600\' : \'\'"',
+                    ":style=\"row.ensemble ? 'font-weight: 600' : ''\"",
                 ],
             ):
                 html.Td("{{ row.model }}<span class='text-grey text-caption'> {{ row.version }}</span>")
@@ -80,9 +87,7 @@ def build_layout(server, layout_manager, ctrl):
         client.Style(CSS)
         with v.VAppBar(density="compact", elevation=1):
             v.VAppBarTitle("MicrocalcAI")
-            html.Div(
-                "{{ image_text }}", classes="text-body-2 text-grey-lighten-1 mr-4", id="mc-image-text"
-            )
+            html.Div("{{ image_text }}", classes="text-body-2 text-grey-lighten-1 mr-4", id="mc-image-text")
             v.VProgressCircular(v_if="busy", indeterminate=True, size=18, width=2, classes="mr-2")
             html.Span("{{ busy }}", classes="text-caption mr-4", id="mc-busy")
             v.VChip(
@@ -141,7 +146,11 @@ def _panel(ctrl):
             classes="mb-2",
         )
         v.VAlert(v_if="notice", text=("notice",), type="info", density="compact", classes="mb-2")
-        with v.VExpansionPanels(multiple=True, v_model=("open_sections", ["server", "image", "roi", "results", "annotate", "learn"]), variant="accordion"):
+        with v.VExpansionPanels(
+            multiple=True,
+            v_model=("open_sections", ["server", "image", "roi", "results", "annotate", "learn"]),
+            variant="accordion",
+        ):
             with _section("Server", "mdi-server-network", "server"), v.VExpansionPanelText():
                 with html.Div(classes="d-flex align-center"):
                     v.VTextField(
@@ -153,15 +162,7 @@ def _panel(ctrl):
                     )
                     v.VBtn("Connect", click=ctrl.connect, classes="ml-2", id="mc-connect")
                 html.Div("{{ server_text }}", classes="text-caption mt-1", id="mc-server-text")
-                v.VSelect(
-                    v_model=("model",),
-                    items=("models",),
-                    label="Model",
-                    density="compact",
-                    hide_details=True,
-                    classes="mt-2",
-                    id="mc-model",
-                )
+                _select("model", "models", "Model", classes="mt-2", id="mc-model")
 
             with _section("Image", "mdi-image-outline", "image"), v.VExpansionPanelText():
                 v.VFileInput(
@@ -175,24 +176,21 @@ def _panel(ctrl):
                     click_clear="",
                 )
                 with html.Div(classes="d-flex align-center mt-2"):
-                    v.VSelect(
-                        v_model=("image_choice",),
-                        items=("images",),
-                        label="or pick one from the server",
-                        density="compact",
-                        hide_details=True,
-                        id="mc-image-choice",
-                    )
+                    _select("image_choice", "images", "or pick one from the server", id="mc-image-choice")
                     v.VBtn("Open", click=ctrl.open_datastore_image, classes="ml-2", id="mc-open-image")
-                    with v.VBtn(icon=True, size="small", variant="text", click=ctrl.refresh_images, title="Refresh the list"):
+                    with v.VBtn(
+                        icon=True,
+                        size="small",
+                        variant="text",
+                        click=ctrl.refresh_images,
+                        title="Refresh the list",
+                    ):
                         v.VIcon("mdi-refresh")
                 with html.Div(classes="d-flex align-center mt-2"):
-                    v.VSelect(
-                        v_model=("preset",),
-                        items=("presets",),
-                        label="Window preset",
-                        density="compact",
-                        hide_details=True,
+                    _select(
+                        "preset",
+                        "presets",
+                        "Window preset",
                         update_modelValue=(ctrl.apply_preset, "[$event]"),
                         id="mc-preset",
                     )
@@ -225,7 +223,13 @@ def _panel(ctrl):
 
             with _section("ROI", "mdi-selection-drag", "roi"), v.VExpansionPanelText():
                 with html.Div(classes="d-flex align-center"):
-                    v.VBtn("Place point", click=ctrl.place_point, prepend_icon="mdi-crosshairs", size="small", id="mc-place-point")
+                    v.VBtn(
+                        "Place point",
+                        click=ctrl.place_point,
+                        prepend_icon="mdi-crosshairs",
+                        size="small",
+                        id="mc-place-point",
+                    )
                     v.VTextField(
                         v_model_number=("roi_size_mm",),
                         type="number",
@@ -236,10 +240,20 @@ def _panel(ctrl):
                         classes="mx-2",
                         id="mc-roi-size",
                     )
-                    v.VBtn("Draw box", click=ctrl.draw_box, prepend_icon="mdi-vector-square", size="small", id="mc-draw-box")
-                    with v.VBtn(icon=True, size="small", variant="text", click=ctrl.clear_roi, title="Remove the ROI"):
+                    v.VBtn(
+                        "Draw box",
+                        click=ctrl.draw_box,
+                        prepend_icon="mdi-vector-square",
+                        size="small",
+                        id="mc-draw-box",
+                    )
+                    with v.VBtn(
+                        icon=True, size="small", variant="text", click=ctrl.clear_roi, title="Remove the ROI"
+                    ):
                         v.VIcon("mdi-close")
-                html.Div("{{ placing }}", v_if="placing", classes="text-caption text-amber mt-1", id="mc-placing")
+                html.Div(
+                    "{{ placing }}", v_if="placing", classes="text-caption text-amber mt-1", id="mc-placing"
+                )
                 html.Div("{{ roi_text }}", classes="text-caption mt-1", id="mc-roi-text")
 
             with _section("Classify", "mdi-chart-bar", "results"), v.VExpansionPanelText():
@@ -281,51 +295,54 @@ def _panel(ctrl):
 
             with _section("Annotate", "mdi-tag-outline", "annotate"), v.VExpansionPanelText():
                 with html.Div(classes="d-flex"):
-                    v.VSelect(
-                        v_model=("morphology",),
-                        items=("morphologies",),
-                        label="BI-RADS morphology (optional)",
+                    _select(
+                        "morphology",
+                        "morphologies",
+                        "BI-RADS morphology (optional)",
                         clearable=True,
-                        density="compact",
-                        hide_details=True,
                         id="mc-morphology",
                     )
-                    v.VSelect(
-                        v_model=("distribution",),
-                        items=("distributions",),
-                        label="Distribution (optional)",
+                    _select(
+                        "distribution",
+                        "distributions",
+                        "Distribution (optional)",
                         clearable=True,
-                        density="compact",
-                        hide_details=True,
                         classes="ml-2",
                         id="mc-distribution",
                     )
                 with html.Div(classes="d-flex mt-2"):
-                    v.VBtn("Benign", click=(ctrl.annotate, "['benign']"), color="green-darken-1", classes="flex-grow-1 mr-1", id="mc-benign")
-                    v.VBtn("Malignant", click=(ctrl.annotate, "['malignant']"), color="red-darken-1", classes="flex-grow-1 ml-1", id="mc-malignant")
+                    v.VBtn(
+                        "Benign",
+                        click=(ctrl.annotate, "['benign']"),
+                        color="green-darken-1",
+                        classes="flex-grow-1 mr-1",
+                        id="mc-benign",
+                    )
+                    v.VBtn(
+                        "Malignant",
+                        click=(ctrl.annotate, "['malignant']"),
+                        color="red-darken-1",
+                        classes="flex-grow-1 ml-1",
+                        id="mc-malignant",
+                    )
                 html.Div("{{ label_text }}", classes="text-caption mt-1", id="mc-label-text")
 
-            with _section("Active learning and training", "mdi-school-outline", "learn"), v.VExpansionPanelText():
+            with (
+                _section("Active learning and training", "mdi-school-outline", "learn"),
+                v.VExpansionPanelText(),
+            ):
                 with html.Div(classes="d-flex align-center"):
-                    v.VSelect(
-                        v_model=("strategy",),
-                        items=("strategies",),
-                        label="Strategy",
-                        density="compact",
-                        hide_details=True,
-                        id="mc-strategy",
+                    _select("strategy", "strategies", "Strategy", id="mc-strategy")
+                    v.VBtn(
+                        "Next sample",
+                        click=ctrl.next_sample,
+                        classes="ml-2",
+                        disabled=("!connected",),
+                        id="mc-next",
                     )
-                    v.VBtn("Next sample", click=ctrl.next_sample, classes="ml-2", disabled=("!connected",), id="mc-next")
                 html.Div("{{ sample_text }}", classes="text-caption mt-1", id="mc-sample-text")
                 with html.Div(classes="d-flex align-center mt-2"):
-                    v.VSelect(
-                        v_model=("train_model",),
-                        items=("hosted_models",),
-                        label="Model to train",
-                        density="compact",
-                        hide_details=True,
-                        id="mc-train-model",
-                    )
+                    _select("train_model", "hosted_models", "Model to train", id="mc-train-model")
                     v.VTextField(
                         v_model_number=("train_epochs",),
                         type="number",
@@ -344,7 +361,25 @@ def _panel(ctrl):
                     id="mc-train-manifest",
                 )
                 with html.Div(classes="d-flex"):
-                    v.VBtn("Train", click=ctrl.start_training, disabled=("!connected || training",), classes="flex-grow-1 mr-1", id="mc-train")
-                    v.VBtn("Stop", click=ctrl.stop_training, disabled=("!training",), classes="flex-grow-1 ml-1", id="mc-stop")
-                v.VProgressLinear(model_value=("train_progress",), height=8, classes="mt-2", color="orange", id="mc-train-progress")
+                    v.VBtn(
+                        "Train",
+                        click=ctrl.start_training,
+                        disabled=("!connected || training",),
+                        classes="flex-grow-1 mr-1",
+                        id="mc-train",
+                    )
+                    v.VBtn(
+                        "Stop",
+                        click=ctrl.stop_training,
+                        disabled=("!training",),
+                        classes="flex-grow-1 ml-1",
+                        id="mc-stop",
+                    )
+                v.VProgressLinear(
+                    model_value=("train_progress",),
+                    height=8,
+                    classes="mt-2",
+                    color="orange",
+                    id="mc-train-progress",
+                )
                 html.Div("{{ train_text }}", classes="text-caption mt-1", id="mc-train-text")

@@ -1,0 +1,165 @@
+"""Web page benchmark: Classify click to overlay on screen, against the server's own latency.
+
+Starts the real server (two tiny test models and their ensemble, phantom spot views) and
+`microcalcai web`, drives Debian's Chromium with Playwright, and for REPEATS rounds:
+re-opens the image (so no overlay is on screen), places a point on the known cluster, then
+times from the Classify click until the overlay's coloured pixels are in the browser's picture
+of the view. The same request (image id, ROI, saliency) is then sent to the server directly
+(HTTP round trip and the server's own `latencies.total`). The web layer's overhead is the
+difference. Memory: resident set of the web app process after start, and its peak.
+
+Usage: .venv/bin/python benchmarks/bench_web.py [--repeats 10] [--out RESULTS.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "Testing" / "web"))
+sys.path.insert(0, str(REPO / "Testing" / "server"))
+
+
+def proc_status(pid: int, key: str) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    import numpy as np
+    from microcalcai_logic.client import ServerClient
+    from playwright.sync_api import sync_playwright
+    from web_helpers import (
+        WebApp,
+        click_at,
+        colourful,
+        host_voting_models,
+        open_page,
+        phantom_studies,
+        pixel_to_ras,
+        ras_to_screen,
+        roi_screen_rect,
+        set_state,
+        state,
+        view_until,
+        wait_state,
+    )
+
+    from microcalcai.server.launch import LocalServer
+
+    chromium_args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as scratch:
+        root = Path(scratch)
+        made = phantom_studies(root, patients=1)
+        folder, row = made["folder"], made["rows"][0]
+        image_id = Path(row["image_path"]).stem
+        path = folder / (image_id + ".dcm")
+        host_voting_models(root / "workspace", root / "models")
+        server = LocalServer(folder, root / "workspace", env={"OMP_NUM_THREADS": "1"}).start()
+        app = WebApp(server.url, root / "web.log")
+        try:
+            app.start()
+            time.sleep(2.0)
+            rss_started = proc_status(app.process.pid, "VmRSS")
+            clicks, direct, internal = [], [], []
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args)
+                page = open_page(browser.new_context(viewport={"width": 1500, "height": 1000}), app.url)
+                client = ServerClient(server.url)
+                for repeat in range(args.repeats + 1):  # the first round warms both sides up
+                    set_state(page, "image_choice", image_id)
+                    page.click("#mc-open-image")
+                    wait_state(
+                        page, f"has_image && image_id === '{image_id}' && busy === '' && results.length === 0"
+                    )
+                    page.click("#mc-place-point")
+                    set_state(page, "roi_size_mm", 9.6)
+                    click_at(
+                        page,
+                        *ras_to_screen(page, pixel_to_ras(path, (float(row["roi_x"]), float(row["roi_y"])))),
+                    )
+                    wait_state(page, "roi !== null")
+                    roi = state(page, "roi")
+                    left, top, right, bottom = roi_screen_rect(page, path, roi)
+                    shape = view_until(page, lambda shot: True).shape[:2]
+                    rows_, cols_ = np.indices(shape)
+                    inside = (cols_ >= left) & (cols_ <= right) & (rows_ >= top) & (rows_ <= bottom)
+                    area = (right - left) * (bottom - top)
+                    started = time.perf_counter()
+                    page.click("#mc-classify")
+                    shot = view_until(
+                        page, lambda s, m=inside, a=area: colourful(s)[m].sum() > 0.2 * a, timeout_s=60
+                    )
+                    elapsed = time.perf_counter() - started
+                    if colourful(shot)[inside].sum() <= 0.2 * area:
+                        raise SystemExit(f"round {repeat}: the overlay never appeared")
+                    t0 = time.perf_counter()
+                    answer, _ = client.infer(
+                        "ensemble", {"roi": roi, "saliency": "gradcam"}, image_id=image_id
+                    )
+                    request = time.perf_counter() - t0
+                    if repeat:
+                        clicks.append(elapsed)
+                        direct.append(request)
+                        internal.append(float(answer.get("latencies", {}).get("total", float("nan"))))
+                    print(
+                        f"round {repeat}: click->overlay {elapsed:.3f} s, server request {request:.3f} s",
+                        flush=True,
+                    )
+                browser.close()
+            rss_after = proc_status(app.process.pid, "VmRSS")
+            peak = proc_status(app.process.pid, "VmHWM")
+        finally:
+            app.stop()
+            server.stop()
+
+    med = statistics.median
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "repeats": args.repeats,
+        "click_to_overlay_s": {"median": med(clicks), "min": min(clicks), "max": max(clicks)},
+        "server_request_s": {"median": med(direct), "min": min(direct)},
+        "server_internal_s": {"median": med(internal)},
+        "web_overhead_s_median": med(clicks) - med(direct),
+        "ratio_medians": med(clicks) / med(direct),
+        "web_app_rss_mb": {"after_start": rss_started, "after_run": rss_after, "peak": peak},
+    }
+    print(json.dumps(result, indent=2))
+    print(
+        "\n| | median | min |\n|---|---|---|\n"
+        f"| Classify click -> overlay on screen | {med(clicks):.3f} s | {min(clicks):.3f} s |\n"
+        f"| same request straight to the server (HTTP) | {med(direct):.3f} s | {min(direct):.3f} s |\n"
+        f"| server's own `latencies.total` | {med(internal):.3f} s | - |\n"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
