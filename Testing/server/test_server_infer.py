@@ -150,6 +150,37 @@ def test_uploaded_crop_and_full_image_agree_with_datastore(server, http, server_
     assert as_crop["roi"]["size"] == ROI_SIZE
     assert as_crop["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
 
+    # The same crop as NRRD (float, exact) and as an 8-bit PGM (the other upload formats).
+    import nrrd
+
+    nrrd_path = _save(b"")
+    nrrd.write(str(nrrd_path), crop.astype(np.float32), index_order="C")
+    as_nrrd = _infer(
+        http,
+        server,
+        "tiny-a",
+        "",
+        {},
+        output="json",
+        files={"file": ("crop.nrrd", nrrd_path.read_bytes(), "application/octet-stream")},
+    )
+    assert as_nrrd.status_code == 200, as_nrrd.text
+    assert as_nrrd.json()["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
+    pgm = io.BytesIO()
+    Image.fromarray(np.round(crop * 255).astype(np.uint8)).save(pgm, format="PPM")
+    assert pgm.getvalue()[:2] == b"P5"
+    as_pgm = _infer(
+        http,
+        server,
+        "tiny-a",
+        "",
+        {},
+        output="json",
+        files={"file": ("crop.pgm", pgm.getvalue(), "image/x-portable-graymap")},
+    )
+    assert as_pgm.status_code == 200, as_pgm.text
+    assert as_pgm.json()["image"]["rows"] == ROI_SIZE and 0 <= as_pgm.json()["probability"] <= 1
+
 
 def test_real_cbis_ddsm_dicom(server, http):
     response = _infer(
