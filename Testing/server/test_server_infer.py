@@ -114,39 +114,29 @@ def test_output_image_returns_only_the_nrrd(server, http):
 def test_uploaded_crop_and_full_image_agree_with_datastore(server, http, server_env):
     """The same pixels give the same probability by id, as a full upload + ROI and as a crop."""
     import pydicom
+    from PIL import Image
 
     from microcalcai.io import read_image
     from microcalcai.roi import crop_roi
 
     path = server_env["studies"] / "P1_R_MLO.dcm"
     roi = {"x": 120, "y": 170, "size": ROI_SIZE}
-    by_id = _infer(http, server, "tiny-a", "P1_R_MLO", {"roi": roi}, output="json").json()
-    full = _infer(
-        http,
-        server,
-        "tiny-a",
-        "",
-        {"roi": roi},
-        output="json",
-        files={"file": ("mammo.dcm", path.read_bytes(), "application/dicom")},
-    ).json()
-    assert full["probability"] == pytest.approx(by_id["probability"], abs=1e-6)
-    crop = crop_roi(read_image(path), (roi["x"], roi["y"]), size_px=ROI_SIZE).pixels
-    ds = pydicom.dcmread(path)
-    assert ds.Modality == "MG"
-    png = io.BytesIO()
-    from PIL import Image
 
+    def upload(name: str, blob: bytes, params: dict):
+        response = _infer(
+            http, server, "tiny-a", "", params, output="json", files={"file": (name, blob, "x/y")}
+        )
+        assert response.status_code == 200, f"{name}: {response.text}"
+        return response.json()
+
+    by_id = _infer(http, server, "tiny-a", "P1_R_MLO", {"roi": roi}, output="json").json()
+    full = upload("mammo.dcm", path.read_bytes(), {"roi": roi})
+    assert full["probability"] == pytest.approx(by_id["probability"], abs=1e-6)
+    assert pydicom.dcmread(path).Modality == "MG"
+    crop = crop_roi(read_image(path), (roi["x"], roi["y"]), size_px=ROI_SIZE).pixels
+    png = io.BytesIO()
     Image.fromarray(np.round(crop * 65535).astype(np.uint16)).save(png, format="PNG")
-    as_crop = _infer(
-        http,
-        server,
-        "tiny-a",
-        "",
-        {},
-        output="json",
-        files={"file": ("crop.png", png.getvalue(), "image/png")},
-    ).json()
+    as_crop = upload("crop.png", png.getvalue(), {})
     assert as_crop["roi"]["size"] == ROI_SIZE
     assert as_crop["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
 
@@ -155,31 +145,13 @@ def test_uploaded_crop_and_full_image_agree_with_datastore(server, http, server_
 
     nrrd_path = _save(b"")
     nrrd.write(str(nrrd_path), crop.astype(np.float32), index_order="C")
-    as_nrrd = _infer(
-        http,
-        server,
-        "tiny-a",
-        "",
-        {},
-        output="json",
-        files={"file": ("crop.nrrd", nrrd_path.read_bytes(), "application/octet-stream")},
-    )
-    assert as_nrrd.status_code == 200, as_nrrd.text
-    assert as_nrrd.json()["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
+    as_nrrd = upload("crop.nrrd", nrrd_path.read_bytes(), {})
+    assert as_nrrd["probability"] == pytest.approx(by_id["probability"], abs=2e-3)
     pgm = io.BytesIO()
     Image.fromarray(np.round(crop * 255).astype(np.uint8)).save(pgm, format="PPM")
     assert pgm.getvalue()[:2] == b"P5"
-    as_pgm = _infer(
-        http,
-        server,
-        "tiny-a",
-        "",
-        {},
-        output="json",
-        files={"file": ("crop.pgm", pgm.getvalue(), "image/x-portable-graymap")},
-    )
-    assert as_pgm.status_code == 200, as_pgm.text
-    assert as_pgm.json()["image"]["rows"] == ROI_SIZE and 0 <= as_pgm.json()["probability"] <= 1
+    as_pgm = upload("crop.pgm", pgm.getvalue(), {})
+    assert as_pgm["image"]["rows"] == ROI_SIZE and 0 <= as_pgm["probability"] <= 1
 
 
 def test_real_cbis_ddsm_dicom(server, http):
