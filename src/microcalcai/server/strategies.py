@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import OrderedDict
 
 import numpy as np
 from monailabel.interfaces.tasks.strategy import Strategy
@@ -14,6 +15,7 @@ from microcalcai.server.uncertainty import METHODS, bald_scores, entropy_scores
 
 LOG = logging.getLogger(__name__)
 DEFAULT_MAX_CANDIDATES = 64
+CROP_CACHE_SIZE = 256
 
 
 def _answer(candidate, strategy: str, **extra) -> dict:
@@ -58,6 +60,7 @@ class MostUncertain(Strategy):
         self.pool = pool
         self.models = models
         self.cache = cache
+        self._crop_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     def __call__(self, request, datastore):
         method = request.get("method", "entropy")
@@ -89,15 +92,25 @@ class MostUncertain(Strategy):
         )
 
     def _crops(self, pool) -> list[np.ndarray]:
+        """The candidates' crops, kept between requests (1 MB per 512 px ROI, at most
+        CROP_CACHE_SIZE of them), so scoring the pool again does not decode every mammogram again;
+        float32 as infer uses them, so a score matches what /infer answers for that ROI."""
         from microcalcai.server.images import datastore_image_path
         from microcalcai.server.infer import Source, make_crop
 
         crops = []
-        for candidate in pool:
+        for candidate in sorted(pool, key=lambda c: c.image_id):  # each image decoded once
             path = datastore_image_path(self.pool.datastore, candidate.image_id)
-            source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
-            crops.append(make_crop(source, candidate.roi).pixels)
-        return crops
+            key = (str(path), path.stat().st_mtime_ns, candidate.roi.key)
+            if key not in self._crop_cache:
+                source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
+                self._crop_cache[key] = make_crop(source, candidate.roi).pixels.astype(np.float32)
+                while len(self._crop_cache) > CROP_CACHE_SIZE:
+                    self._crop_cache.popitem(last=False)
+            self._crop_cache.move_to_end(key)
+            crops.append((candidate, self._crop_cache[key]))
+        order = {id(c): i for i, c in enumerate(pool)}
+        return [crop for _, crop in sorted(crops, key=lambda item: order[id(item[0])])]
 
     def _score(self, method: str, request: dict, crops: np.ndarray) -> np.ndarray:
         names = self.models.store.names()
