@@ -254,3 +254,48 @@ def test_reads_what_the_training_code_writes(tmp_path):
     assert set(result["models"]) == {"ens", "resnet101", "densenet201"}
     assert result["models"]["ens"]["cutoff"]["threshold"] == 0.45 and result["clustered"] is True
     assert result["models"]["ens"]["auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-6)
+
+
+def test_member_judged_at_its_stored_validation_threshold(predictions_factory):
+    # `predict` writes threshold_<member>: the member's own validation threshold from its model.json.
+    df = predictions_factory.make(n=150, seed=11, threshold=0.5)
+    df["threshold_resnet101"] = 0.37  # densenet201 has none: Youden on these cases, flagged †
+    result = evaluate_without_figures(predictions_factory(df), n_boot=50)
+    resnet = result["models"]["resnet101"]
+    assert resnet["cutoff"]["method"] == "stored" and resnet["cutoff"]["threshold"] == 0.37
+    assert resnet["cutoff"]["note"] == ""
+    y = (df.label == "malignant").to_numpy()
+    p = df.p_resnet101.to_numpy()
+    tp, fn = int(np.sum((p >= 0.37) & y)), int(np.sum((p < 0.37) & y))
+    tn, fp = int(np.sum((p < 0.37) & ~y)), int(np.sum((p >= 0.37) & ~y))
+    assert resnet["metrics"]["sensitivity"]["value"] == pytest.approx(tp / (tp + fn))
+    assert resnet["metrics"]["specificity"]["value"] == pytest.approx(tn / (tn + fp))
+    assert result["models"]["densenet201"]["cutoff"]["method"] == "youden"
+    table = render_markdown(result, {}).split("## Table 1")[1].split("\n\n")[1].splitlines()
+    resnet_row = next(r for r in table if r.startswith("| resnet101 |"))
+    assert resnet_row.startswith("| resnet101 | ≥ 0.37 |") and "†" not in resnet_row
+    assert "†" in next(r for r in table if r.startswith("| densenet201 |"))
+
+
+def test_member_thresholds_written_by_the_training_code_are_read(tmp_path):
+    # predictions_table with member_thresholds (as `predict` calls it) round-trips through evaluate.
+    from microcalcai.train.predictions import predictions_table, write_predictions
+
+    rng = np.random.default_rng(4)
+    n = 60
+    y = rng.random(n) < 0.45
+    frame = pd.DataFrame(
+        {"patient_id": [f"P{i}" for i in range(n)], "image_path": [f"/d/i{i}.dcm" for i in range(n)]}
+    ).assign(label=np.where(y, "malignant", "benign"), split="test")
+    members = {name: rng.random(n) * 0.5 + 0.5 * y for name in ("a", "b")}
+    prob = np.mean(list(members.values()), axis=0)
+    table = predictions_table(
+        frame, [f"c{i}" for i in range(n)], members, prob, 0.5, "ens", member_thresholds={"a": 0.3, "b": 0.6}
+    )
+    assert list(table.columns[5:9]) == ["p_a", "p_b", "threshold_a", "threshold_b"]
+    result = evaluate_without_figures(write_predictions(table, tmp_path / "p.csv"), n_boot=50)
+    for name, cut in (("a", 0.3), ("b", 0.6)):
+        m = result["models"][name]
+        assert m["cutoff"]["method"] == "stored" and m["cutoff"]["threshold"] == cut
+        called = members[name] >= cut
+        assert m["metrics"]["specificity"]["value"] == pytest.approx(np.mean(~called[~y]))

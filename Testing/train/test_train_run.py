@@ -95,6 +95,7 @@ def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, p
     name = read_card(model).name
     assert list(table.columns) == PREDICTION_COLUMNS + [
         f"p_{name}",
+        f"threshold_{name}",
         "probability",
         "threshold",
         "decision",
@@ -105,6 +106,8 @@ def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, p
     np.testing.assert_array_equal(
         table["decision"] == "malignant", table["probability"] >= table["threshold"]
     )
+    # the member's own validation threshold, as its model card stores it
+    np.testing.assert_allclose(table[f"threshold_{name}"], read_card(model).threshold, rtol=0, atol=1e-8)
     # the same crops through a freshly loaded predictor give the same numbers
     from microcalcai.data.manifest import read_manifest
     from microcalcai.train.predictions import predict_frame
@@ -150,6 +153,14 @@ def test_ensemble_of_two_runs_and_its_predictions(two_runs, phantom_manifest, tm
     members = [c for c in table.columns if c.startswith("p_")]
     assert len(members) == 2
     np.testing.assert_allclose(table[members].mean(axis=1), table["probability"], atol=1e-7)
+    # each member's column of validation thresholds holds what that member's model.json stores
+    assert sorted(c for c in table.columns if c.startswith("threshold_")) == sorted(
+        f"threshold_{n}" for n in card["member_names"]
+    )
+    for name, folder in zip(card["member_names"], card["members"], strict=True):
+        assert f"p_{name}" in members
+        stored = read_card(out / folder).threshold
+        np.testing.assert_allclose(table[f"threshold_{name}"], stored, rtol=0, atol=1e-8)
 
 
 def test_cross_validation_folds_keep_patients_apart(phantom_manifest, tmp_path, tiny_settings):

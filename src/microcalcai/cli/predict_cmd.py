@@ -1,8 +1,9 @@
 """`microcalcai predict --model MODEL_OR_ENSEMBLE --data MANIFEST --out predictions.csv`.
 
 One row per ROI of the manifest: case_id, patient_id, image_id, label (empty when unknown), split,
-p_<member> per member model, probability (combined), threshold, decision, model
-(docs/DESIGN.md, predictions.csv). Crops are taken as the model was trained (its card's crop size).
+p_<member> per member model, threshold_<member> (that member's own validation threshold, from
+its model.json), probability (combined), threshold, decision, model (docs/DESIGN.md,
+predictions.csv). Crops are taken as the model was trained (its card's crop size).
 """
 
 from __future__ import annotations

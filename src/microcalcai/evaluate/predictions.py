@@ -2,8 +2,9 @@
 
 One file per `microcalcai predict` run: one row per ROI with `case_id, patient_id, image_id,
 label, split, p_<member>..., probability, threshold, decision, model` and optional
-`reader_<name>` columns. Several files (one per model, or an ensemble file beside its members'
-files) are aligned on case_id; they must hold the same cases with the same labels.
+`threshold_<member>` (each member's validation threshold) and `reader_<name>` columns.
+Several files (one per model, or an ensemble file beside its members' files) are aligned on
+case_id; they must hold the same cases with the same labels.
 """
 
 from __future__ import annotations
@@ -183,12 +184,13 @@ def _constant(df, column: str, path: Path) -> str:
     return values[0] if len(values) else ""
 
 
-def _thresholds(df, path: Path) -> float | np.ndarray | None:
-    """The stored threshold: one number, or one per row (out-of-fold predictions keep each
-    fold's own), or None when the column is absent or empty."""
-    if "threshold" not in df.columns or (df["threshold"].str.strip() == "").all():
+def _thresholds(df, path: Path, column: str = "threshold") -> float | np.ndarray | None:
+    """A stored threshold column (`threshold`, or `threshold_<member>`): one number, or one per
+    row (out-of-fold predictions keep each fold's own), or None when the column is absent or
+    empty (files written before member thresholds were stored)."""
+    if column not in df.columns or (df[column].str.strip() == "").all():
         return None
-    values = _numeric(df, "threshold", path)
+    values = _numeric(df, column, path)
     return float(values[0]) if np.all(values == values[0]) else values
 
 
@@ -213,7 +215,10 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
     columns.append(ScoreColumn(model, probability, kind, f"{path.name}:probability", threshold, decision))
     if not single_same:
         for name, scores in member_scores.items():
-            columns.append(ScoreColumn(name, scores, "member", f"{path.name}:p_{name}"))
+            # The member's own validation threshold when the file stores it; else evaluation
+            # falls back to a Youden cut-off on the evaluated cases (flagged as optimistic).
+            member_threshold = _thresholds(df, path, f"threshold_{name}")
+            columns.append(ScoreColumn(name, scores, "member", f"{path.name}:p_{name}", member_threshold))
     for c in df.columns:
         if c.startswith("reader_") and len(c) > 7:
             columns.append(ScoreColumn(c[7:], _reader_scores(df, c, path), "reader", f"{path.name}:{c}"))

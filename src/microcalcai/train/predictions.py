@@ -17,10 +17,23 @@ def _image_ids(frame) -> list[str]:
     return [i or Path(str(p)).stem for i, p in zip(ids, frame["image_path"], strict=True)]
 
 
-def predictions_table(frame, case_ids, member_probs: dict, probability, threshold, model: str, *, extra=None):
+def predictions_table(
+    frame,
+    case_ids,
+    member_probs: dict,
+    probability,
+    threshold,
+    model: str,
+    *,
+    member_thresholds: dict | None = None,
+    extra=None,
+):
     """The DataFrame of predictions.csv for ``frame``'s rows (same order).
 
     ``threshold`` is one number or one per row (out-of-fold predictions use each fold's own).
+    ``member_thresholds`` (member name -> the validation threshold stored in its model card)
+    become ``threshold_<member>`` columns, so that an evaluation can judge each member at its
+    own validation cut-off rather than at one chosen on the evaluated cases.
     """
     import pandas as pd
 
@@ -42,6 +55,8 @@ def predictions_table(frame, case_ids, member_probs: dict, probability, threshol
     }
     for name, values in member_probs.items():
         table[f"p_{name}"] = np.round(np.asarray(values, dtype=float), 8)
+    for name, value in (member_thresholds or {}).items():
+        table[f"threshold_{name}"] = np.round(np.full(probability.shape, float(value)), 8)
     table["probability"] = np.round(probability, 8)
     table["threshold"] = np.round(threshold, 8)
     table["decision"] = np.where(probability >= threshold, "malignant", "benign")
@@ -78,5 +93,11 @@ def predict_frame(predictor, frame, *, progress: bool = True):
     )
     batch = predictor.predict(grey[:, 0].float().numpy())
     return predictions_table(
-        frame, case_ids(frame), batch.members, batch.probability, batch.threshold, predictor.name
+        frame,
+        case_ids(frame),
+        batch.members,
+        batch.probability,
+        batch.threshold,
+        predictor.name,
+        member_thresholds={m.name: m.threshold for m in predictor.members},
     )
