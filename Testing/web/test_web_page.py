@@ -7,7 +7,6 @@ any client for that ROI; the overlay is found in the picture the browser shows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +71,16 @@ def _with_visible_map(server, studies) -> int:
     pytest.fail("no phantom ROI gives the test models a saliency map with anything on it")
 
 
-def _save(page, screenshots_dir, name):
-    if screenshots_dir is not None:
-        page.screenshot(path=str(screenshots_dir / name))
+def _save(page, screenshots_dir, name, sections=None):
+    """A picture of the whole page for docs/web.md, with only `sections` of the panel open."""
+    if screenshots_dir is None:
+        return
+    shown = state(page, "open_sections")
+    if sections is not None:
+        set_state(page, "open_sections", sections)
+        page.wait_for_timeout(600)
+    page.screenshot(path=str(screenshots_dir / name))
+    set_state(page, "open_sections", shown)
 
 
 def test_upload_point_on_cluster_classify_matches_server_and_overlay_lies_in_roi(
@@ -128,7 +134,7 @@ def test_upload_point_on_cluster_classify_matches_server_and_overlay_lies_in_roi
     )
     roi_area = (right - left) * (bottom - top)
     with_overlay = view_until(page, lambda shot: colourful(shot)[inside].sum() > 0.2 * roi_area)
-    _save(page, screenshots_dir, "web-classify.png")
+    _save(page, screenshots_dir, "web-classify.png", ["roi", "results"])
     bar_box = page.locator("#mc-colorbar").bounding_box()
     page.click("#mc-saliency-visible")
     wait_state(page, "saliency_visible === false")
@@ -179,7 +185,7 @@ def test_datastore_image_box_roi_and_label_reach_the_server(page, server, studie
     set_state(page, "distribution", "grouped")
     page.click("#mc-malignant")
     wait_state(page, "label_text.includes('Saved')")
-    _save(page, screenshots_dir, "web-annotate.png")
+    _save(page, screenshots_dir, "web-annotate.png", ["results", "annotate"])
     stored = ServerClient(server.url).labels(image_id)
     saved = [
         a
@@ -211,7 +217,7 @@ def test_next_sample_loads_its_image_with_the_proposed_roi(page, server, screens
     # The proposed ROI box is drawn (a yellow outline) on the image.
     yellow = (pixels[..., 0] > 180) & (pixels[..., 1] > 150) & (pixels[..., 2] < 90)
     assert yellow.sum() > 50
-    _save(page, screenshots_dir, "web-next-sample.png")
+    _save(page, screenshots_dir, "web-next-sample.png", ["image", "learn"])
 
 
 def test_errors_are_plain_words_and_the_page_stays_usable(page, server, studies, tmp_path):
@@ -228,15 +234,23 @@ def test_errors_are_plain_words_and_the_page_stays_usable(page, server, studies,
     set_state(page, "image_choice", path.stem)
     page.click("#mc-open-image")
     wait_state(page, f"has_image && image_id === '{path.stem}' && busy === ''")
-    zoomed = state(page, "view_geometry")
-    page.click("#mc-zoom-out")  # room beside the image to click on
+    # Zoom buttons change the view's scale (XY-to-RAS); Fit brings the whole image back.
+    fitted = state(page, "view_geometry")["xy_to_ras"][0]
+    page.click("#mc-zoom-in")
     page.wait_for_function(
-        "(before) => JSON.stringify(window.trame.state.get('view_geometry')) !== before",
-        arg=json.dumps(zoomed),
+        "(fitted) => Math.abs(window.trame.state.get('view_geometry').xy_to_ras[0]) < 0.9 * Math.abs(fitted)",
+        arg=fitted,
     )
+    page.click("#mc-fit")
+    page.wait_for_function(
+        "(fitted) => Math.abs(window.trame.state.get('view_geometry').xy_to_ras[0] - fitted)"
+        " < 1e-6 * Math.abs(fitted)",
+        arg=fitted,
+    )
+    # Beside the image (the fitted view leaves a margin left and right of the square image).
     page.click("#mc-place-point")
     set_state(page, "roi_size_mm", 1)
-    click_at(page, *ras_to_screen(page, pixel_to_ras(path, (-40.0, 180.0))))
+    click_at(page, *ras_to_screen(page, pixel_to_ras(path, (-12.0, 180.0))))
     wait_state(page, "roi_text.includes('outside the image')")
     page.click("#mc-classify")
     wait_state(page, "error.includes('outside the image') && busy === ''")

@@ -86,7 +86,10 @@ def preset_window_level(volume_node, preset: str) -> tuple:
         prepare_display(volume_node)
         window, level = (float(v) for v in volume_node.GetAttribute(DEFAULT_WINDOW_ATTRIBUTE).split(","))
         return window, level
-    low, high = intensity_range(volume_node) if preset == "Full range" else _percentiles(volume_node, percents)
+    if preset == "Full range":
+        low, high = intensity_range(volume_node)
+    else:
+        low, high = _percentiles(volume_node, percents)
     return max(high - low, 1e-6), (high + low) / 2.0
 
 
@@ -141,6 +144,9 @@ def adopt_sample(logic) -> None:
     if logic.volume is None:
         raise LogicError("No sample is loaded.")
     _replace_image(logic, logic.volume, keep_box=True)
+    image_id = shown_image_id(logic.volume)
+    if image_id:
+        logic.volume.SetName(image_id)  # loaded beside the previous sample of that name
 
 
 def open_image_file(logic, path: str, name: Optional[str] = None):

@@ -188,6 +188,7 @@ class PageController:
                 "window": display.GetWindow(),
                 "level": display.GetLevel(),
                 "results": [],
+                "colorbar": "",
                 "result_text": "",
                 "decision": "",
                 "label_text": "",
@@ -486,9 +487,10 @@ class PageController:
                 return
             viewer.adopt_sample(self.logic)
             self._show_image(self.logic.volume, keep_box=True)
+            # The strategy asked for, in its own name (the server's answer may describe it as a record).
             self.state.sample_text = "{} proposed by '{}'{}.".format(
                 sample.image_id,
-                sample.strategy or self.state.strategy,
+                self.state.strategy,
                 "" if sample.score is None else f" (score {sample.score:.3f})",
             )
 

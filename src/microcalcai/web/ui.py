@@ -58,7 +58,7 @@ def _results_table():
                     ":style=\"row.ensemble ? 'font-weight: 600' : ''\"",
                 ],
             ):
-                html.Td("{{ row.model }}<span class='text-grey text-caption'> {{ row.version }}</span>")
+                html.Td("{{ row.model }}<span class='text-grey text-caption ml-1'>v{{ row.version }}</span>")
                 html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
                 with html.Td(style="width: 110px"):
                     with html.Div(classes="mc-bar"):
