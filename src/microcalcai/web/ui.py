@@ -39,6 +39,11 @@ def _select(name: str, items: str, label: str, **options):
     )
 
 
+def _slider(name: str, **options):
+    """A compact slider bound to the state `name`."""
+    return v.VSlider(v_model=(name,), density="compact", hide_details=True, **options)
+
+
 def _results_table():
     with v.VTable(density="compact", classes="mc-results", id="mc-results"):
         with html.Thead():
@@ -194,13 +199,11 @@ def _panel(ctrl):
                         update_modelValue=(ctrl.apply_preset, "[$event]"),
                         id="mc-preset",
                     )
-                v.VSlider(
-                    v_model=("level",),
+                _slider(
+                    "level",
                     min=("intensity_min",),
                     max=("intensity_max",),
                     label="Brightness",
-                    density="compact",
-                    hide_details=True,
                     disabled=("!has_image",),
                     id="mc-level",
                 )
@@ -209,13 +212,11 @@ def _panel(ctrl):
                     "middle-drag or Shift+left-drag pans.",
                     classes="text-caption text-grey",
                 )
-                v.VSlider(
-                    v_model=("window",),
+                _slider(
+                    "window",
                     min=("Math.max((intensity_max - intensity_min) / 500, 1e-6)",),
                     max=("2 * (intensity_max - intensity_min) || 1",),
                     label="Contrast (window)",
-                    density="compact",
-                    hide_details=True,
                     disabled=("!has_image",),
                     id="mc-window",
                     reverse=True,
@@ -276,14 +277,12 @@ def _panel(ctrl):
                         color="orange",
                         id="mc-saliency-visible",
                     )
-                    v.VSlider(
-                        v_model=("saliency_opacity",),
+                    _slider(
+                        "saliency_opacity",
                         min=0,
                         max=1,
                         step=0.05,
                         label="Opacity",
-                        density="compact",
-                        hide_details=True,
                         classes="ml-2",
                         id="mc-saliency-opacity",
                     )
