@@ -311,8 +311,16 @@ def _explain_member(member: _Member, spec: MethodSpec, pixels: Sequence[np.ndarr
     )
     height, width = pixels[0].shape
     if maps.shape[1:] != (height, width):  # the predictor resized the crop to the network's input size
-        maps = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps])
+        maps = np.stack(
+            [_rescale(cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)) for m in maps]
+        )
     return np.clip(maps, 0.0, 1.0).astype(np.float32), probability, explained
+
+
+def _rescale(saliency: np.ndarray) -> np.ndarray:
+    """Back to exactly 0..1 after resizing (interpolation shaves the peak); an all-zero map stays zero."""
+    low, high = float(saliency.min()), float(saliency.max())
+    return (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
 
 
 @contextlib.contextmanager
