@@ -46,13 +46,13 @@ def main() -> int:
     import numpy as np
     from microcalcai_logic.client import ServerClient
     from playwright.sync_api import sync_playwright
+    from server_helpers import phantom_studies
     from web_helpers import (
         WebApp,
         click_at,
         colourful,
         host_voting_models,
         open_page,
-        phantom_studies,
         pixel_to_ras,
         ras_to_screen,
         roi_screen_rect,

@@ -102,6 +102,41 @@ def host_tiny_models(workspace: Path, scratch: Path) -> list[str]:
     return names
 
 
+def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> dict:
+    """A studies folder of phantom spot views (0.1 mm pixels, `field_size` square, or the
+    generator's default when None) with one calcification cluster each at the centre listed in
+    its manifest.csv (the server's candidate ROIs). Used by the server, Slicer and web tests."""
+    import csv
+    import shutil
+
+    from microcalcai.phantom import generate_dataset
+
+    phantom = generate_dataset(
+        root / "phantom",
+        patients=patients,
+        seed=3,
+        spacing_mm=0.1,
+        roi_size=96,
+        **({} if field_size is None else {"field_size": field_size}),
+        full_field=False,
+        views=("CC",),
+        bilateral=False,
+        progress=False,
+    )
+    folder = root / "studies"
+    folder.mkdir()
+    rows = list(csv.DictReader(phantom.manifest_path.open()))
+    keep = ["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"]
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keep)
+        writer.writeheader()
+        for row in rows:
+            source = phantom.out_dir / row["image_path"]
+            shutil.copy(source, folder / source.name)
+            writer.writerow({**{k: row[k] for k in keep}, "image_path": source.name})
+    return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
+
+
 def error_detail(response) -> str:
     """The `detail` of a 4xx JSON answer (fails the test if the body is not such JSON)."""
     assert response.headers.get("content-type", "").startswith("application/json"), response.text[:300]

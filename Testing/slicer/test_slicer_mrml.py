@@ -53,6 +53,8 @@ def test_png_and_nrrd_load_in_their_stored_pixel_grid(scene, tmp_path, suffix):
     volume = load_volume(scene, str(path))
     assert np.array_equal(arrayFromVolume(volume)[0], stored)
     assert source_file(volume) == str(path)  # what classification uploads for a local image
+    # Without a colour table a slice view draws the image black (slicer-core has no colour logic).
+    assert volume.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeGrey"
 
 
 def test_unreadable_file_is_a_clear_error(scene, tmp_path):

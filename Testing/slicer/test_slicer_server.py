@@ -5,7 +5,6 @@ One server for the module (starting one costs ~15 s); tiny random-weight models 
 on 2 cores, so these tests check wiring, geometry and data flow, not diagnostic accuracy.
 """
 
-import csv
 import shutil
 import sys
 from pathlib import Path
@@ -27,33 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory, real_mammograms):
     """Phantom DICOMs (clusters at known positions, labels in manifest.csv) plus one real CBIS-DDSM file."""
-    from microcalcai.phantom import generate_dataset
+    from server_helpers import phantom_studies
 
-    root = tmp_path_factory.mktemp("slicer-server")
-    phantom = generate_dataset(
-        root / "phantom",
-        patients=10,
-        seed=3,
-        spacing_mm=0.1,
-        roi_size=96,
-        full_field=False,
-        views=("CC",),
-        bilateral=False,
-        progress=False,
-    )
-    folder = root / "studies"
-    folder.mkdir()
-    rows = list(csv.DictReader(phantom.manifest_path.open()))
-    keep = ["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"]
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keep)
-        writer.writeheader()
-        for row in rows:
-            source = phantom.out_dir / row["image_path"]
-            shutil.copy(source, folder / source.name)
-            writer.writerow({**{k: row[k] for k in keep}, "image_path": source.name})
-    shutil.copy(real_mammograms[0], folder / "cbis_real.dcm")
-    return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
+    made = phantom_studies(tmp_path_factory.mktemp("slicer-server"), patients=10, field_size=None)
+    shutil.copy(real_mammograms[0], made["folder"] / "cbis_real.dcm")
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +204,7 @@ def test_roi_off_the_image_and_unknown_model_are_clear_errors(logic, studies):
 def test_next_sample_then_annotate_reaches_the_datastore(logic):
     sample = logic.next_sample(strategy="first")
     assert sample is not None and logic.volume.GetAttribute("MicrocalcAI.ImageId") == sample.image_id
+    assert sample.strategy == "first"  # the name the panel shows, not MONAI Label's record
     roi_node = logic.scene.GetFirstNodeByName("MicrocalcAI ROI")
     assert g.roi_from_markups(logic.volume, roi_node) == sample.roi
     logic.classify(logic.volume, roi_node=roi_node)

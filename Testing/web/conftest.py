@@ -40,7 +40,7 @@ def _settings_file(tmp_path, monkeypatch):
 def studies(tmp_path_factory):
     """Phantom spot views (0.1 mm pixels) with one calcification cluster each, at the known
     centres listed in manifest.csv, plus the manifest the server reads its candidate ROIs from."""
-    from web_helpers import phantom_studies
+    from server_helpers import phantom_studies
 
     return phantom_studies(tmp_path_factory.mktemp("web-studies"), patients=6)
 

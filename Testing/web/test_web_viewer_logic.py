@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from microcalcai_logic import LogicError, MicrocalcAILogic, viewer
+from microcalcai_logic.volumes import GREY_COLOR_NODE_ID
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_opened_image_is_grey_and_replaces_the_previous_one(logic, mammogram_fil
     first = viewer.open_image_file(logic, str(mammogram_file))
     display = first.GetDisplayNode()
     # Without a colour table a slice view draws nothing: the viewer gives it Slicer's grey one.
-    assert display.GetColorNodeID() == viewer.GREY
+    assert display.GetColorNodeID() == GREY_COLOR_NODE_ID
     assert logic.volume is first and logic.roi is None
     box = viewer.roi_box_node(logic.scene)
     assert not box.GetDisplayNode().GetFillVisibility()  # the overlay under the box stays visible

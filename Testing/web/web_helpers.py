@@ -158,40 +158,6 @@ def roi_screen_rect(page, image_path, roi: dict) -> tuple[float, float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def phantom_studies(root: Path, patients: int) -> dict:
-    """A studies folder of phantom spot views (0.1 mm pixels, 360 x 360) with one calcification
-    cluster each at the centre listed in its manifest.csv (the server's candidate ROIs)."""
-    import csv
-    import shutil
-
-    from microcalcai.phantom import generate_dataset
-
-    phantom = generate_dataset(
-        root / "phantom",
-        patients=patients,
-        seed=3,
-        spacing_mm=0.1,
-        roi_size=96,
-        field_size=360,
-        full_field=False,
-        views=("CC",),
-        bilateral=False,
-        progress=False,
-    )
-    folder = root / "studies"
-    folder.mkdir()
-    rows = list(csv.DictReader(phantom.manifest_path.open()))
-    keep = ["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"]
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keep)
-        writer.writeheader()
-        for row in rows:
-            source = phantom.out_dir / row["image_path"]
-            shutil.copy(source, folder / source.name)
-            writer.writerow({**{k: row[k] for k in keep}, "image_path": source.name})
-    return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
-
-
 def host_voting_models(workspace: Path, scratch: Path) -> None:
     """Two tiny random-feature models and their ensemble, hosted in `workspace`.
 

@@ -40,6 +40,13 @@ def request_next_sample(
     return answer if answer and answer.get("id") else None
 
 
+def _strategy_name(value) -> str:
+    # MONAI Label answers the strategy as its own record, {name: {"ts": ..., "client_id": ...}}.
+    if isinstance(value, dict):
+        return ", ".join(str(key) for key in value)
+    return "" if value is None else str(value)
+
+
 def load_next_sample(client: ServerClient, scene, answer: dict, cache_folder: str, roi_node=None):
     """Load the proposed image and place the ROI box on it."""
     image_id = str(answer["id"])
@@ -52,7 +59,7 @@ def load_next_sample(client: ServerClient, scene, answer: dict, cache_folder: st
     sample = NextSample(
         image_id=image_id,
         roi=roi,
-        strategy=str(answer.get("strategy", "")),
+        strategy=_strategy_name(answer.get("strategy")),
         score=float(score) if score is not None else None,
         path=source_file(volume) or "",
     )

@@ -11,9 +11,15 @@ from typing import Optional
 import numpy as np
 
 from .errors import LogicError
-from .volumes import IMAGE_ID_ATTRIBUTE, ROLE_ATTRIBUTE, find_role, load_volume, singleton
+from .volumes import (
+    IMAGE_ID_ATTRIBUTE,
+    ROLE_ATTRIBUTE,
+    ensure_grey_display,
+    find_role,
+    load_volume,
+    singleton,
+)
 
-GREY = "vtkMRMLColorTableNodeGrey"
 IMAGE_ROLE = "image"
 ROI_ROLE = "roi"  # the same box Next sample places (active_learning.ROI_ROLE)
 POINT_ROLE = "point"
@@ -43,14 +49,7 @@ def prepare_display(volume_node) -> None:
     Slicer's volume reader leaves the colour table unset when it runs without the application's
     colour logic (slicer-core, trame-slicer), and a slice view then draws nothing.
     """
-    display = volume_node.GetDisplayNode()
-    if display is None:
-        volume_node.CreateDefaultDisplayNodes()
-        display = volume_node.GetDisplayNode()
-    if display is None:
-        raise LogicError(f"'{volume_node.GetName()}' cannot be displayed (no display node).")
-    if not display.GetColorNodeID():
-        display.SetAndObserveColorNodeID(GREY)
+    display = ensure_grey_display(volume_node)
     if volume_node.GetAttribute(DEFAULT_WINDOW_ATTRIBUTE) is None:
         window, level = display.GetWindow(), display.GetLevel()
         if window <= 0:

@@ -15,6 +15,7 @@ ROLE_ATTRIBUTE = "MicrocalcAI.Role"
 SOURCE_ATTRIBUTE = "MicrocalcAI.SourceFile"
 VTK_READABLE = (".png", ".pgm", ".pnm")
 SINGLE_FILE = 4  # vtkSlicerVolumesLogic loading option (LabelMap=1, CenterImage=2, SingleFile=4)
+GREY_COLOR_NODE_ID = "vtkMRMLColorTableNodeGrey"
 SUPPORTED_SUFFIXES = (
     ".dcm",
     ".dicom",
@@ -52,7 +53,25 @@ def load_volume(scene, path: str, name: Optional[str] = None):
             f"Cannot read '{os.path.basename(path)}' as an image: use a DICOM, PNG, PGM or NRRD mammogram."
         )
     node.SetAttribute(SOURCE_ATTRIBUTE, os.path.abspath(path))
+    ensure_grey_display(node)
     return node
+
+
+def ensure_grey_display(volume_node):
+    """Give the volume a display node with a grey colour table, and return that display node.
+
+    Slicer's volume reader leaves the colour table unset when it runs without the application's
+    colour logic (slicer-core, trame-slicer), and a slice view then draws the image black.
+    """
+    display = volume_node.GetDisplayNode()
+    if display is None:
+        volume_node.CreateDefaultDisplayNodes()
+        display = volume_node.GetDisplayNode()
+    if display is None:
+        raise LogicError(f"'{volume_node.GetName()}' cannot be displayed (no display node).")
+    if not display.GetColorNodeID():
+        display.SetAndObserveColorNodeID(GREY_COLOR_NODE_ID)
+    return display
 
 
 def _load_with_vtk_reader(scene, path: str, name: str):
