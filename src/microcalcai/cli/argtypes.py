@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def positive(kind: type):
@@ -19,3 +20,14 @@ def positive(kind: type):
         return value
 
     return parse
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--model`: a trained model folder or an ensemble folder, as every consumer of models reads them."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        metavar="MODEL_OR_ENSEMBLE",
+        help="a model folder (model.json) or an ensemble folder (ensemble.json)",
+    )

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from microcalcai.cli.argtypes import add_model_argument
+
 
 def _roi(text: str) -> tuple[float, float, int | None]:
     parts = text.replace(" ", "").split(",")
@@ -41,13 +43,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        type=Path,
-        metavar="MODEL_OR_ENSEMBLE",
-        help="a model folder (model.json) or an ensemble folder (ensemble.json)",
-    )
+    add_model_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--image", type=Path, metavar="FILE", help="a mammogram (DICOM, PNG, TIFF, PGM, NRRD)"

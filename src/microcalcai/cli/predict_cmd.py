@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from microcalcai.cli.argtypes import add_model_argument
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,13 +21,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        type=Path,
-        metavar="MODEL_OR_ENSEMBLE",
-        help="a model folder (model.json) or an ensemble folder (ensemble.json)",
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--data", required=True, type=Path, metavar="MANIFEST", help="manifest.csv of the ROIs"
     )

@@ -39,6 +39,19 @@ def _select(name: str, items: str, label: str, **options):
     )
 
 
+def _number(name: str, label: str, width_px: int, **options):
+    """A compact number field bound to the state `name`."""
+    return v.VTextField(
+        v_model_number=(name,),
+        type="number",
+        label=label,
+        density="compact",
+        hide_details=True,
+        style=f"max-width: {width_px}px",
+        **options,
+    )
+
+
 def _slider(name: str, **options):
     """A compact slider bound to the state `name`."""
     return v.VSlider(v_model=(name,), density="compact", hide_details=True, **options)
@@ -231,16 +244,7 @@ def _panel(ctrl):
                         size="small",
                         id="mc-place-point",
                     )
-                    v.VTextField(
-                        v_model_number=("roi_size_mm",),
-                        type="number",
-                        label="ROI size (mm)",
-                        density="compact",
-                        hide_details=True,
-                        style="max-width: 110px",
-                        classes="mx-2",
-                        id="mc-roi-size",
-                    )
+                    _number("roi_size_mm", "ROI size (mm)", 110, classes="mx-2", id="mc-roi-size")
                     v.VBtn(
                         "Draw box",
                         click=ctrl.draw_box,
@@ -342,16 +346,7 @@ def _panel(ctrl):
                 html.Div("{{ sample_text }}", classes="text-caption mt-1", id="mc-sample-text")
                 with html.Div(classes="d-flex align-center mt-2"):
                     _select("train_model", "hosted_models", "Model to train", id="mc-train-model")
-                    v.VTextField(
-                        v_model_number=("train_epochs",),
-                        type="number",
-                        label="Epochs",
-                        density="compact",
-                        hide_details=True,
-                        style="max-width: 80px",
-                        classes="ml-2",
-                        id="mc-train-epochs",
-                    )
+                    _number("train_epochs", "Epochs", 80, classes="ml-2", id="mc-train-epochs")
                 v.VCheckbox(
                     v_model=("train_manifest_labels",),
                     label="Also use the labels of the studies' manifest",
