@@ -46,12 +46,11 @@ def main() -> int:
     import numpy as np
     from microcalcai_logic.client import ServerClient
     from playwright.sync_api import sync_playwright
-    from server_helpers import phantom_studies
+    from server_helpers import host_tiny_models, phantom_studies
     from web_helpers import (
         WebApp,
         click_at,
         colourful,
-        host_voting_models,
         open_page,
         pixel_to_ras,
         ras_to_screen,
@@ -78,7 +77,7 @@ def main() -> int:
         folder, row = made["folder"], made["rows"][0]
         image_id = Path(row["image_path"]).stem
         path = folder / (image_id + ".dcm")
-        host_voting_models(root / "workspace", root / "models")
+        host_tiny_models(root / "workspace", root / "models", voting=True)
         server = LocalServer(folder, root / "workspace", env={"OMP_NUM_THREADS": "1"}).start()
         app = WebApp(server.url, root / "web.log")
         try:

@@ -72,7 +72,14 @@ def write_studies(folder: Path, real_dicom: Path | None) -> dict:
     return {"ids": ids}
 
 
-def tiny_model(out: Path, name: str, seed: int) -> Path:
+def tiny_model(out: Path, name: str, seed: int, voting: bool = False) -> Path:
+    """A random-weight tf_efficientnet_lite0 model folder with a fixed 0.5 threshold.
+
+    With `voting`, its head votes 'malignant' with every feature channel (small positive weights
+    for malignant, the same negative for benign), so Grad-CAM for 'malignant' weighs every channel
+    positively and the map shows where the features fire; a head drawn at random (the registry's
+    near-zero initialisation) often gives an all-zero map, which an overlay test cannot look at.
+    """
     import torch
 
     from microcalcai.models.artifact import card_for, save_model
@@ -80,6 +87,11 @@ def tiny_model(out: Path, name: str, seed: int) -> Path:
 
     torch.manual_seed(seed)
     module = create_model("tf_efficientnet_lite0", weights="none")
+    if voting:
+        head = module.get_classifier()
+        with torch.no_grad():
+            votes = 1e-3 * torch.rand_like(head.weight[1])
+            head.weight[1], head.weight[0] = votes, -votes
     card = card_for(
         "tf_efficientnet_lite0",
         name=name,
@@ -90,12 +102,13 @@ def tiny_model(out: Path, name: str, seed: int) -> Path:
     return save_model(module.eval(), card, out / name)
 
 
-def host_tiny_models(workspace: Path, scratch: Path) -> list[str]:
+def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> list[str]:
+    """Two tiny models ("tiny-a", "tiny-b") and their ensemble, hosted in `workspace`."""
     from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
 
     prepare_app(workspace)
     names = [
-        install_model(workspace, tiny_model(scratch, name, seed))
+        install_model(workspace, tiny_model(scratch, name, seed, voting=voting))
         for seed, name in enumerate(("tiny-a", "tiny-b"))
     ]
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")

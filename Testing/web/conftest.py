@@ -47,12 +47,12 @@ def studies(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(studies, tmp_path_factory):
-    from web_helpers import host_voting_models
+    from server_helpers import host_tiny_models
 
     from microcalcai.server.launch import LocalServer
 
     workspace = tmp_path_factory.mktemp("web-workspace")
-    host_voting_models(workspace, tmp_path_factory.mktemp("web-models"))
+    host_tiny_models(workspace, tmp_path_factory.mktemp("web-models"), voting=True)
     local = LocalServer(studies["folder"], workspace, env={"OMP_NUM_THREADS": "1"})
     local.start()
     yield local

@@ -158,41 +158,6 @@ def roi_screen_rect(page, image_path, roi: dict) -> tuple[float, float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def host_voting_models(workspace: Path, scratch: Path) -> None:
-    """Two tiny random-feature models and their ensemble, hosted in `workspace`.
-
-    Their heads vote 'malignant' with every feature channel (small positive weights for
-    malignant, the same negative for benign), so Grad-CAM for 'malignant' weighs every channel
-    positively and the saliency map shows where the features fire. A head drawn at random (the
-    registry's near-zero initialisation) often gives an all-zero map, and a test of the overlay
-    would then have nothing to look at.
-    """
-    import torch
-    from server_helpers import INPUT_SIZE
-
-    from microcalcai.models.artifact import card_for, save_model
-    from microcalcai.models.registry import create_model
-    from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
-
-    prepare_app(workspace)
-    for seed, name in enumerate(("tiny-a", "tiny-b")):
-        torch.manual_seed(seed)
-        module = create_model("tf_efficientnet_lite0", weights="none")
-        head = module.get_classifier()
-        with torch.no_grad():
-            votes = 1e-3 * torch.rand_like(head.weight[1])
-            head.weight[1], head.weight[0] = votes, -votes
-        card = card_for(
-            "tf_efficientnet_lite0",
-            name=name,
-            input_size=INPUT_SIZE,
-            threshold=0.5,
-            threshold_method="fixed 0.5 (test model)",
-        )
-        install_model(workspace, save_model(module.eval(), card, scratch / name))
-    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
-
-
 class WebApp:
     """`microcalcai web` as a child in its own process group, stopped by its process id."""
 
