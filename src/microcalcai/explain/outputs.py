@@ -84,8 +84,13 @@ def write_map_nrrd(
     method: str | None = None,
     probability: float | None = None,
     image: str | None = None,
+    extra: dict | None = None,
+    compress: bool = False,
 ) -> Path:
-    """A 2D float32 NRRD of ``saliency`` (rows x cols) with its place on the source image."""
+    """A 2D float32 NRRD of ``saliency`` (rows x cols) with its place on the source image.
+
+    `extra` adds `microcalcai_<key>` text fields (the server's model version and target, say);
+    `compress` writes gzip-encoded data, for maps sent over the network."""
     import nrrd
 
     if units not in NRRD_UNITS:
@@ -109,6 +114,10 @@ def write_map_nrrd(
             header[f"microcalcai_{key}"] = str(value)
     if probability is not None:
         header["microcalcai_probability"] = f"{float(probability):.6g}"
+    for key, value in (extra or {}).items():
+        header[f"microcalcai_{key}"] = str(value)
+    if compress:
+        header["encoding"] = "gzip"
     # pynrrd writes to a path only: write a private temporary file, then publish its bytes atomically.
     with tempfile.TemporaryDirectory() as tmp:
         scratch = os.path.join(tmp, "map.nrrd")

@@ -102,15 +102,12 @@ class ClassifyTask(InferTask):
             result_file, geometry = write_saliency_nrrd(
                 saliency,
                 crop,
-                fields={
-                    "model": self.name,
-                    "version": served.version,
-                    "method": method,
-                    "target": target,
-                    "probability": f"{answer['probability']:.6f}",
-                    "image": source.image_id,
-                    "source_spacing_mm": _spacing_text(source.mammogram.spacing_mm),
-                },
+                source_spacing_mm=source.mammogram.spacing_mm,
+                model=self.name,
+                method=method,
+                image=source.image_id,
+                probability=answer["probability"],
+                extra={"version": served.version, "target": target},
             )
             times["write"] = time.perf_counter() - tick
             answer["saliency"] = {
@@ -213,10 +210,6 @@ def answer_json(name: str, served, probability: float, members: dict, roi: Roi, 
 
 def _spacing_list(spacing):
     return None if spacing is None else [float(s) for s in spacing]
-
-
-def _spacing_text(spacing) -> str:
-    return "unknown" if spacing is None else " ".join(f"{float(s):g}" for s in spacing)
 
 
 def load_source(request: dict, datastore, cache: ImageCache, *, uploaded: bool) -> Source:
