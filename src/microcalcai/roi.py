@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from microcalcai.errors import InputError
-from microcalcai.io.image import Mammogram, map_point
+from microcalcai.io.image import DeferredPixels, Mammogram, map_point
 
 # numpy.pad's names; scipy.ndimage calls the same extensions differently.
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
@@ -103,9 +103,17 @@ def _padded_indices(length: int, start: int, count: int, pad_mode: str) -> tuple
 
 
 def _take(
-    pixels: np.ndarray, x0: int, y0: int, width: int, height: int, pad_mode: str, pad_value: float
+    pixels: np.ndarray | DeferredPixels,
+    x0: int,
+    y0: int,
+    width: int,
+    height: int,
+    pad_mode: str,
+    pad_value: float,
 ) -> tuple[np.ndarray, bool]:
-    """pixels[y0:y0+height, x0:x0+width], padded with `pad_mode` where it leaves the image."""
+    """pixels[y0:y0+height, x0:x0+width], padded with `pad_mode` where it leaves the image.
+
+    `pixels` may be an image's DeferredPixels: then only the crop's stored pixels are windowed."""
     rows, cols = pixels.shape
     if x0 >= 0 and y0 >= 0 and x0 + width <= cols and y0 + height <= rows:
         return np.array(pixels[y0 : y0 + height, x0 : x0 + width], dtype=np.float32), False
@@ -150,7 +158,7 @@ def crop_roi(
         cx_src, cy_src = (float(v) for v in center_xy)
     except (TypeError, ValueError) as exc:
         raise InputError(f"the ROI centre must be two numbers x,y; got {center_xy!r}") from exc
-    rows, cols = image.pixels.shape
+    rows, cols = image.shape
     px, py = image.stored_to_pixel(cx_src, cy_src)
     if not (np.isfinite(px) and np.isfinite(py) and -0.5 <= px <= cols - 0.5 and -0.5 <= py <= rows - 0.5):
         raise InputError(
@@ -209,7 +217,7 @@ def _pixel_crop(image, center_src, center_px, n, pad_mode, pad_value, spacing, s
         )
     x0 = int(math.floor(center_px[0] + 0.5)) - n // 2
     y0 = int(math.floor(center_px[1] + 0.5)) - n // 2
-    pixels, padded = _take(image.pixels, x0, y0, n, n, pad_mode, pad_value)
+    pixels, padded = _take(image.lazy_pixels, x0, y0, n, n, pad_mode, pad_value)
     crop_to_image = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     return RoiCrop(
         pixels=pixels,
@@ -238,7 +246,7 @@ def _resampled_crop(image, center_src, center_px, n, target, pad_mode, pad_value
     y0, x0 = int(math.floor(y_first)) - margin[0], int(math.floor(x_first)) - margin[1]
     height = int(math.ceil((n - 1) * step[0])) + 2 * margin[0] + 2
     width = int(math.ceil((n - 1) * step[1])) + 2 * margin[1] + 2
-    region, padded = _take(image.pixels, x0, y0, width, height, pad_mode, pad_value)
+    region, padded = _take(image.lazy_pixels, x0, y0, width, height, pad_mode, pad_value)
     if np.any(sigma > 0):
         region = gaussian_filter(region, sigma=sigma, mode="nearest")
     grid = np.arange(n, dtype=np.float64)
@@ -246,7 +254,7 @@ def _resampled_crop(image, center_src, center_px, n, target, pad_mode, pad_value
     xs = (x_first - x0) + grid * step[1]
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     pixels = map_coordinates(region, [yy, xx], order=1, mode="nearest").astype(np.float32)
-    rows, cols = image.pixels.shape
+    rows, cols = image.shape
     y_last, x_last = y_first + (n - 1) * step[0], x_first + (n - 1) * step[1]
     padded = padded and (x_first < 0 or y_first < 0 or x_last > cols - 1 or y_last > rows - 1)
     crop_to_image = np.array([[step[1], 0.0, x_first], [0.0, step[0], y_first], [0.0, 0.0, 1.0]])

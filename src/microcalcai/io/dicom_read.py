@@ -18,13 +18,15 @@ import numpy as np
 
 from microcalcai.errors import InputError
 from microcalcai.io.codes import laterality_from_code, view_from_code
-from microcalcai.io.image import Mammogram
+from microcalcai.io.image import DeferredPixels, Mammogram
 from microcalcai.io.intensity import (
     VOI_FUNCTIONS,
+    Transform,
     Window,
     apply_lut,
     apply_window,
     lut_table,
+    percentile_sample_step,
     robust_range,
     scale_range,
 )
@@ -244,7 +246,7 @@ def decode_frame(ds, path: Path, frame: int, frames: int) -> np.ndarray:
             "the file is probably truncated or corrupt: copy it again from its source"
         ) from exc
     if frames > 1:
-        arr = arr[frame]
+        arr = arr[frame].copy()  # a view would keep every frame alive with the image
     if arr.shape != (int(ds.Rows), int(ds.Columns)):
         raise InputError(
             f"{path}: decoded pixels have shape {arr.shape} but the header says "
@@ -390,7 +392,7 @@ def _windows(ds, path: Path) -> list[Window]:
     return windows
 
 
-def to_intensity(
+def intensity_transform(
     ds,
     stored: np.ndarray,
     path: Path,
@@ -398,8 +400,12 @@ def to_intensity(
     for_processing: str = "auto",
     voi: str = "auto",
     window_index: int = 0,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Stored values -> float32 0..1 higher = denser, with a record of what was applied."""
+) -> tuple[Transform, dict[str, Any]]:
+    """The pointwise map of stored values to float32 0..1 higher = denser, and a record of it.
+
+    Pointwise so that it can be tabled once over every stored value (intensity.StoredTable);
+    `stored` is only read where the map depends on the image (percentiles, min..max).
+    """
     if for_processing not in FOR_PROCESSING_MODES:
         raise InputError(f"for_processing={for_processing!r}: use one of {', '.join(FOR_PROCESSING_MODES)}")
     if voi not in ("auto", "window", "lut", "none"):
@@ -409,13 +415,16 @@ def to_intensity(
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     record: dict[str, Any] = {"rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None}
-    values: np.ndarray = stored
     signed = int(ds.get("PixelRepresentation", 0)) == 1
+    modality_lut = None
     if ds.get("ModalityLUTSequence"):
-        table, first, _bits = lut_table(ds.ModalityLUTSequence[0], signed_input=signed)
-        values = apply_lut(stored, table, first)
+        modality_lut = lut_table(ds.ModalityLUTSequence[0], signed_input=signed)[:2]
         slope, intercept = 1.0, 0.0
         record["modality_lut"] = "ModalityLUTSequence"
+
+    def modality(x: np.ndarray) -> np.ndarray:
+        return x if modality_lut is None else apply_lut(x, *modality_lut)
+
     invert = photometric == "MONOCHROME1"
     windows = _windows(ds, path) if voi in ("auto", "window") else []
     has_lut = bool(ds.get("VOILUTSequence")) and voi in ("auto", "lut")
@@ -429,24 +438,28 @@ def to_intensity(
         and for_processing != "window"
         and not (for_processing == "auto" and windows)
     ):
-        return _for_processing(ds, stored, values, slope, intercept, photometric, record)
+        return _for_processing(ds, stored, modality, slope, intercept, photometric, record)
     if has_lut:
         # pydicom prefers the VOI LUT Sequence when both are present; so do we (PS3.3 C.11.2
         # lets either be chosen). Its output is normalised by the LUT's declared bit depth.
         items = ds.VOILUTSequence
         if not 0 <= window_index < len(items):
             raise InputError(f"{path}: VOI LUT {window_index} requested but the file has {len(items)}")
-        lut_input = values
-        if values is stored and (slope, intercept) != (1.0, 0.0):
-            lut_input = stored * np.float32(slope) + np.float32(intercept)
         table, first, bits = lut_table(
             items[window_index], signed_input=signed or (slope, intercept) != (1.0, 0.0)
         )
-        out = apply_lut(lut_input, table * np.float32(1.0 / ((1 << bits) - 1)), first)
-        if invert:
-            np.subtract(np.float32(1.0), out, out=out)
+        table = table * np.float32(1.0 / ((1 << bits) - 1))
+        rescaled = modality_lut is None and (slope, intercept) != (1.0, 0.0)
+
+        def voi_lut(x: np.ndarray) -> np.ndarray:
+            values = x * np.float32(slope) + np.float32(intercept) if rescaled else modality(x)
+            out = apply_lut(values, table, first)
+            if invert:
+                np.subtract(np.float32(1.0), out, out=out)
+            return out
+
         record["voi"] = f"VOILUTSequence[{window_index}] ({bits}-bit)"
-        return out, record
+        return Transform(voi_lut), record
     if windows:
         if not 0 <= window_index < len(windows):
             raise InputError(
@@ -454,12 +467,15 @@ def to_intensity(
             )
         window = windows[window_index]
         record["voi"] = window.describe()
-        return apply_window(values, window, slope=slope, intercept=intercept, invert=invert), record
+        return Transform(
+            lambda x: apply_window(modality(x), window, slope=slope, intercept=intercept, invert=invert),
+            cheap=window.function != "SIGMOID" and modality_lut is None,
+        ), record
     # No VOI: the full range the stored bits can hold, through the modality rescale (C.11.2:
     # without a VOI transformation the modality output is shown over its whole range).
     bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
     lo, hi = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
-    if values is stored:
+    if modality_lut is None:
         record["voi"] = f"none (full {bits}-bit stored range)"
         if (
             (slope, intercept) == (1.0, 0.0)
@@ -468,18 +484,21 @@ def to_intensity(
             and bits == 8 * stored.dtype.itemsize
         ):
             # Digitised film's usual case: no value can leave the range, so one pass suffices.
-            return np.divide(stored, np.float32(hi), dtype=np.float32), record
+            return Transform(lambda x: np.divide(x, np.float32(hi), dtype=np.float32), cheap=True), record
         lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
         window = Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
-        return apply_window(stored, window, slope=slope, intercept=intercept, invert=invert), record
+        return Transform(
+            lambda x: apply_window(x, window, slope=slope, intercept=intercept, invert=invert), cheap=True
+        ), record
+    values = modality(stored)
     lo, hi = float(np.min(values)), float(np.max(values))
     record["voi"] = "none (min..max after the modality LUT)"
-    return scale_range(values, lo, hi, invert=invert), record
+    return Transform(lambda x: scale_range(modality(x), lo, hi, invert=invert)), record
 
 
 def _for_processing(
-    ds, stored, values, slope, intercept, photometric, record
-) -> tuple[np.ndarray, dict[str, Any]]:
+    ds, stored, modality, slope, intercept, photometric, record
+) -> tuple[Transform, dict[str, Any]]:
     """The documented normalisation of For Processing (raw detector) images.
 
     1. Modality rescale. 2. If Pixel Intensity Relationship is LIN (values proportional to
@@ -490,28 +509,38 @@ def _for_processing(
     Pixels equal to Pixel Padding Value (outside the detector's field) are left out of the
     percentiles and set to 0 (air).
     """
-    out = values.astype(np.float32)
-    if (slope, intercept) != (1.0, 0.0):
-        out *= np.float32(slope)
-        out += np.float32(intercept)
     relationship = str(ds.get("PixelIntensityRelationship", "")).strip().upper()
-    if relationship == "LIN":
-        np.maximum(out, 0, out=out)
-        np.log1p(out, out=out)
+
+    def attenuation(x: np.ndarray) -> np.ndarray:
+        out = modality(x).astype(np.float32)
+        if (slope, intercept) != (1.0, 0.0):
+            out *= np.float32(slope)
+            out += np.float32(intercept)
+        if relationship == "LIN":
+            np.maximum(out, 0, out=out)
+            np.log1p(out, out=out)
+        return out
+
     sign = ds.get("PixelIntensityRelationshipSign")
     invert = int(sign) == 1 if sign not in (None, "") else photometric == "MONOCHROME1"
     padding = ds.get("PixelPaddingValue")
-    valid = None if padding in (None, "") else stored != int(padding)
-    lo, hi = robust_range(out, valid=valid)
+    padding = None if padding in (None, "") else int(padding)
+    step = percentile_sample_step(stored.shape)
+    sample = stored[::step, ::step]
+    lo, hi = robust_range(attenuation(sample), valid=None if padding is None else sample != padding)
     record["voi"] = (
         f"for-processing: {'log, ' if relationship == 'LIN' else ''}"
         f"percentiles 0.5..99.5 ({lo:g}..{hi:g}){', inverted' if invert else ''}"
-        f"{', padding excluded' if valid is not None else ''}"
+        f"{', padding excluded' if padding is not None else ''}"
     )
-    pixels = scale_range(out, lo, hi, invert=invert)
-    if valid is not None:
-        pixels[~valid] = 0.0
-    return pixels, record
+
+    def normalise(x: np.ndarray) -> np.ndarray:
+        pixels = scale_range(attenuation(x), lo, hi, invert=invert)
+        if padding is not None:
+            pixels[x == padding] = 0.0
+        return pixels
+
+    return Transform(normalise), record
 
 
 def read_dicom(
@@ -520,9 +549,11 @@ def read_dicom(
     ds = open_dicom(path)
     header = check_image_header(ds, path)
     stored = decode_frame(ds, path, frame, header["frames"])
-    pixels, record = to_intensity(
+    transform, record = intensity_transform(
         ds, stored, path, for_processing=for_processing, voi=voi, window_index=window_index
     )
+    # Windowed when first needed, and then only what is needed: a crop windows only its pixels.
+    pixels = DeferredPixels(stored, transform)
     spacing_mm, spacing_source = spacing(ds, path)
     lat, lat_source = laterality(ds)
     vw, view_source = view(ds)

@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 
-from microcalcai.io.image import Mammogram
+from microcalcai.io.image import DeferredPixels, Mammogram
 
 
-def chest_wall_from_pixels(pixels: np.ndarray) -> str:
+def chest_wall_from_pixels(pixels: np.ndarray | DeferredPixels) -> str:
     """'left' or 'right': the side whose edge band holds more dense tissue.
 
     The breast meets the chest wall along a whole image edge while the nipple side ends in air,
@@ -39,10 +39,14 @@ def orient_chest_wall_left(image: Mammogram) -> Mammogram:
     side = image.metadata.get("chest_wall_from_header")
     source = "PatientOrientation"
     if side not in ("left", "right"):
-        side, source = chest_wall_from_pixels(image.pixels), "image content"
+        side, source = chest_wall_from_pixels(image.lazy_pixels), "image content"
     metadata = dict(image.metadata, chest_wall=side, chest_wall_source=source, flipped=side == "right")
+    pixels = image.lazy_pixels  # passed on explicitly: replace() would read (and so make) .pixels
     if side == "left":
-        return dataclasses.replace(image, metadata=metadata)
-    flipped = np.ascontiguousarray(image.pixels[:, ::-1])
-    to_stored = image.to_stored @ horizontal_flip_affine(image.pixels.shape[1])
+        return dataclasses.replace(image, pixels=pixels, metadata=metadata)
+    if isinstance(pixels, DeferredPixels):
+        flipped = pixels.flip_columns()
+    else:
+        flipped = np.ascontiguousarray(pixels[:, ::-1])
+    to_stored = image.to_stored @ horizontal_flip_affine(image.shape[1])
     return dataclasses.replace(image, pixels=flipped, to_stored=to_stored, metadata=metadata)

@@ -20,9 +20,9 @@ def crop_preview_png(image, crop, *, title: str | None = None, max_side: int = 1
     import matplotlib.pyplot as plt
     from matplotlib.patches import Polygon
 
-    rows, cols = image.pixels.shape
+    rows, cols = image.shape
     step = max(1, int(np.ceil(max(rows, cols) / max_side)))
-    overview = image.pixels[::step, ::step]
+    overview = image.lazy_pixels[::step, ::step]  # windows only the overview's pixels
     n = crop.size_px
     corners = np.array([[-0.5, -0.5, 1], [n - 0.5, -0.5, 1], [n - 0.5, n - 0.5, 1], [-0.5, n - 0.5, 1]]).T
     # Footprint in stored pixels, then in the displayed image's pixels, then in the overview's.
