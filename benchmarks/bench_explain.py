@@ -678,7 +678,13 @@ def run_localisation(args) -> str:
         f"{len(scored)} held-out calcification ROIs scored."
     )
     footer = f"\n\nNot run: {', '.join(missing)}." if missing else ""
-    return header + "\n\n" + localisation_table(rows) + footer
+    tight = (
+        f"\n\nPointing game at {args.tight_tolerance:g} px (chance: a random point's hit rate):\n\n"
+        + tight_pointing_table(rows)
+        if rows
+        else ""
+    )
+    return header + "\n\n" + localisation_table(rows) + tight + footer
 
 
 def localisation_table(rows) -> str:
@@ -700,6 +706,23 @@ def localisation_table(rows) -> str:
             f"| {r['arch']} ({r['weights']}) | {r['input']} px, `{r['layer']}` {r['map'][0]}x{r['map'][1]} | "
             f"{r['train_steps']} steps, {r['train_s']:.0f} s | {auc} | {area:.3f} | "
             f"{r.get('coarse_energy', float('nan')):.3f} | {r['pointing_chance']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def tight_pointing_table(rows) -> str:
+    """The pointing game at the strict tolerance, architecture x method, beside its chance level."""
+    methods = list(dict.fromkeys(m for r in rows for m in r["methods"]))
+    lines = [
+        "| architecture | test AUC | chance | " + " | ".join(methods) + " |",
+        "|" + "---|" * (3 + len(methods)),
+    ]
+    for r in rows:
+        cells = [f"{r['methods'][m]['pointing_tight']:.2f}" if m in r["methods"] else "-" for m in methods]
+        lines.append(
+            f"| {r['arch']} | {r['test_auc']:.2f} | {r['pointing_chance_tight']:.2f} | "
             + " | ".join(cells)
             + " |"
         )
