@@ -13,8 +13,21 @@ energy inside the calcification mask (beside the mask's share of the area), the 
 randomisation check (Spearman and SSIM, trained vs re-initialised weights) and deletion/insertion
 AUCs. Figures go to docs/images/explain-*.png.
 
-    .venv/bin/python benchmarks/bench_explain.py              # both parts (about 15 min on 2 busy cores)
+Localisation (``--part localisation``): every registry architecture (or ``--archs``) behind the
+project's grey-crop preprocessing, the 96 px phantom ROIs resized to the smallest input (192 px
+and up) at which its default target layer gives at least a 6 x 6 map; trained for a fixed time
+(``--train-seconds``, 1 torch thread) from random initialisation, or from ImageNet where the
+project has the weights offline (tf_efficientnet_lite0); then its test AUC and, per method on the
+held-out calcification ROIs, the pointing game (15 px and 5 px, beside a random point's hit rate)
+and the energy in the masks beside the mask's area share and the layer grid's ceiling (the mask
+averaged over the map's cells). A network with test AUC < 0.8 is marked "not learnt". One JSON file
+per architecture in ``--results``: a re-run skips finished ones, and ``--archs`` splits the work
+over processes; ``--report-only`` prints the table and draws docs/images/explain-localisation.png.
+
+    .venv/bin/python benchmarks/bench_explain.py     # speed + faithfulness (~15 min, 2 busy cores)
     .venv/bin/python benchmarks/bench_explain.py --part speed --archs resnet50 tf_efficientnet_lite0
+    .venv/bin/python benchmarks/bench_explain.py --part localisation   # 24 x ~5 min; resumable
+    .venv/bin/python benchmarks/bench_explain.py --part localisation --report-only
 """
 
 from __future__ import annotations
