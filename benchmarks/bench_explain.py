@@ -826,16 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--curves", type=int, default=8, help="ROIs per method for deletion/insertion curves")
     loc = parser.add_argument_group("localisation")
-    loc.add_argument(
-        "--results",
-        default="/tmp/microcalcai-localisation",
-        help="folder of per-architecture JSON results (existing ones are skipped)",
-    )
-    loc.add_argument(
-        "--report-only",
-        action="store_true",
-        help="train nothing: table and figure from the finished architectures",
-    )
+    loc.add_argument("--results", default="/tmp/microcalcai-localisation", help="one JSON per architecture")
+    loc.add_argument("--report-only", action="store_true", help="train nothing: table and figure only")
     loc.add_argument("--train-seconds", type=float, default=240.0, help="training budget per architecture")
     loc.add_argument("--max-steps", type=int, default=2000)
     loc.add_argument("--lr", type=float, default=1e-3, help="Adam, random initialisation")
