@@ -4,7 +4,8 @@ A compressed breast is modelled as a slab of thickness T whose free edge is a ha
 radius T/2, wrapped in skin 1.5 mm thick. Projected path lengths through skin, inner tissue and
 (in the MLO view) the pectoral muscle follow from the in-plane distance to the skin line, which is
 computed once on a coarse grid (scipy's Euclidean distance transform) and interpolated; the
-distance is smooth, so 0.5 mm cells lose nothing visible at full resolution.
+distance is smooth (its curvature is that of the skin line, radii of centimetres), so bilinear
+interpolation from 1 mm cells is exact to a few micrometres at full resolution.
 
 Images are built with the chest wall at column 0 and flipped for the side whose chest wall is on
 the right. Following the usual DICOM orientation of mammograms (Patient Orientation A/P), the
@@ -23,8 +24,11 @@ from microcalcai.phantom.grid import upsample
 SKIN_MM = 1.5
 # Standard detector fields (mm, rows x columns): the small one when the breast fits.
 DETECTORS_MM = ((240.0, 180.0), (300.0, 240.0))
-_COARSE_MM = 0.5
+_COARSE_MM = 1.0
 MAX_DEPTH_MM = 45.0  # in-plane depths beyond this are reported as this (> half of T)
+# Nothing uses in-plane depths beyond half the thickness (the path lengths are constant there)
+# or beyond this (the deepest placement rule, 15 mm): deeper depths are reported as the larger.
+MIN_DEPTH_CAP_MM = 16.0
 
 
 @dataclass
@@ -47,7 +51,8 @@ class Breast:
     """Projected anatomy (float32 maps in mm) over `box`, the part of the image holding the breast.
 
     Maps have the box's shape; pixel (x, y) of the image is map element (y - box rows start,
-    x - box columns start). Outside the box is air.
+    x - box columns start). Outside the box is air. In-plane depths are exact up to
+    `depth_cap_mm` (at least half the thickness and 16 mm) and reported as it beyond.
     """
 
     shape: tuple[int, int]
@@ -116,8 +121,16 @@ def _reach(y: np.ndarray, view: str, dims: dict) -> np.ndarray:
     return np.where(sc <= peak, up, down) * dims["depth"] * inside
 
 
-def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, signed distance to the skin line in mm) on the coarse grid, chest wall at column 0.
+def depth_cap_mm(thickness_mm: float) -> float:
+    """In-plane depth beyond which a breast of this thickness looks the same (see MIN_DEPTH_CAP_MM)."""
+    return min(MAX_DEPTH_MM, max(thickness_mm / 2.0, MIN_DEPTH_CAP_MM) + 1.0)
+
+
+def _outline(
+    rows: int, cols: int, cell: float, view: str, dims: dict, cap_mm: float = MAX_DEPTH_MM
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, signed distance to the skin line in mm, within +-cap_mm) on the coarse grid,
+    chest wall at column 0.
 
     The distance is to a densely sampled skin line (scipy's KD-tree), not to the coarse cells, so
     interpolated to full resolution its zero crossing is a smooth skin line. The chest wall is
@@ -139,36 +152,37 @@ def _outline(rows: int, cols: int, cell: float, view: str, dims: dict) -> tuple[
     if view != "MLO":  # the rounded top and bottom ends meet the chest wall
         skin = np.vstack([skin, [[0.0, dims["top"]], [0.0, dims["bottom"]]]])
     # Only cells that can be near the skin are looked up (a cheap distance transform of the mask
-    # picks them); beyond half the thickest compression the path lengths no longer change.
+    # picks them); beyond the cap the path lengths no longer change.
     near = np.pad(mask, ((0, 0), (8, 0)), mode="edge")  # the chest wall is not skin
-    inner = ndimage.distance_transform_edt(near)[:, 8:] * cell < MAX_DEPTH_MM + 2 * cell
+    inner = ndimage.distance_transform_edt(near)[:, 8:] * cell < cap_mm + 2 * cell
     outer = ndimage.distance_transform_edt(~near)[:, 8:] <= 2
     rows_i, cols_i = np.nonzero((mask & inner) | (~mask & outer))
-    signed = np.where(mask, MAX_DEPTH_MM, -MAX_DEPTH_MM).astype(np.float64)
-    distance, _ = cKDTree(skin).query(
-        np.column_stack([x[cols_i], y[rows_i]]), distance_upper_bound=MAX_DEPTH_MM
-    )
-    distance = np.minimum(distance, MAX_DEPTH_MM)
+    signed = np.where(mask, cap_mm, -cap_mm).astype(np.float64)
+    distance, _ = cKDTree(skin).query(np.column_stack([x[cols_i], y[rows_i]]), distance_upper_bound=cap_mm)
+    distance = np.minimum(distance, cap_mm)
     signed[rows_i, cols_i] = np.where(mask[rows_i, cols_i], distance, -distance)
     return mask, signed.astype(np.float32)
 
 
-def _path_lengths(depth: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
-    """(total, inner) projected path lengths at in-plane depth `depth` from the skin line.
+def _chord(depth: np.ndarray, radius: float) -> np.ndarray:
+    """Chord of a circle of `radius` at `depth` (>= 0) inside its edge: 2 sqrt(d (2r - d)),
+    with d clipped to r (deeper, the chord is the diameter). In place, float32."""
+    r = np.float32(radius)
+    d = np.minimum(depth, r)
+    out = np.subtract(2 * r, d)
+    out *= d
+    out *= np.float32(4.0)
+    return np.sqrt(out, out=out)
 
-    Deeper than T/2 the paths are simply T and T minus two skins; the square roots are taken
-    only in the band near the skin line (and outside, where they are 0).
-    """
-    r = np.float32(thickness / 2.0)
-    ri = r - np.float32(SKIN_MM)
-    total = np.full(depth.shape, 2 * r, np.float32)
-    inner = np.full(depth.shape, 2 * ri, np.float32)
-    band = depth < r
-    d = depth[band]
-    total[band] = 2.0 * np.sqrt(np.maximum(r * r - (r - d) ** 2, 0.0))
-    di = np.clip(d - np.float32(SKIN_MM), 0.0, ri)
-    inner[band] = 2.0 * np.sqrt(np.maximum(ri * ri - (ri - di) ** 2, 0.0))
-    return total, inner
+
+def _path_lengths(depth: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """(total, inner) projected path lengths at in-plane depth `depth` (>= 0) from the skin line:
+    chords of the half cylinder of radius T/2 and of its inside, one skin thinner."""
+    r = thickness / 2.0
+    total = _chord(depth, r)
+    inner_depth = np.subtract(depth, np.float32(SKIN_MM))
+    np.maximum(inner_depth, 0.0, out=inner_depth)
+    return total, _chord(inner_depth, r - SKIN_MM)
 
 
 def make_breast(
@@ -243,7 +257,7 @@ def make_breast(
     factor = max(1, int(round(_COARSE_MM / spacing_mm)))
     cell = spacing_mm * factor
     crow, ccol = -(-rows // factor), -(-cols // factor)
-    mask, depth_c = _outline(crow, ccol, cell, view, dims)
+    mask, depth_c = _outline(crow, ccol, cell, view, dims, depth_cap_mm(thickness))
     muscle_c = np.zeros_like(depth_c)
     if view == "MLO":
         yy, xx = (np.mgrid[0:crow, 0:ccol].astype(np.float32) + 0.5) * np.float32(cell)
@@ -262,38 +276,39 @@ def make_breast(
     r0, r1, c0, c1 = cr0 * factor, min(cr1 * factor, rows), cc0 * factor, min(cc1 * factor, cols)
     box = (slice(r0, r1), slice(c0, c1))
 
-    depth_b = upsample(depth_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0))
-    np.maximum(depth_b, 0.0, out=depth_b)
-    total_b, inner_b = _path_lengths(depth_b, thickness)
-    muscle_b = np.minimum(upsample(muscle_c[cr0:cr1, cc0:cc1], factor, (r1 - r0, c1 - c0)), inner_b)
-    depth, tissue, skin, muscle = depth_b, inner_b - muscle_b, total_b - inner_b, muscle_b
+    # The right breast is the mirror image: the coarse maps are mirrored before interpolation
+    # (the full-resolution maps are never copied), aligned on the image's right edge.
+    right = laterality == "R"
+
+    def fine(coarse_map: np.ndarray) -> np.ndarray:
+        part = coarse_map[cr0:cr1, cc0:cc1]
+        return upsample(part[:, ::-1] if right else part, factor, (r1 - r0, c1 - c0), from_end=right)
+
+    depth = fine(depth_c)
+    np.maximum(depth, 0.0, out=depth)
+    total, inner = _path_lengths(depth, thickness)
+    if view == "MLO":
+        muscle = np.minimum(fine(muscle_c), inner)
+        tissue = np.subtract(inner, muscle)
+    else:
+        muscle, tissue = np.zeros_like(inner), inner
     reach = np.where(mask, np.arange(ccol)[None, :], -1).max(axis=1)
     nipple_row = int(np.argmax(reach))
-    breast = Breast(
+    nipple_x = float((reach[nipple_row] + 0.5) * factor)
+    if right:
+        box = (box[0], slice(cols - c1, cols - c0))
+        nipple_x = cols - 1 - nipple_x
+    return Breast(
         shape=(rows, cols),
         spacing_mm=spacing_mm,
         view=view,
         laterality=laterality,
-        chest_wall="left",
+        chest_wall="right" if right else "left",
         thickness_mm=thickness,
         depth_mm=depth,
         tissue_mm=tissue,
-        skin_mm=skin,
+        skin_mm=np.subtract(total, inner, out=total),
         muscle_mm=muscle,
-        nipple_xy=(float((reach[nipple_row] + 0.5) * factor), float((nipple_row + 0.5) * factor)),
+        nipple_xy=(nipple_x, float((nipple_row + 0.5) * factor)),
         box=box,
     )
-    return _flip_if_right(breast)
-
-
-def _flip_if_right(breast: Breast) -> Breast:
-    if breast.laterality != "R":
-        return breast
-    rows, cols = breast.shape
-    for name in ("depth_mm", "tissue_mm", "skin_mm", "muscle_mm"):
-        setattr(breast, name, np.ascontiguousarray(getattr(breast, name)[:, ::-1]))
-    breast.chest_wall = "right"
-    breast.nipple_xy = (cols - 1 - breast.nipple_xy[0], breast.nipple_xy[1])
-    rs, cs = breast.box
-    breast.box = (rs, slice(cols - cs.stop, cols - cs.start))
-    return breast

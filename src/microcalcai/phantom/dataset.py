@@ -10,6 +10,7 @@ mammography, so ROIs of one patient are correlated and patient-level splits matt
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -25,7 +26,7 @@ import numpy as np
 
 from microcalcai.atomic import atomic_dir, atomic_write_text
 from microcalcai.errors import InputError
-from microcalcai.phantom import malignancy
+from microcalcai.phantom import malignancy, physics
 from microcalcai.phantom.anatomy import Breast, BreastSize, make_breast
 from microcalcai.phantom.morphology import make_finding
 from microcalcai.phantom.physics import Detector
@@ -242,25 +243,66 @@ def _place(
     return float(xs[i]), float(ys[i])
 
 
-def _finding_roi_centre(view: SyntheticView, placement: Placement) -> tuple[int, int] | None:
-    """ROI centre: the middle of the rendered particles' bounding box (None if none rendered)."""
+def _fit_roi(centre: tuple[int, int], roi: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """The nearest ROI centre whose whole roi x roi window (pixels centre - roi // 2 ...
+    centre - roi // 2 + roi - 1, as `microcalcai.roi.crop_roi` cuts it) lies inside the image."""
+    rows, cols = shape
+    half = roi // 2
+    x = min(max(centre[0], half), cols - roi + half)
+    y = min(max(centre[1], half), rows - roi + half)
+    return x, y
+
+
+def _finding_roi_centre(view: SyntheticView, placement: Placement, roi: int) -> tuple[int, int] | None:
+    """ROI centre: the middle of the rendered particles' bounding box (None if none rendered),
+    moved just enough for the ROI to lie wholly inside the image (a finding larger than the ROI
+    is not all in it anyway)."""
     parts = view.particles.get(placement.finding_id) or []
     if not parts:
         return None
     if placement.geometry.distribution == "diffuse":
-        return int(round(placement.x)), int(round(placement.y))
+        centre = int(round(placement.x)), int(round(placement.y))
+    else:
+        xs = [p.x for p in parts]
+        ys = [p.y for p in parts]
+        centre = int(round((min(xs) + max(xs)) / 2)), int(round((min(ys) + max(ys)) / 2))
+    return _fit_roi(centre, roi, view.stored.shape)
+
+
+def _centre_cluster(geometry, angle: float, spacing_mm: float) -> tuple[float, float]:
+    """Offset (pixels) from a finding's origin to the middle of its particles, as rotated by
+    `angle`: a spot field is centred on the cluster, not on its frame's origin."""
+    if geometry.distribution == "diffuse" or not geometry.particles:
+        return 0.0, 0.0
+    parts = geometry.rotated(angle).particles
     xs = [p.x for p in parts]
     ys = [p.y for p in parts]
-    return int(round((min(xs) + max(xs)) / 2)), int(round((min(ys) + max(ys)) / 2))
+    return (min(xs) + max(xs)) / (2 * spacing_mm), (min(ys) + max(ys)) / (2 * spacing_mm)
+
+
+def _calcified_pixels(labels: np.ndarray, boxes: list[tuple[slice, slice]]):
+    """(rows, columns) of the calcified pixels, looked for only inside the particles' boxes."""
+    if not boxes:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    r0, r1 = min(b[0].start for b in boxes), max(b[0].stop for b in boxes)
+    c0, c1 = min(b[1].start for b in boxes), max(b[1].stop for b in boxes)
+    cy, cx = np.nonzero(labels[r0:r1, c0:c1])
+    return cy + r0, cx + c0
 
 
 def _negative_centres(
-    labels: np.ndarray, breast: Breast, roi: int, n: int, rng: np.random.Generator
+    labels: np.ndarray,
+    breast: Breast,
+    roi: int,
+    n: int,
+    rng: np.random.Generator,
+    boxes: list[tuple[slice, slice]],
 ) -> list[tuple[int, int]]:
-    """ROI centres in breast tissue whose whole ROI holds no calcification pixel."""
+    """ROI centres in breast tissue whose whole ROI holds no calcification pixel (`boxes`: where
+    the calcifications were drawn)."""
     if n <= 0:
         return []
-    cy, cx = np.nonzero(labels)
+    cy, cx = _calcified_pixels(labels, boxes)
     # as deep in the breast as findings are placed, so normal ROIs show tissue, not the skin line
     xs, ys = breast.tissue_points(
         8.0 if breast.spot else 15.0, step=4, chest_wall_mm=0.0 if breast.spot else 12.0, edge_px=roi // 2
@@ -280,12 +322,14 @@ def _negative_centres(
 
 
 def _display_image(view: SyntheticView, spacing_mm: float):
-    """The windowed image as the io layer's Mammogram, so ROIs are cut by `microcalcai.roi`."""
-    from microcalcai.io.image import Mammogram
+    """The windowed image as the io layer's Mammogram, so ROIs are cut by `microcalcai.roi`;
+    deferred, so that only the crops are windowed (not tens of millions of pixels per view)."""
+    from microcalcai.io.image import DeferredPixels, Mammogram
+    from microcalcai.io.intensity import Transform
 
-    return Mammogram(
-        pixels=view.display(), spacing_mm=(spacing_mm, spacing_mm), spacing_source="PixelSpacing"
-    )
+    window = view.window
+    pixels = DeferredPixels(view.stored, Transform(lambda v: physics.apply_window(v, window), cheap=True))
+    return Mammogram(pixels=pixels, spacing_mm=(spacing_mm, spacing_mm), spacing_source="PixelSpacing")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -464,6 +508,9 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
             geom = plan.geometries[f.finding_id]
             if spot is not None:
                 x = y = (spot - 1) / 2.0
+                angle = breast.nipple_direction(x, y) + image_rng.normal(0, 0.2)
+                dx, dy = _centre_cluster(geom, angle, breast.spacing_mm)
+                x, y = x - dx, y - dy
             else:
                 x, y = _place(
                     breast,
@@ -477,8 +524,8 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
                     f.finding_id,
                     math.hypot(x - breast.nipple_xy[0], y - breast.nipple_xy[1]) * breast.spacing_mm,
                 )
+                angle = breast.nipple_direction(x, y) + image_rng.normal(0, 0.2)
             taken.append((x, y, geom.extent_mm))
-            angle = breast.nipple_direction(x, y) + image_rng.normal(0, 0.2)
             placements.append(Placement(f.finding_id, geom, x, y, angle))
         detector = settings.detector(breast.spacing_mm)
         if background is not None:
@@ -513,8 +560,9 @@ def make_patient(settings: PhantomSettings, index: int, out: Path) -> tuple[list
         rows += new_rows
         particle_rows += new_particles
         if settings.negatives:
+            boxes = [p.box for parts in view.particles.values() for p in parts if p.box is not None]
             centres = _negative_centres(
-                view.labels, breast, settings.roi_size, settings.negatives_per_image, negative_rng
+                view.labels, breast, settings.roi_size, settings.negatives_per_image, negative_rng, boxes
             )
             display = _display_image(view, breast.spacing_mm)
             for k, (x, y) in enumerate(centres):
@@ -575,7 +623,7 @@ def _write_exposure(
     display = _display_image(view, meta["spacing_mm"])
     rows, particle_rows = [], []
     for placement in placements:
-        centre = _finding_roi_centre(view, placement)
+        centre = _finding_roi_centre(view, placement, settings.roi_size)
         if centre is None:
             continue
         f = findings[placement.finding_id]
@@ -627,6 +675,21 @@ def _write_roi(out: Path, roi_id: str, display, centre, settings: PhantomSetting
         _write(out / rel_png, _png_bytes((patch * 255 + 0.5).astype(np.uint8)))
         files["roi_png_path"] = rel_png
     return files
+
+
+@contextlib.contextmanager
+def _single_threaded_opencv():
+    """One OpenCV thread (resampling, blur) while worker processes are forked and run, so that N
+    workers use N cores instead of N thread pools competing for them. Set in the parent before
+    the fork: a forked child that reconfigures a thread pool its parent had started hangs."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _progress(total: int, enabled: bool):
@@ -683,7 +746,10 @@ def generate_dataset(
                     particles += p
                     bar.update(1)
             else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
+                with (
+                    _single_threaded_opencv(),
+                    ProcessPoolExecutor(max_workers=min(workers, settings.patients)) as pool,
+                ):
                     futures = [pool.submit(worker, settings, i, tmp) for i in range(settings.patients)]
                     for fut in futures:
                         r, p = fut.result()

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from microcalcai.errors import InputError
 from microcalcai.phantom.grid import block_mean, upsample
+from microcalcai.phantom.noise import standard_normal
 
 MU_FAT = 0.0456  # 1/mm at 20 keV
 MU_GLAND = 0.0802
@@ -63,12 +64,19 @@ class Detector:
         return (1 << int(self.bits_stored)) - 1
 
 
-def smooth_coarse(image: np.ndarray, sigma_mm: float, spacing_mm: float, cell_mm: float = 1.0) -> np.ndarray:
-    """A wide Gaussian low-pass computed on a coarse grid (block means), then interpolated back."""
-    factor = max(1, int(round(cell_mm / spacing_mm)))
+def smooth_coarse(
+    image: np.ndarray, sigma_mm: float, spacing_mm: float, cell_mm: float = 1.0, gain: float = 1.0
+) -> np.ndarray:
+    """gain x a wide Gaussian low-pass (sigma of several cells) computed on a coarse grid, then
+    interpolated back. The cells' means are taken over every `stride`-th pixel (about 4 samples
+    per cell side): a low-pass this wide cannot tell, and it reads 1/stride^2 of the image."""
+    stride = max(1, int(round(cell_mm / spacing_mm)) // 4)
+    per_cell = max(1, int(round(cell_mm / (spacing_mm * stride))))
+    factor = stride * per_cell
     coarse = ndimage.gaussian_filter(
-        block_mean(image, factor), sigma_mm / (spacing_mm * factor), mode="nearest"
+        block_mean(image[::stride, ::stride], per_cell), sigma_mm / (spacing_mm * factor), mode="nearest"
     )
+    coarse *= np.float32(gain)
     return upsample(coarse, factor, image.shape)
 
 
@@ -77,22 +85,51 @@ def attenuation(
     tissue_mm: np.ndarray,
     glandular_fraction: np.ndarray,
     skin_mm: np.ndarray,
-    muscle_mm: np.ndarray,
-    mass_mm: np.ndarray | None,
-    calcium_mm: np.ndarray,
-    calcium_mu: float,
+    muscle_mm: np.ndarray | None,
 ) -> np.ndarray:
-    """Line integral of the attenuation coefficient along each ray (dimensionless)."""
+    """Line integral of the attenuation coefficient along each ray through the normal breast
+    (dimensionless); `add_lesions` adds masses and calcium where they are."""
     f32 = np.float32
-    mu_tissue = f32(MU_FAT) + f32(MU_GLAND - MU_FAT) * glandular_fraction
-    line = tissue_mm * mu_tissue
+    line = np.multiply(glandular_fraction, f32(MU_GLAND - MU_FAT))
+    line += f32(MU_FAT)
+    line *= tissue_mm
     line += f32(MU_SKIN) * skin_mm
-    line += f32(MU_MUSCLE) * muscle_mm
+    if muscle_mm is not None:
+        line += f32(MU_MUSCLE) * muscle_mm
+    return line
+
+
+def add_lesions(
+    line: np.ndarray,
+    *,
+    tissue_mm: np.ndarray,
+    glandular_fraction: np.ndarray,
+    mass_mm: np.ndarray | None,
+    calcium_mm: np.ndarray | None,
+    calcium_mu: float,
+) -> None:
+    """Add soft-tissue masses and calcium (projected paths, mm) to `line` in place. Called on
+    the small windows holding the findings, so a full-field image costs nothing more."""
+    f32 = np.float32
     if mass_mm is not None:
         line += f32(MU_GLAND - MU_FAT) * np.minimum(mass_mm, tissue_mm)
-    # calcium displaces the tissue it sits in
-    line += (f32(calcium_mu) - mu_tissue) * calcium_mm
-    return line
+    if calcium_mm is not None:
+        # calcium displaces the tissue it sits in
+        mu_tissue = f32(MU_FAT) + f32(MU_GLAND - MU_FAT) * glandular_fraction
+        line += (f32(calcium_mu) - mu_tissue) * calcium_mm
+
+
+def psf_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The detector's Gaussian PSF (edges extended). OpenCV's separable SIMD filter is ~8x faster
+    than scipy.ndimage.gaussian_filter at this kernel size; the kernel is the same (sampled
+    Gaussian truncated at 4 sigma, normalised)."""
+    import cv2
+
+    radius = int(4.0 * sigma_px + 0.5)
+    if radius < 1:
+        return image
+    size = 2 * radius + 1
+    return cv2.GaussianBlur(image, (size, size), sigma_px, sigmaY=sigma_px, borderType=cv2.BORDER_REPLICATE)
 
 
 def acquire(
@@ -104,37 +141,53 @@ def acquire(
     rng: np.random.Generator,
     *,
     window_mask: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
-    """Detected, processed and quantised image (uint16) and a display window (centre, width).
+    """Detected, processed and quantised image (uint16, 0 outside `breast_mask`; written into
+    `out` if given, e.g. the breast's box in the full image) and a display window (centre, width).
 
     equalise_mm: missing path length toward the skin line (T minus the projected path), used
     for peripheral equalisation; None for no equalisation.
     window_mask: the pixels the display window is fitted to (default: the breast).
+    Full-field images hold tens of millions of pixels: every step below works in place on
+    float32 buffers, so a view costs a few passes over memory rather than dozens of allocations.
     """
     f32 = np.float32
     spacing = detector.spacing_mm
     pixel_photons = detector.photons_per_mm2 * spacing * spacing
-    primary = np.exp(-line_integral)
-    interior = breast_mask & (line_integral > 0)
-    mean_primary = float(primary[interior].mean()) if interior.any() else 1.0
-    open_field = pixel_photons / mean_primary  # automatic exposure control
-    primary *= f32(open_field)
+    # Automatic exposure control: the mean primary behind the breast, sampled on a 4-pixel grid
+    # (an AEC reads a few sensor areas; the mean of a smooth image needs no more).
+    grid = (slice(None, None, 4), slice(None, None, 4))
+    sample = line_integral[grid][breast_mask[grid] & (line_integral[grid] > 0)]
+    mean_primary = float(np.exp(-sample.astype(np.float64)).mean()) if sample.size else 1.0
+    open_field = pixel_photons / mean_primary
+    log_open = f32(np.log(open_field))
+    signal = np.subtract(log_open, line_integral)
+    np.exp(signal, out=signal)  # primary quanta per pixel
     spr = detector.spr_per_mm * thickness_mm
-    signal = primary + f32(spr) * smooth_coarse(primary * breast_mask, 10.0, spacing)
+    work = np.multiply(signal, breast_mask)
+    signal += smooth_coarse(work, 10.0, spacing, gain=spr)
     # quantum noise at conversion, then the detector's blur, then electronic noise
-    noise = rng.standard_normal(signal.shape, dtype=np.float32)
-    signal += np.sqrt(signal) * noise
+    np.sqrt(signal, out=work)
+    work *= standard_normal(rng, signal.shape)
+    signal += work
     if detector.psf_sigma_mm > 0:
-        signal = ndimage.gaussian_filter(signal, detector.psf_sigma_mm / spacing, mode="nearest")
-    signal += f32(detector.electronic_noise) * rng.standard_normal(signal.shape, dtype=np.float32)
-    np.maximum(signal, 1.0, out=signal)
-    log_image = np.log(f32(open_field) / signal)
+        signal = psf_blur(signal, detector.psf_sigma_mm / spacing)
+    signal += standard_normal(rng, signal.shape, scale=detector.electronic_noise)
+    np.maximum(signal, f32(1.0), out=signal)
+    log_image = np.log(signal, out=signal)
+    np.subtract(log_open, log_image, out=log_image)
     if equalise_mm is not None:
-        # For Presentation processing lifts the thinning periphery to the level of the interior.
-        log_image += f32(0.85 * MU_FAT) * equalise_mm * breast_mask
-    np.maximum(log_image, 0.0, out=log_image)
-    stored = np.minimum(np.rint(log_image * f32(detector.max_value / LOG_FULL_SCALE)), detector.max_value)
-    stored = stored.astype(np.uint16)
+        # For Presentation processing lifts the thinning periphery to the level of the interior
+        # (outside the breast the image is set to 0 below).
+        np.multiply(equalise_mm, f32(0.85 * MU_FAT), out=work)
+        log_image += work
+    log_image *= f32(detector.max_value / LOG_FULL_SCALE)
+    np.rint(log_image, out=log_image)
+    np.clip(log_image, 0.0, detector.max_value, out=log_image)
+    stored = np.empty(log_image.shape, np.uint16) if out is None else out
+    np.copyto(stored, log_image, casting="unsafe")
+    stored *= breast_mask
     window = display_window(stored, breast_mask if window_mask is None else window_mask)
     return stored, window
 
@@ -142,10 +195,16 @@ def acquire(
 def display_window(stored: np.ndarray, mask: np.ndarray, headroom: float = 0.35) -> tuple[float, float]:
     """Window (centre, width) spanning the breast's values, as a reading station would open it,
     with `headroom` (a fraction of the tissue range) above the densest tissue so that dense
-    calcifications keep their inner structure (a rim's lucent centre) instead of clipping."""
-    values = stored[mask] if mask.any() else stored.ravel()
-    step = max(1, values.size // 200_000)
-    lo, hi = np.percentile(values[::step], [0.5, 99.9])
+    calcifications keep their inner structure (a rim's lucent centre) instead of clipping.
+
+    Percentiles of ~200,000 pixels on a regular grid: the same window to a grey level, without
+    gathering every masked pixel of a full-field image.
+    """
+    step = max(1, int(np.sqrt(mask.size / 200_000)))
+    values = stored[::step, ::step][mask[::step, ::step]]
+    if values.size < 1000:
+        values = stored[mask] if mask.any() else stored.ravel()
+    lo, hi = np.percentile(values, [0.5, 99.9])
     width = max(float(hi - lo) * (1.0 + headroom), 2.0)
     return float(lo + width / 2.0), width
 

@@ -26,6 +26,7 @@ class RenderedParticle:
     width_mm: float
     density: float
     pixels: int  # mask pixels
+    box: tuple[slice, slice] | None = None  # the pixels its calcium was added to (rows, columns)
 
 
 def _chord(r2: np.ndarray, d2: np.ndarray) -> np.ndarray:
@@ -144,13 +145,19 @@ def render_finding(
             mask.flat[int(np.argmax(path))] = True
         labels[rs, cs][mask] = label
         out.append(
-            RenderedParticle(px, py, particle.size_mm, particle.width_mm, particle.density, int(mask.sum()))
+            RenderedParticle(
+                px, py, particle.size_mm, particle.width_mm, particle.density, int(mask.sum()), (rs, cs)
+            )
         )
     return out
 
 
-def render_masses(masses: list[Mass], cx: float, cy: float, spacing_mm: float, out: np.ndarray) -> None:
-    """Add soft-tissue masses (projected path, mm) with a smooth margin."""
+def render_masses(
+    masses: list[Mass], cx: float, cy: float, spacing_mm: float, out: np.ndarray
+) -> list[tuple[slice, slice]]:
+    """Add soft-tissue masses (projected path, mm) with a smooth margin; returns the pixel boxes
+    (rows, columns) they were added to."""
+    boxes = []
     for m in masses:
         px, py = cx + m.x / spacing_mm, cy + m.y / spacing_mm
         half = (max(m.a, m.b) + 1.0) / spacing_mm
@@ -162,3 +169,5 @@ def render_masses(masses: list[Mass], cx: float, cy: float, spacing_mm: float, o
         X, Y = (X - px) * spacing_mm, (Y - py) * spacing_mm
         e = Ellipsoid(0.0, 0.0, m.a, m.b, min(m.a, m.b), m.angle)
         out[r0:r1, c0:c1] += _ellipsoid(e, X, Y)
+        boxes.append((slice(r0, r1), slice(c0, c1)))
+    return boxes
