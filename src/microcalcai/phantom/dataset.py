@@ -340,11 +340,16 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
+def _png_bytes(array: np.ndarray, *, sparse: bool = False) -> bytes:
+    """PNG at zlib level 1; `sparse` (label masks, mostly 0): run-length matching, same speed,
+    files ~4x smaller."""
+    import zlib
+
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    options = {"compress_type": zlib.Z_RLE} if sparse else {}
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1, **options)
     return buffer.getvalue()
 
 
@@ -619,7 +624,7 @@ def _write_exposure(
     manifest rows, particle rows)."""
     common = _common(meta, settings)
     common.update(_write_view(out, common["image_path"], view, meta, settings, meta["spacing_mm"]))
-    _write(out / common["mask_path"], _png_bytes(view.labels))
+    _write(out / common["mask_path"], _png_bytes(view.labels, sparse=True))
     display = _display_image(view, meta["spacing_mm"])
     rows, particle_rows = [], []
     for placement in placements:
