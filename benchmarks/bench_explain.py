@@ -611,6 +611,11 @@ def run_localisation_arch(arch, data, args) -> dict:
     }
 
 
+def _auc_text(auc: float) -> str:
+    """Three decimals, rounded down, so a network just under MIN_AUC never reads as reaching it."""
+    return f"{np.floor(auc * 1000) / 1000:.3f}"
+
+
 def _localisation_config(args) -> dict:
     keys = (
         "patients",
@@ -673,7 +678,7 @@ def run_localisation(args) -> str:
         log(
             f"[{index + 1}/{len(todo)}] {arch}: {row['input']} px, {row['layer']} "
             f"{row['map'][0]}x{row['map'][1]}, {row['train_steps']} steps in {row['train_s']:.0f} s, "
-            f"test AUC {row['test_auc']:.2f}; best {best[0]} pointing {best[1]['pointing']:.2f}, "
+            f"test AUC {_auc_text(row['test_auc'])}; best {best[0]} pointing {best[1]['pointing']:.2f}, "
             f"energy x{best[1]['energy_ratio']:.1f} of area; {row['wall_s']:.0f} s, "
             f"ETA {time.strftime('%H:%M UTC', eta)}"
         )
@@ -713,7 +718,7 @@ def localisation_table(rows) -> str:
         for m in methods:
             s = r["methods"].get(m)
             cells.append("-" if s is None else f"{s['pointing']:.2f} / {s['energy']:.3f}")
-        auc = f"{r['test_auc']:.2f}" + ("" if r["learnt"] else " **not learnt**")
+        auc = _auc_text(r["test_auc"]) + ("" if r["learnt"] else " **not learnt**")
         area = next(iter(r["methods"].values()))["area"]
         lines.append(
             f"| {r['arch']} ({r['weights']}) | {r['input']} px, `{r['layer']}` {r['map'][0]}x{r['map'][1]} | "
@@ -735,7 +740,7 @@ def tight_pointing_table(rows) -> str:
     for r in rows:
         cells = [f"{r['methods'][m]['pointing_tight']:.2f}" if m in r["methods"] else "-" for m in methods]
         lines.append(
-            f"| {r['arch']} | {r['test_auc']:.2f} | {r['pointing_chance_tight']:.2f} | "
+            f"| {r['arch']} | {_auc_text(r['test_auc'])} | {r['pointing_chance_tight']:.2f} | "
             + " | ".join(cells)
             + " |"
         )
@@ -762,14 +767,14 @@ def localisation_figure(rows, path: Path) -> None:
         ratio[i, -1] = r.get("coarse_energy", np.nan) / area
     fig = Figure(figsize=(1.0 * len(columns) + 4.4, 0.3 * len(rows) + 1.7))
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(np.clip(ratio, 0.25, 8.0), cmap="RdBu_r", norm=LogNorm(0.25, 8.0), aspect="auto")
+    image = ax.imshow(np.clip(ratio, 1 / 3, 3.0), cmap="RdBu_r", norm=LogNorm(1 / 3, 3.0), aspect="auto")
     for i, r in enumerate(rows):
         for j, m in enumerate(columns):
             if not np.isfinite(ratio[i, j]):
                 continue
             s = r["methods"].get(m)
             text = f"x{ratio[i, j]:.1f}" + ("" if s is None else f" {s['pointing']:.2f}")
-            dark = ratio[i, j] <= 0.5 or ratio[i, j] >= 4
+            dark = ratio[i, j] <= 0.45 or ratio[i, j] >= 2.2
             ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
         if not r["learnt"]:
             ax.axhspan(i - 0.5, i + 0.5, xmax=len(methods) / len(columns), color="grey", alpha=0.6, lw=0)
@@ -777,14 +782,14 @@ def localisation_figure(rows, path: Path) -> None:
     ax.set_xticks(range(len(columns)), columns, fontsize=7)
     ax.set_yticks(
         range(len(rows)),
-        [f"{r['arch']} ({r['map'][0]}x{r['map'][1]}, AUC {r['test_auc']:.2f})" for r in rows],
+        [f"{r['arch']} ({r['map'][0]}x{r['map'][1]}, AUC {_auc_text(r['test_auc'])})" for r in rows],
         fontsize=7,
     )
     ax.xaxis.tick_top()
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
-    bar.ax.yaxis.set_major_locator(FixedLocator([0.25, 0.5, 1, 2, 4, 8]))
+    bar.ax.yaxis.set_major_locator(FixedLocator([1 / 3, 0.5, 1, 1.5, 2, 3]))
     bar.ax.yaxis.set_minor_locator(FixedLocator([]))
-    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"x{v:g}"))
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"x{v:.2g}"))
     bar.set_label("energy in mask / mask area share (x1 = uniform map)", fontsize=7)
     bar.ax.tick_params(labelsize=7)
     fig.suptitle(
