@@ -188,7 +188,7 @@ def test_read_image_same_with_table_direct_and_deferred(case_file, monkeypatch):
     assert tabled.metadata["voi"] == direct.metadata["voi"]
 
 
-def test_auto_tables_costly_windows_of_large_images_only(write_dicom, full16, monkeypatch):
+def test_auto_tables_large_images_except_a_single_division(write_dicom, full16, monkeypatch):
     calls = []
     original = StoredTable.__call__
     monkeypatch.setattr(
@@ -198,9 +198,12 @@ def test_auto_tables_costly_windows_of_large_images_only(write_dicom, full16, mo
     sigmoid = read_image(write_dicom(full16, "s.dcm", window=(30000, 20000), voi_function="SIGMOID"))
     assert sigmoid.pixels.dtype == np.float32 and calls == [1]
     linear = read_image(write_dicom(full16, "l.dcm", window=(30000, 20000)))
-    assert linear.pixels.dtype == np.float32 and calls == [1]  # a multiply-add-clip is not tabled
+    assert linear.pixels.dtype == np.float32 and calls == [1, 1]
+    plain = read_image(write_dicom(full16, "plain.dcm"))
+    assert plain.metadata["voi"] == "none (full 16-bit stored range)"
+    assert np.array_equal(plain.pixels, full16 / np.float32(65535)) and calls == [1, 1]  # one division
     small = read_image(write_dicom(full16[:64], "small.dcm", window=(30000, 20000), voi_function="SIGMOID"))
-    assert small.pixels.shape == (64, 384) and calls == [1]
+    assert small.pixels.shape == (64, 384) and calls == [1, 1]
 
 
 def test_wider_than_16_bit_pixels_fall_back_to_arithmetic(tmp_path, monkeypatch):

@@ -468,8 +468,7 @@ def intensity_transform(
         window = windows[window_index]
         record["voi"] = window.describe()
         return Transform(
-            lambda x: apply_window(modality(x), window, slope=slope, intercept=intercept, invert=invert),
-            cheap=window.function != "SIGMOID" and modality_lut is None,
+            lambda x: apply_window(modality(x), window, slope=slope, intercept=intercept, invert=invert)
         ), record
     # No VOI: the full range the stored bits can hold, through the modality rescale (C.11.2:
     # without a VOI transformation the modality output is shown over its whole range).
@@ -488,7 +487,7 @@ def intensity_transform(
         lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
         window = Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
         return Transform(
-            lambda x: apply_window(x, window, slope=slope, intercept=intercept, invert=invert), cheap=True
+            lambda x: apply_window(x, window, slope=slope, intercept=intercept, invert=invert)
         ), record
     values = modality(stored)
     lo, hi = float(np.min(values)), float(np.max(values))

@@ -159,9 +159,11 @@ def apply_lut(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
 class Transform:
     """A pointwise map of stored values (an array of any shape) to float32 display values 0..1.
 
-    `cheap`: one multiply-add-clip or one division, which numpy evaluates on a whole image about
-    as fast as one table gather (4432 x 2864 pixels: ~18 ms and ~10 ms against ~17 ms), so the
-    table is not worth it; a SIGMOID window, a LUT sequence or a logarithm is tabled.
+    `cheap`: a single pass such as one division, which numpy does faster than one table gather
+    (4432 x 2864 pixels: ~11 ms against ~18 ms). Anything more is tabled: a LINEAR window's
+    multiply-add-clip takes as long as the gather on an idle machine and longer on a busy one
+    (three passes over the float image against one), SIGMOID, LUT sequences and logarithms far
+    longer.
     """
 
     apply: Callable[[np.ndarray], np.ndarray]
