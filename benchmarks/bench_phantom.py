@@ -44,9 +44,11 @@ STAGES = [
     ("acquisition (acquire)", "physics.py", "acquire"),
     ("  scatter", "physics.py", "smooth_coarse"),
     ("  PSF blur", "physics.py", "psf_blur"),
+    ("  PSF blur (scipy, before 2026-11-22)", "_filters.py", "gaussian_filter"),
     ("Gaussian deviates (all)", "noise.py", "standard_normal"),
     ("DICOM (+ PNG if asked)", "dataset.py", "_write_view"),
     ("PNG encoding (masks)", "dataset.py", "_png_bytes"),
+    ("windowing for ROIs", "dataset.py", "_display_image"),
     ("ROI crops", "dataset.py", "_write_roi"),
     ("normal-ROI search", "dataset.py", "_negative_centres"),
     ("whole view (make_patient / views)", "dataset.py", "make_patient"),
@@ -101,7 +103,11 @@ def stages(seed: int = 2) -> dict:
     stats = pstats.Stats(profile).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
     out = {}
     for label, filename, name in STAGES:
-        cum = sum(v[3] for k, v in stats.items() if k[0].endswith(f"phantom/{filename}") and k[2] == name)
+        cum = sum(
+            v[3]
+            for k, v in stats.items()
+            if k[0].endswith((f"phantom/{filename}", f"ndimage/{filename}")) and k[2] == name
+        )
         out[label] = round(1000 * cum / views, 1)
     return {"views": views, "cpu_ms_per_view": out}
 

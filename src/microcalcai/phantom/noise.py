@@ -26,8 +26,13 @@ def quantile_table() -> np.ndarray:
     return (table / table.std()).astype(np.float32)  # exactly unit variance
 
 
+@functools.lru_cache(maxsize=8)
+def _scaled_table(scale: float) -> np.ndarray:
+    return quantile_table() * np.float32(scale)
+
+
 def standard_normal(rng: np.random.Generator, shape, scale: float = 1.0) -> np.ndarray:
     """float32 array of independent N(0, scale^2) deviates (deterministic for the generator's
     state); the scale is applied to the table, not to the image."""
-    table = quantile_table() if scale == 1.0 else quantile_table() * np.float32(scale)
+    table = quantile_table() if scale == 1.0 else _scaled_table(float(scale))
     return table[rng.integers(0, LEVELS, size=shape, dtype=np.uint16)]

@@ -64,20 +64,30 @@ class Detector:
         return (1 << int(self.bits_stored)) - 1
 
 
+def coarse_stride(spacing_mm: float, cell_mm: float = 1.0) -> int:
+    """Every how many pixels `smooth_coarse` samples the image (about 4 samples per cell side)."""
+    return max(1, int(round(cell_mm / spacing_mm)) // 4)
+
+
 def smooth_coarse(
-    image: np.ndarray, sigma_mm: float, spacing_mm: float, cell_mm: float = 1.0, gain: float = 1.0
+    sample: np.ndarray,
+    sigma_mm: float,
+    spacing_mm: float,
+    shape: tuple[int, int],
+    cell_mm: float = 1.0,
+    gain: float = 1.0,
 ) -> np.ndarray:
-    """gain x a wide Gaussian low-pass (sigma of several cells) computed on a coarse grid, then
-    interpolated back. The cells' means are taken over every `stride`-th pixel (about 4 samples
-    per cell side): a low-pass this wide cannot tell, and it reads 1/stride^2 of the image."""
-    stride = max(1, int(round(cell_mm / spacing_mm)) // 4)
+    """gain x a wide Gaussian low-pass (sigma of several cells) of an image of `shape`, computed
+    on a coarse grid and interpolated back. `sample` is image[::s, ::s] with s = coarse_stride():
+    a low-pass this wide cannot tell, and only 1/s^2 of the image has to be made."""
+    stride = coarse_stride(spacing_mm, cell_mm)
     per_cell = max(1, int(round(cell_mm / (spacing_mm * stride))))
     factor = stride * per_cell
     coarse = ndimage.gaussian_filter(
-        block_mean(image[::stride, ::stride], per_cell), sigma_mm / (spacing_mm * factor), mode="nearest"
+        block_mean(sample, per_cell), sigma_mm / (spacing_mm * factor), mode="nearest"
     )
     coarse *= np.float32(gain)
-    return upsample(coarse, factor, image.shape)
+    return upsample(coarse, factor, shape)
 
 
 def attenuation(
@@ -164,11 +174,13 @@ def acquire(
     log_open = f32(np.log(open_field))
     signal = np.subtract(log_open, line_integral)
     np.exp(signal, out=signal)  # primary quanta per pixel
+    # scatter: a wide low-pass of the primary behind the breast, from a subsample of it
+    stride = coarse_stride(spacing)
+    sub = (slice(None, None, stride), slice(None, None, stride))
     spr = detector.spr_per_mm * thickness_mm
-    work = np.multiply(signal, breast_mask)
-    signal += smooth_coarse(work, 10.0, spacing, gain=spr)
+    signal += smooth_coarse(signal[sub] * breast_mask[sub], 10.0, spacing, signal.shape, gain=spr)
     # quantum noise at conversion, then the detector's blur, then electronic noise
-    np.sqrt(signal, out=work)
+    work = np.sqrt(signal)
     work *= standard_normal(rng, signal.shape)
     signal += work
     if detector.psf_sigma_mm > 0:
