@@ -684,9 +684,11 @@ def _write_roi(out: Path, roi_id: str, display, centre, settings: PhantomSetting
 
 @contextlib.contextmanager
 def _single_threaded_opencv():
-    """One OpenCV thread (resampling, blur) while worker processes are forked and run, so that N
-    workers use N cores instead of N thread pools competing for them. Set in the parent before
-    the fork: a forked child that reconfigures a thread pool its parent had started hangs."""
+    """One OpenCV thread (resampling, blur) while a data set is generated: the parallelism is
+    whole patients in worker processes, so N workers use N cores instead of N thread pools
+    competing for them (and on a shared machine a second thread mostly spins: measured 25% more
+    wall time with two threads and one worker under load). Set in the parent before any fork: a
+    forked child that reconfigures a thread pool its parent had started hangs."""
     import cv2
 
     before = cv2.getNumThreads()
@@ -743,24 +745,21 @@ def generate_dataset(
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         rows, particles = [], []
-        with _progress(settings.patients, progress) as bar:
+        with (
+            _progress(settings.patients, progress) as bar,
+            _single_threaded_opencv(),
+            contextlib.ExitStack() as stack,
+        ):
             if workers == 1:
                 results = (worker(settings, i, tmp) for i in range(settings.patients))
-                for r, p in results:
-                    rows += r
-                    particles += p
-                    bar.update(1)
             else:
-                with (
-                    _single_threaded_opencv(),
-                    ProcessPoolExecutor(max_workers=min(workers, settings.patients)) as pool,
-                ):
-                    futures = [pool.submit(worker, settings, i, tmp) for i in range(settings.patients)]
-                    for fut in futures:
-                        r, p = fut.result()
-                        rows += r
-                        particles += p
-                        bar.update(1)
+                pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, settings.patients)))
+                futures = [pool.submit(worker, settings, i, tmp) for i in range(settings.patients)]
+                results = (future.result() for future in futures)
+            for r, p in results:
+                rows += r
+                particles += p
+                bar.update(1)
         summary = _summary(settings, rows)
         _write_tables(tmp, rows, particles, summary)
     result = SynthResult(
