@@ -35,4 +35,9 @@ def standard_normal(rng: np.random.Generator, shape, scale: float = 1.0) -> np.n
     """float32 array of independent N(0, scale^2) deviates (deterministic for the generator's
     state); the scale is applied to the table, not to the image."""
     table = quantile_table() if scale == 1.0 else _scaled_table(float(scale))
-    return table[rng.integers(0, LEVELS, size=shape, dtype=np.uint16)]
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    # Four 16-bit indices per raw 64-bit output of the bit generator (uniform in all its bits;
+    # ~2x cheaper than Generator.integers), read little-endian on every platform.
+    words = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False)
+    return table[words.view("<u2")[:count].reshape(shape)]
