@@ -257,9 +257,9 @@ def _localisation(request: RoiRequest, image, crop, saliency, tolerance_px) -> d
         labels = np.asarray(Image.open(request.mask_path))
     except Exception as exc:
         raise InputError(f"cannot read mask {request.mask_path} of ROI {request.name}: {exc}") from exc
-    if labels.shape[:2] != image.pixels.shape:
+    if labels.shape[:2] != image.shape:
         raise InputError(
-            f"mask {request.mask_path} is {labels.shape[:2]}, its image {image.pixels.shape}; "
+            f"mask {request.mask_path} is {labels.shape[:2]}, its image {image.shape}; "
             "a mask must have its image's rows and columns"
         )
     holder = Mammogram(
@@ -284,7 +284,7 @@ def _write_context(path, image, crop, saliency, title) -> Path:
 
     from microcalcai.explain.outputs import add_colorbar, save_figure
 
-    rows, cols = image.pixels.shape
+    rows, cols = image.shape
     step = max(1, int(np.ceil(max(rows, cols) / 1024)))
     pasted = crop.paste(saliency, (rows, cols))[::step, ::step]
     fig = Figure(figsize=(5.0, 5.0 * rows / cols + 0.6))

@@ -24,7 +24,7 @@ class Source:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.mammogram.pixels.shape)  # type: ignore[return-value]
+        return tuple(self.mammogram.shape)  # type: ignore[return-value]
 
 
 def datastore_image_path(datastore, image_id: str) -> Path:
@@ -92,6 +92,6 @@ def read_checked(path: Path, *, name: str):
             f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}); "
             "the file is truncated or damaged"
         ) from None
-    if mammogram.pixels.ndim != 2:
-        raise RequestError(f"{name}: image has shape {mammogram.pixels.shape}; send a 2D image")
+    if len(mammogram.shape) != 2:
+        raise RequestError(f"{name}: image has shape {mammogram.shape}; send a 2D image")
     return mammogram
