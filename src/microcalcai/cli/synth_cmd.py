@@ -71,7 +71,7 @@ def register(subparsers) -> None:
         "--field-size",
         type=positive(int),
         default=None,
-        help="side of a spot field in pixels (default 1.5 x ROI size)",
+        help="side of a spot field in pixels, at least the ROI size (default 1.5 x ROI size)",
     )
     parser.add_argument("--bits", type=int, default=14, help="bits stored, 8 to 16 (default 14)")
     parser.add_argument(
@@ -93,7 +93,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--png", action="store_true", help="also write each mammogram as a 16-bit PNG")
     parser.add_argument("--roi-png", action="store_true", help="also write each ROI as an 8-bit PNG")
-    parser.add_argument("--workers", type=positive(int), default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=positive(int),
+        default=1,
+        help="worker processes, each making whole patients (default 1; for full-field sets, one per core)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
