@@ -3,13 +3,14 @@
 A compressed breast is modelled as a slab of thickness T whose free edge is a half cylinder of
 radius T/2, wrapped in skin 1.5 mm thick. Projected path lengths through skin, inner tissue and
 (in the MLO view) the pectoral muscle follow from the in-plane distance to the skin line, which is
-computed once on a coarse grid (scipy's Euclidean distance transform) and interpolated; the
-distance is smooth (its curvature is that of the skin line, radii of centimetres), so bilinear
-interpolation from 1 mm cells is exact to a few micrometres at full resolution.
+computed once on a coarse grid (distances to a densely sampled skin line, scipy's KD-tree) and
+interpolated; the distance is smooth (its curvature is that of the skin line, radii of
+centimetres), so bilinear interpolation from 1 mm cells is exact to a few micrometres.
 
-Images are built with the chest wall at column 0 and flipped for the side whose chest wall is on
-the right. Following the usual DICOM orientation of mammograms (Patient Orientation A/P), the
-left breast has its chest wall on the left of the image and the right breast on the right.
+Images are built with the chest wall at column 0 and mirrored (on the coarse grid, before
+interpolation) for the side whose chest wall is on the right. Following the usual DICOM
+orientation of mammograms (Patient Orientation A/P), the left breast has its chest wall on the
+left of the image and the right breast on the right.
 """
 
 from __future__ import annotations
