@@ -115,6 +115,24 @@ def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> li
     return names
 
 
+def spot_phantom(out: Path, *, patients: int, seed: int, **options):
+    """Phantom spot views (CC, one breast) at 0.1 mm with 96-pixel ROIs: seconds to make."""
+    from microcalcai.phantom import generate_dataset
+
+    return generate_dataset(
+        out,
+        patients=patients,
+        seed=seed,
+        spacing_mm=0.1,
+        roi_size=96,
+        full_field=False,
+        views=("CC",),
+        bilateral=False,
+        progress=False,
+        **options,
+    )
+
+
 def trained_spot_model(scratch: Path, name: str = "spotter", seed: int = 5) -> Path:
     """A tf_efficientnet_lite0 trained here, in about a minute on 2 cores, to find calcifications.
 
@@ -127,22 +145,10 @@ def trained_spot_model(scratch: Path, name: str = "spotter", seed: int = 5) -> P
     """
     import csv
 
-    from microcalcai.phantom import generate_dataset
     from microcalcai.train.recipes import load_recipe
     from microcalcai.train.run import train_recipe
 
-    phantom = generate_dataset(
-        scratch / "spot-training",
-        patients=40,
-        seed=seed,
-        spacing_mm=0.1,
-        roi_size=96,
-        full_field=False,
-        views=("CC",),
-        bilateral=False,
-        negatives=True,
-        progress=False,
-    )
+    phantom = spot_phantom(scratch / "spot-training", patients=40, seed=seed, negatives=True)
     rows = list(csv.DictReader(phantom.manifest_path.open()))
     manifest = phantom.out_dir / "calcification-vs-normal.csv"
     with manifest.open("w", newline="") as handle:
@@ -177,19 +183,11 @@ def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> 
     import csv
     import shutil
 
-    from microcalcai.phantom import generate_dataset
-
-    phantom = generate_dataset(
+    phantom = spot_phantom(
         root / "phantom",
         patients=patients,
         seed=3,
-        spacing_mm=0.1,
-        roi_size=96,
         **({} if field_size is None else {"field_size": field_size}),
-        full_field=False,
-        views=("CC",),
-        bilateral=False,
-        progress=False,
     )
     folder = root / "studies"
     folder.mkdir()
