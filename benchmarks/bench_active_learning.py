@@ -235,31 +235,86 @@ class Annotator:
         return float(roc_auc_score(labels, scores))
 
 
-def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
-    from microcalcai.server.launch import LocalServer
-
-    name = f"{strategy}-seed{seed}"
-    record_path = args.out / "runs" / f"{name}.json"
-    config = {
+def run_config(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
+    """What identifies a run's data and settings (the number of rounds may grow: it resumes)."""
+    return {
         "strategy": strategy,
         "seed": seed,
         "pool_rois": len(pool[1]),
         "test_rois": len(test[1]),
         "cold_start": args.cold_start,
         "batch": args.batch,
-        "rounds": args.rounds,
         "max_epochs": args.max_epochs,
         "members": list(MEMBERS),
         "input_size": INPUT_SIZE,
     }
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if record.get("config") != config:
-        record = {"config": config, "rounds": []}
+
+
+def save_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def load_record(path: Path, config: dict) -> dict | None:
+    record = json.loads(path.read_text()) if path.is_file() else None
+    return record if record and record.get("config") == config and record.get("rounds") else None
+
+
+def _copy_run(source: Path, target: Path) -> None:
+    """A run's folders from the shared cold start: images hard-linked, everything else copied
+    (labels and MONAI Label's datastore file are written in place by the server)."""
+
+    def link_images(src, dst):
+        if src.endswith(".dcm"):
+            try:
+                return os.link(src, dst)
+            except OSError:
+                pass
+        return shutil.copy2(src, dst)
+
+    shutil.rmtree(target, ignore_errors=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, copy_function=link_images, ignore=shutil.ignore_patterns("logs", "*.lock"))
+    tmp.rename(target)
+
+
+def cold_start(args, seed: int, pool: tuple, test: tuple) -> tuple[Path, dict]:
+    """The k random labels and the first training, shared by every strategy of a seed (so the
+    curves are paired: they part only where the strategies choose)."""
+    name = f"cold-seed{seed}"
+    path = args.out / "cold" / f"{name}.json"
+    config = run_config(args, "random", seed, pool, test)
+    record = load_record(path, config)
+    if record is None:
         shutil.rmtree(args.out / "work" / name, ignore_errors=True)
-    done = len(record["rounds"])
-    if done > args.rounds:
-        log(f"{name}: complete ({done - 1} rounds after the cold start)")
+        record = {"config": config, "rounds": []}
+        play(args, name, "random", seed, pool, test, record, path, upto=0)
+    return args.out / "work" / name, record
+
+
+def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple, upto: int) -> dict:
+    name = f"{strategy}-seed{seed}"
+    path = args.out / "runs" / f"{name}.json"
+    config = run_config(args, strategy, seed, pool, test)
+    record = load_record(path, config)
+    if record is None:
+        cold_dir, cold = cold_start(args, seed, pool, test)
+        _copy_run(cold_dir, args.out / "work" / name)
+        record = {"config": config, "rounds": list(cold["rounds"]), "machine": cold.get("machine")}
+        save_record(path, record)
+    if len(record["rounds"]) > upto:
         return record
+    play(args, name, strategy, seed, pool, test, record, path, upto)
+    return record
+
+
+def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> None:
+    """Rounds len(record["rounds"]) .. upto of one run against its own server."""
+    from microcalcai.server.launch import LocalServer
+
     work = args.out / "work" / name
     truth = make_studies(work / "studies", *pool)
     make_members(work / "workspace", work / "built")
@@ -271,7 +326,7 @@ def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
     try:
         annotator = Annotator(server.url, truth)
         kind, params = STRATEGIES[strategy]
-        for round_index in range(done, args.rounds + 1):
+        for round_index in range(len(record["rounds"]), upto + 1):
             started = time.monotonic()
             times = {}
             if round_index == 0:
@@ -279,18 +334,25 @@ def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
             else:
                 samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
             times["propose_s"] = round(time.monotonic() - started, 1)
-            counts = annotator.label(samples)
+            new = annotator.label(samples)
+            totals = (
+                dict(record["rounds"][-1]["totals"]) if record["rounds"] else {"benign": 0, "malignant": 0}
+            )
+            totals = {k: totals[k] + new[k] for k in totals}
             clock = time.monotonic()
-            trained = annotator.train(args.max_epochs)
+            if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
+                trained = annotator.train(args.max_epochs)
+            else:
+                trained = {"skipped": f"too few labels of a class to train: {totals}"}
             times["train_s"] = round(time.monotonic() - clock, 1)
             clock = time.monotonic()
             auc = annotator.test_auc(test[1], test[0])
             times["test_s"] = round(time.monotonic() - clock, 1)
-            labels = (record["rounds"][-1]["labels"] if record["rounds"] else 0) + len(samples)
             entry = {
                 "round": round_index,
-                "labels": labels,
-                "new": counts,
+                "labels": sum(totals.values()),
+                "new": new,
+                "totals": totals,
                 "test_auc": auc,
                 "trained": trained,
                 **times,
@@ -299,19 +361,14 @@ def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             record["rounds"].append(entry)
-            record_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
-            tmp.replace(record_path)
-            eta = entry["round_s"] * (args.rounds - round_index)
+            save_record(path, record)
             log(
-                f"{name} round {round_index}/{args.rounds}: {labels} labels, test AUC {auc:.3f}, "
+                f"{name} round {round_index}/{upto}: {entry['labels']} labels {totals}, test AUC {auc:.3f}, "
                 f"{entry['round_s']:.0f} s (train {times['train_s']:.0f} s), "
-                f"load {entry['load_average'][0]}, run ETA {eta / 60:.0f} min"
+                f"load {entry['load_average'][0]}"
             )
     finally:
         server.stop()
-    return record
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -463,9 +520,17 @@ def main(argv=None) -> int:
     pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)
     test = make_phantom(args.out / "data" / "test", args.test_patients, seed=202)
     log(f"pool {len(pool[1])} ROIs, test {len(test[1])} ROIs of other patients; load {load_average()}")
-    for seed in args.seeds:  # seeds outer: every strategy has a curve early, bands fill in later
-        for strategy in args.strategies:
-            run_one(args, strategy, seed, pool, test)
+    # Round by round across strategies, seeds outermost: whenever the benchmark stops, every
+    # strategy has come as far as the others, and a later run with more --rounds or --seeds resumes.
+    total = len(args.seeds) * args.rounds * len(args.strategies)
+    done, started = 0, time.monotonic()
+    for seed in args.seeds:
+        for upto in range(1, args.rounds + 1):
+            for strategy in args.strategies:
+                run_one(args, strategy, seed, pool, test, upto)
+                done += 1
+                rate = (time.monotonic() - started) / done
+                log(f"progress {done}/{total} rounds, ETA {rate * (total - done) / 60:.0f} min")
             report(args.out, args.figure)
     return 0
 

@@ -7,6 +7,9 @@
   high when the passes disagree, i.e. when the doubt is the model's, not the data's.
 Both are a few lines over the model's probabilities; no maintained library offers them for a
 timm classifier (monai's and monailabel's epistemic scorers work on segmentation volumes).
+
+For a batch, `diverse_batch` spreads the choice over the uncertain ROIs with scikit-learn's
+k-means on the models' features (`embeddings`).
 """
 
 from __future__ import annotations
