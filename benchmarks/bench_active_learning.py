@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -148,6 +149,15 @@ def make_members(workspace: Path, scratch: Path) -> None:
 def _check(answer) -> None:
     if answer.status_code >= 400:
         raise RuntimeError(f"{answer.request.method} {answer.url}: {answer.status_code} {answer.text[:500]}")
+
+
+def saved_labels(studies: Path) -> dict[str, int]:
+    """Labels the server holds (its label documents), by class: what a resumed round starts from."""
+    counts = {"benign": 0, "malignant": 0}
+    for path in (studies / "labels" / "final").glob("*.json"):
+        for annotation in json.loads(path.read_text()).get("annotations", []):
+            counts[annotation["label"]] += 1
+    return counts
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -329,16 +339,22 @@ def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> Non
         for round_index in range(len(record["rounds"]), upto + 1):
             started = time.monotonic()
             times = {}
-            if round_index == 0:
-                samples = annotator.propose("random", {}, args.cold_start, seed)
-            else:
-                samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
-            times["propose_s"] = round(time.monotonic() - started, 1)
-            new = annotator.label(samples)
-            totals = (
+            before = (
                 dict(record["rounds"][-1]["totals"]) if record["rounds"] else {"benign": 0, "malignant": 0}
             )
-            totals = {k: totals[k] + new[k] for k in totals}
+            saved = saved_labels(work / "studies")
+            if sum(saved.values()) == sum(before.values()):
+                if round_index == 0:
+                    samples = annotator.propose("random", {}, args.cold_start, seed)
+                else:
+                    samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
+                times["propose_s"] = round(time.monotonic() - started, 1)
+                annotator.label(samples)
+                saved = saved_labels(work / "studies")
+            else:  # a round stopped after its labels were saved: it goes on from its training
+                log(f"{name} round {round_index}: resuming with the {saved} labels already saved")
+            totals = saved
+            new = {k: totals[k] - before[k] for k in totals}
             clock = time.monotonic()
             if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
                 trained = annotator.train(args.max_epochs)
@@ -513,6 +529,8 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")
     args = parser.parse_args(argv)
     args.out = args.out.absolute()
+    # a TERM (nohup, a job runner) unwinds like Ctrl-C, so each run's server is stopped by its id
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.report:
         report(args.out, args.figure)
         return 0
