@@ -87,6 +87,23 @@ def _too_large(limit: int, size: int | None = None) -> str:
     )
 
 
+class ClosedCORS(CORSMiddleware):
+    """Starlette's CORS, answering a refused preflight in JSON like every other refusal."""
+
+    def preflight_response(self, request_headers):
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        return JSONResponse(
+            status_code=400,
+            content={
+                "detail": f"{response.body.decode(errors='replace')}: this server takes browser "
+                "requests only "
+                "from the origins given to `microcalcai serve --cors-origin`"
+            },
+        )
+
+
 class RequestGuard:
     """Pure ASGI middleware, so what it sets for a request reaches the endpoint's task."""
 
@@ -99,7 +116,9 @@ class RequestGuard:
             return await self.inner(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method, path = scope["method"], scope["path"]
-        if self.token and not _authorised(headers.get("authorization", ""), self.token):
+        preflight = method == "OPTIONS" and "access-control-request-method" in headers
+        # A browser's CORS preflight never carries credentials; CORS (inside) answers it.
+        if self.token and not preflight and not _authorised(headers.get("authorization", ""), self.token):
             return await _reply(
                 401,
                 "this server asks for its access token: send the header 'Authorization: Bearer TOKEN' "
@@ -161,15 +180,16 @@ def _limited(receive, limit: int):
 
 # -- error answers ------------------------------------------------------------------------------
 def _json(status: int, detail, **extra) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": routes.scrub(detail), **extra})
+    """`detail` must already be free of server paths (scrub what came from an exception)."""
+    return JSONResponse(status_code=status, content={"detail": detail, **extra})
 
 
 async def _input_error(request, exc: InputError):
-    return _json(getattr(exc, "status", 400), str(exc))
+    return _json(getattr(exc, "status", 400), routes.scrub(str(exc)))
 
 
 async def _microcalc_error(request, exc: MicrocalcError):
-    return _json(503 if isinstance(exc, NotAvailableError) else 400, str(exc))
+    return _json(503 if isinstance(exc, NotAvailableError) else 400, routes.scrub(str(exc)))
 
 
 async def _monailabel_error(request, exc: MONAILabelException):
@@ -179,15 +199,15 @@ async def _monailabel_error(request, exc: MONAILabelException):
         status = 404
     else:
         status = 400
-    return _json(status, exc.msg, error=exc.error.value)
+    return _json(status, routes.scrub(exc.msg), error=exc.error.value)
 
 
 async def _json_error(request, exc: json.JSONDecodeError):
-    return _json(400, f"the params form field is not valid JSON: {exc}")
+    return _json(400, routes.scrub(f"the params form field is not valid JSON: {exc}"))
 
 
 async def _http_error(request, exc: HTTPException):
-    detail = exc.detail
+    detail = routes.scrub(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path} on this server; docs/server-api.md lists them"
     elif exc.status_code == 405:
@@ -202,13 +222,13 @@ async def _validation_error(request, exc: RequestValidationError):
     problems = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()))
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        problems.append(f"{where}: {routes.scrub(str(error.get('msg', 'invalid')))}")
     return _json(422, "; ".join(problems) or "malformed request")
 
 
 async def _server_fault(request, exc: ServerFault):
     LOG.error("%s %s: %s", request.method, request.url.path, exc)
-    return _json(exc.status, str(exc))
+    return _json(exc.status, routes.scrub(str(exc)))
 
 
 async def _os_error(request, exc: OSError):
@@ -234,20 +254,19 @@ def configure(application) -> None:
     routes.install(application)
     # MONAI Label allows every origin with credentials; a browser page from anywhere could then
     # drive this server. Only origins named in MICROCALCAI_CORS_ORIGINS are allowed, no cookies.
-    middleware = [m for m in application.user_middleware if m.cls is not CORSMiddleware]
+    middleware = [Middleware(RequestGuard)]
+    middleware += [m for m in application.user_middleware if m.cls is not CORSMiddleware]
     origins = _cors_origins()
     if origins:
-        middleware.insert(
-            0,
+        middleware.append(
             Middleware(
-                CORSMiddleware,
+                ClosedCORS,
                 allow_origins=origins,
                 allow_credentials=False,
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
                 allow_headers=["authorization", "content-type"],
             ),
         )
-    middleware.append(Middleware(RequestGuard))
     application.user_middleware[:] = middleware
     application.add_exception_handler(InputError, _input_error)
     application.add_exception_handler(MicrocalcError, _microcalc_error)

@@ -77,6 +77,29 @@ def image_file(datastore, image_id: str) -> Path:
     return path
 
 
+def usable_image(datastore, image_id: str) -> tuple[Path, int, int] | None:
+    """File, rows and columns of a stored image whose header reads; None (with a logged warning)
+    for one that does not, so that training does without it instead of failing for everyone."""
+    try:
+        path = datastore_image_path(datastore, image_id)
+        _, rows, cols = check_image_file(path, name=image_id)
+    except (RequestError, OSError) as exc:
+        LOG.warning("training skips image %s: %s", image_id, exc)
+        return None
+    return path, rows, cols
+
+
+def roi_on_image(roi: dict, rows: int, cols: int, image_id: str) -> bool:
+    """The ROI's centre lies on the image (labels saved before that was checked may not)."""
+    try:
+        inside = -0.5 <= float(roi["x"]) <= cols - 0.5 and -0.5 <= float(roi["y"]) <= rows - 0.5
+    except (KeyError, TypeError, ValueError, OverflowError):
+        inside = False
+    if not inside:
+        LOG.warning("training skips an annotation of %s: its ROI %s lies off the image", image_id, roi)
+    return inside
+
+
 class UnreadableImage(RequestError):
     """A stored image that cannot be read (remembered, so active learning leaves it out)."""
 

@@ -74,7 +74,7 @@ def read_label_upload(path: Path) -> dict:
         return {}
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError(
             f"the label file {path.name!r} is not JSON; a classification label is a JSON object like "
             '{"roi": {"x": 120, "y": 80, "size": 256}, "label": "malignant"} (docs/server-api.md)',

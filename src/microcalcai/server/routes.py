@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from typing import Annotated
 
@@ -251,7 +252,7 @@ def save_label(
         raise NotFound(f"unknown image id {image!r}; GET /datastore/?output=all lists the images")
     fields = labels.annotation_fields(path, info)
     if "roi" in fields:
-        _check_roi_on_image(store, image, parse_roi(fields["roi"], where="label.roi"))
+        _check_roi_on_image(instance, store, image, parse_roi(fields["roi"], where="label.roi"))
     try:
         label_id = store.save_label(image, str(path), tag, info)
     except OSError as exc:
@@ -266,13 +267,14 @@ def save_label(
 MAX_LABEL_BYTES = 1 << 20  # one annotation is a few hundred bytes
 
 
-def _check_roi_on_image(store, image: str, roi) -> None:
-    """A label whose ROI lies off its image would make every later training fail."""
+def _check_roi_on_image(instance, store, image: str, roi) -> None:
+    """A label whose ROI lies off its image, or on an image that does not decode, would make
+    every later training fail. The decoded image stays in the cache (infer read it already)."""
     from microcalcai.server.images import image_file
-    from microcalcai.server.validation import check_image_file, check_roi_inside
+    from microcalcai.server.validation import check_roi_inside
 
-    path = image_file(store, image)
-    _, rows, cols = check_image_file(path, name=image)
+    mammogram = instance.cache.read(image_file(store, image), name=image)
+    rows, cols = mammogram.shape[:2]
     check_roi_inside(roi, rows, cols, image=image)
 
 
@@ -334,12 +336,26 @@ def _short(value, limit: int = 40) -> str:
 
 
 _TRACE_FRAME = re.compile(r"^\s+(File \"|\^|~)")
-_ABSOLUTE = re.compile(r"(?<![\w.:/])(/(?:[^/\s'\",:()\[\]]+/)+)([^/\s'\",:()\[\]]*)")
+
+
+def _server_path_pattern() -> re.Pattern:
+    """Absolute paths that start in one of this machine's top-level folders (/tmp, /home, ...);
+    API paths like /datastore/image start in none, so messages that name routes stay whole."""
+    try:
+        tops = sorted((n for n in os.listdir("/") if re.fullmatch(r"[\w.-]+", n)), key=len, reverse=True)
+    except OSError:
+        tops = []
+    tops = tops or ["tmp", "home", "root", "usr", "etc", "var", "opt"]
+    names = "|".join(re.escape(n) for n in tops)
+    return re.compile(rf"(?<![\w.:/])/(?:{names})(?:/[^/\s'\",:()\[\]]+)*/?")
+
+
+_SERVER_PATH = _server_path_pattern()
 
 
 def scrub_text(text: str) -> str:
-    """A message without the server's folders: an absolute path becomes its last part."""
-    return _ABSOLUTE.sub(lambda m: m.group(2) or "folder", text)
+    """A message without the server's folders: a server path becomes its last part."""
+    return _SERVER_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "folder", text)
 
 
 def scrub(value):

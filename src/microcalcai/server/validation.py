@@ -136,6 +136,8 @@ def parse_params(text) -> dict:
         value = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise RequestError(f"the params form field is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:
+        raise RequestError("the params form field nests too deeply; send a flat JSON object") from None
     if not isinstance(value, dict):
         raise RequestError(f"the params form field must be a JSON object, got {type(value).__name__}")
     return value
