@@ -106,9 +106,7 @@ class ImageUploads:
 
     def add_image(self, image_id, image_filename, image_info, *, overwrite: bool = False, name: str = ""):
         from filelock import FileLock
-        from monailabel.datastore.local import DataModel, ImageLabelModel
 
-        from microcalcai.atomic import atomic_write_bytes
         from microcalcai.server.images import read_checked
 
         check_image_id(image_id)
@@ -120,30 +118,38 @@ class ImageUploads:
         suffix = SUFFIXES[fmt]
         folder = Path(self._datastore.image_path())
         dest = folder / f"{image_id}{suffix}"
-        with FileLock(self._lock_file):
-            old = self._datastore.objects.get(image_id)
-            old_file = folder / self._filename(image_id, old.image.ext) if old else None
-            if old_file is not None and old_file.is_file():
-                if _digest(old_file) == _digest(source):
-                    return image_id, False
-                if not overwrite:
-                    raise Conflict(
-                        f"image id {image_id!r} already holds a different image; choose another id, "
-                        "or send overwrite=true to replace it (its labels are kept)"
-                    )
-            try:
-                # Whole file in memory: uploads are bounded by the request size limit.
-                atomic_write_bytes(dest, source.read_bytes())
-                if old_file is not None and old_file != dest:
-                    old_file.unlink(missing_ok=True)
-                info.update({"ts": int(time.time()), "name": dest.name})
-                self._datastore.objects[image_id] = ImageLabelModel(
-                    image=DataModel(info=info, ext=suffix), labels=dict(old.labels) if old else {}
+        try:
+            with FileLock(self._lock_file):
+                return self._place(image_id, source, dest, info, suffix, overwrite)
+        except OSError as exc:
+            raise storage_fault(exc, f"store image {image_id!r}") from None
+
+    def _place(self, image_id, source: Path, dest: Path, info: dict, suffix: str, overwrite: bool):
+        """Under the datastore's lock: refuse, skip or write the image and record it."""
+        from monailabel.datastore.local import DataModel, ImageLabelModel
+
+        from microcalcai.atomic import atomic_write_bytes
+
+        old = self._datastore.objects.get(image_id)
+        old_file = dest.parent / self._filename(image_id, old.image.ext) if old else None
+        if old_file is not None and old_file.is_file():
+            if _digest(old_file) == _digest(source):
+                return image_id, False
+            if not overwrite:
+                raise Conflict(
+                    f"image id {image_id!r} already holds a different image; choose another id, "
+                    "or send overwrite=true to replace it (its labels are kept)"
                 )
-                self._update_datastore_file(lock=False)
-            except OSError as exc:
-                raise storage_fault(exc, f"store image {image_id!r}") from None
-        LOG.info("stored image %s (%s%s)", image_id, fmt, ", replacing the old one" if old else "")
+        # Whole file in memory: uploads are bounded by the request size limit.
+        atomic_write_bytes(dest, source.read_bytes())
+        if old_file is not None and old_file != dest:
+            old_file.unlink(missing_ok=True)
+        info.update({"ts": int(time.time()), "name": dest.name})
+        self._datastore.objects[image_id] = ImageLabelModel(
+            image=DataModel(info=info, ext=suffix), labels=dict(old.labels) if old else {}
+        )
+        self._update_datastore_file(lock=False)
+        LOG.info("stored image %s (%s%s)", image_id, suffix, ", replacing the old one" if old else "")
         return image_id, True
 
 
