@@ -665,6 +665,15 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
         Row("datastore output=train (server paths)", "GET", "/datastore/", 400, params={"output": "train"}),
         Row("datastore output=all has no paths", "GET", "/datastore/", 200, params={"output": "all"}),
         Row("info has no paths", "GET", "/info/", 200),
+        Row(
+            "OpenAPI schema lists no route that is off",
+            "GET",
+            "/openapi.json",
+            200,
+            check=lambda r: next(
+                (p for p in ("/logs", "/session", "/batch", "/model/", "/scoring") if p in r.text), None
+            ),
+        ),
         Row("image info has no path", "GET", "/datastore/image/info", 200, params={"image": IMAGE}),
         Row("train status has no traceback", "GET", "/train/", "any"),
     ]
@@ -691,8 +700,14 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 )
             )
     out += [
-        Row("AL body nested 5000 deep", "POST", "/activelearning/first", "4xx", data="[" * 5000 + "]" * 5000,
-            headers={"Content-Type": "application/json"}),
+        Row(
+            "AL body nested 5000 deep",
+            "POST",
+            "/activelearning/first",
+            "4xx",
+            data="[" * 5000 + "]" * 5000,
+            headers={"Content-Type": "application/json"},
+        ),
         Row("AL body array", "POST", "/activelearning/first", 422, json_body=[1, 2]),
         Row(
             "AL body text",

@@ -295,3 +295,29 @@ def test_logic_client_sends_the_token(hostile):
         assert ServerClient(url).info().models  # the environment's token when none is given
     finally:
         del os.environ["MICROCALCAI_TOKEN"]
+
+
+def test_failed_training_status_has_no_traceback_or_server_path(hostile, authed):
+    """A training that fails in its process (here: no labels of one class) reports why in
+    GET /train/ without the traceback or the server's folders."""
+    import time
+
+    server = hostile["server"]
+    started = authed.post(f"{server.url}/train/tiny-b", json={"max_epochs": 1}, timeout=60)
+    assert started.status_code < 500, started.text[:300]
+    if started.status_code >= 400:  # refused before it ran: a clean answer is all there is to see
+        assert "detail" in started.json()
+        return
+    deadline = time.monotonic() + 240
+    status = {}
+    while time.monotonic() < deadline:
+        answer = authed.get(f"{server.url}/train/", timeout=30)
+        assert answer.status_code == 200, answer.text[:300]
+        status = answer.json()
+        if status.get("status") in ("DONE", "ERROR", "STOPPED"):
+            break
+        time.sleep(2)
+    text = json.dumps(status)
+    assert status.get("status") in ("DONE", "ERROR", "STOPPED"), text[-500:]
+    assert "Traceback" not in text and 'File "' not in text, text[-2000:]
+    assert str(hostile["root"]) not in text and sys.prefix not in text, text[-2000:]
