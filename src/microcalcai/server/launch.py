@@ -171,9 +171,9 @@ class LocalServer:
         self.env = env or {}
         self.timeout = timeout
         # With a token the server asks every request for it (Authorization: Bearer TOKEN).
-        self.token = token
-        if token:
-            self.env = {**self.env, "MICROCALCAI_TOKEN": token}
+        self.token = token if token is not None else os.environ.get("MICROCALCAI_TOKEN") or None
+        if self.token:
+            self.env = {**self.env, "MICROCALCAI_TOKEN": self.token}
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self.info: dict = {}

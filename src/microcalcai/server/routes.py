@@ -20,6 +20,7 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
 from fastapi.routing import APIRoute
 
 from microcalcai.server.errors import NotFound, RequestError
+from microcalcai.server.uploads import storage_fault
 from microcalcai.server.validation import check_image_id, check_tag, parse_params, parse_roi
 
 LOG = logging.getLogger(__name__)
@@ -256,8 +257,6 @@ def save_label(
     try:
         label_id = store.save_label(image, str(path), tag, info)
     except OSError as exc:
-        from microcalcai.server.uploads import storage_fault
-
         raise storage_fault(exc, f"save the label of {image!r}") from None
     answer = instance.on_save_label(image, label_id) or {}
     answer.update({"image": image, "label": label_id})
@@ -292,8 +291,6 @@ def remove_label(id: str, tag: str = "final"):
     try:
         _app().datastore().remove_label(id, check_tag(tag))
     except OSError as exc:
-        from microcalcai.server.uploads import storage_fault
-
         raise storage_fault(exc, f"remove the label of {id!r}") from None
     return {}
 
@@ -319,8 +316,6 @@ def remove_annotation(image: str, x: float, y: float, size: int, tag: str = "fin
             document = labels.without_roi(labels.read_document(document_path), image, key)
             atomic_write_text(document_path, json.dumps(document, indent=2) + "\n")
     except OSError as exc:
-        from microcalcai.server.uploads import storage_fault
-
         raise storage_fault(exc, f"update the label of {image!r}") from None
     return document
 
