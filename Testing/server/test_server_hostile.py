@@ -321,3 +321,40 @@ def test_failed_training_status_has_no_traceback_or_server_path(hostile, authed)
     assert status.get("status") in ("DONE", "ERROR", "STOPPED"), text[-500:]
     assert "Traceback" not in text and 'File "' not in text, text[-2000:]
     assert str(hostile["root"]) not in text and sys.prefix not in text, text[-2000:]
+
+
+def test_concurrent_label_writers_lose_nothing(hostile):
+    """Label saves run in worker threads now: 8 writers x 10 ROIs on one image, all kept."""
+    import threading
+
+    import requests
+
+    server, errors = hostile["server"], []
+
+    def writer(index: int):
+        with requests.Session() as http:
+            http.headers["Authorization"] = f"Bearer {TOKEN}"
+            for j in range(10):
+                roi = {"x": 20 + index * 20, "y": 20 + j * 25, "size": 32}
+                answer = http.put(
+                    f"{server.url}/datastore/label",
+                    params={"image": "P3_R_MLO", "tag": "final"},
+                    files={"label": ("l.json", json.dumps({"roi": roi, "label": "benign"}).encode())},
+                    timeout=120,
+                )
+                if answer.status_code != 200:
+                    errors.append(answer.text[:200])
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    document = requests.get(
+        f"{server.url}/datastore/label",
+        params={"label": "P3_R_MLO", "tag": "final"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    ).json()
+    assert len(document["annotations"]) == 80
