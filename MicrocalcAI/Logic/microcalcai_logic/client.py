@@ -95,14 +95,18 @@ def parse_info(url: str, body: dict[str, Any]) -> ServerInfo:
 
 
 class ServerClient:
-    """One server, one `requests.Session`. `timeout` is (connect, read) seconds."""
+    """One server, one `requests.Session`. `timeout` is (connect, read) seconds; `token` (default:
+    MICROCALCAI_TOKEN) is sent as the server's bearer token."""
 
-    def __init__(self, url: str, timeout: tuple[float, float] = (5.0, 300.0), session=None):
+    def __init__(self, url: str, timeout: tuple[float, float] = (5.0, 300.0), session=None, token=None):
         import requests
 
         self.url = normalise_url(url)
         self.timeout = timeout
         self.session = session or requests.Session()
+        token = token or os.environ.get("MICROCALCAI_TOKEN")  # a server beyond loopback asks for it
+        if token:
+            self.session.headers["Authorization"] = "Bearer " + token
 
     # -- transport -------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs):

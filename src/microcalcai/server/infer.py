@@ -221,6 +221,6 @@ def load_source(request: dict, datastore, cache: ImageCache, *, uploaded: bool) 
     else:
         path = datastore_image_path(datastore, request["image"])
         name = request["image"]
-    mammogram = cache.read(path, name=name)
+    mammogram = cache.read(path, name=name, keep=not uploaded)  # an upload is removed after the request
     request["read_s"] = time.perf_counter() - tick
     return Source(name if uploaded else request["image"], path, mammogram)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from microcalcai.errors import InputError
-from microcalcai.server.images import datastore_image_path
+from microcalcai.server.images import roi_on_image, usable_image
 from microcalcai.server.labels import roi_key
 
 
@@ -19,9 +19,14 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
             truths.append(candidate)
     rows, seen = [], set()
     for image_id, saved in datastore.all_annotations(tag).items():
-        path = datastore_image_path(datastore, image_id)
+        usable = usable_image(datastore, image_id)  # one bad file must not stop every training
+        if usable is None:
+            continue
+        path, height, width = usable
         for annotation in saved:
             roi = annotation["roi"]
+            if not roi_on_image(roi, height, width, image_id):
+                continue
             seen.add((image_id, roi_key(annotation)))
             rows.append(
                 _row(
@@ -37,7 +42,10 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
     if include_manifest:
         for candidate in truths:
             if (candidate.image_id, candidate.roi.key) not in seen:
-                path = datastore_image_path(datastore, candidate.image_id)
+                usable = usable_image(datastore, candidate.image_id)
+                if usable is None:
+                    continue
+                path = usable[0]
                 rows.append(
                     _row(
                         candidate.image_id,
