@@ -114,6 +114,7 @@ class MicrocalcApp(MONAILabelApp):
         request["uploaded"] = _is_upload(image, http)
         if request["uploaded"]:
             request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
+        request["datastore"] = datastore or self._datastore  # where params.dicom_out stores results
         request["source"] = load_source(
             request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
         )
