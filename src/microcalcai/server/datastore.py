@@ -90,8 +90,17 @@ class DicomWebStudies(ClassificationLabels, DICOMWebDatastore):
     """A DICOMweb server; images are cached as DICOM series folders, labels kept in the cache.
 
     MONAI Label's DICOMweb store turns final labels into DICOM SEG objects, which describe
-    segmentations; a classification has no SEG form, so labels stay in the local cache index.
+    segmentations; a classification has no SEG form, so labels stay in the local cache index
+    and each final label is also sent back to the server as a label SR (dicom_results.py).
     """
+
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        saved = super().save_label(image_id, label_filename, label_tag, label_info, label_id)
+        if label_tag == "final":
+            from microcalcai.server.dicom_results import stow_label
+
+            self.last_label_sr = stow_label(self, image_id, self.last_saved["annotations"][-1])
+        return saved
 
     def _image_object(self, image_id):
         from monailabel.datastore.local import ImageLabelModel

@@ -68,3 +68,21 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
             "objects": [store.describe(d, p) for d, p in zip(datasets, paths, strict=True)],
         }
     return {"stored": "stow-rs", "objects": store.stow(datastore._client, datasets)}
+
+
+def stow_label(datastore, image_id: str, annotation: dict) -> dict:
+    """A label saved for a DICOMweb study, sent back to it as a label SR (STOW-RS).
+
+    Best effort like the classification's: the label is already stored in the server's cache,
+    so a failure is logged and returned as `{"warning": ...}` instead of failing the save.
+    """
+    from microcalcai.dicom_out import read_source, store
+    from microcalcai.dicom_out.label_sr import label_sr
+    from microcalcai.server.images import datastore_image_path
+
+    try:
+        header = read_source(datastore_image_path(datastore, image_id))
+        return store.stow(datastore._client, [label_sr(header, annotation)])[0]
+    except Exception as exc:  # the label itself is saved; only its archive copy is missing
+        LOG.warning("label of %s not sent back as DICOM SR: %s", image_id, exc)
+        return {"warning": f"the label was saved, but not sent back as DICOM SR: {exc}"}
