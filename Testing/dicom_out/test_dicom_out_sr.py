@@ -50,7 +50,10 @@ def test_classification_sr_is_valid_and_reads_back_the_same(tmp_path, mg_source)
         assert f"weights_sha256={result.weights_sha256}" in group["algorithm_parameters"]
         assert group["referenced_sop_instance_uid"] == header.SOPInstanceUID
         # ROI centre (130, 170) and side 96 in stored pixels; DICOM pixel centres sit at +0.5.
-        assert group["polygon"][0] == [130.5 - 48, 170.5 - 48] and group["polygon"][2] == [130.5 + 48, 170.5 + 48]
+        assert group["polygon"][0] == [130.5 - 48, 170.5 - 48] and group["polygon"][2] == [
+            130.5 + 48,
+            170.5 + 48,
+        ]
     assert groups["lite-a"]["decision"] == "malignant" and groups["lite-b"]["decision"] == "benign"
 
     text = dsrdump(path)
@@ -87,9 +90,17 @@ def test_results_of_a_loaded_ensemble_carry_each_members_checksum(model_dirs):
     predictor = load_predictor(model_dirs["ensemble"], device="cpu")
     per_model, ensemble = results_for(predictor, 0.6, {"lite-a": 0.7, "lite-b": 0.5})
     cards = {p.name: read_card(p) for p in (model_dirs["a"], model_dirs["b"])}
-    assert [(m.name, m.probability, m.threshold) for m in per_model] == [("lite-a", 0.7, 0.45), ("lite-b", 0.5, 0.55)]
-    assert [m.weights_sha256 for m in per_model] == [cards["lite-a"].weights_sha256, cards["lite-b"].weights_sha256]
-    expected = hashlib.sha256((cards["lite-a"].weights_sha256 + cards["lite-b"].weights_sha256).encode()).hexdigest()
+    assert [(m.name, m.probability, m.threshold) for m in per_model] == [
+        ("lite-a", 0.7, 0.45),
+        ("lite-b", 0.5, 0.55),
+    ]
+    assert [m.weights_sha256 for m in per_model] == [
+        cards["lite-a"].weights_sha256,
+        cards["lite-b"].weights_sha256,
+    ]
+    expected = hashlib.sha256(
+        (cards["lite-a"].weights_sha256 + cards["lite-b"].weights_sha256).encode()
+    ).hexdigest()
     assert ensemble.weights_sha256 == expected and ensemble.probability == 0.6 and ensemble.threshold == 0.5
     single, none = results_for(load_predictor(model_dirs["a"], device="cpu"), 0.3, {"lite-a": 0.3})
     assert none is None and single[0].weights_sha256 == cards["lite-a"].weights_sha256
