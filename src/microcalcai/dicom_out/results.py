@@ -10,7 +10,7 @@ from microcalcai.dicom_out.store import write_files
 
 
 def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict, saliency=None, **explained):
-    """The SR, and the saliency SEG when a map is given (explained: to_source, method, target)."""
+    """The SR, and the saliency SEG when a map is given (explained: crop, method, target)."""
     from microcalcai.dicom_out.saliency import saliency_segmentation
 
     per_model, ensemble = results_for(predictor, probability, members)
@@ -21,7 +21,7 @@ def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict,
             saliency_segmentation(
                 header,
                 saliency,
-                explained["to_source"],
+                explained["crop"],
                 model=predictor.name,
                 model_version=version,
                 method=explained["method"],

@@ -20,47 +20,30 @@ from microcalcai.dicom_out.device import MANUFACTURER, MODEL_NAME, SERIES_DESCRI
 MAX_FRACTION = 255
 
 
-def map_on_source(saliency: np.ndarray, to_source: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The crop-sized map resampled (bilinear) onto the source's stored pixels, 0 elsewhere.
-
-    `to_source` is the crop's 3x3 affine (crop pixel -> source stored pixel, MapGeometry).
-    """
-    from scipy.ndimage import map_coordinates
-
-    saliency = np.asarray(saliency, dtype=np.float32)
-    rows, cols = (int(n) for n in shape)
-    h, w = saliency.shape
-    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=float).T
-    xs, ys = (to_source @ corners)[:2]
-    x0, x1 = max(int(np.floor(xs.min())), 0), min(int(np.ceil(xs.max())) + 1, cols)
-    y0, y1 = max(int(np.floor(ys.min())), 0), min(int(np.ceil(ys.max())) + 1, rows)
-    out = np.zeros((rows, cols), dtype=np.float32)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    points = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    ci, cj = (np.linalg.inv(to_source) @ points)[:2]
-    values = map_coordinates(saliency, [cj, ci], order=1, mode="constant", cval=0.0)
-    out[y0:y1, x0:x1] = np.clip(values, 0.0, 1.0).reshape(yy.shape)
-    return out
+def map_on_source(saliency: np.ndarray, crop, shape: tuple[int, int]) -> np.ndarray:
+    """The map resampled onto the source's stored pixels by the crop (RoiCrop.paste), 0 outside."""
+    return np.nan_to_num(np.clip(crop.paste(saliency, shape), 0.0, 1.0), nan=0.0)
 
 
 def saliency_segmentation(
     source,
     saliency: np.ndarray,
-    to_source: np.ndarray,
+    crop,
     *,
     model: str,
     model_version: str,
     method: str,
     target: str,
 ):
-    """A highdicom Segmentation holding the map (0..1 as 0..255 fractions) on `source`."""
+    """A highdicom Segmentation holding the map (0..1 as 0..255 fractions) on `source`.
+
+    `crop` is the RoiCrop the map was computed on (roi.crop_roi): it places the map on the source.
+    """
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import JPEGLSLossless, generate_uid
 
-    canvas = map_on_source(saliency, to_source, (source.Rows, source.Columns))
+    canvas = map_on_source(saliency, crop, (source.Rows, source.Columns))
     algorithm = hd.AlgorithmIdentificationSequence(
         name=model,
         version=str(model_version),

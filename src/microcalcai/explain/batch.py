@@ -377,7 +377,7 @@ def _dicom_results(folder, request, predictor, probability, result, k, explained
             probability,
             members,
             saliency,
-            to_source=crop.to_source,
+            crop=crop,
             method=spec.name,
             target=target,
         )

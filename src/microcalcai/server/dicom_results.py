@@ -52,7 +52,7 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
             saliency_segmentation(
                 header,
                 saliency,
-                crop.to_source,
+                crop,
                 model=served.name,
                 model_version=served.version,
                 method=method,
