@@ -58,3 +58,52 @@ def test_a_source_without_uids_still_answers_with_a_warning(server, http):
     answer = response.json()
     assert 0 <= answer["probability"] <= 1 and "dicom_out" not in answer
     assert "DICOM results need a DICOM source image" in answer["dicom_out_warning"]
+
+
+def test_label_with_dicom_out_is_a_label_sr_beside_the_study(server, http, server_env):
+    from microcalcai.dicom_out.readback import read_report
+
+    annotation = {
+        "roi": {"x": 100, "y": 140, "size": 64},
+        "label": "benign",
+        "morphology": "coarse popcorn",
+        "distribution": "regional",
+        "time": "2026-12-01T09:30:00Z",
+    }
+    saved = http.put(
+        f"{server.url}/datastore/label",
+        params={"image": "P2_R_MLO", "tag": "final"},
+        data={"params": json.dumps({"client_id": "reader-7", "dicom_out": True})},
+        files={"label": ("label.json", json.dumps(annotation).encode(), "application/json")},
+        timeout=60,
+    )
+    assert saved.status_code == 200, saved.text[:500]
+    stored = saved.json()["dicom_out"]
+    assert stored["stored"] == "folder" and stored["modality"] == "SR", stored
+    path = Path(stored["path"])
+    assert path.parent == server_env["studies"] / "dicom-out" / "P2_R_MLO"
+    assert dciodvfy_errors(path) == []
+    report = read_report(path)
+    assert report["observer"] == {"type": "person", "name": "reader-7"}
+    assert report["content_datetime"] == "20261201093000"
+    (group,) = report["groups"]
+    assert (group["decision"], group["morphology"], group["distribution"]) == (
+        "benign",
+        "coarse_popcorn",
+        "regional",
+    )
+    # Without the option a local label stays JSON only, as before.
+    plain = http.put(
+        f"{server.url}/datastore/label",
+        params={"image": "P2_R_MLO", "tag": "final"},
+        files={
+            "label": (
+                "label.json",
+                json.dumps({**annotation, "label": "malignant"}).encode(),
+                "application/json",
+            )
+        },
+        timeout=60,
+    )
+    assert plain.status_code == 200 and "dicom_out" not in plain.json()
+    assert len(list(path.parent.glob("sr-*.dcm"))) == 1

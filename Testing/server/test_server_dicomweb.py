@@ -82,6 +82,8 @@ def _check_results_in_orthanc(result: dict) -> None:
     readers = [e for e in result["results_before_restart"] if e["modality"] == "SR"]
     labels = [e for e in readers if e["report"]["observer"]["type"] == "person"]
     assert len(labels) == 1, labels  # the label saved through the server, as a label SR
+    assert result["saved"]["dicom_out"]["stored"] == "stow-rs"
+    assert result["saved"]["dicom_out"]["sop_instance_uid"] == labels[0]["sop"]
     (label,) = labels[0]["report"]["groups"]
     assert label["decision"] == "malignant" and label["polygon"][0] == [120.5 - 48, 150.5 - 48]
     # A restart loses nothing: Orthanc still holds every result, the server still has the label.

@@ -128,7 +128,9 @@ class MicrocalcApp(MONAILabelApp):
         return super().next_sample(request)
 
     def on_save_label(self, image_id, label_id):
-        return {"annotations": self._datastore.annotations(image_id)}
+        stored = getattr(self._datastore, "last_label_sr", None)  # its DICOM SR (docs/dicom-out.md)
+        answer = {"annotations": self._datastore.annotations(image_id)}
+        return {**answer, "dicom_out": stored} if stored else answer
 
     def info(self):
         meta = super().info()

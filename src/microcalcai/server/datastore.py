@@ -82,6 +82,13 @@ class ClassificationLabels:
 class StudiesDatastore(ClassificationLabels, LocalDatastore):
     """A local studies folder (DICOM, PNG, PGM, NRRD files side by side)."""
 
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
+
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, False)
+
     def studies_folder(self) -> Path:
         return Path(self._datastore_path)
 
@@ -95,12 +102,11 @@ class DicomWebStudies(ClassificationLabels, DICOMWebDatastore):
     """
 
     def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
-        saved = super().save_label(image_id, label_filename, label_tag, label_info, label_id)
-        if label_tag == "final":
-            from microcalcai.server.dicom_results import stow_label
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
 
-            self.last_label_sr = stow_label(self, image_id, self.last_saved["annotations"][-1])
-        return saved
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, True)
 
     def _image_object(self, image_id):
         from monailabel.datastore.local import ImageLabelModel

@@ -70,19 +70,35 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
     return {"stored": "stow-rs", "objects": store.stow(datastore._client, datasets)}
 
 
-def stow_label(datastore, image_id: str, annotation: dict) -> dict:
-    """A label saved for a DICOMweb study, sent back to it as a label SR (STOW-RS).
+def store_label(datastore, image_id: str, annotation: dict) -> dict:
+    """A saved label as a label SR, where the image came from (folder or STOW-RS).
 
-    Best effort like the classification's: the label is already stored in the server's cache,
-    so a failure is logged and returned as `{"warning": ...}` instead of failing the save.
+    Best effort like the classification's: the label itself is already stored, so a failure is
+    logged and returned as `{"warning": ...}` instead of failing the save.
     """
+    from pathlib import Path
+
     from microcalcai.dicom_out import read_source, store
     from microcalcai.dicom_out.label_sr import label_sr
     from microcalcai.server.images import datastore_image_path
 
     try:
-        header = read_source(datastore_image_path(datastore, image_id))
-        return store.stow(datastore._client, [label_sr(header, annotation)])[0]
-    except Exception as exc:  # the label itself is saved; only its archive copy is missing
-        LOG.warning("label of %s not sent back as DICOM SR: %s", image_id, exc)
-        return {"warning": f"the label was saved, but not sent back as DICOM SR: {exc}"}
+        dataset = label_sr(read_source(datastore_image_path(datastore, image_id)), annotation)
+        folder = datastore.studies_folder()
+        if folder is None:
+            return {"stored": "stow-rs", **store.stow(datastore._client, [dataset])[0]}
+        (path,) = store.write_files([dataset], Path(folder) / FOLDER / image_id)
+        return {"stored": "folder", **store.describe(dataset, path)}
+    except Exception as exc:  # the label is saved; only its DICOM copy is missing
+        LOG.warning("label of %s not stored as DICOM SR: %s", image_id, exc)
+        return {"warning": f"the label was saved, but not stored as DICOM SR: {exc}"}
+
+
+def save_label_with_sr(datastore, save, image_id, label_filename, tag, info, label_id, always: bool):
+    """`save` the label, then its label SR: always for a DICOMweb study, with params.dicom_out
+    for a local one. `datastore.last_label_sr` says what was stored (the label API answers it)."""
+    saved = save(image_id, label_filename, tag, info, label_id)
+    datastore.last_label_sr = None
+    if tag == "final" and (always or wants_dicom_out(info or {})):
+        datastore.last_label_sr = store_label(datastore, image_id, datastore.last_saved["annotations"][-1])
+    return saved
