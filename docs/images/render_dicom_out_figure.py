@@ -12,6 +12,7 @@ fractions (highdicom), the ROI from the SR's SCOORD.
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,10 @@ def main(scratch: Path) -> None:
     from microcalcai.models.predictor import load_predictor
     from microcalcai.roi import crop_roi
 
-    model = trained_spot_model(scratch)
+    model = scratch / "spot-run" / "tf_efficientnet_lite0" / "model"  # kept from an earlier run
+    if not (model / "model.json").is_file():
+        model = trained_spot_model(scratch)
+    shutil.rmtree(scratch / "figure-phantom", ignore_errors=True)  # made again: seconds
     phantom = spot_phantom(scratch / "figure-phantom", patients=2, seed=11, field_size=640)
     row = next(r for r in csv.DictReader(phantom.manifest_path.open()) if r["finding"] == "calcification")
     image_path = phantom.out_dir / row["image_path"]
@@ -66,8 +70,15 @@ def main(scratch: Path) -> None:
     report = read_report(sr_path)
     (group,) = report["groups"]
     fractions = hd.seg.segread(seg_path).pixel_array.astype(np.float32) / 255.0
-    source = pydicom.dcmread(image_path)
-    pixels = source.pixel_array.astype(np.float32)
+    # The mammogram as the project displays it (VOI window, MONOCHROME1 inverted), on the stored grid.
+    image = read_image(image_path)
+    assert np.allclose(image.to_stored, np.eye(3)), "a flipped image would need its map flipped too"
+    pixels = image.pixels
+    assert (
+        pixels.shape
+        == fractions.shape
+        == (pydicom.dcmread(image_path).Rows, pydicom.dcmread(image_path).Columns)
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), dpi=110)
     polygon = np.asarray(group["polygon"]) - 0.5  # DICOM corner-origin -> pixel-centre coordinates
@@ -88,10 +99,11 @@ def main(scratch: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     fig.suptitle(
-        f"Saliency Segmentation (fractional, {group['algorithm_name']} v{group['algorithm_version']}) "
-        f"over the mammogram it references; ROI from the SR: P(cancer) = {group['probability']:.3f}, "
+        f"Saliency Segmentation (fractional, Grad-CAM of {group['algorithm_name']} "
+        f"v{group['algorithm_version']}) over the mammogram it references\n"
+        f"ROI from the SR's SCOORD; SR: P(cancer) = {group['probability']:.3f}, "
         f"threshold {group['threshold']:.3f} -> {group['decision']}",
-        fontsize=9.5,
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(FIGURE)
