@@ -107,3 +107,18 @@ def test_label_with_dicom_out_is_a_label_sr_beside_the_study(server, http, serve
     )
     assert plain.status_code == 200 and "dicom_out" not in plain.json()
     assert len(list(path.parent.glob("sr-*.dcm"))) == 1
+
+
+def test_an_upload_is_classified_but_not_stored(server, http, server_env):
+    blob = (server_env["studies"] / "P0_L_CC.dcm").read_bytes()
+    response = http.post(
+        f"{server.url}/infer/tiny-a",
+        params={"image": "", "output": "json"},
+        data={"params": json.dumps({"roi": {"x": 120, "y": 150, "size": 64}, "dicom_out": True})},
+        files={"file": ("P0_L_CC.dcm", blob, "application/dicom")},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text[:500]
+    answer = response.json()
+    assert 0 <= answer["probability"] <= 1 and "dicom_out" not in answer
+    assert "results are stored for datastore images only" in answer["dicom_out_warning"]

@@ -11,7 +11,7 @@ import datetime as _dt
 
 from microcalcai.dicom_out import codes
 from microcalcai.dicom_out.device import SERIES_DESCRIPTIONS, person_observer
-from microcalcai.dicom_out.sr import Roi, _document, _roi_region
+from microcalcai.dicom_out.sr import Roi, roi_region, sr_document
 from microcalcai.errors import InputError
 
 
@@ -51,7 +51,7 @@ def label_sr(source, annotation: dict):
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(), identifier=f"ROI {roi.x:g},{roi.y:g} size {roi.size:g}: label by {annotator}"
         ),
-        referenced_region=_roi_region(source, roi),
+        referenced_region=roi_region(source, roi),
         finding_type=codes.FINDING,
         qualitative_evaluations=evaluations,
     )
@@ -61,4 +61,4 @@ def label_sr(source, annotation: dict):
         imaging_measurements=[group],
     )
     when = annotation_time(annotation.get("time")).astimezone(_dt.timezone.utc)
-    return _document(source, report, SERIES_DESCRIPTIONS["label"], series_number=9703, when=when)
+    return sr_document(source, report, SERIES_DESCRIPTIONS["label"], series_number=9703, when=when)

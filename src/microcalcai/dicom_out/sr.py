@@ -57,7 +57,7 @@ class Roi:
         return np.array(corners + corners[:1], dtype=np.float32)
 
 
-def _roi_region(source, roi: Roi):
+def roi_region(source, roi: Roi):
     import highdicom as hd
 
     return hd.sr.ImageRegion(
@@ -83,7 +83,7 @@ def _group(source, roi: Roi, result: ModelResult, *, ensemble: bool):
             uid=generate_uid(),
             identifier=f"ROI {roi.x:g},{roi.y:g} size {roi.size:g}: {kind} {result.name}",
         ),
-        referenced_region=_roi_region(source, roi),
+        referenced_region=roi_region(source, roi),
         finding_type=codes.FINDING,
         algorithm_id=algorithm,
         measurements=[
@@ -118,10 +118,16 @@ def classification_sr(source, roi: Roi, models: list[ModelResult], ensemble: Mod
         procedure_reported=codes.PROCEDURE,
         imaging_measurements=groups,
     )
-    return _document(source, report, SERIES_DESCRIPTIONS["classification"], series_number=9701)
+    return sr_document(source, report, SERIES_DESCRIPTIONS["classification"], series_number=9701)
 
 
-def _document(source, report, description: str, *, series_number: int, when: _dt.datetime | None = None):
+def sr_document(source, report, description: str, *, series_number: int, when: _dt.datetime | None = None):
+    """The report as a Comprehensive 3D SR in the source's study (patient and study copied from it).
+
+    Comprehensive 3D is the SR class highdicom writes TID 1500 into and OHIF reads. Each document
+    is its own new series; it is COMPLETE but neither final nor verified (PRELIMINARY,
+    UNVERIFIED): signing a result off is a reader's act in the archive, not the software's.
+    """
     import highdicom as hd
     from pydicom.uid import generate_uid
 
