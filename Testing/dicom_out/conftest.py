@@ -49,7 +49,7 @@ def mg_source(tmp_path_factory) -> Path:
     )
 
 
-def _model(folder: Path, name: str, seed: int, threshold: float) -> Path:
+def _model(folder: Path, name: str, seed: int, threshold: float, task: str = "roi") -> Path:
     import torch
 
     from microcalcai.models import card_for, create_model, save_model
@@ -57,7 +57,7 @@ def _model(folder: Path, name: str, seed: int, threshold: float) -> Path:
     torch.manual_seed(seed)
     module = create_model("tf_efficientnet_lite0", "none")
     card = card_for("tf_efficientnet_lite0", name=name, input_size=64, threshold=threshold)
-    card.crop = {"task": "roi", "roi_size": 64}
+    card.crop = {"task": task, "roi_size": 64}
     return save_model(module.eval(), card, folder / name)
 
 
@@ -68,4 +68,5 @@ def model_dirs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("dicom-out-models")
     a, b = _model(root, "lite-a", 0, 0.45), _model(root, "lite-b", 1, 0.55)
     ensemble = save_ensemble([a, b], root / "ens", threshold=0.5)
-    return {"a": a, "b": b, "ensemble": ensemble}
+    whole = _model(root, "lite-whole", 2, 0.5, task="whole_image")
+    return {"a": a, "b": b, "ensemble": ensemble, "whole": whole}

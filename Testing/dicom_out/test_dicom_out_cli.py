@@ -55,6 +55,25 @@ def test_predict_writes_one_valid_sr_per_dicom_roi(tmp_path, manifest, model_dir
         assert groups["lite-b"]["threshold"] == pytest.approx(0.55)
 
 
+def test_a_whole_image_models_sr_region_is_the_whole_image(tmp_path, model_dirs, mg_source):
+    from conftest import COLS, ROWS
+
+    manifest = tmp_path / "whole.csv"
+    header = "patient_id,image_path,roi_x,roi_y,label,finding"
+    manifest.write_text(f"{header}\nP7,{mg_source},130,170,malignant,calcification\n")
+    out = tmp_path / "sr"
+    status = main(
+        ["predict", "--model", str(model_dirs["whole"]), "--data", str(manifest), "--out",
+         str(tmp_path / "p.csv"), "--dicom-out", str(out), "--no-progress", "--device", "cpu"]
+    )  # fmt: skip
+    assert status == 0
+    (path,) = (out / mg_source.stem).glob("sr-*.dcm")
+    assert dciodvfy_errors(path) == []
+    (group,) = read_report(path)["groups"]
+    assert group["polygon"] == [[0, 0], [COLS, 0], [COLS, ROWS], [0, ROWS], [0, 0]]
+    assert group["probability"] == pytest.approx(pd.read_csv(tmp_path / "p.csv")["probability"][0], abs=1e-6)
+
+
 def test_explain_writes_sr_and_segmentation(tmp_path, model_dirs, mg_source, capsys):
     out = tmp_path / "dicom"
     status = main(

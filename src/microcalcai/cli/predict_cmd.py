@@ -79,13 +79,18 @@ def _write_dicom(folder: Path, predictor, frame, table) -> int:
     from microcalcai.train.data import _crop_size
     from microcalcai.train.predictions import crop_settings
 
-    default_size = int(crop_settings(predictor)["roi_size"])
+    crop = crop_settings(predictor)
+    default_size, whole_image = int(crop["roi_size"]), crop["task"] == "whole_image"
     written, failed = 0, 0
     members = [m.name for m in predictor.members]
     for (_, row), (_, result) in tqdm(
         zip(frame.iterrows(), table.iterrows(), strict=True), total=len(table), desc="DICOM SR", unit="ROI"
     ):
-        roi = Roi(float(row["roi_x"]), float(row["roi_y"]), _crop_size(row, default_size))
+        roi = (
+            None
+            if whole_image
+            else Roi(float(row["roi_x"]), float(row["roi_y"]), _crop_size(row, default_size))
+        )
         probabilities = {name: float(result[f"p_{name}"]) for name in members}
         try:
             probability = float(result["probability"])

@@ -32,9 +32,13 @@ def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict,
 
 
 def write_roi_results(
-    folder, image_path, roi: Roi, predictor, probability, members, saliency=None, **explained
+    folder, image_path, roi: Roi | None, predictor, probability, members, saliency=None, **explained
 ):
-    """Write them into `folder`/<image file stem>/; SourceError when the image cannot be referenced."""
+    """Write them into `folder`/<image file stem>/; SourceError when the image cannot be referenced.
+
+    `roi` None: the model classified the whole image, which is then the SR's region.
+    """
     header = read_source(image_path)
+    roi = roi or Roi.whole_image(int(header.Rows), int(header.Columns))
     datasets = roi_datasets(header, roi, predictor, probability, members, saliency, **explained)
     return write_files(datasets, Path(folder) / Path(image_path).stem)

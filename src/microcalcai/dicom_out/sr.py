@@ -38,22 +38,25 @@ class ModelResult:
 
 @dataclass
 class Roi:
-    """A square ROI in the source's stored pixels (x = column, y = row of its centre, side)."""
+    """A ROI in the source's stored pixels: centre (x = column, y = row), side, and a height when
+    it is not square (a whole-image model's ROI is the whole image)."""
 
     x: float
     y: float
     size: float
+    height: float | None = None
+
+    @classmethod
+    def whole_image(cls, rows: int, cols: int) -> Roi:
+        return cls((cols - 1) / 2.0, (rows - 1) / 2.0, float(cols), float(rows))
 
     def polygon(self) -> np.ndarray:
-        """Closed square in DICOM image coordinates: (0, 0) is the top-left corner of the
+        """Closed rectangle in DICOM image coordinates: (0, 0) is the top-left corner of the
         top-left pixel (PS3.3 C.18.6.1.1), so pixel centres sit at +0.5."""
-        cx, cy, half = self.x + 0.5, self.y + 0.5, self.size / 2.0
-        corners = [
-            (cx - half, cy - half),
-            (cx + half, cy - half),
-            (cx + half, cy + half),
-            (cx - half, cy + half),
-        ]
+        cx, cy = self.x + 0.5, self.y + 0.5
+        half_w, half_h = self.size / 2.0, (self.height or self.size) / 2.0
+        corners = [(cx - half_w, cy - half_h), (cx + half_w, cy - half_h), (cx + half_w, cy + half_h)]
+        corners.append((cx - half_w, cy + half_h))
         return np.array(corners + corners[:1], dtype=np.float32)
 
 
