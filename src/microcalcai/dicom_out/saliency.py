@@ -77,9 +77,13 @@ def saliency_segmentation(
         transfer_syntax_uid=JPEGLSLossless,
         omit_empty_frames=False,
     )
-    # General Image (PS3.3 C.7.6.1): without a Frame of Reference the image needs Patient
-    # Orientation (Type 2C); the source's is copied when it is valid, else left empty.
+    # General Image (PS3.3 C.7.6.1): without plane positions the image needs Patient Orientation
+    # (Type 2C); the source's is copied when it is valid, else left empty.
     seg.PatientOrientation = _orientation(source)
+    if "FrameOfReferenceUID" in source and "FrameOfReferenceUID" not in seg:
+        # The map shares its source's frame of reference (hidden from highdicom only, above).
+        seg.FrameOfReferenceUID = source.FrameOfReferenceUID
+        seg.PositionReferenceIndicator = source.get("PositionReferenceIndicator", "")
     return seg
 
 
@@ -90,7 +94,8 @@ def _as_projection(source):
     looking for plane positions it cannot have; and highdicom 0.22 writes a Pixel Measures item
     without Slice Thickness for a source that has Pixel Spacing but no Frame of Reference, then
     refuses to read its own file back. Both are dropped from the copy it sees: the SEG lies on
-    its source pixel for pixel (Derivation Image Sequence), the spacing stays in the source.
+    its source pixel for pixel (Derivation Image Sequence), the spacing stays in the source, and
+    the source's Frame of Reference UID is set on the SEG afterwards.
     """
     header = copy.copy(source)
     if "ImagePositionPatient" not in header:
