@@ -5,6 +5,7 @@ from __future__ import annotations
 import highdicom as hd
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from dicom_tools import dciodvfy_errors
 from PIL import Image
@@ -56,8 +57,6 @@ def test_predict_writes_one_valid_sr_per_dicom_roi(tmp_path, manifest, model_dir
 
 
 def test_a_whole_image_models_sr_region_is_the_whole_image(tmp_path, model_dirs, mg_source):
-    from conftest import COLS, ROWS
-
     manifest = tmp_path / "whole.csv"
     header = "patient_id,image_path,roi_x,roi_y,label,finding"
     manifest.write_text(f"{header}\nP7,{mg_source},130,170,malignant,calcification\n")
@@ -70,7 +69,10 @@ def test_a_whole_image_models_sr_region_is_the_whole_image(tmp_path, model_dirs,
     (path,) = (out / mg_source.stem).glob("sr-*.dcm")
     assert dciodvfy_errors(path) == []
     (group,) = read_report(path)["groups"]
-    assert group["polygon"] == [[0, 0], [COLS, 0], [COLS, ROWS], [0, ROWS], [0, 0]]
+    source = pydicom.dcmread(mg_source, stop_before_pixels=True)
+    rows, cols = source.Rows, source.Columns
+    assert (rows, cols) == (320, 256)
+    assert group["polygon"] == [[0, 0], [cols, 0], [cols, rows], [0, rows], [0, 0]]
     assert group["probability"] == pytest.approx(pd.read_csv(tmp_path / "p.csv")["probability"][0], abs=1e-6)
 
 
