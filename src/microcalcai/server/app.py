@@ -120,6 +120,7 @@ class MicrocalcApp(MONAILabelApp):
         request["uploaded"] = _is_upload(image, http)
         if request["uploaded"]:
             request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
+        request["datastore"] = datastore or self._datastore  # where params.dicom_out stores results
         request["source"] = load_source(
             request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
         )
@@ -146,7 +147,9 @@ class MicrocalcApp(MONAILabelApp):
         return answer
 
     def on_save_label(self, image_id, label_id):
-        return {"annotations": self._datastore.annotations(image_id)}
+        stored = getattr(self._datastore, "last_label_sr", None)  # its DICOM SR (docs/dicom-out.md)
+        answer = {"annotations": self._datastore.annotations(image_id)}
+        return {**answer, "dicom_out": stored} if stored else answer
 
     def info(self):
         meta = super().info()

@@ -82,6 +82,13 @@ class ClassificationLabels:
 class StudiesDatastore(ClassificationLabels, LocalDatastore):
     """A local studies folder (DICOM, PNG, PGM, NRRD files side by side)."""
 
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
+
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, False)
+
     def studies_folder(self) -> Path:
         return Path(self._datastore_path)
 
@@ -90,8 +97,16 @@ class DicomWebStudies(ClassificationLabels, DICOMWebDatastore):
     """A DICOMweb server; images are cached as DICOM series folders, labels kept in the cache.
 
     MONAI Label's DICOMweb store turns final labels into DICOM SEG objects, which describe
-    segmentations; a classification has no SEG form, so labels stay in the local cache index.
+    segmentations; a classification has no SEG form, so labels stay in the local cache index
+    and each final label is also sent back to the server as a label SR (dicom_results.py).
     """
+
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
+
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, True)
 
     def _image_object(self, image_id):
         from monailabel.datastore.local import ImageLabelModel
