@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from server_helpers import ROI_SIZE
+from server_helpers import ROI_SIZE, error_detail
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -49,8 +49,9 @@ def test_stop_training_leaves_served_model_untouched(server, http):
     assert started.status_code == 200, started.text
     assert started.json()["status"] in ("SUBMITTED", "RUNNING")
     _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
-    # A second training while one runs is refused (MONAI Label answers 429).
-    assert http.post(f"{server.url}/train/tiny-a", json={}, timeout=30).status_code == 429
+    # A second training while one runs is refused: 409 with a JSON message saying how to stop it.
+    second = http.post(f"{server.url}/train/tiny-a", json={}, timeout=30)
+    assert second.status_code == 409 and "DELETE /train/" in error_detail(second)
     stopped = http.delete(f"{server.url}/train/", timeout=30)
     assert stopped.status_code == 200
     _wait(

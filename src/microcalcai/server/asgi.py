@@ -25,6 +25,7 @@ from monailabel.interfaces.exception import (
 
 from microcalcai.errors import InputError, MicrocalcError, NotAvailableError
 from microcalcai.server.context import REQUEST
+from microcalcai.server.train_routes import install_train_routes
 
 LOG = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 30  # a 16-bit full-field mammogram is < 100 MB; 1 GiB is no mammogram
@@ -146,6 +147,7 @@ async def _json_error(request, exc: json.JSONDecodeError):
 
 
 app.add_middleware(RequestGuard)
+install_train_routes(app)  # checks and the cross-restart lock in front of /train/
 app.add_exception_handler(InputError, _input_error)
 app.add_exception_handler(MicrocalcError, _microcalc_error)
 app.add_exception_handler(MONAILabelException, _monailabel_error)
