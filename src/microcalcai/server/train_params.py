@@ -91,11 +91,11 @@ def _typed(key: str, value, default):
     if key in RANGES:
         low, high = RANGES[key]
         if not low <= value <= high:
-            raise RequestError(f"{key} must be between {low} and {high}, got {value}")
+            raise RequestError(f"{key} must be between {low} and {high}, got {_shown(value)}")
     if key in OPEN_RANGES:
         low, high = OPEN_RANGES[key]
         if not low < value < high:
-            raise RequestError(f"{key} must be above {low} and below {high}, got {value}")
+            raise RequestError(f"{key} must be above {low} and below {high}, got {_shown(value)}")
     return value
 
 
@@ -115,4 +115,5 @@ def _check_recipe(name: str) -> None:
 
     named = available_recipes()
     if name not in named:
-        raise RequestError(f"recipe must be one of the named recipes {named}, got {_shown(name)}")
+        # The value is not echoed: it may be a server path, and the answer must not depend on it.
+        raise RequestError(f"recipe must be one of the named recipes {named} (a file path is not accepted)")

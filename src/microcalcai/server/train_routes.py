@@ -119,9 +119,7 @@ def _refuse_if_running(guard: TrainingGuard) -> None:
 
     guard.refuse_if_running()
     if processes("train"):  # MONAI Label's own list of the children this server process started
-        raise Conflict(
-            "a training is already running; wait for it (GET /train/) or stop it (DELETE /train/)"
-        )
+        raise Conflict("a training is already running; wait for it (GET /train/) or stop it (DELETE /train/)")
 
 
 def stop_training(instance):
