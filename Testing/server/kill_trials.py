@@ -1,4 +1,4 @@
-"""kill -9 of the real server while it writes labels, then a restart: what survived.
+"""kill -9 of the real server while it writes labels or trains, then a restart: what survived.
 
 Used by Testing/server/test_server_durability.py (a few trials) and
 benchmarks/bench_durability.py (many). Writers save labels over HTTP, each on a new ROI, and
@@ -199,3 +199,62 @@ def damaged_index_trial(server, studies: Path, acknowledged: dict, damage: str) 
     if result.started:
         check_after_restart(server, studies, acknowledged, result)
     return result
+
+
+@dataclass
+class TrainingTrial:
+    delay_s: float
+    started: bool = False
+    orphan_alive: bool = False
+    refused: bool = False  # a second POST /train/ answered 409 while the orphan ran
+    stopped: bool = False  # DELETE /train/ ended the orphan
+    accepted_after: bool = False  # with no training running any more, a new one is accepted
+    error: str = ""
+
+    @property
+    def survived(self) -> bool:
+        guarded = not self.orphan_alive or (self.refused and self.stopped)
+        return self.started and guarded and self.accepted_after
+
+
+def training_kill_trial(server, http, delay_s: float, body: dict) -> TrainingTrial:
+    """Start a long training, kill the server `delay_s` after the 200, restart, then check that a
+    second training is refused while the orphan runs and that DELETE /train/ ends it."""
+    from microcalcai.server.training_guard import TrainingGuard, kill_tree, process_alive
+
+    trial = TrainingTrial(delay_s)
+    answer = http.post(f"{server.url}/train/tiny-b", json=body, timeout=60)
+    if answer.status_code != 200:
+        trial.error = f"training not started: {answer.status_code} {answer.text[:200]}"
+        return trial
+    time.sleep(delay_s)
+    kill_server_only(server)
+    guard = TrainingGuard(server.workspace)
+    with guard.locked():
+        record = guard.read()
+    pid = record.get("pid") if record else None
+    probe = TrialResult("")
+    restart(server, probe)
+    trial.started = probe.started
+    if not trial.started:
+        trial.error = probe.start_error[-300:]
+        return trial
+    try:
+        trial.orphan_alive = bool(pid) and process_alive(pid)
+        if trial.orphan_alive:
+            second = http.post(f"{server.url}/train/tiny-a", json=body, timeout=60)
+            trial.refused = second.status_code == 409
+            http.delete(f"{server.url}/train/", timeout=60)
+            deadline = time.monotonic() + 30
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            trial.stopped = not process_alive(pid)
+        again = http.post(f"{server.url}/train/tiny-a", json=body, timeout=60)
+        trial.accepted_after = again.status_code == 200
+        if not trial.accepted_after:
+            trial.error = f"a new training after the orphan: {again.status_code} {again.text[:200]}"
+        http.delete(f"{server.url}/train/", timeout=60)
+    finally:
+        if pid:
+            kill_tree(pid)
+    return trial

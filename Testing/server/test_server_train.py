@@ -89,6 +89,9 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
         lambda: (s := _status(http, server))["status"] in ("DONE", "ERROR") and s, 300, "training end"
     )
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
+    # The answer is for a client: the training's log lines come without tracebacks or server paths.
+    shown = json.dumps(status)
+    assert "Traceback" not in shown and str(server.workspace) not in shown and server.studies not in shown
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
     assert stats["n_val"] > 0 and stats["n_train"] > 0
