@@ -4,6 +4,7 @@
                             its own model/ lib/ logs/ bin/ beside it
 <workspace>/models/         hosted models (hosted.py)
 <workspace>/logs/           the launcher's server logs
+<workspace>/training/       the training in progress and its lock (training_guard.py)
 <workspace>/studies/        the sample studies, when no --studies is given
 """
 
