@@ -58,6 +58,8 @@ def label_trials(root: Path, count: int, seed: int) -> dict:
                 f"unlisted={len(last.unlisted)}",
                 flush=True,
             )
+            if not last.started:
+                print("  the start failed:", last.start_error.strip().splitlines()[-1:], flush=True)
         for damage in ("empty", "truncated", "stale"):
             results.append(damaged_index_trial(server, studies, acknowledged, damage))
             print(f"{results[-1].kind}: survived={results[-1].survived}", flush=True)

@@ -188,7 +188,11 @@ def damaged_index_trial(server, studies: Path, acknowledged: dict, damage: str) 
     elif damage == "truncated":
         index.write_text(text[: len(text) // 2])
     elif damage == "stale":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError:  # already unreadable: nothing stale to make
+            result.start_error = "the index was unreadable before this trial"
+            return result
         labelled = [i for i, o in data["objects"].items() if o.get("labels", {}).get("final")]
         for image in labelled[:2]:
             data["objects"][image]["labels"].pop("final")
