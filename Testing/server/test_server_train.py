@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from server_helpers import ROI_SIZE
+from server_helpers import ROI_SIZE, error_detail
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -49,8 +49,9 @@ def test_stop_training_leaves_served_model_untouched(server, http):
     assert started.status_code == 200, started.text
     assert started.json()["status"] in ("SUBMITTED", "RUNNING")
     _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
-    # A second training while one runs is refused (MONAI Label answers 429).
-    assert http.post(f"{server.url}/train/tiny-a", json={}, timeout=30).status_code == 429
+    # A second training while one runs is refused: 409 with a JSON message saying how to stop it.
+    second = http.post(f"{server.url}/train/tiny-a", json={}, timeout=30)
+    assert second.status_code == 409 and "DELETE /train/" in error_detail(second)
     stopped = http.delete(f"{server.url}/train/", timeout=30)
     assert stopped.status_code == 200
     _wait(
@@ -88,6 +89,9 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
         lambda: (s := _status(http, server))["status"] in ("DONE", "ERROR") and s, 300, "training end"
     )
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
+    # The answer is for a client: the training's log lines come without tracebacks or server paths.
+    shown = json.dumps(status)
+    assert "Traceback" not in shown and str(server.workspace) not in shown and server.studies not in shown
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
     assert stats["n_val"] > 0 and stats["n_train"] > 0

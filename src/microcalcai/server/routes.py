@@ -19,6 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
 from fastapi.routing import APIRoute
 
+from microcalcai.server import train_routes
 from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.uploads import storage_fault
 from microcalcai.server.validation import check_image_id, check_tag, parse_params, parse_roi
@@ -57,7 +58,7 @@ POLICY: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/batch/infer"): (OFF, "no batch inference (spawns processes)"),
     ("POST", "/batch/infer/{model}"): (OFF, "no batch inference (spawns processes)"),
     ("DELETE", "/batch/infer"): (OFF, "no batch inference"),
-    ("POST", "/train/"): (OFF, "train every model at once: use POST /train/{model}"),
+    ("POST", "/train/"): (GUARDED, "refused with the models to name: use POST /train/{model}"),
     ("GET", "/scoring/"): (OFF, "no scoring methods (active learning scores on demand)"),
     ("POST", "/scoring/"): (OFF, "no scoring methods (spawns processes)"),
     ("POST", "/scoring/{method}"): (OFF, "no scoring methods (spawns processes)"),
@@ -151,25 +152,11 @@ async def next_sample(strategy: str, params: dict | None = None):
     return result
 
 
-@router.get("/train/", summary="Training status (MicrocalcAI)")
-async def train_status(all: bool = False, check_if_running: bool = False):
-    from monailabel.endpoints.train import status
-
-    return scrub(status(all, check_if_running))
-
-
-@router.post("/train/{model}", summary="Fine-tune a hosted model (MicrocalcAI)")
-async def train_start(model: str, params: dict | None = None, run_sync: bool = False, enqueue: bool = False):
-    from monailabel.endpoints.train import run_model
-
-    return scrub(run_model(model, params, run_sync, enqueue))
-
-
-@router.delete("/train/", summary="Stop the training (MicrocalcAI)")
-async def train_stop():
-    from monailabel.endpoints.train import stop
-
-    return scrub(stop())
+# MicrocalcAI's checks and cross-restart lock in front of MONAI Label's training (train_routes.py)
+router.add_api_route("/train/", train_routes.api_status, methods=["GET"], summary="Training status")
+router.add_api_route("/train/{model}", train_routes.api_run_model, methods=["POST"], summary="Train")
+router.add_api_route("/train/", train_routes.api_stop, methods=["DELETE"], summary="Stop the training")
+router.add_api_route("/train/", train_routes.api_run_all, methods=["POST"], include_in_schema=False)
 
 
 # -- datastore -------------------------------------------------------------------------------

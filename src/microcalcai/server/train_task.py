@@ -4,6 +4,8 @@ MONAI Label runs this task in a child process (`monailabel.interfaces.utils.app 
 stopping a training kills that process: the new version is published only at the very end, by
 one atomic pointer swap, and a stopped or killed run leaves the served model untouched.
 Progress goes to `models/<name>/train_stats.json`, which the server shows in /info/ train_stats.
+The run knows its id and the version it started from (training_guard.py): it publishes under
+the training lock, and only while its model still serves that version.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from monailabel.interfaces.tasks.train import TrainTask
 
-from microcalcai.errors import InputError
 from microcalcai.server.hosted import ENSEMBLE
+from microcalcai.server.training_guard import StalePublish, TrainingRun
 
 LOG = logging.getLogger(__name__)
 DEFAULTS = {
@@ -57,23 +59,30 @@ class FineTuneTask(TrainTask):
         return stats
 
     def __call__(self, request, datastore):
-        params = {**DEFAULTS, **{k: v for k, v in request.items() if k in DEFAULTS}}
+        from microcalcai.server.train_params import check_params
+
         progress = Progress(self.app.store, self.name)
+        run = TrainingRun(self.app.workspace, self.app.store, self.name, request)
         try:
-            result = self._run(params, datastore, progress)
+            # The server checked these already; a run started some other way is checked here.
+            params = check_params(
+                {k: v for k, v in request.items() if k in DEFAULTS}, self.config(), PUBLISH_RULES
+            )
+            run.begin()
+            result = self._run(params, datastore, progress, run)
         except Exception as exc:
-            progress.update(state="failed", message=str(exc))
+            progress.update(state="failed", message=_public(exc))
             raise
+        finally:
+            run.end()
         return result
 
-    def _run(self, params: dict, datastore, progress: Progress) -> dict:
+    def _run(self, params: dict, datastore, progress: Progress, run: TrainingRun) -> dict:
         from microcalcai.server.training_data import labeled_frame, split_by_patient
 
-        if params["publish_if"] not in PUBLISH_RULES:
-            raise InputError(f"publish_if must be one of {PUBLISH_RULES}, got {params['publish_if']!r}")
         store = self.app.store
-        base_version = store.current_version(self.name)
-        base_dir = store.current_dir(self.name)
+        base_version = run.base_version
+        base_dir = store.version_dir(self.name, base_version)
         progress.update(
             state="running",
             pid=os.getpid(),
@@ -95,7 +104,7 @@ class FineTuneTask(TrainTask):
         progress.update(
             message=f"training on {int((frame.split == 'train').sum())} ROIs, "
             f"validating on {int((frame.split == 'val').sum())}",
-            run_dir=str(run_dir),
+            run_dir=str(run_dir.relative_to(store.folder(self.name))),
         )
 
         from microcalcai.server.finetune import evaluate_auc, fine_tune
@@ -120,8 +129,16 @@ class FineTuneTask(TrainTask):
             "n_train": int((frame.split == "train").sum()),
             "n_val": int(len(val)),
         }
+        stale = None
         if publish:
-            version = self._publish(new_dir)
+            try:
+                version = self._publish(new_dir, run)
+            except StalePublish as exc:
+                stale = str(exc)
+                summary["published"] = False
+        if stale:
+            message = f"not published: {stale}"
+        elif publish:
             summary["published_version"] = version
             message = f"published version {version}: validation AUC {new_auc:.3f} vs {base_auc:.3f}"
         else:
@@ -133,29 +150,35 @@ class FineTuneTask(TrainTask):
         LOG.info(message)
         return summary
 
-    def _publish(self, new_dir: Path) -> str:
+    def _publish(self, new_dir: Path, run: TrainingRun) -> str:
+        """Copy the new model beside the versions, then, under the training lock and only if
+        this run may still publish (else StalePublish), name it the next version and serve it."""
         import shutil
 
         from microcalcai.models.artifact import read_card
         from microcalcai.server.workspace import build_ensemble, rename_card
 
         store = self.app.store
-        version = store.next_version(self.name)
-        target = store.version_dir(self.name, version)
-        staging = target.with_name(f".{version}.staging")
+        staging = store.version_dir(self.name, f".staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(new_dir, staging)
-        rename_card(staging, self.name, version)
-        staging.rename(target)
-        store.publish(self.name, version)
-        if ENSEMBLE in store.names():
-            card = self.app.served.get(ENSEMBLE).card
-            build_ensemble(
-                self.app.workspace,
-                threshold=card["threshold"],
-                threshold_method=card.get("threshold_method", ""),
-                val_metrics=card.get("val_metrics"),
-            )
+        try:
+            with run.publishing():
+                version = store.next_version(self.name)
+                target = store.version_dir(self.name, version)
+                rename_card(staging, self.name, version)
+                staging.rename(target)
+                store.publish(self.name, version)
+                if ENSEMBLE in store.names():
+                    card = self.app.served.get(ENSEMBLE).card
+                    build_ensemble(
+                        self.app.workspace,
+                        threshold=card["threshold"],
+                        threshold_method=card.get("threshold_method", ""),
+                        val_metrics=card.get("val_metrics"),
+                    )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         read_card(target)  # the published folder must load
         return version
 
@@ -212,6 +235,13 @@ def _alive(pid) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _public(exc: Exception) -> str:
+    """The failure as /info/ train_stats shows it: no absolute paths."""
+    from microcalcai.server.public_text import scrub
+
+    return scrub(str(exc))
 
 
 def _now() -> str:
