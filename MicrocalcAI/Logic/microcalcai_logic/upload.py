@@ -1,25 +1,39 @@
-"""Pixels for the server when it does not hold the image: the file a volume was loaded from
-(the server then reads it exactly as it reads its own studies), or, for a volume that exists
-only in memory, its pixels as a 2D NRRD."""
+"""What leaves this machine for an image the server does not hold, and how it gets there once.
 
-import contextlib
+Never the original file: a DICOM goes as its de-identified copy (deidentify.py: the same pixels,
+display mapping and geometry, no patient), a PNG or PGM as it is (those formats carry no patient
+header), anything else (NRRD, NIfTI, a volume that exists only in memory) as its stored pixels in
+a plain 2D NRRD. The copy is added to the server's datastore once (MONAI Label's
+`PUT /datastore/image`), under an id made of its digest only (a file or node name can hold a
+patient's name or id); classification and labels then refer to that id.
+
+Split in two for the front ends' worker thread: `prepare_upload` reads the scene (main thread),
+`send_upload` talks to the server (any thread).
+"""
+
 import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
+import shutil
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
 from .client import ServerClient
-from .volumes import mark_from_server, server_image_id, source_file
+from .deidentify import is_dicom, series_uid, write_deidentified
+from .errors import LogicError, ServerError
+from .volumes import dicom_instance_uids, mark_from_server, server_image_id, source_file
 
-UPLOADABLE_SUFFIXES = (".dcm", ".dicom", ".png", ".pgm", ".nrrd")
+SENT_AS_IS = (".png", ".pgm")
+ID_PREFIX = "local"
 
 
-def _is_dicom(path: str) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    return head[128:132] == b"DICM"
+@dataclass(frozen=True)
+class PreparedUpload:
+    path: str  # the file that would be sent (de-identified), inside the caller's folder
+    kind: str  # "dicom" | "raster" | "nrrd"
+    image_id: str  # the datastore id it gets: the digest of what is sent
+    series_uid: Optional[str] = None  # the original's, to ask whether the server holds the study
 
 
 def write_nrrd(volume_node, folder: str) -> str:
@@ -34,33 +48,73 @@ def write_nrrd(volume_node, folder: str) -> str:
     return path
 
 
-@contextlib.contextmanager
-def upload_file(volume_node) -> Iterator[str]:
-    """A path to upload for this volume, valid inside the `with` block."""
-    path = source_file(volume_node)
-    if path is not None and (path.lower().endswith(UPLOADABLE_SUFFIXES) or _is_dicom(path)):
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="microcalcai-") as folder:
-        yield write_nrrd(volume_node, folder)
+def prepare_upload(
+    volume_node, folder: str, instance_lookup: Optional[Callable[[str], Optional[str]]] = None
+) -> PreparedUpload:
+    """Write what would be sent for this volume into `folder` (reads the scene: main thread)."""
+    os.makedirs(folder, exist_ok=True)
+    path = source_file(volume_node, instance_lookup)
+    if path is None and dicom_instance_uids(volume_node):
+        uids = dicom_instance_uids(volume_node)
+        raise LogicError(
+            "'{}' came from Slicer's DICOM database, but its file ({}) cannot be found there: "
+            "import the study again in the DICOM module, or load the DICOM file with "
+            "Add Data, and classify again.".format(
+                volume_node.GetName(), uids[0] if len(uids) == 1 else f"{len(uids)} instances"
+            )
+        )
+    series = None
+    if path is not None and is_dicom(path):
+        sent, kind = write_deidentified(path, os.path.join(folder, "image.dcm")), "dicom"
+        series = series_uid(path)
+    elif path is not None and path.lower().endswith(SENT_AS_IS):
+        sent, kind = os.path.join(folder, "image" + os.path.splitext(path)[1].lower()), "raster"
+        shutil.copyfile(path, sent)
+    else:
+        sent, kind = write_nrrd(volume_node, folder), "nrrd"
+    return PreparedUpload(path=sent, kind=kind, image_id=_digest_id(sent), series_uid=series)
 
 
-def publish(client: ServerClient, volume_node) -> str:
-    """Put a local image into the server's datastore (once) so labels can be stored for it.
+def _digest_id(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{ID_PREFIX}-{digest.hexdigest()[:16]}"
 
-    The id is the node's name plus a digest of the file's bytes: the same file always gets the
-    same id, two different files never share one.
-    """
+
+def held_by_server(client: ServerClient, prepared: PreparedUpload) -> Optional[str]:
+    """The server's id for this study when it already holds it (a DICOMweb datastore names an
+    image by its series UID; so does a local one whose file is named so), else None."""
+    for candidate in (prepared.series_uid, prepared.image_id):
+        if not candidate:
+            continue
+        try:
+            client.image_info(candidate)
+        except ServerError as error:
+            if error.status in (400, 404, 422):
+                continue
+            raise
+        return candidate
+    return None
+
+
+def send_upload(client: ServerClient, prepared: PreparedUpload) -> str:
+    """The datastore id of the prepared image: the one the server already has, or a new one
+    (any thread: no scene access)."""
+    held = held_by_server(client, prepared)
+    if held is not None:
+        return held
+    return client.upload_image(prepared.image_id, prepared.path)
+
+
+def publish(
+    client: ServerClient, volume_node, folder: str, instance_lookup: Optional[Callable] = None
+) -> str:
+    """Put a local image (de-identified) into the server's datastore once; returns its id."""
     existing = server_image_id(volume_node, client.url)
     if existing:
         return existing
-    with upload_file(volume_node) as path:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in volume_node.GetName()) or "image"
-        image_id = f"{stem[:48]}-{digest.hexdigest()[:12]}"
-        image_id = client.upload_image(image_id, path)
+    image_id = send_upload(client, prepare_upload(volume_node, folder, instance_lookup))
     mark_from_server(volume_node, image_id, client.url)
     return image_id
