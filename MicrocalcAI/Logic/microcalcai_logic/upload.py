@@ -90,12 +90,12 @@ def held_by_server(client: ServerClient, prepared: PreparedUpload) -> Optional[s
         if not candidate:
             continue
         try:
-            client.image_info(candidate)
+            # MONAI Label answers an empty record (200) for an id its datastore does not hold.
+            if client.image_info(candidate):
+                return candidate
         except ServerError as error:
-            if error.status in (400, 404, 422):
-                continue
-            raise
-        return candidate
+            if error.status not in (400, 404, 422):
+                raise
     return None
 
 
