@@ -30,6 +30,7 @@ class Task:
     cancelled: threading.Event = field(default_factory=threading.Event)
     message: str = ""
     fraction: Optional[float] = None  # 0..1, or None when the step's length is unknown
+    thread: Optional[threading.Thread] = None
 
     def report(self, message: str, fraction: Optional[float] = None) -> None:
         """Called by the work (any thread): what the panel's busy line shows."""
@@ -59,7 +60,10 @@ class TaskRunner:
             raise LogicError(f"Wait for '{self.current.label}' to finish (or cancel it) first.")
         task = Task(label=label, work=work, on_done=on_done, on_error=on_error, message=label)
         self.current = task
-        threading.Thread(target=self._run, args=(task,), name="MicrocalcAI " + label, daemon=True).start()
+        task.thread = threading.Thread(
+            target=self._run, args=(task,), name="MicrocalcAI " + label, daemon=True
+        )
+        task.thread.start()
         return task
 
     def _run(self, task: Task) -> None:
