@@ -131,7 +131,8 @@ class MicrocalcAILogic:
         self.volume = None
         self.roi: Optional[PixelRoi] = None
         self.last: Optional[Classification] = None
-        self.tasks = TaskRunner()
+        self.tasks = TaskRunner()  # the user's actions, one at a time
+        self.polls = TaskRunner()  # training progress, beside them
         self.monitor: Optional[TrainingMonitor] = None
         self.missing_requirements: list = []  # set by the front end; Connect and the rest wait for them
         self._declined: set = set()  # servers refused this session (asked again next session)
@@ -516,6 +517,25 @@ class MicrocalcAILogic:
         progress = self.monitor.poll(self.require_client())
         return progress
 
+    def submit_start_training(self, on_done, on_error, model: Optional[str] = None, **options) -> Task:
+        return self.tasks.submit(
+            "Starting the training", lambda task: self.start_training(model, **options), on_done, on_error
+        )
+
+    def submit_stop_training(self, on_done, on_error) -> Task:
+        return self.tasks.submit(
+            "Stopping the training", lambda task: self.stop_training(), on_done, on_error
+        )
+
+    def submit_follow_training(self, on_done, on_error=None) -> Optional[Task]:
+        """One poll of the training on its own worker (None when none is followed, or the previous
+        poll is still out): the panel's timer calls it, and actions can run meanwhile."""
+        if self.monitor is None or self.polls.busy:
+            return None
+        return self.polls.submit(
+            "Following the training", lambda task: self.follow_training(), on_done, on_error
+        )
+
     @property
     def training_running(self) -> bool:
         return self.monitor is not None and self.monitor.active
@@ -558,7 +578,8 @@ class MicrocalcAILogic:
             volume_node.GetID() if volume_node is not None else None
         )
         return Controls(
-            connect=Control(not busy and not missing, "" if not busy else reason or missing),
+            # Connect stays available while packages are missing: it is what installs them.
+            connect=Control(not busy, reason if busy else missing),
             classify=Control(not roi_reason, roi_reason),
             annotate=Control(not roi_reason, roi_reason),
             next_sample=Control(not reason, reason),
