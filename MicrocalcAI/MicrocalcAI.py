@@ -245,6 +245,9 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Buttons enabled as the Logic says; the first reason a button is off is the status line."""
         if self._parameterNode is None or self.logic is None:
             return
+        p = self._parameterNode
+        if {node for node, _event in self._observedMarks} != {n for n in (p.roiNode, p.pointNode) if n}:
+            self._observeMarks()  # another box or point list was chosen
         volume, box, point, _size = self._marks()
         controls = self.core.controls(volume, box, point, use_box=self._parameterNode.useRoiBox)
         for button, control in (
