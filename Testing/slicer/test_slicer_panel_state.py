@@ -126,9 +126,9 @@ def test_buttons_follow_the_logics_state(scene):
     assert logic.controls(volume, None, point_ras=[0.0, 0.0, 0.0], use_box=False).classify.enabled
     logic.missing_requirements = ["pynrrd"]
     blocked = logic.controls(volume, box)
-    assert (
-        not blocked.classify.enabled and not blocked.connect.enabled and "pynrrd" in blocked.classify.reason
-    )
+    assert not blocked.classify.enabled and not blocked.next_sample.enabled and not blocked.train.enabled
+    assert "pynrrd" in blocked.classify.reason
+    assert blocked.connect.enabled and "pynrrd" in blocked.connect.reason  # Connect installs them
 
 
 def test_saliency_controls_never_blank_the_views_and_a_stale_map_goes(scene):
@@ -170,3 +170,31 @@ def test_saliency_controls_never_blank_the_views_and_a_stale_map_goes(scene):
         views[0].GetForegroundVolumeID() is None and views[1].GetForegroundVolumeID() == users_overlay.GetID()
     )
     assert logic.select_volume(second) is False
+
+
+def _local_image(logic, studies, index):
+    row = studies["rows"][index]
+    volume = load_volume(logic.scene, str(studies["folder"] / Path(row["image_path"]).name))
+    box = logic.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    g.place_roi_node(box, volume, g.PixelRoi(float(row["roi_x"]), float(row["roi_y"]), int(row["roi_size"])))
+    return volume, box
+
+
+@pytest.mark.server
+def test_an_upload_reports_its_progress_and_cancel_stops_it_midway(logic, studies):
+    from microcalcai_logic.client import ServerClient
+
+    before = set(ServerClient(logic.client.url).datastore()["objects"])
+    volume, box = _local_image(logic, studies, 0)
+    task = logic.submit_classify(pytest.fail, pytest.fail, volume, roi_node=box)
+    logic.tasks.cancel()  # before the first bytes leave: the upload stops there
+    task.thread.join(120)
+    assert logic.tasks.poll() is False and volume.GetAttribute("MicrocalcAI.ImageId") is None
+    assert set(ServerClient(logic.client.url).datastore()["objects"]) == before
+    answers = []
+    task = logic.submit_classify(answers.append, pytest.fail, volume, roi_node=box)
+    logic.tasks.wait()
+    sending = [f for message, f in task.steps if message.startswith("Sending the de-identified image")]
+    assert sending[-1] == pytest.approx(1.0) and sending == sorted(sending)
+    assert task.steps[-1][0] == "Classifying with ensemble" and answers[0].image_id.startswith("local-")
+    assert set(ServerClient(logic.client.url).datastore()["objects"]) - before == {answers[0].image_id}

@@ -209,12 +209,31 @@ class ServerClient:
         os.replace(partial, path)
         return path
 
-    def upload_image(self, image_id: str, path: str) -> str:
-        """PUT /datastore/image (MONAI Label's): add a file to the datastore; returns its id."""
+    def upload_image(self, image_id: str, path: str, progress=None) -> str:
+        """PUT /datastore/image (MONAI Label's): add a file to the datastore; returns its id.
+        `progress(fraction)` is called as the bytes go out (it may raise to abort the upload)."""
         suffix = ".nrrd" if path.lower().endswith(".nrrd") else os.path.splitext(path)[1] or ".dcm"
         with open(path, "rb") as handle:
-            files = {"file": (image_id + suffix, handle, "application/octet-stream"), "params": (None, "{}")}
-            answer = self.json("PUT", "/datastore/image", params={"image": image_id}, files=files)
+            if progress is None:
+                files = {
+                    "file": (image_id + suffix, handle, "application/octet-stream"),
+                    "params": (None, "{}"),
+                }
+                answer = self.json("PUT", "/datastore/image", params={"image": image_id}, files=files)
+            else:
+                from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+
+                encoder = MultipartEncoder(
+                    {"file": (image_id + suffix, handle, "application/octet-stream"), "params": "{}"}
+                )
+                monitor = MultipartEncoderMonitor(encoder, lambda m: progress(m.bytes_read / max(m.len, 1)))
+                answer = self.json(
+                    "PUT",
+                    "/datastore/image",
+                    params={"image": image_id},
+                    data=monitor,
+                    headers={"Content-Type": monitor.content_type},
+                )
         return str(answer.get("image") or image_id)
 
     def save_label(self, image_id: str, annotation: dict[str, Any], tag: str = "final") -> dict[str, Any]:

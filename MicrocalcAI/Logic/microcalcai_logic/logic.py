@@ -229,12 +229,18 @@ class MicrocalcAILogic:
         folder = tempfile.mkdtemp(prefix="upload-", dir=_made(self.temp_folder))
         return prepare_upload(volume_node, folder, self.instance_lookup)
 
-    def _image_id(self, upload: Optional[PreparedUpload], image_id: Optional[str]) -> str:
-        """Network half: the datastore id, sending the prepared image when needed (once)."""
+    def _image_id(self, upload: Optional[PreparedUpload], image_id: Optional[str], task=None) -> str:
+        """Network half: the datastore id, sending the prepared image when needed (once). On a
+        worker, the upload reports its progress and stops mid-way when the user cancels."""
         if upload is None:
             return image_id
+
+        def progress(fraction):
+            task.check()
+            task.report("Sending the de-identified image to the server (once)", fraction)
+
         try:
-            return send_upload(self.require_client(), upload)
+            return send_upload(self.require_client(), upload, progress if task is not None else None)
         finally:
             import shutil
 
@@ -322,9 +328,7 @@ class MicrocalcAILogic:
         )
 
     def run_classify(self, job: ClassifyJob, task: Optional[Task] = None) -> ClassifyJob:
-        if job.upload is not None and task is not None:
-            task.report("Sending the de-identified image to the server (once)")
-        job.image_id = self._image_id(job.upload, job.image_id)
+        job.image_id = self._image_id(job.upload, job.image_id, task)
         if task is not None:
             task.check()
             task.report(f"Classifying with {job.model}")
@@ -424,7 +428,7 @@ class MicrocalcAILogic:
         )
 
     def run_annotate(self, job: AnnotateJob, task: Optional[Task] = None) -> AnnotateJob:
-        job.image_id = self._image_id(job.upload, job.image_id)
+        job.image_id = self._image_id(job.upload, job.image_id, task)
         if task is not None:
             task.check()
         job.saved = save_annotation(self.require_client(), job.image_id, job.roi, job.annotation)

@@ -31,10 +31,13 @@ class Task:
     message: str = ""
     fraction: Optional[float] = None  # 0..1, or None when the step's length is unknown
     thread: Optional[threading.Thread] = None
+    steps: list = field(default_factory=list)  # every (message, fraction) reported, in order
 
     def report(self, message: str, fraction: Optional[float] = None) -> None:
         """Called by the work (any thread): what the panel's busy line shows."""
         self.message, self.fraction = message, fraction
+        if not self.steps or self.steps[-1] != (message, fraction):
+            self.steps.append((message, fraction))
 
     def check(self) -> None:
         """Called by the work between its steps: stop here if the user cancelled."""

@@ -99,13 +99,13 @@ def held_by_server(client: ServerClient, prepared: PreparedUpload) -> Optional[s
     return None
 
 
-def send_upload(client: ServerClient, prepared: PreparedUpload) -> str:
+def send_upload(client: ServerClient, prepared: PreparedUpload, progress=None) -> str:
     """The datastore id of the prepared image: the one the server already has, or a new one
-    (any thread: no scene access)."""
+    (any thread: no scene access). `progress(fraction)` follows the upload."""
     held = held_by_server(client, prepared)
     if held is not None:
         return held
-    return client.upload_image(prepared.image_id, prepared.path)
+    return client.upload_image(prepared.image_id, prepared.path, progress=progress)
 
 
 def publish(
