@@ -244,7 +244,7 @@ class MicrocalcAILogic:
         finally:
             import shutil
 
-            shutil.rmtree(os.path.dirname(upload.path), ignore_errors=True)
+            shutil.rmtree(upload.folder, ignore_errors=True)
 
     # -- which image, which ROI --------------------------------------------------------------
     def roi_for(

@@ -22,17 +22,19 @@ import numpy as np
 from .client import ServerClient
 from .deidentify import is_dicom, series_uid, write_deidentified
 from .errors import LogicError, ServerError
-from .volumes import dicom_instance_uids, mark_from_server, server_image_id, source_file
+from .volumes import dicom_instance_uids, source_file
 
 SENT_AS_IS = (".png", ".pgm")
 ID_PREFIX = "local"
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedUpload:
-    path: str  # the file that would be sent (de-identified), inside the caller's folder
     kind: str  # "dicom" | "raster" | "nrrd"
-    image_id: str  # the datastore id it gets: the digest of what is sent
+    folder: str  # this upload's own temporary folder
+    source: Optional[str] = None  # the file it is made from (dicom, raster)
+    path: Optional[str] = None  # the file that is sent, once written (de-identified)
+    image_id: Optional[str] = None  # the datastore id it gets: the digest of what is sent
     series_uid: Optional[str] = None  # the original's, to ask whether the server holds the study
 
 
@@ -51,7 +53,9 @@ def write_nrrd(volume_node, folder: str) -> str:
 def prepare_upload(
     volume_node, folder: str, instance_lookup: Optional[Callable[[str], Optional[str]]] = None
 ) -> PreparedUpload:
-    """Write what would be sent for this volume into `folder` (reads the scene: main thread)."""
+    """Decide what would be sent for this volume (reads the scene: GUI thread). Only a volume
+    without a file has its pixels written here; a file's copy is made by `write_upload`, on the
+    worker, so a large mammogram does not hold up the GUI."""
     os.makedirs(folder, exist_ok=True)
     path = source_file(volume_node, instance_lookup)
     if path is None and dicom_instance_uids(volume_node):
@@ -63,16 +67,24 @@ def prepare_upload(
                 volume_node.GetName(), uids[0] if len(uids) == 1 else f"{len(uids)} instances"
             )
         )
-    series = None
     if path is not None and is_dicom(path):
-        sent, kind = write_deidentified(path, os.path.join(folder, "image.dcm")), "dicom"
-        series = series_uid(path)
-    elif path is not None and path.lower().endswith(SENT_AS_IS):
-        sent, kind = os.path.join(folder, "image" + os.path.splitext(path)[1].lower()), "raster"
-        shutil.copyfile(path, sent)
-    else:
-        sent, kind = write_nrrd(volume_node, folder), "nrrd"
-    return PreparedUpload(path=sent, kind=kind, image_id=_digest_id(sent), series_uid=series)
+        return PreparedUpload(kind="dicom", folder=folder, source=path)
+    if path is not None and path.lower().endswith(SENT_AS_IS):
+        return PreparedUpload(kind="raster", folder=folder, source=path)
+    return PreparedUpload(kind="nrrd", folder=folder, path=write_nrrd(volume_node, folder))
+
+
+def write_upload(prepared: PreparedUpload) -> PreparedUpload:
+    """Write the file that is sent (any thread: no scene access) and name it by its digest."""
+    if prepared.path is None and prepared.kind == "dicom":
+        prepared.path = write_deidentified(prepared.source, os.path.join(prepared.folder, "image.dcm"))
+        prepared.series_uid = series_uid(prepared.source)
+    elif prepared.path is None:
+        prepared.path = os.path.join(prepared.folder, "image" + os.path.splitext(prepared.source)[1].lower())
+        shutil.copyfile(prepared.source, prepared.path)
+    if prepared.image_id is None:
+        prepared.image_id = _digest_id(prepared.path)
+    return prepared
 
 
 def _digest_id(path: str) -> str:
@@ -102,19 +114,8 @@ def held_by_server(client: ServerClient, prepared: PreparedUpload) -> Optional[s
 def send_upload(client: ServerClient, prepared: PreparedUpload, progress=None) -> str:
     """The datastore id of the prepared image: the one the server already has, or a new one
     (any thread: no scene access). `progress(fraction)` follows the upload."""
+    write_upload(prepared)
     held = held_by_server(client, prepared)
     if held is not None:
         return held
     return client.upload_image(prepared.image_id, prepared.path, progress=progress)
-
-
-def publish(
-    client: ServerClient, volume_node, folder: str, instance_lookup: Optional[Callable] = None
-) -> str:
-    """Put a local image (de-identified) into the server's datastore once; returns its id."""
-    existing = server_image_id(volume_node, client.url)
-    if existing:
-        return existing
-    image_id = send_upload(client, prepare_upload(volume_node, folder, instance_lookup))
-    mark_from_server(volume_node, image_id, client.url)
-    return image_id
