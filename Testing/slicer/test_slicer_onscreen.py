@@ -140,6 +140,7 @@ def test_a_dicom_module_volume_whose_file_is_gone_is_a_clear_error(logic, studie
     logic.instance_lookup = lambda uid: None  # the database no longer holds the instance
     with pytest.raises(LogicError, match="DICOM database.*cannot be found"):
         logic.classify(volume, roi_node=_box(logic, volume, _roi_near_cluster(volume)))
+    assert not list(Path(logic.temp_folder).glob("upload-*"))  # nothing left behind
 
 
 def test_a_study_the_server_holds_is_referred_to_not_sent(logic, studies):
@@ -178,3 +179,4 @@ def test_a_local_image_is_sent_once_per_session_and_recognised_in_the_next(logic
     other_box = _box(other, again, first.roi)
     assert other.classify(again, roi_node=other_box).image_id == first.image_id
     assert set(ServerClient(logic.client.url).datastore()["objects"]) - before == {first.image_id}
+    assert not list(Path(logic.temp_folder).glob("upload-*"))  # the copies sent are removed

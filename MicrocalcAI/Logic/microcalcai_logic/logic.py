@@ -227,7 +227,13 @@ class MicrocalcAILogic:
                 "from the server (Next sample), or allow sending in the Server section."
             )
         folder = tempfile.mkdtemp(prefix="upload-", dir=_made(self.temp_folder))
-        return prepare_upload(volume_node, folder, self.instance_lookup)
+        try:
+            return prepare_upload(volume_node, folder, self.instance_lookup)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def _image_id(self, upload: Optional[PreparedUpload], image_id: Optional[str], task=None) -> str:
         """Network half: the datastore id, sending the prepared image when needed (once). On a
