@@ -198,3 +198,16 @@ def test_an_upload_reports_its_progress_and_cancel_stops_it_midway(logic, studie
     assert sending[-1] == pytest.approx(1.0) and sending == sorted(sending)
     assert task.steps[-1][0] == "Classifying with ensemble" and answers[0].image_id.startswith("local-")
     assert set(ServerClient(logic.client.url).datastore()["objects"]) - before == {answers[0].image_id}
+
+
+@pytest.mark.server
+def test_next_sample_downloads_on_the_worker_with_progress(logic):
+    samples = []
+    task = logic.submit_next_sample(samples.append, pytest.fail, strategy="first")
+    logic.tasks.wait()
+    downloading = [f for message, f in task.steps if message.startswith("Downloading")]
+    assert downloading[-1] == pytest.approx(1.0) and downloading[1:] == sorted(downloading[1:])
+    sample = samples[0]
+    assert sample is not None and logic.volume.GetAttribute("MicrocalcAI.ImageId") == sample.image_id
+    box = logic.scene.GetFirstNodeByName("MicrocalcAI ROI")
+    assert g.roi_from_markups(logic.volume, box) == sample.roi

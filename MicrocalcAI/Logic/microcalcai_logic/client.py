@@ -195,17 +195,30 @@ class ServerClient:
     def image_info(self, image_id: str) -> dict[str, Any]:
         return self.json("GET", "/datastore/image/info", params={"image": image_id})
 
-    def download_image(self, image_id: str, folder: str) -> str:
-        """Save the datastore's copy of an image in `folder`, keeping its file name's suffix."""
+    def download_image(self, image_id: str, folder: str, progress=None) -> str:
+        """Save the datastore's copy of an image in `folder`, keeping its file name's suffix.
+        `progress(fraction)` is called per chunk when the server says the size (it may raise to
+        stop the download)."""
         response = self.request("GET", "/datastore/image", params={"image": image_id}, stream=True)
+        total = int(response.headers.get("content-length") or 0)
         name = _attachment_name(response.headers.get("content-disposition")) or image_id
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(name)) or "image"
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, safe)
         partial = path + ".part"
-        with open(partial, "wb") as handle:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                handle.write(chunk)
+        done = 0
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress is not None and total:
+                        progress(min(done / total, 1.0))
+        except BaseException:
+            response.close()
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
         os.replace(partial, path)
         return path
 

@@ -479,12 +479,18 @@ class MicrocalcAILogic:
         )
         if answer is None:
             return None
+        progress = None
         if task is not None:
             task.check()
-            task.report("Downloading {}".format(answer.get("id")))
-        path = client.download_image(
-            str(answer["id"]), os.path.join(self.cache_folder, _safe_name(answer["id"]))
-        )
+            message = "Downloading {}".format(answer.get("id"))
+            task.report(message)
+
+            def progress(fraction):
+                task.check()
+                task.report(message, fraction)
+
+        folder = os.path.join(self.cache_folder, _safe_name(answer["id"]))
+        path = client.download_image(str(answer["id"]), folder, progress=progress)
         return answer, path
 
     def finish_next(self, fetched, roi_node=None) -> Optional[NextSample]:
