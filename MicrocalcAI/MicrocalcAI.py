@@ -452,9 +452,10 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def onSaliencyDisplay(self, *unused):
-        p = self._parameterNode
-        if p is not None:
-            self.core.set_saliency_display(opacity=p.saliencyOpacity, visible=p.showSaliency)
+        # The controls' own values: this slot may run before the parameter node has followed them.
+        self.core.set_saliency_display(
+            opacity=self.ui.saliencyOpacitySlider.value, visible=self.ui.showSaliencyCheckBox.checked
+        )
 
     def onAnnotate(self, label):
         volume, box, point, size = self._marks()
