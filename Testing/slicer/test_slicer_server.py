@@ -36,6 +36,23 @@ def test_connect_reads_models_and_remembers_the_url(logic, server):
     assert logic.settings.server_url == server.url
 
 
+def test_a_server_that_does_not_answer_in_time_is_a_clear_message(scene):
+    """A listening socket that never answers: the read timeout (after the one repeat a GET gets)
+    is reported as such, not as an unreachable server."""
+    import socket
+
+    from microcalcai_logic.client import ServerClient as Client
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        client = Client(f"127.0.0.1:{silent.getsockname()[1]}", timeout=(2.0, 0.3))
+        with pytest.raises(ServerError, match="did not answer within 0 s"):
+            client.info()
+        adapter = client.session.get_adapter(client.url)
+        assert set(adapter.max_retries.allowed_methods) == {"GET", "HEAD"}  # uploads are never repeated
+
+
 def test_unreachable_server_is_a_clear_message(scene):
     from microcalcai_logic.client import DEFAULT_URL
 

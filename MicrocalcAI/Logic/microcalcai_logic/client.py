@@ -103,6 +103,9 @@ class ServerClient:
         self.url = normalise_url(url)
         self.timeout = timeout
         self.session = session or requests.Session()
+        if session is None:
+            self.session.mount("http://", _retrying_adapter())
+            self.session.mount("https://", _retrying_adapter())
 
     # -- transport -------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs):
@@ -111,15 +114,15 @@ class ServerClient:
         kwargs.setdefault("timeout", self.timeout)
         try:
             response = self.session.request(method, self.url + path, **kwargs)
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as error:
+            if not _timed_out(error):
+                raise ServerError(
+                    f"Cannot reach the MicrocalcAI server at {self.url}: check the address, and that the "
+                    "server is running (start it with `microcalcai serve`)."
+                ) from None
             raise ServerError(
                 "The server at {} did not answer within {:.0f} s: it may be busy training; "
                 "try again in a moment.".format(self.url, kwargs["timeout"][1])
-            ) from None
-        except requests.exceptions.ConnectionError:
-            raise ServerError(
-                f"Cannot reach the MicrocalcAI server at {self.url}: check the address, and that the server "
-                "is running (start it with `microcalcai serve`)."
             ) from None
         if response.status_code >= 400:
             raise ServerError(self._refusal(method, path, response), status=response.status_code)
@@ -268,6 +271,32 @@ class ServerClient:
 
     def train_stop(self) -> dict[str, Any]:
         return self.json("DELETE", "/train/")
+
+
+def _timed_out(error) -> bool:
+    """A timeout, also when it comes wrapped in the ConnectionError requests raises once the
+    retry of a GET is used up."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    if isinstance(error, requests.exceptions.Timeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    # urllib3's NewConnectionError (refused) derives from ConnectTimeoutError: not a timeout.
+    return isinstance(reason, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(
+        reason, NewConnectionError
+    )
+
+
+def _retrying_adapter():
+    """Repeat a GET once when the connection fails before an answer: a kept-alive connection the
+    server closed while idle (uvicorn does after 5 s, the time it can take to prepare a large
+    image) fails on reuse. Uploads and other methods are never repeated."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=1, connect=1, read=1, status=0, other=0, allowed_methods=frozenset({"GET", "HEAD"}))
+    return HTTPAdapter(max_retries=retry)
 
 
 def _quote(text: str) -> str:
