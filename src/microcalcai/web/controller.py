@@ -462,8 +462,14 @@ class PageController:
     # -- annotate, next sample -------------------------------------------------------------------
     async def annotate(self, label):
         def work():
+            # The label is for the image and the ROI the page shows now.
+            box, point = self._marks()
             annotations = self.logic.annotate(
                 label,
+                volume_node=self.logic.volume,
+                roi_node=box,
+                point_ras=point,
+                size_mm=self._size_mm() if box is None else None,
                 morphology=self.state.morphology,
                 distribution=self.state.distribution,
                 comment=self.state.comment or "",
