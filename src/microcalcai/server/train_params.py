@@ -42,6 +42,11 @@ def check_params(body, defaults: dict, publish_rules: tuple[str, ...]) -> dict:
             f'the body must be a JSON object of training parameters (like {{"max_epochs": 5}}), '
             f"got a JSON {type(body).__name__}"
         )
+    # MONAI Label's own client (MONAILabelClient.train_start) adds who asked; it is not a setting.
+    client_id = body.get("client_id")
+    if client_id is not None and not isinstance(client_id, str):
+        raise RequestError("client_id must be a string naming who started the training")
+    body = {k: v for k, v in body.items() if k != "client_id"}
     unknown = sorted(set(body) - set(defaults))
     if unknown:
         raise RequestError(f"unknown training parameter(s) {unknown}; the parameters are {sorted(defaults)}")
