@@ -658,7 +658,6 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
         ("GET", "/proxy/dicom/qido/studies", 404),
         ("POST", "/reload", 404),
         ("GET", "/static/favicon.ico", 404),
-        ("POST", "/train/", 405),
     ]:
         out.append(Row(f"off: {method} {path}", method, "", status, raw_url=path))
     out += [
@@ -676,6 +675,13 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
         ),
         Row("image info has no path", "GET", "/datastore/image/info", 200, params={"image": IMAGE}),
         Row("train status has no traceback", "GET", "/train/", "any"),
+        Row(
+            "train every model at once names the models instead",
+            "POST",
+            "/train/",
+            400,
+            check=lambda r: None if "POST /train/{model}" in r.json()["detail"] else "no models named",
+        ),
     ]
     # 9. active learning params
     for name, body in {
