@@ -72,6 +72,12 @@ def test_connect_reads_models_and_remembers_the_url(logic, server):
     assert logic.settings.server_url == server.url
 
 
+def test_the_logic_knows_which_models_are_demonstrations(logic):
+    models = logic.info.models
+    assert models["tiny-a"].demonstration and "not for real images" in models["tiny-a"].intended_use
+    assert models["ensemble"].demonstration and not models["tiny-b"].demonstration
+
+
 def test_unreachable_server_is_a_clear_message(scene):
     from microcalcai_logic.client import DEFAULT_URL
 
