@@ -84,15 +84,10 @@ def read_set(folder: Path):
 
 
 def centre_crop(crops: CropSet, crop_px: int, input_px: int) -> CropSet:
-    """The centre crop_px x crop_px of each crop (the window `roi.crop_roi` cuts for that size),
-    resized to the network input."""
-    lo = (ROI_PX - crop_px) // 2 + (ROI_PX % 2) * 0
-    grey = crops.grey[
-        ...,
-        ROI_PX // 2 - crop_px // 2 : ROI_PX // 2 - crop_px // 2 + crop_px,
-        ROI_PX // 2 - crop_px // 2 : ROI_PX // 2 - crop_px // 2 + crop_px,
-    ]
-    del lo
+    """The centre crop_px x crop_px of each crop (the window `roi.crop_roi` cuts for that size
+    about the same centre), resized to the network input."""
+    lo = ROI_PX // 2 - crop_px // 2
+    grey = crops.grey[..., lo : lo + crop_px, lo : lo + crop_px]
     return CropSet(grey.contiguous(), crops.labels, crops.case_ids, crops.frame).resized(input_px)
 
 
@@ -112,7 +107,7 @@ def limits(frame, particles, crop_px: int) -> dict:
     }
 
 
-def run_condition(name: str, setting: dict, data: dict, out: Path) -> dict:
+def run_condition(name: str, setting: dict, data: dict, out: Path, on_epoch=None) -> dict:
     from microcalcai.train.threshold import binary_metrics, youden_threshold
 
     recipe = load_recipe(
@@ -139,6 +134,8 @@ def run_condition(name: str, setting: dict, data: dict, out: Path) -> dict:
     torch.manual_seed(0)
     model = create_model(ARCH, "imagenet")
     curve = []
+    started = time.perf_counter()
+    load_before = os.getloadavg()
 
     def test_each_epoch(row: dict) -> None:
         _, probability = evaluate(model, sets["test"], config)
@@ -159,9 +156,18 @@ def run_condition(name: str, setting: dict, data: dict, out: Path) -> dict:
             f"({row['seconds']:.0f} s, load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
+        if on_epoch is not None:  # a run stopped half-way still leaves its curve so far
+            on_epoch(
+                {
+                    "name": name,
+                    "setting": setting,
+                    "n_train": len(train),
+                    "curve": list(curve),
+                    "complete": False,
+                    "load_average": [load_before, os.getloadavg()],
+                }
+            )
 
-    started = time.perf_counter()
-    load_before = os.getloadavg()
     result = fit(
         model, sets["train"], sets["val"], config, out / name, resume=False, on_epoch_end=test_each_epoch
     )
@@ -177,6 +183,7 @@ def run_condition(name: str, setting: dict, data: dict, out: Path) -> dict:
         "best_epoch": result.best_epoch,
         "test": binary_metrics(test.labels, probability, threshold),
         "curve": curve,
+        "complete": True,
         "wall_s": round(wall, 1),
         "images_per_s": result.images_per_s,
         "load_average": [load_before, os.getloadavg()],
@@ -297,22 +304,26 @@ def main() -> None:
         limits={str(c): limits(test_frame, test_particles, c) for c in (128, 192, 256)},
     )
     print("limits on the test ROIs:", json.dumps(report["limits"], indent=1), flush=True)
-    done = {r["name"] for r in report["runs"]}
+    done = {r["name"] for r in report["runs"] if r.get("complete", True)}
+
+    def save(run: dict) -> None:
+        report["runs"] = [r for r in report["runs"] if r["name"] != run["name"]] + [run]
+        json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
+        figure(report, args.figure)
+
     for name in args.conditions.split(","):
         if name in done:
             continue
         setting = {**BASE, "epochs": args.epochs, **CONDITIONS[name]}
         print(f"{name}: {setting}", flush=True)
-        report["runs"].append(run_condition(name, setting, data, args.out))
-        json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        figure(report, args.figure)
+        save(run_condition(name, setting, data, args.out, on_epoch=save))
     json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
     figure(report, args.figure)
     for run in report["runs"]:
         print(
             f"{run['name']:10s} n={run['n_train']:4d} "
             f"best test AUC {max(c['test_auc'] for c in run['curve']):.3f}"
-            f" final {run['curve'][-1]['test_auc']:.3f} wall {run['wall_s']:.0f} s"
+            f" final {run['curve'][-1]['test_auc']:.3f} wall {run.get('wall_s', float('nan')):.0f} s"
         )
 
 

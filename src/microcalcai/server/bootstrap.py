@@ -286,7 +286,7 @@ def first_start_summary(report: dict) -> str:
         f"(95% CI {lo:.3f}-{hi:.3f}) on {test['n']} held-out phantom ROIs of {test['patients']} other "
         f"patients ({test['n_malignant']} malignant); Bayes-optimal AUC of these ROIs "
         f"{test['bayes_optimal_auc']:.3f}; trained on {report['n_train']} ROIs, threshold chosen on "
-        f"{report['n_val']}. These are {report['intended_use']}."
+        f"{report['n_val']}. For demonstration only: {report['intended_use']}."
     )
 
 
