@@ -208,16 +208,16 @@ def figure(report: dict, path: Path) -> None:
 
     ax = axes[0]
     for run in report["runs"]:
+        setting = run["setting"]
+        label = f"{run['name']} (crop {setting['crop_px']}, lr {setting['lr']:g}, {run['n_train']})"
+        if not run.get("complete", True):
+            label += " (stopped)"
         ax.plot(
-            [c["epoch"] for c in run["curve"]],
-            [c["test_auc"] for c in run["curve"]],
-            "o-",
-            ms=3,
-            label=run["name"],
+            [c["epoch"] for c in run["curve"]], [c["test_auc"] for c in run["curve"]], "o-", ms=3, label=label
         )
     lines(ax)
     ax.set(xlabel="epoch", ylabel="test AUC", title="test AUC by epoch", ylim=(0.5, 1.0))
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=6, loc="lower right")
 
     def panel(ax, names, x_of, xlabel, title, crop_lines=False):
         present = [n for n in names if n in runs]
