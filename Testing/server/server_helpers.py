@@ -103,14 +103,17 @@ def tiny_model(out: Path, name: str, seed: int, voting: bool = False) -> Path:
 
 
 def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> list[str]:
-    """Two tiny models ("tiny-a", "tiny-b") and their ensemble, hosted in `workspace`."""
+    """Two tiny models ("tiny-a", "tiny-b") and their ensemble, hosted in `workspace`; "tiny-a"
+    is marked as a demonstration model, as the default models are, "tiny-b" is not."""
+    from microcalcai.server.bootstrap import mark_demonstration
     from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
 
     prepare_app(workspace)
-    names = [
-        install_model(workspace, tiny_model(scratch, name, seed, voting=voting))
-        for seed, name in enumerate(("tiny-a", "tiny-b"))
+    folders = [
+        tiny_model(scratch, name, seed, voting=voting) for seed, name in enumerate(("tiny-a", "tiny-b"))
     ]
+    mark_demonstration(folders[0])
+    names = [install_model(workspace, folder) for folder in folders]
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
     return names
 

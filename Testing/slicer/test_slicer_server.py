@@ -53,6 +53,12 @@ def test_a_server_that_does_not_answer_in_time_is_a_clear_message(scene):
         assert set(adapter.max_retries.allowed_methods) == {"GET", "HEAD"}  # uploads are never repeated
 
 
+def test_the_logic_knows_which_models_are_demonstrations(logic):
+    models = logic.info.models
+    assert models["tiny-a"].demonstration and "not for real images" in models["tiny-a"].intended_use
+    assert models["ensemble"].demonstration and not models["tiny-b"].demonstration
+
+
 def test_unreachable_server_is_a_clear_message(scene):
     from microcalcai_logic.client import DEFAULT_URL
 

@@ -43,6 +43,9 @@ class ModelInfo:
     arch: str = ""
     default_roi_size: int = 512
     saliency_methods: tuple[str, ...] = ()
+    # a demonstration model (trained on synthetic mammograms) must say so wherever it is shown
+    demonstration: bool = False
+    intended_use: str = ""
 
     @property
     def is_ensemble(self) -> bool:
@@ -77,6 +80,8 @@ def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
         arch=str(entry.get("arch", "")),
         default_roi_size=int(entry.get("default_roi_size") or 512),
         saliency_methods=tuple(entry.get("saliency_methods") or ()),
+        demonstration=bool(entry.get("demonstration", False)),
+        intended_use=str(entry.get("intended_use") or ""),
     )
 
 

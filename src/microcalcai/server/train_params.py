@@ -62,14 +62,26 @@ def check_params(body, defaults: dict, publish_rules: tuple[str, ...]) -> dict:
     return params
 
 
-def check_labels(datastore, pool, params: dict) -> None:
-    """Enough labels of each class, from enough patients, for the split the training will make."""
-    from microcalcai.server.training_data import labeled_frame, split_by_patient
+def check_labels(datastore, pool, params: dict, workspace=None) -> None:
+    """Enough labels for the data the training will make (training_data.with_reference): with
+    the default models' reference set, labels of both classes; without it, enough of each class,
+    from enough patients, to split them by patient."""
+    from microcalcai.server.training_data import labeled_frame, reference_frame, with_reference
 
     try:
         frame = labeled_frame(datastore, pool, include_manifest=bool(params["include_manifest_labels"]))
-        split_by_patient(
-            frame, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
+        counts = frame["label"].value_counts() if len(frame) else {}
+        if counts.get("benign", 0) < 1 or counts.get("malignant", 0) < 1:
+            have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in ("benign", "malignant"))
+            raise InputError(
+                f"too few labels to train ({have}); label ROIs of both classes first "
+                "(POST /activelearning/{strategy} proposes them)"
+            )
+        reference = None
+        if workspace is not None and params.get("keep_reference", False):
+            reference = reference_frame(workspace)
+        with_reference(
+            frame, reference, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
         )
     except InputError as exc:
         raise RequestError(str(exc)) from None

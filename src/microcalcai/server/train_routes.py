@@ -81,7 +81,7 @@ def start_training(instance, model: str, body) -> dict:
     guard = TrainingGuard(instance.workspace)
     with guard.locked():  # "busy" before "too few labels": the labels may be fine once it ends
         _refuse_if_running(guard)
-    check_labels(instance.datastore(), instance.pool, params)
+    check_labels(instance.datastore(), instance.pool, params, instance.workspace)
     with guard.locked():
         _refuse_if_running(guard)
         training_id = uuid.uuid4().hex

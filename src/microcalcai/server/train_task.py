@@ -24,14 +24,17 @@ from microcalcai.server.training_guard import StalePublish, TrainingRun
 
 LOG = logging.getLogger(__name__)
 DEFAULTS = {
-    "recipe": "kang2021",
-    "max_epochs": 5,
+    "recipe": "phantom",
+    "max_epochs": 3,
     "val_fraction": 0.3,
     "publish_if": "not_worse",
     "tolerance": 0.0,
     "seed": 0,
     "include_manifest_labels": False,
     "min_per_class": 2,
+    # train on the labels plus the default models' own ROIs, validate on their fixed held-out
+    # ROIs plus the labels' validation patients (bootstrap/reference.csv; ignored without one)
+    "keep_reference": True,
 }
 PUBLISH_RULES = ("not_worse", "always")
 
@@ -78,7 +81,7 @@ class FineTuneTask(TrainTask):
         return result
 
     def _run(self, params: dict, datastore, progress: Progress, run: TrainingRun) -> dict:
-        from microcalcai.server.training_data import labeled_frame, split_by_patient
+        from microcalcai.server.training_data import labeled_frame, reference_frame, with_reference
 
         store = self.app.store
         base_version = run.base_version
@@ -97,8 +100,9 @@ class FineTuneTask(TrainTask):
         frame = labeled_frame(
             datastore, self.app.pool, include_manifest=bool(params["include_manifest_labels"])
         )
-        frame = split_by_patient(
-            frame, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
+        reference = reference_frame(self.app.workspace) if params["keep_reference"] else None
+        frame = with_reference(
+            frame, reference, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
         )
         run_dir = store.folder(self.name) / "runs" / time.strftime("%Y%m%d-%H%M%S")
         progress.update(
@@ -107,7 +111,7 @@ class FineTuneTask(TrainTask):
             run_dir=str(run_dir.relative_to(store.folder(self.name))),
         )
 
-        from microcalcai.server.finetune import evaluate_auc, fine_tune
+        from microcalcai.server.finetune import fine_tune
 
         new_dir = fine_tune(
             base_dir,
@@ -119,20 +123,21 @@ class FineTuneTask(TrainTask):
             on_epoch=progress.epoch,
         )
         val = frame[frame.split == "val"]
-        base_auc = evaluate_auc(base_dir, val)
-        new_auc = evaluate_auc(new_dir, val)
+        comparison = compare_on(base_dir, new_dir, val)
+        base_auc, new_auc = comparison["base_val_auc"], comparison["new_val_auc"]
         publish = params["publish_if"] == "always" or new_auc >= base_auc - float(params["tolerance"])
         summary = {
-            "base_val_auc": base_auc,
-            "new_val_auc": new_auc,
+            **comparison,
             "published": bool(publish),
             "n_train": int((frame.split == "train").sum()),
             "n_val": int(len(val)),
+            "n_labels": int((frame.source == "label").sum()),
+            "n_reference": int((frame.source == "reference").sum()),
         }
         stale = None
         if publish:
             try:
-                version = self._publish(new_dir, run)
+                version = self._publish(new_dir, run, base_dir)
             except StalePublish as exc:
                 stale = str(exc)
                 summary["published"] = False
@@ -150,7 +155,7 @@ class FineTuneTask(TrainTask):
         LOG.info(message)
         return summary
 
-    def _publish(self, new_dir: Path, run: TrainingRun) -> str:
+    def _publish(self, new_dir: Path, run: TrainingRun, base_dir: Path) -> str:
         """Copy the new model beside the versions, then, under the training lock and only if
         this run may still publish (else StalePublish), name it the next version and serve it."""
         import shutil
@@ -167,6 +172,7 @@ class FineTuneTask(TrainTask):
                 version = store.next_version(self.name)
                 target = store.version_dir(self.name, version)
                 rename_card(staging, self.name, version)
+                inherit_intended_use(staging, base_dir)
                 staging.rename(target)
                 store.publish(self.name, version)
                 if ENSEMBLE in store.names():
@@ -181,6 +187,44 @@ class FineTuneTask(TrainTask):
             shutil.rmtree(staging, ignore_errors=True)
         read_card(target)  # the published folder must load
         return version
+
+
+def compare_on(base_dir: Path, new_dir: Path, val) -> dict:
+    """Both versions on the same validation ROIs: their AUCs and the paired (DeLong) difference
+    with its 95% CI, so a client sees whether the set was large enough to tell them apart."""
+    from microcalcai.evaluate.compare import delong_paired
+    from microcalcai.server.finetune import predict_frame
+    from microcalcai.train.data import labels_of
+
+    base, new = predict_frame(base_dir, val), predict_frame(new_dir, val)
+    labels = labels_of(val)
+    if len(set(labels.tolist())) < 2:
+        return {"base_val_auc": float("nan"), "new_val_auc": float("nan")}
+    test = delong_paired(labels.astype(bool), new, base, names=("new", "base"))
+    return {
+        "base_val_auc": test.estimate_b,
+        "new_val_auc": test.estimate_a,
+        "val_auc_difference": test.difference,
+        "val_auc_difference_ci95": list(test.difference_ci) if test.difference_ci else None,
+        "val_malignant": int(labels.sum()),
+    }
+
+
+def inherit_intended_use(folder: Path, base_dir: Path) -> None:
+    """A version fine-tuned from a demonstration model is still one (its data are mostly the
+    phantom's, and it was never validated on real images)."""
+    import json
+
+    from microcalcai.atomic import atomic_write_text
+    from microcalcai.models.artifact import read_card
+
+    base = read_card(base_dir)
+    if not base.demonstration:
+        return
+    path = folder / "model.json"
+    card = json.loads(path.read_text())
+    card.update(demonstration=True, intended_use=base.intended_use)
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 class Progress:

@@ -97,3 +97,54 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
                 "both classes from more patients (val_fraction sets the share of patients in val)"
             )
     return split
+
+
+REFERENCE_COLUMNS = ("patient_id", "image_path", "image_id", "roi_x", "roi_y", "roi_size", "label", "finding")
+
+
+def reference_frame(workspace) -> pd.DataFrame | None:
+    """The default models' own training and validation ROIs (`bootstrap/reference.csv`, split by
+    patient), or None when the workspace has none (models brought with --model)."""
+    from pathlib import Path
+
+    from microcalcai.data.manifest import read_manifest
+    from microcalcai.server.bootstrap import REFERENCE
+
+    path = Path(workspace) / "bootstrap" / REFERENCE
+    if not path.is_file():
+        return None
+    frame = read_manifest(path)
+    return frame[[*REFERENCE_COLUMNS, "split"]].assign(source="reference")
+
+
+def with_reference(
+    labels: pd.DataFrame, reference: pd.DataFrame | None, val: float, seed: int, min_per_class: int
+) -> pd.DataFrame:
+    """The rows a retraining uses, each with its split: the saved labels split by patient and,
+    when there is a reference set, its ROIs with their fixed split.
+
+    With a reference set the model keeps learning from what it learnt before (a few new labels
+    alone would pull it away from everything else), and its validation set stays the same
+    held-out ROIs from round to round, large enough to tell a worse model from a better one. Then
+    labels too few to split (fewer than 2 x min_per_class of a class) all go to training.
+    """
+    labels = labels.assign(source="label")
+    if reference is None:
+        return split_by_patient(labels, val, seed, min_per_class)
+    try:
+        labels = split_by_patient(labels, val, seed, min_per_class)
+    except InputError:
+        labels = labels.assign(split="train")
+    # a labelled ROI that is also a reference ROI counts once, with the annotator's label
+    known = set(map(_roi_identity, labels.to_dict("records")))
+    reference = reference[[_roi_identity(r) not in known for r in reference.to_dict("records")]]
+    return pd.concat([reference, labels], ignore_index=True)
+
+
+def _roi_identity(row) -> tuple:
+    return (
+        str(row["image_path"]),
+        round(float(row["roi_x"]), 3),
+        round(float(row["roi_y"]), 3),
+        int(row["roi_size"]),
+    )

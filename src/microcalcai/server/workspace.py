@@ -99,7 +99,7 @@ def _same_content(hosted: Path, incoming: Path) -> bool:
 
 
 def build_ensemble(
-    workspace: str | Path, *, threshold: float, threshold_method: str, val_metrics=None
+    workspace: str | Path, *, threshold: float, threshold_method: str, val_metrics=None, test_metrics=None
 ) -> str:
     """An ensemble (mean of probabilities) over the hosted models' current versions."""
     from microcalcai.models.ensemble import save_ensemble
@@ -114,6 +114,7 @@ def build_ensemble(
         threshold=threshold,
         threshold_method=threshold_method,
         val_metrics=val_metrics or {},
+        test_metrics=test_metrics or {},
         name=ENSEMBLE,
     )
     store.publish(ENSEMBLE, version)
