@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,14 @@ def error_detail(response) -> str:
     assert isinstance(body, dict) and "detail" in body, body
     detail = body["detail"]
     return detail if isinstance(detail, str) else json.dumps(detail)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """The predicate's first truthy value, polled every 0.5 s; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 
 import pytest
 from kill_trials import kill_server_only
-from server_helpers import error_detail, host_tiny_models, tiny_model
+from server_helpers import error_detail, host_tiny_models, tiny_model, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -31,16 +30,6 @@ def guarded(tmp_path_factory, server_env):
     local.start()
     yield local, {"root": root, "studies": studies, "workspace": workspace}
     local.stop()
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _post(http, server, path: str, body=None, raw: bytes | None = None):
@@ -153,7 +142,7 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
             {"max_epochs": 500, "include_manifest_labels": True, "val_fraction": 0.5},
         )
         assert started.status_code == 200, started.text
-        orphan = _wait(lambda: _running_pid(workspace, "tiny-b"), 300, "the training to run")
+        orphan = wait_until(lambda: _running_pid(workspace, "tiny-b"), 300, "the training to run")
         orphans.append(orphan)
         kill_server_only(server)
         server.start()
@@ -168,7 +157,7 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
         assert status.json()["model"] == "tiny-b"
         stopped = http.delete(f"{server.url}/train/", timeout=60)
         assert stopped.status_code == 200 and stopped.json()["status"] == "STOPPED", stopped.text
-        _wait(lambda: not process_alive(orphan), 30, "the orphan to end")
+        wait_until(lambda: not process_alive(orphan), 30, "the orphan to end")
         stats = http.get(f"{server.url}/info/", timeout=30).json()["train_stats"]["tiny-b"]
         assert stats["state"] == "stopped" and stats["versions"] == ["1"] and stats["served_version"] == "1"
 
@@ -182,12 +171,12 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
         )
         assert started.status_code == 200, started.text
         assert str(workspace) not in started.text and "_training_id" not in started.text
-        orphan = _wait(lambda: _running_pid(workspace, "tiny-a"), 300, "the second training to run")
+        orphan = wait_until(lambda: _running_pid(workspace, "tiny-a"), 300, "the second training to run")
         orphans.append(orphan)
         kill_server_only(server)
         install_model(workspace, tiny_model(where["root"] / "newer", "newer", seed=7), name="tiny-a")
         assert store.current_version("tiny-a") == "2"
-        _wait(lambda: not process_alive(orphan), 600, "the orphaned training to finish")
+        wait_until(lambda: not process_alive(orphan), 600, "the orphaned training to finish")
 
         # 4. It finished, and did not publish over version 2.
         stats = store.read_stats("tiny-a")
