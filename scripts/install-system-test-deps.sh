@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the test suite drives for real: Chromium for the browser
-# tests, Orthanc with its DICOMweb plugin for the DICOMweb datastore tests.
+# tests, Orthanc with its DICOMweb plugin for the DICOMweb datastore tests, dicom3tools' dciodvfy
+# and dcmtk's dsrdump, which check the DICOM results the project writes.
 # Does nothing when they are already there; needs root (or sudo) otherwise.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+command -v dsrdump >/dev/null 2>&1 || need+=(dcmtk)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -97,6 +97,30 @@ def main(out: Path) -> dict:
                 files={"_": ("", b"")},
                 timeout=60,
             ).status_code
+            stored = requests.post(
+                f"{server.url}/infer/ensemble",
+                params={"image": image, "output": "json"},
+                data={
+                    "params": json.dumps(
+                        {
+                            "roi": {"x": 120, "y": 150, "size": ROI_SIZE},
+                            "saliency": "gradcam",
+                            "dicom_out": True,
+                        }
+                    )
+                },
+                files={"_": ("", b"")},
+                timeout=180,
+            )
+            result["dicom_out_status"] = stored.status_code
+            result["dicom_out"] = stored.json()
+            result["label_sr"] = server_label_sr(server)
+            result["results_before_restart"] = results_in_orthanc(url, out / "retrieved")
+            server.restart()
+            result["results_after_restart"] = results_in_orthanc(url, out / "retrieved-again")
+            result["ids_after_restart"] = requests.get(
+                f"{server.url}/datastore/", params={"output": "all"}, timeout=60
+            ).json()
     except Exception:
         result["error"] = traceback.format_exc()
     finally:
@@ -104,6 +128,44 @@ def main(out: Path) -> dict:
         orthanc.wait(10)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def server_label_sr(server) -> dict:
+    """What the label API saved, read from the server's cache (it survives a restart there too)."""
+    import requests
+
+    info = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=60).json()
+    return {k: v.get("labels", {}) for k, v in info["objects"].items() if v.get("labels")}
+
+
+def results_in_orthanc(url: str, scratch: Path) -> list[dict]:
+    """QIDO-RS for every SR and SEG series, then each instance fetched by WADO-RS and read back."""
+    import highdicom as hd
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    from microcalcai.dicom_out.readback import read_report
+
+    client = DICOMwebClient(f"{url}/dicom-web")
+    found = []
+    for modality in ("SR", "SEG"):
+        series = requests.get(f"{url}/dicom-web/series", params={"Modality": modality}, timeout=30).json()
+        for item in series:
+            study, uid = item["0020000D"]["Value"][0], item["0020000E"]["Value"][0]
+            for instance in client.search_for_instances(study, uid):
+                sop = instance["00080018"]["Value"][0]
+                dataset = client.retrieve_instance(study, uid, sop)
+                entry = {"modality": modality, "study": study, "series": uid, "sop": sop}
+                if modality == "SR":
+                    entry["report"] = read_report(dataset)
+                else:
+                    scratch.mkdir(parents=True, exist_ok=True)
+                    dataset.save_as(scratch / f"{sop}.dcm", write_like_original=False)
+                    seg = hd.seg.segread(scratch / f"{sop}.dcm")
+                    entry["shape"] = list(seg.pixel_array.shape)
+                    entry["source"] = [list(t) for t in seg.get_source_image_uids()]
+                found.append(entry)
+    return found
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,14 +104,17 @@ def tiny_model(out: Path, name: str, seed: int, voting: bool = False) -> Path:
 
 
 def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> list[str]:
-    """Two tiny models ("tiny-a", "tiny-b") and their ensemble, hosted in `workspace`."""
+    """Two tiny models ("tiny-a", "tiny-b") and their ensemble, hosted in `workspace`; "tiny-a"
+    is marked as a demonstration model, as the default models are, "tiny-b" is not."""
+    from microcalcai.server.bootstrap import mark_demonstration
     from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
 
     prepare_app(workspace)
-    names = [
-        install_model(workspace, tiny_model(scratch, name, seed, voting=voting))
-        for seed, name in enumerate(("tiny-a", "tiny-b"))
+    folders = [
+        tiny_model(scratch, name, seed, voting=voting) for seed, name in enumerate(("tiny-a", "tiny-b"))
     ]
+    mark_demonstration(folders[0])
+    names = [install_model(workspace, folder) for folder in folders]
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
     return names
 
@@ -280,3 +284,14 @@ def ambiguous_roi_models(workspace: Path, scratch: Path, crops: dict, margin: fl
         names.append(install_model(workspace, folder))
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
     return chosen, names
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """The predicate's first truthy value, polled every 0.5 s; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

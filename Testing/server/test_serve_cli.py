@@ -54,6 +54,24 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     assert done.returncode == 1 and f"--port {port}: another program listens" in done.stderr
 
 
+def test_binding_beyond_loopback_needs_a_token_or_insecure_bind(tmp_path, monkeypatch):
+    monkeypatch.delenv("MICROCALCAI_TOKEN", raising=False)
+    done = _serve("--host", "0.0.0.0", tmp_path=tmp_path)
+    assert done.returncode == 1
+    assert "--host 0.0.0.0" in done.stderr and "--token" in done.stderr and "--insecure-bind" in done.stderr
+    done = _serve("--host", "192.168.7.7", tmp_path=tmp_path)
+    assert done.returncode == 1 and "no access token" in done.stderr
+    # With a token, or when forced, the bind check passes (and the next check, the studies, fails).
+    for extra in (["--token", "s3cret"], ["--insecure-bind"]):
+        done = _serve("--host", "0.0.0.0", "--studies", str(tmp_path / "nowhere"), *extra, tmp_path=tmp_path)
+        assert done.returncode == 1 and "--studies" in done.stderr and "token" not in done.stderr, extra
+    monkeypatch.setenv("MICROCALCAI_TOKEN", "from-the-environment")
+    done = _serve("--host", "0.0.0.0", "--studies", str(tmp_path / "nowhere"), tmp_path=tmp_path)
+    assert done.returncode == 1 and "--studies" in done.stderr
+    done = _serve("--cors-origin", "*", tmp_path=tmp_path)
+    assert done.returncode == 1 and "--cors-origin" in done.stderr
+
+
 def test_serve_hosts_given_models_and_stops_with_sigterm(tmp_path, server_env):
     """The `make run` path: serve in the foreground, ready line, /info/, SIGTERM ends it all."""
     import json
@@ -95,7 +113,11 @@ def test_serve_hosts_given_models_and_stops_with_sigterm(tmp_path, server_env):
         assert match, "".join(seen[-20:])
         info = json.loads(urllib.request.urlopen(f"{match.group(1)}/info/", timeout=30).read())
         assert set(info["models"]) == {"cli-a", "cli-b"}  # two models but no ensemble folder given
-        assert info["workspace"] == str(tmp_path / "ws")
+        from microcalcai.server.launch import workspace_id
+
+        # /info/ names the workspace by a digest: clients never learn the server's folders.
+        assert info["workspace_id"] == workspace_id(tmp_path / "ws") and "workspace" not in info
+        assert str(tmp_path) not in json.dumps(info)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) is not None
         try:

@@ -52,6 +52,21 @@ def test_info_lists_models_with_versions_and_thresholds(server, http, server_env
     assert set(info["trainers"]) == set(server_env["models"])
 
 
+def test_info_says_which_models_are_demonstrations(server, http):
+    """tiny-a carries the default models' demonstration mark, tiny-b none; an ensemble with a
+    demonstration member is one too."""
+    from microcalcai.server.bootstrap import INTENDED_USE
+
+    models = http.get(f"{server.url}/info/", timeout=30).json()["models"]
+    assert models["tiny-a"]["demonstration"] is True and models["tiny-a"]["intended_use"] == INTENDED_USE
+    assert "not for real images" in models["tiny-a"]["intended_use"]
+    assert (
+        models["tiny-b"]["demonstration"] is False
+        and "not for real images" not in models["tiny-b"]["intended_use"]
+    )
+    assert models["ensemble"]["demonstration"] is True and models["ensemble"]["intended_use"] == INTENDED_USE
+
+
 @pytest.mark.parametrize("model", ["tiny-a", "tiny-b", "ensemble"])
 def test_infer_json_each_model(server, http, model):
     roi = {"x": 130, "y": 150, "size": ROI_SIZE}

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from server_helpers import ROI_SIZE
+from server_helpers import ROI_SIZE, error_detail, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _stats(http, server, model):
@@ -48,12 +37,13 @@ def test_stop_training_leaves_served_model_untouched(server, http):
     )
     assert started.status_code == 200, started.text
     assert started.json()["status"] in ("SUBMITTED", "RUNNING")
-    _wait(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
-    # A second training while one runs is refused (MONAI Label answers 429).
-    assert http.post(f"{server.url}/train/tiny-a", json={}, timeout=30).status_code == 429
+    wait_until(lambda: _stats(http, server, "tiny-b").get("state") == "running", 240, "the training to run")
+    # A second training while one runs is refused: 409 with a JSON message saying how to stop it.
+    second = http.post(f"{server.url}/train/tiny-a", json={}, timeout=30)
+    assert second.status_code == 409 and "DELETE /train/" in error_detail(second)
     stopped = http.delete(f"{server.url}/train/", timeout=30)
     assert stopped.status_code == 200
-    _wait(
+    wait_until(
         lambda: (
             _status(http, server)["status"] == "STOPPED"
             or _status(http, server)["status"] == "STOP"
@@ -62,7 +52,7 @@ def test_stop_training_leaves_served_model_untouched(server, http):
         60,
         "the stop",
     )
-    stats = _wait(
+    stats = wait_until(
         lambda: (s := _stats(http, server, "tiny-b"))["state"] == "stopped" and s, 30, "stopped state"
     )
     assert stats["versions"] == ["1"] and stats["served_version"] == "1"
@@ -84,10 +74,13 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
         timeout=30,
     )
     assert started.status_code == 200, started.text
-    status = _wait(
+    status = wait_until(
         lambda: (s := _status(http, server))["status"] in ("DONE", "ERROR") and s, 300, "training end"
     )
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
+    # The answer is for a client: the training's log lines come without tracebacks or server paths.
+    shown = json.dumps(status)
+    assert "Traceback" not in shown and str(server.workspace) not in shown and server.studies not in shown
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
     assert stats["n_val"] > 0 and stats["n_train"] > 0

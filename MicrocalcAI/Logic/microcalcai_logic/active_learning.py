@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .client import ServerClient
-from .datastore import _safe, open_image  # noqa: F401  (_safe: imported from here by viewer.py)
+from .datastore import load_downloaded
 from .geometry import PixelRoi, place_roi_node
 from .volumes import singleton, source_file
 
@@ -47,11 +47,11 @@ def _strategy_name(value) -> str:
     return "" if value is None else str(value)
 
 
-def load_next_sample(client: ServerClient, scene, answer: dict, cache_folder: str, roi_node=None):
-    """Load the proposed image and place the ROI box on it."""
+def load_next_sample(client: ServerClient, scene, answer: dict, path: str, roi_node=None):
+    """Load the proposed image (downloaded to `path`) and place the ROI box on it."""
     image_id = str(answer["id"])
     roi = PixelRoi.from_params(answer.get("roi") or {})
-    volume = open_image(client, scene, image_id, cache_folder)
+    volume = load_downloaded(client.url, scene, image_id, path)
     if roi_node is None:
         roi_node = singleton(scene, "vtkMRMLMarkupsROINode", ROI_ROLE, "MicrocalcAI ROI")
     place_roi_node(roi_node, volume, roi)

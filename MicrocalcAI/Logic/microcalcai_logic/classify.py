@@ -1,8 +1,8 @@
 """Classify one ROI of one mammogram on the server, and read the answer into typed values.
 
-Which pixels the server reads: a volume loaded from the server's datastore is referred to by
-its image id (the server reads its own copy, with the VOI LUT and photometry it trains with);
-a local image is uploaded with the ROI (upload.py).
+Which pixels the server reads: always a datastore image, by its id (the server reads its own
+copy, with the VOI LUT and photometry it trains with). A local image is first added to the
+datastore, de-identified, once (upload.py).
 """
 
 from dataclasses import dataclass, field
@@ -12,9 +12,7 @@ import numpy as np
 
 from .client import ServerClient, ServerInfo
 from .errors import LogicError, ServerError
-from .geometry import PixelRoi, image_size
-from .upload import upload_file
-from .volumes import server_image_id
+from .geometry import PixelRoi
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,7 @@ class Classification:
     latencies: dict[str, float] = field(default_factory=dict)
 
 
-def classify(
-    client: ServerClient,
-    info: Optional[ServerInfo],
-    volume_node,
-    roi: PixelRoi,
-    model: str,
-    saliency: Optional[str] = "gradcam",
-    target: str = "malignant",
-) -> Classification:
-    """Send the ROI to `model` (a hosted model or 'ensemble') and parse the answer."""
+def check_model(info: Optional[ServerInfo], model: str) -> None:
     if not model:
         raise LogicError("Choose a model (connect to the server first).")
     if info is not None and model not in info.models:
@@ -77,15 +66,23 @@ def classify(
                 model, ", ".join(info.model_names()) or "(none)"
             )
         )
-    image_size(volume_node)  # a clear error for an empty or 3D volume
+
+
+def request_classification(
+    client: ServerClient,
+    info: Optional[ServerInfo],
+    image_id: str,
+    roi: PixelRoi,
+    model: str,
+    saliency: Optional[str] = "gradcam",
+    target: str = "malignant",
+) -> Classification:
+    """Ask `model` (a hosted model or 'ensemble') about an ROI of a datastore image, and parse
+    the answer. Network only, no scene access: runs on a front end's worker thread."""
+    check_model(info, model)
     params = {"roi": roi.as_params(), "saliency": saliency if saliency else False, "saliency_target": target}
     output = "all" if saliency else "json"
-    image_id = server_image_id(volume_node, client.url)
-    if image_id is not None:
-        answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output=output)
-    else:
-        with upload_file(volume_node) as path:
-            answer, nrrd_bytes = client.infer(model, params, upload=path, output=output)
+    answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output=output)
     result = parse_answer(answer, info, model)
     result.image_id = image_id
     if nrrd_bytes is not None and result.saliency_geometry is not None:

@@ -43,6 +43,9 @@ class ModelInfo:
     arch: str = ""
     default_roi_size: int = 512
     saliency_methods: tuple[str, ...] = ()
+    # a demonstration model (trained on synthetic mammograms) must say so wherever it is shown
+    demonstration: bool = False
+    intended_use: str = ""
 
     @property
     def is_ensemble(self) -> bool:
@@ -77,6 +80,8 @@ def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
         arch=str(entry.get("arch", "")),
         default_roi_size=int(entry.get("default_roi_size") or 512),
         saliency_methods=tuple(entry.get("saliency_methods") or ()),
+        demonstration=bool(entry.get("demonstration", False)),
+        intended_use=str(entry.get("intended_use") or ""),
     )
 
 
@@ -95,14 +100,21 @@ def parse_info(url: str, body: dict[str, Any]) -> ServerInfo:
 
 
 class ServerClient:
-    """One server, one `requests.Session`. `timeout` is (connect, read) seconds."""
+    """One server, one `requests.Session`. `timeout` is (connect, read) seconds; `token` (default:
+    MICROCALCAI_TOKEN) is sent as the server's bearer token."""
 
-    def __init__(self, url: str, timeout: tuple[float, float] = (5.0, 300.0), session=None):
+    def __init__(self, url: str, timeout: tuple[float, float] = (5.0, 300.0), session=None, token=None):
         import requests
 
         self.url = normalise_url(url)
         self.timeout = timeout
         self.session = session or requests.Session()
+        if session is None:
+            self.session.mount("http://", _retrying_adapter())
+            self.session.mount("https://", _retrying_adapter())
+        token = token or os.environ.get("MICROCALCAI_TOKEN")  # a server beyond loopback asks for it
+        if token:
+            self.session.headers["Authorization"] = "Bearer " + token
 
     # -- transport -------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs):
@@ -111,15 +123,15 @@ class ServerClient:
         kwargs.setdefault("timeout", self.timeout)
         try:
             response = self.session.request(method, self.url + path, **kwargs)
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as error:
+            if not _timed_out(error):
+                raise ServerError(
+                    f"Cannot reach the MicrocalcAI server at {self.url}: check the address, and that the "
+                    "server is running (start it with `microcalcai serve`)."
+                ) from None
             raise ServerError(
                 "The server at {} did not answer within {:.0f} s: it may be busy training; "
                 "try again in a moment.".format(self.url, kwargs["timeout"][1])
-            ) from None
-        except requests.exceptions.ConnectionError:
-            raise ServerError(
-                f"Cannot reach the MicrocalcAI server at {self.url}: check the address, and that the server "
-                "is running (start it with `microcalcai serve`)."
             ) from None
         if response.status_code >= 400:
             raise ServerError(self._refusal(method, path, response), status=response.status_code)
@@ -195,26 +207,58 @@ class ServerClient:
     def image_info(self, image_id: str) -> dict[str, Any]:
         return self.json("GET", "/datastore/image/info", params={"image": image_id})
 
-    def download_image(self, image_id: str, folder: str) -> str:
-        """Save the datastore's copy of an image in `folder`, keeping its file name's suffix."""
+    def download_image(self, image_id: str, folder: str, progress=None) -> str:
+        """Save the datastore's copy of an image in `folder`, keeping its file name's suffix.
+        `progress(fraction)` is called per chunk when the server says the size (it may raise to
+        stop the download)."""
         response = self.request("GET", "/datastore/image", params={"image": image_id}, stream=True)
+        total = int(response.headers.get("content-length") or 0)
         name = _attachment_name(response.headers.get("content-disposition")) or image_id
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(name)) or "image"
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, safe)
         partial = path + ".part"
-        with open(partial, "wb") as handle:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                handle.write(chunk)
+        done = 0
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress is not None and total:
+                        progress(min(done / total, 1.0))
+        except BaseException:
+            response.close()
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
         os.replace(partial, path)
         return path
 
-    def upload_image(self, image_id: str, path: str) -> str:
-        """PUT /datastore/image (MONAI Label's): add a file to the datastore; returns its id."""
+    def upload_image(self, image_id: str, path: str, progress=None) -> str:
+        """PUT /datastore/image (MONAI Label's): add a file to the datastore; returns its id.
+        `progress(fraction)` is called as the bytes go out (it may raise to abort the upload)."""
         suffix = ".nrrd" if path.lower().endswith(".nrrd") else os.path.splitext(path)[1] or ".dcm"
         with open(path, "rb") as handle:
-            files = {"file": (image_id + suffix, handle, "application/octet-stream"), "params": (None, "{}")}
-            answer = self.json("PUT", "/datastore/image", params={"image": image_id}, files=files)
+            if progress is None:
+                files = {
+                    "file": (image_id + suffix, handle, "application/octet-stream"),
+                    "params": (None, "{}"),
+                }
+                answer = self.json("PUT", "/datastore/image", params={"image": image_id}, files=files)
+            else:
+                from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+
+                encoder = MultipartEncoder(
+                    {"file": (image_id + suffix, handle, "application/octet-stream"), "params": "{}"}
+                )
+                monitor = MultipartEncoderMonitor(encoder, lambda m: progress(m.bytes_read / max(m.len, 1)))
+                answer = self.json(
+                    "PUT",
+                    "/datastore/image",
+                    params={"image": image_id},
+                    data=monitor,
+                    headers={"Content-Type": monitor.content_type},
+                )
         return str(answer.get("image") or image_id)
 
     def save_label(self, image_id: str, annotation: dict[str, Any], tag: str = "final") -> dict[str, Any]:
@@ -236,6 +280,32 @@ class ServerClient:
 
     def train_stop(self) -> dict[str, Any]:
         return self.json("DELETE", "/train/")
+
+
+def _timed_out(error) -> bool:
+    """A timeout, also when it comes wrapped in the ConnectionError requests raises once the
+    retry of a GET is used up."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    if isinstance(error, requests.exceptions.Timeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    # urllib3's NewConnectionError (refused) derives from ConnectTimeoutError: not a timeout.
+    return isinstance(reason, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(
+        reason, NewConnectionError
+    )
+
+
+def _retrying_adapter():
+    """Repeat a GET once when the connection fails before an answer: a kept-alive connection the
+    server closed while idle (uvicorn does after 5 s, the time it can take to prepare a large
+    image) fails on reuse. Uploads and other methods are never repeated."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=1, connect=1, read=1, status=0, other=0, allowed_methods=frozenset({"GET", "HEAD"}))
+    return HTTPAdapter(max_retries=retry)
 
 
 def _quote(text: str) -> str:

@@ -1,26 +1,98 @@
 """The one object both front ends drive (the Slicer widget and the web page).
 
-It holds the session's state (scene, server, settings, current image, ROI, last result) and
-turns each user action into calls of the small modules next to it. Front ends only collect
-inputs, call one method, and show the returned value or the `LogicError`'s message.
+It holds the session's state (scene, server, settings, consent, current image, ROI, last result,
+the training followed) and turns each user action into calls of the small modules next to it.
+Front ends only collect inputs, call one method, and show the returned value or the
+`LogicError`'s message.
+
+Every action that talks to the server comes in three steps: `prepare_*` reads the scene and
+checks the inputs (GUI thread), the job's network half runs anywhere (`TaskRunner`'s worker
+thread in the Slicer panel), `finish_*` writes the scene (GUI thread). `submit_*` chains them
+through `self.tasks`; the plain methods (`classify`, `annotate`, ...) run them in a row for
+scripts, tests and the web page.
 """
 
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 from . import results
 from .active_learning import NextSample, load_next_sample, request_next_sample
 from .annotate import Annotation, save_annotation
-from .classify import Classification, classify
+from .classify import Classification, check_model, request_classification
 from .client import ServerClient, ServerInfo
 from .errors import LogicError
-from .geometry import PixelRoi, roi_from_markups, roi_from_point
-from .settings import LogicSettings, load_settings, save_settings
-from .training import TrainProgress, start_training, stop_training, training_progress
-from .upload import publish
-from .volumes import find_role, server_image_id
+from .geometry import PixelRoi, image_size, roi_from_markups, roi_from_point
+from .settings import JsonFileStore, LogicSettings, load_settings, save_settings
+from .tasks import Task, TaskRunner
+from .training import (
+    TrainingMonitor,
+    TrainProgress,
+    running_training,
+    start_training,
+    stop_training,
+    training_progress,
+)
+from .upload import PreparedUpload, prepare_upload, send_upload
+from .volumes import find_role, mark_from_server, server_image_id
+
+
+class ConsentRequired(LogicError):
+    """The action would send an image of this machine to the server, and the user has not said
+    yet whether that is allowed. Front ends ask (`consent_question`), then call
+    `set_upload_consent` and repeat the action."""
+
+
+@dataclass
+class Control:
+    enabled: bool
+    reason: str = ""  # why it is disabled: the status line shows it
+
+
+@dataclass
+class Controls:
+    """Which of the panel's buttons can be pressed now, and why not."""
+
+    connect: Control
+    classify: Control
+    annotate: Control
+    next_sample: Control
+    train: Control
+    stop_training: Control
+    saliency: Control
+    cancel: Control
+
+    def first_reason(self) -> str:
+        for name in ("classify", "next_sample", "train"):
+            control = getattr(self, name)
+            if not control.enabled and control.reason:
+                return control.reason
+        return ""
+
+
+@dataclass
+class ClassifyJob:
+    volume_node: Any
+    roi: PixelRoi
+    model: str
+    saliency: Optional[str]
+    server_url: str
+    image_id: Optional[str]  # the datastore id the server already knows, or None
+    upload: Optional[PreparedUpload] = None  # what is sent when it does not
+    result: Optional[Classification] = None
+
+
+@dataclass
+class AnnotateJob:
+    volume_node: Any
+    roi: PixelRoi
+    annotation: Annotation
+    server_url: str
+    image_id: Optional[str]
+    upload: Optional[PreparedUpload] = None
+    saved: list = field(default_factory=list)
 
 
 class MicrocalcAILogic:
@@ -31,48 +103,156 @@ class MicrocalcAILogic:
         remember: bool = True,
         cache_folder: Optional[str] = None,
         client_factory=ServerClient,
+        settings_store=None,
+        temp_folder: Optional[str] = None,
+        instance_lookup: Optional[Callable[[str], Optional[str]]] = None,
     ):
+        """`settings_store`: where settings are remembered (Qt's settings interface; inside
+        Slicer `slicer.app.userSettings()`), used when `remember`; default a JSON file.
+        `temp_folder`: this session's files (Slicer: under `slicer.app.temporaryPath`).
+        `instance_lookup`: instance UID -> file, for volumes of Slicer's DICOM module (default:
+        Slicer's DICOM database)."""
         self.scene = scene
-        self.settings = (
-            settings if settings is not None else (load_settings() if remember else LogicSettings())
-        )
         self.remember = remember
-        self.cache_folder = cache_folder or os.path.join(tempfile.gettempdir(), "microcalcai-samples")
+        self.settings_store = (
+            (settings_store if settings_store is not None else JsonFileStore()) if remember else None
+        )
+        self.settings = (
+            settings
+            if settings is not None
+            else (load_settings(self.settings_store) if remember else LogicSettings())
+        )
+        self.temp_folder = temp_folder or os.path.join(tempfile.gettempdir(), "microcalcai")
+        self.cache_folder = cache_folder or os.path.join(self.temp_folder, "samples")
+        self.instance_lookup = instance_lookup
         self._client_factory = client_factory
         self.client: Optional[ServerClient] = None
         self.info: Optional[ServerInfo] = None
         self.volume = None
         self.roi: Optional[PixelRoi] = None
         self.last: Optional[Classification] = None
+        self.tasks = TaskRunner()  # the user's actions, one at a time
+        self.polls = TaskRunner()  # training progress, beside them
+        self.monitor: Optional[TrainingMonitor] = None
+        self.missing_requirements: list = []  # set by the front end; Connect and the rest wait for them
+        self._declined: set = set()  # servers refused this session (asked again next session)
 
     # -- server ----------------------------------------------------------------------------
     def connect(self, url: Optional[str] = None) -> ServerInfo:
         """Reach the server, read its models, and remember the address for next time."""
+        return self.finish_connect(self.request_connect(url))
+
+    def request_connect(self, url: Optional[str] = None):
         client = self._client_factory(url or self.settings.server_url)
-        info = client.info()
+        return client, client.info()
+
+    def finish_connect(self, answer) -> ServerInfo:
+        client, info = answer
         self.client, self.info = client, info
         self.settings.server_url = client.url
+        self.settings.remember_server(client.url)
         if self.settings.model not in info.models and info.models:
             self.settings.model = info.model_names()[0]
         hosted = [name for name in info.model_names() if name != "ensemble"]
         if self.settings.train_model not in hosted and hosted:
             self.settings.train_model = hosted[0]
+        # A training started elsewhere (another annotator, the command line) is followed too.
+        running = running_training(info.train_stats)
+        self.monitor = TrainingMonitor(running) if running else None
+        if running:
+            self.settings.train_model = running
         self.save_settings()
         return info
 
+    def submit_connect(self, url: Optional[str], on_done, on_error) -> Task:
+        return self.tasks.submit(
+            "Connecting",
+            lambda task: self.request_connect(url),
+            lambda a: on_done(self.finish_connect(a)),
+            on_error,
+        )
+
     def save_settings(self) -> None:
         if self.remember:
-            save_settings(self.settings)
+            save_settings(self.settings, self.settings_store)
 
     def require_client(self) -> ServerClient:
         if self.client is None:
             raise LogicError("Connect to a MicrocalcAI server first.")
         return self.client
 
-    def model_names(self) -> list[str]:
+    def model_names(self) -> list:
         return self.info.model_names() if self.info is not None else []
 
-    # -- ROI -------------------------------------------------------------------------------
+    # -- consent: nothing of this machine reaches a server before the user has allowed it -----
+    def upload_consent(self) -> Optional[bool]:
+        """True: allowed (remembered); False: refused this session; None: not asked yet."""
+        url = self.require_client().url
+        if url in self.settings.upload_consent:
+            return True
+        return False if url in self._declined else None
+
+    def set_upload_consent(self, allowed: bool) -> None:
+        url = self.require_client().url
+        if allowed:
+            self._declined.discard(url)
+            if url not in self.settings.upload_consent:
+                self.settings.upload_consent = self.settings.upload_consent + [url]
+        else:
+            self.settings.upload_consent = [u for u in self.settings.upload_consent if u != url]
+            self._declined.add(url)
+        self.save_settings()
+
+    def consent_question(self) -> str:
+        return (
+            "This image is not on the server yet. To classify or label it, a de-identified copy "
+            "(pixels, display settings and geometry; no names, ids, dates or institution) is sent to "
+            f"{self.require_client().url} and kept in its datastore. Allow sending images to this "
+            "server? (Remembered; change it in the module's Server section.)"
+        )
+
+    def needs_upload(self, volume_node) -> bool:
+        return volume_node is not None and server_image_id(volume_node, self.require_client().url) is None
+
+    def _upload_for(self, volume_node) -> Optional[PreparedUpload]:
+        """What would be sent for this volume (None when the server holds it); asks first."""
+        if not self.needs_upload(volume_node):
+            return None
+        consent = self.upload_consent()
+        if consent is None:
+            raise ConsentRequired(self.consent_question())
+        if consent is False:
+            raise LogicError(
+                f"Sending images to {self.client.url} is not allowed (you declined): open an image "
+                "from the server (Next sample), or allow sending in the Server section."
+            )
+        folder = tempfile.mkdtemp(prefix="upload-", dir=_made(self.temp_folder))
+        try:
+            return prepare_upload(volume_node, folder, self.instance_lookup)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _image_id(self, upload: Optional[PreparedUpload], image_id: Optional[str], task=None) -> str:
+        """Network half: the datastore id, sending the prepared image when needed (once). On a
+        worker, the upload reports its progress and stops mid-way when the user cancels."""
+        if upload is None:
+            return image_id
+
+        def progress(fraction):
+            task.check()
+            task.report("Sending the de-identified image to the server (once)", fraction)
+
+        try:
+            return send_upload(self.require_client(), upload, progress if task is not None else None)
+        finally:
+            import shutil
+
+            shutil.rmtree(upload.folder, ignore_errors=True)
+
+    # -- which image, which ROI --------------------------------------------------------------
     def roi_for(
         self,
         volume_node,
@@ -90,7 +270,7 @@ class MicrocalcAILogic:
         raise LogicError("Place an ROI box or a point on the calcifications first.")
 
     @staticmethod
-    def point_position(point_node) -> Optional[list[float]]:
+    def point_position(point_node) -> Optional[list]:
         """The first control point of a markups point list, in world RAS (None if unplaced)."""
         if point_node is None or point_node.GetNumberOfDefinedControlPoints() < 1:
             return None
@@ -98,28 +278,102 @@ class MicrocalcAILogic:
         point_node.GetNthControlPointPositionWorld(0, position)
         return position
 
+    def check_shown(self, volume_node) -> None:
+        """Refuse when the slice views show another image than the one selected: a label or a
+        result must be for what the user sees."""
+        if volume_node is None:
+            raise LogicError("Select the mammogram first.")
+        backgrounds = set()
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+            background = self.scene.GetNthNodeByClass(
+                index, "vtkMRMLSliceCompositeNode"
+            ).GetBackgroundVolumeID()
+            if background:
+                backgrounds.add(background)
+        if backgrounds and volume_node.GetID() not in backgrounds:
+            shown = self.scene.GetNodeByID(sorted(backgrounds)[0])
+            raise LogicError(
+                "The views show '{}' but the Mammogram selector is '{}': select the image you are "
+                "looking at (or show the selected one) and try again.".format(
+                    shown.GetName() if shown is not None else "another image", volume_node.GetName()
+                )
+            )
+
+    def select_volume(self, volume_node) -> bool:
+        """The user chose another image: the map and table of the previous one go (True when
+        something was removed)."""
+        removed = results.forget_results_of_other_images(self.scene, volume_node)
+        if volume_node is not self.volume:
+            self.volume, self.roi, self.last = volume_node, None, None
+        return removed
+
     # -- classify --------------------------------------------------------------------------
-    def classify(
+    def prepare_classify(
         self,
         volume_node,
         roi_node=None,
         point_ras: Optional[Sequence[float]] = None,
         size_mm: Optional[float] = None,
         model: Optional[str] = None,
-    ) -> Classification:
-        """Classify, then show the table and the saliency overlay (updating, never adding, nodes)."""
+    ) -> ClassifyJob:
         client = self.require_client()
+        model = model or self.settings.model
+        check_model(self.info, model)
         roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
+        image_size(volume_node)  # a clear error for an empty or 3D volume
         # The map is computed even while hidden, so turning it on later is instant.
         method = self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
-        result = classify(client, self.info, volume_node, roi, model or self.settings.model, saliency=method)
-        self.volume, self.roi, self.last = volume_node, result.roi, result
-        results.update_results_table(self.scene, result)
-        node = results.update_saliency_node(self.scene, volume_node, result)
+        return ClassifyJob(
+            volume_node=volume_node,
+            roi=roi,
+            model=model,
+            saliency=method,
+            server_url=client.url,
+            image_id=server_image_id(volume_node, client.url),
+            upload=self._upload_for(volume_node),
+        )
+
+    def run_classify(self, job: ClassifyJob, task: Optional[Task] = None) -> ClassifyJob:
+        job.image_id = self._image_id(job.upload, job.image_id, task)
+        if task is not None:
+            task.check()
+            task.report(f"Classifying with {job.model}")
+        job.result = request_classification(
+            self.require_client(), self.info, job.image_id, job.roi, job.model, saliency=job.saliency
+        )
+        return job
+
+    def finish_classify(self, job: ClassifyJob) -> Classification:
+        """Show the table and the saliency overlay (updating, never adding, nodes)."""
+        if job.upload is not None:
+            mark_from_server(job.volume_node, job.image_id, job.server_url)
+        result = job.result
+        self.select_volume(job.volume_node)
+        self.volume, self.roi, self.last = job.volume_node, result.roi, result
+        results.update_results_table(self.scene, result, job.volume_node)
+        node = results.update_saliency_node(self.scene, job.volume_node, result)
         results.show_in_slice_views(
-            self.scene, volume_node, node, self.settings.saliency_opacity, self.settings.show_saliency
+            self.scene, job.volume_node, node, self.settings.saliency_opacity, self.settings.show_saliency
         )
         return result
+
+    def classify(
+        self, volume_node, roi_node=None, point_ras=None, size_mm=None, model=None
+    ) -> Classification:
+        return self.finish_classify(
+            self.run_classify(self.prepare_classify(volume_node, roi_node, point_ras, size_mm, model))
+        )
+
+    def submit_classify(
+        self, on_done, on_error, volume_node, roi_node=None, point_ras=None, size_mm=None, model=None
+    ):
+        job = self.prepare_classify(volume_node, roi_node, point_ras, size_mm, model)
+        return self.tasks.submit(
+            "Classifying",
+            lambda task: self.run_classify(job, task),
+            lambda j: on_done(self.finish_classify(j)),
+            on_error,
+        )
 
     def results_table(self):
         return find_role(self.scene, "vtkMRMLTableNode", results.TABLE_ROLE)
@@ -128,29 +382,34 @@ class MicrocalcAILogic:
         return results.saliency_node(self.scene)
 
     def set_saliency_display(self, opacity: Optional[float] = None, visible: Optional[bool] = None) -> int:
+        """Show or hide the map of the image shown; without a map nothing in the views changes."""
         if opacity is not None:
             self.settings.saliency_opacity = float(opacity)
         if visible is not None:
             self.settings.show_saliency = bool(visible)
         node = self.saliency_node()
+        if node is None:
+            return 0
         return results.show_in_slice_views(
             self.scene, None, node, self.settings.saliency_opacity, self.settings.show_saliency
         )
 
     # -- annotate --------------------------------------------------------------------------
-    def annotate(
+    def prepare_annotate(
         self,
         label: str,
+        volume_node,
+        roi_node=None,
+        point_ras: Optional[Sequence[float]] = None,
+        size_mm: Optional[float] = None,
         morphology: Optional[str] = None,
         distribution: Optional[str] = None,
         comment: str = "",
-        volume_node=None,
         roi: Optional[PixelRoi] = None,
-    ) -> list[dict[str, Any]]:
-        """Save a label for the current ROI (or the one given) of the current image."""
+    ) -> AnnotateJob:
+        """The label is for the image selected and the ROI on screen now (the box, the point, or
+        an explicit pixel `roi`), never for an earlier Classify or Next sample."""
         client = self.require_client()
-        volume_node = volume_node if volume_node is not None else self.volume
-        roi = roi if roi is not None else self.roi
         annotation = Annotation(
             label=label,
             morphology=morphology or None,
@@ -158,13 +417,57 @@ class MicrocalcAILogic:
             annotator=self.settings.annotator,
             comment=comment,
         ).validated()
-        if volume_node is not None and roi is not None and server_image_id(volume_node, client.url) is None:
-            publish(client, volume_node)  # a local image joins the datastore so its label has a home
-        return save_annotation(client, server_image_id(volume_node, client.url), roi, annotation)
+        if volume_node is None:
+            raise LogicError("Select the mammogram the label is for.")
+        self.check_shown(volume_node)
+        if roi is None:
+            if roi_node is None and point_ras is None:
+                raise LogicError("Place the ROI box (or the point) on the calcifications you are labelling.")
+            roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
+        return AnnotateJob(
+            volume_node=volume_node,
+            roi=roi,
+            annotation=annotation,
+            server_url=client.url,
+            image_id=server_image_id(volume_node, client.url),
+            upload=self._upload_for(volume_node),
+        )
+
+    def run_annotate(self, job: AnnotateJob, task: Optional[Task] = None) -> AnnotateJob:
+        job.image_id = self._image_id(job.upload, job.image_id, task)
+        if task is not None:
+            task.check()
+        job.saved = save_annotation(self.require_client(), job.image_id, job.roi, job.annotation)
+        return job
+
+    def finish_annotate(self, job: AnnotateJob) -> list:
+        if job.upload is not None:
+            mark_from_server(job.volume_node, job.image_id, job.server_url)
+        self.volume, self.roi = job.volume_node, job.roi
+        return job.saved
+
+    def annotate(
+        self, label: str, volume_node=None, roi_node=None, point_ras=None, size_mm=None, **details
+    ) -> list:
+        """Save a label for the ROI on screen of the selected image; returns every annotation
+        the server now holds for that image."""
+        job = self.prepare_annotate(label, volume_node, roi_node, point_ras, size_mm, **details)
+        return self.finish_annotate(self.run_annotate(job))
+
+    def submit_annotate(
+        self, on_done, on_error, label, volume_node, roi_node=None, point_ras=None, size_mm=None, **details
+    ):
+        job = self.prepare_annotate(label, volume_node, roi_node, point_ras, size_mm, **details)
+        return self.tasks.submit(
+            "Saving the label",
+            lambda task: self.run_annotate(job, task),
+            lambda j: on_done(self.finish_annotate(j)),
+            on_error,
+        )
 
     # -- active learning -------------------------------------------------------------------
-    def next_sample(self, strategy: Optional[str] = None, roi_node=None) -> Optional[NextSample]:
-        """Load the next unlabeled ROI (None when all are labeled); clears the last result."""
+    def request_next(self, strategy: Optional[str] = None, task: Optional[Task] = None):
+        """Network half of Next sample: the server's proposal and its image downloaded."""
         client = self.require_client()
         strategy = strategy or self.settings.strategy
         answer = request_next_sample(
@@ -176,19 +479,141 @@ class MicrocalcAILogic:
         )
         if answer is None:
             return None
-        sample, volume, _ = load_next_sample(client, self.scene, answer, self.cache_folder, roi_node)
+        progress = None
+        if task is not None:
+            task.check()
+            message = "Downloading {}".format(answer.get("id"))
+            task.report(message)
+
+            def progress(fraction):
+                task.check()
+                task.report(message, fraction)
+
+        folder = os.path.join(self.cache_folder, _safe_name(answer["id"]))
+        path = client.download_image(str(answer["id"]), folder, progress=progress)
+        return answer, path
+
+    def finish_next(self, fetched, roi_node=None) -> Optional[NextSample]:
+        if fetched is None:
+            return None
+        answer, path = fetched
+        sample, volume, _ = load_next_sample(self.require_client(), self.scene, answer, path, roi_node)
+        self.select_volume(volume)
         self.volume, self.roi, self.last = volume, sample.roi, None
         results.show_in_slice_views(self.scene, volume, None, self.settings.saliency_opacity, False)
         return sample
 
+    def next_sample(self, strategy: Optional[str] = None, roi_node=None) -> Optional[NextSample]:
+        """Load the next unlabeled ROI (None when all are labeled); clears the last result."""
+        return self.finish_next(self.request_next(strategy), roi_node)
+
+    def submit_next_sample(self, on_done, on_error, strategy=None, roi_node=None) -> Task:
+        return self.tasks.submit(
+            "Finding the next sample",
+            lambda task: self.request_next(strategy, task),
+            lambda fetched: on_done(self.finish_next(fetched, roi_node)),
+            on_error,
+        )
+
     # -- training --------------------------------------------------------------------------
-    def start_training(self, model: Optional[str] = None, **options) -> dict[str, Any]:
+    def start_training(self, model: Optional[str] = None, **options) -> dict:
         model = model or self.settings.train_model
         options.setdefault("max_epochs", self.settings.train_epochs)
-        return start_training(self.require_client(), model, options)
+        answer = start_training(self.require_client(), model, options)
+        self.monitor = TrainingMonitor(model, just_started=True)
+        return answer
 
     def training_progress(self, model: Optional[str] = None) -> TrainProgress:
         return training_progress(self.require_client(), model or self.settings.train_model)
 
-    def stop_training(self) -> dict[str, Any]:
+    def follow_training(self) -> Optional[TrainProgress]:
+        """One poll of the training followed (None when none is): a failed poll keeps it."""
+        if self.monitor is None:
+            return None
+        progress = self.monitor.poll(self.require_client())
+        return progress
+
+    def submit_start_training(self, on_done, on_error, model: Optional[str] = None, **options) -> Task:
+        return self.tasks.submit(
+            "Starting the training", lambda task: self.start_training(model, **options), on_done, on_error
+        )
+
+    def submit_stop_training(self, on_done, on_error) -> Task:
+        return self.tasks.submit(
+            "Stopping the training", lambda task: self.stop_training(), on_done, on_error
+        )
+
+    def submit_follow_training(self, on_done, on_error=None) -> Optional[Task]:
+        """One poll of the training on its own worker (None when none is followed, or the previous
+        poll is still out): the panel's timer calls it, and actions can run meanwhile."""
+        if self.monitor is None or self.polls.busy:
+            return None
+        return self.polls.submit(
+            "Following the training", lambda task: self.follow_training(), on_done, on_error
+        )
+
+    @property
+    def training_running(self) -> bool:
+        return self.monitor is not None and self.monitor.active
+
+    def stop_training(self) -> dict:
         return stop_training(self.require_client())
+
+    # -- what the panel allows now -----------------------------------------------------------
+    def controls(self, volume_node=None, roi_node=None, point_ras=None, use_box: bool = True) -> Controls:
+        busy = self.tasks.busy
+        missing = (
+            "Install the missing Python packages first ({}).".format(", ".join(self.missing_requirements))
+            if self.missing_requirements
+            else ""
+        )
+        connected = self.client is not None
+        reason = missing or ("" if connected else "Connect to a MicrocalcAI server first.")
+        if busy:
+            reason = reason or f"Wait for '{self.tasks.current.label}' to finish, or cancel it."
+        roi_reason = reason
+        if not roi_reason:
+            if volume_node is None:
+                roi_reason = "Select or load a mammogram."
+            elif use_box and (
+                roi_node is None
+                or roi_node.GetNumberOfDefinedControlPoints() < 1
+                or min(roi_node.GetSize()[:2]) <= 0
+            ):
+                roi_reason = "Draw the ROI box over the calcifications."
+            elif not use_box and point_ras is None:
+                roi_reason = "Click a point on the calcifications."
+        hosted = [n for n in self.model_names() if n != "ensemble"]
+        train_reason = reason or (
+            "A training is running: wait for it or press Stop."
+            if self.training_running
+            else ("" if hosted else "The server hosts no model to train.")
+        )
+        saliency = self.saliency_node()
+        shown = saliency is not None and saliency.GetAttribute(results.SOURCE_VOLUME_ATTRIBUTE) == (
+            volume_node.GetID() if volume_node is not None else None
+        )
+        return Controls(
+            # Connect stays available while packages are missing: it is what installs them.
+            connect=Control(not busy, reason if busy else missing),
+            classify=Control(not roi_reason, roi_reason),
+            annotate=Control(not roi_reason, roi_reason),
+            next_sample=Control(not reason, reason),
+            train=Control(not train_reason, train_reason),
+            stop_training=Control(connected and self.training_running, ""),
+            saliency=Control(
+                shown, "" if shown else "Classify an ROI of this image to see its saliency map."
+            ),
+            cancel=Control(busy, ""),
+        )
+
+
+def _made(folder: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def _safe_name(text) -> str:
+    from .datastore import _safe
+
+    return _safe(str(text))

@@ -17,6 +17,7 @@ from .volumes import find_role, singleton
 TABLE_ROLE = "results"
 SALIENCY_ROLE = "saliency"
 COLOR_ROLE = "saliency-colors"
+SOURCE_VOLUME_ATTRIBUTE = "MicrocalcAI.SourceVolume"
 COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision")
 DEFAULT_OPACITY = 0.5
 # Map values below this stay transparent, so the mammogram shows through where the model
@@ -24,7 +25,7 @@ DEFAULT_OPACITY = 0.5
 SALIENCY_FLOOR = 0.2
 
 
-def update_results_table(scene, result: Classification):
+def update_results_table(scene, result: Classification, volume_node=None):
     """One row per member model and one for the ensemble (or the single model asked)."""
     import vtk
 
@@ -54,6 +55,8 @@ def update_results_table(scene, result: Classification):
         table_node.SetLocked(True)  # results are read, not edited
         table_node.SetAttribute("MicrocalcAI.Roi", f"{result.roi.x:.1f},{result.roi.y:.1f},{result.roi.size}")
         table_node.SetAttribute("MicrocalcAI.ImageId", result.image_id or "")
+        if volume_node is not None:
+            table_node.SetAttribute(SOURCE_VOLUME_ATTRIBUTE, volume_node.GetID())
         table_node.Modified()
     finally:
         table_node.EndModify(was_modifying)
@@ -115,7 +118,9 @@ def update_saliency_node(scene, volume_node, result: Classification):
         numpy_to_vtk_matrix(saliency_ijk_to_ras(volume_node, geometry.origin_xy, geometry.step_xy))
     )
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
-    node.SetAttribute("MicrocalcAI.SourceVolume", volume_node.GetID())
+    node.SetAttribute(SOURCE_VOLUME_ATTRIBUTE, volume_node.GetID())
+    # Not an image to choose or edit: kept out of the Mammogram selector and other node menus.
+    node.SetHideFromEditors(True)
     display = node.GetDisplayNode()
     if display is None:
         display = slicer.vtkMRMLScalarVolumeDisplayNode()
@@ -135,23 +140,51 @@ def update_saliency_node(scene, volume_node, result: Classification):
 def show_in_slice_views(
     scene, volume_node, saliency_node, opacity: float = DEFAULT_OPACITY, visible: bool = True
 ) -> int:
-    """Background = the mammogram, foreground = the map, in every slice view of the scene.
+    """Background = the mammogram (when given), foreground = the map, in every slice view.
 
-    Returns how many slice views were set (0 where the scene has none, as in batch use).
+    Only the module's own map is ever taken off a view: a foreground the user chose (another
+    overlay) stays, and with no map to show nothing else changes. Returns how many slice views
+    were set (0 where the scene has none, as in batch use).
     """
     if not 0.0 <= opacity <= 1.0:
         raise LogicError(f"The saliency opacity must be between 0 and 1 (got {opacity}).")
+    show = visible and saliency_node is not None
     count = scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")
     for index in range(count):
         composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
         was_modifying = composite.StartModify()
         if volume_node is not None:
             composite.SetBackgroundVolumeID(volume_node.GetID())
-        show = visible and saliency_node is not None
-        composite.SetForegroundVolumeID(saliency_node.GetID() if show else None)
-        composite.SetForegroundOpacity(opacity if show else 0.0)
+        if show:
+            composite.SetForegroundVolumeID(saliency_node.GetID())
+            composite.SetForegroundOpacity(opacity)
+        elif _is_saliency(scene, composite.GetForegroundVolumeID()):
+            composite.SetForegroundVolumeID(None)
         composite.EndModify(was_modifying)
     return count
+
+
+def _is_saliency(scene, node_id) -> bool:
+    node = scene.GetNodeByID(node_id) if node_id else None
+    return node is not None and node.GetAttribute("MicrocalcAI.Role") == SALIENCY_ROLE
+
+
+def forget_results_of_other_images(scene, volume_node) -> bool:
+    """Remove the map and the results table when they belong to another image than
+    `volume_node` (switching images must never leave the old map over the new one)."""
+    node = saliency_node(scene)
+    table = find_role(scene, "vtkMRMLTableNode", TABLE_ROLE)
+    shown_id = volume_node.GetID() if volume_node is not None else None
+    stale = [
+        n
+        for n in (node, table)
+        if n is not None and n.GetAttribute(SOURCE_VOLUME_ATTRIBUTE) not in (None, shown_id)
+    ]
+    if node in stale:
+        show_in_slice_views(scene, None, None, visible=False)
+    for n in stale:
+        scene.RemoveNode(n)
+    return bool(stale)
 
 
 def saliency_node(scene) -> Optional[object]:

@@ -9,6 +9,7 @@ from .client import ServerClient
 from .errors import LogicError, ServerError
 
 RUNNING_STATES = ("running",)
+START_GRACE_POLLS = 10
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,55 @@ def start_training(
 def training_progress(client: ServerClient, model: str) -> TrainProgress:
     stats = client.info().train_stats.get(model) or {}
     return parse_progress(model, stats)
+
+
+def running_training(train_stats: dict[str, dict[str, Any]]) -> Optional[str]:
+    """The model a training is running for, from /info/'s train_stats (None when idle): a
+    training started elsewhere (another annotator, the command line) is followed from Connect."""
+    for model, stats in sorted((train_stats or {}).items()):
+        if str((stats or {}).get("state")) in RUNNING_STATES:
+            return model
+    return None
+
+
+class TrainingMonitor:
+    """Follows one training across polls. A poll that fails (the server busy or briefly out of
+    reach) does not end the following: the last progress is kept, with a note, and the next
+    poll tries again; only a finished, stopped or failed state ends it."""
+
+    def __init__(self, model: str, just_started: bool = False):
+        self.model = model
+        # Just after a start the server may still report the previous run's end state (or idle)
+        # for a moment; those states end the following only after this many polls.
+        self.grace_polls = START_GRACE_POLLS if just_started else 0
+        self.last: Optional[TrainProgress] = None
+        self.failures = 0
+        self.note = ""
+        self.active = True
+
+    def poll(self, client: ServerClient) -> TrainProgress:
+        try:
+            progress = training_progress(client, self.model)
+        except ServerError as error:
+            self.failures += 1
+            self.note = (
+                f"Lost contact with the server ({self.failures} poll(s) failed), still following: {error}"
+            )
+            return self.last or parse_progress(self.model, {"state": "running"})
+        self.failures, self.note = 0, ""
+        if progress.running:
+            self.grace_polls = 0
+            self.active = True
+        elif self.grace_polls > 0:
+            self.grace_polls -= 1
+        else:
+            self.active = False
+        self.last = progress
+        return progress
+
+    def summary(self) -> str:
+        text = self.last.summary() if self.last is not None else f"Training {self.model}: starting"
+        return f"{text} ({self.note})" if self.note else text
 
 
 def stop_training(client: ServerClient) -> dict[str, Any]:

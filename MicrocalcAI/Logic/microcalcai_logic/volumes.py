@@ -5,7 +5,7 @@ classification and annotation refer to the server's own copy instead of uploadin
 """
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import LogicError
 
@@ -13,6 +13,9 @@ IMAGE_ID_ATTRIBUTE = "MicrocalcAI.ImageId"
 SERVER_ATTRIBUTE = "MicrocalcAI.Server"
 ROLE_ATTRIBUTE = "MicrocalcAI.Role"
 SOURCE_ATTRIBUTE = "MicrocalcAI.SourceFile"
+# Set by Slicer's DICOM module (DICOMScalarVolumePlugin): the SOP Instance UID of each slice.
+# Its volumes have no storage node; the file is found through the DICOM database.
+DICOM_INSTANCES_ATTRIBUTE = "DICOM.instanceUIDs"
 VTK_READABLE = (".png", ".pgm", ".pnm")
 SINGLE_FILE = 4  # vtkSlicerVolumesLogic loading option (LabelMap=1, CenterImage=2, SingleFile=4)
 GREY_COLOR_NODE_ID = "vtkMRMLColorTableNodeGrey"
@@ -39,13 +42,8 @@ def load_volume(scene, path: str, name: Optional[str] = None):
     """
     if not os.path.isfile(path):
         raise LogicError(f"Cannot open '{path}': the file does not exist.")
-    import slicer
-
     node_name = name or _node_name(path)
-    logic = slicer.vtkSlicerVolumesLogic()
-    logic.SetMRMLScene(scene)
-    # Single file: without it the reader gathers every similar file of the folder into a series.
-    node = logic.AddArchetypeScalarVolume(path, node_name, SINGLE_FILE, None)
+    node = _read_with_slicer(scene, path, node_name)
     if (node is None or node.GetImageData() is None) and path.lower().endswith(VTK_READABLE):
         node = _load_with_vtk_reader(scene, path, node_name)
     if node is None or node.GetImageData() is None:
@@ -55,6 +53,24 @@ def load_volume(scene, path: str, name: Optional[str] = None):
     node.SetAttribute(SOURCE_ATTRIBUTE, os.path.abspath(path))
     ensure_grey_display(node)
     return node
+
+
+def _read_with_slicer(scene, path: str, name: str):
+    """Slicer's own reader: `slicer.util.loadVolume` inside the application (its IO manager and
+    the Volumes module's logic, wired to the application logic); elsewhere (slicer-core,
+    trame-slicer have no IO manager) a volumes logic of our own on the given scene."""
+    import slicer
+
+    app = getattr(slicer, "app", None)
+    if app is not None and hasattr(app, "ioManager") and scene is getattr(slicer, "mrmlScene", None):
+        try:
+            # Single file: without it the reader gathers every similar file of the folder into a series.
+            return slicer.util.loadVolume(path, {"name": name, "singleFile": True, "show": False})
+        except RuntimeError:  # loadVolume raises when the reader fails; the caller says why
+            return None
+    logic = slicer.vtkSlicerVolumesLogic()
+    logic.SetMRMLScene(scene)
+    return logic.AddArchetypeScalarVolume(path, name, SINGLE_FILE, None)
 
 
 def ensure_grey_display(volume_node):
@@ -130,8 +146,32 @@ def mark_from_server(volume_node, image_id: str, server_url: str) -> None:
     volume_node.SetAttribute(SERVER_ATTRIBUTE, server_url)
 
 
-def source_file(volume_node) -> Optional[str]:
-    """The file a volume was read from, when it still exists on disk."""
+def dicom_instance_uids(volume_node) -> list:
+    """The SOP Instance UIDs Slicer's DICOM module recorded for a volume (empty otherwise)."""
+    if volume_node is None:
+        return []
+    return [uid for uid in (volume_node.GetAttribute(DICOM_INSTANCES_ATTRIBUTE) or "").split() if uid]
+
+
+def slicer_dicom_database_lookup(instance_uid: str) -> Optional[str]:
+    """The file of a DICOM instance in Slicer's DICOM database (None outside the application or
+    when the database does not hold it)."""
+    try:
+        import slicer
+    except ImportError:
+        return None
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None or not database.isOpen:
+        return None
+    return database.fileForInstance(instance_uid) or None
+
+
+def source_file(
+    volume_node, instance_lookup: Optional[Callable[[str], Optional[str]]] = None
+) -> Optional[str]:
+    """The file a volume was read from, when it still exists on disk: its storage node's file,
+    the file `load_volume` recorded, or (a volume of Slicer's DICOM module) its one instance's
+    file found with `instance_lookup` (default: Slicer's DICOM database)."""
     if volume_node is None:
         return None
     storage = volume_node.GetStorageNode()
@@ -139,6 +179,11 @@ def source_file(volume_node) -> Optional[str]:
         storage.GetFileName() if storage is not None else None,
         volume_node.GetAttribute(SOURCE_ATTRIBUTE),
     ):
+        if path and os.path.isfile(path):
+            return path
+    uids = dicom_instance_uids(volume_node)
+    if len(uids) == 1:
+        path = (instance_lookup or slicer_dicom_database_lookup)(uids[0])
         if path and os.path.isfile(path):
             return path
     return None

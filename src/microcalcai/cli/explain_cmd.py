@@ -10,6 +10,11 @@ NAME_overlay.png, NAME_context.png (the map on the whole mammogram) and, for an 
 NAME_members.png; summary.csv, saliency.json and montage.png cover all ROIs. With a manifest that
 has mask_path (the phantom's), each ROI is also scored by the pointing game and the share of
 saliency inside the calcification mask.
+
+With --dicom-out DIR, each ROI of a DICOM image also gets a DICOM SR (TID 1500) and the map as
+a fractional DICOM Segmentation over the mammogram, in DIR/<image file stem>/
+(docs/dicom-out.md); ROIs of images that cannot be referenced are listed with the reason, and
+the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -84,6 +89,12 @@ def register(subparsers) -> None:
         choices=("pixel", "mm"),
         help="NRRD geometry in source pixels (default, as the server answers) or in mm",
     )
+    parser.add_argument(
+        "--dicom-out",
+        type=Path,
+        metavar="DIR",
+        help="also write a DICOM SR and a saliency Segmentation per ROI into this folder",
+    )
     parser.add_argument("--no-context", action="store_true", help="skip the whole-mammogram figure per ROI")
     parser.add_argument("--device", default=None, metavar="cpu|cuda", help="default: a GPU when there is one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -128,6 +139,7 @@ def run(args) -> int:
         nrrd_units=args.nrrd_units,
         context=not args.no_context,
         progress=not args.no_progress,
+        dicom_out=args.dicom_out,
     )
     for row in rows[:10]:
         print(
@@ -145,6 +157,14 @@ def run(args) -> int:
             f"localisation on {len(scored)} ROI(s) with masks: pointing game {hits:.2f}, "
             f"saliency in mask {energy:.3f} (mask area {area:.3f})"
         )
+    if args.dicom_out is not None:
+        import sys
+
+        failed = [r for r in rows if r.get("dicom_error")]
+        for row in failed:
+            print(f"no DICOM results for {row['name']}: {row['dicom_error']}", file=sys.stderr)
+        print(f"{len(rows) - len(failed)} ROI(s) as DICOM SR + Segmentation -> {args.dicom_out}")
+        return 1 if failed else 0
     return 0
 
 

@@ -4,6 +4,11 @@ One row per ROI of the manifest: case_id, patient_id, image_id, label (empty whe
 p_<member> per member model, threshold_<member> (that member's own validation threshold, from
 its model.json), probability (combined), threshold, decision, model (docs/DESIGN.md,
 predictions.csv). Crops are taken as the model was trained (its card's crop size).
+
+With --dicom-out DIR, every ROI of a DICOM image also gets a DICOM SR (TID 1500: the ROI on
+the image, each model's and the ensemble's probability, threshold and decision) in
+DIR/<image file stem>/ (docs/dicom-out.md); ROIs of images that cannot be referenced (not
+DICOM, missing UIDs) are listed with the reason, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ def register(subparsers) -> None:
         "--data", required=True, type=Path, metavar="MANIFEST", help="manifest.csv of the ROIs"
     )
     parser.add_argument("--out", required=True, type=Path, metavar="CSV", help="predictions file to write")
+    parser.add_argument(
+        "--dicom-out", type=Path, metavar="DIR", help="also write one DICOM SR per ROI into this folder"
+    )
     parser.add_argument("--split", metavar="NAME", help="only rows of this split (train, val or test)")
     parser.add_argument("--device", default=None, metavar="cpu|cuda", help="default: a GPU when there is one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,9 +58,46 @@ def run(args) -> int:
             raise InputError(f"manifest {args.data} has no rows with split {args.split!r}")
     table = predict_frame(predictor, frame, progress=not args.no_progress)
     write_predictions(table, args.out)
+    failed = _write_dicom(args.dicom_out, predictor, frame, table) if args.dicom_out else 0
     malignant = int((table["decision"] == "malignant").sum())
     print(
         f"{len(table)} ROI(s) -> {args.out} ({malignant} above the threshold {predictor.threshold:.3f} "
         f"of {predictor.name})"
     )
-    return 0
+    return 1 if failed else 0
+
+
+def _write_dicom(folder: Path, predictor, frame, table) -> int:
+    """One SR per ROI; returns how many ROIs got none (each said on stderr with its reason)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from microcalcai.dicom_out.results import write_roi_results
+    from microcalcai.dicom_out.sr import Roi
+    from microcalcai.errors import MicrocalcError
+    from microcalcai.train.data import _crop_size
+    from microcalcai.train.predictions import crop_settings
+
+    crop = crop_settings(predictor)
+    default_size, whole_image = int(crop["roi_size"]), crop["task"] == "whole_image"
+    written, failed = 0, 0
+    members = [m.name for m in predictor.members]
+    for (_, row), (_, result) in tqdm(
+        zip(frame.iterrows(), table.iterrows(), strict=True), total=len(table), desc="DICOM SR", unit="ROI"
+    ):
+        roi = (
+            None
+            if whole_image
+            else Roi(float(row["roi_x"]), float(row["roi_y"]), _crop_size(row, default_size))
+        )
+        probabilities = {name: float(result[f"p_{name}"]) for name in members}
+        try:
+            probability = float(result["probability"])
+            write_roi_results(folder, row["image_path"], roi, predictor, probability, probabilities)
+            written += 1
+        except MicrocalcError as exc:
+            failed += 1
+            print(f"no DICOM SR for {result['case_id']}: {exc}", file=sys.stderr)
+    print(f"{written} DICOM SR(s) -> {folder}" + (f"; {failed} ROI(s) without one (above)" if failed else ""))
+    return failed

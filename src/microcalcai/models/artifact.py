@@ -49,6 +49,9 @@ class ModelCard:
     weights_init: dict = field(default_factory=dict)
     test_metrics: dict = field(default_factory=dict)
     crop: dict = field(default_factory=dict)  # how training crops were taken: {"task", "roi_size"}
+    # a model trained on synthetic data to show the software working, not to read real images
+    demonstration: bool = False
+    intended_use: str = ""
     format: int = CARD_FORMAT
 
     def to_dict(self) -> dict:

@@ -32,6 +32,7 @@ class EnsembleCard:
     threshold: float = 0.5
     threshold_method: str = "default 0.5 (not chosen on data)"
     val_metrics: dict = field(default_factory=dict)
+    test_metrics: dict = field(default_factory=dict)
     member_names: list = field(default_factory=list)
     created: str = ""
     version: str = "1"
@@ -60,6 +61,7 @@ def save_ensemble(
     threshold: float = 0.5,
     threshold_method: str = "default 0.5 (not chosen on data)",
     val_metrics=None,
+    test_metrics=None,
     name: str | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -78,6 +80,7 @@ def save_ensemble(
         threshold=float(threshold),
         threshold_method=threshold_method,
         val_metrics=val_metrics or {},
+        test_metrics=test_metrics or {},
         member_names=names,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )

@@ -185,12 +185,18 @@ def expected_bayes_auc(morphology_weights=None) -> float:
     P(score_pos > score_neg) + P(tie)/2. No classifier of these images can expect more.
     """
     cells = cell_table(morphology_weights)
-    w = np.array([c["weight"] for c in cells])
-    p = np.array([c["p_malignant"] for c in cells])
+    return table_auc([c["weight"] for c in cells], [c["p_malignant"] for c in cells])
+
+
+def table_auc(weights: Sequence[float], probabilities: Sequence[float]) -> float:
+    """AUC of scoring each class of a table by its P(malignant), the classes drawn with `weights`
+    and their labels with those probabilities (ties count one half)."""
+    w = np.asarray(weights, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
     pos = w * p / np.sum(w * p)
     neg = w * (1 - p) / np.sum(w * (1 - p))
-    greater = p[:, None] > p[None, :]
     tie = np.isclose(p[:, None], p[None, :], rtol=0, atol=1e-12)
+    greater = (p[:, None] > p[None, :]) & ~tie  # averaged probabilities differ by rounding only
     return float(np.sum(pos[:, None] * neg[None, :] * (greater + 0.5 * tie)))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from monailabel.config import settings
@@ -21,13 +20,18 @@ from microcalcai.server.context import current_request
 from microcalcai.server.datastore import DicomWebStudies, StudiesDatastore
 from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.hosted import ENSEMBLE, ModelStore, ServedModels
-from microcalcai.server.images import ImageCache
+from microcalcai.server.images import ImageCache, ScreenedDatastore, UnreadableImage
 from microcalcai.server.infer import ClassifyTask, load_source
 from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
 from microcalcai.server.strategies import First, MostUncertain, RandomRoi
+from microcalcai.server.uploads import ImageUploads
 
 LOG = logging.getLogger(__name__)
+
+
+class UploadableStudies(ImageUploads, StudiesDatastore):
+    """The local studies folder, taking only checked images through PUT /datastore/image."""
 
 
 class MicrocalcApp(MONAILabelApp):
@@ -49,14 +53,16 @@ class MicrocalcApp(MONAILabelApp):
             version=__version__,
             labels=["benign", "malignant"],
         )
-        self.pool = CandidatePool(self._datastore, self.cache)
+        # Active learning sees the studies through a screen that leaves out unreadable files.
+        self.screened = ScreenedDatastore(self._datastore, self.cache)
+        self.pool = CandidatePool(self.screened, self.cache)
         self._strategies = self.init_strategies() if settings.MONAI_LABEL_TASKS_STRATEGY else {}
 
     # -- MONAI Label hooks -------------------------------------------------------------------
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
             return self.init_remote_datastore()
-        return StudiesDatastore(
+        return UploadableStudies(
             self.studies,
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
@@ -116,6 +122,7 @@ class MicrocalcApp(MONAILabelApp):
         request["uploaded"] = _is_upload(image, http)
         if request["uploaded"]:
             request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
+        request["datastore"] = datastore or self._datastore  # where params.dicom_out stores results
         request["source"] = load_source(
             request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
         )
@@ -126,31 +133,59 @@ class MicrocalcApp(MONAILabelApp):
         strategy = request.get("strategy") or "uncertain"
         if strategy not in self._strategies:
             raise NotFound(f"unknown strategy {strategy!r}; choose one of {sorted(self._strategies)}")
-        return super().next_sample(request)
+        check_sample_params(request)
+        # An image that fails to decode while the strategy reads it is remembered as bad by the
+        # cache and left out by the screen: the next try does without it.
+        for attempt in range(3):
+            try:
+                answer = super().next_sample(request)
+                break
+            except UnreadableImage as exc:
+                LOG.warning("active learning: %s; trying again without that image", exc)
+                self.screened.refresh()
+                if attempt == 2:
+                    raise
+        answer.pop("path", None)  # the file on the server; clients use the id
+        return answer
 
     def on_save_label(self, image_id, label_id):
-        return {"annotations": self._datastore.annotations(image_id)}
+        stored = getattr(self._datastore, "last_label_sr", None)  # its DICOM SR (docs/dicom-out.md)
+        answer = {"annotations": self._datastore.annotations(image_id)}
+        return {**answer, "dicom_out": stored} if stored else answer
 
     def info(self):
         meta = super().info()
-        meta["workspace"] = str(self.workspace)
+        # Which workspace this server runs on, without telling clients the server's folders.
+        from microcalcai.server.launch import workspace_id
+
+        meta["workspace_id"] = workspace_id(self.workspace)
         return meta
 
 
 def _is_upload(image, http: dict) -> bool:
-    """True when MONAI Label's infer route replaced `image` by the temporary file of an upload.
+    """True when the infer route put the request's own upload in `image` (routes.py).
 
     Anything else is a datastore id and is checked as one: a client cannot name a server path.
     """
-    if not isinstance(image, str) or not image or image == http.get("image"):
-        return False
-    path = Path(image)
-    return (
-        path.name.startswith("tmp")
-        and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
-        and path.is_file()
-        and http.get("multipart", False)
-    )
+    return isinstance(image, str) and bool(image) and image == http.get("upload_path")
+
+
+_SAMPLE_INTS = {"seed": (0, 2**32 - 1), "max_candidates": (1, 100000), "mc_samples": (2, 100)}
+
+
+def check_sample_params(request: dict) -> None:
+    """Types and ranges of active learning's params, before any strategy runs."""
+    for key, (low, high) in _SAMPLE_INTS.items():
+        value = request.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise RequestError(f"params.{key} must be a whole number from {low} to {high}, got {shown}")
+    for key in ("method", "model", "client_id"):
+        value = request.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 128):
+            raise RequestError(f"params.{key} must be text (at most 128 characters)")
 
 
 __all__ = ["MicrocalcApp", "ENSEMBLE"]

@@ -1,7 +1,7 @@
 """What the HTTP layer knows about the current request and MONAI Label does not pass on.
 
 MONAI Label hands an infer task only the merged params, not the query's `output` nor whether
-`image` came from the query or from an upload; the ASGI guard (asgi.py) records both here.
+`image` is the request's own upload; the infer route (routes.py) records both here.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@
 validates them, merges the annotation into the image's document and writes it atomically under
 the datastore's own file lock, then records it in MONAI Label's datastore index, so the label
 API, `/datastore/` listings and training all see it, and it survives a restart.
+
+The label documents are the truth; MONAI Label's index (`datastore_v2.json`) is a cache of
+them. MONAI Label rewrites that index in place, so a kill in the middle of a write left it
+empty and the next start failed; here it is written atomically, an unreadable index is set
+aside and rebuilt at start, and the rebuild lists the JSON label documents (MONAI Label's own
+reconcile looks for label files with the image extensions only, and found none of ours).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock
 from monailabel.datastore.dicom import DICOMWebDatastore
-from monailabel.datastore.local import DataModel, LocalDatastore
+from monailabel.datastore.local import DataModel, LocalDatastore, LocalDatastoreModel
 
 from microcalcai.atomic import atomic_write_text
 from microcalcai.server import labels
@@ -26,6 +32,9 @@ from microcalcai.server.validation import check_image_id
 LOG = logging.getLogger(__name__)
 LABEL_EXT = ".json"
 SAMPLED_BY = "sampled_by"  # image info: {strategy: {"ts", "client_id"}} of its last proposals
+
+UNREADABLE_SUFFIX = ".unreadable"  # where an index that cannot be parsed is set aside
+STALE_TEMP_S = 3600  # temporary files of an interrupted atomic write older than this are removed
 
 
 class ClassificationLabels:
@@ -85,6 +94,94 @@ class ClassificationLabels:
             info[SAMPLED_BY] = {**info.pop("strategy"), **(info.get(SAMPLED_BY) or {})}
         return info
 
+    # -- MONAI Label's index, kept crash-safe -------------------------------------------------
+    def _update_datastore_file(self, lock=True):
+        """MONAI Label's writer, made atomic (temporary file, fsync, rename)."""
+
+        def write():
+            self._ignore_event_config = True  # the file watcher must not reload our own write
+            text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+            atomic_write_text(self._datastore_config_path, text)
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()
+
+    def _init_from_datastore_file(self, throw_exception=False):
+        """Load the index; one that cannot be parsed (left by an older, non-atomic writer or a
+        damaged disk) is set aside and the index rebuilt from the files, instead of failing."""
+        try:
+            super()._init_from_datastore_file(throw_exception=True)
+        except ValueError as exc:
+            path = Path(self._datastore_config_path)
+            aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+            with FileLock(self._lock_file):
+                if path.exists():
+                    os.replace(path, aside)
+            LOG.warning(
+                "the datastore index %s could not be read (%s); set aside as %s and rebuilt from the "
+                "image and label files",
+                path.name,
+                str(exc).splitlines()[0][:200],
+                aside.name,
+            )
+            self._datastore = LocalDatastoreModel(
+                name=self._datastore.name,
+                description=self._datastore.description,
+                images_dir=self._datastore.images_dir,
+                labels_dir=self._datastore.labels_dir,
+            )
+            self._datastore.base_path = self._datastore_path
+            self._config_ts = 0
+
+    def _reconcile_datastore(self):
+        self._remove_stale_temporaries()
+        return super()._reconcile_datastore()
+
+    def _add_non_existing_labels(self, tag) -> int:
+        """Index the label documents of `tag` that the index does not list (MONAI Label's own
+        pass matches label files by the image extensions, so it never sees a JSON document)."""
+        added = super()._add_non_existing_labels(tag)
+        for path in sorted(Path(self._datastore.label_path(tag)).glob(f"*{LABEL_EXT}")):
+            image_id = path.name[: -len(LABEL_EXT)]
+            obj = self._datastore.objects.get(image_id)
+            if obj is None or tag in obj.labels:
+                continue
+            document = labels.read_document(path)
+            if document is None:
+                LOG.warning("label file %s/%s is not a label document; not indexed", tag, path.name)
+                continue
+            obj.labels[tag] = DataModel(
+                info={
+                    "ts": int(path.stat().st_mtime),
+                    "name": path.name,
+                    "annotations": len(document["annotations"]),
+                },
+                ext=LABEL_EXT,
+            )
+            LOG.info("indexed label document %s/%s", tag, path.name)
+            added += 1
+        return added
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of atomic writes that a kill interrupted (`.<name>.<random>.tmp`).
+        Only old ones: another process (a training) may be writing a fresh one right now."""
+        root = Path(self._datastore_path)
+        folders = [root, Path(self._datastore.label_path(None))]
+        folders += [p for p in folders[1].iterdir() if p.is_dir()] if folders[1].is_dir() else []
+        now = time.time()
+        for folder in folders:
+            for path in folder.glob(".*.tmp"):
+                try:
+                    if now - path.stat().st_mtime > STALE_TEMP_S:
+                        path.unlink()
+                        LOG.info("removed %s, left by an interrupted write", path.name)
+                except OSError:
+                    pass
+
     def annotations(self, image_id: str, tag: str = "final") -> list[dict]:
         document = labels.read_document(Path(self._datastore.label_path(tag)) / f"{image_id}{LABEL_EXT}")
         return [] if document is None else document["annotations"]
@@ -103,6 +200,13 @@ class ClassificationLabels:
 class StudiesDatastore(ClassificationLabels, LocalDatastore):
     """A local studies folder (DICOM, PNG, PGM, NRRD files side by side)."""
 
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
+
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, False)
+
     def studies_folder(self) -> Path:
         return Path(self._datastore_path)
 
@@ -111,8 +215,16 @@ class DicomWebStudies(ClassificationLabels, DICOMWebDatastore):
     """A DICOMweb server; images are cached as DICOM series folders, labels kept in the cache.
 
     MONAI Label's DICOMweb store turns final labels into DICOM SEG objects, which describe
-    segmentations; a classification has no SEG form, so labels stay in the local cache index.
+    segmentations; a classification has no SEG form, so labels stay in the local cache index
+    and each final label is also sent back to the server as a label SR (dicom_results.py).
     """
+
+    def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
+        from microcalcai.server.dicom_results import save_label_with_sr  # docs/dicom-out.md
+
+        save = super().save_label
+        args = (image_id, label_filename, label_tag, label_info, label_id)
+        return save_label_with_sr(self, save, *args, True)
 
     def _image_object(self, image_id):
         from monailabel.datastore.local import ImageLabelModel

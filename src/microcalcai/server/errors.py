@@ -34,3 +34,16 @@ class UnsupportedMedia(RequestError):
 
 class Conflict(RequestError):
     status = 409
+
+
+class Unauthorized(RequestError):
+    status = 401
+
+
+class ServerFault(Exception):
+    """Something on the server's side failed (disk full, read-only folder): a 5xx JSON answer
+    that says what failed, never the traceback or the server's paths."""
+
+    def __init__(self, message: str, status: int = 500):
+        super().__init__(message)
+        self.status = status

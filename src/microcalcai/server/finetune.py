@@ -89,19 +89,27 @@ def evaluate_auc(model_dir: Path, frame) -> float:
     """AUC of a model folder on the frame's ROIs (NaN when the frame holds a single class)."""
     from sklearn.metrics import roc_auc_score
 
+    from microcalcai.train.data import labels_of
+
+    probability = predict_frame(model_dir, frame)
+    labels = labels_of(frame)
+    if len(set(labels.tolist())) < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, np.asarray(probability)))
+
+
+def predict_frame(model_dir: Path, frame) -> np.ndarray:
+    """P(malignant) of a model or ensemble folder for each ROI of a manifest frame, in row order
+    (each row cropped at its own roi_size)."""
     from microcalcai.models.predictor import load_predictor
-    from microcalcai.train.data import labels_of, load_crops
+    from microcalcai.train.data import load_crops
 
     predictor = load_predictor(model_dir)
     frame = frame.reset_index(drop=True)
     grey = load_crops(
         frame, roi_size=int(frame["roi_size"].iloc[0]), out_size=predictor.input_size, progress=False
     )
-    probability = predictor.predict(grey[:, 0].float().numpy()).probability
-    labels = labels_of(frame)
-    if len(set(labels.tolist())) < 2:
-        return float("nan")
-    return float(roc_auc_score(labels, np.asarray(probability)))
+    return np.asarray(predictor.predict(grey[:, 0].float().numpy()).probability, dtype=float)
 
 
 class MetricsWatcher:

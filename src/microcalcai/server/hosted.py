@@ -143,8 +143,11 @@ def describe(folder: Path) -> dict:
     if is_ensemble_folder(folder):
         card, members = read_ensemble(folder)
         member_cards = [read_card(member) for member in members]
+        shown = next((c for c in member_cards if c.demonstration), None)
         return {
             "kind": "ensemble",
+            # an ensemble with a demonstration member is itself a demonstration
+            **_intended_use(shown.demonstration if shown else False, shown.intended_use if shown else ""),
             "threshold": float(card.threshold),
             "threshold_method": card.threshold_method,
             "combine": card.combine,
@@ -152,18 +155,31 @@ def describe(folder: Path) -> dict:
             "member_arches": [c.arch for c in member_cards],
             "member_versions": {n: c.version for n, c in zip(card.member_names, member_cards, strict=True)},
             "val_metrics": card.val_metrics,
+            "test_metrics": card.test_metrics,
             "created": card.created,
         }
     card = read_card(folder)
     return {
         "kind": "model",
+        **_intended_use(card.demonstration, card.intended_use),
         "arch": card.arch,
         "input_size": card.input_size,
         "threshold": float(card.threshold),
         "threshold_method": card.threshold_method,
         "val_metrics": card.val_metrics,
+        "test_metrics": card.test_metrics,
         "labels_order": list(card.labels),
         "members": [card.name],
         "created": card.created,
         "recipe": card.recipe.get("name") if isinstance(card.recipe, dict) else card.recipe,
+    }
+
+
+def _intended_use(demonstration: bool, intended_use: str) -> dict:
+    """Every model says whether it is only a demonstration; a card without a stated use gets the
+    generic one (trained by its owner on data this server does not know)."""
+    return {
+        "demonstration": bool(demonstration),
+        "intended_use": intended_use
+        or ("demonstration model" if demonstration else "as validated by whoever trained it; see its card"),
     }

@@ -13,6 +13,7 @@ import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from microcalcai.errors import MicrocalcError
+from microcalcai.server.dicom_results import store_results, wants_dicom_out
 from microcalcai.server.errors import RequestError
 from microcalcai.server.hosted import ENSEMBLE, ServedModels, describe
 from microcalcai.server.images import ImageCache, Source, datastore_image_path
@@ -96,6 +97,10 @@ class ClassifyTask(InferTask):
                 times["predict"] = time.perf_counter() - tick
 
         answer = answer_json(self.name, served, float(probability), members, roi, source)
+        if wants_dicom_out(request):
+            tick = time.perf_counter()
+            store_results(request, answer, served, saliency, crop, method, target)
+            times["dicom_out"] = time.perf_counter() - tick
         result_file = None
         if saliency is not None:
             tick = time.perf_counter()
@@ -221,6 +226,6 @@ def load_source(request: dict, datastore, cache: ImageCache, *, uploaded: bool) 
     else:
         path = datastore_image_path(datastore, request["image"])
         name = request["image"]
-    mammogram = cache.read(path, name=name)
+    mammogram = cache.read(path, name=name, keep=not uploaded)  # an upload is removed after the request
     request["read_s"] = time.perf_counter() - tick
     return Source(name if uploaded else request["image"], path, mammogram)

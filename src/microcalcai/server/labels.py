@@ -74,7 +74,7 @@ def read_label_upload(path: Path) -> dict:
         return {}
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError(
             f"the label file {path.name!r} is not JSON; a classification label is a JSON object like "
             '{"roi": {"x": 120, "y": 80, "size": 256}, "label": "malignant"} (docs/server-api.md)',
@@ -83,6 +83,13 @@ def read_label_upload(path: Path) -> dict:
     if not isinstance(value, dict):
         raise RequestError("the label file must hold one JSON object (one annotation)")
     return value
+
+
+def annotation_fields(label_file: Path, params: dict) -> dict:
+    """The fields of the annotation a save request carries: the label file's, then params'."""
+    fields = read_label_upload(Path(label_file))
+    fields.update({k: v for k, v in (params or {}).items() if k in FIELDS})
+    return fields
 
 
 def roi_key(annotation: dict) -> tuple:
@@ -96,6 +103,20 @@ def merge(document: dict | None, image_id: str, annotation: dict) -> dict:
     key = roi_key(annotation)
     annotations = [a for a in annotations if roi_key(a) != key] + [annotation]
     return {"image": image_id, "format": 1, "annotations": annotations}
+
+
+def without_roi(document: dict, image_id: str, key: tuple) -> dict:
+    """The document without the annotation of ROI `key` (404 when it has none)."""
+    from microcalcai.server.errors import NotFound
+
+    annotations = list((document or {}).get("annotations", []))
+    kept = [a for a in annotations if roi_key(a) != key]
+    if len(kept) == len(annotations):
+        raise NotFound(
+            f"image {image_id!r} has no annotation at ROI x={key[0]:g}, y={key[1]:g}, size={key[2]}; "
+            "GET /datastore/label?label=ID&tag=final lists its annotations"
+        )
+    return {"image": image_id, "format": 1, "annotations": kept}
 
 
 def read_document(path: Path) -> dict | None:

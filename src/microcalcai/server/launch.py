@@ -8,6 +8,8 @@ Only the standard library is imported here: the caller needs neither torch nor M
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import signal
@@ -70,6 +72,25 @@ def server_command(studies: str, workspace: Path, host: str, port: int) -> list[
     ]
 
 
+def workspace_id(workspace) -> str:
+    """What /info/ tells of the server's workspace: a digest, not the folder (app.workspace_id)."""
+    return hashlib.sha256(str(Path(workspace).absolute()).encode()).hexdigest()[:16]
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach the address (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_header(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -94,6 +115,7 @@ def wait_for_info(
     timeout: float,
     log_path: Path | None = None,
     workspace: Path | None = None,
+    token: str | None = None,
 ) -> dict:
     """/info/ of the server at `url` once it answers; with `workspace`, only our own server counts
     (another one answering on that port means ours could not bind it)."""
@@ -106,11 +128,12 @@ def wait_for_info(
                 f"its log:\n{_tail(log_path)}"
             )
         try:
-            with urllib.request.urlopen(f"{url}/info/", timeout=5) as answer:
+            request = urllib.request.Request(f"{url}/info/", headers=auth_header(token))
+            with urllib.request.urlopen(request, timeout=5) as answer:
                 info = json.loads(answer.read())
-            if workspace is None or info.get("workspace") == str(workspace):
+            if workspace is None or info.get("workspace_id") == workspace_id(workspace):
                 return info
-            last = f"another server (workspace {info.get('workspace')}) answers on that port"
+            last = "another server answers on that port"
             time.sleep(0.3)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             last = exc
@@ -139,6 +162,7 @@ class LocalServer:
         *,
         env: dict | None = None,
         timeout: float = 180.0,
+        token: str | None = None,
     ):
         self.studies = str(studies)
         self.workspace = Path(workspace).absolute()
@@ -146,6 +170,10 @@ class LocalServer:
         self.port = port
         self.env = env or {}
         self.timeout = timeout
+        # With a token the server asks every request for it (Authorization: Bearer TOKEN).
+        self.token = token if token is not None else os.environ.get("MICROCALCAI_TOKEN") or None
+        if self.token:
+            self.env = {**self.env, "MICROCALCAI_TOKEN": self.token}
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self.info: dict = {}
@@ -179,7 +207,9 @@ class LocalServer:
         finally:
             log.close()
         try:
-            self.info = wait_for_info(self.url, self.process, self.timeout, self.log_path, self.workspace)
+            self.info = wait_for_info(
+                self.url, self.process, self.timeout, self.log_path, self.workspace, token=self.token
+            )
         except BaseException:
             self.stop()
             raise

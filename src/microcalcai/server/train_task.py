@@ -4,6 +4,8 @@ MONAI Label runs this task in a child process (`monailabel.interfaces.utils.app 
 stopping a training kills that process: the new version is published only at the very end, by
 one atomic pointer swap, and a stopped or killed run leaves the served model untouched.
 Progress goes to `models/<name>/train_stats.json`, which the server shows in /info/ train_stats.
+The run knows its id and the version it started from (training_guard.py): it publishes under
+the training lock, and only while its model still serves that version.
 """
 
 from __future__ import annotations
@@ -17,19 +19,22 @@ from pathlib import Path
 import numpy as np
 from monailabel.interfaces.tasks.train import TrainTask
 
-from microcalcai.errors import InputError
 from microcalcai.server.hosted import ENSEMBLE
+from microcalcai.server.training_guard import StalePublish, TrainingRun
 
 LOG = logging.getLogger(__name__)
 DEFAULTS = {
-    "recipe": "kang2021",
-    "max_epochs": 5,
+    "recipe": "phantom",
+    "max_epochs": 3,
     "val_fraction": 0.3,
     "publish_if": "not_worse",
     "tolerance": 0.0,
     "seed": 0,
     "include_manifest_labels": False,
     "min_per_class": 2,
+    # train on the labels plus the default models' own ROIs, validate on their fixed held-out
+    # ROIs plus the labels' validation patients (bootstrap/reference.csv; ignored without one)
+    "keep_reference": True,
 }
 PUBLISH_RULES = ("not_worse", "always")
 
@@ -57,23 +62,30 @@ class FineTuneTask(TrainTask):
         return stats
 
     def __call__(self, request, datastore):
-        params = {**DEFAULTS, **{k: v for k, v in request.items() if k in DEFAULTS}}
+        from microcalcai.server.train_params import check_params
+
         progress = Progress(self.app.store, self.name)
+        run = TrainingRun(self.app.workspace, self.app.store, self.name, request)
         try:
-            result = self._run(params, datastore, progress)
+            # The server checked these already; a run started some other way is checked here.
+            params = check_params(
+                {k: v for k, v in request.items() if k in DEFAULTS}, self.config(), PUBLISH_RULES
+            )
+            run.begin()
+            result = self._run(params, datastore, progress, run)
         except Exception as exc:
-            progress.update(state="failed", message=str(exc))
+            progress.update(state="failed", message=_public(exc))
             raise
+        finally:
+            run.end()
         return result
 
-    def _run(self, params: dict, datastore, progress: Progress) -> dict:
-        from microcalcai.server.training_data import labeled_frame, split_by_patient
+    def _run(self, params: dict, datastore, progress: Progress, run: TrainingRun) -> dict:
+        from microcalcai.server.training_data import labeled_frame, reference_frame, with_reference
 
-        if params["publish_if"] not in PUBLISH_RULES:
-            raise InputError(f"publish_if must be one of {PUBLISH_RULES}, got {params['publish_if']!r}")
         store = self.app.store
-        base_version = store.current_version(self.name)
-        base_dir = store.current_dir(self.name)
+        base_version = run.base_version
+        base_dir = store.version_dir(self.name, base_version)
         progress.update(
             state="running",
             pid=os.getpid(),
@@ -88,17 +100,18 @@ class FineTuneTask(TrainTask):
         frame = labeled_frame(
             datastore, self.app.pool, include_manifest=bool(params["include_manifest_labels"])
         )
-        frame = split_by_patient(
-            frame, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
+        reference = reference_frame(self.app.workspace) if params["keep_reference"] else None
+        frame = with_reference(
+            frame, reference, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
         )
         run_dir = store.folder(self.name) / "runs" / time.strftime("%Y%m%d-%H%M%S")
         progress.update(
             message=f"training on {int((frame.split == 'train').sum())} ROIs, "
             f"validating on {int((frame.split == 'val').sum())}",
-            run_dir=str(run_dir),
+            run_dir=str(run_dir.relative_to(store.folder(self.name))),
         )
 
-        from microcalcai.server.finetune import evaluate_auc, fine_tune
+        from microcalcai.server.finetune import fine_tune
 
         new_dir = fine_tune(
             base_dir,
@@ -110,18 +123,27 @@ class FineTuneTask(TrainTask):
             on_epoch=progress.epoch,
         )
         val = frame[frame.split == "val"]
-        base_auc = evaluate_auc(base_dir, val)
-        new_auc = evaluate_auc(new_dir, val)
+        comparison = compare_on(base_dir, new_dir, val)
+        base_auc, new_auc = comparison["base_val_auc"], comparison["new_val_auc"]
         publish = params["publish_if"] == "always" or new_auc >= base_auc - float(params["tolerance"])
         summary = {
-            "base_val_auc": base_auc,
-            "new_val_auc": new_auc,
+            **comparison,
             "published": bool(publish),
             "n_train": int((frame.split == "train").sum()),
             "n_val": int(len(val)),
+            "n_labels": int((frame.source == "label").sum()),
+            "n_reference": int((frame.source == "reference").sum()),
         }
+        stale = None
         if publish:
-            version = self._publish(new_dir)
+            try:
+                version = self._publish(new_dir, run, base_dir)
+            except StalePublish as exc:
+                stale = str(exc)
+                summary["published"] = False
+        if stale:
+            message = f"not published: {stale}"
+        elif publish:
             summary["published_version"] = version
             message = f"published version {version}: validation AUC {new_auc:.3f} vs {base_auc:.3f}"
         else:
@@ -133,31 +155,76 @@ class FineTuneTask(TrainTask):
         LOG.info(message)
         return summary
 
-    def _publish(self, new_dir: Path) -> str:
+    def _publish(self, new_dir: Path, run: TrainingRun, base_dir: Path) -> str:
+        """Copy the new model beside the versions, then, under the training lock and only if
+        this run may still publish (else StalePublish), name it the next version and serve it."""
         import shutil
 
         from microcalcai.models.artifact import read_card
         from microcalcai.server.workspace import build_ensemble, rename_card
 
         store = self.app.store
-        version = store.next_version(self.name)
-        target = store.version_dir(self.name, version)
-        staging = target.with_name(f".{version}.staging")
+        staging = store.version_dir(self.name, f".staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(new_dir, staging)
-        rename_card(staging, self.name, version)
-        staging.rename(target)
-        store.publish(self.name, version)
-        if ENSEMBLE in store.names():
-            card = self.app.served.get(ENSEMBLE).card
-            build_ensemble(
-                self.app.workspace,
-                threshold=card["threshold"],
-                threshold_method=card.get("threshold_method", ""),
-                val_metrics=card.get("val_metrics"),
-            )
+        try:
+            with run.publishing():
+                version = store.next_version(self.name)
+                target = store.version_dir(self.name, version)
+                rename_card(staging, self.name, version)
+                inherit_intended_use(staging, base_dir)
+                staging.rename(target)
+                store.publish(self.name, version)
+                if ENSEMBLE in store.names():
+                    card = self.app.served.get(ENSEMBLE).card
+                    build_ensemble(
+                        self.app.workspace,
+                        threshold=card["threshold"],
+                        threshold_method=card.get("threshold_method", ""),
+                        val_metrics=card.get("val_metrics"),
+                    )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         read_card(target)  # the published folder must load
         return version
+
+
+def compare_on(base_dir: Path, new_dir: Path, val) -> dict:
+    """Both versions on the same validation ROIs: their AUCs and the paired (DeLong) difference
+    with its 95% CI, so a client sees whether the set was large enough to tell them apart."""
+    from microcalcai.evaluate.compare import delong_paired
+    from microcalcai.server.finetune import predict_frame
+    from microcalcai.train.data import labels_of
+
+    base, new = predict_frame(base_dir, val), predict_frame(new_dir, val)
+    labels = labels_of(val)
+    if len(set(labels.tolist())) < 2:
+        return {"base_val_auc": float("nan"), "new_val_auc": float("nan")}
+    test = delong_paired(labels.astype(bool), new, base, names=("new", "base"))
+    return {
+        "base_val_auc": test.estimate_b,
+        "new_val_auc": test.estimate_a,
+        "val_auc_difference": test.difference,
+        "val_auc_difference_ci95": list(test.difference_ci) if test.difference_ci else None,
+        "val_malignant": int(labels.sum()),
+    }
+
+
+def inherit_intended_use(folder: Path, base_dir: Path) -> None:
+    """A version fine-tuned from a demonstration model is still one (its data are mostly the
+    phantom's, and it was never validated on real images)."""
+    import json
+
+    from microcalcai.atomic import atomic_write_text
+    from microcalcai.models.artifact import read_card
+
+    base = read_card(base_dir)
+    if not base.demonstration:
+        return
+    path = folder / "model.json"
+    card = json.loads(path.read_text())
+    card.update(demonstration=True, intended_use=base.intended_use)
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 class Progress:
@@ -212,6 +279,13 @@ def _alive(pid) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _public(exc: Exception) -> str:
+    """The failure as /info/ train_stats shows it: no absolute paths."""
+    from microcalcai.server.public_text import scrub
+
+    return scrub(str(exc))
 
 
 def _now() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from microcalcai.errors import InputError
-from microcalcai.server.images import datastore_image_path
+from microcalcai.server.images import roi_on_image, usable_image
 from microcalcai.server.labels import roi_key
 
 
@@ -19,9 +19,14 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
             truths.append(candidate)
     rows, seen = [], set()
     for image_id, saved in datastore.all_annotations(tag).items():
-        path = datastore_image_path(datastore, image_id)
+        usable = usable_image(datastore, image_id)  # one bad file must not stop every training
+        if usable is None:
+            continue
+        path, height, width = usable
         for annotation in saved:
             roi = annotation["roi"]
+            if not roi_on_image(roi, height, width, image_id):
+                continue
             seen.add((image_id, roi_key(annotation)))
             rows.append(
                 _row(
@@ -37,7 +42,10 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
     if include_manifest:
         for candidate in truths:
             if (candidate.image_id, candidate.roi.key) not in seen:
-                path = datastore_image_path(datastore, candidate.image_id)
+                usable = usable_image(datastore, candidate.image_id)
+                if usable is None:
+                    continue
+                path = usable[0]
                 rows.append(
                     _row(
                         candidate.image_id,
@@ -89,3 +97,54 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
                 "both classes from more patients (val_fraction sets the share of patients in val)"
             )
     return split
+
+
+REFERENCE_COLUMNS = ("patient_id", "image_path", "image_id", "roi_x", "roi_y", "roi_size", "label", "finding")
+
+
+def reference_frame(workspace) -> pd.DataFrame | None:
+    """The default models' own training and validation ROIs (`bootstrap/reference.csv`, split by
+    patient), or None when the workspace has none (models brought with --model)."""
+    from pathlib import Path
+
+    from microcalcai.data.manifest import read_manifest
+    from microcalcai.server.bootstrap import REFERENCE
+
+    path = Path(workspace) / "bootstrap" / REFERENCE
+    if not path.is_file():
+        return None
+    frame = read_manifest(path)
+    return frame[[*REFERENCE_COLUMNS, "split"]].assign(source="reference")
+
+
+def with_reference(
+    labels: pd.DataFrame, reference: pd.DataFrame | None, val: float, seed: int, min_per_class: int
+) -> pd.DataFrame:
+    """The rows a retraining uses, each with its split: the saved labels split by patient and,
+    when there is a reference set, its ROIs with their fixed split.
+
+    With a reference set the model keeps learning from what it learnt before (a few new labels
+    alone would pull it away from everything else), and its validation set stays the same
+    held-out ROIs from round to round, large enough to tell a worse model from a better one. Then
+    labels too few to split (fewer than 2 x min_per_class of a class) all go to training.
+    """
+    labels = labels.assign(source="label")
+    if reference is None:
+        return split_by_patient(labels, val, seed, min_per_class)
+    try:
+        labels = split_by_patient(labels, val, seed, min_per_class)
+    except InputError:
+        labels = labels.assign(split="train")
+    # a labelled ROI that is also a reference ROI counts once, with the annotator's label
+    known = set(map(_roi_identity, labels.to_dict("records")))
+    reference = reference[[_roi_identity(r) not in known for r in reference.to_dict("records")]]
+    return pd.concat([reference, labels], ignore_index=True)
+
+
+def _roi_identity(row) -> tuple:
+    return (
+        str(row["image_path"]),
+        round(float(row["roi_x"]), 3),
+        round(float(row["roi_y"]), 3),
+        int(row["roi_size"]),
+    )

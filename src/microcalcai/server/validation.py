@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +19,34 @@ DEFAULT_ROI_SIZE = 512
 # A full-field digital mammogram is at most ~4000 x 5600 pixels and a digitised film ~5000 x
 # 7000; anything far beyond is a corrupt or hostile header, refused before its pixels are decoded.
 MAX_SIDE = 20000
-MAX_PIXELS = 1 << 28
 MAX_ROI_SIZE = 4096
+# Decoding holds the decoder's buffer, the stored integers and the float32 image at once: about
+# 12 bytes per pixel at the peak. The pixel limit follows from the memory a decode may take.
+DECODE_BYTES_PER_PIXEL = 12
+DEFAULT_DECODE_BUDGET_MB = 1024
+MAX_ID_LENGTH = 128  # DICOM UIDs are at most 64 characters; uploaded names are shorter still
+MAX_TAG_LENGTH = 64
 
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9._\-]+$")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]*$")
+_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+
+
+def decode_budget_bytes() -> int:
+    """Memory one image decode may take: MICROCALCAI_DECODE_BUDGET_MB (default 1024), and never
+    more than a quarter of the machine's memory."""
+    try:
+        budget = int(os.environ.get("MICROCALCAI_DECODE_BUDGET_MB", DEFAULT_DECODE_BUDGET_MB)) << 20
+    except ValueError:
+        budget = DEFAULT_DECODE_BUDGET_MB << 20
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        physical = 0
+    return min(budget, physical // 4) if physical > 0 else budget
+
+
+def max_pixels() -> int:
+    return max(1, decode_budget_bytes() // DECODE_BYTES_PER_PIXEL)
 
 
 @dataclass(frozen=True)
@@ -59,17 +84,37 @@ def parse_roi(value, *, where: str = "params.roi") -> Roi:
             raise RequestError(
                 f"{where}.{key} is missing; give the ROI centre in stored pixels (x = column, y = row)"
             )
-        number = value[key]
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-            raise RequestError(f"{where}.{key} must be a finite number of pixels, got {number!r}")
-        coords[key] = float(number)
+        number = _finite(value[key])
+        if number is None:
+            raise RequestError(
+                f"{where}.{key} must be a finite number of pixels, got {_short(value[key])}"
+            )
+        coords[key] = number
     size = value.get("size", DEFAULT_ROI_SIZE)
-    if isinstance(size, bool) or not isinstance(size, (int, float)) or not float(size).is_integer():
-        raise RequestError(f"{where}.size must be a whole number of pixels, got {size!r}")
-    size = int(size)
+    number = _finite(size)
+    if number is None or not number.is_integer():
+        raise RequestError(f"{where}.size must be a whole number of pixels, got {_short(size)}")
+    size = int(number)
     if not 8 <= size <= MAX_ROI_SIZE:
         raise RequestError(f"{where}.size must be between 8 and {MAX_ROI_SIZE} pixels, got {size}")
     return Roi(coords["x"], coords["y"], size)
+
+
+def _finite(value) -> float | None:
+    """The value as a finite float, or None (bools, strings, huge integers like 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr of a client's value, cut so that an answer never echoes a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_roi_inside(roi: Roi, rows: int, cols: int, *, image: str) -> None:
@@ -91,25 +136,44 @@ def parse_params(text) -> dict:
         value = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise RequestError(f"the params form field is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:
+        raise RequestError("the params form field nests too deeply; send a flat JSON object") from None
     if not isinstance(value, dict):
         raise RequestError(f"the params form field must be a JSON object, got {type(value).__name__}")
     return value
 
 
-def check_image_id(image_id: str) -> str:
+def check_image_id(image_id: str, *, what: str = "image id") -> str:
     """A datastore id is a plain name: no folders, no '..', nothing that could leave the studies."""
     if not isinstance(image_id, str) or not image_id:
         raise RequestError("no image given: pass image=ID (see GET /datastore/?output=all) or upload a file")
+    if len(image_id) > MAX_ID_LENGTH:
+        raise RequestError(
+            f"{what} of {len(image_id)} characters is longer than {MAX_ID_LENGTH}; "
+            "use an id listed by GET /datastore/?output=all"
+        )
     if "/" in image_id or "\\" in image_id or image_id in {".", ".."} or ".." in image_id.split("."):
         raise RequestError(
-            f"image id {image_id!r} contains a path; use an id listed by GET /datastore/?output=all"
+            f"{what} {_short(image_id)} contains a path; use an id listed by GET /datastore/?output=all"
         )
     if not _ID_PATTERN.match(image_id):
         raise RequestError(
-            f"image id {image_id!r} has characters other than letters, digits, '.', '_' and '-'; "
-            "use an id listed by GET /datastore/?output=all"
+            f"{what} {_short(image_id)} must start with a letter, digit or '_' and hold only letters, "
+            "digits, '.', '_' and '-'; use an id listed by GET /datastore/?output=all"
         )
     return image_id
+
+
+def check_tag(tag) -> str:
+    """A label tag names a folder under the studies' labels/: a plain name, never a path."""
+    if tag in (None, ""):
+        return "final"
+    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH or not _TAG_PATTERN.match(tag):
+        raise RequestError(
+            f"label tag {_short(tag)} must be a plain name of at most {MAX_TAG_LENGTH} letters, digits, "
+            "'_' and '-' (not a path); annotators' labels use tag=final"
+        )
+    return tag
 
 
 def sniff_format(path: Path, label: str | None = None) -> str:
@@ -160,6 +224,9 @@ def header_shape(path: Path, fmt: str, label: str | None = None) -> tuple[int, i
             import nrrd
 
             header = nrrd.read_header(str(path))
+            if any(key in header for key in ("data file", "datafile")):
+                # a detached header names another file to read: never follow it on a server
+                raise RequestError(f"{label}: NRRD with a detached data file; send one .nrrd with its data")
             sizes = [int(s) for s in header["sizes"]]
             sizes = [s for s in sizes if s != 1]
             if len(sizes) != 2:
@@ -203,9 +270,11 @@ def check_image_file(path: Path, *, name: str | None = None) -> tuple[str, int, 
     rows, cols = header_shape(path, fmt, label)
     if rows <= 0 or cols <= 0:
         raise RequestError(f"{label}: header claims {cols} x {rows} pixels; the file is damaged")
-    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_PIXELS:
+    limit = max_pixels()
+    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > limit:
         raise TooLarge(
-            f"{label}: header claims {cols} x {rows} pixels, more than this server accepts "
-            f"({MAX_SIDE} per side, {MAX_PIXELS} in all); crop the region of interest and upload that"
+            f"{label}: header claims {cols} x {rows} pixels, more than this server decodes "
+            f"({MAX_SIDE} per side, {limit} in all, for {decode_budget_bytes() >> 20} MB of decoding "
+            "memory); crop the region of interest and upload that"
         )
     return fmt, rows, cols

@@ -30,6 +30,7 @@ class MicrocalcWebApp:
         # Off-screen rendering without a display: EGL (on Mesa's software renderer without a GPU).
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from microcalcai_logic import MicrocalcAILogic
+        from microcalcai_logic.client import normalise_url
         from microcalcai_logic.settings import LogicSettings
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -51,9 +52,13 @@ class MicrocalcWebApp:
         self.layout_manager.set_layout(VIEW_LAYOUT)
         # Settings are per process (not the Slicer module's remembered file): each lab member's
         # process keeps its own.
+        # Uploading a file on the page is the user's own act of sending it to the lab's server,
+        # so the page does not ask again; the Logic still sends only its de-identified copy.
         self.logic = MicrocalcAILogic(
             self.slicer.scene,
-            settings=LogicSettings(server_url=server_url, annotator=annotator),
+            settings=LogicSettings(
+                server_url=server_url, annotator=annotator, upload_consent=[normalise_url(server_url)]
+            ),
             remember=False,
             cache_folder=cache_folder,
         )

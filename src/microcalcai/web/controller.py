@@ -94,6 +94,7 @@ class PageController:
         self.state.server_text = "Not connected"
         info = self.logic.connect(self.state.server_url)
         names = info.model_names()
+        demos = [n for n in names if info.models[n].demonstration]
         self.state.update(
             {
                 "connected": True,
@@ -104,6 +105,12 @@ class PageController:
                 "models": names,
                 "model": self.logic.settings.model if self.logic.settings.model in names else names[0],
                 "hosted_models": [n for n in names if n != "ensemble"],
+                "demonstration_models": demos,
+                "demonstration_text": "Demonstration model{} {}: {}".format(
+                    "s" if len(demos) > 1 else "", ", ".join(demos), info.models[demos[0]].intended_use
+                )
+                if demos
+                else "",
                 "train_model": self.logic.settings.train_model or None,
                 "strategies": list(info.strategies),
                 "strategy": self.logic.settings.strategy
@@ -427,6 +434,7 @@ class PageController:
                 "threshold": row.threshold,
                 "decision": row.decision or "",
                 "ensemble": row.is_ensemble,
+                "demonstration": row.model in self.state.demonstration_models,
             }
             for row in result.rows
         ]
@@ -462,8 +470,14 @@ class PageController:
     # -- annotate, next sample -------------------------------------------------------------------
     async def annotate(self, label):
         def work():
+            # The label is for the image and the ROI the page shows now.
+            box, point = self._marks()
             annotations = self.logic.annotate(
                 label,
+                volume_node=self.logic.volume,
+                roi_node=box,
+                point_ras=point,
+                size_mm=self._size_mm() if box is None else None,
                 morphology=self.state.morphology,
                 distribution=self.state.distribution,
                 comment=self.state.comment or "",

@@ -25,6 +25,8 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0) -> dict:
         "models": [],
         "model": None,
         "hosted_models": [],
+        "demonstration_models": [],
+        "demonstration_text": "",
         "strategies": [],
         "strategy": None,
         # messages

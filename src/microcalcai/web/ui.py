@@ -76,7 +76,11 @@ def _results_table():
                     ":style=\"row.ensemble ? 'font-weight: 600' : ''\"",
                 ],
             ):
-                html.Td("{{ row.model }}<span class='text-grey text-caption ml-1'>v{{ row.version }}</span>")
+                html.Td(
+                    "{{ row.model }}<span class='text-grey text-caption ml-1'>v{{ row.version }}</span>"
+                    "<span v-if='row.demonstration' class='mc-demo text-caption text-warning ml-1' "
+                    ":title='demonstration_text'>demo</span>"
+                )
                 html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
                 with html.Td(style="width: 110px"):
                     with html.Div(classes="mc-bar"):
@@ -181,6 +185,12 @@ def _panel(ctrl):
                     v.VBtn("Connect", click=ctrl.connect, classes="ml-2", id="mc-connect")
                 html.Div("{{ server_text }}", classes="text-caption mt-1", id="mc-server-text")
                 _select("model", "models", "Model", classes="mt-2", id="mc-model")
+                html.Div(
+                    "{{ demonstration_text }}",
+                    v_if="demonstration_text",
+                    classes="text-caption text-warning mt-1",
+                    id="mc-demonstration",
+                )
 
             with _section("Image", "mdi-image-outline", "image"), v.VExpansionPanelText():
                 v.VFileInput(

@@ -1,0 +1,91 @@
+"""A kill -9 of the server never loses an acknowledged label and never stops the next start.
+
+The server (its process only) is killed at random moments while three clients save labels, and
+MONAI Label's index is left as an interrupted write would leave it (empty, half written, or
+missing labels written just before the kill). After each restart every acknowledged annotation
+is there and every image with a label document is listed as labelled.
+benchmarks/bench_durability.py runs many more trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import shutil
+
+import pytest
+from kill_trials import damaged_index_trial, random_kill_trial
+
+pytestmark = pytest.mark.server
+
+RANDOM_KILLS = 3
+
+
+@pytest.fixture()
+def own_server(tmp_path, server_env):
+    """A server on copies of the session's studies and models: this test kills it."""
+    from microcalcai.server.launch import LocalServer
+
+    studies = tmp_path / "studies"
+    shutil.copytree(server_env["studies"], studies, ignore=shutil.ignore_patterns("labels", "datastore_v2*"))
+    workspace = tmp_path / "workspace"
+    shutil.copytree(server_env["workspace"] / "models", workspace / "models")
+    local = LocalServer(studies, workspace, env={"OMP_NUM_THREADS": "1"})
+    local.start()
+    yield local, studies
+    local.stop()
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "stale"])
+def test_datastore_index_is_rebuilt_from_the_label_documents(tmp_path, damage):
+    """The datastore itself (no server): whatever state a kill left the index in, opening the
+    folder lists every image that has a label document, and the index is readable again."""
+    from PIL import Image
+
+    from microcalcai.server.datastore import StudiesDatastore
+    from microcalcai.server.launch import FILE_EXTENSIONS
+
+    for name in ("a", "b", "c"):
+        Image.new("L", (64, 64)).save(tmp_path / f"{name}.png")
+    StudiesDatastore(str(tmp_path), extensions=FILE_EXTENSIONS)  # writes the index
+    index = tmp_path / "datastore_v2.json"
+    complete = index.read_text()
+    for name in ("a", "b"):  # label documents written after the index (a kill came before its update)
+        document = {"image": name, "format": 1, "annotations": [{"roi": {"x": 9, "y": 9, "size": 8}}]}
+        (tmp_path / "labels" / "final" / f"{name}.json").write_text(json.dumps(document))
+    if damage == "missing":
+        index.unlink()
+    elif damage == "empty":
+        index.write_bytes(b"")
+    elif damage == "truncated":
+        index.write_text(complete[: len(complete) // 2])
+    store = StudiesDatastore(str(tmp_path), extensions=FILE_EXTENSIONS)
+    assert sorted(store.get_labeled_images()) == ["a", "b"]
+    assert store.status()["completed"] == 2 and sorted(store.list_images()) == ["a", "b", "c"]
+    assert set(json.loads(index.read_text())["objects"]) == {"a", "b", "c"}
+    assert (tmp_path / "datastore_v2.json.unreadable").exists() == (damage in ("empty", "truncated"))
+
+
+@pytest.mark.slow
+def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, server_env):
+    server, studies = own_server
+    images = [i for i in server_env["ids"] if i.startswith("P")]
+    rng = random.Random(18)
+    counter = itertools.count()
+    acknowledged: dict = {}
+    results = [
+        random_kill_trial(server, studies, images, rng, acknowledged, counter) for _ in range(RANDOM_KILLS)
+    ]
+    for damage in ("empty", "truncated", "stale"):
+        results.append(damaged_index_trial(server, studies, acknowledged, damage))
+    assert len(acknowledged) > 0, "no label was acknowledged before the kills: the trials tested nothing"
+    report = "\n".join(
+        f"{r.kind}: started={r.started} lost={len(r.lost)} unlisted={r.unlisted} "
+        f"index_readable={r.index_readable} {r.start_error[-300:]}"
+        for r in results
+        if not r.survived
+    )
+    assert all(r.survived for r in results), report
+    # After the damaged index the server rebuilt it and lists every labelled image.
+    assert (studies / "datastore_v2.json.unreadable").is_file()

@@ -1,0 +1,44 @@
+"""One classified ROI -> its DICOM objects in a folder: what `predict/explain --dicom-out` write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from microcalcai.dicom_out.source import read_source
+from microcalcai.dicom_out.sr import Roi, classification_sr, results_for
+from microcalcai.dicom_out.store import write_files
+
+
+def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict, saliency=None, **explained):
+    """The SR, and the saliency SEG when a map is given (explained: crop, method, target)."""
+    from microcalcai.dicom_out.saliency import saliency_segmentation
+
+    per_model, ensemble = results_for(predictor, probability, members)
+    datasets = [classification_sr(header, roi, per_model, ensemble)]
+    if saliency is not None:
+        version = ensemble.version if ensemble is not None else per_model[0].version
+        datasets.append(
+            saliency_segmentation(
+                header,
+                saliency,
+                explained["crop"],
+                model=predictor.name,
+                model_version=version,
+                method=explained["method"],
+                target=explained["target"],
+            )
+        )
+    return datasets
+
+
+def write_roi_results(
+    folder, image_path, roi: Roi | None, predictor, probability, members, saliency=None, **explained
+):
+    """Write them into `folder`/<image file stem>/; SourceError when the image cannot be referenced.
+
+    `roi` None: the model classified the whole image, which is then the SR's region.
+    """
+    header = read_source(image_path)
+    roi = roi or Roi.whole_image(int(header.Rows), int(header.Columns))
+    datasets = roi_datasets(header, roi, predictor, probability, members, saliency, **explained)
+    return write_files(datasets, Path(folder) / Path(image_path).stem)
