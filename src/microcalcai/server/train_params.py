@@ -63,23 +63,20 @@ def check_params(body, defaults: dict, publish_rules: tuple[str, ...]) -> dict:
 
 
 def check_labels(datastore, pool, params: dict, workspace=None) -> None:
-    """Enough labels for the data the training will make (training_data.with_reference): with
-    the default models' reference set, labels of both classes; without it, enough of each class,
-    from enough patients, to split them by patient."""
+    """Enough labels for the data the training will make (training_data.with_reference): with the
+    default models' reference set, which holds both classes, any new label adds to it; without
+    one, enough of each class, from enough patients, to split the labels by patient."""
     from microcalcai.server.training_data import labeled_frame, reference_frame, with_reference
 
     try:
         frame = labeled_frame(datastore, pool, include_manifest=bool(params["include_manifest_labels"]))
-        counts = frame["label"].value_counts() if len(frame) else {}
-        if counts.get("benign", 0) < 1 or counts.get("malignant", 0) < 1:
-            have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in ("benign", "malignant"))
-            raise InputError(
-                f"too few labels to train ({have}); label ROIs of both classes first "
-                "(POST /activelearning/{strategy} proposes them)"
-            )
         reference = None
         if workspace is not None and params.get("keep_reference", False):
             reference = reference_frame(workspace)
+        if reference is not None and not len(frame):
+            raise InputError(
+                "no labels to train on yet; save labels first (POST /activelearning/{strategy} proposes ROIs)"
+            )
         with_reference(
             frame, reference, float(params["val_fraction"]), int(params["seed"]), int(params["min_per_class"])
         )
