@@ -216,6 +216,76 @@ def error_detail(response) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail)
 
 
+def ambiguous_roi_models(workspace: Path, scratch: Path, crops: dict, margin: float = 8.0) -> tuple:
+    """Host two tiny models (and their ensemble) that are sure about every ROI of `crops`
+    ({key: float32 crop as the server cuts it}) but one, the returned key, which they find
+    exactly ambiguous. Returns (that key, the hosted names).
+
+    Each member's head reads one pooled feature channel k, the one where the chosen ROI stands
+    out most above all others: logit(malignant) - logit(benign) = a * (f_k - f_k(chosen)). So the
+    chosen ROI gets P = 0.5 and every other ROI P < sigmoid(-margin). Under MC dropout the
+    chosen ROI's passes split (channel k kept: clearly malignant; dropped: clearly benign), the
+    others' stay benign: its BALD score is the highest too. Real networks, real model folders.
+    """
+    import torch
+
+    from microcalcai.models.artifact import load_model, save_model
+    from microcalcai.server.workspace import build_ensemble, install_model, prepare_app
+
+    prepare_app(workspace)
+    keys = list(crops)
+    names, chosen = [], None
+    for seed, name in enumerate(("amb-a", "amb-b")):
+        folder = tiny_model(scratch, name, seed)
+        loaded = load_model(folder)
+        module = loaded.module.eval()
+        from microcalcai.models.preprocess import preprocess_crops
+
+        card = loaded.card
+        with torch.no_grad():  # one crop at a time: the ROIs differ in size
+            features = np.concatenate(
+                [
+                    module.forward_head(
+                        module.forward_features(
+                            preprocess_crops(
+                                crops[k][None].astype(np.float32),
+                                card.input_size,
+                                card.mean,
+                                card.std,
+                                card.channel_mode,
+                            )
+                        ),
+                        pre_logits=True,
+                    ).numpy()
+                    for k in keys
+                ]
+            )
+        if chosen is None:  # the ROI and channel where one ROI stands out most (first member decides)
+            top2 = np.sort(features, axis=0)[-2:]
+            ratio = top2[1] / np.maximum(top2[0], 1e-6)
+            channel = int(np.argmax(np.where(top2[0] > 0, ratio, 0)))
+            chosen = keys[int(np.argmax(features[:, channel]))]
+        row = keys.index(chosen)
+        # this member's own channel where the chosen ROI stands out most
+        others = np.delete(features, row, axis=0).max(axis=0)
+        channel = int(np.argmax(features[row] / np.maximum(others, 1e-6)))
+        level = float(features[row, channel])
+        gap = level - float(others[channel])
+        assert gap > 0.3 * level, f"no feature channel singles out {chosen} in {name}; change the seed"
+        scale = margin / gap
+        head = module.get_classifier()
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+            head.weight[1, channel] = scale
+            head.bias[1] = -scale * level
+        card.threshold_method = "fixed 0.5 (test model: one ROI ambiguous)"
+        save_model(module, card, folder, overwrite=True)
+        names.append(install_model(workspace, folder))
+    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
+    return chosen, names
+
+
 def wait_until(predicate, timeout: float, what: str):
     """The predicate's first truthy value, polled every 0.5 s; fails the test after `timeout`."""
     deadline = time.monotonic() + timeout

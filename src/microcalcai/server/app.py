@@ -22,6 +22,7 @@ from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.hosted import ENSEMBLE, ModelStore, ServedModels
 from microcalcai.server.images import ImageCache, ScreenedDatastore, UnreadableImage
 from microcalcai.server.infer import ClassifyTask, load_source
+from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
 from microcalcai.server.strategies import First, MostUncertain, RandomRoi
 from microcalcai.server.uploads import ImageUploads
@@ -98,10 +99,11 @@ class MicrocalcApp(MONAILabelApp):
     def init_strategies(self) -> dict[str, Strategy]:
         if not hasattr(self, "pool"):  # called by the base class before the pool exists
             return {}
+        self.leases = LeaseBook(lease_seconds_setting(self.conf))  # shared: a lease holds for all
         return {
-            "uncertain": MostUncertain(self.pool, self.served, self.cache),
-            "random": RandomRoi(self.pool),
-            "first": First(self.pool),
+            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache),
+            "random": RandomRoi(self.pool, self.leases),
+            "first": First(self.pool, self.leases),
         }
 
     def init_scoring_methods(self):

@@ -31,6 +31,8 @@ from microcalcai.server.validation import check_image_id
 
 LOG = logging.getLogger(__name__)
 LABEL_EXT = ".json"
+SAMPLED_BY = "sampled_by"  # image info: {strategy: {"ts", "client_id"}} of its last proposals
+
 UNREADABLE_SUFFIX = ".unreadable"  # where an index that cannot be parsed is set aside
 STALE_TEMP_S = 3600  # temporary files of an interrupted atomic write older than this are removed
 
@@ -71,6 +73,26 @@ class ClassificationLabels:
 
     def _image_object(self, image_id):
         return self._datastore.objects[image_id]
+
+    # MONAI Label's /activelearning route records each proposal in the image's info under
+    # "strategy" and then merges that info into the answer, so from an image's second proposal on
+    # the answer's "strategy" (the strategy's name, a string) became that record. The record is
+    # kept under SAMPLED_BY instead, and merged there as the route would have.
+    def update_image_info(self, image_id, info):
+        info = dict(info)
+        record = info.pop("strategy", None)
+        if isinstance(record, dict):
+            earlier = self.get_image_info(image_id).get(SAMPLED_BY) or {}
+            info[SAMPLED_BY] = {**earlier, **record}
+        if info:
+            super().update_image_info(image_id, info)
+
+    def get_image_info(self, image_id):
+        info = super().get_image_info(image_id)
+        if isinstance(info, dict) and isinstance(info.get("strategy"), dict):  # recorded before the fix
+            info = dict(info)
+            info[SAMPLED_BY] = {**info.pop("strategy"), **(info.get(SAMPLED_BY) or {})}
+        return info
 
     # -- MONAI Label's index, kept crash-safe -------------------------------------------------
     def _update_datastore_file(self, lock=True):

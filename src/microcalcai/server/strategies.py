@@ -1,4 +1,11 @@
-"""Active-learning strategies (MONAI Label `Strategy`): which unlabeled ROI to annotate next."""
+"""Active-learning strategies (MONAI Label `Strategy`): which unlabeled ROIs to annotate next.
+
+Every strategy answers `params.count` ROIs (default 1) and leases them to the asking annotator
+(leases.py), so annotators working at once never get the same ROI; `count: 0` hands back what
+the annotator holds and proposes nothing. The answer keeps MONAI
+Label's one-sample shape (the first proposal's `id`, `roi`, ... at the top level) and lists all
+proposals, best first, in `samples`.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,23 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.hosted import ENSEMBLE
-from microcalcai.server.uncertainty import METHODS, bald_scores, entropy_scores
+from microcalcai.server.leases import MAX_LEASE_SECONDS, holder_of
+from microcalcai.server.uncertainty import (
+    METHODS,
+    bald_scores,
+    binary_entropy,
+    diverse_batch,
+    embeddings,
+    mc_dropout_probabilities,
+)
 
 LOG = logging.getLogger(__name__)
-DEFAULT_MAX_CANDIDATES = 64
-CROP_CACHE_SIZE = 256
+DEFAULT_MAX_CANDIDATES = 256
+MAX_COUNT = 64
+SELECTIONS = ("diverse", "top")
+DEFAULT_METHOD = "entropy"
+DEFAULT_SELECTION = "diverse"
+CROP_CACHE_BYTES = 256 << 20  # 96 px spot crops: thousands; 512 px full-field crops: 256
 
 
 def _answer(candidate, strategy: str, **extra) -> dict:
@@ -28,105 +47,195 @@ def _answer(candidate, strategy: str, **extra) -> dict:
     }
 
 
-class First(Strategy):
-    def __init__(self, pool):
-        super().__init__("The first unlabeled ROI, in image id order")
+def _whole(request: dict, name: str, default: int, low: int, high: int) -> int:
+    value = request.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(f"params.{name} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _seed(request: dict) -> int:
+    value = request.get("seed", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestError(f"params.seed must be a whole number >= 0, got {value!r}")
+    return value
+
+
+class PoolStrategy(Strategy):
+    """Choose `count` of the ROIs nobody else holds, lease them, answer them best first."""
+
+    name = ""
+
+    def __init__(self, description: str, pool, leases):
+        super().__init__(description)
         self.pool = pool
+        self.leases = leases
 
     def __call__(self, request, datastore):
-        pool = self.pool.unlabeled()
-        return _answer(pool[0], "first", remaining=len(pool)) if pool else {}
+        count = _whole(request, "count", 1, 0, MAX_COUNT)
+        seconds = request.get("lease_seconds", self.leases.seconds)
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not (1 <= seconds <= MAX_LEASE_SECONDS)
+        ):
+            raise RequestError(
+                f"params.lease_seconds must be a number of seconds from 1 to {MAX_LEASE_SECONDS:.0f}, "
+                f"got {seconds!r}"
+            )
+        holder = holder_of(request)
+        # One choice at a time: two annotators asking together must not both pick an ROI before
+        # either has leased it. Scoring a pool takes seconds at most, so waiting is short.
+        with self.leases.lock:
+            unlabeled = self.pool.unlabeled()
+            self.leases.keep_only({(c.image_id, c.roi.key) for c in unlabeled})
+            self.leases.release_holder(holder)  # what it was handed before goes back to the pool
+            if count == 0:  # an annotator who stops hands back what it holds
+                return {}
+            held = self.leases.held_by_others(holder)
+            available = [c for c in unlabeled if (c.image_id, c.roi.key) not in held]
+            if not available:
+                return {}
+            chosen, extra = self.choose(available, min(count, len(available)), request)
+            length = self.leases.grant(holder, [(c.image_id, c.roi.key) for c, _ in chosen], seconds)
+        samples = [_answer(c, self.name, **fields) for c, fields in chosen]
+        return {
+            **samples[0],
+            **extra,
+            "samples": samples,
+            "count": len(samples),
+            "remaining": len(unlabeled),
+            "leased_to_others": len(held),
+            "lease_seconds": length,
+            "client_id": holder,
+        }
+
+    def choose(self, available: list, count: int, request: dict) -> tuple[list[tuple], dict]:
+        """[(candidate, its own answer fields)] best first, and fields for the whole answer."""
+        raise NotImplementedError
 
 
-class RandomRoi(Strategy):
-    def __init__(self, pool):
-        super().__init__("A random unlabeled ROI (params.seed makes it reproducible)")
-        self.pool = pool
+class First(PoolStrategy):
+    name = "first"
 
-    def __call__(self, request, datastore):
-        pool = self.pool.unlabeled()
-        if not pool:
-            return {}
-        rng = random.Random(request.get("seed"))
-        return _answer(rng.choice(pool), "random", remaining=len(pool))
+    def __init__(self, pool, leases):
+        super().__init__("The first unlabeled ROIs, in image id order", pool, leases)
+
+    def choose(self, available, count, request):
+        return [(c, {}) for c in available[:count]], {}
 
 
-class MostUncertain(Strategy):
-    def __init__(self, pool, models, cache):
+class RandomRoi(PoolStrategy):
+    name = "random"
+
+    def __init__(self, pool, leases):
+        super().__init__("Random unlabeled ROIs (params.seed makes it reproducible)", pool, leases)
+
+    def choose(self, available, count, request):
+        rng = random.Random(None if request.get("seed") is None else _seed(request))
+        return [(c, {}) for c in rng.sample(available, count)], {}
+
+
+class MostUncertain(PoolStrategy):
+    name = "uncertain"
+
+    def __init__(self, pool, leases, models, cache):
         super().__init__(
-            "The unlabeled ROI the models are least sure about: params.method 'entropy' "
-            "(ensemble predictive entropy, default) or 'bald' (MC-dropout mutual information)"
+            "The unlabeled ROIs the models are least sure about: params.method 'entropy' (ensemble "
+            "predictive entropy, default) or 'bald' (mutual information over MC-dropout passes of "
+            "every member); params.selection 'diverse' (default: a batch spread over the uncertain "
+            "ROIs, uncertainty-weighted k-means on the models' features) or 'top' (the highest scores)",
+            pool,
+            leases,
         )
-        self.pool = pool
         self.models = models
         self.cache = cache
         self._crop_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._crop_bytes = 0
 
-    def __call__(self, request, datastore):
-        method = request.get("method", "entropy")
+    def choose(self, available, count, request):
+        method = request.get("method") or DEFAULT_METHOD
         if method not in METHODS:
             raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
-        limit = request.get("max_candidates", DEFAULT_MAX_CANDIDATES)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise RequestError(f"params.max_candidates must be a positive whole number, got {limit!r}")
-        pool = self.pool.unlabeled()
-        if not pool:
-            return {}
+        selection = request.get("selection") or DEFAULT_SELECTION
+        if selection not in SELECTIONS:
+            raise RequestError(f"params.selection must be one of {list(SELECTIONS)}, got {selection!r}")
+        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
+        seed = _seed(request)
+        pool = available
         if len(pool) > limit:
-            pool = random.Random(request.get("seed", 0)).sample(pool, limit)
+            pool = random.Random(seed).sample(pool, limit)
         crops = self._crops(pool)
+        diverse = selection == "diverse" and count > 1
         scores = np.empty(len(pool))
-        for size in {c.shape[0] for c in crops}:  # one batch per ROI size: no resampling added
-            index = [i for i, c in enumerate(crops) if c.shape[0] == size]
-            scores[index] = self._score(
-                method, request, np.stack([crops[i] for i in index]).astype(np.float32)
-            )
-        best = int(np.argmax(scores))
-        return _answer(
-            pool[best],
-            "uncertain",
-            method=method,
-            score=float(scores[best]),
-            candidates=len(pool),
-            remaining=len(self.pool.unlabeled()),
-        )
+        features: list = [None] * len(pool)
+        for index, batch in _same_size_batches(crops):  # one batch per ROI size: no resampling added
+            scores[index], found = self._score(method, request, batch, with_features=diverse)
+            for i, row in zip(index, found if diverse else [None] * len(index), strict=True):
+                features[i] = row
+        if diverse:
+            order = diverse_batch(scores, np.stack(features), count, seed=seed)
+        else:
+            order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
+        chosen = [(pool[i], {"score": float(scores[i])}) for i in order]
+        return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
 
     def _crops(self, pool) -> list[np.ndarray]:
-        """The candidates' crops, kept between requests (1 MB per 512 px ROI, at most
-        CROP_CACHE_SIZE of them), so scoring the pool again does not decode every mammogram again;
-        float32 as infer uses them, so a score matches what /infer answers for that ROI."""
+        """The candidates' crops, kept between requests (up to CROP_CACHE_BYTES), so scoring the
+        pool again does not decode every mammogram again; float32 as infer uses them, so a score
+        matches what /infer answers for that ROI."""
         from microcalcai.server.images import datastore_image_path
         from microcalcai.server.infer import Source, make_crop
 
-        crops = []
-        for candidate in sorted(pool, key=lambda c: c.image_id):  # each image decoded once
+        crops = {}
+        for position, candidate in sorted(enumerate(pool), key=lambda item: item[1].image_id):
             path = datastore_image_path(self.pool.datastore, candidate.image_id)
             key = (str(path), path.stat().st_mtime_ns, candidate.roi.key)
             if key not in self._crop_cache:
                 source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
-                self._crop_cache[key] = make_crop(source, candidate.roi).pixels.astype(np.float32)
-                while len(self._crop_cache) > CROP_CACHE_SIZE:
-                    self._crop_cache.popitem(last=False)
+                crop = make_crop(source, candidate.roi).pixels.astype(np.float32)
+                self._crop_cache[key] = crop
+                self._crop_bytes += crop.nbytes
+                while self._crop_bytes > CROP_CACHE_BYTES and len(self._crop_cache) > 1:
+                    self._crop_bytes -= self._crop_cache.popitem(last=False)[1].nbytes
             self._crop_cache.move_to_end(key)
-            crops.append((candidate, self._crop_cache[key]))
-        order = {id(c): i for i, c in enumerate(pool)}
-        return [crop for _, crop in sorted(crops, key=lambda item: order[id(item[0])])]
+            crops[position] = self._crop_cache[key]
+        return [crops[i] for i in range(len(pool))]
 
-    def _score(self, method: str, request: dict, crops: np.ndarray) -> np.ndarray:
+    def _score(self, method: str, request: dict, crops: np.ndarray, with_features: bool):
         names = self.models.store.names()
+        served = self.models.get(ENSEMBLE if ENSEMBLE in names else names[0])
         if method == "entropy":
-            served = self.models.get(ENSEMBLE if ENSEMBLE in names else names[0])
             with served.lock:
-                return entropy_scores(served.predictor, crops)
-        model = request.get("model") or self.models.store.model_names()[0]
-        if model not in self.models.store.model_names():
-            raise NotFound(
-                f"params.model {model!r} is not a hosted model; "
-                f"choose one of {self.models.store.model_names()}"
-            )
-        samples = request.get("mc_samples", 10)
-        if isinstance(samples, bool) or not isinstance(samples, int) or not 2 <= samples <= 100:
-            raise RequestError(f"params.mc_samples must be a whole number from 2 to 100, got {samples!r}")
-        served = self.models.get(model)
+                scores = binary_entropy(served.predictor.predict(crops).probability)
+                return scores, embeddings(served.predictor, crops) if with_features else None
+        samples = _whole(request, "mc_samples", 10, 2, 100)
+        seed = _seed(request)
+        model = request.get("model")
+        if model is not None:  # one member's MC dropout only
+            if model not in self.models.store.model_names():
+                raise NotFound(
+                    f"params.model {model!r} is not a hosted model; "
+                    f"choose one of {self.models.store.model_names()}"
+                )
+            one = self.models.get(model)
+            with one.lock:
+                scores = bald_scores(one.predictor, crops, samples=samples, seed=seed)
+                return scores, embeddings(one.predictor, crops) if with_features else None
+        # BALD over the ensemble: each member's dropout passes are draws from the posterior over
+        # weights, so the mutual information also counts the members' disagreement.
         with served.lock:
-            return bald_scores(served.predictor, crops, samples=samples, seed=int(request.get("seed", 0)))
+            probs = np.concatenate(
+                [
+                    mc_dropout_probabilities(member, crops, samples=samples, seed=seed + i)
+                    for i, member in enumerate(served.predictor.members)
+                ]
+            )
+            scores = binary_entropy(probs.mean(axis=0)) - binary_entropy(probs).mean(axis=0)
+            return scores, embeddings(served.predictor, crops) if with_features else None
+
+
+def _same_size_batches(crops: list[np.ndarray]):
+    for size in sorted({c.shape[0] for c in crops}):
+        index = [i for i, c in enumerate(crops) if c.shape[0] == size]
+        yield index, np.stack([crops[i] for i in index]).astype(np.float32)

@@ -1,0 +1,77 @@
+"""The active-learning benchmark's own parts (benchmarks/bench_active_learning.py): labels needed
+to reach random's final AUC, the confidence band over seeds, the summary and figure written from
+the per-run JSON files, and which records a resumed run keeps."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_active_learning.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_active_learning_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_labels_to_reach_interpolates_between_rounds(bench):
+    labels = [20, 40, 60, 80]
+    assert bench.labels_to_reach(labels, np.array([0.6, 0.7, 0.8, 0.9]), 0.75) == pytest.approx(50.0)
+    assert bench.labels_to_reach(labels, np.array([0.8, 0.85, 0.9, 0.9]), 0.7) == 20.0  # from the start
+    assert bench.labels_to_reach(labels, np.array([0.6, 0.62, 0.64, 0.66]), 0.7) is None  # never
+
+
+def test_band_is_a_t_interval_over_seeds(bench):
+    auc = np.array([[0.6, 0.7], [0.62, 0.74], [0.64, 0.78]])
+    mean, low, high = bench.band(auc)
+    assert mean == pytest.approx([0.62, 0.74])
+    half = 4.302653 * np.array([0.02, 0.04]) / np.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    assert high - mean == pytest.approx(half, rel=1e-4) and mean - low == pytest.approx(half, rel=1e-4)
+    one = bench.band(auc[:1])
+    assert one[1] == pytest.approx(one[2])  # one seed: no band
+
+
+def _run(out: Path, strategy: str, seed: int, aucs: list[float]) -> None:
+    rounds = [
+        {"labels": 20 + 20 * i, "test_auc": a, "round_s": 60.0, "load_average": [2.0, 2.0, 2.0]}
+        for i, a in enumerate(aucs)
+    ]
+    path = out / "runs" / f"{strategy}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": {"strategy": strategy, "seed": seed}, "rounds": rounds}))
+
+
+def test_report_summarises_runs_and_draws_the_figure(bench, tmp_path):
+    for seed in (0, 1):
+        _run(tmp_path, "random", seed, [0.6, 0.65, 0.7, 0.75])
+        _run(tmp_path, "diverse", seed, [0.6, 0.72, 0.78, 0.8])
+    _run(tmp_path, "entropy", 0, [0.6, 0.7])  # a run that stopped early
+    figure = tmp_path / "figure.png"
+    summary = bench.report(tmp_path, figure)
+    assert figure.is_file() and figure.stat().st_size > 10_000
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    random, diverse = summary["strategies"]["random"], summary["strategies"]["diverse"]
+    assert summary["random_final_auc"] == pytest.approx(0.75)
+    assert random["labels_to_random_final"] == 80.0 and random["share_of_random_labels"] == 1.0
+    assert diverse["labels_to_random_final"] == pytest.approx(40 + 20 * (0.75 - 0.72) / (0.78 - 0.72))
+    assert diverse["share_of_random_labels"] == pytest.approx(50 / 80, abs=1e-3)
+    assert diverse["area_under_curve"] > random["area_under_curve"]
+    assert summary["strategies"]["entropy"]["labels"] == [20, 40]
+    assert summary["strategies"]["entropy"]["labels_to_random_final"] is None
+
+
+def test_a_record_with_other_settings_is_not_resumed(bench, tmp_path):
+    path = tmp_path / "run.json"
+    config = {"strategy": "random", "seed": 0, "batch": 24}
+    path.write_text(json.dumps({"config": config, "rounds": [{"labels": 32}]}))
+    assert bench.load_record(path, config)["rounds"] == [{"labels": 32}]
+    assert bench.load_record(path, {**config, "batch": 16}) is None
+    assert bench.load_record(tmp_path / "missing.json", config) is None

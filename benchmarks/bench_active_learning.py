@@ -1,0 +1,557 @@
+"""Active-learning benchmark: labels -> test AUC of the served ensemble, per strategy, over HTTP.
+
+A real MicrocalcAI server (MONAI Label) per run hosts two tf_efficientnet_lite0 members built
+from the packaged ImageNet weights (input 128 px, the default models' size; a fresh head) and
+their ensemble, over a pool of unlabeled phantom spot ROIs (0.1 mm pixels, 96 px ROIs, one
+calcification cluster each; the manifest the server reads has no labels). A simulated annotator
+answers from the phantom's ground truth:
+
+    cold start: k ROIs from the `random` strategy (the same k for every strategy of a seed),
+    then rounds: POST /train/{member} for each member (the server's default training) ->
+    test AUC of the served ensemble (POST /infer/ensemble on every test ROI, uploaded: the test
+    patients are not in the pool) -> the strategy proposes b ROIs (params.count = b) -> labels.
+
+Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropout mutual
+information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
+models' features: a batch spread over the uncertain ROIs).
+
+Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
+workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
+at the end of a run) reads every run JSON and writes OUT/summary.json and the figure: mean
+labels-to-AUC curves with 95% confidence bands over seeds, the area under each curve, and the
+labels each strategy needs to reach random's final AUC.
+
+Usage (small, for a try):  nice -n 5 .venv/bin/python benchmarks/bench_active_learning.py \
+    --pool-patients 40 --test-patients 20 --cold-start 10 --batch 10 --rounds 2 --seeds 0 \
+    --out /tmp/al-try
+Full: see benchmarks/RESULTS.md (section "Active learning") for the command that was run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+STRATEGIES = {
+    "random": ("random", {}),
+    "entropy": ("uncertain", {"method": "entropy", "selection": "top"}),
+    "bald": ("uncertain", {"method": "bald", "selection": "top", "mc_samples": 10}),
+    "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
+}
+ARCH = "tf_efficientnet_lite0"
+INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
+MEMBERS = ("lite0-a", "lite0-b")
+ANNOTATOR = "simulated-annotator"
+COLOURS = {"random": "0.35", "entropy": "tab:blue", "bald": "tab:orange", "diverse": "tab:green"}
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def make_phantom(out: Path, patients: int, seed: int) -> tuple[Path, list[dict]]:
+    """Phantom spot views at 0.1 mm with 96 px ROIs (made once); returns the folder and its rows."""
+    from microcalcai.phantom import generate_dataset
+
+    if not (out / "manifest.csv").is_file():
+        generate_dataset(
+            out,
+            patients=patients,
+            seed=seed,
+            spacing_mm=0.1,
+            roi_size=96,
+            full_field=False,
+            views=("CC",),
+            bilateral=False,
+            workers=1,
+            progress=True,
+        )
+    with open(out / "manifest.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["label"] in ("benign", "malignant")]
+    return out, rows
+
+
+def roi_of(row: dict) -> dict:
+    return {"x": int(float(row["roi_x"])), "y": int(float(row["roi_y"])), "size": int(float(row["roi_size"]))}
+
+
+def key_of(image_id: str, roi: dict) -> str:
+    return f"{image_id}@{roi['x']},{roi['y']},{roi['size']}"
+
+
+def make_studies(folder: Path, phantom: Path, rows: list[dict]) -> dict[str, str]:
+    """A run's own studies folder (images hard-linked, a manifest with an empty label column:
+    the pool is unlabeled); returns the truth {ROI key: label} the simulated annotator answers from."""
+    truth = {}
+    if not (folder / "manifest.csv").is_file():
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with open(tmp / "manifest.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["patient_id", "image_path", "roi_x", "roi_y", "roi_size", "label", "finding"])
+            for row in rows:
+                source = phantom / row["image_path"]
+                target = tmp / source.name
+                if not target.exists():
+                    try:
+                        os.link(source, target)
+                    except OSError:
+                        shutil.copy2(source, target)
+                roi = roi_of(row)
+                writer.writerow(
+                    [row["patient_id"], source.name, roi["x"], roi["y"], roi["size"], "", "calcification"]
+                )
+        tmp.rename(folder)
+    for row in rows:
+        truth[key_of(Path(row["image_path"]).stem, roi_of(row))] = row["label"]
+    return truth
+
+
+def make_members(workspace: Path, scratch: Path) -> None:
+    """Host two ImageNet-initialised members (fresh heads, two seeds) and their ensemble."""
+    import torch
+
+    from microcalcai.models.artifact import card_for, save_model
+    from microcalcai.models.registry import create_model
+    from microcalcai.server.workspace import build_ensemble, has_models, install_model, prepare_app
+
+    prepare_app(workspace)
+    if has_models(workspace):
+        return
+    for seed, name in enumerate(MEMBERS):
+        torch.manual_seed(seed)
+        module = create_model(ARCH, weights="imagenet")
+        card = card_for(
+            ARCH, name=name, input_size=INPUT_SIZE, threshold=0.5, threshold_method="fixed 0.5 (cold start)"
+        )
+        install_model(workspace, save_model(module.eval(), card, scratch / name, overwrite=True))
+    build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (cold start)")
+
+
+def _check(answer) -> None:
+    if answer.status_code >= 400:
+        raise RuntimeError(f"{answer.request.method} {answer.url}: {answer.status_code} {answer.text[:500]}")
+
+
+def saved_labels(studies: Path) -> dict[str, int]:
+    """Labels the server holds (its label documents), by class: what a resumed round starts from."""
+    counts = {"benign": 0, "malignant": 0}
+    for path in (studies / "labels" / "final").glob("*.json"):
+        for annotation in json.loads(path.read_text()).get("annotations", []):
+            counts[annotation["label"]] += 1
+    return counts
+
+
+# -- one run -----------------------------------------------------------------------------------
+
+
+class Annotator:
+    """Asks the server for ROIs and labels them from the phantom's truth."""
+
+    def __init__(self, url: str, truth: dict[str, str]):
+        import requests
+
+        self.url = url
+        self.truth = truth
+        self.http = requests.Session()
+
+    def propose(self, strategy: str, params: dict, count: int, seed: int) -> list[dict]:
+        body = {**params, "count": count, "client_id": ANNOTATOR, "seed": seed, "max_candidates": 100000}
+        answer = self.http.post(f"{self.url}/activelearning/{strategy}", json=body, timeout=3600)
+        _check(answer)
+        return answer.json().get("samples", [])
+
+    def label(self, samples: list[dict]) -> dict[str, int]:
+        counts = {"benign": 0, "malignant": 0}
+        for sample in samples:
+            label = self.truth[key_of(sample["id"], sample["roi"])]
+            saved = self.http.put(
+                f"{self.url}/datastore/label",
+                params={"image": sample["id"], "tag": "final"},
+                data={"params": json.dumps({"roi": sample["roi"], "label": label, "annotator": ANNOTATOR})},
+                files={"label": ("label.json", b"", "application/json")},
+                timeout=120,
+            )
+            _check(saved)
+            counts[label] += 1
+        return counts
+
+    def train(self, max_epochs: int | None) -> dict:
+        """Train each member in turn with the server's defaults; their outcomes from /info/."""
+        outcome = {}
+        for member in MEMBERS:
+            body = {} if max_epochs is None else {"max_epochs": max_epochs}
+            started = self.http.post(f"{self.url}/train/{member}", json=body, timeout=120)
+            _check(started)
+            while True:
+                time.sleep(2)
+                state = self.http.get(f"{self.url}/train/", params={"all": "false"}, timeout=60).json()
+                if state.get("status") not in ("SUBMITTED", "QUEUED", "RUNNING"):
+                    break
+            stats = (
+                self.http.get(f"{self.url}/info/", timeout=60).json().get("train_stats", {}).get(member, {})
+            )
+            outcome[member] = {
+                "status": state.get("status"),
+                **{
+                    k: stats.get(k)
+                    for k in (
+                        "state",
+                        "published",
+                        "base_val_auc",
+                        "new_val_auc",
+                        "n_train",
+                        "n_val",
+                        "message",
+                    )
+                },
+            }
+        return outcome
+
+    def test_auc(self, test_rows: list[dict], test_dir: Path) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        labels, scores = [], []
+        for row in test_rows:
+            path = test_dir / row["image_path"]
+            answer = self.http.post(
+                f"{self.url}/infer/ensemble",
+                params={"image": "", "output": "json"},
+                data={"params": json.dumps({"roi": roi_of(row)})},
+                files={"file": (path.name, path.read_bytes(), "application/dicom")},
+                timeout=300,
+            )
+            _check(answer)
+            scores.append(float(answer.json()["probability"]))
+            labels.append(int(row["label"] == "malignant"))
+        return float(roc_auc_score(labels, scores))
+
+
+def run_config(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
+    """What identifies a run's data and settings (the number of rounds may grow: it resumes)."""
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "pool_rois": len(pool[1]),
+        "test_rois": len(test[1]),
+        "cold_start": args.cold_start,
+        "batch": args.batch,
+        "max_epochs": args.max_epochs,
+        "members": list(MEMBERS),
+        "input_size": INPUT_SIZE,
+    }
+
+
+def save_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def load_record(path: Path, config: dict) -> dict | None:
+    record = json.loads(path.read_text()) if path.is_file() else None
+    return record if record and record.get("config") == config and record.get("rounds") else None
+
+
+def _copy_run(source: Path, target: Path) -> None:
+    """A run's folders from the shared cold start: images hard-linked, everything else copied
+    (labels and MONAI Label's datastore file are written in place by the server)."""
+
+    def link_images(src, dst):
+        if src.endswith(".dcm"):
+            try:
+                return os.link(src, dst)
+            except OSError:
+                pass
+        return shutil.copy2(src, dst)
+
+    shutil.rmtree(target, ignore_errors=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, copy_function=link_images, ignore=shutil.ignore_patterns("logs", "*.lock"))
+    tmp.rename(target)
+
+
+def cold_start(args, seed: int, pool: tuple, test: tuple) -> tuple[Path, dict]:
+    """The k random labels and the first training, shared by every strategy of a seed (so the
+    curves are paired: they part only where the strategies choose)."""
+    name = f"cold-seed{seed}"
+    path = args.out / "cold" / f"{name}.json"
+    config = run_config(args, "random", seed, pool, test)
+    record = load_record(path, config)
+    if record is None:
+        shutil.rmtree(args.out / "work" / name, ignore_errors=True)
+        record = {"config": config, "rounds": []}
+        play(args, name, "random", seed, pool, test, record, path, upto=0)
+    return args.out / "work" / name, record
+
+
+def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple, upto: int) -> dict:
+    name = f"{strategy}-seed{seed}"
+    path = args.out / "runs" / f"{name}.json"
+    config = run_config(args, strategy, seed, pool, test)
+    record = load_record(path, config)
+    if record is None:
+        cold_dir, cold = cold_start(args, seed, pool, test)
+        _copy_run(cold_dir, args.out / "work" / name)
+        record = {"config": config, "rounds": list(cold["rounds"]), "machine": cold.get("machine")}
+        save_record(path, record)
+    if len(record["rounds"]) > upto:
+        return record
+    play(args, name, strategy, seed, pool, test, record, path, upto)
+    return record
+
+
+def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> None:
+    """Rounds len(record["rounds"]) .. upto of one run against its own server."""
+    from microcalcai.server.launch import LocalServer
+
+    work = args.out / "work" / name
+    truth = make_studies(work / "studies", *pool)
+    make_members(work / "workspace", work / "built")
+    record.setdefault(
+        "machine", f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
+    server.start()
+    try:
+        annotator = Annotator(server.url, truth)
+        kind, params = STRATEGIES[strategy]
+        for round_index in range(len(record["rounds"]), upto + 1):
+            started = time.monotonic()
+            times = {}
+            before = (
+                dict(record["rounds"][-1]["totals"]) if record["rounds"] else {"benign": 0, "malignant": 0}
+            )
+            saved = saved_labels(work / "studies")
+            if sum(saved.values()) == sum(before.values()):
+                if round_index == 0:
+                    samples = annotator.propose("random", {}, args.cold_start, seed)
+                else:
+                    samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
+                times["propose_s"] = round(time.monotonic() - started, 1)
+                annotator.label(samples)
+                saved = saved_labels(work / "studies")
+            else:  # a round stopped after its labels were saved: it goes on from its training
+                log(f"{name} round {round_index}: resuming with the {saved} labels already saved")
+            totals = saved
+            new = {k: totals[k] - before[k] for k in totals}
+            clock = time.monotonic()
+            if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
+                trained = annotator.train(args.max_epochs)
+            else:
+                trained = {"skipped": f"too few labels of a class to train: {totals}"}
+            times["train_s"] = round(time.monotonic() - clock, 1)
+            clock = time.monotonic()
+            auc = annotator.test_auc(test[1], test[0])
+            times["test_s"] = round(time.monotonic() - clock, 1)
+            entry = {
+                "round": round_index,
+                "labels": sum(totals.values()),
+                "new": new,
+                "totals": totals,
+                "test_auc": auc,
+                "trained": trained,
+                **times,
+                "round_s": round(time.monotonic() - started, 1),
+                "load_average": load_average(),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            record["rounds"].append(entry)
+            save_record(path, record)
+            log(
+                f"{name} round {round_index}/{upto}: {entry['labels']} labels {totals}, test AUC {auc:.3f}, "
+                f"{entry['round_s']:.0f} s (train {times['train_s']:.0f} s), "
+                f"load {entry['load_average'][0]}"
+            )
+    finally:
+        server.stop()
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def curves(out: Path) -> dict[str, dict]:
+    """{strategy: {"labels": [...], "auc": (seeds, rounds) array}} over the rounds all seeds have."""
+    runs: dict[str, list[dict]] = {}
+    for path in sorted((out / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("rounds"):
+            runs.setdefault(record["config"]["strategy"], []).append(record)
+    found = {}
+    for strategy, records in runs.items():
+        length = min(len(r["rounds"]) for r in records)
+        labels = [r["labels"] for r in records[0]["rounds"][:length]]
+        found[strategy] = {
+            "labels": labels,
+            "auc": np.array([[x["test_auc"] for x in r["rounds"][:length]] for r in records]),
+            "seeds": [r["config"]["seed"] for r in records],
+            "round_s": [x["round_s"] for r in records for x in r["rounds"][1:length]],
+            "load": [x["load_average"][0] for r in records for x in r["rounds"][:length]],
+        }
+    return found
+
+
+def band(auc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% t confidence band over seeds (no band from one seed)."""
+    from scipy import stats
+
+    mean = auc.mean(axis=0)
+    if len(auc) < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, len(auc) - 1) * auc.std(axis=0, ddof=1) / np.sqrt(len(auc))
+    return mean, mean - half, mean + half
+
+
+def labels_to_reach(labels: list[int], mean: np.ndarray, target: float) -> float | None:
+    """Labels at which the mean curve first reaches `target` (linear between rounds)."""
+    for i, value in enumerate(mean):
+        if value >= target:
+            if i == 0:
+                return float(labels[0])
+            x0, x1, y0 = labels[i - 1], labels[i], mean[i - 1]
+            return float(x0 + (target - y0) / (value - y0) * (x1 - x0))
+    return None
+
+
+def report(out: Path, figure: Path | None) -> dict:
+    from scipy.integrate import trapezoid
+
+    found = curves(out)
+    if not found:
+        log("no runs to report yet")
+        return {}
+    summary = {"strategies": {}}
+    random_final = float(found["random"]["auc"].mean(axis=0)[-1]) if "random" in found else None
+    random_labels = found["random"]["labels"][-1] if "random" in found else None
+    for strategy, data in found.items():
+        mean, low, high = band(data["auc"])
+        labels = data["labels"]
+        area = float(trapezoid(mean, labels) / (labels[-1] - labels[0])) if len(labels) > 1 else None
+        reach = None if random_final is None else labels_to_reach(labels, mean, random_final)
+        summary["strategies"][strategy] = {
+            "seeds": data["seeds"],
+            "labels": labels,
+            "mean_auc": [round(float(x), 4) for x in mean],
+            "ci95": [[round(float(a), 4), round(float(b), 4)] for a, b in zip(low, high, strict=True)],
+            "area_under_curve": None if area is None else round(area, 4),
+            "labels_to_random_final": None if reach is None else round(reach, 1),
+            "share_of_random_labels": None
+            if reach is None or not random_labels
+            else round(reach / random_labels, 3),
+            "median_round_s": float(np.median(data["round_s"])) if data["round_s"] else None,
+            "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
+        }
+    summary["random_final_auc"] = random_final
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if figure is not None:
+        draw(found, summary, figure)
+    for strategy, row in summary["strategies"].items():
+        log(
+            f"{strategy:8s} seeds {row['seeds']} final AUC {row['mean_auc'][-1]:.3f} "
+            f"area {row['area_under_curve']} labels to random's final {row['labels_to_random_final']} "
+            f"({row['share_of_random_labels']})"
+        )
+    return summary
+
+
+def draw(found: dict, summary: dict, figure: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for strategy, data in found.items():
+        mean, low, high = band(data["auc"])
+        row = summary["strategies"][strategy]
+        colour = COLOURS.get(strategy)
+        ax.plot(
+            data["labels"],
+            mean,
+            marker="o",
+            color=colour,
+            label=f"{strategy} (area {row['area_under_curve']}, {len(data['seeds'])} seed(s))",
+        )
+        if len(data["auc"]) > 1:
+            ax.fill_between(data["labels"], low, high, color=colour, alpha=0.15)
+    if summary.get("random_final_auc") is not None:
+        ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
+    ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
+    ax.set_ylabel("test AUC of the served ensemble")
+    ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    log(f"figure: {figure}")
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/active-learning"))
+    parser.add_argument("--figure", type=Path, default=Path("docs/images/active-learning.png"))
+    parser.add_argument("--pool-patients", type=int, default=270, help="about 1.5 ROIs a patient")
+    parser.add_argument("--test-patients", type=int, default=100)
+    parser.add_argument("--cold-start", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=8, help="rounds after the cold start")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
+    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")
+    args = parser.parse_args(argv)
+    args.out = args.out.absolute()
+    # a TERM (nohup, a job runner) unwinds like Ctrl-C, so each run's server is stopped by its id
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.report:
+        report(args.out, args.figure)
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)
+    test = make_phantom(args.out / "data" / "test", args.test_patients, seed=202)
+    log(f"pool {len(pool[1])} ROIs, test {len(test[1])} ROIs of other patients; load {load_average()}")
+    # Round by round across strategies, seeds outermost: whenever the benchmark stops, every
+    # strategy has come as far as the others, and a later run with more --rounds or --seeds resumes.
+    total = len(args.seeds) * args.rounds * len(args.strategies)
+    done, started = 0, time.monotonic()
+    for seed in args.seeds:
+        for upto in range(1, args.rounds + 1):
+            for strategy in args.strategies:
+                run_one(args, strategy, seed, pool, test, upto)
+                done += 1
+                rate = (time.monotonic() - started) / done
+                log(f"progress {done}/{total} rounds, ETA {rate * (total - done) / 60:.0f} min")
+            report(args.out, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
