@@ -143,7 +143,7 @@ def test_retraining_starts_from_served_weights_and_keeps_earlier_labels(first_st
             )
             assert started.status_code == 200, started.text
             stats = _wait_done(http, server.url, model)
-            run = read_manifest(f"{stats['run_dir']}/manifest.csv")
+            run = read_manifest(store.folder(model) / stats["run_dir"] / "manifest.csv")
             trained_from.append((served, stats, run))
     finally:
         server.stop()

@@ -222,8 +222,10 @@ def test_next_sample_loads_its_image_with_the_proposed_roi(page, server, screens
     from microcalcai_logic.client import ServerClient
 
     set_state(page, "strategy", "first")
-    expected = ServerClient(server.url).next_sample("first", {})
+    peek = ServerClient(server.url)
+    expected = peek.next_sample("first", {})
     assert expected.get("id"), expected
+    peek.next_sample("first", {"count": 0})  # hand the leased ROI back: the page's annotator gets it
     page.click("#mc-next")
     wait_state(page, f"image_id === '{expected['id']}' && busy === ''")
     assert state(page, "roi") == {
