@@ -111,3 +111,42 @@ def test_save_to_pacs_refuses_copies_unknown_images_and_what_is_not_shown(logic,
     with pytest.raises(LogicError, match="The views show"):
         logic.save_to_pacs(other, roi_node=_box(logic.scene, other, g.PixelRoi(150.0, 150.0, 64)))
     assert (sorted(dicom_out.rglob("*")) if dicom_out.exists() else []) == before
+
+
+def test_the_status_line_says_where_results_went_or_why_none_did():
+    """The server's two ways of storing (a studies folder, STOW-RS) and its warning, as the
+    Logic words them (the STOW-RS and warning answers themselves are tested on the server)."""
+    from microcalcai_logic.classify import parse_answer
+    from microcalcai_logic.pacs import describe
+
+    answer = {
+        "model": "ensemble",
+        "probability": 0.7,
+        "threshold": 0.5,
+        "roi": {"x": 10, "y": 20, "size": 32},
+    }
+    sr = {"modality": "SR", "study_uid": "1.2.3", "sop_instance_uid": "1.2.3.4.1"}
+    seg = {"modality": "SEG", "study_uid": "1.2.3", "sop_instance_uid": "1.2.3.4.2"}
+    stowed = describe(
+        parse_answer({**answer, "dicom_out": {"stored": "stow-rs", "objects": [sr, seg]}}, None, "x")
+    )
+    assert (
+        stowed.stored
+        and stowed.where == "stow-rs"
+        and stowed.sop_instance_uids() == ["1.2.3.4.1", "1.2.3.4.2"]
+    )
+    assert stowed.message == (
+        "Saved to PACS: SR 1.2.3.4.1, SEG 1.2.3.4.2; sent to the DICOMweb archive, into study 1.2.3."
+    )
+    warned = describe(
+        parse_answer(
+            {
+                **answer,
+                "dicom_out_warning": "no DICOM result was stored: DICOM results need a DICOM source image",
+            },
+            None,
+            "x",
+        )
+    )
+    assert not warned.stored and warned.objects == []
+    assert warned.message.startswith("Nothing was saved to PACS: DICOM results need a DICOM source image")

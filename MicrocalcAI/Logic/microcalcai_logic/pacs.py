@@ -61,7 +61,7 @@ def describe(result: Classification) -> PacsSave:
             or "the server did not say why (is it a MicrocalcAI server of this version?)"
         )
         prefix = "no DICOM result was stored: "  # the server's own wording of its warning
-        why = why[len(prefix) :] if why.startswith(prefix) else why
+        why = (why[len(prefix) :] if why.startswith(prefix) else why).rstrip(". ")
         return PacsSave(
             stored=False,
             where="",
