@@ -80,7 +80,12 @@ def test_a_local_dicom_whose_study_the_server_holds_is_saved_into_that_study(log
     assert NOT_ON_SERVER in logic.controls(volume, box).save_pacs.reason
     logic.settings.saliency_method = "eigencam"
     assert logic.classify(volume, roi_node=box).image_id == studies["held_series_uid"]
-    saved = logic.save_to_pacs(volume, roi_node=box)
+    # As the panel runs it: on the Logic's worker, delivered by a poll.
+    answers = []
+    logic.submit_save_to_pacs(answers.append, answers.append, volume, roi_node=box)
+    logic.tasks.wait()
+    (saved,) = answers
+    assert logic.last_pacs is saved
     _check_objects(saved, studies["held"], studies["folder"] / "dicom-out" / studies["held_series_uid"])
 
 

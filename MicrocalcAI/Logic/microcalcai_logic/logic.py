@@ -325,17 +325,19 @@ class MicrocalcAILogic:
         check_model(self.info, model)
         roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
         image_size(volume_node)  # a clear error for an empty or 3D volume
-        # The map is computed even while hidden, so turning it on later is instant.
-        method = self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
         return ClassifyJob(
             volume_node=volume_node,
             roi=roi,
             model=model,
-            saliency=method,
+            saliency=self._saliency_method(),
             server_url=client.url,
             image_id=server_image_id(volume_node, client.url),
             upload=self._upload_for(volume_node),
         )
+
+    def _saliency_method(self) -> Optional[str]:
+        # The map is computed even while hidden, so turning it on later is instant.
+        return self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
 
     def run_classify(self, job: ClassifyJob, task: Optional[Task] = None) -> ClassifyJob:
         job.image_id = self._image_id(job.upload, job.image_id, task)
@@ -410,12 +412,11 @@ class MicrocalcAILogic:
         if refused:
             raise LogicError(refused)
         image_size(volume_node)
-        method = self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
         return ClassifyJob(
             volume_node=volume_node,
             roi=roi,
             model=model,
-            saliency=method,
+            saliency=self._saliency_method(),
             server_url=client.url,
             image_id=server_image_id(volume_node, client.url),
             dicom_out=True,
