@@ -134,6 +134,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.connectButton.connect("clicked(bool)", self.onConnect)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
+        self.ui.savePacsButton.connect("clicked(bool)", self.onSaveToPacs)
         self.ui.benignButton.connect("clicked(bool)", lambda: self.onAnnotate("benign"))
         self.ui.malignantButton.connect("clicked(bool)", lambda: self.onAnnotate("malignant"))
         self.ui.nextSampleButton.connect("clicked(bool)", self.onNextSample)
@@ -253,6 +254,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button, control in (
             (self.ui.connectButton, controls.connect),
             (self.ui.classifyButton, controls.classify),
+            (self.ui.savePacsButton, controls.save_pacs),
             (self.ui.benignButton, controls.annotate),
             (self.ui.malignantButton, controls.annotate),
             (self.ui.nextSampleButton, controls.next_sample),
@@ -446,6 +448,21 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._submit(
             lambda done, failed: self.core.submit_classify(
+                done, failed, volume, roi_node=box, point_ras=point, size_mm=size
+            ),
+            shown,
+        )
+
+    def onSaveToPacs(self):
+        volume, box, point, size = self._marks()
+
+        def shown(saved):
+            self.ui.resultsTableView.setMRMLTableNode(self.core.results_table())
+            self.ui.statusLabel.text = saved.message
+            self.onSaliencyDisplay()
+
+        self._submit(
+            lambda done, failed: self.core.submit_save_to_pacs(
                 done, failed, volume, roi_node=box, point_ras=point, size_mm=size
             ),
             shown,

@@ -6,6 +6,7 @@ views they do not own. Real MRML nodes (slicer-core) and the real server."""
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -117,13 +118,21 @@ def test_buttons_follow_the_logics_state(scene):
     controls = logic.controls(volume, box)
     assert not controls.classify.enabled and "Connect" in controls.classify.reason
     assert controls.connect.enabled and not controls.stop_training.enabled and not controls.saliency.enabled
-    logic.client = object()  # the state after a Connect, without a server: only the checks below run
+    # The state after a Connect, without a server: only the checks below run.
+    logic.client = SimpleNamespace(url="http://127.0.0.1:8000")
     assert "Select or load a mammogram" in logic.controls(None, box).classify.reason
     assert "Draw the ROI box" in logic.controls(volume, box).classify.reason
     assert "Click a point" in logic.controls(volume, None, use_box=False).annotate.reason
     g.place_roi_node(box, volume, g.PixelRoi(30.0, 30.0, 16))
     assert logic.controls(volume, box).classify.enabled and logic.controls(volume, box).annotate.enabled
     assert logic.controls(volume, None, point_ras=[0.0, 0.0, 0.0], use_box=False).classify.enabled
+    # Save to PACS only for an original the server holds, never for a local image or an upload.
+    assert "not an image of the server's archive" in logic.controls(volume, box).save_pacs.reason
+    mark_from_server(volume, "local-0123456789abcdef", logic.client.url)
+    assert "de-identified copy" in logic.controls(volume, box).save_pacs.reason
+    mark_from_server(volume, "P1_L_CC", logic.client.url)
+    assert logic.controls(volume, box).save_pacs.enabled
+    assert "Draw the ROI box" in logic.controls(volume, None).save_pacs.reason
     logic.missing_requirements = ["pynrrd"]
     blocked = logic.controls(volume, box)
     assert not blocked.classify.enabled and not blocked.next_sample.enabled and not blocked.train.enabled

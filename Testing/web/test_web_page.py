@@ -218,6 +218,32 @@ def test_datastore_image_box_roi_and_label_reach_the_server(page, server, studie
     assert saved[0]["annotator"] == ANNOTATOR  # `microcalcai web --annotator` names who labeled
 
 
+def test_save_to_pacs_shows_what_was_stored_beside_the_study(page, studies):
+    """On the datastore image and box of the previous test: the button's status line names the
+    SR written beside the study, which cites the study's own instance."""
+    import pydicom
+
+    from microcalcai.dicom_out.readback import read_report
+
+    image_id = state(page, "image_id")
+    roi = state(page, "roi")
+    assert image_id and roi is not None  # what the previous test left on the page
+    page.click("#mc-save-pacs")
+    wait_state(page, "pacs_text !== '' && busy === ''")
+    assert state(page, "error") == ""
+    shown = page.inner_text("#mc-pacs-text")
+    assert shown.startswith("Saved to PACS") and "beside the study" in shown, shown
+    uids = state(page, "pacs_uids")
+    folder = studies["folder"] / "dicom-out" / image_id
+    sr_path = folder / f"sr-{uids[0]}.dcm"
+    assert sr_path.is_file() and uids[0] in shown and (folder / f"saliency-{uids[1]}.dcm").is_file()
+    source = pydicom.dcmread(str(studies["folder"] / f"{image_id}.dcm"), stop_before_pixels=True)
+    groups = {g["algorithm_name"]: g for g in read_report(sr_path)["groups"]}
+    assert {g["referenced_sop_instance_uid"] for g in groups.values()} == {source.SOPInstanceUID}
+    # The classification stored is the one the page shows.
+    assert _page_rows(page)[-1]["probability"] == pytest.approx(groups["ensemble"]["probability"], abs=1e-6)
+
+
 def test_next_sample_loads_its_image_with_the_proposed_roi(page, server, screenshots_dir):
     from microcalcai_logic.client import ServerClient
 

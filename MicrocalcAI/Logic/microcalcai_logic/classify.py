@@ -55,6 +55,9 @@ class Classification:
     saliency_geometry: Optional[SaliencyGeometry] = None
     saliency: Optional[np.ndarray] = None  # (rows, cols) float32 0..1
     latencies: dict[str, float] = field(default_factory=dict)
+    # With `dicom_out`: what the server stored as DICOM (its `dicom_out`), or why nothing was.
+    dicom_out: Optional[dict[str, object]] = None
+    dicom_out_warning: str = ""
 
 
 def check_model(info: Optional[ServerInfo], model: str) -> None:
@@ -76,11 +79,15 @@ def request_classification(
     model: str,
     saliency: Optional[str] = "gradcam",
     target: str = "malignant",
+    dicom_out: bool = False,
 ) -> Classification:
     """Ask `model` (a hosted model or 'ensemble') about an ROI of a datastore image, and parse
-    the answer. Network only, no scene access: runs on a front end's worker thread."""
+    the answer. Network only, no scene access: runs on a front end's worker thread. With
+    `dicom_out` the server also stores the result as DICOM where the image came from."""
     check_model(info, model)
     params = {"roi": roi.as_params(), "saliency": saliency if saliency else False, "saliency_target": target}
+    if dicom_out:
+        params["dicom_out"] = True
     output = "all" if saliency else "json"
     answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output=output)
     result = parse_answer(answer, info, model)
@@ -141,6 +148,8 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
         image=dict(answer.get("image") or {}),
         saliency_geometry=_saliency_geometry(answer.get("saliency"), roi),
         latencies={k: float(v) for k, v in dict(answer.get("latencies") or {}).items()},
+        dicom_out=dict(answer["dicom_out"]) if isinstance(answer.get("dicom_out"), dict) else None,
+        dicom_out_warning=str(answer.get("dicom_out_warning") or ""),
     )
 
 

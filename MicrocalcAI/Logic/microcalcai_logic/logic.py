@@ -25,6 +25,7 @@ from .classify import Classification, check_model, request_classification
 from .client import ServerClient, ServerInfo
 from .errors import LogicError
 from .geometry import PixelRoi, image_size, roi_from_markups, roi_from_point
+from .pacs import PacsSave, describe, refusal
 from .settings import JsonFileStore, LogicSettings, load_settings, save_settings
 from .tasks import Task, TaskRunner
 from .training import (
@@ -63,6 +64,7 @@ class Controls:
     stop_training: Control
     saliency: Control
     cancel: Control
+    save_pacs: Control
 
     def first_reason(self) -> str:
         for name in ("classify", "next_sample", "train"):
@@ -82,6 +84,7 @@ class ClassifyJob:
     image_id: Optional[str]  # the datastore id the server already knows, or None
     upload: Optional[PreparedUpload] = None  # what is sent when it does not
     result: Optional[Classification] = None
+    dicom_out: bool = False  # Save to PACS: the server also stores the result as DICOM
 
 
 @dataclass
@@ -131,6 +134,7 @@ class MicrocalcAILogic:
         self.volume = None
         self.roi: Optional[PixelRoi] = None
         self.last: Optional[Classification] = None
+        self.last_pacs: Optional[PacsSave] = None  # what the last Save to PACS stored
         self.tasks = TaskRunner()  # the user's actions, one at a time
         self.polls = TaskRunner()  # training progress, beside them
         self.monitor: Optional[TrainingMonitor] = None
@@ -321,17 +325,19 @@ class MicrocalcAILogic:
         check_model(self.info, model)
         roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
         image_size(volume_node)  # a clear error for an empty or 3D volume
-        # The map is computed even while hidden, so turning it on later is instant.
-        method = self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
         return ClassifyJob(
             volume_node=volume_node,
             roi=roi,
             model=model,
-            saliency=method,
+            saliency=self._saliency_method(),
             server_url=client.url,
             image_id=server_image_id(volume_node, client.url),
             upload=self._upload_for(volume_node),
         )
+
+    def _saliency_method(self) -> Optional[str]:
+        # The map is computed even while hidden, so turning it on later is instant.
+        return self.settings.saliency_method if self.settings.saliency_method not in ("", "none") else None
 
     def run_classify(self, job: ClassifyJob, task: Optional[Task] = None) -> ClassifyJob:
         job.image_id = self._image_id(job.upload, job.image_id, task)
@@ -339,7 +345,13 @@ class MicrocalcAILogic:
             task.check()
             task.report(f"Classifying with {job.model}")
         job.result = request_classification(
-            self.require_client(), self.info, job.image_id, job.roi, job.model, saliency=job.saliency
+            self.require_client(),
+            self.info,
+            job.image_id,
+            job.roi,
+            job.model,
+            saliency=job.saliency,
+            dicom_out=job.dicom_out,
         )
         return job
 
@@ -372,6 +384,61 @@ class MicrocalcAILogic:
             "Classifying",
             lambda task: self.run_classify(job, task),
             lambda j: on_done(self.finish_classify(j)),
+            on_error,
+        )
+
+    # -- save to PACS ------------------------------------------------------------------------
+    def prepare_save_to_pacs(
+        self,
+        volume_node,
+        roi_node=None,
+        point_ras: Optional[Sequence[float]] = None,
+        size_mm: Optional[float] = None,
+        model: Optional[str] = None,
+    ) -> ClassifyJob:
+        """Classify the ROI on screen of the selected image and have the server store the result
+        (SR, and the saliency map as a Segmentation) in that image's own study. Only for an image
+        of the server's archive: never uploads (pacs.py says why)."""
+        client = self.require_client()
+        model = model or self.settings.model
+        check_model(self.info, model)
+        if volume_node is None:
+            raise LogicError("Select the mammogram whose result is to be saved to PACS.")
+        self.check_shown(volume_node)
+        if roi_node is None and point_ras is None:
+            raise LogicError("Place the ROI box (or the point) on the calcifications whose result you save.")
+        roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
+        refused = refusal(volume_node, client.url)
+        if refused:
+            raise LogicError(refused)
+        image_size(volume_node)
+        return ClassifyJob(
+            volume_node=volume_node,
+            roi=roi,
+            model=model,
+            saliency=self._saliency_method(),
+            server_url=client.url,
+            image_id=server_image_id(volume_node, client.url),
+            dicom_out=True,
+        )
+
+    def finish_save_to_pacs(self, job: ClassifyJob) -> PacsSave:
+        """Show the classification as Classify does, and record what was stored."""
+        self.last_pacs = describe(self.finish_classify(job))
+        return self.last_pacs
+
+    def save_to_pacs(self, volume_node, roi_node=None, point_ras=None, size_mm=None, model=None) -> PacsSave:
+        job = self.prepare_save_to_pacs(volume_node, roi_node, point_ras, size_mm, model)
+        return self.finish_save_to_pacs(self.run_classify(job))
+
+    def submit_save_to_pacs(
+        self, on_done, on_error, volume_node, roi_node=None, point_ras=None, size_mm=None, model=None
+    ) -> Task:
+        job = self.prepare_save_to_pacs(volume_node, roi_node, point_ras, size_mm, model)
+        return self.tasks.submit(
+            "Saving to PACS",
+            lambda task: self.run_classify(job, task),
+            lambda j: on_done(self.finish_save_to_pacs(j)),
             on_error,
         )
 
@@ -589,6 +656,7 @@ class MicrocalcAILogic:
             if self.training_running
             else ("" if hosted else "The server hosts no model to train.")
         )
+        pacs_reason = roi_reason or (refusal(volume_node, self.client.url) if volume_node is not None else "")
         saliency = self.saliency_node()
         shown = saliency is not None and saliency.GetAttribute(results.SOURCE_VOLUME_ATTRIBUTE) == (
             volume_node.GetID() if volume_node is not None else None
@@ -605,6 +673,7 @@ class MicrocalcAILogic:
                 shown, "" if shown else "Classify an ROI of this image to see its saliency map."
             ),
             cancel=Control(busy, ""),
+            save_pacs=Control(not pacs_reason, pacs_reason),
         )
 
 

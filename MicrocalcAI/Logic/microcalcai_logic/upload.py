@@ -95,6 +95,11 @@ def _digest_id(path: str) -> str:
     return f"{ID_PREFIX}-{digest.hexdigest()[:16]}"
 
 
+def is_uploaded_copy(image_id: Optional[str]) -> bool:
+    """Whether a datastore id names a de-identified copy this module sent (not an original)."""
+    return bool(image_id) and image_id.startswith(ID_PREFIX + "-")
+
+
 def held_by_server(client: ServerClient, prepared: PreparedUpload) -> Optional[str]:
     """The server's id for this study when it already holds it (a DICOMweb datastore names an
     image by its series UID; so does a local one whose file is named so), else None."""

@@ -199,6 +199,8 @@ class PageController:
                 "result_text": "",
                 "decision": "",
                 "label_text": "",
+                "pacs_text": "",
+                "pacs_uids": [],
                 "roi": None,
                 "roi_text": "No ROI placed",
                 "placing": "",
@@ -459,6 +461,24 @@ class PageController:
                 "label_text": "",
             }
         )
+
+    async def save_to_pacs(self):
+        await self._act("Saving to PACS", self._save_to_pacs)
+
+    def _save_to_pacs(self):
+        """The Logic's Save to PACS for the image and ROI shown; its line is the page's status."""
+        self._require_image()
+        box, point = self._marks()
+        self.state.pacs_text = ""
+        saved = self.logic.save_to_pacs(
+            self.logic.volume,
+            roi_node=box,
+            point_ras=point,
+            size_mm=self._size_mm() if box is None else None,
+            model=self.state.model,
+        )
+        self.state.pacs_text = saved.message
+        self.state.pacs_uids = saved.sop_instance_uids()
 
     def saliency_changed(self, saliency_visible, saliency_opacity, **_):
         try:

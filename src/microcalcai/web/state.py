@@ -62,6 +62,8 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0) -> dict:
         "saliency_opacity": DEFAULT_OPACITY,
         "colorbar": "",
         "colorbar_floor": 0.0,
+        "pacs_text": "",
+        "pacs_uids": [],  # SOP Instance UIDs the last Save to PACS stored
         # annotation
         "morphologies": _choices(MORPHOLOGIES),
         "distributions": _choices(DISTRIBUTIONS),

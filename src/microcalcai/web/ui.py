@@ -280,7 +280,18 @@ def _panel(ctrl):
                     disabled=("!connected || !has_image",),
                     id="mc-classify",
                 )
+                v.VBtn(
+                    "Save to PACS",
+                    click=ctrl.save_to_pacs,
+                    variant="tonal",
+                    block=True,
+                    classes="mt-2",
+                    disabled=("!connected || !has_image",),
+                    title="Classify and store the result as DICOM (SR and saliency) in the image's own study",
+                    id="mc-save-pacs",
+                )
                 html.Div("{{ result_text }}", classes="text-body-2 mt-2", id="mc-result-text")
+                html.Div("{{ pacs_text }}", v_if="pacs_text", classes="text-caption mt-1", id="mc-pacs-text")
                 _results_table()
                 with html.Div(classes="d-flex align-center mt-1"):
                     v.VSwitch(
