@@ -145,6 +145,11 @@ class CandidatePool:
             mask = tissue_mask(self.cache.read(path, name=image_id).pixels)
         except Exception as exc:  # a damaged image stays in the pool; infer on it answers a 4xx
             LOG.warning("%s: no breast mask (%s)", image_id, exc)
+            # The cache now knows the file is bad: the studies' screen leaves it out from the next
+            # listing on (and says so once) instead of every request trying it again.
+            refresh = getattr(self.datastore, "refresh", None)
+            if refresh is not None:
+                refresh()
             return None
         with self._lock:
             self._tissue[key] = mask
