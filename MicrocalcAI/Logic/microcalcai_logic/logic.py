@@ -325,6 +325,10 @@ class MicrocalcAILogic:
         check_model(self.info, model)
         roi = self.roi_for(volume_node, roi_node, point_ras, size_mm)
         image_size(volume_node)  # a clear error for an empty or 3D volume
+        return self._job(client, volume_node, roi, model, upload=self._upload_for(volume_node))
+
+    def _job(self, client, volume_node, roi, model: str, **fields) -> ClassifyJob:
+        """The classification of `roi` on `volume_node` that Classify and Save to PACS both run."""
         return ClassifyJob(
             volume_node=volume_node,
             roi=roi,
@@ -332,7 +336,7 @@ class MicrocalcAILogic:
             saliency=self._saliency_method(),
             server_url=client.url,
             image_id=server_image_id(volume_node, client.url),
-            upload=self._upload_for(volume_node),
+            **fields,
         )
 
     def _saliency_method(self) -> Optional[str]:
@@ -412,15 +416,7 @@ class MicrocalcAILogic:
         if refused:
             raise LogicError(refused)
         image_size(volume_node)
-        return ClassifyJob(
-            volume_node=volume_node,
-            roi=roi,
-            model=model,
-            saliency=self._saliency_method(),
-            server_url=client.url,
-            image_id=server_image_id(volume_node, client.url),
-            dicom_out=True,
-        )
+        return self._job(client, volume_node, roi, model, dicom_out=True)
 
     def finish_save_to_pacs(self, job: ClassifyJob) -> PacsSave:
         """Show the classification as Classify does, and record what was stored."""
