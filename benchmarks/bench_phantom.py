@@ -46,11 +46,11 @@ STAGES = [
     ("  PSF blur", "physics.py", "psf_blur"),
     ("  PSF blur (scipy, before 2026-11-22)", "_filters.py", "gaussian_filter"),
     ("Gaussian deviates (all)", "noise.py", "standard_normal"),
-    ("DICOM (+ PNG if asked)", "dataset.py", "_write_view"),
-    ("PNG encoding (masks)", "dataset.py", "_png_bytes"),
-    ("windowing for ROIs", "dataset.py", "_display_image"),
-    ("ROI crops", "dataset.py", "_write_roi"),
-    ("normal-ROI search", "dataset.py", "_negative_centres"),
+    ("DICOM (+ PNG if asked)", "writer.py", "_write_view"),
+    ("PNG encoding (masks)", "writer.py", "_png_bytes"),
+    ("windowing for ROIs", "writer.py", "display_image"),
+    ("ROI crops", "writer.py", "write_roi"),
+    ("normal-ROI search", "placement.py", "negative_centres"),
     ("whole view (make_patient / views)", "dataset.py", "make_patient"),
 ]
 

@@ -95,3 +95,13 @@ def test_deletion_falls_faster_than_insertion_for_a_trained_network(trained_cnn,
     # Removing the most salient 10% (the cluster) already drops P(malignant); keeping it holds it up.
     assert curves.deletion[0] < 0.5 < curves.insertion[0]
     assert curves.deletion_auc < curves.insertion_auc - 0.3
+
+
+def test_pointing_chance_is_the_share_of_the_crop_within_reach_of_the_mask():
+    from microcalcai.explain.faithfulness import pointing_chance
+
+    mask = np.zeros((31, 31), bool)
+    mask[15, 15] = True
+    assert pointing_chance([mask], tolerance_px=0) == pytest.approx(1 / 31**2)
+    assert pointing_chance([mask], tolerance_px=1) == pytest.approx(5 / 31**2)  # the pixel and 4 neighbours
+    assert pointing_chance([mask, np.ones_like(mask)], tolerance_px=100) == 1.0

@@ -1,6 +1,7 @@
-"""The localisation benchmark's own parts (benchmarks/bench_explain.py --part localisation): the
-layer-grid ceiling, the time/step-budgeted training with batch-norm re-estimation, and a resumable
-run that writes one JSON file per architecture and skips finished ones."""
+"""The localisation benchmark's own parts (benchmarks/bench_explain_localisation.py, also run as
+bench_explain.py --part localisation): the layer-grid ceiling, the time/step-budgeted training
+(through train.loop) with batch-norm re-estimation, and a resumable run that writes one JSON file
+per architecture and skips finished ones."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from blobs import make_crops
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_explain.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_explain_localisation.py"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_localisation_run_writes_per_architecture_results_and_resumes(bench, tmp
     ids = np.repeat(np.arange(8).astype(str), 3)
     np.savez_compressed(tmp_path / "rois-80-96.npz", crops=crops, masks=masks, labels=labels, ids=ids)
     argv = [
-        "--part", "localisation", "--results", str(tmp_path), "--figure", str(tmp_path / "loc.png"),
+        "--results", str(tmp_path), "--figure", str(tmp_path / "loc.png"),
         "--archs", "mobilenetv3_large_100", "--max-steps", "1", "--max-scored", "2",
         "--loc-methods", "gradcam", "eigencam", "--scorecam-rois", "0",
     ]  # fmt: skip

@@ -65,3 +65,17 @@ def test_ensemble_folder_is_self_contained(small_model_dir, second_model_dir, cr
 def test_ensemble_needs_two_members(small_model_dir, tmp_path):
     with pytest.raises(InputError, match="at least two"):
         save_ensemble([small_model_dir], tmp_path / "one")
+
+
+def test_grey_input_puts_the_projects_preprocessing_in_front_of_a_network():
+    from microcalcai.models.preprocess import GreyInput, preprocess_crops
+
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(3, 2, 3)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    crops = np.random.default_rng(0).random((2, 40, 40), dtype=np.float32)
+    wrapped = GreyInput(network, mean, std, size=56)
+    with torch.no_grad():
+        expected = network(preprocess_crops(crops, 56, mean, std))
+        assert torch.allclose(wrapped(torch.from_numpy(crops)[:, None]), expected, atol=1e-6)
+    assert dict(wrapped.named_modules())["module"] is network  # layers are named module.<layer>

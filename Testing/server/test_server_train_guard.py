@@ -85,7 +85,7 @@ def test_bad_training_requests_are_refused_before_anything_starts(guarded, http)
         ("enqueue", a + "?enqueue=true", {}, None, 400, "enqueue is not supported"),
         ("recipe an existing file", a, {"recipe": str(manifest)}, None, 400, "named recipes"),
         ("recipe a missing file", a, {"recipe": str(manifest) + ".no"}, None, 400, "named recipes"),
-        ("recipe relative path", a, {"recipe": "../Training/recipes/kang2021"}, None, 400, "named recipes"),
+        ("recipe relative path", a, {"recipe": "../recipes/kang2021"}, None, 400, "named recipes"),
         ("no labels", a, {}, None, 400, "save labels with PUT /datastore/label"),
     ]
     problems, details = [], {}

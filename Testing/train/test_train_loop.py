@@ -116,3 +116,14 @@ def test_offline_augmentation_adds_fixed_augmented_copies():
     assert torch.equal(tripled.labels, torch.as_tensor(np.tile(labels, 3)))
     assert not torch.equal(tripled.grey[6:12], tripled.grey[:6]), "copies must be augmented"
     assert torch.equal(tripled.grey, again.grey), "offline copies are seeded"
+
+
+def test_a_step_budget_ends_the_run_inside_an_epoch_and_keeps_the_last_weights(tmp_path):
+    train, val = _sets()  # 24 crops, batch 8: three steps an epoch
+    model = _model()
+    result = fit(model, train, val, _config(epochs=50, max_steps=4, select_best="last"), tmp_path)
+    assert result.steps == 4 and [row["epoch"] for row in result.history] == [1, 2]
+    assert result.best_epoch == 2 and not result.stopped_early and result.train_seconds > 0
+    # "last": the weights the run ended with, whatever their validation score
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, last[k]) for k, v in model.state_dict().items())

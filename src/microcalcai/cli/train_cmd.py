@@ -1,7 +1,8 @@
 """`microcalcai train --recipe NAME_OR_FILE --data MANIFEST --out RUN_DIR`: fine-tune models by a recipe.
 
-Recipes live in Training/recipes (kang2021, arlan2025, shia2025, mobini2024); every setting can be
-overridden with --set KEY=VALUE. Re-running the same command continues an interrupted run.
+Named recipes ship with the package (microcalcai/recipes: kang2021, arlan2025, shia2025, mobini2024,
+phantom); a YAML file of your own works too. Every setting can be overridden with --set KEY=VALUE.
+Re-running the same command continues an interrupted run.
 Under torchrun (several processes) training is distributed (DDP; gloo on the CPU, NCCL on GPUs).
 """
 
@@ -22,7 +23,7 @@ def _pair(text: str) -> tuple[str, str]:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="fine-tune one or more models by a recipe (Training/recipes)",
+        help="fine-tune one or more models by a recipe (kang2021, phantom, ... or a YAML file)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

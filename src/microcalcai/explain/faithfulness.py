@@ -7,7 +7,8 @@
 - Localisation against known masks (the phantom's calcification masks): the pointing game (Zhang
   et al. 2018: a hit when the map's maximum falls on the mask, within a tolerance) and the share of
   saliency energy inside the mask (Wang et al. 2020), beside the mask's share of the area, which a
-  uniform map would score.
+  uniform map would score, the pointing game's chance level, and the most a target layer's coarse
+  grid lets a map put inside the mask.
 - Deletion and insertion curves with ROAD's noisy linear imputation (Rong et al. 2022; the imputer
   and the removal orders come from pytorch-grad-cam): P(explained class) after removing the most
   (deletion) or the least (insertion-like) relevant pixels of the crop, so the curve is measured
@@ -128,6 +129,40 @@ def energy_in_mask(saliency, mask) -> float:
     saliency, mask = _check_pair(saliency, mask)
     total = float(np.clip(saliency, 0, None).sum())
     return float(np.clip(saliency[mask], 0, None).sum() / total) if total > 0 else 0.0
+
+
+def pointing_chance(masks, tolerance_px: float = 15.0) -> float:
+    """The pointing game's chance level: the hit rate of a map whose maximum falls anywhere at random,
+    i.e. the mean share of each crop within ``tolerance_px`` of its mask."""
+    from scipy.ndimage import distance_transform_edt
+
+    return float(
+        np.mean([(distance_transform_edt(~(np.asarray(m) > 0)) <= tolerance_px).mean() for m in masks])
+    )
+
+
+def coarse_mask_energy(masks, cells: tuple[int, int]) -> float:
+    """Energy in mask of the masks themselves seen through a ``cells`` grid (a target layer's map):
+    averaged over each cell, then resized back bilinearly as the CAM library resizes its maps.
+
+    The most a perfect map of that layer can put on the calcifications, so a method's energy in mask
+    can be read against what the layer allows.
+    """
+    import cv2  # pytorch-grad-cam's own resize, so the ceiling is measured as its maps are made
+
+    masks = np.asarray(masks)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(
+        torch.from_numpy(masks[:, None].astype(np.float32)), cells
+    )
+    height, width = masks.shape[-2:]
+    return float(
+        np.mean(
+            [
+                energy_in_mask(cv2.resize(p[0].numpy(), (width, height), interpolation=cv2.INTER_LINEAR), m)
+                for p, m in zip(pooled, masks, strict=True)
+            ]
+        )
+    )
 
 
 @dataclass

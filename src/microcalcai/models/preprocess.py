@@ -63,3 +63,23 @@ def normalise(
 
 def preprocess_crops(crops, input_size: int, mean, std, channel_mode: str = "replicate") -> torch.Tensor:
     return normalise(resize_grey(to_grey_tensor(crops), input_size), mean, std, channel_mode)
+
+
+class GreyInput(torch.nn.Module):
+    """A network with this preprocessing in front: it takes grey crops (B, 1, N, N) in 0..1.
+
+    For code that trains or explains a bare network on crop tensors (the saliency benchmarks): the
+    crops are resized to ``size`` (when given; the saliency map still comes back at the crop's size)
+    and normalised as :func:`preprocess_crops` does. The network is ``.module``, so its layers are
+    named ``module.<layer>``.
+    """
+
+    def __init__(self, module: torch.nn.Module, mean, std, size: int | None = None):
+        super().__init__()
+        self.module = module
+        self.mean, self.std, self.size = list(mean), list(std), size
+
+    def forward(self, grey: torch.Tensor) -> torch.Tensor:
+        if self.size is not None:
+            grey = resize_grey(grey, self.size)
+        return self.module(normalise(grey, self.mean, self.std))

@@ -16,7 +16,6 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from microcalcai import __version__
-from microcalcai.server.context import current_request
 from microcalcai.server.datastore import DicomWebStudies, StudiesDatastore
 from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.hosted import ENSEMBLE, ModelStore, ServedModels
@@ -109,19 +108,22 @@ class MicrocalcApp(MONAILabelApp):
     def init_scoring_methods(self):
         return {}
 
-    def infer(self, request, datastore=None):
-        """Checks the image a request names, then runs the model's task (no label is saved)."""
+    def infer(self, request, datastore=None, *, output=None, upload_path: str | None = None, upload_name=""):
+        """Checks the image a request names, then runs the model's task (no label is saved).
+
+        MONAI Label's `infer(request, datastore)` takes one dict that merges the client's params;
+        what the client must not decide (the query's `output`, whether `image` is the request's own
+        upload) comes from our infer route (routes.py) as keyword arguments, which no params reach.
+        """
         model = request.get("model")
         task = self._infers.get(model)
         if task is None:
             raise NotFound(f"unknown model {model!r}; the models are {sorted(self._infers)} (GET /info/)")
         request = dict(request)
-        http = current_request()
-        request["output"] = http.get("output")
-        image = request.get("image")
-        request["uploaded"] = _is_upload(image, http)
+        request["output"] = output
+        request["uploaded"] = _is_upload(request.get("image"), upload_path)
         if request["uploaded"]:
-            request["upload_name"] = f"upload {http.get('upload_name', 'file')!r}"
+            request["upload_name"] = f"upload {upload_name or 'file'!r}"
         request["datastore"] = datastore or self._datastore  # where params.dicom_out stores results
         request["source"] = load_source(
             request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
@@ -162,12 +164,13 @@ class MicrocalcApp(MONAILabelApp):
         return meta
 
 
-def _is_upload(image, http: dict) -> bool:
-    """True when the infer route put the request's own upload in `image` (routes.py).
+def _is_upload(image, upload_path: str | None) -> bool:
+    """True when `image` is still the request's own upload the infer route saved (routes.py);
+    the client's params may have named another image.
 
     Anything else is a datastore id and is checked as one: a client cannot name a server path.
     """
-    return isinstance(image, str) and bool(image) and image == http.get("upload_path")
+    return isinstance(image, str) and bool(image) and image == upload_path
 
 
 _SAMPLE_INTS = {"seed": (0, 2**32 - 1), "max_candidates": (1, 100000), "mc_samples": (2, 100)}

@@ -28,7 +28,7 @@ def server_recipe(
     seed: int,
     patience: int | None = None,
 ) -> dict:
-    """A recipe from Training/recipes with the server's settings put in (one arch, its weights)."""
+    """A named recipe (microcalcai/recipes) with the server's settings put in (one arch, its weights)."""
     from microcalcai.train.recipes import load_recipe
 
     recipe = load_recipe(name)

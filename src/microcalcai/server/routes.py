@@ -109,7 +109,6 @@ async def infer(
 ):
     from monailabel.endpoints.infer import send_response
 
-    from microcalcai.server.context import REQUEST
     from microcalcai.server.uploads import save_upload
 
     if output not in (None, "json", "image", "all"):
@@ -119,21 +118,18 @@ async def infer(
     if label is not None:
         raise RequestError("/infer takes no label part; save labels with PUT /datastore/label")
     request = {"model": model, "image": image}
-    state = {"output": output, "image": image}
+    upload = {}
     if file is not None and (file.filename or file.size):
         path, _, name = save_upload(file)
         request["image"] = str(path)
-        state.update({"upload_path": str(path), "upload_name": name})
+        upload = {"upload_path": str(path), "upload_name": name}
     elif not image:
         raise RequestError("no image given: pass image=ID (see GET /datastore/?output=all) or upload a file")
     # MONAI Label's order: the app's infer config, then the client's params (which may name `image`)
     request.update(_infer_config())
     request.update(parse_params(params))
-    token = REQUEST.set(state)
-    try:
-        result = _app().infer(request)
-    finally:
-        REQUEST.reset(token)
+    # What the client may not decide goes as keyword arguments of our app's infer (app.py).
+    result = _app().infer(request, output=output, **upload)
     return send_response(_app().datastore(), result, output, background_tasks)
 
 

@@ -123,7 +123,7 @@ def _shown(value) -> str:
 
 
 def _check_recipe(name: str) -> None:
-    """Only the named recipes of Training/recipes: a path would let a client probe which files
+    """Only the named recipes (microcalcai/recipes): a path would let a client probe which files
     exist on the server (the answer differed for an existing and a missing file)."""
     from microcalcai.train.recipes import available_recipes
 

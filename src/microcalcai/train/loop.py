@@ -58,6 +58,10 @@ class FitConfig:
     channels_last: bool = False
     num_workers: int = 0
     progress: bool = True
+    # A budget instead of a number of epochs (benchmarks that give each network the same share of a
+    # shared CPU): the epoch in which it runs out ends there and is the last one.
+    max_steps: int | None = None
+    max_seconds: float | None = None
 
     @classmethod
     def from_recipe(
@@ -96,6 +100,8 @@ class FitResult:
     stopped_early: bool
     val_probability: np.ndarray  # P(malignant) of the validation set at the selected epoch
     images_per_s: float
+    steps: int = 0  # optimizer steps taken, all epochs
+    train_seconds: float = 0.0  # time spent in training steps (validation left out)
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -236,6 +242,8 @@ def _to_device(inputs, labels, config: FitConfig):
 
 
 def _selection_score(row: dict, select_best: str) -> float:
+    if select_best == "last":  # no selection: the weights the training ends with
+        return row["epoch"]
     if select_best == "val_auc" and math.isfinite(row["val_auc"]):
         return row["val_auc"]
     return -row["val_loss"]  # AUC undefined (one class in validation) or loss asked for
@@ -299,6 +307,8 @@ def fit(
         "wait": 0,
         "stopped_early": False,
         "finished": False,
+        "steps": 0,
+        "train_seconds": 0.0,
     }
     checkpoint_path = run_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
@@ -312,7 +322,7 @@ def fit(
         np.random.set_state(saved["rng_numpy"])
         random.setstate(saved["rng_python"])
         generator.set_state(saved["rng_sampler"])
-        state = saved["loop"]
+        state = {"steps": 0, "train_seconds": 0.0, **saved["loop"]}  # older checkpoints lack the counts
         LOG.info("resuming %s after epoch %d", run_dir, state["epoch"])
     log = MetricsLog(run_dir, enabled=writer)
     epochs = tqdm(
@@ -330,6 +340,7 @@ def fit(
                 loader.sampler.set_epoch(epoch)
             network.train()
             started, seen, total_loss = time.perf_counter(), 0, 0.0
+            budget_spent = False
             for inputs, labels in tqdm(
                 loader,
                 desc=f"epoch {epoch}",
@@ -346,7 +357,12 @@ def fit(
                 scaler.update()
                 total_loss += float(loss.detach()) * len(labels)
                 seen += len(labels)
+                state["steps"] += 1
+                budget_spent = _budget_spent(config, state["steps"], state["train_seconds"], started)
+                if budget_spent:
+                    break
             seconds = time.perf_counter() - started
+            state["train_seconds"] += seconds
             rate = seen * world / seconds if seconds > 0 else 0.0
             val_loss, val_probability = evaluate(model, val_set, config)
             row = {
@@ -377,7 +393,7 @@ def fit(
                 state["wait"] += 1
             if state["wait"] >= config.patience:
                 state.update(stopped_early=True, finished=True)
-            if epoch == config.epochs:
+            if epoch == config.epochs or budget_spent:
                 state["finished"] = True
             if writer:
                 _save_checkpoint(
@@ -422,4 +438,13 @@ def fit(
         stopped_early=state["stopped_early"],
         val_probability=np.asarray(state["best_val_probability"]),
         images_per_s=float(np.median(rates)) if rates else rate,
+        steps=state.get("steps", 0),
+        train_seconds=state.get("train_seconds", 0.0),
     )
+
+
+def _budget_spent(config: FitConfig, steps: int, seconds_before: float, epoch_started: float) -> bool:
+    if config.max_steps is not None and steps >= config.max_steps:
+        return True
+    spent = seconds_before + time.perf_counter() - epoch_started
+    return config.max_seconds is not None and spent >= config.max_seconds

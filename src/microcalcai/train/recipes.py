@@ -1,8 +1,9 @@
-"""Training recipes: YAML files in Training/recipes, overridable from the command line.
+"""Training recipes: YAML files shipped in the package (microcalcai/recipes), overridable from the
+command line.
 
-A recipe is configuration, not code. ``load_recipe("kang2021")`` reads
-``Training/recipes/kang2021.yaml`` on top of ``defaults.yaml``; ``load_recipe("my.yaml")`` reads a
-file; overrides are ``KEY=VALUE`` strings with dotted keys (``optimizer.lr=3e-4``,
+A recipe is configuration, not code. ``load_recipe("kang2021")`` reads the package's
+``recipes/kang2021.yaml`` on top of ``recipes/defaults.yaml``; ``load_recipe("my.yaml")`` reads a
+file of the user's; overrides are ``KEY=VALUE`` strings with dotted keys (``optimizer.lr=3e-4``,
 ``early_stopping.patience=5``, ``archs=[resnet50,densenet121]``), values parsed as YAML.
 Unknown keys are errors, so a typo never silently trains with a default.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import os
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import yaml
@@ -32,20 +35,26 @@ OPEN_KEYS = ("stages", "archs", "findings", "augment.rotate_degrees", "optimizer
 STAGE_KEYS = {"name", "data", "epochs", "weights", "optimizer", "early_stopping", "lr"}
 
 
-def recipes_dir() -> Path:
-    """Training/recipes of this checkout (or $MICROCALCAI_RECIPES)."""
+def recipes_dir() -> Traversable:
+    """The named recipes: package data of microcalcai (or the folder $MICROCALCAI_RECIPES).
+
+    Package data, not a folder beside the sources, so an installed wheel trains as a checkout does.
+    """
     env = os.environ.get("MICROCALCAI_RECIPES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "Training" / "recipes"
+    return resources.files("microcalcai") / "recipes"
 
 
 def available_recipes() -> list[str]:
     folder = recipes_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "defaults") if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    names = (entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return sorted(name for name in names if name != "defaults")
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Traversable) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -100,7 +109,7 @@ def load_recipe(name_or_file, overrides=()) -> dict:
     """The recipe as a plain dict, defaults filled in, overrides applied, values checked."""
     folder = recipes_dir()
     defaults = _read_yaml(folder / "defaults.yaml")
-    path = Path(str(name_or_file)).expanduser()
+    path: Traversable = Path(str(name_or_file)).expanduser()
     if not path.is_file():
         path = folder / f"{name_or_file}.yaml"
     if not path.is_file():
