@@ -93,6 +93,14 @@ def register(subparsers) -> None:
         help="address the page binds (default 127.0.0.1: this machine only)",
     )
     page.add_argument("--web-port", type=int, default=8080, help="port of the page (default 8080)")
+    page.add_argument(
+        "--web-sessions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a page process per browser tab, at most N at once, on the N ports after --web-port "
+        "(default 0: one page shared by every tab)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -220,8 +228,11 @@ def _start_page(args, server_url: str, workspace: Path, token: str):
     env = dict(os.environ)
     if token:
         env["MICROCALCAI_TOKEN"] = token  # the page's Logic sends it (never on the command line)
+    extra = []
+    if args.web_sessions:
+        extra = ["--sessions", str(args.web_sessions), "--log-dir", str(workspace / "logs" / "web-sessions")]
     return PageProcess(
-        server_url, args.web_host, args.web_port, workspace / "logs" / "web.log", env=env
+        server_url, args.web_host, args.web_port, workspace / "logs" / "web.log", extra, env=env
     ).start()
 
 

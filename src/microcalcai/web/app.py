@@ -1,7 +1,8 @@
 """The trame-slicer application: one MRML scene, one slice view, the MicrocalcAI panel.
 
 One process holds one scene, and every browser tab on it sees (and drives) the same scene: for
-several people at once run one process per person (docs/web.md).
+several people at once the session launcher (`microcalcai web --sessions N`, sessions.py)
+starts one process per tab, which stops itself after `idle_minutes` without use.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class MicrocalcWebApp:
         work_folder: str | None = None,
         cache_folder: str | None = None,
         annotator: str = "",
+        idle_minutes: float | None = None,
     ):
+        self.idle_minutes = idle_minutes
         # Off-screen rendering without a display: EGL (on Mesa's software renderer without a GPU).
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from microcalcai_logic import MicrocalcAILogic
@@ -66,7 +69,7 @@ class MicrocalcWebApp:
         if cache_folder is None:
             # Datastore images this process downloaded: its own folder, removed when it stops.
             self.logic.cache_folder = os.path.join(self.controller.work_folder, "server-images")
-        self.server.state.update(initial_state(server_url, self.logic.settings.roi_size_mm))
+        self.server.state.update(initial_state(server_url, self.logic.settings.roi_size_mm, annotator))
         self.ui = build_layout(self.server, self.layout_manager, self.controller)
         self._bind()
 
@@ -88,6 +91,21 @@ class MicrocalcWebApp:
         from trame_server.utils.asynchronous import create_task
 
         create_task(self.controller.connect())
+        if self.idle_minutes:
+            create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self):
+        """A session's page nobody uses frees its memory and its slot (the tab shows it closed)."""
+        import asyncio
+
+        limit = 60.0 * self.idle_minutes
+        while True:
+            idle = self.controller.idle_s()
+            if idle >= limit:
+                log.info("no use for %.0f minutes: this session's page stops", idle / 60)
+                await self.server.stop()
+                return
+            await asyncio.sleep(min(30.0, max(1.0, limit - idle)))
 
     def start(self, host: str = "127.0.0.1", port: int = 8080, **kwargs):
         try:

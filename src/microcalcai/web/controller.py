@@ -54,10 +54,19 @@ class PageController:
         self._observed = []  # (node, tag) of markups observers
         self._train_task = None
         self._geometry_tags = []
+        self._last_use = time.monotonic()
+
+    def touch(self):
+        """Someone used the page now (an idle session's page stops: app.py)."""
+        self._last_use = time.monotonic()
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self._last_use
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _act(self, busy: str, work):
         """Run one user action: busy line while it runs, its error (if any) in plain words."""
+        self.touch()
         with self.state:
             self.state.busy = busy
             self.state.error = ""
@@ -84,6 +93,20 @@ class PageController:
     def render(self):
         for view in self.slice_views():
             view.schedule_render()
+
+    # -- who labels ------------------------------------------------------------------------------
+    def set_annotator(self):
+        """The name typed in the page's first dialog: stored with every label of this session."""
+        self.touch()
+        name = " ".join(str(self.state.annotator_input or "").split())
+        if not name:
+            self.state.error = "Type your name: it is stored with every label you save."
+            return
+        if len(name) > 80:
+            self.state.error = "A name of at most 80 characters, please (it is stored with every label)."
+            return
+        self.logic.settings.annotator = name
+        self.state.update({"annotator": name, "ask_annotator": False, "error": ""})
 
     # -- server --------------------------------------------------------------------------------
     async def connect(self):
@@ -231,6 +254,7 @@ class PageController:
         self.render()
 
     def window_level_changed(self, window, level, **_):
+        self.touch()
         volume = self.logic.volume
         if volume is None or window is None or level is None:
             return
@@ -282,6 +306,7 @@ class PageController:
 
     def publish_view_geometry(self, *_):
         """Where the view's pixels lie in RAS (for the page's coordinate read-out and for tests)."""
+        self.touch()  # every zoom, pan and click in the view changes the slice node
         views = self.slice_views()
         if not views:
             return
@@ -361,6 +386,7 @@ class PageController:
         self._observed = []
 
     def _on_marks_changed(self, *_):
+        self.touch()
         with self.state:
             self._update_roi()
 
@@ -490,6 +516,9 @@ class PageController:
     # -- annotate, next sample -------------------------------------------------------------------
     async def annotate(self, label):
         def work():
+            if not self.logic.settings.annotator:
+                self.state.ask_annotator = True
+                raise LogicError("Type your name first: it is stored with every label you save.")
             # The label is for the image and the ROI the page shows now.
             box, point = self._marks()
             annotations = self.logic.annotate(

@@ -113,6 +113,15 @@ def build_layout(server, layout_manager, ctrl):
             v.VProgressCircular(v_if="busy", indeterminate=True, size=18, width=2, classes="mr-2")
             html.Span("{{ busy }}", classes="text-caption mr-4", id="mc-busy")
             v.VChip(
+                "{{ annotator }}",
+                v_if="annotator",
+                prepend_icon="mdi-account",
+                size="small",
+                classes="mr-2",
+                title="stored with every label you save",
+                id="mc-annotator",
+            )
+            v.VChip(
                 "{{ connected ? 'connected' : 'not connected' }}",
                 color=("connected ? 'green' : 'red'",),
                 size="small",
@@ -120,6 +129,7 @@ def build_layout(server, layout_manager, ctrl):
                 id="mc-connection",
             )
 
+        _annotator_dialog(ctrl)
         with v.VNavigationDrawer(location="right", width=PANEL_WIDTH, permanent=True, classes="mc-panel"):
             _panel(ctrl)
 
@@ -128,6 +138,26 @@ def build_layout(server, layout_manager, ctrl):
                 layout_manager.initialize_layout_grid(layout)
                 _view_overlay(ctrl)
     return layout
+
+
+def _annotator_dialog(ctrl):
+    """Asked once per session: the name stored with every label saved from this page."""
+    with v.VDialog(v_model=("ask_annotator",), persistent=True, max_width=440):
+        with v.VCard(title="Who is annotating?", id="mc-annotator-dialog"):
+            with v.VCardText():
+                html.Div("Your name is stored with every label you save in this session.", classes="mb-2")
+                v.VTextField(
+                    v_model=("annotator_input",),
+                    label="Your name",
+                    density="compact",
+                    autofocus=True,
+                    keydown_enter=ctrl.set_annotator,
+                    id="mc-annotator-input",
+                )
+                html.Div("{{ error }}", v_if="error", classes="text-error text-caption")
+            with v.VCardActions():
+                v.VSpacer()
+                v.VBtn("Start", click=ctrl.set_annotator, color="primary", id="mc-annotator-ok")
 
 
 def _view_overlay(ctrl):
