@@ -39,6 +39,18 @@ def colorbar_css(scene) -> str:
     return "linear-gradient(to right, " + ", ".join(stops) + ")"
 
 
+def _certainty_state(found) -> dict | None:
+    """How sure the models are (the Logic's certainty.py), as the page shows it."""
+    if found is None:
+        return None
+    return {
+        "spread": found.spread,
+        "split": found.split,
+        "agreement": found.agreement,
+        "reliability": found.reliability,
+    }
+
+
 class PageController:
     def __init__(self, server, slicer_app, logic, work_folder: str | None = None):
         self.server = server
@@ -218,6 +230,7 @@ class PageController:
                 "window": display.GetWindow(),
                 "level": display.GetLevel(),
                 "results": [],
+                "certainty": None,
                 "colorbar": "",
                 "result_text": "",
                 "decision": "",
@@ -478,6 +491,7 @@ class PageController:
                 ),
                 "roi": result.roi.as_params(),
                 "roi_text": self._roi_words(result.roi),
+                "certainty": _certainty_state(result.certainty),
                 "colorbar": colorbar_css(self.scene) if result.saliency is not None else "",
                 "colorbar_floor": SALIENCY_FLOOR,
                 "timing": {

@@ -59,6 +59,7 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "
         "placing": "",
         # results
         "results": [],
+        "certainty": None,  # how sure the models are: agreement and calibration
         "result_text": "",
         "decision": "",
         "timing": None,

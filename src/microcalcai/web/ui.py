@@ -81,7 +81,13 @@ def _results_table():
                     "<span v-if='row.demonstration' class='mc-demo text-caption text-warning ml-1' "
                     ":title='demonstration_text'>demo</span>"
                 )
-                html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
+                html.Td(
+                    "{{ row.probability.toFixed(3) }}<span v-if='row.ensemble && certainty && "
+                    "certainty.spread !== null' class='mc-spread text-caption text-grey ml-1' "
+                    "title='spread of the models: how far they agree'>"
+                    "±{{ certainty.spread.toFixed(3) }}</span>",
+                    classes="mc-probability",
+                )
                 with html.Td(style="width: 110px"):
                     with html.Div(classes="mc-bar"):
                         html.Div(
@@ -323,6 +329,15 @@ def _panel(ctrl):
                 html.Div("{{ result_text }}", classes="text-body-2 mt-2", id="mc-result-text")
                 html.Div("{{ pacs_text }}", v_if="pacs_text", classes="text-caption mt-1", id="mc-pacs-text")
                 _results_table()
+                with html.Div(v_if="certainty", classes="text-caption mt-1", id="mc-certainty"):
+                    html.Div(
+                        "How sure: {{ certainty.agreement }}",
+                        style=("{ color: certainty.split ? '#ffb74d' : '' }",),
+                        id="mc-agreement",
+                    )
+                    html.Div(
+                        "Reliability: {{ certainty.reliability }}", classes="text-grey", id="mc-reliability"
+                    )
                 with html.Div(classes="d-flex align-center mt-1"):
                     v.VSwitch(
                         v_model=("saliency_visible",),
