@@ -14,6 +14,7 @@ log = logging.getLogger("microcalcai.web")
 
 VIEW_LAYOUT = "mammogram"
 FRAMES_PER_S = 30.0
+STILL_QUALITY = 90  # trame-rca's default still quality
 
 
 def _no_view_gutter(*_args):
@@ -61,6 +62,10 @@ class MicrocalcWebApp:
             rca_encoder=RcaImageEncoder.JPEG,
             target_fps=FRAMES_PER_S,
             blur_fps=FRAMES_PER_S,
+            # trame-rca's still quality: one frame per change. A lower "interactive" quality
+            # would make it render every change twice (the sharper frame a few periods later),
+            # and a software render costs 0.1-0.4 s here (benchmarks/RESULTS.md).
+            interactive_quality=STILL_QUALITY,
         )
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         view = ViewLayoutDefinition.slice_view("Axial", label="Mammogram", color="#1f1f1f")
