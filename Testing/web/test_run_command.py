@@ -102,9 +102,15 @@ def _assert_all_gone(processes: list[psutil.Process]) -> None:
     assert not survivors, f"still running after serve stopped: {survivors}"
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_serve_starts_server_and_page_and_a_signal_stops_both(studies, workspace, browser, stop_signal):
-    serve = Serve(studies["folder"], workspace)
+@pytest.mark.parametrize(
+    ("stop_signal", "options"),
+    [(signal.SIGINT, ()), (signal.SIGTERM, ("--web-sessions", "2"))],
+    ids=["ctrl-c", "sigterm-with-sessions"],
+)
+def test_serve_starts_server_and_page_and_a_signal_stops_both(
+    studies, workspace, browser, stop_signal, options
+):
+    serve = Serve(studies["folder"], workspace, *options)
     try:
         server_url = serve.wait_for(r"server ready at (http://\S+)").group(1)
         page_url = serve.wait_for(r"web page ready at (http://\S+/)").group(1)
@@ -117,12 +123,13 @@ def test_serve_starts_server_and_page_and_a_signal_stops_both(studies, workspace
         try:
             page = open_page(context, page_url)
             assert server_url in page.evaluate("() => window.trame.state.get('server_text')")
+            family = serve.family()  # with sessions: the tab's own page process too
         finally:
             context.close()
-        family = serve.family()
         commands = [" ".join(p.cmdline()) for p in family]
         assert any("monailabel.main" in c for c in commands), commands
-        assert any(" web --server " in c for c in commands), commands
+        pages = [c for c in commands if " web --server " in c]
+        assert len(pages) == (2 if options else 1), commands  # with sessions: launcher + the tab's page
         if stop_signal == signal.SIGINT:
             os.killpg(serve.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
         else:
