@@ -18,8 +18,10 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test install install-test system-test-deps lint clean-venv
 
+# `make run WEB=0` starts the server without the web page.
+WEB ?= 1
 run: $(RUN_STAMP)
-	$(VENV)/bin/microcalcai serve $(SERVE_ARGS)
+	$(VENV)/bin/microcalcai serve $(if $(filter 0,$(WEB)),--no-web) $(SERVE_ARGS)
 
 test: $(TEST_STAMP) system-test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

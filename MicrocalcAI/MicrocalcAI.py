@@ -435,6 +435,8 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volume, box, point, size = self._marks()
 
         def shown(result):
+            from microcalcai_logic.certainty import summary
+
             self.ui.resultsTableView.setMRMLTableNode(self.core.results_table())
             self.ui.statusLabel.text = _(
                 "{model}: P(malignant) = {p:.3f} (threshold {t}) -> {decision}"
@@ -443,7 +445,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p=result.probability,
                 t=f"{result.threshold:.2f}" if result.threshold is not None else "n/a",
                 decision=result.decision,
-            )
+            ) + summary(result.certainty)
             self.onSaliencyDisplay()
 
         self._submit(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -25,6 +26,47 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Testing" / "web"))
 sys.path.insert(0, str(REPO / "Testing" / "server"))
+
+
+# In the page: when the Classify button is pressed, and for every frame the view's <img> finishes
+# loading (it is then on screen), the share of the ROI's pixels with a clear colour. Exact to the
+# frame, unlike the screenshot polling (whose own cost, ~0.2-0.4 s on this machine, it includes).
+FRAME_WATCH_JS = """([left, top, right, bottom]) => {
+  const img = document.querySelector('#mc-view img');
+  window.__mc = {frames: [], clicked: null};
+  if (!window.__mcWatching) {
+    window.__mcWatching = true;
+    document.querySelector('#mc-classify').addEventListener(
+      'click', () => { window.__mc.clicked = performance.now(); }, true);
+    img.addEventListener('load', () => {
+      const t = performance.now(), box = img.getBoundingClientRect(), r = window.__mcRoi;
+      const sx = img.naturalWidth / box.width, sy = img.naturalHeight / box.height;
+      const x0 = Math.floor(r[0] * sx), y0 = Math.floor(r[1] * sy);
+      const w = Math.max(1, Math.ceil((r[2] - r[0]) * sx)), h = Math.max(1, Math.ceil((r[3] - r[1]) * sy));
+      const canvas = document.createElement('canvas');
+      canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+      const context = canvas.getContext('2d', {willReadFrequently: true});
+      context.drawImage(img, 0, 0);
+      const d = context.getImageData(x0, y0, w, h).data;
+      let coloured = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        const hi = Math.max(d[i], d[i + 1], d[i + 2]), lo = Math.min(d[i], d[i + 1], d[i + 2]);
+        if (hi - lo >= 60) coloured += 1;
+      }
+      window.__mc.frames.push({t, share: coloured / (w * h)});
+    });
+  }
+  window.__mcRoi = [left, top, right, bottom];
+}"""
+
+
+def frame_to_overlay_s(page) -> float:
+    """Seconds from the Classify press to the first frame on screen with the overlay."""
+    watched = page.evaluate("() => window.__mc")
+    shown = [f["t"] for f in watched["frames"] if f["share"] > 0.2]
+    if watched["clicked"] is None or not shown:
+        return float("nan")
+    return (min(shown) - watched["clicked"]) / 1000.0
 
 
 def proc_status(pid: int, key: str) -> float:
@@ -84,7 +126,7 @@ def main() -> int:
             app.start()
             time.sleep(2.0)
             rss_started = proc_status(app.process.pid, "VmRSS")
-            clicks, direct, internal = [], [], []
+            clicks, direct, internal, page_side, frames = [], [], [], [], []
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args)
                 page = open_page(browser.new_context(viewport={"width": 1500, "height": 1000}), app.url)
@@ -108,6 +150,7 @@ def main() -> int:
                     rows_, cols_ = np.indices(shape)
                     inside = (cols_ >= left) & (cols_ <= right) & (rows_ >= top) & (rows_ <= bottom)
                     area = (right - left) * (bottom - top)
+                    page.evaluate(FRAME_WATCH_JS, [left, top, right, bottom])
                     started = time.perf_counter()
                     page.click("#mc-classify")
                     shot = view_until(
@@ -121,12 +164,16 @@ def main() -> int:
                         "ensemble", {"roi": roi, "saliency": "gradcam"}, image_id=image_id
                     )
                     request = time.perf_counter() - t0
+                    frame_s = frame_to_overlay_s(page)
                     if repeat:
+                        frames.append(frame_s)
+                        page_side.append(float(state(page, "timing")["page_s"]))
                         clicks.append(elapsed)
                         direct.append(request)
                         internal.append(float(answer.get("latencies", {}).get("total", float("nan"))))
                     print(
-                        f"round {repeat}: click->overlay {elapsed:.3f} s, server request {request:.3f} s",
+                        f"round {repeat}: click->overlay {elapsed:.3f} s (first frame {frame_s:.3f} s), "
+                        f"server request {request:.3f} s",
                         flush=True,
                     )
                 browser.close()
@@ -142,18 +189,26 @@ def main() -> int:
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "repeats": args.repeats,
         "click_to_overlay_s": {"median": med(clicks), "min": min(clicks), "max": max(clicks)},
+        "click_to_overlay_frame_s": {"median": med(frames), "min": min(frames), "max": max(frames)},
         "server_request_s": {"median": med(direct), "min": min(direct)},
         "server_internal_s": {"median": med(internal)},
+        # the page's Python side of Classify (Logic call, table, overlay nodes), before any frame
+        "page_python_s": {"median": med(page_side)},
+        "load_average_1_5_15": list(os.getloadavg()),
         "web_overhead_s_median": med(clicks) - med(direct),
         "ratio_medians": med(clicks) / med(direct),
+        "frame_overhead_s_median": med(frames) - med(direct),
         "web_app_rss_mb": {"after_start": rss_started, "after_run": rss_after, "peak": peak},
     }
     print(json.dumps(result, indent=2))
     print(
         "\n| | median | min |\n|---|---|---|\n"
         f"| Classify click -> overlay on screen | {med(clicks):.3f} s | {min(clicks):.3f} s |\n"
+        f"| Classify press -> first frame with the overlay (in the page) | {med(frames):.3f} s "
+        f"| {min(frames):.3f} s |\n"
         f"| same request straight to the server (HTTP) | {med(direct):.3f} s | {min(direct):.3f} s |\n"
         f"| server's own `latencies.total` | {med(internal):.3f} s | - |\n"
+        f"| the page's Python side (Logic call, nodes) | {med(page_side):.3f} s | - |\n"
     )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

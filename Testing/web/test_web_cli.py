@@ -23,3 +23,8 @@ def test_port_out_of_range_and_missing_server():
     assert done.returncode == 1 and "--port 70000" in done.stderr
     missing = _web()
     assert missing.returncode == 2 and "--server" in missing.stderr
+
+
+def test_session_count_out_of_range_is_refused():
+    done = _web("--server", "http://127.0.0.1:8000", "--sessions", "500")
+    assert done.returncode == 1 and "--sessions 500" in done.stderr

@@ -200,6 +200,12 @@ def test_datastore_image_box_roi_and_label_reach_the_server(page, server, studie
         "ensemble", {"roi": roi, "saliency": False}, image_id=image_id, output="json"
     )
     assert _page_rows(page)[-1]["probability"] == pytest.approx(answer["probability"], abs=1e-6)
+    # Beside the ensemble's probability: how far its members agree, and the calibration note.
+    spread = float(np.std(list(answer["members"].values())))
+    assert state(page, "certainty")["spread"] == pytest.approx(spread, abs=1e-9)
+    assert page.locator("tr.mc-result-row .mc-spread").inner_text() == f"±{spread:.3f}"
+    assert f"spread ±{spread:.3f} over 2 models" in page.locator("#mc-agreement").inner_text()
+    assert "calibration not measured" in page.locator("#mc-reliability").inner_text()
 
     set_state(page, "morphology", "fine_pleomorphic")
     set_state(page, "distribution", "grouped")

@@ -161,7 +161,7 @@ def roi_screen_rect(page, image_path, roi: dict) -> tuple[float, float, float, f
 class WebApp:
     """`microcalcai web` as a child in its own process group, stopped by its process id."""
 
-    def __init__(self, server_url: str, log_path: Path):
+    def __init__(self, server_url: str, log_path: Path, args=("--annotator", ANNOTATOR)):
         from microcalcai.server.launch import free_port
 
         self.port = free_port()
@@ -169,6 +169,7 @@ class WebApp:
         self.log_path = log_path
         self.process = None
         self.server_url = server_url
+        self.args = list(args)
 
     def start(self, timeout: float = 120.0) -> WebApp:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -183,8 +184,7 @@ class WebApp:
                     self.server_url,
                     "--port",
                     str(self.port),
-                    "--annotator",
-                    ANNOTATOR,
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

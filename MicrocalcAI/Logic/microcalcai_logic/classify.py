@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from .certainty import Certainty, certainty
 from .client import ServerClient, ServerInfo
 from .errors import LogicError, ServerError
 from .geometry import PixelRoi
@@ -58,6 +59,8 @@ class Classification:
     # With `dicom_out`: what the server stored as DICOM (its `dicom_out`), or why nothing was.
     dicom_out: Optional[dict[str, object]] = None
     dicom_out_warning: str = ""
+    # how sure the models are: members' agreement and the model's calibration (certainty.py)
+    certainty: Optional[Certainty] = None
 
 
 def check_model(info: Optional[ServerInfo], model: str) -> None:
@@ -150,6 +153,11 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
         latencies={k: float(v) for k, v in dict(answer.get("latencies") or {}).items()},
         dicom_out=dict(answer["dicom_out"]) if isinstance(answer.get("dicom_out"), dict) else None,
         dicom_out_warning=str(answer.get("dicom_out_warning") or ""),
+        certainty=certainty(
+            {row.model: row.probability for row in rows if not row.is_ensemble} if is_ensemble else {},
+            threshold,
+            info.models[model].val_metrics if info is not None and model in info.models else None,
+        ),
     )
 
 

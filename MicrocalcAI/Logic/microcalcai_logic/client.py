@@ -46,6 +46,8 @@ class ModelInfo:
     # a demonstration model (trained on synthetic mammograms) must say so wherever it is shown
     demonstration: bool = False
     intended_use: str = ""
+    # the model card's validation metrics (its calibration, where measured: certainty.py)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_ensemble(self) -> bool:
@@ -82,6 +84,7 @@ def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
         saliency_methods=tuple(entry.get("saliency_methods") or ()),
         demonstration=bool(entry.get("demonstration", False)),
         intended_use=str(entry.get("intended_use") or ""),
+        val_metrics=dict(entry.get("val_metrics") or {}),
     )
 
 

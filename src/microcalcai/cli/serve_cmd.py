@@ -11,6 +11,10 @@ access token (--token, or MICROCALCAI_TOKEN in the environment): clients send
 `Authorization: Bearer TOKEN`. Binding beyond loopback without a token is refused unless
 --insecure-bind says so. Browsers' cross-origin requests are refused unless --cors-origin names
 the page's origin.
+
+The web page (`microcalcai web`) starts with the server and its address is printed once both
+answer (127.0.0.1:8080 unless --web-host/--web-port say otherwise); --no-web leaves it out.
+Ctrl-C (or SIGTERM from a service manager) stops both.
 """
 
 from __future__ import annotations
@@ -81,6 +85,22 @@ def register(subparsers) -> None:
         action="store_true",
         help="do not train the default models when the workspace hosts none",
     )
+    page = parser.add_argument_group("the web page (docs/web.md)")
+    page.add_argument("--no-web", action="store_true", help="start the server only, without the web page")
+    page.add_argument(
+        "--web-host",
+        default="127.0.0.1",
+        help="address the page binds (default 127.0.0.1: this machine only)",
+    )
+    page.add_argument("--web-port", type=int, default=8080, help="port of the page (default 8080)")
+    page.add_argument(
+        "--web-sessions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a page process per browser tab, at most N at once, on the N ports after --web-port "
+        "(default 0: one page shared by every tab)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -112,6 +132,19 @@ def run(args) -> int:
         )
     if any(origin.strip() == "*" for origin in args.cors_origin):
         raise InputError("--cors-origin '*' would let any web page drive the server; name the page's origin")
+    if not args.no_web:
+        if not 1 <= args.web_port <= 65535:
+            raise InputError(f"--web-port {args.web_port}: give a port from 1 to 65535")
+        if not is_loopback(args.web_host) and not args.insecure_bind:
+            raise InputError(
+                f"--web-host {args.web_host} lets other machines use the page, which asks no one for a "
+                "token: put it behind the lab's HTTPS proxy (docs/web.md), or add --insecure-bind"
+            )
+        if not port_is_free(args.web_host, args.web_port):
+            raise InputError(
+                f"--web-port {args.web_port}: another program listens on {args.web_host}:{args.web_port}; "
+                "stop it, choose another port, or start without the page (--no-web)"
+            )
     if args.port and not port_is_free(args.host, args.port):
         raise InputError(
             f"--port {args.port}: another program listens on {args.host}:{args.port}; "
@@ -154,23 +187,29 @@ def run(args) -> int:
     if args.cors_origin:
         extra["MICROCALCAI_CORS_ORIGINS"] = ",".join(args.cors_origin)
     process = subprocess.Popen(command, cwd=workspace, env=server_env(workspace, extra))
+    page = None
+    stopping = []
 
     def forward(signum, _frame):  # a service manager's stop reaches the server, which then exits
+        stopping.append(signum)
         process.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, forward)
     try:
         local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-        info = wait_for_info(
-            f"http://{local}:{port}", process, timeout=300, workspace=workspace, token=token or None
-        )
+        server_url = f"http://{local}:{port}"
+        info = wait_for_info(server_url, process, timeout=300, workspace=workspace, token=token or None)
         print(
             f"MicrocalcAI server ready at http://{args.host}:{port} with models "
-            f"{', '.join(info.get('models', {}))}; Ctrl-C stops it",
+            f"{', '.join(info.get('models', {}))}",
             flush=True,
         )
-        return process.wait()
+        if not args.no_web and not stopping:
+            page = _start_page(args, server_url, workspace, token)
+            print(f"MicrocalcAI web page ready at {page.url} (log: {page.log_path})", flush=True)
+        print("Ctrl-C stops " + ("the server" if page is None else "the server and the page"), flush=True)
+        return _wait(process, page, log)
     except BaseException:  # Ctrl-C, or the server never became ready: leave no server behind
         process.send_signal(signal.SIGINT)
         try:
@@ -178,3 +217,33 @@ def run(args) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
         raise
+    finally:
+        if page is not None:
+            page.stop()
+
+
+def _start_page(args, server_url: str, workspace: Path, token: str):
+    from microcalcai.web.process import PageProcess
+
+    env = dict(os.environ)
+    if token:
+        env["MICROCALCAI_TOKEN"] = token  # the page's Logic sends it (never on the command line)
+    extra = []
+    if args.web_sessions:
+        extra = ["--sessions", str(args.web_sessions), "--log-dir", str(workspace / "logs" / "web-sessions")]
+    return PageProcess(
+        server_url, args.web_host, args.web_port, workspace / "logs" / "web.log", extra, env=env
+    ).start()
+
+
+def _wait(server, page, log) -> int:
+    """Until the server exits. A page that stops on its own is reported; the server goes on
+    (labels and a running training are the server's)."""
+    import time
+
+    while server.poll() is None:
+        if page is not None and not page.running():
+            log.error("the web page stopped; its log (%s):\n%s", page.log_path, page.log_tail())
+            page = None
+        time.sleep(0.5)
+    return server.returncode

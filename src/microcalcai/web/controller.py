@@ -39,6 +39,18 @@ def colorbar_css(scene) -> str:
     return "linear-gradient(to right, " + ", ".join(stops) + ")"
 
 
+def _certainty_state(found) -> dict | None:
+    """How sure the models are (the Logic's certainty.py), as the page shows it."""
+    if found is None:
+        return None
+    return {
+        "spread": found.spread,
+        "split": found.split,
+        "agreement": found.agreement,
+        "reliability": found.reliability,
+    }
+
+
 class PageController:
     def __init__(self, server, slicer_app, logic, work_folder: str | None = None):
         self.server = server
@@ -54,10 +66,19 @@ class PageController:
         self._observed = []  # (node, tag) of markups observers
         self._train_task = None
         self._geometry_tags = []
+        self._last_use = time.monotonic()
+
+    def touch(self):
+        """Someone used the page now (an idle session's page stops: app.py)."""
+        self._last_use = time.monotonic()
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self._last_use
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _act(self, busy: str, work):
         """Run one user action: busy line while it runs, its error (if any) in plain words."""
+        self.touch()
         with self.state:
             self.state.busy = busy
             self.state.error = ""
@@ -84,6 +105,20 @@ class PageController:
     def render(self):
         for view in self.slice_views():
             view.schedule_render()
+
+    # -- who labels ------------------------------------------------------------------------------
+    def set_annotator(self):
+        """The name typed in the page's first dialog: stored with every label of this session."""
+        self.touch()
+        name = " ".join(str(self.state.annotator_input or "").split())
+        if not name:
+            self.state.error = "Type your name: it is stored with every label you save."
+            return
+        if len(name) > 80:
+            self.state.error = "A name of at most 80 characters, please (it is stored with every label)."
+            return
+        self.logic.settings.annotator = name
+        self.state.update({"annotator": name, "ask_annotator": False, "error": ""})
 
     # -- server --------------------------------------------------------------------------------
     async def connect(self):
@@ -195,6 +230,7 @@ class PageController:
                 "window": display.GetWindow(),
                 "level": display.GetLevel(),
                 "results": [],
+                "certainty": None,
                 "colorbar": "",
                 "result_text": "",
                 "decision": "",
@@ -231,6 +267,7 @@ class PageController:
         self.render()
 
     def window_level_changed(self, window, level, **_):
+        self.touch()
         volume = self.logic.volume
         if volume is None or window is None or level is None:
             return
@@ -282,6 +319,7 @@ class PageController:
 
     def publish_view_geometry(self, *_):
         """Where the view's pixels lie in RAS (for the page's coordinate read-out and for tests)."""
+        self.touch()  # every zoom, pan and click in the view changes the slice node
         views = self.slice_views()
         if not views:
             return
@@ -361,6 +399,7 @@ class PageController:
         self._observed = []
 
     def _on_marks_changed(self, *_):
+        self.touch()
         with self.state:
             self._update_roi()
 
@@ -452,6 +491,7 @@ class PageController:
                 ),
                 "roi": result.roi.as_params(),
                 "roi_text": self._roi_words(result.roi),
+                "certainty": _certainty_state(result.certainty),
                 "colorbar": colorbar_css(self.scene) if result.saliency is not None else "",
                 "colorbar_floor": SALIENCY_FLOOR,
                 "timing": {
@@ -490,6 +530,9 @@ class PageController:
     # -- annotate, next sample -------------------------------------------------------------------
     async def annotate(self, label):
         def work():
+            if not self.logic.settings.annotator:
+                self.state.ask_annotator = True
+                raise LogicError("Type your name first: it is stored with every label you save.")
             # The label is for the image and the ROI the page shows now.
             box, point = self._marks()
             annotations = self.logic.annotate(

@@ -15,9 +15,13 @@ def _choices(terms) -> list[dict]:
     return [{"title": display_name(term), "value": term} for term in terms]
 
 
-def initial_state(server_url: str, roi_size_mm: float = 10.0) -> dict:
+def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "") -> dict:
     return {
         "trame__title": "MicrocalcAI",
+        # who labels: asked once per session unless the command line named them
+        "annotator": annotator,
+        "annotator_input": "",
+        "ask_annotator": not annotator,
         # server
         "server_url": server_url,
         "connected": False,
@@ -55,6 +59,7 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0) -> dict:
         "placing": "",
         # results
         "results": [],
+        "certainty": None,  # how sure the models are: agreement and calibration
         "result_text": "",
         "decision": "",
         "timing": None,

@@ -81,7 +81,13 @@ def _results_table():
                     "<span v-if='row.demonstration' class='mc-demo text-caption text-warning ml-1' "
                     ":title='demonstration_text'>demo</span>"
                 )
-                html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
+                html.Td(
+                    "{{ row.probability.toFixed(3) }}<span v-if='row.ensemble && certainty && "
+                    "certainty.spread !== null' class='mc-spread text-caption text-grey ml-1' "
+                    "title='spread of the models: how far they agree'>"
+                    "±{{ certainty.spread.toFixed(3) }}</span>",
+                    classes="mc-probability",
+                )
                 with html.Td(style="width: 110px"):
                     with html.Div(classes="mc-bar"):
                         html.Div(
@@ -113,6 +119,15 @@ def build_layout(server, layout_manager, ctrl):
             v.VProgressCircular(v_if="busy", indeterminate=True, size=18, width=2, classes="mr-2")
             html.Span("{{ busy }}", classes="text-caption mr-4", id="mc-busy")
             v.VChip(
+                "{{ annotator }}",
+                v_if="annotator",
+                prepend_icon="mdi-account",
+                size="small",
+                classes="mr-2",
+                title="stored with every label you save",
+                id="mc-annotator",
+            )
+            v.VChip(
                 "{{ connected ? 'connected' : 'not connected' }}",
                 color=("connected ? 'green' : 'red'",),
                 size="small",
@@ -120,6 +135,7 @@ def build_layout(server, layout_manager, ctrl):
                 id="mc-connection",
             )
 
+        _annotator_dialog(ctrl)
         with v.VNavigationDrawer(location="right", width=PANEL_WIDTH, permanent=True, classes="mc-panel"):
             _panel(ctrl)
 
@@ -128,6 +144,26 @@ def build_layout(server, layout_manager, ctrl):
                 layout_manager.initialize_layout_grid(layout)
                 _view_overlay(ctrl)
     return layout
+
+
+def _annotator_dialog(ctrl):
+    """Asked once per session: the name stored with every label saved from this page."""
+    with v.VDialog(v_model=("ask_annotator",), persistent=True, max_width=440):
+        with v.VCard(title="Who is annotating?", id="mc-annotator-dialog"):
+            with v.VCardText():
+                html.Div("Your name is stored with every label you save in this session.", classes="mb-2")
+                v.VTextField(
+                    v_model=("annotator_input",),
+                    label="Your name",
+                    density="compact",
+                    autofocus=True,
+                    keydown_enter=ctrl.set_annotator,
+                    id="mc-annotator-input",
+                )
+                html.Div("{{ error }}", v_if="error", classes="text-error text-caption")
+            with v.VCardActions():
+                v.VSpacer()
+                v.VBtn("Start", click=ctrl.set_annotator, color="primary", id="mc-annotator-ok")
 
 
 def _view_overlay(ctrl):
@@ -293,6 +329,15 @@ def _panel(ctrl):
                 html.Div("{{ result_text }}", classes="text-body-2 mt-2", id="mc-result-text")
                 html.Div("{{ pacs_text }}", v_if="pacs_text", classes="text-caption mt-1", id="mc-pacs-text")
                 _results_table()
+                with html.Div(v_if="certainty", classes="text-caption mt-1", id="mc-certainty"):
+                    html.Div(
+                        "How sure: {{ certainty.agreement }}",
+                        style=("{ color: certainty.split ? '#ffb74d' : '' }",),
+                        id="mc-agreement",
+                    )
+                    html.Div(
+                        "Reliability: {{ certainty.reliability }}", classes="text-grey", id="mc-reliability"
+                    )
                 with html.Div(classes="d-flex align-center mt-1"):
                     v.VSwitch(
                         v_model=("saliency_visible",),
