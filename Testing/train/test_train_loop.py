@@ -116,3 +116,28 @@ def test_offline_augmentation_adds_fixed_augmented_copies():
     assert torch.equal(tripled.labels, torch.as_tensor(np.tile(labels, 3)))
     assert not torch.equal(tripled.grey[6:12], tripled.grey[:6]), "copies must be augmented"
     assert torch.equal(tripled.grey, again.grey), "offline copies are seeded"
+
+
+def test_frozen_leading_stages_keep_their_weights_and_batchnorm_statistics(tmp_path):
+    train, val = _sets()
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, train, val, _config(epochs=1, freeze_blocks=2), tmp_path)
+    after = model.state_dict()
+    frozen = ("conv_stem.", "bn1.", "blocks.0.", "blocks.1.")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # stem and the first two stages: weights and running statistics as loaded
+    assert not {k for k in changed if k.startswith(frozen)}
+    assert any(k.startswith("blocks.1.") and "running_mean" in k for k in before)
+    # the rest learnt, BatchNorm statistics included
+    assert any(k.startswith("blocks.2.") and k.endswith("weight") for k in changed)
+    assert any(k.startswith("blocks.2.") and "running_mean" in k for k in changed)
+    assert any(k.startswith("classifier.") for k in changed)
+
+
+def test_freezing_more_stages_than_the_network_has_is_a_clear_error(tmp_path):
+    from microcalcai.errors import InputError
+
+    train, val = _sets()
+    with pytest.raises(InputError, match="freeze_blocks=99 needs a network"):
+        fit(_model(), train, val, _config(epochs=1, freeze_blocks=99), tmp_path)

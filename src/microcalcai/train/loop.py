@@ -57,6 +57,7 @@ class FitConfig:
     mixed_precision: bool = False
     channels_last: bool = False
     num_workers: int = 0
+    freeze_blocks: int = 0
     progress: bool = True
 
     @classmethod
@@ -84,6 +85,7 @@ class FitConfig:
             mixed_precision=auto(recipe["mixed_precision"]),
             channels_last=auto(recipe["channels_last"]),
             num_workers=int(recipe["num_workers"]),
+            freeze_blocks=int(recipe.get("freeze_blocks") or 0),
             progress=progress,
         )
 
@@ -119,6 +121,34 @@ def torch_threads(count: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def freeze_leading(model, blocks: int) -> list:
+    """Keep the stem and the first ``blocks`` stages at their pretrained weights and BatchNorm
+    statistics; returns the frozen modules (to be put back in eval mode after every ``train()``).
+
+    Why: at 128 px the early high-resolution stages cost most of the backward pass on a CPU
+    (EfficientNet-Lite0: stem + two stages frozen = 1.6x more images per CPU-second, measured in
+    benchmarks/RESULTS.md), while their edge and spot detectors transfer from ImageNet as they are.
+    """
+    if blocks <= 0:
+        return []
+    stages = getattr(model, "blocks", None)
+    stem = [getattr(model, name) for name in ("conv_stem", "bn1") if hasattr(model, name)]
+    if stages is None or not stem or blocks > len(stages):
+        from microcalcai.errors import InputError
+
+        count = len(stages) if stages is not None else 0
+        raise InputError(
+            f"freeze_blocks={blocks} needs a network with a stem and at least {blocks} stages "
+            f"(`blocks`, as timm's EfficientNet and MobileNet have); this one has {count}. "
+            "Set freeze_blocks: 0 for it"
+        )
+    frozen = stem + list(stages[:blocks])
+    for module in frozen:
+        module.requires_grad_(False)
+        module.eval()
+    return frozen
 
 
 def seed_everything(seed: int) -> None:
@@ -269,6 +299,7 @@ def fit(
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     model.to(config.device)
+    frozen = freeze_leading(model, config.freeze_blocks)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     network = model
@@ -283,7 +314,7 @@ def fit(
     loader = _loader(train_set, config, generator, distributed, rank, world)
     weight = class_weights(train_set.labels.numpy()) if config.imbalance == "class_weights" else None
     criterion = torch.nn.CrossEntropyLoss(weight=weight.to(config.device) if weight is not None else None)
-    optimizer = _optimizer(network.parameters(), config.optimizer)
+    optimizer = _optimizer([p for p in network.parameters() if p.requires_grad], config.optimizer)
     scheduler = _scheduler(optimizer, config.scheduler, config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and config.device.startswith("cuda"))
     val_labels = val_set.labels.numpy()
@@ -329,6 +360,8 @@ def fit(
             if distributed:
                 loader.sampler.set_epoch(epoch)
             network.train()
+            for module in frozen:
+                module.eval()
             started, seen, total_loss = time.perf_counter(), 0, 0.0
             for inputs, labels in tqdm(
                 loader,
