@@ -139,5 +139,14 @@ def test_freezing_more_stages_than_the_network_has_is_a_clear_error(tmp_path):
     from microcalcai.errors import InputError
 
     train, val = _sets()
-    with pytest.raises(InputError, match="freeze_blocks=99 needs a network"):
+    with pytest.raises(InputError, match="freeze_blocks=99 needs a network with at least 99 stages"):
         fit(_model(), train, val, _config(epochs=1, freeze_blocks=99), tmp_path)
+
+
+def test_freezing_a_network_without_stages_trains_all_of_it(tmp_path, caplog):
+    from microcalcai.train.loop import freeze_leading
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert freeze_leading(model, 2) == []
+    assert all(p.requires_grad for p in model.parameters())
+    assert "training all its layers" in caplog.text

@@ -135,14 +135,22 @@ def freeze_leading(model, blocks: int) -> list:
         return []
     stages = getattr(model, "blocks", None)
     stem = [getattr(model, name) for name in ("conv_stem", "bn1") if hasattr(model, name)]
-    if stages is None or not stem or blocks > len(stages):
+    if stages is None or not stem:
+        # a recipe's saving of CPU time, not part of what is learnt: a server retraining another
+        # family of network with the same recipe trains all of it rather than fail
+        LOG.warning(
+            "freeze_blocks=%d: %s has no stem + `blocks` stages (timm EfficientNet/MobileNet); "
+            "training all its layers",
+            blocks,
+            type(model).__name__,
+        )
+        return []
+    if blocks > len(stages):
         from microcalcai.errors import InputError
 
-        count = len(stages) if stages is not None else 0
         raise InputError(
-            f"freeze_blocks={blocks} needs a network with a stem and at least {blocks} stages "
-            f"(`blocks`, as timm's EfficientNet and MobileNet have); this one has {count}. "
-            "Set freeze_blocks: 0 for it"
+            f"freeze_blocks={blocks} needs a network with at least {blocks} stages; this "
+            f"{type(model).__name__} has {len(stages)}. Set freeze_blocks to {len(stages) - 1} or less"
         )
     frozen = stem + list(stages[:blocks])
     for module in frozen:
