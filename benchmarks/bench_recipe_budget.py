@@ -12,7 +12,9 @@ weights with the `phantom` recipe, any recipe key overridable with --set; test-t
     nice -n 5 .venv/bin/python benchmarks/bench_recipe_budget.py NAME [--train-patients 600]
         [--test-patients 150] [--epochs 4] [--threads 1] [--set freeze_blocks=0 ...] [--out DIR]
 
-Writes DIR/NAME.json (the per-epoch curve, CPU seconds, test AUC with and without flips).
+Writes DIR/NAME.json (the per-epoch curve, CPU seconds, test AUC with and without flips) and
+redraws docs/images/auc-per-cpu-second.png from every run in DIR (with --first-start JSON of
+benchmarks/bench_server.py --first-start-only, its ensemble as one point).
 
     .venv/bin/python benchmarks/bench_recipe_budget.py throughput --throughput
 
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
 ARCH = "tf_efficientnet_lite0"
 ROI_PX = 128
 
@@ -62,7 +65,8 @@ def phantom_crops(folder: Path, patients: int, seed: int, input_px: int):
     frame = read_manifest(folder / "manifest.csv")
     frame = frame[frame["finding"] == "calcification"].reset_index(drop=True)
     grey = load_crops(frame, roi_size=ROI_PX, out_size=input_px, progress=False)
-    return CropSet(grey, labels_of(frame), case_ids(frame), frame), cpu_s() - started
+    crops = CropSet(grey, labels_of(frame), case_ids(frame), frame, {"folder": str(folder)})
+    return crops, cpu_s() - started
 
 
 def throughput(input_px: int, steps: int = 6) -> list[dict]:
@@ -107,6 +111,71 @@ def throughput(input_px: int, steps: int = 6) -> list[dict]:
     return rows
 
 
+def figure(out: Path, path: Path, first_start: Path | None, limits: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for run_file in sorted(out.glob("*.json")):
+        run = json.loads(run_file.read_text())
+        if not isinstance(run, dict) or "curve" not in run:
+            continue
+        overrides = ", ".join(run["settings"].get("set") or []) or "phantom recipe"
+        label = f"{run['name']}: {run['n_train']} ROIs, {overrides}"
+        curve = run["curve"]
+        ax.plot([c["cpu_s"] for c in curve], [c["test_auc"] for c in curve], "o-", ms=4, label=label)
+    if first_start is not None and first_start.is_file():
+        report = json.loads(first_start.read_text())["first_start"]
+        test = report["report"]["test"]
+        lo, hi = test["auc_ci95"]
+        ax.errorbar(
+            [report["cpu_s"]],
+            [test["auc"]],
+            yerr=[[test["auc"] - lo], [hi - test["auc"]]],
+            fmt="s",
+            color="k",
+            capsize=3,
+            label=f"first start: ensemble of 2, everything ({report['cpu_s']:.0f} CPU-s)",
+        )
+    ax.axhline(limits["bayes"], color="k", ls="--", lw=1, label=f"Bayes-optimal {limits['bayes']:.3f}")
+    ax.axhline(
+        limits["ceiling"], color="tab:red", ls=":", lw=1.2, label=f"crop ceiling {limits['ceiling']:.3f}"
+    )
+    ax.axhline(limits["ceiling"] - 0.03, color="tab:red", ls="-", lw=0.5, alpha=0.5, label="ceiling - 0.03")
+    ax.axvline(600, color="tab:gray", lw=0.8, ls="-.", label="first-start budget (5 min x 2 cores)")
+    ax.set(
+        xlabel="CPU seconds (training + per-epoch test)",
+        ylabel="test AUC (426 ROIs, 150 patients)",
+        title="EfficientNet-Lite0 from ImageNet on 128-px phantom ROIs: AUC per CPU-second",
+        ylim=(0.75, 0.97),
+        xlim=(0, 700),
+    )
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def test_limits(test) -> dict:
+    import pandas as pd
+
+    from microcalcai.phantom import ceiling, malignancy
+
+    folder = Path(test.meta["folder"])
+    particles = pd.read_csv(folder / "calcifications.csv").to_dict("records")
+    rows = test.frame.assign(roi_size=ROI_PX).to_dict("records")
+    return {
+        "bayes": malignancy.empirical_auc(test.labels, test.frame["p_malignant"].astype(float).to_numpy()),
+        "ceiling": ceiling.drawn_crop_ceiling_auc(
+            rows, particles, spacing_mm=float(test.frame["spacing_mm"].iloc[0])
+        ),
+    }
+
+
 class Flipped(torch.utils.data.Dataset):
     def __init__(self, dataset, dims):
         self.dataset, self.dims = dataset, dims
@@ -141,6 +210,11 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="measure images per CPU-second only")
     parser.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench_recipe_budget")
+    parser.add_argument("--first-start", type=Path, help="bench_server.py --first-start-only --out JSON")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "auc-per-cpu-second.png")
+    parser.add_argument(
+        "--figure-only", action="store_true", help="redraw the figure from DIR, train nothing"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +228,10 @@ def main() -> None:
     test, test_cpu = phantom_crops(
         args.out / f"test-{args.test_patients}", args.test_patients, 1013, args.input
     )
+    limits = test_limits(test)
+    if args.figure_only:
+        figure(args.out, args.figure, args.first_start, limits)
+        return
     split = patient_split(
         crops.frame.drop(columns=["split"], errors="ignore"), val=0.2, test=0.0, seed=0, stratify=True
     )["split"].to_numpy()
@@ -207,6 +285,7 @@ def main() -> None:
         "test_malignant": int(test.labels.sum()),
         "data_cpu_s": round(data_cpu + test_cpu, 1),
         "best_epoch": result.best_epoch,
+        "limits": limits,
         "test_auc_selected": float(roc_auc_score(test.labels, flips[0])),
         "test_auc_flip_mean": float(roc_auc_score(test.labels, np.mean(flips, axis=0))),
         "train_cpu_s": round(cpu_s() - started, 1),
@@ -214,6 +293,7 @@ def main() -> None:
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "curve"}, default=str), flush=True)
+    figure(args.out, args.figure, args.first_start, limits)
 
 
 if __name__ == "__main__":
