@@ -127,3 +127,37 @@ def test_a_step_budget_ends_the_run_inside_an_epoch_and_keeps_the_last_weights(t
     # "last": the weights the run ended with, whatever their validation score
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(v, last[k]) for k, v in model.state_dict().items())
+
+
+def test_frozen_leading_stages_keep_their_weights_and_batchnorm_statistics(tmp_path):
+    train, val = _sets()
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, train, val, _config(epochs=1, freeze_blocks=2), tmp_path)
+    after = model.state_dict()
+    frozen = ("conv_stem.", "bn1.", "blocks.0.", "blocks.1.")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # stem and the first two stages: weights and running statistics as loaded
+    assert not {k for k in changed if k.startswith(frozen)}
+    assert any(k.startswith("blocks.1.") and "running_mean" in k for k in before)
+    # the rest learnt, BatchNorm statistics included
+    assert any(k.startswith("blocks.2.") and k.endswith("weight") for k in changed)
+    assert any(k.startswith("blocks.2.") and "running_mean" in k for k in changed)
+    assert any(k.startswith("classifier.") for k in changed)
+
+
+def test_freezing_more_stages_than_the_network_has_is_a_clear_error(tmp_path):
+    from microcalcai.errors import InputError
+
+    train, val = _sets()
+    with pytest.raises(InputError, match="freeze_blocks=99 needs a network with at least 99 stages"):
+        fit(_model(), train, val, _config(epochs=1, freeze_blocks=99), tmp_path)
+
+
+def test_freezing_a_network_without_stages_trains_all_of_it(tmp_path, caplog):
+    from microcalcai.train.loop import freeze_leading
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert freeze_leading(model, 2) == []
+    assert all(p.requires_grad for p in model.parameters())
+    assert "training all its layers" in caplog.text

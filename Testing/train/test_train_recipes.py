@@ -79,3 +79,14 @@ def test_mixed_precision_and_channels_last_follow_the_device():
         load_recipe("kang2021", ["mixed_precision=false"]), batch_size=8, device="cuda"
     )
     assert not forced_off.mixed_precision and forced_off.channels_last
+
+
+def test_phantom_recipe_trains_cheaply_on_a_cpu():
+    """The default models' recipe: channels_last on the CPU too and the first stages frozen
+    (benchmarks/RESULTS.md, AUC per CPU-second)."""
+    from microcalcai.train.loop import FitConfig
+
+    config = FitConfig.from_recipe(load_recipe("phantom"), batch_size=32, device="cpu")
+    assert config.channels_last and not config.mixed_precision
+    assert config.freeze_blocks == 2
+    assert FitConfig.from_recipe(load_recipe("kang2021"), batch_size=8, device="cpu").freeze_blocks == 0
