@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -134,3 +136,27 @@ def test_an_exam_is_the_same_whatever_else_is_generated():
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(x.view_image.stored, y.view_image.stored)
         assert np.array_equal(x.view_image.labels, y.view_image.labels)
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "microcalcai", "synth-exams", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_writes_exams_and_refuses_bad_prevalence(tmp_path):
+    bad = _cli("--out", str(tmp_path / "x"), "--exams", "2", "--seed", "1", "--prevalence", "1.5")
+    assert bad.returncode == 2 and "--prevalence" in bad.stderr and "within 0..1" in bad.stderr
+    too_high = _cli("--out", str(tmp_path / "y"), "--exams", "2", "--seed", "1", "--prevalence", "0.9")
+    assert too_high.returncode == 1 and "share of breasts with BAC" in too_high.stderr
+    assert "Traceback" not in too_high.stderr
+    run = _cli(
+        "--out", str(tmp_path / "set"), "--exams", "2", "--seed", "3", "--spacing-mm", "0.4",
+        "--prevalence", "0.5", "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    frame = pd.read_csv(tmp_path / "set" / "manifest.csv")
+    assert len(frame) == 8 and f"BAC in {int(frame.bac.sum())} images" in run.stdout
