@@ -126,3 +126,37 @@ def test_metrics_refuse_one_class_and_bad_specificity():
         imbalanced_metrics(np.zeros(5), np.arange(5.0))
     with pytest.raises(InputError, match="strictly between 0 and 1"):
         imbalanced_metrics(np.array([0, 1, 0, 1]), np.arange(4.0), specificity=1.0)
+
+
+def test_stats_exams_joins_the_manifest_and_uses_the_validation_threshold(tmp_path, capsys):
+    import json
+
+    from microcalcai.cli.main import main
+
+    rng = np.random.default_rng(7)
+    manifest, predictions = [], []
+    for e in range(40):
+        for k, view in enumerate(("LCC", "LMLO", "RCC", "RMLO")):
+            bac = int(e % 4 == 0 and k >= 2)
+            image = f"E{e}-{view}"
+            manifest.append(dict(image_id=image, exam_id=f"E{e}", patient_id=f"P{e}", bac=bac))
+            score = float(np.clip(0.3 + 0.4 * bac + rng.normal(0, 0.2), 0, 1))
+            predictions.append(dict(image_id=image, probability=score, threshold=0.55))
+    pd.DataFrame(manifest).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame(predictions).to_csv(tmp_path / "predictions.csv", index=False)
+    args = ["stats", "exams", "--predictions", str(tmp_path / "predictions.csv")]
+    assert main([*args, "--manifest", str(tmp_path / "manifest.csv"), "--n-boot", "50", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exam"]["n"] == 40 and result["exam"]["n_positive"] == 10
+    assert result["image"]["operating_point"] == {
+        "threshold": 0.55,
+        "chosen": "given",
+        "specificity_target": 0.9,
+    }
+    assert result["exam"]["operating_point"]["threshold"] == 0.55
+    views = pd.DataFrame(manifest).merge(pd.DataFrame(predictions), on="image_id")
+    exams = exam_scores(views, score="probability")
+    assert result["exam"]["auc"]["estimate"] == pytest.approx(roc_auc_score(exams.label, exams.score))
+    # without the manifest the exam column is missing: a clear error, exit 1
+    assert main(args) == 1
+    assert "no 'exam_id' for every view" in capsys.readouterr().err
