@@ -160,3 +160,19 @@ def test_cli_writes_exams_and_refuses_bad_prevalence(tmp_path):
     assert run.returncode == 0, run.stderr
     frame = pd.read_csv(tmp_path / "set" / "manifest.csv")
     assert len(frame) == 8 and f"BAC in {int(frame.bac.sum())} images" in run.stdout
+
+
+def test_a_calcified_wall_projects_as_tram_lines_without_rings_at_the_joints():
+    from microcalcai.phantom.morphology import Particle, Tube
+    from microcalcai.phantom.render import render_particle
+
+    # a straight hollow tube along x sampled every 0.25 mm (as the arteries are), outer radius 1 mm
+    path = np.column_stack([np.arange(-10.0, 10.0, 0.25), np.zeros(80)])
+    particle = Particle(0.0, 0.0, [Tube(path, np.full(80, 1.0), 0.15)], width_mm=0.15)
+    rows, cols, calcium, _ = render_particle(particle, 100.0, 100.0, 0.05, (200, 200))
+    axis = calcium[100 - rows.start, 60 - cols.start : 140 - cols.start]  # along the lumen's centre
+    wall = calcium[100 - rows.start - 17, 60 - cols.start : 140 - cols.start]  # 0.85 mm off the axis
+    # the lumen holds only the two walls' chord (2 x 0.15 mm), the same all along: no ring per joint
+    assert axis.mean() == pytest.approx(0.3, rel=0.05)
+    assert axis.std() < 0.01 * axis.mean()
+    assert wall.mean() > 2.5 * axis.mean()  # tram lines: bright walls either side of a darker lumen
