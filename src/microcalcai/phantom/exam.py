@@ -198,6 +198,8 @@ def make_exam(settings: ExamSettings, index: int) -> tuple[ExamPlan, list[ExamIm
     seeds = iter(plan.seeds)
     artery_seeds = plan.seeds[-len(SIDES) :]
     for s, side in enumerate(SIDES):
+        # two seeds per view: the image's, and one kept free so that a later per-view extra (as
+        # the calcification phantom's normal ROIs) can draw without changing the images
         view_rngs = {view: (np.random.default_rng(next(seeds)), next(seeds)) for view in VIEWS}
         breasts = {
             view: make_breast(
