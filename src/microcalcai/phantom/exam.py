@@ -17,7 +17,7 @@ number of workers and one exam can be regenerated alone; the plan (who is positi
 is drawn from its first child seed, before any image, so prevalence can be checked on plans alone.
 
 Pixel size: whole views of 240 x 180 mm (or 300 x 240 mm) at `spacing_mm`; the default 0.2 mm
-(1200 x 900 pixels for the small field) keeps the calcified wall (0.1-0.3 mm) and the vessel
+(1200 x 900 pixels for the small field) keeps the calcified wall (0.08-0.18 mm) and the vessel
 (1.2-2.2 mm across) visible; 0.4 mm (600 x 450) is the fast test size, where a vessel is still
 3-5 pixels wide. Clinical detectors are 0.07-0.1 mm.
 """
@@ -334,7 +334,7 @@ def bayes_optimal_auc() -> dict:
     Bayes-optimal AUC is 1 at the image, breast and exam levels; with quantum noise it stays 1 in
     practice, since the signal of a whole calcified vessel (hundreds of pixels of 0.1-0.6 mm
     calcium path) is far above the noise. What is left for a model to lose comes from the image
-    size it sees (a calcified wall of 0.1-0.3 mm against 0.2-0.4 mm pixels, or much less after
+    size it sees (a calcified wall of 0.08-0.18 mm against 0.2-0.4 mm pixels, or much less after
     resizing to a network's input), the parenchymal texture and the fibrous strands that mimic
     thin lines: not from irreducible label noise. A measured AUC below 1 is thus all model error.
     """

@@ -17,7 +17,7 @@ model, and the vessel mask (the pixels at least half covered by the calcified tu
 of every other calcification.
 
 Sizes: calcified breast arteries are 1-3 mm across (outer radius here 0.6-1.1 mm) with calcified
-walls of 0.1-0.2 mm; they run from the chest wall (lateral thoracic and internal mammary branches)
+walls of 0.08-0.18 mm; they run from the chest wall (lateral thoracic and internal mammary branches)
 toward the nipple over several centimetres, tortuous, the calcification discontinuous.
 """
 
