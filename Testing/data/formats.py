@@ -71,13 +71,14 @@ def _uid_path(case: str, n: int, name: str = "000000.dcm") -> str:
     return f"{case}/1.3.6.1.4.1.9590.100.1.2.{n}1/1.3.6.1.4.1.9590.100.1.2.{n}2/{name}"
 
 
-def make_cbis(root: Path) -> dict:
+def make_cbis(root: Path, calc_types: dict[str, str] | None = None) -> dict:
     """Three calc cases, each in a different on-disk layout TCIA produces:
 
     P_00001: the tree exactly as the CSV paths say (UID folders).
     P_00002: NBIA's descriptive folder names (dates, series descriptions, 1-1.dcm).
     P_00003: the CSV's mask column names the cropped image (the known swap).
     Plus P_00004 whose files were never downloaded, and P_00005 with an empty mask.
+    `calc_types`: the calc type of a patient's row (default PLEOMORPHIC).
     """
     rows, cols = CBIS_SHAPE
     image = np.full(CBIS_SHAPE, 1000, dtype=np.uint16)
@@ -111,7 +112,8 @@ def make_cbis(root: Path) -> dict:
         if patient == "P_00003":
             mask_csv, crop_csv = crop_csv, mask_csv  # the CSV names the crop as the mask
         lines.append(
-            f"{patient},2,LEFT,CC,1,calcification,PLEOMORPHIC,CLUSTERED,4,{pathology[patient]},3,"
+            f"{patient},2,LEFT,CC,1,calcification,{(calc_types or {}).get(patient, 'PLEOMORPHIC')},"
+            f"CLUSTERED,4,{pathology[patient]},3,"
             # Real CSVs carry a stray newline inside some quoted path fields.
             f'{image_csv},"{crop_csv}\n",{mask_csv}'
         )

@@ -100,6 +100,29 @@ def test_cbis_ddsm_rois_from_masks_in_every_tree_layout(tmp_path, fmt):
     assert _round_trip(report, tmp_path)["laterality"].tolist() == ["L", "L", "L"]
 
 
+def test_cbis_ddsm_vascular_calcification_makes_the_image_bac_positive(tmp_path, fmt):
+    fmt.make_cbis(
+        tmp_path / "cbis", calc_types={"P_00002": "COARSE-VASCULAR", "P_00003": "FINE_LINEAR_BRANCHING"}
+    )
+    # a second abnormality on P_00001's image, a calcified vessel beside the pleomorphic cluster
+    csv = tmp_path / "cbis" / "calc_case_description_train_set.csv"
+    table = pd.read_csv(csv)
+    vessel = table[table["patient_id"] == "P_00001"].assign(**{"abnormality id": 2, "calc type": "VASCULAR"})
+    pd.concat([table, vessel]).to_csv(csv, index=False)
+    frame = import_cbis_ddsm(tmp_path / "cbis").frame()
+    by_row = {(r.patient_id, r.abnormality_id): (r.morphology, r.bac) for r in frame.itertuples()}
+    assert by_row == {
+        ("P_00001", "1"): ("PLEOMORPHIC", 1),  # its image holds the vascular abnormality 2
+        ("P_00001", "2"): ("VASCULAR", 1),
+        ("P_00002", "1"): ("COARSE-VASCULAR", 1),
+        ("P_00003", "1"): ("FINE_LINEAR_BRANCHING", 0),
+    }
+    written = _round_trip(import_cbis_ddsm(tmp_path / "cbis"), tmp_path)
+    assert {(r.patient_id, r.abnormality_id): int(r.bac) for r in written.itertuples()} == {
+        key: bac for key, (_, bac) in by_row.items()
+    }
+
+
 def test_cbis_ddsm_bad_tables(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(InputError, match="calc_case_description"):

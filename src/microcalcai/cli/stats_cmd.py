@@ -1,5 +1,6 @@
 """`microcalcai stats`: ROC statistics on any CSV (AUC, DeLong variance and CI, paired DeLong
-tests) and the Wilcoxon signed-rank test of per-fold metrics."""
+tests), the Wilcoxon signed-rank test of per-fold metrics, and exam-level metrics of per-view
+scores."""
 
 from __future__ import annotations
 
@@ -58,6 +59,38 @@ def register(subparsers) -> None:
     folds.add_argument("--json", action="store_true", help="print one JSON object")
     folds.set_defaults(func=run)
 
+    exams = sub.add_parser(
+        "exams",
+        help="per-image and per-exam AUC, PR-AUC, sensitivity at fixed specificity, F1, MCC with CIs",
+        description="Aggregate per-view scores to exams (max, mean or noisy-OR) and report, per image and "
+        "per exam, ROC AUC, PR-AUC (average precision), sensitivity at a fixed specificity, and F1, MCC, "
+        "sensitivity and specificity at an operating point, with patient-clustered bootstrap CIs. The "
+        "scores come from --predictions (one row per view, e.g. a run's predictions_test.csv); exam and "
+        "label columns from the same file or, joined on image_id, from --manifest.",
+    )
+    exams.add_argument("--predictions", required=True, metavar="FILE", help="CSV with one row per view")
+    exams.add_argument("--manifest", metavar="FILE", help="manifest with the exam and label columns")
+    exams.add_argument("--score", default="probability", metavar="COL", help="score column (probability)")
+    exams.add_argument("--label", default="bac", metavar="COL", help="0/1 label column (default bac)")
+    exams.add_argument("--exam", default="exam_id", metavar="COL", help="exam column (default exam_id)")
+    exams.add_argument(
+        "--how", choices=("max", "mean", "noisy_or"), default="max", help="view aggregation (default max)"
+    )
+    exams.add_argument(
+        "--specificity", type=float, default=0.9, help="fixed specificity for the sensitivity (default 0.9)"
+    )
+    exams.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="operating point (default: the predictions' threshold column, chosen on validation data, "
+        "when it holds one value; else the threshold reaching --specificity); for exams too with --how max",
+    )
+    exams.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicas (default 1000)")
+    exams.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    exams.add_argument("--json", action="store_true", help="print one JSON object")
+    exams.set_defaults(func=run)
+
 
 def _read_columns(path: str, columns: list[str]):
     import pandas as pd
@@ -86,7 +119,73 @@ def _numbers(df, column: str, path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    return _run_roc(args) if args.stats_command == "roc" else _run_folds(args)
+    runners = {"roc": _run_roc, "folds": _run_folds, "exams": _run_exams}
+    return runners[args.stats_command](args)
+
+
+def _run_exams(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from microcalcai.errors import InputError
+    from microcalcai.evaluate.exam import evaluate_exams
+
+    views = _read_columns(args.predictions, [args.score])
+    if args.manifest:
+        manifest = _read_columns(args.manifest, ["image_id"])
+        wanted = [c for c in (args.exam, args.label, "patient_id") if c in manifest.columns]
+        if "image_id" not in views.columns:
+            raise InputError(f"{args.predictions} has no image_id column to join with {args.manifest}")
+        views = views.drop(columns=[c for c in wanted if c in views.columns]).merge(
+            manifest[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left"
+        )
+    for column in (args.exam, args.label):
+        if column not in views.columns or (views[column] == "").any() or views[column].isna().any():
+            raise InputError(
+                f"no {column!r} for every view: give it in {args.predictions} "
+                "or in --manifest (joined on image_id)"
+            )
+    threshold = args.threshold
+    if threshold is None and "threshold" in views.columns:
+        values = pd.to_numeric(views["threshold"], errors="coerce").unique()
+        threshold = float(values[0]) if len(values) == 1 and np.isfinite(values[0]) else None
+    result = evaluate_exams(
+        views,
+        score=args.score,
+        label=args.label,
+        exam=args.exam,
+        patient="patient_id" if "patient_id" in views.columns else None,
+        how=args.how,
+        threshold=threshold,
+        exam_threshold=threshold if args.how == "max" else None,
+        specificity=args.specificity,
+        n_boot=args.n_boot,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+        return 0
+    print(f"{args.predictions}: views aggregated by {args.how}; 95% CIs: patient-clustered bootstrap")
+    names = [
+        ("auc", "ROC AUC"),
+        ("pr_auc", "PR-AUC (AP)"),
+        ("sensitivity_at_specificity", f"sens @ spec {args.specificity:g}"),
+        ("f1", "F1"),
+        ("mcc", "MCC"),
+        ("sensitivity", "sensitivity"),
+        ("specificity", "specificity"),
+    ]
+    for level in ("image", "exam"):
+        m = result[level]
+        op = m["operating_point"]
+        print(
+            f"\n{level}: n = {m['n']}, positive {m['n_positive']} ({m['prevalence']:.1%}); "
+            f"threshold {op['threshold']:.4g} ({op['chosen']})"
+        )
+        for key, text in names:
+            lo, hi = m[key]["ci"]
+            print(f"  {text:<20} {m[key]['estimate']:.3f}  ({lo:.3f} - {hi:.3f})")
+    return 0
 
 
 def _run_roc(args: argparse.Namespace) -> int:

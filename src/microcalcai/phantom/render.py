@@ -46,8 +46,13 @@ def _ellipsoid(e: Ellipsoid, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 
 def _tube(tube: Tube, X: np.ndarray, Y: np.ndarray, scale: float) -> np.ndarray:
-    """Max over the polyline's capsules of the chord through a (hollow) cylinder."""
+    """Max over the polyline's capsules of the chord through a (hollow) cylinder.
+
+    A hollow tube is the union of the outer capsules minus the union of the lumens: the two
+    maxima are taken separately and subtracted at the end (subtracting per capsule would leave
+    the end cap of each capsule's shell as a bright ring across the lumen at every joint)."""
     out = np.zeros_like(X)
+    lumen = np.zeros_like(X) if tube.wall else None
     pts, radii = tube.points, tube.radii
     for k in range(len(pts) - 1):
         p0, p1 = pts[k], pts[k + 1]
@@ -69,11 +74,11 @@ def _tube(tube: Tube, X: np.ndarray, Y: np.ndarray, scale: float) -> np.ndarray:
         d2 = (xs - p0[0] - t * seg[0]) ** 2 + (ys - p0[1] - t * seg[1]) ** 2
         rad = radii[k] + t * (radii[k + 1] - radii[k])
         chord = _chord(rad * rad, d2)
-        if tube.wall:
+        if lumen is not None:
             inner = np.maximum(rad - tube.wall, 0.0)
-            chord = chord - _chord(inner * inner, d2)
+            np.maximum(lumen[r0:r1, c0:c1], _chord(inner * inner, d2), out=lumen[r0:r1, c0:c1])
         np.maximum(out[r0:r1, c0:c1], chord, out=out[r0:r1, c0:c1])
-    return out
+    return out if lumen is None else np.maximum(out - lumen, 0.0)
 
 
 def _supersampling(particle: Particle, spacing_mm: float) -> int:

@@ -14,6 +14,13 @@ descriptions instead of UIDs), so a path that is not found as written is looked 
 folder. The mask is told from the cropped image by its size: the mask has the full image's
 rows and columns (the CSV sometimes names the crop in the mask column). The ROI centre is the
 centre of the mask's bounding box and roi_size the box's longer side.
+
+Breast arterial calcification: a calc row whose calc type names VASCULAR (alone or in a
+combination such as `VASCULAR-COARSE`) marks its full image BAC-positive, so every row of that
+image gets `bac` = 1 (the vascular row's mask outlines the calcified vessel); the other calc
+rows get `bac` = 0 and mass rows none (their tables have no calc type). CBIS-DDSM outlines the
+calcifications that were worked up, not every calcified vessel, so `bac` = 0 means "no vascular
+calcification annotated": a weak negative, unlike the expert BAC reading of a screening set.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ CSV_PATTERN = re.compile(r"(calc|mass)_case_description_(train|test)_set\.csv$",
 CASE_FOLDER = re.compile(r"^(Calc|Mass)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$", re.IGNORECASE)
 PATHOLOGY = {"MALIGNANT": "malignant", "BENIGN": "benign", "BENIGN_WITHOUT_CALLBACK": "benign"}
 FINDING = {"calcification": "calcification", "mass": "mass"}
+VASCULAR = "VASCULAR"  # the calc type of calcified vessels (breast arterial calcification)
 # Column names differ between the calc and mass tables ("breast density" / "breast_density"):
 # they are compared with spaces and underscores made equal.
 REQUIRED = (
@@ -136,6 +144,7 @@ def import_cbis_ddsm(src: str | Path, *, csv_files: list[str | Path] | None = No
             case = row["image file path"].replace("\\", "/").split("/")[0]
             where = f"row {index + 1} ({case} abnormality {row['abnormality id']})"
             _import_row(report, tree, table_path, where, row, split)
+    _mark_bac_images(report)
     patients_in_both = _patients_in_both_splits(report)
     if patients_in_both:
         report.notes.append(
@@ -204,6 +213,28 @@ def _import_row(
         _source=str(table_path),
         _where=where,
     )
+
+
+def is_vascular(calc_type: object) -> bool:
+    """Whether a CBIS-DDSM calc type names vascular calcification (types are joined with '-')."""
+    if not isinstance(calc_type, str):
+        return False
+    return VASCULAR in {part.strip().upper() for part in calc_type.split("-")}
+
+
+def _mark_bac_images(report: ImportReport) -> None:
+    """`bac` per row: 1 on every row of an image with a VASCULAR calc row, 0 on the other calc
+    rows, None on mass rows (an image's label, so all its rows agree)."""
+    vascular = {
+        r["image_path"]
+        for r in report.rows
+        if r["finding"] == "calcification" and is_vascular(r["morphology"])
+    }
+    for r in report.rows:
+        if r["image_path"] in vascular:
+            r["bac"] = 1
+        else:
+            r["bac"] = 0 if r["finding"] == "calcification" else None
 
 
 def _patients_in_both_splits(report: ImportReport) -> list[str]:
