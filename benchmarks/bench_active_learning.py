@@ -643,8 +643,12 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
         )
         if len(data["auc"]) > 1:
             ax.fill_between(data["labels"], low, high, color=colour, alpha=0.15)
+            for seed_curve in data["auc"]:  # each seed too: with 2-3 seeds the t band is wide
+                ax.plot(data["labels"], seed_curve, color=colour, linewidth=0.6, alpha=0.5)
     if summary.get("random_final_auc") is not None:
         ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
+    lowest = min(float(d["auc"].min()) for d in found.values())
+    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)  # an AUC band beyond 1 says only "too few seeds"
     ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
     ax.set_ylabel("test AUC of the served ensemble")
     ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")
