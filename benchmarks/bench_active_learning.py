@@ -45,14 +45,22 @@ import numpy as np
 STRATEGIES = {
     "random": ("random", {}),
     "entropy": ("uncertain", {"method": "entropy", "selection": "top"}),
-    "bald": ("uncertain", {"method": "bald", "selection": "top", "mc_samples": 10}),
+    "bald": ("uncertain", {"method": "bald", "selection": "top"}),  # the server's 100 head passes
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
+    "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
 }
 ARCH = "tf_efficientnet_lite0"
 INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
 MEMBERS = ("lite0-a", "lite0-b")
 ANNOTATOR = "simulated-annotator"
-COLOURS = {"random": "0.35", "entropy": "tab:blue", "bald": "tab:orange", "diverse": "tab:green"}
+COLOURS = {
+    "random": "0.35",
+    "entropy": "tab:blue",
+    "bald": "tab:orange",
+    "diverse": "tab:green",
+    "balanced": "tab:red",
+}
+CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 
 
 def log(message: str) -> None:
@@ -123,6 +131,36 @@ def make_studies(folder: Path, phantom: Path, rows: list[dict]) -> dict[str, str
     for row in rows:
         truth[key_of(Path(row["image_path"]).stem, roi_of(row))] = row["label"]
     return truth
+
+
+def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
+    """The workspace's reference set (bootstrap/reference.csv) holding only validation ROIs: each
+    retraining trains on the annotator's labels alone and is judged for publication on these
+    fixed ROIs of other patients (plus its labels' validation patients), as the server judges
+    its default models' retrainings, instead of a coin toss on 10-17 labelled ROIs."""
+    import pandas as pd
+
+    from microcalcai.data.manifest import write_manifest
+    from microcalcai.server.bootstrap import REFERENCE
+
+    target = workspace / "bootstrap" / REFERENCE
+    if target.is_file():
+        return
+    frame = pd.DataFrame(
+        {
+            "patient_id": [r["patient_id"] for r in rows],
+            "image_path": [str(phantom / r["image_path"]) for r in rows],
+            "image_id": [Path(r["image_path"]).stem for r in rows],
+            "roi_x": [float(r["roi_x"]) for r in rows],
+            "roi_y": [float(r["roi_y"]) for r in rows],
+            "roi_size": [int(float(r["roi_size"])) for r in rows],
+            "label": [r["label"] for r in rows],
+            "finding": "calcification",
+            "split": "val",
+        }
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(frame, target)
 
 
 def make_members(workspace: Path, scratch: Path) -> None:
@@ -226,10 +264,10 @@ class Annotator:
             }
         return outcome
 
-    def test_auc(self, test_rows: list[dict], test_dir: Path) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        labels, scores = [], []
+    def http_probabilities(self, test_rows: list[dict], test_dir: Path) -> list[float]:
+        """The served ensemble's answers over HTTP (each ROI's image uploaded: the test patients
+        are not in the pool): what the local scores are checked against."""
+        found = []
         for row in test_rows:
             path = test_dir / row["image_path"]
             answer = self.http.post(
@@ -240,18 +278,48 @@ class Annotator:
                 timeout=300,
             )
             _check(answer)
-            scores.append(float(answer.json()["probability"]))
-            labels.append(int(row["label"] == "malignant"))
-        return float(roc_auc_score(labels, scores))
+            found.append(float(answer.json()["probability"]))
+        return found
 
 
-def run_config(args, strategy: str, seed: int, pool: tuple, test: tuple) -> dict:
+class TestSet:
+    """The fixed test ROIs, cropped once the way /infer crops them, scored by the served
+    ensemble's current version loaded from the server's model store with the library's
+    predictor. One upload per test ROI per round cost 1.5-5 min of a 6.5-13 min round; this is
+    seconds, and each round checks it against /infer on CHECKED_ROIS ROIs."""
+
+    def __init__(self, test_dir: Path, rows: list[dict]):
+        from microcalcai.roi import crop_roi
+        from microcalcai.server.images import read_checked
+
+        self.rows = rows
+        self.labels = np.array([int(r["label"] == "malignant") for r in rows])
+        crops = []
+        for row in rows:
+            path = test_dir / row["image_path"]
+            roi = roi_of(row)
+            crop = crop_roi(read_checked(path, name=path.name), (roi["x"], roi["y"]), size_px=roi["size"])
+            crops.append(crop.pixels.astype(np.float32))
+        self.crops = np.stack(crops)
+
+    def probabilities(self, workspace: Path) -> tuple[np.ndarray, str]:
+        from microcalcai.models.predictor import load_predictor
+        from microcalcai.server.hosted import ENSEMBLE, ModelStore
+
+        store = ModelStore(workspace / "models")
+        version = store.current_version(ENSEMBLE)
+        predictor = load_predictor(store.version_dir(ENSEMBLE, version), device="cpu")
+        return np.asarray(predictor.predict(self.crops).probability, dtype=float), version
+
+
+def run_config(args, strategy: str, seed: int, data: dict) -> dict:
     """What identifies a run's data and settings (the number of rounds may grow: it resumes)."""
     return {
         "strategy": strategy,
         "seed": seed,
-        "pool_rois": len(pool[1]),
-        "test_rois": len(test[1]),
+        "pool_rois": len(data["pool"][1]),
+        "test_rois": len(data["test"][1]),
+        "validation_rois": len(data["val"][1]),
         "cold_start": args.cold_start,
         "batch": args.batch,
         "max_epochs": args.max_epochs,
@@ -291,43 +359,53 @@ def _copy_run(source: Path, target: Path) -> None:
     tmp.rename(target)
 
 
-def cold_start(args, seed: int, pool: tuple, test: tuple) -> tuple[Path, dict]:
+def cold_start(args, seed: int, data: dict) -> tuple[Path, dict]:
     """The k random labels and the first training, shared by every strategy of a seed (so the
     curves are paired: they part only where the strategies choose)."""
     name = f"cold-seed{seed}"
     path = args.out / "cold" / f"{name}.json"
-    config = run_config(args, "random", seed, pool, test)
+    config = run_config(args, "random", seed, data)
     record = load_record(path, config)
     if record is None:
         shutil.rmtree(args.out / "work" / name, ignore_errors=True)
         record = {"config": config, "rounds": []}
-        play(args, name, "random", seed, pool, test, record, path, upto=0)
+        play(args, name, "random", seed, data, record, path, upto=0)
     return args.out / "work" / name, record
 
 
-def run_one(args, strategy: str, seed: int, pool: tuple, test: tuple, upto: int) -> dict:
+def run_one(args, strategy: str, seed: int, data: dict, upto: int) -> dict:
     name = f"{strategy}-seed{seed}"
     path = args.out / "runs" / f"{name}.json"
-    config = run_config(args, strategy, seed, pool, test)
+    config = run_config(args, strategy, seed, data)
     record = load_record(path, config)
     if record is None:
-        cold_dir, cold = cold_start(args, seed, pool, test)
+        cold_dir, cold = cold_start(args, seed, data)
         _copy_run(cold_dir, args.out / "work" / name)
-        record = {"config": config, "rounds": list(cold["rounds"]), "machine": cold.get("machine")}
+        record = {
+            "config": config,
+            "rounds": list(cold["rounds"]),
+            "machine": cold.get("machine"),
+            "test_labels": cold.get("test_labels"),
+        }
         save_record(path, record)
     if len(record["rounds"]) > upto:
         return record
-    play(args, name, strategy, seed, pool, test, record, path, upto)
+    play(args, name, strategy, seed, data, record, path, upto)
     return record
 
 
-def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> None:
+def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     """Rounds len(record["rounds"]) .. upto of one run against its own server."""
+    from sklearn.metrics import roc_auc_score
+
     from microcalcai.server.launch import LocalServer
 
     work = args.out / "work" / name
-    truth = make_studies(work / "studies", *pool)
+    truth = make_studies(work / "studies", *data["pool"])
     make_members(work / "workspace", work / "built")
+    make_validation(work / "workspace", *data["val"])
+    testset = data["testset"]
+    record["test_labels"] = testset.labels.tolist()
     record.setdefault(
         "machine", f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     )
@@ -343,6 +421,7 @@ def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> Non
                 dict(record["rounds"][-1]["totals"]) if record["rounds"] else {"benign": 0, "malignant": 0}
             )
             saved = saved_labels(work / "studies")
+            samples_summary = None
             if sum(saved.values()) == sum(before.values()):
                 if round_index == 0:
                     samples = annotator.propose("random", {}, args.cold_start, seed)
@@ -350,6 +429,12 @@ def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> Non
                     samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
                 times["propose_s"] = round(time.monotonic() - started, 1)
                 annotator.label(samples)
+                # what the strategy saw in what it proposed: the model's doubt and P(malignant)
+                samples_summary = [
+                    {k: s.get(k) for k in ("score", "probability")}
+                    | {"label": truth[key_of(s["id"], s["roi"])]}
+                    for s in samples
+                ]
                 saved = saved_labels(work / "studies")
             else:  # a round stopped after its labels were saved: it goes on from its training
                 log(f"{name} round {round_index}: resuming with the {saved} labels already saved")
@@ -362,8 +447,16 @@ def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> Non
                 trained = {"skipped": f"too few labels of a class to train: {totals}"}
             times["train_s"] = round(time.monotonic() - clock, 1)
             clock = time.monotonic()
-            auc = annotator.test_auc(test[1], test[0])
+            probabilities, version = testset.probabilities(work / "workspace")
+            auc = float(roc_auc_score(testset.labels, probabilities))
             times["test_s"] = round(time.monotonic() - clock, 1)
+            over_http = annotator.http_probabilities(testset.rows[:CHECKED_ROIS], data["test"][0])
+            difference = float(np.max(np.abs(np.array(over_http) - probabilities[:CHECKED_ROIS])))
+            if difference > 1e-4:
+                raise RuntimeError(
+                    f"the served ensemble's local scores differ from /infer by {difference:.2g} on "
+                    f"{CHECKED_ROIS} test ROIs: the test AUC would not be the served model's"
+                )
             entry = {
                 "round": round_index,
                 "labels": sum(totals.values()),
@@ -371,17 +464,21 @@ def play(args, name, strategy, seed, pool, test, record, path, upto: int) -> Non
                 "totals": totals,
                 "test_auc": auc,
                 "trained": trained,
+                "served_version": version,
+                "http_check_max_difference": difference,
+                "proposed": samples_summary,
                 **times,
                 "round_s": round(time.monotonic() - started, 1),
                 "load_average": load_average(),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "test_probabilities": [round(float(x), 6) for x in probabilities],
             }
             record["rounds"].append(entry)
             save_record(path, record)
             log(
-                f"{name} round {round_index}/{upto}: {entry['labels']} labels {totals}, test AUC {auc:.3f}, "
-                f"{entry['round_s']:.0f} s (train {times['train_s']:.0f} s), "
-                f"load {entry['load_average'][0]}"
+                f"{name} round {round_index}/{upto}: {entry['labels']} labels {totals}, test AUC {auc:.3f} "
+                f"(ensemble {version}), {entry['round_s']:.0f} s (propose {times.get('propose_s', 0):.0f}, "
+                f"train {times['train_s']:.0f}, test {times['test_s']:.0f}), load {entry['load_average'][0]}"
             )
     finally:
         server.stop()
@@ -406,6 +503,11 @@ def curves(out: Path) -> dict[str, dict]:
             "auc": np.array([[x["test_auc"] for x in r["rounds"][:length]] for r in records]),
             "seeds": [r["config"]["seed"] for r in records],
             "round_s": [x["round_s"] for r in records for x in r["rounds"][1:length]],
+            "parts_s": {
+                part: [x[part] for r in records for x in r["rounds"][1:length] if part in x]
+                for part in ("propose_s", "train_s", "test_s")
+            },
+            "records": records,
             "load": [x["load_average"][0] for r in records for x in r["rounds"][:length]],
         }
     return found
@@ -431,6 +533,48 @@ def labels_to_reach(labels: list[int], mean: np.ndarray, target: float) -> float
             x0, x1, y0 = labels[i - 1], labels[i], mean[i - 1]
             return float(x0 + (target - y0) / (value - y0) * (x1 - x0))
     return None
+
+
+def malignant_share(records: list[dict]) -> float | None:
+    """Share of malignant ROIs among the labels a strategy chose (the cold start left out)."""
+    new = [x["new"] for r in records for x in r["rounds"][1:] if "new" in x]
+    total = sum(n["benign"] + n["malignant"] for n in new)
+    return round(sum(n["malignant"] for n in new) / total, 3) if total else None
+
+
+def between_rounds(records: list[dict]) -> dict:
+    """Item 5: did the served ensemble's test AUC ever drop by more than its noise from one round
+    to the next? Each pair of rounds is a paired DeLong difference on the same test ROIs; a drop
+    beyond noise is one whose 95% CI lies wholly below zero."""
+    from microcalcai.evaluate.compare import delong_paired
+
+    pairs = []
+    for record in records:
+        labels = record.get("test_labels")
+        rounds = [x for x in record["rounds"] if "test_probabilities" in x]
+        for old, new in zip(rounds, rounds[1:], strict=False):
+            if labels is None or old["served_version"] == new["served_version"]:
+                continue  # not republished: the same model, no change to test
+            test = delong_paired(
+                np.array(labels, dtype=bool),
+                np.array(new["test_probabilities"]),
+                np.array(old["test_probabilities"]),
+            )
+            low, high = test.difference_ci
+            pairs.append(
+                {
+                    "seed": record["config"]["seed"],
+                    "labels": [old["labels"], new["labels"]],
+                    "difference": round(test.difference, 4),
+                    "ci95": [round(low, 4), round(high, 4)],
+                }
+            )
+    drops = [p for p in pairs if p["ci95"][1] < 0]
+    return {
+        "republished_pairs": len(pairs),
+        "drops_beyond_noise": drops,
+        "largest_drop": min((p["difference"] for p in pairs), default=None),
+    }
 
 
 def report(out: Path, figure: Path | None) -> dict:
@@ -459,6 +603,9 @@ def report(out: Path, figure: Path | None) -> dict:
             if reach is None or not random_labels
             else round(reach / random_labels, 3),
             "median_round_s": float(np.median(data["round_s"])) if data["round_s"] else None,
+            "median_parts_s": {k: float(np.median(v)) for k, v in data["parts_s"].items() if v},
+            "malignant_share_of_proposals": malignant_share(data["records"]),
+            "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
         }
     summary["random_final_auc"] = random_final
@@ -469,7 +616,9 @@ def report(out: Path, figure: Path | None) -> dict:
         log(
             f"{strategy:8s} seeds {row['seeds']} final AUC {row['mean_auc'][-1]:.3f} "
             f"area {row['area_under_curve']} labels to random's final {row['labels_to_random_final']} "
-            f"({row['share_of_random_labels']})"
+            f"({row['share_of_random_labels']}), malignant share {row['malignant_share_of_proposals']}, "
+            f"drops beyond noise {len(row['between_rounds']['drops_beyond_noise'])} of "
+            f"{row['between_rounds']['republished_pairs']}, round parts {row['median_parts_s']}"
         )
     return summary
 
@@ -494,8 +643,12 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
         )
         if len(data["auc"]) > 1:
             ax.fill_between(data["labels"], low, high, color=colour, alpha=0.15)
+            for seed_curve in data["auc"]:  # each seed too: with 2-3 seeds the t band is wide
+                ax.plot(data["labels"], seed_curve, color=colour, linewidth=0.6, alpha=0.5)
     if summary.get("random_final_auc") is not None:
         ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
+    lowest = min(float(d["auc"].min()) for d in found.values())
+    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)  # an AUC band beyond 1 says only "too few seeds"
     ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
     ax.set_ylabel("test AUC of the served ensemble")
     ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")
@@ -519,6 +672,9 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", type=Path, default=Path("docs/images/active-learning.png"))
     parser.add_argument("--pool-patients", type=int, default=270, help="about 1.5 ROIs a patient")
     parser.add_argument("--test-patients", type=int, default=100)
+    parser.add_argument(
+        "--val-patients", type=int, default=80, help="the fixed validation ROIs that decide publication"
+    )
     parser.add_argument("--cold-start", type=int, default=20)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=8, help="rounds after the cold start")
@@ -537,19 +693,25 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)
     test = make_phantom(args.out / "data" / "test", args.test_patients, seed=202)
-    log(f"pool {len(pool[1])} ROIs, test {len(test[1])} ROIs of other patients; load {load_average()}")
-    # Round by round across strategies, seeds outermost: whenever the benchmark stops, every
-    # strategy has come as far as the others, and a later run with more --rounds or --seeds resumes.
+    val = make_phantom(args.out / "data" / "val", args.val_patients, seed=303)
+    data = {"pool": pool, "test": test, "val": val, "testset": TestSet(*test)}
+    log(
+        f"pool {len(pool[1])} ROIs, test {len(test[1])} and validation {len(val[1])} ROIs of other "
+        f"patients; load {load_average()}"
+    )
+    # Round by round, every seed and strategy at each round before the next round: whenever the
+    # benchmark stops, every curve has come as far as the others, with a band over all seeds, and a
+    # later run with more --rounds or --seeds resumes.
     total = len(args.seeds) * args.rounds * len(args.strategies)
     done, started = 0, time.monotonic()
-    for seed in args.seeds:
-        for upto in range(1, args.rounds + 1):
+    for upto in range(1, args.rounds + 1):
+        for seed in args.seeds:
             for strategy in args.strategies:
-                run_one(args, strategy, seed, pool, test, upto)
+                run_one(args, strategy, seed, data, upto)
                 done += 1
                 rate = (time.monotonic() - started) / done
                 log(f"progress {done}/{total} rounds, ETA {rate * (total - done) / 60:.0f} min")
-            report(args.out, args.figure)
+        report(args.out, args.figure)
     return 0
 
 

@@ -75,3 +75,47 @@ def test_a_record_with_other_settings_is_not_resumed(bench, tmp_path):
     assert bench.load_record(path, config)["rounds"] == [{"labels": 32}]
     assert bench.load_record(path, {**config, "batch": 16}) is None
     assert bench.load_record(tmp_path / "missing.json", config) is None
+
+
+def test_between_rounds_flags_only_a_drop_beyond_noise(bench):
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(120), np.ones(60)].astype(int)
+    good = labels * 1.5 + rng.normal(0, 1, len(labels))  # AUC about 0.85
+    worse = labels * 0.2 + rng.normal(0, 1, len(labels))  # about 0.55: far beyond noise
+    jitter = good + rng.normal(0, 0.05, len(labels))  # the same model, a little retrained
+
+    def rounds(*scores):
+        return [
+            {"labels": 20 * (i + 1), "served_version": str(i + 1), "test_probabilities": list(s)}
+            for i, s in enumerate(scores)
+        ]
+
+    steady = {"config": {"seed": 0}, "test_labels": labels.tolist(), "rounds": rounds(good, jitter)}
+    found = bench.between_rounds([steady])
+    assert found["republished_pairs"] == 1 and found["drops_beyond_noise"] == []
+    dropped = {"config": {"seed": 1}, "test_labels": labels.tolist(), "rounds": rounds(good, jitter, worse)}
+    found = bench.between_rounds([dropped])
+    assert found["republished_pairs"] == 2
+    assert [d["labels"] for d in found["drops_beyond_noise"]] == [[40, 60]]
+    assert found["largest_drop"] < -0.2
+    kept = rounds(good, good)
+    kept[1]["served_version"] = "1"  # not republished: nothing to compare
+    assert bench.between_rounds(
+        [{"config": {"seed": 2}, "test_labels": labels.tolist(), "rounds": kept}]
+    ) == {
+        "republished_pairs": 0,
+        "drops_beyond_noise": [],
+        "largest_drop": None,
+    }
+
+
+def test_malignant_share_counts_the_strategys_own_choices(bench):
+    record = {
+        "rounds": [
+            {"new": {"benign": 30, "malignant": 10}},  # the cold start, shared: left out
+            {"new": {"benign": 6, "malignant": 4}},
+            {"new": {"benign": 9, "malignant": 1}},
+        ]
+    }
+    assert bench.malignant_share([record]) == pytest.approx(0.25)
+    assert bench.malignant_share([{"rounds": [{"new": {"benign": 3, "malignant": 1}}]}]) is None

@@ -252,7 +252,9 @@ def test_same_annotator_asking_again_gets_what_it_holds_back(al_server):
         ("random", {"seed": 1}),
         ("uncertain", {"method": "entropy", "selection": "top"}),
         ("uncertain", {"method": "entropy", "selection": "diverse"}),
+        ("uncertain", {"method": "entropy", "selection": "balanced"}),
         ("uncertain", {"method": "bald", "mc_samples": 4}),
+        ("uncertain", {"method": "bald", "selection": "balanced"}),
     ],
 )
 def test_batch_proposals_are_distinct_unlabeled_and_counted(al_server, strategy, params):
@@ -301,6 +303,52 @@ def test_diverse_batch_takes_one_of_each_kind_where_top_scores_repeat_one():
     picked = diverse_batch(scores, features, 3, seed=0)
     assert len(set(picked)) == 3 and {i // per_kind for i in picked} == {0, 1, 2}
     assert scores[picked[0]] >= scores[picked[1]] >= scores[picked[2]]  # best first
+
+
+def test_balanced_batch_takes_the_most_uncertain_of_each_side_of_the_decision():
+    from microcalcai.server.uncertainty import balanced_batch, binary_entropy
+
+    # a model leaning benign: the 8 most uncertain ROIs are all on the benign side
+    probability = np.array([0.45, 0.44, 0.43, 0.42, 0.41, 0.40, 0.39, 0.38, 0.9, 0.95, 0.97, 0.05])
+    scores = binary_entropy(probability)
+    assert set(np.argsort(-scores)[:4].tolist()) <= set(range(8))  # top scores: one side only
+    picked = balanced_batch(scores, probability, 4, threshold=0.5)
+    assert sorted(picked) == [0, 1, 8, 9]  # two of each side, the most uncertain of each
+    assert [scores[i] for i in picked] == sorted((scores[i] for i in picked), reverse=True)
+    odd = balanced_batch(scores, probability, 5, threshold=0.5)
+    assert sorted(odd) == [0, 1, 8, 9, 10]  # the odd one to the malignant side
+    # a model calling everything benign: the sides are split at the median probability instead
+    low = probability * 0.4
+    picked = balanced_batch(binary_entropy(low), low, 4, threshold=0.5)
+    assert sum(low[i] >= np.median(low) for i in picked) == 2
+    assert balanced_batch(scores[:3], probability[:3], 5) == [0, 1, 2]  # fewer than asked: all
+
+
+def test_proposals_score_with_the_served_models_probability(al_server):
+    """The strategy scores from cached features and the classifier alone: its P(malignant) for
+    each proposal must be what /infer answers for that ROI, and its entropy that P's."""
+    import requests
+
+    from microcalcai.server.uncertainty import binary_entropy
+
+    for params in ({"method": "entropy"}, {"method": "bald"}):
+        answer = _ask(al_server, "uncertain", client_id="checker", count=4, selection="top", **params)
+        for sample in answer["samples"]:
+            served = requests.post(
+                f"{al_server.url}/infer/ensemble",
+                params={"image": sample["id"], "output": "json"},
+                data={"params": json.dumps({"roi": sample["roi"]})},
+                files={"_": ("", b"")},
+                timeout=180,
+            )
+            assert served.status_code == 200, served.text
+            # batched vs one ROI: float32 rounding, amplified by these heads' steep logit scale
+            assert sample["probability"] == pytest.approx(served.json()["probability"], abs=1e-4)
+            if params["method"] == "entropy":
+                assert sample["score"] == pytest.approx(
+                    float(binary_entropy(sample["probability"])), abs=1e-6
+                )
+    _release(al_server, "checker")
 
 
 # -- what each strategy ranks first ----------------------------------------------------------
