@@ -136,8 +136,9 @@ def _label(server, image_id, roi, label="benign", annotator="dr.test"):
 
 
 def test_tissue_mask_finds_the_breast_and_refuses_rois_in_air():
+    from microcalcai_logic.contract import PixelRoi as Roi
+
     from microcalcai.server.pool import MIN_TISSUE, tissue_mask
-    from microcalcai.server.validation import Roi
 
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[:400, :300]

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .client import ServerClient, ServerInfo
+from .contract import LABELS
 from .errors import LogicError, ServerError
 from .geometry import PixelRoi
 
@@ -135,7 +136,7 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
         )
     )
     decision = answer.get("label")
-    if decision not in ("benign", "malignant"):
+    if decision not in LABELS:
         decision = rows[-1].decision or ""
     return Classification(
         model=model,

@@ -363,8 +363,9 @@ def _write_summary(out_dir: Path, rows: list[dict], thumbnails: list[dict], spec
 
 
 def _dicom_results(folder, request, predictor, probability, result, k, explained_by) -> dict:
+    from microcalcai_logic.contract import PixelRoi
+
     from microcalcai.dicom_out.results import write_roi_results
-    from microcalcai.dicom_out.sr import Roi
 
     spec, target, saliency, crop = explained_by
     members = {name: float(values[k]) for name, values in result.member_probability.items()}
@@ -372,7 +373,7 @@ def _dicom_results(folder, request, predictor, probability, result, k, explained
         paths = write_roi_results(
             folder,
             request.image_path,
-            Roi(request.center_xy[0], request.center_xy[1], request.size_px),
+            PixelRoi(request.center_xy[0], request.center_xy[1], request.size_px),
             predictor,
             probability,
             members,

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from microcalcai_logic.contract import LABELS
+
 from microcalcai.atomic import atomic_dir
 from microcalcai.errors import InputError
 
@@ -23,7 +25,6 @@ LOG = logging.getLogger(__name__)
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FORMAT = 1
-LABELS = ("benign", "malignant")
 
 
 @dataclass
