@@ -169,7 +169,7 @@ def test_server_accepts_every_term_the_logic_offers(server, http):
     offered += [("malignant", None, term) for term in DISTRIBUTIONS]
     rois = [PixelRoi(20.0 + i, 30.0, 16) for i in range(len(offered))]
     try:
-        for roi, (label, morphology, distribution) in zip(rois, offered):
+        for roi, (label, morphology, distribution) in zip(rois, offered, strict=True):
             annotation = Annotation(label, morphology, distribution, annotator="dr.vocabulary")
             saved = save_annotation(client, "P1_R_MLO", roi, annotation)
             mine = [a for a in saved if PixelRoi.from_params(a["roi"]) == roi]

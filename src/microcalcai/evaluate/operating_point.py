@@ -61,7 +61,9 @@ def summary_metrics(labels, probabilities, threshold: float) -> dict:
     return out
 
 
-def ensemble_threshold(val_tables: dict, combine: Callable[[dict], np.ndarray]) -> tuple[ThresholdChoice, dict]:
+def ensemble_threshold(
+    val_tables: dict, combine: Callable[[dict], np.ndarray]
+) -> tuple[ThresholdChoice, dict]:
     """Youden threshold of the members' combined score on their shared validation cases.
 
     ``val_tables``: member name -> DataFrame with case_id, label, probability (predictions_val.csv).
