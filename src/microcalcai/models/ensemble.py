@@ -133,7 +133,7 @@ def unique_member_names(names: list[str]) -> list[str]:
 
 def member_model_dirs(path) -> list[Path]:
     """Model folders named by a --member argument: a model folder, or a run folder holding some."""
-    from microcalcai.models.artifact import is_model_folder
+    from microcalcai.models.folder import is_model_folder
 
     path = Path(path)
     if is_model_folder(path):
