@@ -249,7 +249,7 @@ def held_out_report(model_dirs: list[Path], frame, threshold: float) -> dict:
 
     from microcalcai.evaluate.bootstrap import bootstrap_ci, weighted_auc
     from microcalcai.evaluate.operating_point import summary_metrics
-    from microcalcai.phantom import ceiling, malignancy
+    from microcalcai.phantom import empirical_auc, expected_crop_ceiling_auc
     from microcalcai.server.finetune import predict_frame
     from microcalcai.train.data import labels_of
 
@@ -271,8 +271,8 @@ def held_out_report(model_dirs: list[Path], frame, threshold: float) -> dict:
         "n": len(frame),
         "n_malignant": int(labels.sum()),
         "patients": len(set(patients)),
-        "bayes_optimal_auc": malignancy.empirical_auc(labels, truth),
-        "crop_ceiling_auc_expected": ceiling.expected_crop_ceiling_auc(crop_mm),
+        "bayes_optimal_auc": empirical_auc(labels, truth),
+        "crop_ceiling_auc_expected": expected_crop_ceiling_auc(crop_mm),
         "data": f"spot-field phantom ROIs of other patients (seed {TEST_SEED}), {ROI_SIZE} px at "
         f"{float(frame['spacing_mm'].iloc[0]):.2f} mm",
     }
