@@ -56,6 +56,10 @@ DEFAULT_ROI_SIZE = 512
 MIN_ROI_SIZE = 8
 # The largest ROI the server classifies or labels; 4096 pixels is most of a digitised film's width.
 MAX_ROI_SIZE = 4096
+# The longest side of an image the server takes. A full-field digital mammogram is at most ~4000 x
+# 5600 pixels and a digitised film ~5000 x 7000; anything far beyond is a corrupt or hostile header,
+# refused before its pixels are decoded (the server's memory budget limits the pixel count too).
+MAX_IMAGE_SIDE = 20000
 
 
 def crop_origin(center: float, size: int) -> int:

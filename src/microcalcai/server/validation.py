@@ -12,13 +12,10 @@ import os
 import re
 from pathlib import Path
 
-from microcalcai_logic.contract import DEFAULT_ROI_SIZE, MAX_ROI_SIZE, MIN_ROI_SIZE, PixelRoi
+from microcalcai_logic.contract import DEFAULT_ROI_SIZE, MAX_IMAGE_SIDE, MAX_ROI_SIZE, MIN_ROI_SIZE, PixelRoi
 
 from microcalcai.server.errors import RequestError, TooLarge, UnsupportedMedia
 
-# A full-field digital mammogram is at most ~4000 x 5600 pixels and a digitised film ~5000 x
-# 7000; anything far beyond is a corrupt or hostile header, refused before its pixels are decoded.
-MAX_SIDE = 20000
 # Decoding holds the decoder's buffer, the stored integers and the float32 image at once: about
 # 12 bytes per pixel at the peak. The pixel limit follows from the memory a decode may take.
 DECODE_BYTES_PER_PIXEL = 12
@@ -44,7 +41,8 @@ def decode_budget_bytes() -> int:
     return min(budget, physical // 4) if physical > 0 else budget
 
 
-def max_pixels() -> int:
+def max_upload_pixels() -> int:
+    """The most pixels an uploaded or stored image may have for the server to decode it."""
     return max(1, decode_budget_bytes() // DECODE_BYTES_PER_PIXEL)
 
 
@@ -251,11 +249,11 @@ def check_image_file(path: Path, *, name: str | None = None) -> tuple[str, int, 
     rows, cols = header_shape(path, fmt, label)
     if rows <= 0 or cols <= 0:
         raise RequestError(f"{label}: header claims {cols} x {rows} pixels; the file is damaged")
-    limit = max_pixels()
-    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > limit:
+    limit = max_upload_pixels()
+    if rows > MAX_IMAGE_SIDE or cols > MAX_IMAGE_SIDE or rows * cols > limit:
         raise TooLarge(
             f"{label}: header claims {cols} x {rows} pixels, more than this server decodes "
-            f"({MAX_SIDE} per side, {limit} in all, for {decode_budget_bytes() >> 20} MB of decoding "
+            f"({MAX_IMAGE_SIDE} per side, {limit} in all, for {decode_budget_bytes() >> 20} MB of decoding "
             "memory); crop the region of interest and upload that"
         )
     return fmt, rows, cols
