@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .client import ServerClient, ServerInfo
-from .contract import LABELS
+from .contract import LABELS, decision_label
 from .errors import LogicError, ServerError
 from .geometry import PixelRoi
 
@@ -30,7 +30,7 @@ class ModelResult:
     def decision(self) -> Optional[str]:
         if self.threshold is None:
             return None
-        return "malignant" if self.probability >= self.threshold else "benign"
+        return decision_label(self.probability >= self.threshold)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class SaliencyResult:
 
     @property
     def class_names(self) -> list[str]:
-        return ["malignant" if c == 1 else "benign" for c in self.explained_class]
+        return [LABELS[int(c)] for c in self.explained_class]
 
 
 @dataclass
