@@ -362,7 +362,6 @@ def _write_summary(out_dir: Path, rows: list[dict], thumbnails: list[dict], spec
 
 
 def _dicom_results(folder, request, predictor, probability, result, k, explained_by) -> dict:
-
     from microcalcai.dicom_out.results import write_roi_results
 
     spec, target, saliency, crop = explained_by
