@@ -64,7 +64,7 @@ def al_env(tmp_path_factory):
         writer = csv.writer(handle)
         for roi, label in ((tissue, cc["label"]), (air, "benign")):
             writer.writerow(["FF", "FF_CC.dcm", roi["x"], roi["y"], roi["size"], label, "calcification"])
-    auto = breast_centre_roi(read_image(folder / "FF_MLO.dcm").pixels).as_dict()
+    auto = breast_centre_roi(read_image(folder / "FF_MLO.dcm").pixels).as_params()
 
     # every candidate's crop, as the server cuts it, for the models that find one ROI ambiguous
     crops = {}
