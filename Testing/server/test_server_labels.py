@@ -180,9 +180,12 @@ def test_server_accepts_every_term_the_logic_offers(server, http):
             ]
         assert len(MORPHOLOGIES) == 14 and len(DISTRIBUTIONS) == 5
     finally:
-        for roi in rois:
+        removed = [
             http.delete(
                 f"{server.url}/datastore/label/annotation",
                 params={"image": "P0_L_CC", **roi.as_params()},
                 timeout=30,
-            )
+            ).status_code
+            for roi in rois
+        ]
+    assert removed == [200] * len(rois)
