@@ -119,7 +119,8 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MicrocalcAIModuleLogic()
 
-        from microcalcai_logic.annotate import DISTRIBUTIONS, MORPHOLOGIES, display_name
+        from microcalcai_logic.annotate import display_name
+        from microcalcai_logic.contract import DISTRIBUTIONS, MORPHOLOGIES
         from microcalcai_logic.requirements import missing_requirements
 
         self.ui.morphologyComboBox.addItem(_("(not given)"), "")

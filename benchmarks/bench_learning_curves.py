@@ -108,7 +108,7 @@ def limits(frame, particles, crop_px: int) -> dict:
 
 
 def run_condition(name: str, setting: dict, data: dict, out: Path, on_epoch=None) -> dict:
-    from microcalcai.train.threshold import binary_metrics, youden_threshold
+    from microcalcai.evaluate.operating_point import summary_metrics, youden_threshold
 
     recipe = load_recipe(
         setting["recipe"],
@@ -181,7 +181,7 @@ def run_condition(name: str, setting: dict, data: dict, out: Path, on_epoch=None
         "n_val": len(val),
         "n_test": len(test),
         "best_epoch": result.best_epoch,
-        "test": binary_metrics(test.labels, probability, threshold),
+        "test": summary_metrics(test.labels, probability, threshold),
         "curve": curve,
         "complete": True,
         "wall_s": round(wall, 1),

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from microcalcai.evaluate.operating_point import summary_metrics
 from microcalcai.models import card_for, create_model
 from microcalcai.train.data import CropDataset
 from microcalcai.train.loop import FitConfig, evaluate, fit
 from microcalcai.train.recipes import load_recipe
 from microcalcai.train.run import load_data
-from microcalcai.train.threshold import binary_metrics
 
 MORPHOLOGIES = {
     "punctate": 1,
@@ -73,7 +73,7 @@ def run_condition(weights: str, parts, recipe, size: int, epochs: int, out: Path
     result = fit(model, train, val, config, out / weights, resume=False, title=f"lite0 {weights}")
     seconds = time.perf_counter() - started
     _, probability = evaluate(model, test, config)
-    from microcalcai.train.threshold import youden_threshold
+    from microcalcai.evaluate.operating_point import youden_threshold
 
     threshold = youden_threshold(parts["val"].labels, result.val_probability).threshold
     return {
@@ -81,7 +81,7 @@ def run_condition(weights: str, parts, recipe, size: int, epochs: int, out: Path
         "wall_s": round(seconds, 1),
         "best_epoch": result.best_epoch,
         "val_auc": result.best_val_auc,
-        "test": binary_metrics(parts["test"].labels, probability, threshold),
+        "test": summary_metrics(parts["test"].labels, probability, threshold),
         "history": result.history,
         "images_per_s": result.images_per_s,
     }

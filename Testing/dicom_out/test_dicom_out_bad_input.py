@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from microcalcai_logic.contract import PixelRoi as Roi
 from PIL import Image
 
 from microcalcai.dicom_out import SourceError, read_source
-from microcalcai.dicom_out.sr import ModelResult, Roi, classification_sr
+from microcalcai.dicom_out.sr import ModelResult, classification_sr
 from microcalcai.dicom_out.store import write_files
 from microcalcai.io import write_mg_dicom
 

@@ -7,11 +7,12 @@ import hashlib
 import pydicom
 import pytest
 from dicom_tools import dciodvfy_errors, dsrdump
+from microcalcai_logic.contract import PixelRoi as Roi
 
 from microcalcai.dicom_out import read_source
 from microcalcai.dicom_out.label_sr import label_sr
 from microcalcai.dicom_out.readback import read_report
-from microcalcai.dicom_out.sr import ModelResult, Roi, classification_sr, results_for
+from microcalcai.dicom_out.sr import ModelResult, classification_sr, results_for
 from microcalcai.dicom_out.store import write_files
 
 SHA_A, SHA_B = "a1" * 32, "b2" * 32

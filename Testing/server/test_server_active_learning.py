@@ -64,7 +64,7 @@ def al_env(tmp_path_factory):
         writer = csv.writer(handle)
         for roi, label in ((tissue, cc["label"]), (air, "benign")):
             writer.writerow(["FF", "FF_CC.dcm", roi["x"], roi["y"], roi["size"], label, "calcification"])
-    auto = breast_centre_roi(read_image(folder / "FF_MLO.dcm").pixels).as_dict()
+    auto = breast_centre_roi(read_image(folder / "FF_MLO.dcm").pixels).as_params()
 
     # every candidate's crop, as the server cuts it, for the models that find one ROI ambiguous
     crops = {}
@@ -136,8 +136,9 @@ def _label(server, image_id, roi, label="benign", annotator="dr.test"):
 
 
 def test_tissue_mask_finds_the_breast_and_refuses_rois_in_air():
+    from microcalcai_logic.contract import PixelRoi as Roi
+
     from microcalcai.server.pool import MIN_TISSUE, tissue_mask
-    from microcalcai.server.validation import Roi
 
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[:400, :300]

@@ -154,3 +154,38 @@ def test_next_sample_first_random_uncertain(server, http, server_env):
         http.post(f"{server.url}/activelearning/uncertain", json={"method": "vibes"}, timeout=30).status_code
         == 400
     )
+
+
+def test_server_accepts_every_term_the_logic_offers(server, http):
+    """The Logic's menus and the server's validation read one vocabulary (the contract): every
+    label, morphology and distribution the Logic offers is saved by the real server as sent."""
+    from microcalcai_logic.annotate import Annotation, save_annotation
+    from microcalcai_logic.client import ServerClient
+    from microcalcai_logic.contract import DISTRIBUTIONS, LABELS, MORPHOLOGIES, PixelRoi
+
+    client = ServerClient(server.url)
+    offered = [(label, None, None) for label in LABELS]
+    offered += [("benign", term, None) for term in MORPHOLOGIES]
+    offered += [("malignant", None, term) for term in DISTRIBUTIONS]
+    # Extra ROIs on an image the tests above already label, removed at the end: no state is left
+    # for the tests after this one.
+    rois = [PixelRoi(20.0 + i, 30.0, 16) for i in range(len(offered))]
+    try:
+        for roi, (label, morphology, distribution) in zip(rois, offered, strict=True):
+            annotation = Annotation(label, morphology, distribution, annotator="dr.vocabulary")
+            saved = save_annotation(client, "P0_L_CC", roi, annotation)
+            mine = [a for a in saved if PixelRoi.from_params(a["roi"]) == roi]
+            assert [(a["label"], a["morphology"], a["distribution"]) for a in mine] == [
+                (label, morphology, distribution)
+            ]
+        assert len(MORPHOLOGIES) == 14 and len(DISTRIBUTIONS) == 5
+    finally:
+        removed = [
+            http.delete(
+                f"{server.url}/datastore/label/annotation",
+                params={"image": "P0_L_CC", **roi.as_params()},
+                timeout=30,
+            ).status_code
+            for roi in rois
+        ]
+    assert removed == [200] * len(rois)

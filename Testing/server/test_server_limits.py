@@ -45,7 +45,7 @@ def test_decode_budget_refuses_a_tiny_png_of_13000_squared_before_decoding(tmp_p
     from hostile_inputs import huge_png
 
     from microcalcai.server.errors import TooLarge
-    from microcalcai.server.validation import check_image_file, max_pixels
+    from microcalcai.server.validation import check_image_file, max_upload_pixels
 
     path = tmp_path / "bomb.png"
     path.write_bytes(huge_png(13000, 13000))
@@ -53,7 +53,7 @@ def test_decode_budget_refuses_a_tiny_png_of_13000_squared_before_decoding(tmp_p
     with pytest.raises(TooLarge, match="13000 x 13000"):
         check_image_file(path, name="bomb.png")
     monkeypatch.setenv("MICROCALCAI_DECODE_BUDGET_MB", "1")
-    assert max_pixels() == (1 << 20) // 12  # the pixel limit follows the memory budget
+    assert max_upload_pixels() == (1 << 20) // 12  # the pixel limit follows the memory budget
     with pytest.raises(TooLarge):
         check_image_file(_png(tmp_path / "small.png", 400, 300), name="small.png")
 

@@ -26,7 +26,7 @@ def test_module_cmake_lists_every_script_and_resource():
     )
     assert glob, "the Logic's scripts are globbed"
     matched = {p.name for p in MODULE_DIR.glob(glob.group(1))}
-    assert {"__init__.py", "logic.py", "geometry.py", "client.py"} <= matched
+    assert {"__init__.py", "logic.py", "geometry.py", "client.py", "contract.py"} <= matched
     # Everything the package imports lies in that one folder (nothing the glob would miss).
     assert not [
         p

@@ -44,3 +44,24 @@ def test_no_pep604_unions_in_annotations():
             if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(annotation)):
                 offenders.append(f"{path.relative_to(MODULE_DIR)}:{annotation.lineno}")
     assert not offenders, "PEP 604 unions (use Optional/Union): " + ", ".join(offenders)
+
+
+def test_the_contract_loads_without_the_library():
+    """Slicer installs only the Logic: its contract must import with nothing of the library, torch or
+    MONAI beside it (a fresh interpreter, the Logic folder alone on the path)."""
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import microcalcai_logic.contract as c; "
+        "heavy = sorted(m for m in ('microcalcai', 'torch', 'timm', 'monai', 'monailabel') "
+        "if m in sys.modules); "
+        "print(len(c.LABELS), len(c.MORPHOLOGIES), len(c.DISTRIBUTIONS), heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(MODULE_DIR / "Logic")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "14", "5", "[]"], done.stdout

@@ -7,10 +7,10 @@ import pytest
 import torch
 from train_helpers import blob_crops
 
+from microcalcai.evaluate.operating_point import youden_threshold
 from microcalcai.models import card_for, create_model
 from microcalcai.train.data import CropDataset, CropSet
 from microcalcai.train.loop import FitConfig, evaluate, fit
-from microcalcai.train.threshold import youden_threshold
 
 AUGMENT = {
     "hflip": True,

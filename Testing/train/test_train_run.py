@@ -10,8 +10,8 @@ import pytest
 from train_helpers import TINY
 
 from microcalcai.cli.main import main
+from microcalcai.evaluate.operating_point import youden_threshold
 from microcalcai.models import load_predictor, read_card
-from microcalcai.train.threshold import youden_threshold
 
 PREDICTION_COLUMNS = ["case_id", "patient_id", "image_id", "label", "split"]
 

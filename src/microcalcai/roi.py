@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import crop_origin
 
 from microcalcai.errors import InputError
 from microcalcai.io.image import DeferredPixels, Mammogram, map_point
@@ -215,8 +216,7 @@ def _pixel_crop(image, center_src, center_px, n, pad_mode, pad_value, spacing, s
         raise InputError(
             f"{image.source_path or 'image'}: the ROI size {n} px exceeds the limit {MAX_CROP_PX}"
         )
-    x0 = int(math.floor(center_px[0] + 0.5)) - n // 2
-    y0 = int(math.floor(center_px[1] + 0.5)) - n // 2
+    x0, y0 = crop_origin(center_px[0], n), crop_origin(center_px[1], n)
     pixels, padded = _take(image.lazy_pixels, x0, y0, n, n, pad_mode, pad_value)
     crop_to_image = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     return RoiCrop(

@@ -6,27 +6,9 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .client import ServerClient
+from .contract import DISTRIBUTIONS, LABELS, MORPHOLOGIES
 from .errors import LogicError
 from .geometry import PixelRoi
-
-LABELS = ("benign", "malignant")
-# BI-RADS 5th edition calcification descriptors, spelled as the server validates them
-# (docs/server-api.md); the Logic cannot import the microcalcai library (no torch in Slicer), so
-# the contract's lists are repeated here. Benign-typical morphologies first, then suspicious ones.
-MORPHOLOGIES = (
-    "punctate",
-    "round",
-    "coarse_popcorn",
-    "rim",
-    "vascular",
-    "dystrophic",
-    "milk_of_calcium",
-    "amorphous",
-    "coarse_heterogeneous",
-    "fine_pleomorphic",
-    "fine_linear_branching",
-)
-DISTRIBUTIONS = ("diffuse", "regional", "grouped", "linear", "segmental")
 
 
 def display_name(term: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .certainty import Certainty, certainty
 from .client import ServerClient, ServerInfo
+from .contract import LABELS, decision_label
 from .errors import LogicError, ServerError
 from .geometry import PixelRoi
 
@@ -30,7 +31,7 @@ class ModelResult:
     def decision(self) -> Optional[str]:
         if self.threshold is None:
             return None
-        return "malignant" if self.probability >= self.threshold else "benign"
+        return decision_label(self.probability >= self.threshold)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
         )
     )
     decision = answer.get("label")
-    if decision not in ("benign", "malignant"):
+    if decision not in LABELS:
         decision = rows[-1].decision or ""
     return Classification(
         model=model,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from .contract import DEFAULT_ROI_SIZE
 from .errors import LogicError, ServerError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -41,7 +42,7 @@ class ModelInfo:
     members: tuple[str, ...]
     description: str = ""
     arch: str = ""
-    default_roi_size: int = 512
+    default_roi_size: int = DEFAULT_ROI_SIZE
     saliency_methods: tuple[str, ...] = ()
     # a demonstration model (trained on synthetic mammograms) must say so wherever it is shown
     demonstration: bool = False
@@ -80,7 +81,7 @@ def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
         members=tuple(entry.get("members") or (name,)),
         description=str(entry.get("description", "")),
         arch=str(entry.get("arch", "")),
-        default_roi_size=int(entry.get("default_roi_size") or 512),
+        default_roi_size=int(entry.get("default_roi_size") or DEFAULT_ROI_SIZE),
         saliency_methods=tuple(entry.get("saliency_methods") or ()),
         demonstration=bool(entry.get("demonstration", False)),
         intended_use=str(entry.get("intended_use") or ""),

@@ -9,39 +9,11 @@ volume's parent transform when it has one (linear only).
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from .contract import PixelRoi
 from .errors import LogicError
-
-
-@dataclass(frozen=True)
-class PixelRoi:
-    """A square of `size` x `size` stored pixels centred on (x, y), as the server takes it."""
-
-    x: float
-    y: float
-    size: int
-
-    def as_params(self):
-        return {"x": float(self.x), "y": float(self.y), "size": int(self.size)}
-
-    @classmethod
-    def from_params(cls, params):
-        try:
-            return cls(float(params["x"]), float(params["y"]), int(params["size"]))
-        except (KeyError, TypeError, ValueError):
-            raise LogicError(f"The server's answer has no valid ROI (x, y, size): {params!r}.") from None
-
-    def origin_xy(self) -> tuple[int, int]:
-        """The stored pixel under the top-left pixel of the ROI's crop (the server's rule)."""
-        return (_round_half_even(self.x) - self.size // 2, _round_half_even(self.y) - self.size // 2)
-
-
-def _round_half_even(value: float) -> int:
-    # The server crops with Python's round(); match it exactly so maps land on the same pixels.
-    return int(round(value))
 
 
 def vtk_to_numpy_matrix(vtk_matrix) -> np.ndarray:

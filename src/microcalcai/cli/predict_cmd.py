@@ -71,10 +71,10 @@ def _write_dicom(folder: Path, predictor, frame, table) -> int:
     """One SR per ROI; returns how many ROIs got none (each said on stderr with its reason)."""
     import sys
 
+    from microcalcai_logic.contract import PixelRoi
     from tqdm.auto import tqdm
 
     from microcalcai.dicom_out.results import write_roi_results
-    from microcalcai.dicom_out.sr import Roi
     from microcalcai.errors import MicrocalcError
     from microcalcai.train.data import _crop_size
     from microcalcai.train.predictions import crop_settings
@@ -89,7 +89,7 @@ def _write_dicom(folder: Path, predictor, frame, table) -> int:
         roi = (
             None
             if whole_image
-            else Roi(float(row["roi_x"]), float(row["roi_y"]), _crop_size(row, default_size))
+            else PixelRoi(float(row["roi_x"]), float(row["roi_y"]), _crop_size(row, default_size))
         )
         probabilities = {name: float(result[f"p_{name}"]) for name in members}
         try:

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from microcalcai_logic.contract import LABELS
 
 from microcalcai.data.files import RASTER_SUFFIXES, image_shape, is_dicom, progress, walk_files
-from microcalcai.data.manifest import LABELS
 from microcalcai.data.report import ImportReport
 from microcalcai.errors import InputError, MicrocalcError
 

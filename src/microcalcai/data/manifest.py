@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
+from microcalcai_logic.contract import LABEL_INDEX, LABELS
 
 from microcalcai.atomic import atomic_write_text
 from microcalcai.errors import InputError
@@ -34,7 +35,6 @@ OPTIONAL_COLUMNS = (
     "mask_path",
     "spacing_mm",
 )
-LABELS = ("benign", "malignant")
 SPLITS = ("train", "val", "test")
 PATH_COLUMNS = ("image_path", "mask_path")  # files that must exist
 
@@ -138,7 +138,7 @@ def _normalise(
         frame[column] = _as_text(frame[column])
 
     # The project's label codes (docs/DESIGN.md: benign = 0, malignant = 1) are accepted too.
-    frame["label"] = frame["label"].str.lower().replace({"0": "benign", "1": "malignant"})
+    frame["label"] = frame["label"].str.lower().replace({str(i): label for label, i in LABEL_INDEX.items()})
     label_blank = frame["label"].isna()
     bad_label = ~label_blank & ~frame["label"].isin(LABELS)
     problems.rows(bad_label, f"label must be {' or '.join(LABELS)} in", frame["label"])

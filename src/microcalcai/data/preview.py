@@ -10,8 +10,8 @@ from io import BytesIO
 from pathlib import Path
 
 import pandas as pd
+from microcalcai_logic.contract import LABELS
 
-from microcalcai.data.manifest import LABELS
 from microcalcai.errors import MicrocalcError
 
 

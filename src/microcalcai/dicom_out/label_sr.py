@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from microcalcai_logic.contract import PixelRoi
+
 from microcalcai.dicom_out import codes
 from microcalcai.dicom_out.device import SERIES_DESCRIPTIONS, person_observer
-from microcalcai.dicom_out.sr import Roi, roi_region, sr_document
+from microcalcai.dicom_out.sr import roi_region, sr_document
 from microcalcai.errors import InputError
 
 
@@ -34,7 +36,8 @@ def label_sr(source, annotation: dict):
     label = annotation.get("label")
     if label not in codes.CLASSES:
         raise InputError(f"label must be 'benign' or 'malignant', got {label!r}")
-    roi = Roi(float(annotation["roi"]["x"]), float(annotation["roi"]["y"]), float(annotation["roi"]["size"]))
+    box = annotation["roi"]
+    roi = PixelRoi(float(box["x"]), float(box["y"]), float(box["size"]))
     evaluations = [hd.sr.QualitativeEvaluation(name=codes.DECISION, value=codes.CLASSES[label])]
     for field, concept, table in (
         ("morphology", codes.MORPHOLOGY, codes.MORPHOLOGIES),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from microcalcai_logic.contract import PixelRoi
+
 from microcalcai.dicom_out.source import read_source
-from microcalcai.dicom_out.sr import Roi, classification_sr, results_for
+from microcalcai.dicom_out.sr import classification_sr, results_for
 from microcalcai.dicom_out.store import write_files
 
 
-def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict, saliency=None, **explained):
+def roi_datasets(
+    header, roi: PixelRoi, predictor, probability: float, members: dict, saliency=None, **explained
+):
     """The SR, and the saliency SEG when a map is given (explained: crop, method, target)."""
     from microcalcai.dicom_out.saliency import saliency_segmentation
 
@@ -32,13 +36,13 @@ def roi_datasets(header, roi: Roi, predictor, probability: float, members: dict,
 
 
 def write_roi_results(
-    folder, image_path, roi: Roi | None, predictor, probability, members, saliency=None, **explained
+    folder, image_path, roi: PixelRoi | None, predictor, probability, members, saliency=None, **explained
 ):
     """Write them into `folder`/<image file stem>/; SourceError when the image cannot be referenced.
 
     `roi` None: the model classified the whole image, which is then the SR's region.
     """
     header = read_source(image_path)
-    roi = roi or Roi.whole_image(int(header.Rows), int(header.Columns))
+    roi = roi or PixelRoi.whole_image(int(header.Rows), int(header.Columns))
     datasets = roi_datasets(header, roi, predictor, probability, members, saliency, **explained)
     return write_files(datasets, Path(folder) / Path(image_path).stem)

@@ -14,6 +14,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 
 import numpy as np
+from microcalcai_logic.contract import PixelRoi, decision_label
 
 from microcalcai import __version__
 from microcalcai.dicom_out import codes
@@ -33,44 +34,30 @@ class ModelResult:
 
     @property
     def decision(self) -> str:
-        return "malignant" if self.probability >= self.threshold else "benign"
+        return decision_label(self.probability >= self.threshold)
 
 
-@dataclass
-class Roi:
-    """A ROI in the source's stored pixels: centre (x = column, y = row), side, and a height when
-    it is not square (a whole-image model's ROI is the whole image)."""
-
-    x: float
-    y: float
-    size: float
-    height: float | None = None
-
-    @classmethod
-    def whole_image(cls, rows: int, cols: int) -> Roi:
-        return cls((cols - 1) / 2.0, (rows - 1) / 2.0, float(cols), float(rows))
-
-    def polygon(self) -> np.ndarray:
-        """Closed rectangle in DICOM image coordinates: (0, 0) is the top-left corner of the
-        top-left pixel (PS3.3 C.18.6.1.1), so pixel centres sit at +0.5."""
-        cx, cy = self.x + 0.5, self.y + 0.5
-        half_w, half_h = self.size / 2.0, (self.height or self.size) / 2.0
-        corners = [(cx - half_w, cy - half_h), (cx + half_w, cy - half_h), (cx + half_w, cy + half_h)]
-        corners.append((cx - half_w, cy + half_h))
-        return np.array(corners + corners[:1], dtype=np.float32)
+def roi_polygon(roi: PixelRoi) -> np.ndarray:
+    """Closed rectangle in DICOM image coordinates: (0, 0) is the top-left corner of the
+    top-left pixel (PS3.3 C.18.6.1.1), so pixel centres sit at +0.5."""
+    cx, cy = roi.x + 0.5, roi.y + 0.5
+    half_w, half_h = roi.size / 2.0, (roi.height or roi.size) / 2.0
+    corners = [(cx - half_w, cy - half_h), (cx + half_w, cy - half_h), (cx + half_w, cy + half_h)]
+    corners.append((cx - half_w, cy + half_h))
+    return np.array(corners + corners[:1], dtype=np.float32)
 
 
-def roi_region(source, roi: Roi):
+def roi_region(source, roi: PixelRoi):
     import highdicom as hd
 
     return hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-        graphic_data=roi.polygon(),
+        graphic_data=roi_polygon(roi),
         source_image=hd.sr.SourceImageForRegion.from_source_image(source),
     )
 
 
-def _group(source, roi: Roi, result: ModelResult, *, ensemble: bool):
+def _group(source, roi: PixelRoi, result: ModelResult, *, ensemble: bool):
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -109,7 +96,7 @@ def _group(source, roi: Roi, result: ModelResult, *, ensemble: bool):
     )
 
 
-def classification_sr(source, roi: Roi, models: list[ModelResult], ensemble: ModelResult | None = None):
+def classification_sr(source, roi: PixelRoi, models: list[ModelResult], ensemble: ModelResult | None = None):
     """The SR of one classified ROI on `source` (a header from `read_source`)."""
     import highdicom as hd
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import LABELS
 
 DPI = 150
 
@@ -129,8 +130,8 @@ def confusion_matrices(result: dict, path: Path) -> Path:
                 color="white" if v > mat.max() / 2 else "black",
                 fontsize=9,
             )
-        ax.set_xticks([0, 1], ["benign", "malignant"])
-        ax.set_yticks([0, 1], ["benign", "malignant"])
+        ax.set_xticks([0, 1], LABELS)
+        ax.set_yticks([0, 1], LABELS)
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Histology")
         ax.set_title(f"{name} (cut-off {result['models'][name]['cutoff']['label']})", fontsize=9)

@@ -13,12 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import (
+    LABELS,
+    MEMBER_PROBABILITY_PREFIX,
+    MEMBER_THRESHOLD_PREFIX,
+    POSITIVE_LABEL,
+    PREDICTION_REQUIRED_COLUMNS,
+    READER_PREFIX,
+    label_of,
+)
 
 from microcalcai.errors import InputError
 from microcalcai.evaluate.inputs import check_two_classes
 
-REQUIRED = ("case_id", "label", "probability")
-LABELS = {"benign": False, "malignant": True, "0": False, "1": True}
+REQUIRED = PREDICTION_REQUIRED_COLUMNS
 # BI-RADS assessment categories as ordinal numbers; 4a < 4b < 4c sit between 4 and 5.
 BIRADS = {"4a": 4.25, "4b": 4.5, "4c": 4.75}
 
@@ -121,7 +129,8 @@ def _read_one(path: Path, split: str) -> dict:
     if unknown.any():
         notes.append(f"{path.name}: {int(unknown.sum())} row(s) without a label left out")
         df, label_text = df[~unknown], label_text[~unknown]
-    bad = ~label_text.isin(list(LABELS))
+    label_text = label_text.map(label_of)
+    bad = label_text.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
@@ -147,7 +156,7 @@ def _read_one(path: Path, split: str) -> dict:
     table = {
         "path": str(path),
         "case_id": case_id,
-        "y": label_text.map(LABELS).to_numpy(dtype=bool),
+        "y": (label_text == POSITIVE_LABEL).to_numpy(dtype=bool),
         "patient_id": patient,
         "notes": notes,
     }
@@ -197,7 +206,8 @@ def _thresholds(df, path: Path, column: str = "threshold") -> float | np.ndarray
 def _score_columns(df, path: Path) -> list[ScoreColumn]:
     model = _constant(df, "model", path) if "model" in df.columns else ""
     model = model or path.stem
-    members = [c for c in df.columns if c.startswith("p_") and len(c) > 2]
+    p_, reader_ = MEMBER_PROBABILITY_PREFIX, READER_PREFIX
+    members = [c for c in df.columns if c.startswith(p_) and len(c) > len(p_)]
     probability = _numeric(df, "probability", path)
     if probability.min() < 0.0 or probability.max() > 1.0:
         raise InputError(f"{path}: column 'probability' must hold probabilities in [0, 1]")
@@ -205,11 +215,11 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
     decision = None
     if threshold is not None and "decision" in df.columns:
         text = df["decision"].str.strip().str.lower()
-        if not text.isin(["benign", "malignant"]).all():
+        if not text.isin(LABELS).all():
             raise InputError(f"{path}: column 'decision' must hold 'benign' or 'malignant' in every row")
-        decision = (text == "malignant").to_numpy()
+        decision = (text == POSITIVE_LABEL).to_numpy()
     columns = []
-    member_scores = {c[2:]: _numeric(df, c, path) for c in members}
+    member_scores = {c[len(p_) :]: _numeric(df, c, path) for c in members}
     single_same = len(member_scores) == 1 and np.allclose(next(iter(member_scores.values())), probability)
     kind = "model" if (not member_scores or single_same) else "ensemble"
     columns.append(ScoreColumn(model, probability, kind, f"{path.name}:probability", threshold, decision))
@@ -217,11 +227,12 @@ def _score_columns(df, path: Path) -> list[ScoreColumn]:
         for name, scores in member_scores.items():
             # The member's own validation threshold when the file stores it; else evaluation
             # falls back to a Youden cut-off on the evaluated cases (flagged as optimistic).
-            member_threshold = _thresholds(df, path, f"threshold_{name}")
-            columns.append(ScoreColumn(name, scores, "member", f"{path.name}:p_{name}", member_threshold))
+            member_threshold = _thresholds(df, path, MEMBER_THRESHOLD_PREFIX + name)
+            columns.append(ScoreColumn(name, scores, "member", f"{path.name}:{p_}{name}", member_threshold))
     for c in df.columns:
-        if c.startswith("reader_") and len(c) > 7:
-            columns.append(ScoreColumn(c[7:], _reader_scores(df, c, path), "reader", f"{path.name}:{c}"))
+        if c.startswith(reader_) and len(c) > len(reader_):
+            name = c[len(reader_) :]
+            columns.append(ScoreColumn(name, _reader_scores(df, c, path), "reader", f"{path.name}:{c}"))
     return columns
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import PixelRoi, decision_label
 
 from microcalcai.atomic import atomic_write_text
 from microcalcai.errors import InputError
@@ -238,9 +239,7 @@ def _explain_group(
             "label": request.label,
             "probability": round(probability, 6),
             "threshold": result.threshold,
-            "decision": ""
-            if result.threshold is None
-            else ("malignant" if probability >= result.threshold else "benign"),
+            "decision": "" if result.threshold is None else decision_label(probability >= result.threshold),
             "explained": explained,
             "method": spec.name,
             "target": target,
@@ -364,7 +363,6 @@ def _write_summary(out_dir: Path, rows: list[dict], thumbnails: list[dict], spec
 
 def _dicom_results(folder, request, predictor, probability, result, k, explained_by) -> dict:
     from microcalcai.dicom_out.results import write_roi_results
-    from microcalcai.dicom_out.sr import Roi
 
     spec, target, saliency, crop = explained_by
     members = {name: float(values[k]) for name, values in result.member_probability.items()}
@@ -372,7 +370,7 @@ def _dicom_results(folder, request, predictor, probability, result, k, explained
         paths = write_roi_results(
             folder,
             request.image_path,
-            Roi(request.center_xy[0], request.center_xy[1], request.size_px),
+            PixelRoi(request.center_xy[0], request.center_xy[1], request.size_px),
             predictor,
             probability,
             members,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from microcalcai_logic.contract import LABEL_INDEX, LABELS
 
 from microcalcai.errors import InputError
 from microcalcai.explain.methods import MethodSpec, get_method
@@ -57,7 +58,7 @@ class SaliencyResult:
 
     @property
     def class_names(self) -> list[str]:
-        return ["malignant" if c == 1 else "benign" for c in self.explained_class]
+        return [LABELS[int(c)] for c in self.explained_class]
 
 
 @dataclass
@@ -109,8 +110,8 @@ def explain_crops(
         # An ensemble's members must all explain the ensemble's decision, and Score-CAM scores masked
         # copies of the input, whose argmax would wander: fix the class from a plain prediction first.
         fixed_class = _predicted_class(model_or_predictor, members, pixels)
-    elif target in ("malignant", "benign"):
-        fixed_class = np.full(len(pixels), 1 if target == "malignant" else 0)
+    elif target in LABEL_INDEX:
+        fixed_class = np.full(len(pixels), LABEL_INDEX[target])
 
     member_maps, member_probs, explained = {}, {}, None
     for member in members:
@@ -182,7 +183,7 @@ def _members(obj) -> tuple[list[_Member], float | None]:
         )
     out = []
     for m in members:
-        labels = list(getattr(m.card, "labels", ["benign", "malignant"]))
+        labels = list(getattr(m.card, "labels", LABELS))
         out.append(
             _Member(
                 m.name,

@@ -33,9 +33,12 @@ from microcalcai.io.intensity import (
 
 # Refuse, before decoding, images whose header promises more than this many pixels per frame
 # or more decoded bytes in all (a corrupt or hostile header must not exhaust memory).
-# The largest mammography detectors are ~30 megapixels. Override with MICROCALCAI_MAX_PIXELS.
-MAX_PIXELS = int(os.environ.get("MICROCALCAI_MAX_PIXELS", 200_000_000))
-MAX_DECODED_BYTES = 4 * MAX_PIXELS
+# The largest mammography detectors are ~30 megapixels: a header claiming far more is corrupt (or
+# hostile) and is refused before anything is decoded. Any reader of the library (command line,
+# training) is held to this; the server holds uploads to its smaller memory budget
+# (server.validation.max_upload_pixels). Override with MICROCALCAI_MAX_PIXELS.
+CORRUPT_HEADER_PIXELS = int(os.environ.get("MICROCALCAI_MAX_PIXELS", 200_000_000))
+CORRUPT_HEADER_BYTES = 4 * CORRUPT_HEADER_PIXELS
 
 FOR_PROCESSING_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image Storage - For Processing
@@ -181,10 +184,10 @@ def check_image_header(ds, path: Path, *, check_decoder: bool = True) -> dict[st
         )
     pixels = rows * cols
     decoded = pixels * frames * max(allocated // 8, 1)
-    if pixels > MAX_PIXELS or decoded > MAX_DECODED_BYTES:
+    if pixels > CORRUPT_HEADER_PIXELS or decoded > CORRUPT_HEADER_BYTES:
         raise InputError(
             f"{path}: the header claims {rows} x {cols} pixels x {frames} frames ({decoded / 2**30:.1f} GiB "
-            f"decoded), beyond the limit of {MAX_PIXELS} pixels; the header is probably corrupt "
+            f"decoded), beyond the limit of {CORRUPT_HEADER_PIXELS} pixels; the header is probably corrupt "
             "(raise MICROCALCAI_MAX_PIXELS only if the image is really that large)"
         )
     syntax = ds.file_meta.TransferSyntaxUID

@@ -16,14 +16,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from microcalcai_logic.contract import LABELS
+
 from microcalcai.atomic import atomic_dir
 from microcalcai.errors import InputError
+from microcalcai.models.folder import (
+    MODEL_JSON,
+    WEIGHTS_FILE,
+    model_folder,
+    read_card_json,
+    read_verified_weights,
+)
 
 LOG = logging.getLogger(__name__)
-MODEL_JSON = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
 CARD_FORMAT = 1
-LABELS = ("benign", "malignant")
 
 
 @dataclass
@@ -121,45 +127,21 @@ def save_model(module, card: ModelCard, out_dir, *, overwrite: bool = False) -> 
 
 def read_card(path) -> ModelCard:
     """The card of a model folder (or of its model.json), without loading the weights."""
-    folder = _model_folder(path)
-    card_path = folder / MODEL_JSON
-    try:
-        data = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"cannot read {card_path}: {exc}; the model folder is incomplete or corrupt"
-        ) from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{card_path} is not a JSON object; it is not a MicrocalcAI model card")
-    return ModelCard.from_dict(data, source=str(card_path))
+    return ModelCard.from_dict(read_card_json(path), source=str(model_folder(path) / MODEL_JSON))
 
 
 def load_model(path, *, device: str = "cpu") -> LoadedModel:
     """Load a model folder, verifying the weights' checksum and that they fit the architecture."""
-    from safetensors.torch import load as load_safetensors
-
     from microcalcai.models.registry import create_model, get_arch
 
-    folder = _model_folder(path)
+    folder = model_folder(path)
     card = read_card(folder)
     try:
         get_arch(card.arch)
     except InputError as exc:
         raise InputError(f"{folder / MODEL_JSON}: {exc}") from exc
     weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise InputError(f"{weights_path} is missing; the model folder is incomplete, copy it again")
-    blob = weights_path.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    if card.weights_sha256 and digest != card.weights_sha256:
-        raise InputError(
-            f"{weights_path} has SHA-256 {digest[:16]}..., but {MODEL_JSON} records "
-            f"{card.weights_sha256[:16]}...; the weights are corrupt or were replaced, copy the model again"
-        )
-    try:
-        state = load_safetensors(blob)
-    except Exception as exc:
-        raise InputError(f"cannot read {weights_path}: {exc}") from exc
+    state = read_verified_weights(folder, card.weights_sha256)
     module = create_model(card.arch, "none", num_classes=len(card.labels))
     try:
         module.load_state_dict(state, strict=True)
@@ -171,21 +153,6 @@ def load_model(path, *, device: str = "cpu") -> LoadedModel:
             "the card and the weights belong to different models"
         ) from exc
     return LoadedModel(module.to(device).eval(), card, folder)
-
-
-def is_model_folder(path) -> bool:
-    return (Path(path) / MODEL_JSON).is_file()
-
-
-def _model_folder(path) -> Path:
-    path = Path(path)
-    if path.name == MODEL_JSON:
-        path = path.parent
-    if not path.is_dir():
-        raise InputError(f"model folder {path} does not exist")
-    if not (path / MODEL_JSON).is_file():
-        raise InputError(f"{path} has no {MODEL_JSON}; give a model folder written by `microcalcai train`")
-    return path
 
 
 def _unwrap(module):

@@ -133,7 +133,7 @@ def unique_member_names(names: list[str]) -> list[str]:
 
 def member_model_dirs(path) -> list[Path]:
     """Model folders named by a --member argument: a model folder, or a run folder holding some."""
-    from microcalcai.models.artifact import is_model_folder
+    from microcalcai.models.folder import is_model_folder
 
     path = Path(path)
     if is_model_folder(path):
@@ -157,24 +157,8 @@ def ensemble_threshold(val_tables: dict, member_thresholds: dict, combine: str):
     ``val_tables``: member name -> DataFrame with case_id, label, probability (predictions_val.csv).
     Returns (ThresholdChoice, metrics dict).
     """
-    from microcalcai.train.threshold import binary_metrics, youden_threshold
+    from microcalcai.evaluate import operating_point
 
-    names = list(val_tables)
-    shared = set.intersection(*(set(t["case_id"].astype(str)) for t in val_tables.values()))
-    if not shared:
-        raise InputError(
-            "the members were validated on different ROIs (no common case_id in their "
-            "predictions_val.csv); give --data MANIFEST to choose the threshold on its val rows"
-        )
-    order = sorted(shared)
-    probs, labels = {}, None
-    for name in names:
-        table = val_tables[name].assign(case_id=val_tables[name]["case_id"].astype(str)).set_index("case_id")
-        probs[name] = table.loc[order, "probability"].to_numpy(dtype=float)
-        member_labels = (table.loc[order, "label"].astype(str) == "malignant").to_numpy(dtype=int)
-        if labels is not None and not np.array_equal(labels, member_labels):
-            raise InputError("the members' validation files disagree on labels of the same case_id")
-        labels = member_labels
-    combined = combine_probabilities(probs, member_thresholds, combine)
-    choice = youden_threshold(labels, combined)
-    return choice, binary_metrics(labels, combined, choice.threshold)
+    return operating_point.ensemble_threshold(
+        val_tables, lambda probs: combine_probabilities(probs, member_thresholds, combine)
+    )

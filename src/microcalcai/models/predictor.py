@@ -116,8 +116,9 @@ class EnsemblePredictor:
 
 def load_predictor(path, *, device: str | None = None, batch_size: int = 32):
     """A :class:`ModelPredictor` or :class:`EnsemblePredictor` for a model or ensemble folder."""
-    from microcalcai.models.artifact import is_model_folder, load_model
+    from microcalcai.models.artifact import load_model
     from microcalcai.models.ensemble import is_ensemble_folder, read_ensemble
+    from microcalcai.models.folder import is_model_folder
 
     device = device or _default_device()
     path = Path(path)

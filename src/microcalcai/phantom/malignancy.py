@@ -21,22 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from microcalcai_logic.contract import DISTRIBUTIONS
+from microcalcai_logic.contract import MORPHOLOGIES as BIRADS_MORPHOLOGIES
 
 from microcalcai.errors import InputError
 
-MORPHOLOGIES = (
-    "punctate",
-    "round",
-    "coarse_popcorn",
-    "rim",
-    "vascular",
-    "amorphous",
-    "coarse_heterogeneous",
-    "fine_pleomorphic",
-    "fine_linear_branching",
-)
 TYPICALLY_BENIGN = ("round", "coarse_popcorn", "rim", "vascular")
-DISTRIBUTIONS = ("diffuse", "regional", "grouped", "linear", "segmental")
 
 # P(malignant) of each morphology in a grouped distribution.
 MORPHOLOGY_PPV = {
@@ -70,6 +60,9 @@ DISTRIBUTION_WEIGHTS = {
     "fine_pleomorphic": {"regional": 0.1, "grouped": 0.6, "linear": 0.15, "segmental": 0.15},
     "fine_linear_branching": {"grouped": 0.4, "linear": 0.3, "segmental": 0.3},
 }
+# The BI-RADS morphologies the phantom draws: those that matter for the benign/malignant call,
+# the ones it has a PPV for (the vocabulary itself is the contract's).
+MORPHOLOGIES = tuple(term for term in BIRADS_MORPHOLOGIES if term in MORPHOLOGY_PPV)
 MORPHOLOGY_WEIGHTS = {
     "punctate": 0.11,
     "round": 0.07,

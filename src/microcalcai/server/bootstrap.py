@@ -261,10 +261,10 @@ def held_out_report(model_dirs: list[Path], frame, threshold: float) -> dict:
     import numpy as np
 
     from microcalcai.evaluate.bootstrap import bootstrap_ci, weighted_auc
-    from microcalcai.phantom import ceiling, malignancy
+    from microcalcai.evaluate.operating_point import summary_metrics
+    from microcalcai.phantom import empirical_auc, expected_crop_ceiling_auc
     from microcalcai.server.finetune import predict_frame
     from microcalcai.train.data import labels_of
-    from microcalcai.train.threshold import binary_metrics
 
     probability = np.mean([predict_frame(d, frame) for d in model_dirs], axis=0)
     labels = labels_of(frame)
@@ -272,7 +272,7 @@ def held_out_report(model_dirs: list[Path], frame, threshold: float) -> dict:
     ci = bootstrap_ci(
         weighted_auc(labels.astype(bool), probability), labels, n_boot=1000, seed=0, clusters=patients
     )
-    at_threshold = binary_metrics(labels, probability, threshold)
+    at_threshold = summary_metrics(labels, probability, threshold)
     truth = frame["p_malignant"].astype(float).to_numpy()
     crop_mm = ROI_SIZE * float(frame["spacing_mm"].iloc[0])
     return {
@@ -284,8 +284,8 @@ def held_out_report(model_dirs: list[Path], frame, threshold: float) -> dict:
         "n": len(frame),
         "n_malignant": int(labels.sum()),
         "patients": len(set(patients)),
-        "bayes_optimal_auc": malignancy.empirical_auc(labels, truth),
-        "crop_ceiling_auc_expected": ceiling.expected_crop_ceiling_auc(crop_mm),
+        "bayes_optimal_auc": empirical_auc(labels, truth),
+        "crop_ceiling_auc_expected": expected_crop_ceiling_auc(crop_mm),
         "data": f"spot-field phantom ROIs of other patients (seed {TEST_SEED}), {ROI_SIZE} px at "
         f"{float(frame['spacing_mm'].iloc[0]):.2f} mm",
     }
@@ -305,16 +305,10 @@ def first_start_summary(report: dict) -> str:
 
 def ensemble_threshold(run_dirs: list[Path]) -> tuple[float, dict]:
     """Youden threshold of the mean of the members' validation probabilities (same split)."""
-    import numpy as np
     import pandas as pd
 
-    from microcalcai.train.threshold import binary_metrics, youden_threshold
+    from microcalcai.models.ensemble import ensemble_threshold as combined_threshold
 
-    tables = [pd.read_csv(d / "predictions_val.csv").set_index("case_id") for d in run_dirs]
-    common = tables[0].index
-    for table in tables[1:]:
-        common = common.intersection(table.index)
-    labels = (tables[0].loc[common, "label"] == "malignant").astype(int).to_numpy()
-    mean = np.mean([t.loc[common, "probability"].to_numpy() for t in tables], axis=0)
-    choice = youden_threshold(labels, mean)
-    return choice.threshold, binary_metrics(labels, mean, choice.threshold)
+    tables = {str(i): pd.read_csv(d / "predictions_val.csv") for i, d in enumerate(run_dirs)}
+    choice, metrics = combined_threshold(tables, {}, "mean")
+    return choice.threshold, metrics

@@ -34,9 +34,11 @@ def store_results(request: dict, answer: dict, served, saliency=None, crop=None,
 def _store(request, answer, served, saliency, crop, method, target) -> dict:
     from pathlib import Path
 
+    from microcalcai_logic.contract import PixelRoi
+
     from microcalcai.dicom_out import read_source, store
     from microcalcai.dicom_out.saliency import saliency_segmentation
-    from microcalcai.dicom_out.sr import Roi, classification_sr, results_for
+    from microcalcai.dicom_out.sr import classification_sr, results_for
 
     source = request["source"]
     if request.get("uploaded"):
@@ -46,7 +48,7 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
         served.predictor, answer["probability"], answer["members"], version=served.version
     )
     roi = answer["roi"]
-    datasets = [classification_sr(header, Roi(roi["x"], roi["y"], roi["size"]), per_model, ensemble)]
+    datasets = [classification_sr(header, PixelRoi(roi["x"], roi["y"], roi["size"]), per_model, ensemble)]
     if saliency is not None:
         datasets.append(
             saliency_segmentation(

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import DEFAULT_ROI_SIZE, LABEL_INDEX, MAX_ROI_SIZE, PixelRoi, decision_label
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from microcalcai.errors import MicrocalcError
@@ -18,9 +19,8 @@ from microcalcai.server.errors import RequestError
 from microcalcai.server.hosted import ENSEMBLE, ServedModels, describe
 from microcalcai.server.images import ImageCache, Source, datastore_image_path
 from microcalcai.server.saliency_file import crop_geometry, write_saliency_nrrd
-from microcalcai.server.validation import DEFAULT_ROI_SIZE, Roi, check_roi_inside, parse_roi
+from microcalcai.server.validation import check_roi_inside, parse_roi
 
-LABELS = {"benign": 0, "malignant": 1}
 DEFAULT_SALIENCY = "gradcam"
 SALIENCY_TARGETS = ("malignant", "predicted")
 
@@ -39,7 +39,7 @@ class ClassifyTask(InferTask):
         kind = "ensemble of the hosted models" if name == ENSEMBLE else "model"
         super().__init__(
             type=InferType.CLASSIFICATION,
-            labels=dict(LABELS),
+            labels=dict(LABEL_INDEX),
             dimension=2,
             description=f"P(malignant) of a microcalcification ROI ({kind} {name!r}), with a saliency map",
         )
@@ -130,14 +130,14 @@ class ClassifyTask(InferTask):
         return (str(result_file) if result_file else None), answer
 
 
-def request_roi(request: dict, source: Source) -> Roi:
+def request_roi(request: dict, source: Source) -> PixelRoi:
     rows, cols = source.shape
     if request.get("roi") is not None:
         roi = parse_roi(request["roi"])
     elif request.get("uploaded"):
         # An uploaded crop is itself the ROI: centred on its middle, as large as its longer side.
-        roi = Roi((cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols))
-        if roi.size > 4096:
+        roi = PixelRoi((cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols))
+        if roi.size > MAX_ROI_SIZE:
             raise RequestError(
                 f"{source.image_id}: an upload without params.roi is taken as the ROI crop, "
                 f"but it is {cols} x {rows} pixels; send params.roi to classify part of it"
@@ -151,7 +151,7 @@ def request_roi(request: dict, source: Source) -> Roi:
     return roi
 
 
-def make_crop(source: Source, roi: Roi):
+def make_crop(source: Source, roi: PixelRoi):
     from microcalcai.roi import crop_roi
 
     try:
@@ -180,7 +180,7 @@ def saliency_choice(request: dict) -> tuple[str | None, str]:
     return method, target
 
 
-def answer_json(name: str, served, probability: float, members: dict, roi: Roi, source: Source) -> dict:
+def answer_json(name: str, served, probability: float, members: dict, roi: PixelRoi, source: Source) -> dict:
     threshold = float(served.card["threshold"])
     malignant = probability >= threshold
     members = {str(k): float(np.asarray(v).reshape(-1)[0]) for k, v in (members or {}).items()} or {
@@ -194,16 +194,16 @@ def answer_json(name: str, served, probability: float, members: dict, roi: Roi, 
         "model": name,
         "version": served.version,
         "probability": probability,
-        "label": "malignant" if malignant else "benign",
+        "label": decision_label(malignant),
         "decision": bool(malignant),
         "threshold": threshold,
         "members": members,
         "member_versions": member_versions,
         "prediction": [
-            {"idx": 0, "label": "benign", "score": 1.0 - probability},
-            {"idx": 1, "label": "malignant", "score": probability},
+            {"idx": LABEL_INDEX["benign"], "label": "benign", "score": 1.0 - probability},
+            {"idx": LABEL_INDEX["malignant"], "label": "malignant", "score": probability},
         ],
-        "roi": roi.as_dict(),
+        "roi": roi.as_params(),
         "image": {
             "id": source.image_id,
             "rows": int(rows),

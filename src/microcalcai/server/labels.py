@@ -12,28 +12,18 @@ import json
 import time
 from pathlib import Path
 
-from microcalcai.phantom.malignancy import DISTRIBUTIONS
-from microcalcai.phantom.malignancy import MORPHOLOGIES as PHANTOM_MORPHOLOGIES
+from microcalcai_logic.contract import DISTRIBUTIONS, LABELS, MORPHOLOGIES, PixelRoi, term_key
+
 from microcalcai.server.errors import RequestError
 from microcalcai.server.validation import parse_roi
 
-CLASSES = ("benign", "malignant")
-# The phantom draws the morphologies that matter for the benign/malignant call; readers of real
-# images also meet the remaining typically benign BI-RADS forms.
-MORPHOLOGIES = tuple(PHANTOM_MORPHOLOGIES) + (
-    "dystrophic",
-    "milk_of_calcium",
-    "skin",
-    "suture",
-    "large_rodlike",
-)
 FIELDS = ("roi", "label", "morphology", "distribution", "birads", "annotator", "time", "comment")
 
 
 def _term(value, allowed: tuple[str, ...], field: str):
     if value in (None, ""):
         return None
-    key = str(value).strip().lower().replace(" ", "_").replace("-", "_").replace("/", "_")
+    key = term_key(value)
     if key not in allowed:
         raise RequestError(
             f"{field} {value!r} is not a BI-RADS term this server knows; use one of {', '.join(allowed)}"
@@ -51,10 +41,10 @@ def parse_annotation(fields: dict, *, client_id: str | None = None) -> dict:
             'label.roi is required: {"x": column, "y": row, "size": pixels} of the annotated ROI'
         )
     label = fields.get("label")
-    if label not in CLASSES:
+    if label not in LABELS:
         raise RequestError(f"label.label must be 'benign' or 'malignant', got {label!r}")
     annotation = {
-        "roi": parse_roi(fields["roi"], where="label.roi").as_dict(),
+        "roi": parse_roi(fields["roi"], where="label.roi").as_params(),
         "label": label,
         "morphology": _term(fields.get("morphology"), MORPHOLOGIES, "label.morphology"),
         "distribution": _term(fields.get("distribution"), DISTRIBUTIONS, "label.distribution"),
@@ -94,7 +84,7 @@ def annotation_fields(label_file: Path, params: dict) -> dict:
 
 def roi_key(annotation: dict) -> tuple:
     roi = annotation["roi"]
-    return (round(float(roi["x"]), 3), round(float(roi["y"]), 3), int(roi["size"]))
+    return PixelRoi(float(roi["x"]), float(roi["y"]), int(roi["size"])).key
 
 
 def merge(document: dict | None, image_id: str, annotation: dict) -> dict:

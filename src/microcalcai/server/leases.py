@@ -23,7 +23,7 @@ MAX_LEASE_SECONDS = 86400.0
 LEASE_ENV = "MICROCALCAI_LEASE_SECONDS"
 ANONYMOUS = "anonymous"
 
-RoiId = tuple  # (image id, Roi.key)
+RoiId = tuple  # (image id, PixelRoi.key)
 
 
 @dataclass(frozen=True)

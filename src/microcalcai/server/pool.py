@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import DEFAULT_ROI_SIZE, PixelRoi
 
 from microcalcai.server.labels import roi_key
-from microcalcai.server.validation import DEFAULT_ROI_SIZE, Roi
 
 LOG = logging.getLogger(__name__)
 MANIFEST = "manifest.csv"
@@ -39,19 +39,19 @@ MASK_SIDE = 512  # the breast mask is computed on about this many pixels a side
 @dataclass(frozen=True)
 class Candidate:
     image_id: str
-    roi: Roi
+    roi: PixelRoi
     patient_id: str
     truth: str | None = None  # the manifest's label, when it has one
 
     def as_dict(self) -> dict:
-        return {"id": self.image_id, "roi": self.roi.as_dict(), "patient_id": self.patient_id}
+        return {"id": self.image_id, "roi": self.roi.as_params(), "patient_id": self.patient_id}
 
 
 class CandidatePool:
     def __init__(self, datastore, cache):
         self.datastore = datastore
         self.cache = cache
-        self._breast_rois: dict[str, Roi] = {}
+        self._breast_rois: dict[str, PixelRoi] = {}
         self._tissue: dict[tuple, TissueMask] = {}
         self._manifest: tuple[float, dict[str, list[Candidate]]] | None = None
         self._lock = threading.Lock()
@@ -109,7 +109,7 @@ class CandidatePool:
             by_image.setdefault(image_id, []).append(
                 Candidate(
                     image_id,
-                    Roi(float(row.roi_x), float(row.roi_y), size),
+                    PixelRoi(float(row.roi_x), float(row.roi_y), size),
                     str(row.patient_id),
                     None if _missing(label) else str(label),
                 )
@@ -155,7 +155,7 @@ class CandidatePool:
             self._tissue[key] = mask
         return mask
 
-    def _breast_roi(self, image_id: str) -> Roi | None:
+    def _breast_roi(self, image_id: str) -> PixelRoi | None:
         with self._lock:
             if image_id in self._breast_rois:
                 return self._breast_rois[image_id]
@@ -176,7 +176,7 @@ class TissueMask:
     step: int
     shape: tuple[int, int]
 
-    def fraction(self, roi: Roi) -> float:
+    def fraction(self, roi: PixelRoi) -> float:
         """Share of the ROI's area on the breast (area outside the image counts as air)."""
         half = roi.size / 2
         top, left = (roi.y - half) / self.step, (roi.x - half) / self.step
@@ -186,14 +186,14 @@ class TissueMask:
         area = max((bottom - top) * (right - left), 1e-9)
         return float(min(1.0, self.mask[rows, cols].sum() / area))
 
-    def centre_on(self, roi: Roi) -> bool:
+    def centre_on(self, roi: PixelRoi) -> bool:
         row, col = int(roi.y // self.step), int(roi.x // self.step)
         return 0 <= row < self.mask.shape[0] and 0 <= col < self.mask.shape[1] and bool(self.mask[row, col])
 
-    def holds(self, roi: Roi) -> bool:
+    def holds(self, roi: PixelRoi) -> bool:
         return self.centre_on(roi) and self.fraction(roi) >= MIN_TISSUE
 
-    def deepest_roi(self, size: int = DEFAULT_ROI_SIZE) -> Roi:
+    def deepest_roi(self, size: int = DEFAULT_ROI_SIZE) -> PixelRoi:
         """The ROI most on the breast (the largest share of tissue, area outside the image
         counting as air), ties going to the centre deepest in the breast: the centroid of a
         crescent-shaped breast can lie in air, and its deepest point can be at the chest wall."""
@@ -208,7 +208,7 @@ class TissueMask:
         row, col = np.unravel_index(int(np.argmax(score)), score.shape)
         y = min(self.shape[0] - 1, row * self.step + self.step // 2)
         x = min(self.shape[1] - 1, col * self.step + self.step // 2)
-        return Roi(int(x), int(y), size)
+        return PixelRoi(int(x), int(y), size)
 
 
 def tissue_mask(pixels: np.ndarray) -> TissueMask:
@@ -249,7 +249,7 @@ def tissue_mask(pixels: np.ndarray) -> TissueMask:
     return TissueMask(binary_fill_holes(breast == largest), step, tuple(pixels.shape))
 
 
-def breast_centre_roi(pixels: np.ndarray, size: int = DEFAULT_ROI_SIZE) -> Roi:
+def breast_centre_roi(pixels: np.ndarray, size: int = DEFAULT_ROI_SIZE) -> PixelRoi:
     """An ROI deep in the breast of an image (see `TissueMask.deepest_roi`)."""
     return tissue_mask(pixels).deepest_roi(size)
 

@@ -49,7 +49,7 @@ CROP_CACHE_BYTES = 256 << 20  # 96 px spot crops: thousands; 512 px full-field c
 def _answer(candidate, strategy: str, **extra) -> dict:
     return {
         "id": candidate.image_id,
-        "roi": candidate.roi.as_dict(),
+        "roi": candidate.roi.as_params(),
         "patient_id": candidate.patient_id,
         "strategy": strategy,
         **extra,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from microcalcai_logic.contract import LABELS
 
 from microcalcai.errors import InputError
 from microcalcai.server.images import roi_on_image, usable_image
@@ -15,7 +16,7 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
     truths = []
     for candidate in pool.candidates():
         patients.setdefault(candidate.image_id, candidate.patient_id)
-        if candidate.truth in ("benign", "malignant"):
+        if candidate.truth in LABELS:
             truths.append(candidate)
     rows, seen = [], set()
     for image_id, saved in datastore.all_annotations(tag).items():
@@ -81,9 +82,9 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
 
     counts = frame["label"].value_counts()
     needed = 2 * min_per_class
-    short = [c for c in ("benign", "malignant") if counts.get(c, 0) < needed]
+    short = [c for c in LABELS if counts.get(c, 0) < needed]
     if short:
-        have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in ("benign", "malignant"))
+        have = ", ".join(f"{c}: {int(counts.get(c, 0))}" for c in LABELS)
         raise InputError(
             f"too few labels to train and validate ({have}); label at least {needed} ROIs of each "
             f"class, from at least two patients each"
@@ -91,7 +92,7 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
     split = patient_split(frame, val=val, test=0.0, seed=seed, stratify=True)
     for part in ("train", "val"):
         labels = set(split.loc[split.split == part, "label"])
-        if labels != {"benign", "malignant"}:
+        if labels != set(LABELS):
             raise InputError(
                 f"the {part} split by patient holds only {sorted(labels) or 'nothing'}; label ROIs of "
                 "both classes from more patients (val_fraction sets the share of patients in val)"

@@ -10,16 +10,12 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from microcalcai_logic.contract import DEFAULT_ROI_SIZE, MAX_IMAGE_SIDE, MAX_ROI_SIZE, MIN_ROI_SIZE, PixelRoi
 
 from microcalcai.server.errors import RequestError, TooLarge, UnsupportedMedia
 
-DEFAULT_ROI_SIZE = 512
-# A full-field digital mammogram is at most ~4000 x 5600 pixels and a digitised film ~5000 x
-# 7000; anything far beyond is a corrupt or hostile header, refused before its pixels are decoded.
-MAX_SIDE = 20000
-MAX_ROI_SIZE = 4096
 # Decoding holds the decoder's buffer, the stored integers and the float32 image at once: about
 # 12 bytes per pixel at the peak. The pixel limit follows from the memory a decode may take.
 DECODE_BYTES_PER_PIXEL = 12
@@ -45,31 +41,12 @@ def decode_budget_bytes() -> int:
     return min(budget, physical // 4) if physical > 0 else budget
 
 
-def max_pixels() -> int:
+def max_upload_pixels() -> int:
+    """The most pixels an uploaded or stored image may have for the server to decode it."""
     return max(1, decode_budget_bytes() // DECODE_BYTES_PER_PIXEL)
 
 
-@dataclass(frozen=True)
-class Roi:
-    """A square ROI of `size` stored pixels centred on (x = column, y = row)."""
-
-    x: float
-    y: float
-    size: int
-
-    def as_dict(self) -> dict:
-        out = asdict(self)
-        for key in ("x", "y"):
-            if float(out[key]).is_integer():
-                out[key] = int(out[key])
-        return out
-
-    @property
-    def key(self) -> tuple[float, float, int]:
-        return (round(float(self.x), 3), round(float(self.y), 3), int(self.size))
-
-
-def parse_roi(value, *, where: str = "params.roi") -> Roi:
+def parse_roi(value, *, where: str = "params.roi") -> PixelRoi:
     """Read `{"x": .., "y": .., "size": ..}` and check its types and ranges."""
     if not isinstance(value, dict):
         raise RequestError(
@@ -95,9 +72,11 @@ def parse_roi(value, *, where: str = "params.roi") -> Roi:
     if number is None or not number.is_integer():
         raise RequestError(f"{where}.size must be a whole number of pixels, got {_short(size)}")
     size = int(number)
-    if not 8 <= size <= MAX_ROI_SIZE:
-        raise RequestError(f"{where}.size must be between 8 and {MAX_ROI_SIZE} pixels, got {size}")
-    return Roi(coords["x"], coords["y"], size)
+    if not MIN_ROI_SIZE <= size <= MAX_ROI_SIZE:
+        raise RequestError(
+            f"{where}.size must be between {MIN_ROI_SIZE} and {MAX_ROI_SIZE} pixels, got {size}"
+        )
+    return PixelRoi(coords["x"], coords["y"], size)
 
 
 def _finite(value) -> float | None:
@@ -117,7 +96,7 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_roi_inside(roi: Roi, rows: int, cols: int, *, image: str) -> None:
+def check_roi_inside(roi: PixelRoi, rows: int, cols: int, *, image: str) -> None:
     """The ROI's centre must lie on the image: a crop of pure padding classifies nothing."""
     if not (-0.5 <= roi.x <= cols - 0.5 and -0.5 <= roi.y <= rows - 0.5):
         raise RequestError(
@@ -270,11 +249,11 @@ def check_image_file(path: Path, *, name: str | None = None) -> tuple[str, int, 
     rows, cols = header_shape(path, fmt, label)
     if rows <= 0 or cols <= 0:
         raise RequestError(f"{label}: header claims {cols} x {rows} pixels; the file is damaged")
-    limit = max_pixels()
-    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > limit:
+    limit = max_upload_pixels()
+    if rows > MAX_IMAGE_SIDE or cols > MAX_IMAGE_SIDE or rows * cols > limit:
         raise TooLarge(
             f"{label}: header claims {cols} x {rows} pixels, more than this server decodes "
-            f"({MAX_SIDE} per side, {limit} in all, for {decode_budget_bytes() >> 20} MB of decoding "
+            f"({MAX_IMAGE_SIDE} per side, {limit} in all, for {decode_budget_bytes() >> 20} MB of decoding "
             "memory); crop the region of interest and upload that"
         )
     return fmt, rows, cols

@@ -38,8 +38,9 @@ def prepare_app(workspace: str | Path) -> Path:
 
 def install_model(workspace: str | Path, folder: str | Path, name: str | None = None) -> str:
     """Host a model folder (copied in as a new version) or an ensemble folder; returns its name."""
-    from microcalcai.models.artifact import is_model_folder, read_card
+    from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import is_ensemble_folder, read_ensemble
+    from microcalcai.models.folder import is_model_folder
 
     folder = Path(folder)
     if is_ensemble_folder(folder):

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from microcalcai_logic.contract import LABEL_INDEX
 
 from microcalcai.errors import InputError, NotAvailableError
 from microcalcai.models.preprocess import normalise, resize_grey, to_grey_tensor
 
 LOG = logging.getLogger(__name__)
-LABEL_VALUES = {"benign": 0, "malignant": 1}
 
 
 def case_ids(frame) -> list[str]:
@@ -44,7 +44,7 @@ def case_ids(frame) -> list[str]:
 
 def labels_of(frame) -> np.ndarray:
     """0/1 per row (-1 where the label is unknown)."""
-    return np.array([LABEL_VALUES.get(str(v).strip().lower(), -1) for v in frame["label"]], dtype=np.int64)
+    return np.array([LABEL_INDEX.get(str(v).strip().lower(), -1) for v in frame["label"]], dtype=np.int64)
 
 
 def _crop_size(row, default: int) -> int:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import (
+    LABELS,
+    MEMBER_PROBABILITY_PREFIX,
+    MEMBER_THRESHOLD_PREFIX,
+    decision_label,
+)
 
 from microcalcai.atomic import atomic_write_text
 
@@ -48,18 +54,18 @@ def predictions_table(
         "case_id": list(case_ids),
         "patient_id": [str(v) for v in frame["patient_id"]],
         "image_id": _image_ids(frame),
-        "label": [v if v in ("benign", "malignant") else "" for v in labels],
+        "label": [v if v in LABELS else "" for v in labels],
         "split": [str(v) if isinstance(v, str) else "" for v in frame["split"]]
         if "split" in frame.columns
         else [""] * len(frame),
     }
     for name, values in member_probs.items():
-        table[f"p_{name}"] = np.round(np.asarray(values, dtype=float), 8)
+        table[MEMBER_PROBABILITY_PREFIX + name] = np.round(np.asarray(values, dtype=float), 8)
     for name, value in (member_thresholds or {}).items():
-        table[f"threshold_{name}"] = np.round(np.full(probability.shape, float(value)), 8)
+        table[MEMBER_THRESHOLD_PREFIX + name] = np.round(np.full(probability.shape, float(value)), 8)
     table["probability"] = np.round(probability, 8)
     table["threshold"] = np.round(threshold, 8)
-    table["decision"] = np.where(probability >= threshold, "malignant", "benign")
+    table["decision"] = [decision_label(bool(positive)) for positive in probability >= threshold]
     table["model"] = model
     for key, values in (extra or {}).items():
         table[key] = list(values)

@@ -28,11 +28,11 @@ import numpy as np
 
 from microcalcai.atomic import atomic_write_text
 from microcalcai.errors import InputError
+from microcalcai.evaluate.operating_point import summary_metrics, youden_threshold
 from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, load_crops
 from microcalcai.train.loop import FitConfig, evaluate, fit, resolve_device, seed_everything
 from microcalcai.train.predictions import predictions_table, write_predictions
 from microcalcai.train.recipes import dump_recipe
-from microcalcai.train.threshold import binary_metrics, youden_threshold
 
 LOG = logging.getLogger(__name__)
 TARGET = "target"
@@ -272,7 +272,7 @@ def fit_and_save(
     result = fit(model, train_set, val_set, config, run_dir, resume=resume, title=name)
 
     choice = youden_threshold(parts["val"].labels, result.val_probability)
-    val_metrics = binary_metrics(parts["val"].labels, result.val_probability, choice.threshold)
+    val_metrics = summary_metrics(parts["val"].labels, result.val_probability, choice.threshold)
     val_metrics.update(
         best_epoch=result.best_epoch,
         epochs_run=len(result.history),
@@ -287,7 +287,7 @@ def fit_and_save(
             model, CropDataset(parts["test"].resized(size), card.mean, card.std), config
         )
         tables["test"] = (parts["test"], test_probability)
-        test_metrics = binary_metrics(parts["test"].labels, test_probability, choice.threshold)
+        test_metrics = summary_metrics(parts["test"].labels, test_probability, choice.threshold)
     card.threshold, card.threshold_method = choice.threshold, choice.method
     card.val_metrics, card.test_metrics = val_metrics, test_metrics
     card.manifest_sha256 = dataset.sha256
@@ -369,7 +369,7 @@ def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, weights, nam
             {"fold": fold, "model_dir": outcome["model_dir"], "val": outcome["val"], "test": outcome["test"]}
         )
     labels = dataset.crops.labels
-    pooled = binary_metrics(labels, oof, 0.5)
+    pooled = summary_metrics(labels, oof, 0.5)
     aucs = [f["test"].get("auc", float("nan")) for f in per_fold]
     cv_summary = {
         "folds": per_fold,

@@ -6,7 +6,8 @@ binds widgets to them and the controllers write them.
 
 from __future__ import annotations
 
-from microcalcai_logic.annotate import DISTRIBUTIONS, MORPHOLOGIES, display_name
+from microcalcai_logic.annotate import display_name
+from microcalcai_logic.contract import DISTRIBUTIONS, MORPHOLOGIES
 from microcalcai_logic.results import DEFAULT_OPACITY
 from microcalcai_logic.viewer import window_presets
 
