@@ -58,6 +58,21 @@ def test_threshold_is_chosen_on_validation_predictions_only(two_runs):
     assert not set(val["patient_id"]) & set(test["patient_id"])
     expected = youden_threshold((val["label"] == "malignant").astype(int), val["probability"]).threshold
     assert read_card(run / "model").threshold == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_card_records_the_models_calibration_on_its_validation_predictions(two_runs):
+    from sklearn.metrics import brier_score_loss
+
+    run = two_runs[0] / "tf_efficientnet_lite0"
+    val = pd.read_csv(run / "predictions_val.csv")
+    metrics = read_card(run / "model").val_metrics
+    truth = (val["label"] == "malignant").astype(int)
+    assert metrics["brier"] == pytest.approx(brier_score_loss(truth, val["probability"]), abs=1e-6)
+    # the clients' reliability note reads it from the card
+    from microcalcai_logic.certainty import reliability_note
+
+    note = reliability_note(metrics)
+    assert "expected calibration error" in note and f"{metrics['brier']:.3f}" in note
     assert read_card(run / "model").threshold_method.endswith("on validation predictions")
 
 

@@ -16,6 +16,7 @@ from microcalcai_logic.contract import POSITIVE_LABEL
 
 from microcalcai.errors import InputError
 from microcalcai.evaluate.binary import youden_cutoff
+from microcalcai.evaluate.calibration import brier_score, reliability
 
 YOUDEN = "max Youden index on validation predictions"
 
@@ -58,6 +59,13 @@ def summary_metrics(labels, probabilities, threshold: float) -> dict:
     out["sensitivity"] = float(decision[positives].mean()) if positives.any() else float("nan")
     out["specificity"] = float((~decision[negatives]).mean()) if negatives.any() else float("nan")
     out["accuracy"] = float((decision == positives).mean()) if len(labels) else float("nan")
+    # Calibration beside the ranking: the clients' reliability note reads these from the card, and
+    # a probability of 0.8 is only "8 in 10" when they are small.
+    calibrated = len(labels) and np.all((probabilities >= 0.0) & (probabilities <= 1.0))
+    out["brier"] = brier_score(labels, probabilities) if calibrated else float("nan")
+    out["expected_calibration_error"] = (
+        reliability(labels, probabilities).expected_calibration_error if calibrated else float("nan")
+    )
     return out
 
 
