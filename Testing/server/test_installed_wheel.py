@@ -70,23 +70,33 @@ def fresh_env(tmp_path_factory, repo_root) -> dict:
         shutil.copy(repo_root / name, source / name)
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(repo_root / "src", source / "src", ignore=skip)
+    # The client contract ships in the Slicer Logic's package, a dependency of microcalcai's: a
+    # user's pip installs both wheels, so the test builds and installs both.
+    logic = root / "logic-source"
+    shutil.copytree(repo_root / "MicrocalcAI" / "Logic", logic, ignore=skip)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    built = subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", root / "dist", source],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    wheel = next((root / "dist").glob("microcalcai-*.whl"))
+    # Without the caller's PYTHONPATH: a src/ on it would make pip see microcalcai as installed.
+    pip_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    wheels = []
+    for folder, name in ((source, "microcalcai-"), (logic, "microcalcai_slicer_logic-")):
+        built = subprocess.run(
+            [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", root / "dist", folder],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=pip_env,
+        )
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+        wheels.append(str(next((root / "dist").glob(f"{name}*.whl"))))
     venv = root / "venv"
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     installed = subprocess.run(
-        [*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        [*pip, "--python", str(python), "install", "--no-deps", "--no-index", *wheels],
         capture_output=True,
         text=True,
         timeout=300,
+        env=pip_env,
     )
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
     site = Path(
@@ -129,12 +139,15 @@ def test_the_wheel_holds_the_recipes_and_is_what_gets_imported(fresh_env):
             fresh_env["python"],
             "-c",
             "import microcalcai; from microcalcai.train.recipes import available_recipes, recipes_dir;"
-            "print(microcalcai.__file__); print(recipes_dir()); print(','.join(available_recipes()))",
+            "from microcalcai_logic import contract;"
+            "print(microcalcai.__file__); print(recipes_dir()); print(','.join(available_recipes()));"
+            "print(contract.__file__)",
         ],
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    module, folder, names = done.stdout.split()
+    module, folder, names, contract = done.stdout.split()
     assert Path(module).is_relative_to(fresh_env["site"]), f"microcalcai imported from {module}"
+    assert Path(contract).is_relative_to(fresh_env["site"]), f"the contract imported from {contract}"
     assert Path(folder) == fresh_env["site"] / "microcalcai" / "recipes"
     assert {"kang2021", "arlan2025", "shia2025", "mobini2024", "phantom"} <= set(names.split(","))
 
