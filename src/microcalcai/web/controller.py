@@ -51,6 +51,12 @@ def _certainty_state(found) -> dict | None:
     }
 
 
+def _box_handles(box_node, shown: bool) -> None:
+    display = box_node.GetDisplayNode()
+    if display is not None:
+        display.SetHandlesInteractive(shown)
+
+
 class PageController:
     def __init__(self, server, slicer_app, logic, work_folder: str | None = None):
         self.server = server
@@ -461,9 +467,12 @@ class PageController:
             model=self.state.model,
         )
         if box is None:
-            # Show the square that was classified around the point.
+            # Show the square that was classified around the point. It is only a picture of what
+            # was classified (the point sets the ROI), so it has no drag handles: Mesa's software
+            # renderer spent ~0.1 s of every frame on them (benchmarks/RESULTS.md).
             box_node = viewer.roi_box_node(self.scene)
             place_roi_node(box_node, self.logic.volume, result.roi)
+            _box_handles(box_node, False)
         self.logic.set_saliency_display(
             opacity=float(self.state.saliency_opacity), visible=bool(self.state.saliency_visible)
         )
@@ -563,6 +572,7 @@ class PageController:
                 self.state.sample_text = "Every candidate ROI on the server is labeled."
                 return
             viewer.adopt_sample(self.logic)
+            _box_handles(box, True)  # the proposed box may be adjusted before labelling
             self._show_image(self.logic.volume, keep_box=True)
             # The strategy asked for, in its own name (the server's answer may describe it as a record).
             self.state.sample_text = "{} proposed by '{}'{}.".format(
