@@ -5,12 +5,11 @@ are untouched."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 
 import pytest
-from server_helpers import ROI_SIZE, host_tiny_models, write_studies
+from server_helpers import ROI_SIZE, host_tiny_models, label_part, write_studies
 
 pytestmark = pytest.mark.server
 
@@ -80,7 +79,7 @@ def test_full_disk_then_read_only_studies_are_5xx_json(faulty):
     full = requests.put(
         f"{url}/datastore/label",
         params={"image": "P0_L_CC", "tag": "final"},
-        files={"label": ("label.json", json.dumps(label).encode(), "application/json")},
+        files=label_part(label),
         timeout=60,
     )
     detail = _clean_5xx(full, 507, "disk is full", root)
