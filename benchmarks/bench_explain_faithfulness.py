@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explain_common import (  # noqa: E402
     GRADIENT,
     ROOT,
-    add_common_arguments,
     auc,
     log,
+    part_parser,
     phantom_rois,
+    run_part,
     split_patients,
-    start,
     train,
 )
 
@@ -179,19 +179,11 @@ def run(args) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(parser)
-    add_arguments(parser)
-    return parser
+    return part_parser(__doc__, add_arguments)
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    start(args.threads)
-    print(run(args))
-    return 0
+    return run_part(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

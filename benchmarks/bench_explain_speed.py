@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explain_common import add_common_arguments, log, start  # noqa: E402
+from explain_common import log, part_parser, run_part  # noqa: E402
 
 
 def add_arguments(parser) -> None:
@@ -125,19 +125,11 @@ def run(args) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(parser)
-    add_arguments(parser)
-    return parser
+    return part_parser(__doc__, add_arguments)
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    start(args.threads)
-    print(run(args))
-    return 0
+    return run_part(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from microcalcai.server.bootstrap import ROI_SIZE as ROI_PX  # the first start's crop
+from microcalcai.server.bootstrap import TEST_SEED, TRAIN_SEED, phantom_set
+
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "tf_efficientnet_lite0"
-ROI_PX = 128
 
 
 def cpu_s() -> float:
@@ -47,21 +49,10 @@ def cpu_s() -> float:
 
 def phantom_crops(folder: Path, patients: int, seed: int, input_px: int):
     from microcalcai.data.manifest import read_manifest
-    from microcalcai.phantom import generate_dataset
     from microcalcai.train.data import CropSet, case_ids, labels_of, load_crops
 
     started = cpu_s()
-    if not (folder / "manifest.csv").is_file():
-        generate_dataset(
-            folder,
-            patients=patients,
-            seed=seed,
-            full_field=False,
-            roi_size=ROI_PX,
-            workers=1,
-            progress=False,
-            overwrite=True,
-        )
+    phantom_set(folder, patients, seed, workers=1, progress=False)
     frame = read_manifest(folder / "manifest.csv")
     frame = frame[frame["finding"] == "calcification"].reset_index(drop=True)
     grey = load_crops(frame, roi_size=ROI_PX, out_size=input_px, progress=False)
@@ -223,10 +214,10 @@ def main() -> None:
         (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
         return
     crops, data_cpu = phantom_crops(
-        args.out / f"train-{args.train_patients}", args.train_patients, 7, args.input
+        args.out / f"train-{args.train_patients}", args.train_patients, TRAIN_SEED, args.input
     )
     test, test_cpu = phantom_crops(
-        args.out / f"test-{args.test_patients}", args.test_patients, 1013, args.input
+        args.out / f"test-{args.test_patients}", args.test_patients, TEST_SEED, args.input
     )
     limits = test_limits(test)
     if args.figure_only:

@@ -3,6 +3,7 @@ patient split, training through microcalcai.train.loop, and the command-line opt
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -43,6 +44,24 @@ def add_common_arguments(parser) -> None:
         help="torch threads (default 1: on a shared 2-core machine two threads mostly wait "
         "for each other, which blurs the ratios)",
     )
+
+
+def part_parser(description: str, add_arguments) -> argparse.ArgumentParser:
+    """The command line of one part run alone: the options every part shares, then its own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_arguments(parser)
+    add_arguments(parser)
+    return parser
+
+
+def run_part(parser: argparse.ArgumentParser, run, argv=None) -> int:
+    """Run one part alone: parse, set the threads and print the machine, print the part's report."""
+    args = parser.parse_args(argv)
+    start(args.threads)
+    print(run(args))
+    return 0
 
 
 def phantom_rois(folder: Path, patients: int, roi: int, seed: int):

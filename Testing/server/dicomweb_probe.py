@@ -48,7 +48,7 @@ def start_orthanc(root: Path) -> tuple[subprocess.Popen, str]:
 
 def main(out: Path) -> dict:
     import requests
-    from server_helpers import ROI_SIZE, host_tiny_models, write_studies
+    from server_helpers import ROI_SIZE, host_tiny_models, label_part, write_studies
 
     from microcalcai.server.launch import LocalServer
 
@@ -85,7 +85,7 @@ def main(out: Path) -> dict:
             saved = requests.put(
                 f"{server.url}/datastore/label",
                 params={"image": image, "tag": "final"},
-                files={"label": ("label.json", json.dumps(label).encode(), "application/json")},
+                files=label_part(label),
                 timeout=60,
             )
             result["save_status"] = saved.status_code

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from server_helpers import label_part
 
 TOKEN = "hostile-test-token"
 ALLOWED_ORIGIN = "https://viewer.example.org"
@@ -121,11 +122,6 @@ def _png_file(name="image.png", blob=None):
     return {"file": (name, blob if blob is not None else png_bytes(), "image/png")}
 
 
-def _label_file(annotation) -> dict:
-    body = annotation if isinstance(annotation, bytes) else json.dumps(annotation).encode()
-    return {"label": ("label.json", body, "application/json")}
-
-
 BAD_IDS = {
     "dot-dot": "..",
     "dot": ".",
@@ -181,7 +177,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 "/datastore/label",
                 "4xx",
                 params={"image": value},
-                files=_label_file({"roi": ROI, "label": "benign"}),
+                files=label_part({"roi": ROI, "label": "benign"}),
             ),
             Row(
                 f"GET label id {name}",
@@ -268,7 +264,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 "/datastore/label",
                 400,
                 params={"image": IMAGE, "tag": tag},
-                files=_label_file({"roi": ROI, "label": "benign"}),
+                files=label_part({"roi": ROI, "label": "benign"}),
             ),
             Row(f"GET label {name}", "GET", "/datastore/label", 400, params={"label": IMAGE, "tag": tag}),
             Row(f"DELETE label {name}", "DELETE", "/datastore/label", 400, params={"id": IMAGE, "tag": tag}),
@@ -294,7 +290,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 400,
                 params={"image": IMAGE},
                 data={"params": text},
-                files=_label_file({"roi": ROI, "label": "benign"}),
+                files=label_part({"roi": ROI, "label": "benign"}),
             )
         )
     out.append(
@@ -348,7 +344,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 "/datastore/label",
                 400,
                 params={"image": IMAGE},
-                files=_label_file(
+                files=label_part(
                     text.encode() if roi_value in ("INF", "NAN") else {"roi": roi_value, "label": "benign"}
                 ),
             )
@@ -366,7 +362,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 "/datastore/label",
                 400,
                 params={"image": IMAGE},
-                files=_label_file({"roi": roi_value, "label": "malignant"}),
+                files=label_part({"roi": roi_value, "label": "malignant"}),
                 check=lambda r: None if "outside" in r.json()["detail"] else "no 'outside' in detail",
             )
         )
@@ -385,7 +381,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             "/datastore/label",
             413,
             params={"image": IMAGE},
-            files=_label_file(b" " * (2 << 20)),
+            files=label_part(b" " * (2 << 20)),
         ),
         Row(
             "label unknown value",
@@ -393,7 +389,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             "/datastore/label",
             400,
             params={"image": IMAGE},
-            files=_label_file({"roi": ROI, "label": "maybe"}),
+            files=label_part({"roi": ROI, "label": "maybe"}),
         ),
         Row(
             "label unknown field",
@@ -401,7 +397,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             "/datastore/label",
             400,
             params={"image": IMAGE},
-            files=_label_file({"roi": ROI, "label": "benign", "path": "/etc"}),
+            files=label_part({"roi": ROI, "label": "benign", "path": "/etc"}),
         ),
         Row(
             "label without file part",
@@ -418,7 +414,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             "/datastore/label",
             404,
             params={"image": "nobody"},
-            files=_label_file({"roi": ROI, "label": "benign"}),
+            files=label_part({"roi": ROI, "label": "benign"}),
         ),
         Row(
             "remove annotation that is not there",
@@ -753,7 +749,7 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
                 auth=False,
                 headers=headers,
                 params={"image": IMAGE},
-                files=_label_file({"roi": ROI, "label": "benign"}),
+                files=label_part({"roi": ROI, "label": "benign"}),
             ),
         ]
     out += [

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server_helpers import COLS, ROWS
+from server_helpers import COLS, ROWS, label_part
 
 ROI = 32
 
@@ -80,13 +80,7 @@ class LabelWriters:
                     answer = http.put(
                         f"{self.url}/datastore/label",
                         params={"image": image, "tag": "final"},
-                        files={
-                            "label": (
-                                "label.json",
-                                json.dumps({"roi": {"x": x, "y": y, "size": ROI}, "label": label}).encode(),
-                                "application/json",
-                            )
-                        },
+                        files=label_part({"roi": {"x": x, "y": y, "size": ROI}, "label": label}),
                         timeout=30,
                     )
                 except requests.RequestException:

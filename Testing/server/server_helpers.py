@@ -207,6 +207,13 @@ def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> 
     return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
 
 
+def label_part(annotation) -> dict:
+    """The `label` part of a PUT /datastore/label multipart body: the annotation (dict) as JSON,
+    or bytes as they are."""
+    body = annotation if isinstance(annotation, bytes) else json.dumps(annotation).encode()
+    return {"label": ("label.json", body, "application/json")}
+
+
 def error_detail(response) -> str:
     """The `detail` of a 4xx JSON answer (fails the test if the body is not such JSON)."""
     assert response.headers.get("content-type", "").startswith("application/json"), response.text[:300]

@@ -21,17 +21,11 @@ import pytest
 import yaml
 from server_helpers import host_tiny_models, write_studies
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+from train_helpers import TINY_SIZES  # noqa: E402  (64 px, batch 8: a one-epoch fit takes seconds)
+
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-# 64-pixel crops and inputs, batch 8: a one-epoch fit takes seconds on 2 CPU cores.
-TINY = [
-    "input_size=64",
-    "roi_size=64",
-    "batch_size=8",
-    "split.val=0.25",
-    "split.test=0.25",
-    "augment.shift_reference_px=64",
-]
 
 # Run by the fresh environment's Python: a server of its own, one training through HTTP.
 TRAIN_OVER_HTTP = """
@@ -157,7 +151,7 @@ def test_the_installed_command_trains_with_a_named_recipe(fresh_env, studies):
     command = [fresh_env["bin"] / "microcalcai", "train", "--recipe", "kang2021", "--data"]
     command += [studies / "manifest.csv", "--out", out, "--arch", "tf_efficientnet_lite0", "--epochs", "1"]
     command += ["--weights", "none", "--no-progress"]
-    for item in TINY:
+    for item in TINY_SIZES:
         command += ["--set", item]
     done = _run(fresh_env, command)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from server_helpers import ambiguous_roi_models, phantom_studies
+from server_helpers import ambiguous_roi_models, label_part, phantom_studies
 
 pytestmark = pytest.mark.server
 
@@ -126,7 +126,7 @@ def _label(server, image_id, roi, label="benign", annotator="dr.test"):
         f"{server.url}/datastore/label",
         params={"image": image_id, "tag": "final"},
         data={"params": json.dumps({"roi": roi, "label": label, "annotator": annotator})},
-        files={"label": ("label.json", b"", "application/json")},
+        files=label_part(b""),
         timeout=60,
     )
     assert saved.status_code == 200, saved.text

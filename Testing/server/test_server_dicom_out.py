@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from server_helpers import ROI_SIZE
+from server_helpers import ROI_SIZE, label_part
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "dicom_out"))
 from dicom_tools import dciodvfy_errors  # noqa: E402
@@ -74,7 +74,7 @@ def test_label_with_dicom_out_is_a_label_sr_beside_the_study(server, http, serve
         f"{server.url}/datastore/label",
         params={"image": "P2_R_MLO", "tag": "final"},
         data={"params": json.dumps({"client_id": "reader-7", "dicom_out": True})},
-        files={"label": ("label.json", json.dumps(annotation).encode(), "application/json")},
+        files=label_part(annotation),
         timeout=60,
     )
     assert saved.status_code == 200, saved.text[:500]
@@ -96,13 +96,7 @@ def test_label_with_dicom_out_is_a_label_sr_beside_the_study(server, http, serve
     plain = http.put(
         f"{server.url}/datastore/label",
         params={"image": "P2_R_MLO", "tag": "final"},
-        files={
-            "label": (
-                "label.json",
-                json.dumps({**annotation, "label": "malignant"}).encode(),
-                "application/json",
-            )
-        },
+        files=label_part({**annotation, "label": "malignant"}),
         timeout=60,
     )
     assert plain.status_code == 200 and "dicom_out" not in plain.json()

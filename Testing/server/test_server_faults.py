@@ -5,13 +5,11 @@ are untouched."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import signal
 import subprocess
 
 import pytest
-from server_helpers import ROI_SIZE, host_tiny_models, write_studies
+from server_helpers import ROI_SIZE, host_tiny_models, label_part, write_studies
 
 pytestmark = pytest.mark.server
 
@@ -31,6 +29,7 @@ def _can_unshare() -> bool:
 def faulty(tmp_path_factory):
     if not _can_unshare():
         pytest.skip("needs root and `unshare -m` (a private mount namespace) to fill or lock a folder")
+    from microcalcai.process_group import start_group, stop_group
     from microcalcai.server.launch import free_port, server_command, server_env, wait_for_info
 
     root = tmp_path_factory.mktemp("faults")
@@ -49,27 +48,18 @@ def faulty(tmp_path_factory):
     command = server_command(str(studies), workspace, "127.0.0.1", port)
     (workspace / "logs").mkdir(exist_ok=True)
     log_path = workspace / "logs" / "faults.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            ["unshare", "-m", "sh", "-c", script, "sh", *command],
-            cwd=workspace,
-            env=server_env(workspace, {"OMP_NUM_THREADS": "2"}),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_group(
+        ["unshare", "-m", "sh", "-c", script, "sh", *command],
+        log_path,
+        cwd=workspace,
+        env=server_env(workspace, {"OMP_NUM_THREADS": "2"}),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_info(url, process, 180, log_path, workspace)
         yield {"url": url, "pid": process.pid, "studies": studies, "root": root}
     finally:
-        import os
-
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process, 20)
 
 
 def _clean_5xx(response, status: int, words: str, root) -> str:
@@ -89,7 +79,7 @@ def test_full_disk_then_read_only_studies_are_5xx_json(faulty):
     full = requests.put(
         f"{url}/datastore/label",
         params={"image": "P0_L_CC", "tag": "final"},
-        files={"label": ("label.json", json.dumps(label).encode(), "application/json")},
+        files=label_part(label),
         timeout=60,
     )
     detail = _clean_5xx(full, 507, "disk is full", root)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from server_helpers import label_part
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -74,9 +75,7 @@ def test_first_start_models_beat_chance_on_other_patients_and_say_they_are_demon
 
     # what the first start printed and kept
     report = json.loads((workspace / "bootstrap" / bootstrap.REPORT).read_text())
-    assert report["test"] == test and report["n_val"] == int(
-        (reference["split"] == "val").sum()
-    )
+    assert report["test"] == test and report["n_val"] == int((reference["split"] == "val").sum())
     printed = first_start["printed"]
     assert f"ensemble test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n']}" in printed
     assert f"Bayes-optimal AUC of these ROIs {test['bayes_optimal_auc']:.3f}" in printed
@@ -108,9 +107,7 @@ def _label(http, url: str, row: dict, label: str) -> None:
         f"{url}/datastore/label",
         params={"image": Path(row["image_path"]).stem, "tag": "final"},
         data={"params": "{}"},
-        files={
-            "label": ("label.json", json.dumps({"roi": roi, "label": label}).encode(), "application/json")
-        },
+        files=label_part({"roi": roi, "label": label}),
         timeout=30,
     )
     assert saved.status_code == 200, saved.text

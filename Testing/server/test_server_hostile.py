@@ -25,7 +25,7 @@ from hostile_inputs import (
     rows,
     send,
 )
-from server_helpers import host_tiny_models, wait_until, write_studies
+from server_helpers import host_tiny_models, label_part, wait_until, write_studies
 
 pytestmark = pytest.mark.server
 
@@ -214,9 +214,7 @@ def test_remove_one_annotation_keeps_the_others(hostile, authed):
         return authed.put(
             f"{server.url}/datastore/label",
             params={"image": "P1_L_CC", "tag": "final"},
-            files={
-                "label": ("l.json", json.dumps({"roi": roi, "label": label}).encode(), "application/json")
-            },
+            files=label_part({"roi": roi, "label": label}),
             timeout=30,
         )
 
@@ -257,7 +255,7 @@ def test_bad_stored_images_never_stop_active_learning(hostile, authed):
     refused = authed.put(
         f"{server.url}/datastore/label",
         params={"image": "cut_body"},
-        files={"label": ("l.json", json.dumps({"roi": ROI, "label": "benign"}).encode(), "application/json")},
+        files=label_part({"roi": ROI, "label": "benign"}),
         timeout=30,
     )
     assert refused.status_code == 400 and "cut_body" in refused.json()["detail"]
@@ -343,7 +341,7 @@ def test_concurrent_label_writers_lose_nothing(hostile):
                 answer = http.put(
                     f"{server.url}/datastore/label",
                     params={"image": "P3_R_MLO", "tag": "final"},
-                    files={"label": ("l.json", json.dumps({"roi": roi, "label": "benign"}).encode())},
+                    files=label_part({"roi": roi, "label": "benign"}),
                     timeout=120,
                 )
                 if answer.status_code != 200:

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from server_helpers import ROI_SIZE, error_detail
+from server_helpers import ROI_SIZE, error_detail, label_part
 
 pytestmark = pytest.mark.server
 
@@ -16,7 +16,7 @@ def _save(http, server, image, annotation, params=None):
         f"{server.url}/datastore/label",
         params={"image": image, "tag": "final"},
         data={"params": json.dumps(params or {})},
-        files={"label": ("label.json", json.dumps(annotation).encode(), "application/json")},
+        files=label_part(annotation),
         timeout=30,
     )
 

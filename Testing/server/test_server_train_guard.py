@@ -6,13 +6,12 @@ needs an empty label store, the second kills the server (its process only) while
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
 import pytest
 from kill_trials import kill_server_only
-from server_helpers import error_detail, host_tiny_models, tiny_model, wait_until
+from server_helpers import error_detail, host_tiny_models, label_part, tiny_model, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -44,13 +43,7 @@ def _label(http, server, image: str, x: int, label: str):
     answer = http.put(
         f"{server.url}/datastore/label",
         params={"image": image, "tag": "final"},
-        files={
-            "label": (
-                "label.json",
-                json.dumps({"roi": {"x": x, "y": 120, "size": 64}, "label": label}).encode(),
-                "application/json",
-            )
-        },
+        files=label_part({"roi": {"x": x, "y": 120, "size": 64}, "label": label}),
         timeout=30,
     )
     assert answer.status_code == 200, answer.text

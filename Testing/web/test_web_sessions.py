@@ -46,9 +46,8 @@ def _launcher(server, tmp_path_factory, sessions: int, *options) -> WebApp:
         server.url,
         logs / "launcher.log",
         args=("--sessions", str(sessions), "--log-dir", str(logs), *options),
+        port=_free_ports(sessions + 1),
     )
-    app.port = _free_ports(sessions + 1)
-    app.url = f"http://127.0.0.1:{app.port}/"
     return app.start()
 
 

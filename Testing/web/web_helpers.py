@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from microcalcai.server.launch import free_port
+from microcalcai.web.process import PageProcess
 
 STATE_TIMEOUT_MS = 90_000
 ANNOTATOR = "web-tester"  # the name the test page stores with its labels
@@ -158,69 +157,19 @@ def roi_screen_rect(page, image_path, roi: dict) -> tuple[float, float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
-class WebApp:
-    """`microcalcai web` as a child in its own process group, stopped by its process id."""
+class WebApp(PageProcess):
+    """`microcalcai web` on 127.0.0.1 for a test: the library's PageProcess (own process group,
+    waits until the page answers, stopped by its process id), one torch thread, a free port."""
 
-    def __init__(self, server_url: str, log_path: Path, args=("--annotator", ANNOTATOR)):
-        from microcalcai.server.launch import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = log_path
-        self.process = None
-        self.server_url = server_url
-        self.args = list(args)
+    def __init__(self, server_url: str, log_path: Path, args=("--annotator", ANNOTATOR), port: int = 0):
+        super().__init__(
+            server_url,
+            "127.0.0.1",
+            port or free_port(),
+            log_path,
+            extra_args=args,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
 
     def start(self, timeout: float = 120.0) -> WebApp:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "microcalcai",
-                    "web",
-                    "--server",
-                    self.server_url,
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the web app exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"the web app did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-        return float("nan")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)  # the group this process leads, by its id
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        return super().start(timeout)

@@ -94,8 +94,9 @@ def ensure_sample_studies(
     return studies
 
 
-def _phantom_set(folder: Path, patients: int, seed: int, *, workers: int, progress: bool) -> Path:
-    """Spot-field phantom ROIs (made once): what the default models learn and are tested on."""
+def phantom_set(folder: Path, patients: int, seed: int, *, workers: int, progress: bool) -> Path:
+    """Spot-field phantom ROIs (made once): what the default models learn and are tested on
+    (benchmarks/bench_recipe_budget.py measures on the same sets)."""
     if not (folder / "manifest.csv").is_file():
         from microcalcai.phantom import generate_dataset
 
@@ -143,8 +144,8 @@ def ensure_default_models(
     work = workspace / "bootstrap"
     work.mkdir(parents=True, exist_ok=True)
     LOG.info("first start: generating %d + %d phantom patients (training, test)", patients, test_patients)
-    train_dir = _phantom_set(work / "phantom-train", patients, TRAIN_SEED, workers=workers, progress=progress)
-    test_dir = _phantom_set(
+    train_dir = phantom_set(work / "phantom-train", patients, TRAIN_SEED, workers=workers, progress=progress)
+    test_dir = phantom_set(
         work / "phantom-test", test_patients, TEST_SEED, workers=workers, progress=progress
     )
     # One split by patient for both members, so that the ensemble's threshold is chosen on

@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from microcalcai.errors import MicrocalcError
+from microcalcai.process_group import start_group, stop_group
 
 # Files the local studies folder offers as images (MONAI Label's own default leaves out DICOM).
 FILE_EXTENSIONS = ["*.dcm", "*.DCM", "*.dicom", "*.png", "*.pgm", "*.nrrd", "*.tif", "*.tiff"]
@@ -193,19 +193,10 @@ class LocalServer:
             )
         command = server_command(self.studies, self.workspace, self.host, self.port)
         self.log_path = self.workspace / "logs" / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        try:
-            # Its own session (process group): stop() ends the server and its training children.
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.workspace,
-                env=server_env(self.workspace, self.env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        # Its own process group: stop() ends the server and its training children.
+        self.process = start_group(
+            command, self.log_path, cwd=self.workspace, env=server_env(self.workspace, self.env)
+        )
         try:
             self.info = wait_for_info(
                 self.url, self.process, self.timeout, self.log_path, self.workspace, token=self.token
@@ -217,17 +208,7 @@ class LocalServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)  # the group this process leads, by its id
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(process, timeout)
 
     def restart(self) -> LocalServer:
         """Stop and start again on the same port (labels and models must survive)."""

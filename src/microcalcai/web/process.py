@@ -8,7 +8,6 @@ library is imported here: `serve` starts the page before it imports anything hea
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from microcalcai.errors import MicrocalcError
+from microcalcai.process_group import start_group, stop_group
 
 
 class PageProcess:
@@ -50,16 +50,11 @@ class PageProcess:
 
     def start(self, timeout: float = 180.0) -> PageProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # Its own process group: a terminal's Ctrl-C reaches `serve`, which stops the page by
-            # its id once the server is down, and the page never outlives `serve`.
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(self.env or os.environ, PYTHONUNBUFFERED="1"),
-                start_new_session=True,
-            )
+        # Its own process group: a terminal's Ctrl-C reaches `serve`, which stops the page by
+        # its id once the server is down, and the page never outlives `serve`.
+        self.process = start_group(
+            self.command(), self.log_path, env=dict(self.env or os.environ, PYTHONUNBUFFERED="1")
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,14 +79,4 @@ class PageProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)  # the group this process leads, by its id
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(process, timeout)
