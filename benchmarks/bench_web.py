@@ -4,7 +4,8 @@ Starts the real server (two tiny test models and their ensemble, phantom spot vi
 `microcalcai web`, drives Debian's Chromium with Playwright, and for REPEATS rounds:
 re-opens the image (so no overlay is on screen), places a point on the known cluster, then
 times from the Classify click until the overlay's coloured pixels are in the browser's picture
-of the view. The same request (image id, ROI, saliency) is then sent to the server directly
+of the view (the page itself reports the first frame with the overlay; one screenshot then
+confirms it). The same request (image id, ROI, saliency) is then sent to the server directly
 (HTTP round trip and the server's own `latencies.total`). The web layer's overhead is the
 difference. Memory: resident set of the web app process after start, and its peak.
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(REPO / "Testing" / "server"))
 
 # In the page: when the Classify button is pressed, and for every frame the view's <img> finishes
 # loading (it is then on screen), the share of the ROI's pixels with a clear colour. Exact to the
-# frame, unlike the screenshot polling (whose own cost, ~0.2-0.4 s on this machine, it includes).
+# frame, unlike screenshots (each ~0.2-0.4 s on this machine, and it blocks the page while it is taken).
 FRAME_WATCH_JS = """([left, top, right, bottom]) => {
   const img = document.querySelector('#mc-view img');
   window.__mc = {frames: [], clicked: null};
@@ -153,6 +154,13 @@ def main() -> int:
                     page.evaluate(FRAME_WATCH_JS, [left, top, right, bottom])
                     started = time.perf_counter()
                     page.click("#mc-classify")
+                    # Wait in the page for the overlay's frame, then confirm it with one screenshot.
+                    # Polling screenshots meanwhile would block the page's main thread ~0.1-0.2 s per
+                    # capture, and a frame arriving during one waited for it: that, not the server or
+                    # the stream, was the slow mode of this measurement.
+                    page.wait_for_function(
+                        "() => window.__mc.frames.some(f => f.share > 0.2)", timeout=60_000
+                    )
                     shot = view_until(
                         page, lambda s, m=inside, a=area: colourful(s)[m].sum() > 0.2 * a, timeout_s=60
                     )
