@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The tests' server helpers (spot phantom views), as bench_web.py and bench_hostile.py use them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing" / "server"))
+
 STRATEGIES = {
     "random": ("random", {}),
     "entropy": ("uncertain", {"method": "entropy", "selection": "top"}),
@@ -76,21 +79,10 @@ def load_average() -> list[float]:
 
 def make_phantom(out: Path, patients: int, seed: int) -> tuple[Path, list[dict]]:
     """Phantom spot views at 0.1 mm with 96 px ROIs (made once); returns the folder and its rows."""
-    from microcalcai.phantom import generate_dataset
+    from server_helpers import spot_phantom  # the tests' spot views, the same settings
 
     if not (out / "manifest.csv").is_file():
-        generate_dataset(
-            out,
-            patients=patients,
-            seed=seed,
-            spacing_mm=0.1,
-            roi_size=96,
-            full_field=False,
-            views=("CC",),
-            bilateral=False,
-            workers=1,
-            progress=True,
-        )
+        spot_phantom(out, patients=patients, seed=seed, workers=1, progress=True)
     with open(out / "manifest.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["label"] in ("benign", "malignant")]
     return out, rows

@@ -119,7 +119,7 @@ def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> li
     return names
 
 
-def spot_phantom(out: Path, *, patients: int, seed: int, **options):
+def spot_phantom(out: Path, *, patients: int, seed: int, progress: bool = False, **options):
     """Phantom spot views (CC, one breast) at 0.1 mm with 96-pixel ROIs: seconds to make."""
     from microcalcai.phantom import generate_dataset
 
@@ -132,7 +132,7 @@ def spot_phantom(out: Path, *, patients: int, seed: int, **options):
         full_field=False,
         views=("CC",),
         bilateral=False,
-        progress=False,
+        progress=progress,
         **options,
     )
 
