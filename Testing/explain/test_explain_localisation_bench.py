@@ -5,24 +5,17 @@ per architecture and skips finished ones."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from blobs import make_crops
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_explain_localisation.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_explain_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_explain_localisation")
 
 
 def test_grid_ceiling_falls_with_coarser_maps(bench):
