@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from microcalcai_logic.contract import LABEL_INDEX, LABELS
+from microcalcai_logic.contract import LABEL_INDEX, LABELS, POSITIVE_LABEL
 
 from microcalcai.errors import InputError
 from microcalcai.explain.methods import MethodSpec, get_method
@@ -191,7 +191,7 @@ def _members(obj) -> tuple[list[_Member], float | None]:
                 m.preprocess,
                 m.card.arch,
                 getattr(m, "target_layer", None),
-                labels.index("malignant") if "malignant" in labels else 1,
+                labels.index(POSITIVE_LABEL) if POSITIVE_LABEL in labels else 1,
                 float(m.threshold),
             )
         )

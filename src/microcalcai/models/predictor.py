@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from microcalcai_logic.contract import POSITIVE_LABEL
 
 from microcalcai.errors import InputError
 from microcalcai.models.preprocess import preprocess_crops
@@ -64,7 +65,7 @@ class ModelPredictor:
         crops = np.asarray(crops, dtype=np.float32) if not torch.is_tensor(crops) else crops
         if crops.ndim == 2:
             crops = crops[None]
-        malignant = self.card.labels.index("malignant")
+        malignant = self.card.labels.index(POSITIVE_LABEL)
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):

@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from microcalcai_logic.contract import LABELS
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.strategy import Strategy
@@ -50,7 +51,7 @@ class MicrocalcApp(MONAILabelApp):
             description="Benign vs malignant microcalcification ROIs: per-model and ensemble probabilities "
             "with saliency maps, classification labels, active learning and fine-tuning",
             version=__version__,
-            labels=["benign", "malignant"],
+            labels=list(LABELS),
         )
         # Active learning sees the studies through a screen that leaves out unreadable files.
         self.screened = ScreenedDatastore(self._datastore, self.cache)

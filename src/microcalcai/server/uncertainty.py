@@ -20,6 +20,7 @@ are computed once and kept per model version, and each MC pass is only the class
 from __future__ import annotations
 
 import numpy as np
+from microcalcai_logic.contract import POSITIVE_LABEL
 
 METHODS = ("entropy", "bald")
 SELECTIONS = ("diverse", "balanced", "top")
@@ -46,7 +47,7 @@ def mc_dropout_probabilities(member, crops: np.ndarray, samples: int, seed: int)
     import torch
 
     module = member.model
-    malignant = member.card.labels.index("malignant")
+    malignant = member.card.labels.index(POSITIVE_LABEL)
     saved_rate = getattr(module, "drop_rate", None)
     was_training = module.training
     generator_state = torch.random.get_rng_state()
@@ -143,7 +144,8 @@ def balanced_batch(
     for side, n in zip(sides, wanted, strict=True):
         picked += [int(i) for i in side[np.argsort(-scores[side], kind="stable")][:n]]
     if len(picked) < count:  # one side was short: fill from the rest by score
-        rest = [int(i) for i in np.argsort(-scores, kind="stable") if int(i) not in set(picked)]
+        taken = set(picked)
+        rest = [int(i) for i in np.argsort(-scores, kind="stable") if int(i) not in taken]
         picked += rest[: count - len(picked)]
     return sorted(picked, key=lambda i: -scores[i])
 
@@ -211,7 +213,7 @@ class HeadScorer:
         import torch
 
         module = member.model
-        malignant = member.card.labels.index("malignant")
+        malignant = member.card.labels.index(POSITIVE_LABEL)
         rate = float(getattr(module, "drop_rate", 0.0) or MC_DROPOUT_RATE)
         features = torch.from_numpy(np.asarray(pre, np.float32)).to(member.device)
         classifier = module.get_classifier()
