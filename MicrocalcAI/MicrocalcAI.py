@@ -410,13 +410,13 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 list(info.strategies) or ["uncertain", "random", "first"],
                 settings.strategy,
             )
-            hosted = [name for name in info.model_names() if name != "ensemble"]
+            hosted = self.core.trainable_models()
             _fill(self.ui.trainModelComboBox, hosted, settings.train_model)
             self.ui.serverUrlLineEdit.text = info.url
             self.ui.serverUrlLineEdit.setCompleter(qt.QCompleter(settings.server_history))
             self._showConsent()
             self.ui.statusLabel.text = _("Connected to {url} ({count} models).").format(
-                url=info.url, count=len(hosted)
+                url=info.url, count=len([name for name in info.models if name != "ensemble"])
             )
             if self.core.training_running:
                 self.ui.trainStatusLabel.text = _("A training of {model} is running.").format(

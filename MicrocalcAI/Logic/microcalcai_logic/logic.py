@@ -188,7 +188,7 @@ class MicrocalcAILogic:
         self.settings.remember_server(client.url)
         if self.settings.model not in info.models and info.models:
             self.settings.model = info.model_names()[0]
-        hosted = [name for name in info.model_names() if name != "ensemble"]
+        hosted = self.trainable_models()
         if self.settings.train_model not in hosted and hosted:
             self.settings.train_model = hosted[0]
         # A training started elsewhere (another annotator, the command line) is followed too.
@@ -218,6 +218,12 @@ class MicrocalcAILogic:
 
     def model_names(self) -> list:
         return self.info.model_names() if self.info is not None else []
+
+    def trainable_models(self) -> list:
+        """The models Train can fine-tune: hosted ROI models (an ensemble is rebuilt over its
+        members; whole-image models are trained with `microcalcai train`, the server refuses)."""
+        whole = set(whole_image_models(self.info))
+        return [name for name in self.model_names() if name != "ensemble" and name not in whole]
 
     # -- consent: nothing of this machine reaches a server before the user has allowed it -----
     def upload_consent(self) -> Optional[bool]:
@@ -844,7 +850,7 @@ class MicrocalcAILogic:
                 roi_reason = "Draw the ROI box over the calcifications."
             elif not use_box and point_ras is None:
                 roi_reason = "Click a point on the calcifications."
-        hosted = [n for n in self.model_names() if n != "ensemble"]
+        hosted = self.trainable_models()
         train_reason = reason or (
             "A training is running: wait for it or press Stop."
             if self.training_running
