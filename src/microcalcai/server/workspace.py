@@ -106,7 +106,7 @@ def build_ensemble(
     from microcalcai.models.ensemble import save_ensemble
 
     store = ModelStore(Path(workspace) / "models")
-    members = [store.current_dir(n) for n in store.model_names()]
+    members = [store.current_dir(n) for n in store.roi_model_names()]
     version = store.next_version(ENSEMBLE)
     save_ensemble(
         members,
