@@ -871,9 +871,10 @@ class MicrocalcAILogic:
         if not exam_reason and server_image_id(volume_node, self.client.url) is None:
             exam_reason = "Exam (BAC) reads the four views from the server: open a view of the exam from it."
         classify_reason = roi_reason
-        if whole_image and not roi_reason:
+        if whole_image and not reason:
+            # before the ROI's own reason: no ROI makes an ROI classification of this model possible
             classify_reason = f"'{self.settings.model}' reads whole images: use Exam (BAC) or Classify view."
-            pacs_reason = pacs_reason or classify_reason
+            pacs_reason = classify_reason
         return Controls(
             # Connect stays available while packages are missing: it is what installs them.
             connect=Control(not busy, reason if busy else missing),

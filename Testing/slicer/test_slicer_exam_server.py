@@ -1,0 +1,212 @@
+"""Exam (BAC) and Classify view in the Logic, on real MRML nodes against the real server hosting a
+tiny whole-image model: phantom four-view exams (the second lacks its R MLO view).
+
+What the scene shows is compared with what the server answers any client (its exam JSON, its
+one-view maps), and each view's map must lie exactly over its view.
+"""
+
+import numpy as np
+import pytest
+from microcalcai_logic import LogicError, ServerError, exam_results, results
+from microcalcai_logic import geometry as g
+
+pytestmark = pytest.mark.server
+MODEL = "bac-tiny"
+
+
+@pytest.fixture(scope="module")
+def bac(tmp_path_factory):
+    """The server's studies and the model: two phantom exams at 0.8 mm, one view of the second
+    removed; a whole-image model and an ROI model."""
+    from server_helpers import bac_exam_studies, tiny_model, whole_image_model
+
+    from microcalcai.server.workspace import install_model, prepare_app
+
+    root = tmp_path_factory.mktemp("slicer-bac")
+    made = bac_exam_studies(root, exams=2)
+    rows = made["rows"]
+    exams = sorted({r["exam_id"] for r in rows})
+    views = {
+        e: {r["laterality"] + " " + r["view"]: r["image_id"] for r in rows if r["exam_id"] == e}
+        for e in exams
+    }
+    (made["folder"] / f"{views[exams[1]].pop('R MLO')}.dcm").unlink()
+    workspace = root / "workspace"
+    prepare_app(workspace)
+    install_model(workspace, whole_image_model(root / "built", MODEL, image_size=128))
+    install_model(workspace, tiny_model(root / "built", "roi-tiny", 1))
+    return {"folder": made["folder"], "complete": views[exams[0]], "incomplete": views[exams[1]]}
+
+
+@pytest.fixture(scope="module")
+def bac_server(bac):
+    from microcalcai.server.launch import LocalServer
+
+    local = LocalServer(bac["folder"], bac["folder"].parent / "workspace", env={"OMP_NUM_THREADS": "1"})
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def logic(scene, bac_server, tmp_path):
+    from microcalcai_logic import MicrocalcAILogic
+    from microcalcai_logic.settings import LogicSettings
+
+    core = MicrocalcAILogic(
+        scene,
+        settings=LogicSettings(server_url=bac_server.url, model=MODEL),
+        cache_folder=str(tmp_path / "cache"),
+        temp_folder=str(tmp_path / "temp"),
+    )
+    core.connect()
+    core.set_upload_consent(True)
+    return core
+
+
+def _open(logic, image_id):
+    from microcalcai_logic.datastore import open_image
+
+    return open_image(logic.client, logic.scene, image_id, logic.cache_folder)
+
+
+def _server_map(client, image_id):
+    from microcalcai_logic.exam import read_map
+
+    answer, nrrd_bytes = client.infer(MODEL, {"saliency": "gradcam++"}, image_id=image_id, output="all")
+    return answer, read_map(nrrd_bytes, answer["saliency"])[0]
+
+
+def test_exam_shows_the_servers_verdict_scores_and_a_map_over_each_view(logic, bac):
+    import slicer
+    from slicer.util import arrayFromVolume
+
+    composites = [logic.scene.AddNode(slicer.vtkMRMLSliceCompositeNode()) for _ in range(2)]
+    views = bac["complete"]
+    selected = _open(logic, views["L MLO"])
+    controls = logic.controls(selected, None, None)
+    assert (
+        controls.exam.enabled and not controls.classify.enabled and "whole images" in controls.classify.reason
+    )
+
+    exam = logic.exam_of(selected)
+
+    truth, _ = logic.client.infer(MODEL, {"exam": True}, image_id=views["R CC"], output="json")
+    assert exam.probability == pytest.approx(truth["exam"]["probability"], abs=1e-9)
+    assert exam.positive == truth["exam"]["decision"]
+    verdict = "BAC present" if truth["exam"]["decision"] else "no BAC"
+    assert exam.verdict.startswith(
+        f"Exam of {truth['exam']['patient_id']}, {truth['exam']['study_date']}: {verdict}"
+    )
+    assert f"P(BAC) = {truth['exam']['probability']:.3f}" in exam.verdict
+    rows = results.table_rows(logic.exam_table())
+    assert [r["View"] for r in rows] == ["L CC", "L MLO", "R CC", "R MLO", "Exam"]
+    served = {v["image"]: v for v in truth["views"]}
+    for row in rows[:-1]:
+        assert row["Image"] == views[row["View"]]
+        assert row["P(BAC)"] == pytest.approx(served[row["Image"]]["probability"], abs=1e-9)
+        assert row["Decision"] == served[row["Image"]]["label"]
+    assert rows[-1]["P(BAC)"] == pytest.approx(truth["exam"]["probability"], abs=1e-9)
+
+    # Each view is a volume (the selected one, three downloaded) with its own map over it.
+    for name, image_id in views.items():
+        volume = exam_results.view_volume(logic.scene, image_id)
+        assert volume is not None and volume.GetAttribute(exam_results.VIEW_ATTRIBUTE) == name
+        node = exam_results.map_node(logic.scene, volume)
+        np.testing.assert_allclose(g.ijk_to_ras(node), g.ijk_to_ras(volume), atol=1e-9)
+        assert node.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
+        answer, expected = _server_map(logic.client, image_id)
+        assert answer["probability"] == pytest.approx(served[image_id]["probability"], abs=1e-9)
+        assert np.array_equal(arrayFromVolume(node)[0], expected)
+        assert expected.max() > expected.min()  # a map with something on it
+    assert exam_results.view_volume(logic.scene, views["L MLO"]) is selected
+    assert logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 8
+
+    # The selected view is shown with its map; another view is one call away.
+    shown_map = exam_results.map_node(logic.scene, selected)
+    assert all(c.GetBackgroundVolumeID() == selected.GetID() for c in composites)
+    assert all(c.GetForegroundVolumeID() == shown_map.GetID() for c in composites)
+    other = logic.show_exam_view("R MLO")
+    assert other.GetAttribute(exam_results.VIEW_ATTRIBUTE) == "R MLO" and logic.exam_shown() == views["R MLO"]
+    assert all(c.GetBackgroundVolumeID() == other.GetID() for c in composites)
+    assert all(
+        c.GetForegroundVolumeID() == exam_results.map_node(logic.scene, other).GetID() for c in composites
+    )
+    assert logic.set_saliency_display(visible=False) == 2
+    assert all(c.GetForegroundVolumeID() is None for c in composites)
+    logic.set_saliency_display(visible=True)
+
+    # Again, from another view: nothing is added, nothing downloaded twice.
+    logic.exam_of(other)
+    assert logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 8
+    assert logic.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+
+
+def test_exam_runs_on_the_worker_thread_and_reports_each_views_map(logic, bac):
+    volume = _open(logic, bac["complete"]["R CC"])
+    answers, errors = [], []
+    task = logic.submit_exam(answers.append, errors.append, volume)
+    logic.tasks.wait(300)
+    assert not errors and len(answers) == 1 and len(answers[0].views) == 4
+    messages = [message for message, _ in task.steps]
+    assert [m for m in messages if m.startswith("Map of")] == [
+        "Map of L CC",
+        "Map of L MLO",
+        "Map of R CC",
+        "Map of R MLO",
+    ]
+
+
+def test_an_incomplete_exam_is_refused_naming_the_missing_view(logic, bac):
+    volume = _open(logic, bac["incomplete"]["L CC"])
+    with pytest.raises(LogicError, match=r"incomplete: it lacks R MLO \(it has L CC, L MLO, R CC\)"):
+        logic.exam_of(volume)
+    assert logic.exam_table() is None and logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+    # Its views are still classified one by one.
+    view = logic.classify_view(volume)
+    assert view.view == "L CC" and exam_results.map_node(logic.scene, volume) is not None
+    assert [r["View"] for r in results.table_rows(logic.exam_table())] == ["L CC"]
+
+
+def test_an_roi_model_is_refused_for_an_exam_with_the_whole_image_models_named(logic, bac):
+    volume = _open(logic, bac["complete"]["L CC"])
+    with pytest.raises(LogicError, match=r"'roi-tiny' classifies ROIs, not whole images: .*\(bac-tiny\)"):
+        logic.exam_of(volume, model="roi-tiny")
+    logic.settings.model = "roi-tiny"
+    controls = logic.controls(volume, None, None)
+    assert not controls.exam.enabled and "whole-image model" in controls.exam.reason
+    assert logic.trainable_models() == ["roi-tiny"]  # the server does not fine-tune whole-image models
+
+
+def test_a_local_view_is_classified_after_upload_but_an_exam_needs_the_servers_views(logic, bac, tmp_path):
+    import shutil
+
+    from microcalcai_logic.volumes import load_volume
+
+    image_id = bac["complete"]["R CC"]
+    local = tmp_path / "local-view.dcm"
+    shutil.copy(bac["folder"] / f"{image_id}.dcm", local)
+    volume = load_volume(logic.scene, str(local))
+    with pytest.raises(LogicError, match="not an image of .*open a view of the exam from the server"):
+        logic.exam_of(volume)
+    view = logic.classify_view(volume)
+    answer, expected = _server_map(logic.client, image_id)
+    assert view.view == "R CC" and view.probability == pytest.approx(answer["probability"], abs=1e-6)
+    node = exam_results.map_node(logic.scene, volume)
+    np.testing.assert_allclose(g.ijk_to_ras(node), g.ijk_to_ras(volume), atol=1e-9)
+
+
+def test_a_server_gone_offline_is_a_clear_message(logic, bac):
+    from microcalcai_logic.client import ServerClient
+    from microcalcai_logic.volumes import mark_from_server
+
+    from microcalcai.server.launch import free_port
+
+    volume = _open(logic, bac["complete"]["L CC"])
+    # Nothing listens there any more: as when the server stopped after Connect.
+    logic.client = ServerClient(f"http://127.0.0.1:{free_port()}")
+    mark_from_server(volume, bac["complete"]["L CC"], logic.client.url)
+    with pytest.raises(
+        ServerError, match="Cannot reach the MicrocalcAI server .*start it with `microcalcai serve`"
+    ):
+        logic.exam_of(volume)
