@@ -7,42 +7,25 @@ one-view maps), and each view's map must lie exactly over its view.
 
 import numpy as np
 import pytest
+from exam_studies import WHOLE_IMAGE_MODEL as MODEL
 from microcalcai_logic import LogicError, ServerError, exam_results, results
 from microcalcai_logic import geometry as g
 
 pytestmark = pytest.mark.server
-MODEL = "bac-tiny"
 
 
 @pytest.fixture(scope="module")
 def bac(tmp_path_factory):
-    """The server's studies and the model: two phantom exams at 0.8 mm, one view of the second
-    removed; a whole-image model and an ROI model."""
-    from server_helpers import bac_exam_studies, tiny_model, whole_image_model
+    from exam_studies import exam_studies
 
-    from microcalcai.server.workspace import install_model, prepare_app
-
-    root = tmp_path_factory.mktemp("slicer-bac")
-    made = bac_exam_studies(root, exams=2)
-    rows = made["rows"]
-    exams = sorted({r["exam_id"] for r in rows})
-    views = {
-        e: {r["laterality"] + " " + r["view"]: r["image_id"] for r in rows if r["exam_id"] == e}
-        for e in exams
-    }
-    (made["folder"] / f"{views[exams[1]].pop('R MLO')}.dcm").unlink()
-    workspace = root / "workspace"
-    prepare_app(workspace)
-    install_model(workspace, whole_image_model(root / "built", MODEL, image_size=128))
-    install_model(workspace, tiny_model(root / "built", "roi-tiny", 1))
-    return {"folder": made["folder"], "complete": views[exams[0]], "incomplete": views[exams[1]]}
+    return exam_studies(tmp_path_factory.mktemp("slicer-bac"))
 
 
 @pytest.fixture(scope="module")
 def bac_server(bac):
     from microcalcai.server.launch import LocalServer
 
-    local = LocalServer(bac["folder"], bac["folder"].parent / "workspace", env={"OMP_NUM_THREADS": "1"})
+    local = LocalServer(bac["folder"], bac["workspace"], env={"OMP_NUM_THREADS": "1"})
     local.start()
     yield local
     local.stop()

@@ -253,10 +253,10 @@ class PageController:
             }
         )
         if keep_exam:
-            self.state.exam_view = image_id
-            self.logic.set_saliency_display(
+            shown = self.logic.set_saliency_display(
                 opacity=float(self.state.saliency_opacity), visible=bool(self.state.saliency_visible)
             )
+            self.state.update({"exam_view": image_id, "colorbar": colorbar_css(self.scene) if shown else ""})
         else:
             self.state.update({"exam": None, "exam_views": [], "exam_view": None})
         # Left-drag on the image changes the window in Slicer's own way: keep the sliders in step.
@@ -542,7 +542,7 @@ class PageController:
                     "aggregation": exam.aggregation,
                     "study_uid": exam.exam_id,
                 },
-                "result_text": exam.verdict,
+                "result_text": "",  # the verdict has its own line above the views
                 "decision": "" if exam.positive is None else ("bac" if exam.positive else "no_bac"),
             }
         )

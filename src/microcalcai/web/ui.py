@@ -58,7 +58,13 @@ def _slider(name: str, **options):
 
 
 def _results_table():
-    with v.VTable(density="compact", classes="mc-results", id="mc-results"):
+    # Hidden for a whole-image model, which answers in the exam's own table.
+    with v.VTable(
+        v_if="results.length || !whole_image_models.includes(model)",
+        density="compact",
+        classes="mc-results",
+        id="mc-results",
+    ):
         with html.Thead():
             with html.Tr():
                 for name in ("Model", "P(malignant)", "", "Threshold", "Decision"):
