@@ -193,3 +193,42 @@ def test_a_server_gone_offline_is_a_clear_message(logic, bac):
         ServerError, match="Cannot reach the MicrocalcAI server .*start it with `microcalcai serve`"
     ):
         logic.exam_of(volume)
+
+
+def test_each_views_map_resampled_through_mrml_covers_exactly_its_view(logic, bac, tmp_path):
+    """Carry every map pixel into its view's pixels using only the two nodes' MRML geometry, as a
+    slice view does: each map pixel lands on its own view pixel, all of them covered once. Draws
+    the exam (docs/images/slicer-exam.png comes from here with MICROCALCAI_FIGURES_DIR set)."""
+    import os
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from slicer.util import arrayFromVolume
+
+    exam = logic.exam_of(_open(logic, bac["complete"]["L CC"]))
+    fig, axes = plt.subplots(1, 4, figsize=(9.6, 3.6), dpi=110)
+    for ax, view in zip(axes, exam.views, strict=True):
+        volume = exam_results.view_volume(logic.scene, view.image_id)
+        node = exam_results.map_node(logic.scene, volume)
+        image = np.asarray(arrayFromVolume(volume)[0], dtype=float)
+        values = arrayFromVolume(node)[0]
+        jj, ii = np.mgrid[0 : values.shape[0], 0 : values.shape[1]]
+        points = np.c_[ii.ravel(), jj.ravel(), np.zeros(ii.size), np.ones(ii.size)].T
+        xy = g.world_to_pixel(volume, (g.ijk_to_world(node) @ points).T[:, :3])[:, :2]
+        np.testing.assert_allclose(xy, np.c_[ii.ravel(), jj.ravel()], atol=1e-6)
+        overlay = np.full(image.shape, np.nan)
+        overlay[np.rint(xy[:, 1]).astype(int), np.rint(xy[:, 0]).astype(int)] = values.ravel()
+        assert not np.isnan(overlay).any()  # the map covers the whole view
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.ma.masked_less(overlay, 0.2), cmap="hot", vmin=0, vmax=1, alpha=0.5)
+        ax.set_title(f"{view.view}: P(BAC) = {view.probability:.2f}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(exam.verdict.replace("; ", ";\n") + " - tiny random-weight test model", fontsize=9)
+    fig.tight_layout()
+    target = Path(os.environ.get("MICROCALCAI_FIGURES_DIR") or tmp_path) / "slicer-exam.png"
+    fig.savefig(target)
+    plt.close(fig)
+    assert target.stat().st_size > 10_000
