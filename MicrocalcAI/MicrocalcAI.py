@@ -63,7 +63,9 @@ class MicrocalcAI(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Classify breast microcalcifications as benign or malignant with CNN models hosted on a "
             "MicrocalcAI (MONAI Label) server: place an ROI, read the probability of malignancy per model "
-            "and for the ensemble, see where the models looked (saliency), label ROIs and retrain. "
+            "and for the ensemble, see where the models looked (saliency), label ROIs and retrain. With a "
+            "whole-image model, Exam (BAC) reads the four views of an exam for breast arterial "
+            "calcification: the exam's verdict, each view's probability and its map. "
             'See <a href="https://github.com/microcalcai/MicrocalcAI/blob/main/docs/slicer.md">the '
             "module's documentation</a>. Research use only: not a medical device."
         )

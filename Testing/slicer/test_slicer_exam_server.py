@@ -115,6 +115,7 @@ def test_exam_shows_the_servers_verdict_scores_and_a_map_over_each_view(logic, b
     assert all(
         c.GetForegroundVolumeID() == exam_results.map_node(logic.scene, other).GetID() for c in composites
     )
+    assert logic.controls(other, None, None).saliency.enabled  # the map's opacity and switch work
     assert logic.set_saliency_display(visible=False) == 2
     assert all(c.GetForegroundVolumeID() is None for c in composites)
     logic.set_saliency_display(visible=True)

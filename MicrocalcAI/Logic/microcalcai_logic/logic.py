@@ -25,6 +25,7 @@ from .classify import Classification, check_model, request_classification
 from .client import ServerClient, ServerInfo
 from .errors import LogicError
 from .exam import (
+    DEFAULT_MAP_METHOD,
     ExamResult,
     ViewResult,
     check_whole_image_model,
@@ -544,8 +545,6 @@ class MicrocalcAILogic:
         )
 
     def _map_method(self) -> Optional[str]:
-        from .exam import DEFAULT_MAP_METHOD
-
         # The study's explanation is Grad-CAM++; an explicit "none" turns maps off.
         return None if self.settings.saliency_method in ("", "none") else DEFAULT_MAP_METHOD
 
@@ -861,6 +860,7 @@ class MicrocalcAILogic:
         shown = saliency is not None and saliency.GetAttribute(results.SOURCE_VOLUME_ATTRIBUTE) == (
             volume_node.GetID() if volume_node is not None else None
         )
+        shown = shown or exam_results.map_node(self.scene, volume_node) is not None  # an exam view's map
         whole_image = self.is_whole_image_model()
         view_reason = reason or (
             "" if whole_image else "Choose a whole-image model (BAC) for Exam and Classify view."
