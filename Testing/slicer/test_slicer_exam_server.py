@@ -126,12 +126,20 @@ def test_exam_shows_the_servers_verdict_scores_and_a_map_over_each_view(logic, b
     assert logic.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
 
 
-def test_exam_runs_on_the_worker_thread_and_reports_each_views_map(logic, bac):
+def test_exam_runs_on_the_worker_thread_and_the_scene_changes_only_on_poll(logic, bac):
     volume = _open(logic, bac["complete"]["R CC"])
     answers, errors = [], []
     task = logic.submit_exam(answers.append, errors.append, volume)
+    controls = logic.controls(volume, None, None)
+    assert (
+        not controls.exam.enabled and "Reading the exam" in controls.exam.reason and controls.cancel.enabled
+    )
+    task.thread.join(300)
+    # The worker downloaded three views and fetched four maps, but never touched the scene.
+    assert logic.exam_table() is None and logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
     logic.tasks.wait(300)
     assert not errors and len(answers) == 1 and len(answers[0].views) == 4
+    assert logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 8
     messages = [message for message, _ in task.steps]
     assert [m for m in messages if m.startswith("Map of")] == [
         "Map of L CC",
@@ -139,6 +147,23 @@ def test_exam_runs_on_the_worker_thread_and_reports_each_views_map(logic, bac):
         "Map of R CC",
         "Map of R MLO",
     ]
+    assert [m for m in messages if m.startswith("Downloading")] == [
+        "Downloading L CC",
+        "Downloading L MLO",
+        "Downloading R MLO",
+    ]
+
+
+def test_cancel_drops_the_exams_late_answer(logic, bac):
+    volume = _open(logic, bac["complete"]["L CC"])
+    answers = []
+    task = logic.submit_exam(answers.append, answers.append, volume)
+    logic.tasks.cancel()
+    assert not logic.tasks.busy and logic.controls(volume, None, None).exam.enabled
+    task.thread.join(300)
+    assert logic.tasks.poll() is False
+    assert answers == [] and logic.exam_table() is None
+    assert logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
 
 
 def test_an_incomplete_exam_is_refused_naming_the_missing_view(logic, bac):
@@ -173,6 +198,9 @@ def test_a_local_view_is_classified_after_upload_but_an_exam_needs_the_servers_v
     volume = load_volume(logic.scene, str(local))
     with pytest.raises(LogicError, match="not an image of .*open a view of the exam from the server"):
         logic.exam_of(volume)
+    controls = logic.controls(volume, None, None)
+    assert not controls.exam.enabled and "open a view of the exam from it" in controls.exam.reason
+    assert controls.classify_view.enabled
     view = logic.classify_view(volume)
     answer, expected = _server_map(logic.client, image_id)
     assert view.view == "R CC" and view.probability == pytest.approx(answer["probability"], abs=1e-6)
