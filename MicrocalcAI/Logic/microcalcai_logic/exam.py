@@ -18,9 +18,7 @@ from .errors import LogicError, ServerError
 
 WHOLE_IMAGE_TASK = "whole_image"
 DEFAULT_MAP_METHOD = "gradcam++"  # the study's explanation (Mobini et al. 2024)
-# The four views of a screening exam (the server answers them in this order).
-EXAM_VIEWS = ("L CC", "L MLO", "R CC", "R MLO")
-POSITIVE_WORDS = ("BAC present", "no BAC")
+VERDICT_WORDS = ("BAC present", "no BAC")
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class ExamResult:
     threshold: Optional[float]
     positive: Optional[bool]  # BAC in the exam (None without a threshold)
     aggregation: str
-    views: list  # ViewResult, in EXAM_VIEWS order where known
+    views: list  # ViewResult, in the server's order: L CC, L MLO, R CC, R MLO
     missing: list = field(default_factory=list)  # views the study lacks ("L MLO", ...)
     patient_id: str = ""
     study_date: str = ""
@@ -78,7 +76,7 @@ class ExamResult:
         if self.positive is None:
             call = "no verdict (the model has no threshold)"
         else:
-            call = POSITIVE_WORDS[0] if self.positive else POSITIVE_WORDS[1]
+            call = VERDICT_WORDS[0] if self.positive else VERDICT_WORDS[1]
         return "Exam {}: {} (P(BAC) = {:.3f}{}; {} of {} views)".format(
             self.title,
             call,
