@@ -207,6 +207,57 @@ def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> 
     return {"folder": folder, "rows": rows, "phantom": phantom.out_dir}
 
 
+def multipart_answer(response) -> tuple[dict, bytes]:
+    """Split MONAI Label's multipart answer into its params JSON and its file."""
+    from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+    parts = MultipartDecoder.from_response(response).parts
+    params, blob = None, None
+    for part in parts:
+        disposition = part.headers.get(b"Content-Disposition", b"").decode()
+        if "filename=" in disposition:
+            blob = part.content
+        else:
+            params = json.loads(part.text)
+    return params, blob
+
+
+def whole_image_model(out: Path, name: str, seed: int = 0, image_size: int = 128) -> Path:
+    """A tiny whole-image (BAC) model folder as the mobini2024 recipe's training writes one: the
+    card says `crop.task: whole_image` (views padded square, stored at `image_size`) and the
+    recipe; random lite0 weights with a voting head (non-zero maps), marked as a demonstration."""
+    from microcalcai.models.artifact import load_model, save_model
+    from microcalcai.server.bootstrap import mark_demonstration
+
+    folder = tiny_model(out, name, seed, voting=True)
+    loaded = load_model(folder)
+    card = loaded.card
+    card.crop = {"task": "whole_image", "roi_size": image_size}
+    card.recipe = {"name": "mobini2024", "task": "whole_image"}
+    card.threshold_method = "fixed 0.5 (test model)"
+    save_model(loaded.module, card, folder, overwrite=True)
+    mark_demonstration(folder)
+    return folder
+
+
+def bac_exam_studies(root: Path, exams: int = 2) -> dict:
+    """A studies folder of phantom four-view BAC exams at 0.8 mm (300 x 224 CC, 375 x 300 MLO
+    views: seconds to make), one DICOM per view named by its image id. Returns the folder and the
+    phantom's manifest rows."""
+    import csv
+    import shutil
+
+    from microcalcai.phantom.exam import generate_exams
+
+    result = generate_exams(root / "exams", exams=exams, seed=1, spacing_mm=0.8, progress=False)
+    folder = root / "studies"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = list(csv.DictReader(result.manifest_path.open()))
+    for row in rows:
+        shutil.copy(result.out_dir / row["image_path"], folder / f"{row['image_id']}.dcm")
+    return {"folder": folder, "rows": rows, "exams": result.out_dir}
+
+
 def label_part(annotation) -> dict:
     """The `label` part of a PUT /datastore/label multipart body: the annotation (dict) as JSON,
     or bytes as they are."""

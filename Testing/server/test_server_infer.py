@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from server_helpers import INPUT_SIZE, ROI_SIZE
+from server_helpers import multipart_answer as _multipart
 
 pytestmark = pytest.mark.server
 
@@ -20,21 +21,6 @@ def _infer(http, server, model, image, params, output="all", files=None):
         files=files or {"_": ("", b"")},
         timeout=120,
     )
-
-
-def _multipart(response) -> tuple[dict, bytes]:
-    """Split MONAI Label's multipart answer into its params JSON and its file."""
-    from requests_toolbelt.multipart.decoder import MultipartDecoder
-
-    parts = MultipartDecoder.from_response(response).parts
-    params, blob = None, None
-    for part in parts:
-        disposition = part.headers.get(b"Content-Disposition", b"").decode()
-        if "filename=" in disposition:
-            blob = part.content
-        else:
-            params = json.loads(part.text)
-    return params, blob
 
 
 def test_info_lists_models_with_versions_and_thresholds(server, http, server_env):

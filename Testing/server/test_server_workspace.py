@@ -31,3 +31,39 @@ def test_install_names_versions_and_ensemble(tmp_path):
     ensemble, members = read_ensemble(store.current_dir("ensemble"))
     assert ensemble.member_names == ["reader-a", "reader-b"] and ensemble.threshold == 0.4
     assert json.loads((store.folder("ensemble") / "current").read_text()) == 1
+
+
+def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble(tmp_path):
+    """A whole-image (BAC) model gets its own task kind; the ensemble, training and active
+    learning keep to the ROI models; --demonstration marks a hosted copy's card (a second start
+    with the same folder adds a version only to mark it)."""
+    from server_helpers import whole_image_model
+
+    from microcalcai.models.artifact import read_card
+    from microcalcai.models.ensemble import read_ensemble
+    from microcalcai.server.hosted import ModelStore, describe
+    from microcalcai.server.workspace import build_ensemble, install_model
+
+    workspace = tmp_path / "ws"
+    bac = whole_image_model(tmp_path / "built", "bac")
+    card = json.loads((bac / "model.json").read_text())
+    card.update(demonstration=False, intended_use="")  # as `microcalcai train` writes it
+    (bac / "model.json").write_text(json.dumps(card))
+    install_model(workspace, tiny_model(tmp_path / "built", "roi-a", seed=0))
+    install_model(workspace, tiny_model(tmp_path / "built", "roi-b", seed=1))
+    assert install_model(workspace, bac) == "bac"
+    store = ModelStore(workspace / "models")
+    assert [store.task(n) for n in store.model_names()] == ["whole_image", "roi", "roi"]
+    assert store.roi_model_names() == ["roi-a", "roi-b"] and store.whole_image_names() == ["bac"]
+    assert describe(store.current_dir("bac"))["demonstration"] is False
+
+    assert install_model(workspace, bac, demonstration=True) == "bac"
+    assert store.versions("bac") == ["1", "2"] and read_card(store.current_dir("bac")).demonstration
+    hosted = describe(store.current_dir("bac"))
+    assert hosted["task"] == "whole_image" and hosted["demonstration"] is True
+    assert hosted["intended_use"].startswith("demonstration model trained on synthetic")
+    assert install_model(workspace, bac, demonstration=True) == "bac" and store.versions("bac") == ["1", "2"]
+
+    build_ensemble(workspace, threshold=0.5, threshold_method="test")
+    ensemble, _ = read_ensemble(store.current_dir("ensemble"))
+    assert ensemble.member_names == ["roi-a", "roi-b"] and store.task("ensemble") == "roi"

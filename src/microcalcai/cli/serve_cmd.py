@@ -81,6 +81,12 @@ def register(subparsers) -> None:
         help="host a model or ensemble folder (from `microcalcai train` / `ensemble`); repeatable",
     )
     parser.add_argument(
+        "--demonstration",
+        action="store_true",
+        help="the --model folders were trained on synthetic (phantom) data: their hosted cards and "
+        "/info/ call them demonstration models, not for real images",
+    )
+    parser.add_argument(
         "--no-default-models",
         action="store_true",
         help="do not train the default models when the workspace hosts none",
@@ -155,7 +161,7 @@ def run(args) -> int:
     for folder in args.model:
         if not folder.exists():
             raise InputError(f"--model {folder} does not exist; give a model or ensemble folder")
-        name = install_model(workspace, folder)
+        name = install_model(workspace, folder, demonstration=args.demonstration)
         log.info("hosting %s from %s", name, folder)
     studies = args.studies
     if studies is None:

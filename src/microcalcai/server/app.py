@@ -26,6 +26,8 @@ from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
 from microcalcai.server.strategies import First, MostUncertain, RandomRoi
 from microcalcai.server.uploads import ImageUploads
+from microcalcai.server.views import StudyIndex
+from microcalcai.server.whole_image import WholeImageTask, exam_request
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class MicrocalcApp(MONAILabelApp):
         self.store = ModelStore(self.workspace / "models")
         self.served = ServedModels(self.store)
         self.cache = ImageCache()
+        self.studies_index = StudyIndex()  # study, laterality and view of stored images (exams)
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -89,12 +92,19 @@ class MicrocalcApp(MONAILabelApp):
         )
 
     def init_infers(self):
-        return {name: ClassifyTask(name, self.served, self.cache) for name in self.store.names()}
+        return {
+            name: (
+                WholeImageTask(name, self.served, self.cache, self.studies_index)
+                if self.store.task(name) == "whole_image"
+                else ClassifyTask(name, self.served, self.cache)
+            )
+            for name in self.store.names()
+        }
 
     def init_trainers(self):
         from microcalcai.server.train_task import FineTuneTask
 
-        return {name: FineTuneTask(name, self) for name in self.store.model_names()}
+        return {name: FineTuneTask(name, self) for name in self.store.roi_model_names()}
 
     def init_strategies(self) -> dict[str, Strategy]:
         if not hasattr(self, "pool"):  # called by the base class before the pool exists
@@ -126,10 +136,33 @@ class MicrocalcApp(MONAILabelApp):
         if request["uploaded"]:
             request["upload_name"] = f"upload {upload_name or 'file'!r}"
         request["datastore"] = datastore or self._datastore  # where params.dicom_out stores results
+        study = exam_request(request)
+        if study is not None:
+            return self._exam(task, request, study)
         request["source"] = load_source(
             request, datastore or self._datastore, self.cache, uploaded=request["uploaded"]
         )
         result_file, answer = task(request)
+        return {"label": result_file, "tag": "original", "file": result_file, "params": answer}
+
+    def _exam(self, task, request: dict, study: str) -> dict:
+        """An exam (params.exam / params.study): whole-image models only, datastore images only."""
+        if not isinstance(task, WholeImageTask):
+            whole = self.store.whole_image_names()
+            raise RequestError(
+                f"model {request['model']!r} classifies ROIs and cannot read an exam; exams are read by "
+                f"whole-image models ({', '.join(whole) if whole else 'none hosted here'})"
+            )
+        if request["uploaded"]:
+            raise RequestError(
+                "an exam is read from the datastore's images: add its views with PUT /datastore/image "
+                "and send image=ID, or classify the uploaded view without params.exam"
+            )
+        if study == "image":
+            if not request.get("image"):
+                raise RequestError('params.exam needs image=ID (one view of the exam) or params.study')
+            request["source"] = load_source(request, request["datastore"], self.cache, uploaded=False)
+        result_file, answer = task.exam(request, study)
         return {"label": result_file, "tag": "original", "file": result_file, "params": answer}
 
     def next_sample(self, request):

@@ -45,6 +45,21 @@ class ModelStore:
     def model_names(self) -> list[str]:
         return [n for n in self.names() if n != ENSEMBLE]
 
+    def task(self, name: str) -> str:
+        """"roi" or "whole_image" (what the served version's card says it was trained on)."""
+        if name == ENSEMBLE:
+            return "roi"  # an ensemble is built over the ROI models only
+        from microcalcai.models.artifact import read_card
+
+        return str((read_card(self.current_dir(name)).crop or {}).get("task") or "roi")
+
+    def roi_model_names(self) -> list[str]:
+        """The hosted ROI models: what the ensemble, active learning and /train work with."""
+        return [n for n in self.model_names() if self.task(n) == "roi"]
+
+    def whole_image_names(self) -> list[str]:
+        return [n for n in self.model_names() if self.task(n) == "whole_image"]
+
     def folder(self, name: str) -> Path:
         return self.root / name
 
@@ -146,6 +161,7 @@ def describe(folder: Path) -> dict:
         shown = next((c for c in member_cards if c.demonstration), None)
         return {
             "kind": "ensemble",
+            "task": "roi",
             # an ensemble with a demonstration member is itself a demonstration
             **_intended_use(shown.demonstration if shown else False, shown.intended_use if shown else ""),
             "threshold": float(card.threshold),
@@ -159,8 +175,16 @@ def describe(folder: Path) -> dict:
             "created": card.created,
         }
     card = read_card(folder)
+    task = str((card.crop or {}).get("task") or "roi")
+    extra = {}
+    if task == "whole_image":
+        from microcalcai.server.whole_image import card_fields
+
+        extra = card_fields(card)
     return {
         "kind": "model",
+        "task": task,
+        **extra,
         **_intended_use(card.demonstration, card.intended_use),
         "arch": card.arch,
         "input_size": card.input_size,

@@ -49,18 +49,8 @@ class ClassifyTask(InferTask):
 
     def info(self):
         out = super().info()
-        store = self.models.store
-        version = store.current_version(self.name)
-        out.update(describe(store.version_dir(self.name, version)))
-        out.update(
-            {
-                "name": self.name,
-                "version": version,
-                "versions": store.versions(self.name),
-                "saliency_methods": saliency_methods(),
-                "default_roi_size": DEFAULT_ROI_SIZE,
-            }
-        )
+        out.update(hosted_info(self.models.store, self.name))
+        out["default_roi_size"] = DEFAULT_ROI_SIZE
         return out
 
     def __call__(self, request):
@@ -119,7 +109,7 @@ class ClassifyTask(InferTask):
                 "method": method,
                 "target": target,
                 **geometry,
-                "spacing_mm": _spacing_list(source.mammogram.spacing_mm),
+                "spacing_mm": spacing_list(source.mammogram.spacing_mm),
             }
         else:
             origin, step = crop_geometry(crop)
@@ -128,6 +118,18 @@ class ClassifyTask(InferTask):
         times["total"] = time.perf_counter() - start + times["read"]
         answer["latencies"] = {k: round(v, 5) for k, v in times.items()}
         return (str(result_file) if result_file else None), answer
+
+
+def hosted_info(store, name: str) -> dict:
+    """What /info/ says of a hosted model beyond MONAI Label's task fields (its card, versions)."""
+    version = store.current_version(name)
+    return {
+        **describe(store.version_dir(name, version)),
+        "name": name,
+        "version": version,
+        "versions": store.versions(name),
+        "saliency_methods": saliency_methods(),
+    }
 
 
 def request_roi(request: dict, source: Source) -> PixelRoi:
@@ -160,12 +162,16 @@ def make_crop(source: Source, roi: PixelRoi):
         raise RequestError(f"params.roi: {exc}") from None
 
 
-def saliency_choice(request: dict) -> tuple[str | None, str]:
-    value = request.get("saliency", DEFAULT_SALIENCY)
+def saliency_choice(
+    request: dict, *, default: str = DEFAULT_SALIENCY, targets=SALIENCY_TARGETS
+) -> tuple[str | None, str]:
+    """(method or None, target) from params.saliency and params.saliency_target (the first of
+    `targets` by default)."""
+    value = request.get("saliency", default)
     if request.get("output") == "json" and "saliency" not in request:
         value = None  # nobody would receive the map
     if value in (None, False, "", "none", "false"):
-        return None, "malignant"
+        return None, targets[0]
     if not isinstance(value, str):
         raise RequestError(f"params.saliency must be a method name or false, got {value!r}")
     from microcalcai.explain.methods import get_method
@@ -174,9 +180,9 @@ def saliency_choice(request: dict) -> tuple[str | None, str]:
         method = get_method(value).name
     except MicrocalcError as exc:
         raise RequestError(f"params.saliency: {exc}") from None
-    target = request.get("saliency_target", "malignant")
-    if target not in SALIENCY_TARGETS:
-        raise RequestError(f"params.saliency_target must be one of {list(SALIENCY_TARGETS)}, got {target!r}")
+    target = request.get("saliency_target", targets[0])
+    if target not in targets:
+        raise RequestError(f"params.saliency_target must be one of {list(targets)}, got {target!r}")
     return method, target
 
 
@@ -208,12 +214,12 @@ def answer_json(name: str, served, probability: float, members: dict, roi: Pixel
             "id": source.image_id,
             "rows": int(rows),
             "cols": int(cols),
-            "spacing_mm": _spacing_list(source.mammogram.spacing_mm),
+            "spacing_mm": spacing_list(source.mammogram.spacing_mm),
         },
     }
 
 
-def _spacing_list(spacing):
+def spacing_list(spacing):
     return None if spacing is None else [float(s) for s in spacing]
 
 

@@ -118,16 +118,20 @@ async def infer(
     if label is not None:
         raise RequestError("/infer takes no label part; save labels with PUT /datastore/label")
     request = {"model": model, "image": image}
+    client_params = parse_params(params)
     upload = {}
     if file is not None and (file.filename or file.size):
         path, _, name = save_upload(file)
         request["image"] = str(path)
         upload = {"upload_path": str(path), "upload_name": name}
-    elif not image:
-        raise RequestError("no image given: pass image=ID (see GET /datastore/?output=all) or upload a file")
+    elif not image and client_params.get("study") is None:
+        raise RequestError(
+            "no image given: pass image=ID (see GET /datastore/?output=all), upload a file, or name a "
+            "study with params.study (whole-image models)"
+        )
     # MONAI Label's order: the app's infer config, then the client's params (which may name `image`)
     request.update(_infer_config())
-    request.update(parse_params(params))
+    request.update(client_params)
     # What the client may not decide goes as keyword arguments of our app's infer (app.py).
     result = _app().infer(request, output=output, **upload)
     return send_response(_app().datastore(), result, output, background_tasks)

@@ -56,6 +56,18 @@ def _answer(candidate, strategy: str, **extra) -> dict:
     }
 
 
+def _scorer(store) -> str:
+    """The model active learning scores ROIs with: the ensemble, else the first ROI model
+    (whole-image models classify whole views, not candidate ROIs)."""
+    names = store.names()
+    if ENSEMBLE in names:
+        return ENSEMBLE
+    roi_models = store.roi_model_names()
+    if not roi_models:
+        raise RequestError("active learning needs an ROI model; this server hosts whole-image models only")
+    return roi_models[0]
+
+
 def _whole(request: dict, name: str, default: int, low: int, high: int) -> int:
     value = request.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -197,8 +209,7 @@ class MostUncertain(PoolStrategy):
         return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
 
     def _threshold(self) -> float:
-        names = self.models.store.names()
-        return float(self.models.get(ENSEMBLE if ENSEMBLE in names else names[0]).predictor.threshold)
+        return float(self.models.get(_scorer(self.models.store)).predictor.threshold)
 
     def _crops(self, pool) -> list[np.ndarray]:
         """The candidates' crops, kept between requests (up to CROP_CACHE_BYTES), so scoring the
@@ -224,15 +235,14 @@ class MostUncertain(PoolStrategy):
 
     def _score(self, method: str, request: dict, crops: np.ndarray, keys: list, with_features: bool):
         """(scores, the served model's P(malignant), features or None) for a batch of crops."""
-        names = self.models.store.names()
-        served = self.models.get(ENSEMBLE if ENSEMBLE in names else names[0])
+        served = self.models.get(_scorer(self.models.store))
         samples = _whole(request, "mc_samples", 0, 2, 100) if "mc_samples" in request else 0
         seed = _seed(request)
         model = request.get("model") if method == "bald" else None
-        if model is not None and model not in self.models.store.model_names():
+        if model is not None and model not in self.models.store.roi_model_names():
             raise NotFound(
-                f"params.model {model!r} is not a hosted model; "
-                f"choose one of {self.models.store.model_names()}"
+                f"params.model {model!r} is not a hosted ROI model; "
+                f"choose one of {self.models.store.roi_model_names()}"
             )
         with served.lock:
             head_samples = samples or MC_SAMPLES_HEAD

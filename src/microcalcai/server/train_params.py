@@ -23,11 +23,17 @@ RANGES = {
 OPEN_RANGES = {"val_fraction": (0.0, 1.0)}  # exclusive bounds
 
 
-def check_model(model: str, trainable: list[str], ensemble: str) -> None:
+def check_model(model: str, trainable: list[str], ensemble: str, whole_image: tuple[str, ...] = ()) -> None:
     if model == ensemble:
         raise RequestError(
             f"{ensemble!r} is not trained itself: train its members ({', '.join(trainable)}) with "
             f"POST /train/{{model}}; the ensemble is rebuilt over their new versions"
+        )
+    if model not in trainable and model in whole_image:
+        raise RequestError(
+            f"{model!r} is a whole-image model: it is trained with `microcalcai train` (a whole-image "
+            "recipe such as mobini2024) and hosted with `microcalcai serve --model`, not fine-tuned on "
+            f"ROI labels here; the models that can be trained are {trainable}"
         )
     if model not in trainable:
         raise NotFound(f"unknown model {model!r}; the models that can be trained are {trainable}")

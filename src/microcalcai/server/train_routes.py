@@ -76,7 +76,7 @@ def start_training(instance, model: str, body) -> dict:
     from microcalcai.server.train_params import check_labels, check_model, check_params
     from microcalcai.server.train_task import PUBLISH_RULES
 
-    check_model(model, _trainable(instance), ENSEMBLE)
+    check_model(model, _trainable(instance), ENSEMBLE, tuple(instance.store.whole_image_names()))
     params = check_params(body, instance._trainers[model].config(), PUBLISH_RULES)
     guard = TrainingGuard(instance.workspace)
     with guard.locked():  # "busy" before "too few labels": the labels may be fine once it ends

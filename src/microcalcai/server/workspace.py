@@ -36,8 +36,13 @@ def prepare_app(workspace: str | Path) -> Path:
     return app_dir
 
 
-def install_model(workspace: str | Path, folder: str | Path, name: str | None = None) -> str:
-    """Host a model folder (copied in as a new version) or an ensemble folder; returns its name."""
+def install_model(
+    workspace: str | Path, folder: str | Path, name: str | None = None, *, demonstration: bool = False
+) -> str:
+    """Host a model folder (copied in as a new version) or an ensemble folder; returns its name.
+
+    `demonstration`: the model was trained on synthetic (phantom) data; its hosted card says so,
+    as the default models' do, and /info/ calls it a demonstration model."""
     from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import is_ensemble_folder, read_ensemble
     from microcalcai.models.folder import is_model_folder
@@ -56,7 +61,8 @@ def install_model(workspace: str | Path, folder: str | Path, name: str | None = 
         raise InputError(f"model name {name!r} cannot be a folder name; rename the model")
     store = ModelStore(Path(workspace) / "models")
     if name in store.names() and _same_content(store.current_dir(name), folder):
-        return name  # already served: starting again with the same --model adds no version
+        if not demonstration or _is_demonstration(store.current_dir(name)):
+            return name  # already served: starting again with the same --model adds no version
     # Under the training lock, as a training publishes: a training still running from an older
     # version then sees this one and does not publish over it (training_guard.py).
     with TrainingGuard(workspace).locked():
@@ -68,6 +74,10 @@ def install_model(workspace: str | Path, folder: str | Path, name: str | None = 
         shutil.copytree(folder, temporary)
         if name != ENSEMBLE:
             rename_card(temporary, name, version)
+            if demonstration:
+                from microcalcai.server.bootstrap import mark_demonstration
+
+                mark_demonstration(temporary)
         temporary.rename(target)
         store.publish(name, version)
     return name
@@ -82,6 +92,12 @@ def rename_card(folder: Path, name: str, version: str) -> None:
     card = json.loads(path.read_text())
     card.update({"name": name, "version": version})
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def _is_demonstration(folder: Path) -> bool:
+    from microcalcai.models.artifact import read_card
+
+    return (folder / "model.json").is_file() and read_card(folder).demonstration
 
 
 def _same_content(hosted: Path, incoming: Path) -> bool:
@@ -106,7 +122,7 @@ def build_ensemble(
     from microcalcai.models.ensemble import save_ensemble
 
     store = ModelStore(Path(workspace) / "models")
-    members = [store.current_dir(n) for n in store.model_names()]
+    members = [store.current_dir(n) for n in store.roi_model_names()]
     version = store.next_version(ENSEMBLE)
     save_ensemble(
         members,

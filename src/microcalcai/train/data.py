@@ -65,6 +65,14 @@ def _square_whole_image(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+def whole_image_input(pixels: np.ndarray, out_size: int) -> torch.Tensor:
+    """(1, out_size, out_size) float16: a whole view as whole-image training stores it (padded to a
+    square, resized); the server's whole-image task prepares views with this too, so a served
+    probability is the one `microcalcai predict` gives for the same file."""
+    square = _square_whole_image(np.asarray(pixels, dtype=np.float32))
+    return resize_grey(to_grey_tensor(np.clip(square, 0, 1)), out_size)[0].half()
+
+
 def load_crops(
     frame, *, roi_size: int, out_size: int, task: str = "roi", progress: bool = True
 ) -> torch.Tensor:
@@ -92,13 +100,12 @@ def load_crops(
         for position in members:
             row = rows.iloc[position]
             if task == "whole_image":
-                pixels = _square_whole_image(image.pixels)
-            else:
-                crop = crop_roi(
-                    image, (float(row["roi_x"]), float(row["roi_y"])), size_px=_crop_size(row, roi_size)
-                )
-                pixels = crop.pixels
-            out[position] = resize_grey(to_grey_tensor(np.clip(pixels, 0, 1)), out_size)[0].half()
+                out[position] = whole_image_input(image.pixels, out_size)
+                continue
+            crop = crop_roi(
+                image, (float(row["roi_x"]), float(row["roi_y"])), size_px=_crop_size(row, roi_size)
+            )
+            out[position] = resize_grey(to_grey_tensor(np.clip(crop.pixels, 0, 1)), out_size)[0].half()
     return out
 
 
