@@ -129,6 +129,17 @@ def test_a_step_budget_ends_the_run_inside_an_epoch_and_keeps_the_last_weights(t
     assert all(torch.equal(v, last[k]) for k, v in model.state_dict().items())
 
 
+def test_a_small_training_set_gets_min_epoch_images_draws_an_epoch(tmp_path):
+    train, val = _sets()  # 24 crops, batch 8: three steps an epoch without the floor
+    plain = fit(_model(), train, val, _config(epochs=2), tmp_path / "plain")
+    assert plain.steps == 6
+    floored = fit(_model(), train, val, _config(epochs=2, min_epoch_images=40), tmp_path / "floored")
+    assert floored.steps == 10  # 40 draws with replacement = 5 batches of 8, each epoch
+    # a set already larger than the floor is drawn once an epoch, as before
+    large = fit(_model(), train, val, _config(epochs=1, min_epoch_images=16), tmp_path / "large")
+    assert large.steps == 3
+
+
 def test_frozen_leading_stages_keep_their_weights_and_batchnorm_statistics(tmp_path):
     train, val = _sets()
     model = _model()

@@ -55,6 +55,7 @@ def test_overrides_with_dotted_keys(tmp_path):
         ("folds=1", "folds must be 0"),
         ("lr", "KEY=VALUE"),
         ("early_stopping=3", "must be a mapping"),
+        ("min_epoch_images=-5", "min_epoch_images must be a whole number"),
     ],
 )
 def test_bad_settings_are_named(override, message):
@@ -89,4 +90,6 @@ def test_phantom_recipe_trains_cheaply_on_a_cpu():
     config = FitConfig.from_recipe(load_recipe("phantom"), batch_size=32, device="cpu")
     assert config.channels_last and not config.mixed_precision
     assert config.freeze_blocks == 2
+    # retrainings on a few dozen labels still take enough optimizer steps
+    assert config.min_epoch_images >= 256
     assert FitConfig.from_recipe(load_recipe("kang2021"), batch_size=8, device="cpu").freeze_blocks == 0

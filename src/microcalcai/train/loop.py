@@ -58,6 +58,10 @@ class FitConfig:
     channels_last: bool = False
     num_workers: int = 0
     freeze_blocks: int = 0
+    # A few dozen labels make one optimizer step an epoch: a training from 40 labels took 3 steps
+    # and left the model where it was. An epoch of a set smaller than this draws this many
+    # (augmented) images with replacement, so small label sets still get enough steps.
+    min_epoch_images: int = 0
     progress: bool = True
     # A budget instead of a number of epochs (benchmarks that give each network the same share of a
     # shared CPU): the epoch in which it runs out ends there and is the last one.
@@ -90,6 +94,7 @@ class FitConfig:
             channels_last=auto(recipe["channels_last"]),
             num_workers=int(recipe["num_workers"]),
             freeze_blocks=int(recipe.get("freeze_blocks") or 0),
+            min_epoch_images=int(recipe.get("min_epoch_images") or 0),
             progress=progress,
         )
 
@@ -210,6 +215,7 @@ def _loader(dataset, config: FitConfig, generator, distributed: bool, rank: int,
     from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 
     labels = dataset.labels.numpy()
+    draws = max(len(labels), config.min_epoch_images)
     if distributed:
         if config.imbalance == "balanced_sampler":
             LOG.warning("balanced sampling is not combined with distributed training; using class weights")
@@ -217,12 +223,12 @@ def _loader(dataset, config: FitConfig, generator, distributed: bool, rank: int,
     elif config.imbalance == "balanced_sampler":
         counts = np.bincount(labels, minlength=2).astype(float)
         weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-        sampler = WeightedRandomSampler(
-            weights, num_samples=len(labels), replacement=True, generator=generator
-        )
+        sampler = WeightedRandomSampler(weights, num_samples=draws, replacement=True, generator=generator)
+    elif draws > len(labels):
+        sampler = RandomSampler(dataset, replacement=True, num_samples=draws, generator=generator)
     else:
         sampler = RandomSampler(dataset, generator=generator)
-    shard = len(dataset) // world
+    shard = (len(dataset) if distributed else draws) // world
     # BatchNorm cannot train on a last batch of one image
     drop_last = shard > config.batch_size and shard % config.batch_size == 1
     return DataLoader(

@@ -153,6 +153,11 @@ def _validate(recipe: dict, *, where: str) -> None:
         raise InputError(
             f"{where}: batch_size must be a positive integer or null, got {recipe['batch_size']!r}"
         )
+    if not isinstance(recipe["min_epoch_images"], int) or recipe["min_epoch_images"] < 0:
+        raise InputError(
+            f"{where}: min_epoch_images must be a whole number >= 0 (0: an epoch is the training set "
+            f"once), got {recipe['min_epoch_images']!r}"
+        )
     if not isinstance(recipe["folds"], int) or recipe["folds"] < 0 or recipe["folds"] == 1:
         raise InputError(
             f"{where}: folds must be 0 (no cross-validation) or at least 2, got {recipe['folds']!r}"
