@@ -63,7 +63,9 @@ class MicrocalcAI(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Classify breast microcalcifications as benign or malignant with CNN models hosted on a "
             "MicrocalcAI (MONAI Label) server: place an ROI, read the probability of malignancy per model "
-            "and for the ensemble, see where the models looked (saliency), label ROIs and retrain. "
+            "and for the ensemble, see where the models looked (saliency), label ROIs and retrain. With a "
+            "whole-image model, Exam (BAC) reads the four views of an exam for breast arterial "
+            "calcification: the exam's verdict, each view's probability and its map. "
             'See <a href="https://github.com/microcalcai/MicrocalcAI/blob/main/docs/slicer.md">the '
             "module's documentation</a>. Research use only: not a medical device."
         )
@@ -136,6 +138,9 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.connectButton.connect("clicked(bool)", self.onConnect)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
         self.ui.savePacsButton.connect("clicked(bool)", self.onSaveToPacs)
+        self.ui.examButton.connect("clicked(bool)", self.onExam)
+        self.ui.classifyViewButton.connect("clicked(bool)", self.onClassifyView)
+        self.ui.examViewComboBox.connect("currentIndexChanged(int)", self.onExamViewChosen)
         self.ui.benignButton.connect("clicked(bool)", lambda: self.onAnnotate("benign"))
         self.ui.malignantButton.connect("clicked(bool)", lambda: self.onAnnotate("malignant"))
         self.ui.nextSampleButton.connect("clicked(bool)", self.onNextSample)
@@ -256,6 +261,8 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.connectButton, controls.connect),
             (self.ui.classifyButton, controls.classify),
             (self.ui.savePacsButton, controls.save_pacs),
+            (self.ui.examButton, controls.exam),
+            (self.ui.classifyViewButton, controls.classify_view),
             (self.ui.benignButton, controls.annotate),
             (self.ui.malignantButton, controls.annotate),
             (self.ui.nextSampleButton, controls.next_sample),
@@ -405,13 +412,13 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 list(info.strategies) or ["uncertain", "random", "first"],
                 settings.strategy,
             )
-            hosted = [name for name in info.model_names() if name != "ensemble"]
+            hosted = self.core.trainable_models()
             _fill(self.ui.trainModelComboBox, hosted, settings.train_model)
             self.ui.serverUrlLineEdit.text = info.url
             self.ui.serverUrlLineEdit.setCompleter(qt.QCompleter(settings.server_history))
             self._showConsent()
             self.ui.statusLabel.text = _("Connected to {url} ({count} models).").format(
-                url=info.url, count=len(hosted)
+                url=info.url, count=len([name for name in info.models if name != "ensemble"])
             )
             if self.core.training_running:
                 self.ui.trainStatusLabel.text = _("A training of {model} is running.").format(
@@ -426,6 +433,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if name:
             self.core.settings.model = name
             self.core.save_settings()
+        self.updateControls()  # a whole-image model swaps Classify for Exam (BAC) and Classify view
 
     def onVolumeChosen(self, volume):
         # Another image: the previous image's map and table go.
@@ -470,6 +478,57 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ),
             shown,
         )
+
+    def onExam(self):
+        volume = self._parameterNode.inputVolume
+
+        def shown(exam):
+            self.ui.resultsTableView.setMRMLTableNode(self.core.exam_table())
+            self.ui.examVerdictLabel.text = exam.verdict
+            self.ui.statusLabel.text = exam.verdict
+            wasBlocked = self.ui.examViewComboBox.blockSignals(True)
+            self.ui.examViewComboBox.clear()
+            for view in exam.views:
+                self.ui.examViewComboBox.addItem(view.view or view.image_id, view.image_id)
+            self.ui.examViewComboBox.setCurrentIndex(
+                self.ui.examViewComboBox.findData(self.core.exam_shown())
+            )
+            self.ui.examViewComboBox.blockSignals(wasBlocked)
+            self.onSaliencyDisplay()
+
+        self._submit(lambda done, failed: self.core.submit_exam(done, failed, volume), shown)
+
+    def onClassifyView(self):
+        volume = self._parameterNode.inputVolume
+
+        def shown(view):
+            self.ui.resultsTableView.setMRMLTableNode(self.core.exam_table())
+            self.ui.examVerdictLabel.text = ""
+            self.ui.statusLabel.text = _("{view}: P(BAC) = {p:.3f} (threshold {t}) -> {decision}").format(
+                view=view.view or view.image_id,
+                p=view.probability,
+                t=f"{view.threshold:.2f}" if view.threshold is not None else "n/a",
+                decision=view.decision or "n/a",
+            )
+            self.onSaliencyDisplay()
+
+        self._submit(lambda done, failed: self.core.submit_classify_view(done, failed, volume), shown)
+
+    def onExamViewChosen(self, index):
+        """Show another view of the exam with its map (scene only: no server call)."""
+        from microcalcai_logic import LogicError
+
+        imageId = self.ui.examViewComboBox.itemData(index)
+        if not imageId:
+            return
+        try:
+            volume = self.core.show_exam_view(imageId)
+        except LogicError as error:
+            self.ui.statusLabel.text = str(error)
+            return
+        self._parameterNode.inputVolume = volume
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        self.onSaliencyDisplay()
 
     def onSaliencyDisplay(self, *unused):
         # The controls' own values: this slot may run before the parameter node has followed them.

@@ -135,13 +135,24 @@ def test_widget_calls_only_what_the_logic_offers(module_tree):
         "submit_start_training",
         "submit_stop_training",
         "submit_follow_training",
+        "submit_exam",
+        "submit_classify_view",
         "controls",
         "select_volume",
         "set_upload_consent",
     } <= used
     widget = _class(module_tree, "MicrocalcAIWidget")
     in_widget = _attribute_chains(widget, "self", "core") | _attribute_chains(widget, "core")
-    blocking = {"connect", "classify", "annotate", "next_sample", "start_training", "stop_training"}
+    blocking = {
+        "connect",
+        "classify",
+        "annotate",
+        "next_sample",
+        "start_training",
+        "stop_training",
+        "exam_of",
+        "classify_view",
+    }
     assert not blocking & in_widget, "the panel calls the server on the GUI thread"
     missing = sorted(
         name for name in used if not hasattr(MicrocalcAILogic, name) and name not in _instance_state()

@@ -49,6 +49,9 @@ class ModelInfo:
     intended_use: str = ""
     # the model card's validation metrics (its calibration, where measured: certainty.py)
     val_metrics: dict[str, Any] = field(default_factory=dict)
+    # what the model reads: "roi" (a square around calcifications) or "whole_image" (a whole view)
+    task: str = "roi"
+    default_saliency: str = ""
 
     @property
     def is_ensemble(self) -> bool:
@@ -86,6 +89,8 @@ def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
         demonstration=bool(entry.get("demonstration", False)),
         intended_use=str(entry.get("intended_use") or ""),
         val_metrics=dict(entry.get("val_metrics") or {}),
+        task=str(entry.get("task") or "roi"),
+        default_saliency=str(entry.get("default_saliency") or ""),
     )
 
 

@@ -18,12 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from . import results
+from . import exam_results, results
 from .active_learning import NextSample, load_next_sample, request_next_sample
 from .annotate import Annotation, save_annotation
 from .classify import Classification, check_model, request_classification
 from .client import ServerClient, ServerInfo
 from .errors import LogicError
+from .exam import (
+    DEFAULT_MAP_METHOD,
+    ExamResult,
+    ViewResult,
+    check_whole_image_model,
+    is_whole_image,
+    request_exam,
+    request_view,
+    whole_image_models,
+)
 from .geometry import PixelRoi, image_size, roi_from_markups, roi_from_point
 from .pacs import PacsSave, describe, refusal
 from .settings import JsonFileStore, LogicSettings, load_settings, save_settings
@@ -65,6 +75,9 @@ class Controls:
     saliency: Control
     cancel: Control
     save_pacs: Control
+    # whole-image model (BAC): the exam of the selected view, or that view alone
+    exam: Control = field(default_factory=lambda: Control(False))
+    classify_view: Control = field(default_factory=lambda: Control(False))
 
     def first_reason(self) -> str:
         for name in ("classify", "next_sample", "train"):
@@ -85,6 +98,24 @@ class ClassifyJob:
     upload: Optional[PreparedUpload] = None  # what is sent when it does not
     result: Optional[Classification] = None
     dicom_out: bool = False  # Save to PACS: the server also stores the result as DICOM
+
+
+@dataclass
+class ExamJob:
+    """Exam (BAC) or Classify view: a whole-image model reads the selected view, or the four
+    views of its exam."""
+
+    volume_node: Any
+    model: str
+    saliency: Optional[str]
+    server_url: str
+    image_id: Optional[str]
+    whole_exam: bool
+    known: dict  # datastore id -> volume of the scene already holding that image
+    upload: Optional[PreparedUpload] = None  # Classify view of a local image: sent first
+    folder: str = ""  # where views not in the scene are downloaded
+    result: Any = None  # ExamResult (exam) or ViewResult (one view)
+    downloads: dict = field(default_factory=dict)  # datastore id -> downloaded file
 
 
 @dataclass
@@ -135,6 +166,7 @@ class MicrocalcAILogic:
         self.roi: Optional[PixelRoi] = None
         self.last: Optional[Classification] = None
         self.last_pacs: Optional[PacsSave] = None  # what the last Save to PACS stored
+        self.exam: Optional[ExamResult] = None  # the last exam (BAC) read, its views in the scene
         self.tasks = TaskRunner()  # the user's actions, one at a time
         self.polls = TaskRunner()  # training progress, beside them
         self.monitor: Optional[TrainingMonitor] = None
@@ -157,7 +189,7 @@ class MicrocalcAILogic:
         self.settings.remember_server(client.url)
         if self.settings.model not in info.models and info.models:
             self.settings.model = info.model_names()[0]
-        hosted = [name for name in info.model_names() if name != "ensemble"]
+        hosted = self.trainable_models()
         if self.settings.train_model not in hosted and hosted:
             self.settings.train_model = hosted[0]
         # A training started elsewhere (another annotator, the command line) is followed too.
@@ -187,6 +219,12 @@ class MicrocalcAILogic:
 
     def model_names(self) -> list:
         return self.info.model_names() if self.info is not None else []
+
+    def trainable_models(self) -> list:
+        """The models Train can fine-tune: hosted ROI models (an ensemble is rebuilt over its
+        members; whole-image models are trained with `microcalcai train`, the server refuses)."""
+        whole = set(whole_image_models(self.info))
+        return [name for name in self.model_names() if name != "ensemble" and name not in whole]
 
     # -- consent: nothing of this machine reaches a server before the user has allowed it -----
     def upload_consent(self) -> Optional[bool]:
@@ -450,12 +488,177 @@ class MicrocalcAILogic:
             self.settings.saliency_opacity = float(opacity)
         if visible is not None:
             self.settings.show_saliency = bool(visible)
-        node = self.saliency_node()
+        node = exam_results.map_node(self.scene, self.volume) or self.saliency_node()
         if node is None:
             return 0
         return results.show_in_slice_views(
             self.scene, None, node, self.settings.saliency_opacity, self.settings.show_saliency
         )
+
+    # -- whole-image models (BAC): one view, or the four views of an exam ------------------
+    def whole_image_models(self) -> list:
+        return whole_image_models(self.info)
+
+    def is_whole_image_model(self, model: Optional[str] = None) -> bool:
+        model = model or self.settings.model
+        return self.info is not None and is_whole_image(self.info.models.get(model))
+
+    def prepare_exam(self, volume_node, model: Optional[str] = None, whole_exam: bool = True) -> ExamJob:
+        """Exam (BAC): the exam of the selected view, which must be an image of the server (the
+        server finds its exam's other views in its studies). Classify view (`whole_exam` False):
+        that view alone, a local image sent first as Classify does."""
+        client = self.require_client()
+        model = model or self.settings.model
+        check_whole_image_model(self.info, model)
+        if volume_node is None:
+            raise LogicError(
+                "Select a view of the exam (an image of the server)."
+                if whole_exam
+                else "Select the view to classify."
+            )
+        image_size(volume_node)
+        image_id = server_image_id(volume_node, client.url)
+        if whole_exam and image_id is None:
+            raise LogicError(
+                f"'{volume_node.GetName()}' is not an image of {client.url}: an exam's four views are read "
+                "from the server's studies, so open a view of the exam from the server (or use Classify "
+                "view for this image alone)."
+            )
+        known = {}
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+            held = server_image_id(node, client.url)
+            if held and node.GetAttribute("MicrocalcAI.Role") != results.EXAM_MAP_ROLE:
+                known.setdefault(held, node)
+        if image_id:
+            known[image_id] = volume_node
+        return ExamJob(
+            volume_node=volume_node,
+            model=model,
+            saliency=self._map_method(),
+            server_url=client.url,
+            image_id=image_id,
+            whole_exam=whole_exam,
+            known=known,
+            upload=None if whole_exam else self._upload_for(volume_node),
+            folder=os.path.join(self.cache_folder, "exam"),
+        )
+
+    def _map_method(self) -> Optional[str]:
+        # The study's explanation is Grad-CAM++; an explicit "none" turns maps off.
+        return None if self.settings.saliency_method in ("", "none") else DEFAULT_MAP_METHOD
+
+    def run_exam(self, job: ExamJob, task: Optional[Task] = None) -> ExamJob:
+        """Network half: the answers, the maps, and the exam's views the scene lacks."""
+        client = self.require_client()
+        job.image_id = self._image_id(job.upload, job.image_id, task)
+
+        def progress(message, fraction=None):
+            if task is not None:
+                task.check()
+                task.report(message, fraction)
+
+        if not job.whole_exam:
+            progress(f"Classifying the whole view with {job.model}")
+            job.result = request_view(client, self.info, job.image_id, job.model, job.saliency)
+            return job
+        progress(f"Reading the exam with {job.model}")
+        exam = request_exam(client, self.info, job.image_id, job.model, job.saliency, progress=progress)
+        for view in exam.views:
+            if view.image_id in job.known or view.image_id in job.downloads:
+                continue
+            progress(f"Downloading {view.view or view.image_id}")
+            job.downloads[view.image_id] = client.download_image(
+                view.image_id, os.path.join(job.folder, _safe_name(view.image_id))
+            )
+        job.result = exam
+        return job
+
+    def finish_exam(self, job: ExamJob):
+        """Scene half: each view as a volume with its map over it, the table, the selected view
+        shown with its map. Returns the ExamResult (or the ViewResult of Classify view)."""
+        if job.upload is not None:
+            mark_from_server(job.volume_node, job.image_id, job.server_url)
+        views = job.result.views if job.whole_exam else [job.result]
+        for view in views:
+            volume = job.known.get(view.image_id)
+            if volume is None or self.scene.GetNodeByID(volume.GetID()) is None:
+                volume = exam_results.view_volume(self.scene, view.image_id, job.server_url)
+            if volume is None:
+                volume = exam_results.load_view(
+                    self.scene, job.downloads[view.image_id], view.image_id, job.server_url, view.view
+                )
+            if view.view:
+                volume.SetAttribute(exam_results.VIEW_ATTRIBUTE, view.view)
+            exam_results.update_view_map(self.scene, volume, view)
+        if job.whole_exam:
+            self.exam = job.result
+            exam_results.update_exam_table(self.scene, job.result)
+        else:
+            exam_results.update_view_table(self.scene, job.result)
+        self.volume, self.roi, self.last = job.volume_node, None, None
+        exam_results.show_view(
+            self.scene, job.volume_node, self.settings.saliency_opacity, self.settings.show_saliency
+        )
+        return job.result
+
+    def exam_of(self, volume_node, model: Optional[str] = None) -> ExamResult:
+        """Exam (BAC) in a row (scripts, tests, the web page)."""
+        return self.finish_exam(self.run_exam(self.prepare_exam(volume_node, model)))
+
+    def classify_view(self, volume_node, model: Optional[str] = None) -> ViewResult:
+        """One whole view with a whole-image model, in a row."""
+        return self.finish_exam(self.run_exam(self.prepare_exam(volume_node, model, whole_exam=False)))
+
+    def submit_exam(self, on_done, on_error, volume_node, model: Optional[str] = None) -> Task:
+        job = self.prepare_exam(volume_node, model)
+        return self.tasks.submit(
+            "Reading the exam",
+            lambda task: self.run_exam(job, task),
+            lambda j: on_done(self.finish_exam(j)),
+            on_error,
+        )
+
+    def submit_classify_view(self, on_done, on_error, volume_node, model: Optional[str] = None) -> Task:
+        job = self.prepare_exam(volume_node, model, whole_exam=False)
+        return self.tasks.submit(
+            "Classifying the view",
+            lambda task: self.run_exam(job, task),
+            lambda j: on_done(self.finish_exam(j)),
+            on_error,
+        )
+
+    def show_exam_view(self, key: str):
+        """Show one view of the last exam (its image id or name, "L CC") with its map."""
+        if self.exam is None:
+            raise LogicError("Run Exam (BAC) first.")
+        view = self.exam.view_result(key)
+        if view is None:
+            raise LogicError(
+                "The exam {} has no view '{}': it has {}.".format(
+                    self.exam.exam_id, key, ", ".join(v.view or v.image_id for v in self.exam.views)
+                )
+            )
+        url = self.client.url if self.client else None
+        volume = exam_results.view_volume(self.scene, view.image_id, url)
+        if volume is None:
+            raise LogicError(
+                f"The view {view.view} ({view.image_id}) is no longer in the scene: run Exam (BAC) again."
+            )
+        self.volume, self.roi, self.last = volume, None, None
+        settings = self.settings
+        exam_results.show_view(self.scene, volume, settings.saliency_opacity, settings.show_saliency)
+        return volume
+
+    def exam_table(self):
+        return exam_results.exam_table(self.scene)
+
+    def exam_shown(self) -> Optional[str]:
+        """The datastore id of the exam view the slice views show (None outside an exam)."""
+        if self.exam is None or self.volume is None:
+            return None
+        image_id = server_image_id(self.volume)
+        return image_id if self.exam.view_result(image_id or "") is not None else None
 
     # -- annotate --------------------------------------------------------------------------
     def prepare_annotate(
@@ -646,7 +849,7 @@ class MicrocalcAILogic:
                 roi_reason = "Draw the ROI box over the calcifications."
             elif not use_box and point_ras is None:
                 roi_reason = "Click a point on the calcifications."
-        hosted = [n for n in self.model_names() if n != "ensemble"]
+        hosted = self.trainable_models()
         train_reason = reason or (
             "A training is running: wait for it or press Stop."
             if self.training_running
@@ -657,10 +860,25 @@ class MicrocalcAILogic:
         shown = saliency is not None and saliency.GetAttribute(results.SOURCE_VOLUME_ATTRIBUTE) == (
             volume_node.GetID() if volume_node is not None else None
         )
+        shown = shown or exam_results.map_node(self.scene, volume_node) is not None  # an exam view's map
+        whole_image = self.is_whole_image_model()
+        view_reason = reason or (
+            "" if whole_image else "Choose a whole-image model (BAC) for Exam and Classify view."
+        )
+        if not view_reason and volume_node is None:
+            view_reason = "Select a view of the exam."
+        exam_reason = view_reason
+        if not exam_reason and server_image_id(volume_node, self.client.url) is None:
+            exam_reason = "Exam (BAC) reads the four views from the server: open a view of the exam from it."
+        classify_reason = roi_reason
+        if whole_image and not reason:
+            # before the ROI's own reason: no ROI makes an ROI classification of this model possible
+            classify_reason = f"'{self.settings.model}' reads whole images: use Exam (BAC) or Classify view."
+            pacs_reason = classify_reason
         return Controls(
             # Connect stays available while packages are missing: it is what installs them.
             connect=Control(not busy, reason if busy else missing),
-            classify=Control(not roi_reason, roi_reason),
+            classify=Control(not classify_reason, classify_reason),
             annotate=Control(not roi_reason, roi_reason),
             next_sample=Control(not reason, reason),
             train=Control(not train_reason, train_reason),
@@ -670,6 +888,8 @@ class MicrocalcAILogic:
             ),
             cancel=Control(busy, ""),
             save_pacs=Control(not pacs_reason, pacs_reason),
+            exam=Control(not exam_reason, exam_reason),
+            classify_view=Control(not view_reason, view_reason),
         )
 
 

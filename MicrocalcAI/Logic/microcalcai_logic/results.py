@@ -16,6 +16,8 @@ from .volumes import find_role, singleton
 
 TABLE_ROLE = "results"
 SALIENCY_ROLE = "saliency"
+EXAM_MAP_ROLE = "exam-map"  # a whole-view map of an exam (exam_results.py), one per view
+MAP_ROLES = (SALIENCY_ROLE, EXAM_MAP_ROLE)
 COLOR_ROLE = "saliency-colors"
 SOURCE_VOLUME_ATTRIBUTE = "MicrocalcAI.SourceVolume"
 COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision")
@@ -107,7 +109,6 @@ def update_saliency_node(scene, volume_node, result: Classification):
     """The saliency map as a scalar volume lying exactly over its ROI (None without a map)."""
     if result.saliency is None or result.saliency_geometry is None:
         return None
-    import slicer
     from slicer.util import updateVolumeFromArray
 
     geometry = result.saliency_geometry
@@ -117,6 +118,15 @@ def update_saliency_node(scene, volume_node, result: Classification):
     node.SetIJKToRASMatrix(
         numpy_to_vtk_matrix(saliency_ijk_to_ras(volume_node, geometry.origin_xy, geometry.step_xy))
     )
+    style_map_node(scene, node, volume_node)
+    return node
+
+
+def style_map_node(scene, node, volume_node) -> None:
+    """A map volume over `volume_node`: follows its transform, hidden from node menus, drawn with
+    the saliency colours from the floor up (the ROI map and the exam's whole-view maps alike)."""
+    import slicer
+
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     node.SetAttribute(SOURCE_VOLUME_ATTRIBUTE, volume_node.GetID())
     # Not an image to choose or edit: kept out of the Mammogram selector and other node menus.
@@ -134,7 +144,6 @@ def update_saliency_node(scene, volume_node, result: Classification):
     display.SetUpperThreshold(1.0)
     display.ApplyThresholdOn()
     node.Modified()
-    return node
 
 
 def show_in_slice_views(
@@ -166,7 +175,7 @@ def show_in_slice_views(
 
 def _is_saliency(scene, node_id) -> bool:
     node = scene.GetNodeByID(node_id) if node_id else None
-    return node is not None and node.GetAttribute("MicrocalcAI.Role") == SALIENCY_ROLE
+    return node is not None and node.GetAttribute("MicrocalcAI.Role") in MAP_ROLES
 
 
 def forget_results_of_other_images(scene, volume_node) -> bool:

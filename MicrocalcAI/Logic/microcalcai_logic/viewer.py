@@ -133,7 +133,7 @@ def _replace_image(logic, volume_node, keep_box: bool = False) -> None:
     if volume_node.GetAttribute(ROLE_ATTRIBUTE) is None:
         volume_node.SetAttribute(ROLE_ATTRIBUTE, IMAGE_ROLE)
     prepare_display(volume_node)
-    logic.volume, logic.last = volume_node, None
+    logic.volume, logic.last, logic.exam = volume_node, None, None  # the exam's views went too
     if not keep_box:
         logic.roi = None
 

@@ -145,7 +145,8 @@ class PageController:
                 ),
                 "models": names,
                 "model": self.logic.settings.model if self.logic.settings.model in names else names[0],
-                "hosted_models": [n for n in names if n != "ensemble"],
+                "hosted_models": self.logic.trainable_models(),
+                "whole_image_models": self.logic.whole_image_models(),
                 "demonstration_models": demos,
                 "demonstration_text": "Demonstration model{} {}: {}".format(
                     "s" if len(demos) > 1 else "", ", ".join(demos), info.models[demos[0]].intended_use
@@ -209,10 +210,13 @@ class PageController:
             if path != keep:
                 shutil.rmtree(path, ignore_errors=True)
 
-    def _show_image(self, volume, keep_box: bool = False):
+    def _show_image(self, volume, keep_box: bool = False, keep_exam: bool = False):
+        """Show `volume` as the page's image; with `keep_exam` it is a view of the exam shown, whose
+        results stay and whose map is laid over it."""
         import vtk
 
         self._stop_observing()
+        viewer.prepare_display(volume)
         self.slicer.display_manager.show_volume_in_slice_background(volume)
         self.slicer.display_manager.show_volume_in_slice_foreground(None)
         for index in range(self.slicer.app_logic.GetSliceLogics().GetNumberOfItems()):
@@ -248,6 +252,13 @@ class PageController:
                 "placing": "",
             }
         )
+        if keep_exam:
+            shown = self.logic.set_saliency_display(
+                opacity=float(self.state.saliency_opacity), visible=bool(self.state.saliency_visible)
+            )
+            self.state.update({"exam_view": image_id, "colorbar": colorbar_css(self.scene) if shown else ""})
+        else:
+            self.state.update({"exam": None, "exam_views": [], "exam_view": None})
         # Left-drag on the image changes the window in Slicer's own way: keep the sliders in step.
         display.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_display_changed)
         if keep_box:
@@ -510,6 +521,87 @@ class PageController:
                 "label_text": "",
             }
         )
+
+    # -- whole-image models (BAC): an exam, or one view ----------------------------------------
+    async def exam(self):
+        await self._act("Reading the exam", self._exam)
+
+    def _exam(self):
+        """The Logic's Exam (BAC) for the exam of the view shown: the verdict, each view's
+        P(BAC) and map; the view shown keeps its place, the other views are one click away."""
+        self._require_image()
+        exam = self.logic.exam_of(self.logic.volume, model=self.state.model)
+        self._show_views(exam.views)
+        self.state.update(
+            {
+                "exam": {
+                    "verdict": exam.verdict,
+                    "positive": exam.positive,
+                    "probability": exam.probability,
+                    "threshold": exam.threshold,
+                    "aggregation": exam.aggregation,
+                    "study_uid": exam.exam_id,
+                },
+                "result_text": "",  # the verdict has its own line above the views
+                "decision": "" if exam.positive is None else ("bac" if exam.positive else "no_bac"),
+            }
+        )
+
+    async def classify_view(self):
+        await self._act("Classifying the view", self._classify_view)
+
+    def _classify_view(self):
+        self._require_image()
+        view = self.logic.classify_view(self.logic.volume, model=self.state.model)
+        self._show_views([view])
+        self.state.update(
+            {
+                "exam": None,
+                "result_text": "{}: P(BAC) = {:.3f}, threshold {} -> {}".format(
+                    view.view or view.image_id,
+                    view.probability,
+                    "n/a" if view.threshold is None else f"{view.threshold:.3f}",
+                    view.decision or "no decision",
+                ),
+                "decision": view.decision,
+            }
+        )
+
+    def _show_views(self, views):
+        self.logic.set_saliency_display(
+            opacity=float(self.state.saliency_opacity), visible=bool(self.state.saliency_visible)
+        )
+        shown = viewer.shown_image_id(self.logic.volume)
+        self.state.update(
+            {
+                "exam_views": [
+                    {
+                        "image_id": view.image_id,
+                        "view": view.view or view.image_id,
+                        "probability": view.probability,
+                        "threshold": view.threshold,
+                        "decision": view.decision,
+                        "has_map": view.saliency is not None,
+                    }
+                    for view in views
+                ],
+                "exam_view": shown,
+                "results": [],
+                "certainty": None,
+                "colorbar": colorbar_css(self.scene) if any(v.saliency is not None for v in views) else "",
+                "colorbar_floor": SALIENCY_FLOOR,
+                "label_text": "",
+            }
+        )
+
+    async def show_exam_view(self, image_id):
+        """Another view of the exam with its map, in the page's one slice view."""
+
+        def work():
+            volume = self.logic.show_exam_view(str(image_id))
+            self._show_image(volume, keep_exam=True)
+
+        await self._act("Showing the view", work)
 
     async def save_to_pacs(self):
         await self._act("Saving to PACS", self._save_to_pacs)

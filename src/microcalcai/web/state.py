@@ -30,6 +30,7 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "
         "models": [],
         "model": None,
         "hosted_models": [],
+        "whole_image_models": [],  # models that read whole views (BAC): Exam instead of Classify
         "demonstration_models": [],
         "demonstration_text": "",
         "strategies": [],
@@ -69,6 +70,10 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "
         "colorbar": "",
         "colorbar_floor": 0.0,
         "pacs_text": "",
+        # whole-image models: the exam's verdict, each view's P(BAC), which view is shown
+        "exam": None,
+        "exam_views": [],
+        "exam_view": None,
         "pacs_uids": [],  # SOP Instance UIDs the last Save to PACS stored
         # annotation
         "morphologies": _choices(MORPHOLOGIES),

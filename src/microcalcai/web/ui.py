@@ -58,7 +58,13 @@ def _slider(name: str, **options):
 
 
 def _results_table():
-    with v.VTable(density="compact", classes="mc-results", id="mc-results"):
+    # Hidden for a whole-image model, which answers in the exam's own table.
+    with v.VTable(
+        v_if="results.length || !whole_image_models.includes(model)",
+        density="compact",
+        classes="mc-results",
+        id="mc-results",
+    ):
         with html.Thead():
             with html.Tr():
                 for name in ("Model", "P(malignant)", "", "Threshold", "Decision"):
@@ -108,6 +114,90 @@ def _results_table():
                     "{{ row.decision }}",
                     style=("{ color: row.decision === 'malignant' ? '#ff6f60' : '#81c784' }",),
                 )
+
+
+def _exam_controls(ctrl):
+    """For a whole-image model (BAC): the exam of the view shown, or that view alone."""
+    with html.Div(v_if="whole_image_models.includes(model)", classes="d-flex mt-2", id="mc-exam-controls"):
+        v.VBtn(
+            "Exam (BAC)",
+            click=ctrl.exam,
+            color="primary",
+            classes="flex-grow-1 mr-1",
+            disabled=("!connected || !has_image",),
+            title="The four views of this view's exam: the exam's verdict, each view's P(BAC) and map",
+            id="mc-exam",
+        )
+        v.VBtn(
+            "Classify view",
+            click=ctrl.classify_view,
+            variant="tonal",
+            classes="flex-grow-1 ml-1",
+            disabled=("!connected || !has_image",),
+            title="P(BAC) of the view shown alone, with its map over the whole view",
+            id="mc-classify-view",
+        )
+
+
+def _exam_table(ctrl):
+    """The exam's verdict and one row per view (P(BAC), bar, decision); a row shows its view."""
+    html.Div(
+        "{{ exam.verdict }}",
+        v_if="exam",
+        classes="text-body-2 font-weight-bold mt-2",
+        style=("{ color: exam.positive ? '#ff6f60' : '#81c784' }",),
+        id="mc-exam-verdict",
+    )
+    with v.VTable(v_if="exam_views.length", density="compact", classes="mc-results", id="mc-exam-table"):
+        with html.Thead():
+            with html.Tr():
+                for name in ("View", "P(BAC)", "", "Decision", ""):
+                    html.Th(name)
+        with html.Tbody():
+            with html.Tr(
+                v_for="row in exam_views",
+                key="row.image_id",
+                raw_attrs=[
+                    'class="mc-exam-row"',
+                    ':data-image="row.image_id"',
+                    ':data-view="row.view"',
+                    ':data-probability="row.probability"',
+                    ':data-decision="row.decision"',
+                    ':data-shown="row.image_id === exam_view"',
+                    ":style=\"row.image_id === exam_view ? 'font-weight: 600; background: #2a2a2a' : ''\"",
+                ],
+            ):
+                html.Td("{{ row.view }}", title=("row.image_id",))
+                html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
+                with html.Td(style="width: 110px"):
+                    with html.Div(classes="mc-bar"):
+                        html.Div(
+                            classes="mc-bar-fill",
+                            style=(
+                                "{ width: (100 * row.probability) + '%', "
+                                "background: row.decision === 'bac' ? '#e53935' : '#43a047' }",
+                            ),
+                        )
+                        html.Div(
+                            v_if="row.threshold !== null",
+                            classes="mc-bar-threshold",
+                            style=("{ left: 'calc(' + (100 * row.threshold) + '% - 1px)' }",),
+                            title="threshold",
+                        )
+                html.Td(
+                    "{{ row.decision }}",
+                    style=("{ color: row.decision === 'bac' ? '#ff6f60' : '#81c784' }",),
+                )
+                with html.Td():
+                    v.VBtn(
+                        "Show",
+                        v_if="row.image_id !== exam_view",
+                        size="x-small",
+                        variant="text",
+                        click=(ctrl.show_exam_view, "[row.image_id]"),
+                        raw_attrs=[":id=\"'mc-exam-show-' + row.view.replace(' ', '')\""],
+                        title="Show this view with its map",
+                    )
 
 
 def build_layout(server, layout_manager, ctrl):
@@ -313,22 +403,24 @@ def _panel(ctrl):
                     click=ctrl.classify,
                     color="primary",
                     block=True,
-                    disabled=("!connected || !has_image",),
+                    disabled=("!connected || !has_image || whole_image_models.includes(model)",),
                     id="mc-classify",
                 )
+                _exam_controls(ctrl)
                 v.VBtn(
                     "Save to PACS",
                     click=ctrl.save_to_pacs,
                     variant="tonal",
                     block=True,
                     classes="mt-2",
-                    disabled=("!connected || !has_image",),
+                    disabled=("!connected || !has_image || whole_image_models.includes(model)",),
                     title="Classify and store the result as DICOM (SR and saliency) in the image's own study",
                     id="mc-save-pacs",
                 )
                 html.Div("{{ result_text }}", classes="text-body-2 mt-2", id="mc-result-text")
                 html.Div("{{ pacs_text }}", v_if="pacs_text", classes="text-caption mt-1", id="mc-pacs-text")
                 _results_table()
+                _exam_table(ctrl)
                 with html.Div(v_if="certainty", classes="text-caption mt-1", id="mc-certainty"):
                     html.Div(
                         "How sure: {{ certainty.agreement }}",

@@ -1,0 +1,197 @@
+"""The scene side of whole-image (BAC) results without a server: a view's map placed from its
+NRRD header over the whole view, the exam table, and the server's answers read as documented
+(docs/server-api.md, Whole-image models)."""
+
+import numpy as np
+import pytest
+from microcalcai_logic import LogicError, ServerError, exam_results, results
+from microcalcai_logic import geometry as g
+from microcalcai_logic.exam import ExamResult, ViewResult, parse_exam, parse_view, read_map
+from slicer_test_helpers import GEOMETRIES, make_volume
+
+EXAM_ANSWER = {
+    "model": "bac-tiny",
+    "version": "1",
+    "task": "whole_image",
+    "roi": None,
+    "exam": {
+        "study_uid": "1.2.826.0.1.3680043.8.498.123",
+        "patient_id": "PH0003",
+        "study_date": "2019-04-02",
+        "probability": 0.82,
+        "label": "bac",
+        "decision": True,
+        "threshold": 0.41,
+        "aggregation": "max",
+        "views_scored": 4,
+        "complete": True,
+        "missing_views": [],
+    },
+    "views": [
+        {"name": n, "laterality": n[0], "view_position": n[1:], "image": f"PH0003-{n}", "probability": p,
+         "label": "bac" if p >= 0.41 else "no_bac", "decision": p >= 0.41, "rows": 60, "cols": 45}
+        for n, p in (("LCC", 0.82), ("LMLO", 0.66), ("RCC", 0.12), ("RMLO", 0.05))
+    ],
+    "missing_views": [],
+}  # fmt: skip
+
+
+def _nrrd(data: np.ndarray, origin=(0.0, 0.0), step=(1.0, 1.0)) -> bytes:
+    """A map file as the server writes it: 2D, in the view's stored pixels (space dimension 2)."""
+    import os
+    import tempfile
+
+    import nrrd
+
+    header = {
+        "space dimension": 2,
+        "space origin": np.array(origin, dtype=float),
+        "space directions": np.diag(np.array(step, dtype=float)),
+        "space units": ["pixel", "pixel"],
+        "microcalcai_method": "gradcam++",
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "map.nrrd")
+        nrrd.write(path, np.ascontiguousarray(data, dtype=np.float32), header, index_order="C")
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _world_corners(node) -> np.ndarray:
+    """World RAS of a 2D volume's outer pixel edges (its four corners)."""
+    cols, rows = node.GetImageData().GetDimensions()[:2]
+    matrix = g.parent_to_world(node) @ g.ijk_to_ras(node)
+    corners = [(-0.5, -0.5), (cols - 0.5, -0.5), (-0.5, rows - 0.5), (cols - 0.5, rows - 0.5)]
+    return np.array([(matrix @ [i, j, 0, 1])[:3] for i, j in corners])
+
+
+@pytest.mark.parametrize("name", sorted(GEOMETRIES))
+def test_a_whole_view_map_has_the_views_geometry_and_its_peak_lies_on_its_pixel(scene, name):
+    import slicer
+    from slicer.util import arrayFromVolume
+
+    volume = make_volume(scene, np.zeros((60, 45), np.uint16), name=name, **GEOMETRIES[name])
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    moved = np.eye(4)
+    moved[:3, 3] = (3.0, -2.0, 1.0)
+    transform.SetMatrixTransformToParent(g.numpy_to_vtk_matrix(moved))
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    views = [scene.AddNode(slicer.vtkMRMLSliceCompositeNode()) for _ in range(2)]
+    data = np.zeros((60, 45), np.float32)
+    data[7, 31] = 1.0  # the peak: map pixel (x=31, y=7), the view's stored pixel (31, 7)
+    saliency, geometry = read_map(_nrrd(data))
+    view = ViewResult("PH0003-LCC", "L CC", 0.8, 0.41, "bac", "bac-tiny", "1", {}, saliency, geometry)
+    node = exam_results.update_view_map(scene, volume, view)
+    np.testing.assert_allclose(g.ijk_to_ras(node), g.ijk_to_ras(volume), atol=1e-12)
+    np.testing.assert_allclose(_world_corners(node), _world_corners(volume), atol=1e-9)
+    assert node.GetImageData().GetDimensions()[:2] == volume.GetImageData().GetDimensions()[:2]
+    peak = np.unravel_index(np.argmax(arrayFromVolume(node)[0]), data.shape)[::-1]
+    peak_world = (g.parent_to_world(node) @ g.ijk_to_ras(node) @ [*peak, 0, 1])[:3]
+    np.testing.assert_allclose(peak_world, g.pixel_to_world(volume, [(31, 7)])[0], atol=1e-9)
+    assert node.GetDisplayNode().GetColorNode().GetName() == "MicrocalcAI saliency"
+    assert exam_results.show_view(scene, volume, 0.4, True) == 2
+    assert all(v.GetForegroundVolumeID() == node.GetID() for v in views)
+    # Again: the same node, updated.
+    assert exam_results.update_view_map(scene, volume, view) is node
+
+
+def test_a_coarser_map_covers_the_whole_view_by_its_header_geometry(scene):
+    """Placement follows the NRRD's space origin and directions, not an assumption of one map
+    pixel per view pixel: a map at a quarter of the resolution still covers the whole view."""
+    volume = make_volume(scene, np.zeros((60, 48), np.uint16), **GEOMETRIES["lps-flip"])
+    step = 4.0
+    saliency, geometry = read_map(_nrrd(np.ones((15, 12)), origin=(1.5, 1.5), step=(step, step)))
+    assert geometry.step_xy == (4.0, 4.0) and geometry.origin_xy == (1.5, 1.5)
+    view = ViewResult("v", "L CC", 0.5, 0.5, "bac", saliency=saliency, geometry=geometry)
+    node = exam_results.update_view_map(scene, volume, view)
+    np.testing.assert_allclose(_world_corners(node), _world_corners(volume), atol=1e-9)
+
+
+def test_a_map_whose_header_disagrees_with_the_answer_is_refused():
+    nrrd_bytes = _nrrd(np.zeros((6, 5)))
+    with pytest.raises(ServerError, match="disagree"):
+        read_map(nrrd_bytes, {"origin_xy": [2.0, 0.0]})
+    with pytest.raises(ServerError, match="6x5 pixels but its answer says 60x45"):
+        read_map(nrrd_bytes, {"shape": [60, 45]})
+    with pytest.raises(ServerError, match="NRRD"):
+        read_map(b"not a map", None)
+
+
+def test_exam_answer_read_and_shown_as_one_table_with_the_verdict(scene):
+    exam = parse_exam(EXAM_ANSWER, "bac-tiny")
+    assert [v.view for v in exam.views] == ["L CC", "L MLO", "R CC", "R MLO"]
+    assert [v.image_id for v in exam.views] == ["PH0003-LCC", "PH0003-LMLO", "PH0003-RCC", "PH0003-RMLO"]
+    assert exam.positive is True and exam.threshold == 0.41 and exam.aggregation == "max"
+    assert exam.verdict == (
+        "Exam of PH0003, 2019-04-02: BAC present (P(BAC) = 0.820, threshold 0.410; max of 4 views)"
+    )
+    table = exam_results.update_exam_table(scene, exam)
+    rows = results.table_rows(table)
+    assert [r["View"] for r in rows] == ["L CC", "L MLO", "R CC", "R MLO", "Exam"]
+    assert [r["P(BAC)"] for r in rows] == pytest.approx([0.82, 0.66, 0.12, 0.05, 0.82])
+    assert [r["Decision"] for r in rows] == ["bac", "bac", "no_bac", "no_bac", "BAC"]
+    assert table.GetAttribute("MicrocalcAI.Verdict") == exam.verdict
+    negative = {**EXAM_ANSWER, "exam": {**EXAM_ANSWER["exam"], "probability": 0.2, "decision": False}}
+    again = exam_results.update_exam_table(scene, parse_exam(negative, "bac-tiny"))
+    assert again is table and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+    assert results.table_rows(again)[-1]["Decision"] == "no BAC"
+    assert "no BAC (P(BAC) = 0.200" in again.GetAttribute("MicrocalcAI.Verdict")
+
+
+def test_one_view_answer_and_answers_lacking_fields():
+    view = parse_view(
+        {
+            "model": "bac-tiny",
+            "probability": 0.3,
+            "label": "no_bac",
+            "threshold": 0.41,
+            "view": {"name": "RMLO", "laterality": "R", "view_position": "MLO", "source": "header"},
+            "image": {"id": "PH0003-RMLO", "rows": 60, "cols": 45},
+        }
+    )
+    assert (view.image_id, view.view, view.decision, view.image["rows"]) == (
+        "PH0003-RMLO",
+        "R MLO",
+        "no_bac",
+        60,
+    )
+    with pytest.raises(ServerError, match="lacks 'probability'"):
+        parse_view({"label": "bac"})
+    with pytest.raises(ServerError, match="exam answer lacks"):
+        parse_exam({"views": []})
+
+
+def test_an_incomplete_exam_names_the_views_it_lacks():
+    from microcalcai_logic.exam import missing_views_message
+
+    incomplete = {
+        **EXAM_ANSWER,
+        "exam": {**EXAM_ANSWER["exam"], "complete": False, "missing_views": ["LMLO", "RCC"]},
+        "views": [EXAM_ANSWER["views"][0], EXAM_ANSWER["views"][3]],
+    }
+    exam = parse_exam(incomplete, "bac-tiny")
+    assert exam.missing == ["L MLO", "R CC"]
+    message = missing_views_message(exam, exam.missing, [v.view for v in exam.views])
+    assert "lacks L MLO, R CC (it has L CC, R MLO)" in message and "PH0003" in message
+
+
+def test_forget_exam_removes_its_nodes_and_keeps_the_users_volume(scene):
+    mine = make_volume(scene, np.zeros((10, 8), np.uint16))
+    data = np.ones((10, 8), np.float32)
+    saliency, geometry = read_map(_nrrd(data))
+    exam_results.update_view_map(
+        scene, mine, ViewResult("a", "L CC", 0.5, 0.5, "", saliency=saliency, geometry=geometry)
+    )
+    exam_results.update_exam_table(scene, ExamResult("m", "1", "s", 0.5, 0.5, True, "max", []))
+    exam_results.forget_exam(scene)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+    assert exam_results.map_node(scene, mine) is None
+
+
+def test_exam_and_classify_view_refuse_before_connecting(scene):
+    from microcalcai_logic import MicrocalcAILogic
+
+    logic = MicrocalcAILogic(scene, remember=False)
+    with pytest.raises(LogicError, match="Connect"):
+        logic.prepare_exam(make_volume(scene, np.zeros((10, 8), np.uint16)))
