@@ -103,10 +103,10 @@ def training_tiles(frame, settings: TileSettings, out_size: int, *, seed: int = 
     tiles["case_id"] = [f"{cid}@{box}" for cid, box in zip(case_ids(tiles), tiles["tile_box"], strict=True)]
     out = CropSet(torch.stack(grey), np.asarray(labels, dtype=np.int64), list(tiles["case_id"]), tiles)
     LOG.info(
-        "%d tiles from %d images (%d with BAC), %s",
+        "%d training tiles (%d of them BAC) from %d images, %s",
         len(out),
-        len(frame),
         int(out.labels.sum()),
+        len(frame),
         settings,
     )
     return out
@@ -119,12 +119,12 @@ def score_images(predictor, frame, *, progress: bool = True) -> np.ndarray:
     from microcalcai.io import read_image
 
     out = np.empty(len(frame))
-    for k, (_, row) in enumerate(
-        tqdm(frame.iterrows(), total=len(frame), desc="scoring images", unit="image",
-             disable=not progress, mininterval=2.0)  # fmt: skip
-    ):
+    bar = tqdm(total=len(frame), desc="scoring images", unit="image", disable=not progress, mininterval=2.0)
+    for k, (_, row) in enumerate(frame.iterrows()):
         image = read_image(row["image_path"])
         out[k] = score_whole_image(predictor, image.pixels, _spacing(row, image)).score
+        bar.update(1)
+    bar.close()
     return out
 
 
