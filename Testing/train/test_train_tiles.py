@@ -160,3 +160,9 @@ def test_a_short_tile_training_ranks_bac_exams_above_negative_ones(bac_exams, tm
     assert heat.shape == image.pixels.shape and heat.max() == pytest.approx(scored.score, abs=1e-6)
     with pytest.raises(InputError, match="pixel spacing"):
         score_whole_image(predictor, image.pixels)
+    # `microcalcai predict` on whole-image rows scores them the same way
+    from microcalcai.train.predictions import predict_frame
+
+    rows = read_manifest(bac_exams).set_index("image_id").loc[views["image_id"].iloc[:2]].reset_index()
+    table = predict_frame(predictor, rows, progress=False)
+    np.testing.assert_allclose(table["probability"], views["probability"].iloc[:2], atol=1e-6)
