@@ -7,8 +7,9 @@ validation threshold, with patient-clustered bootstrap CIs (microcalcai.evaluate
 phantom's Bayes-optimal AUC. The time per exam is measured here: each network's model folder scores
 `--timing-exams` test exams whole (read the four DICOM views, tile, predict), in CPU-seconds of this
 process (getrusage) and wall seconds, with the load average before and after (the machine may be
-shared). Writes RUN_DIR/bac_benchmark.json and the figure docs/images/bac-exams.png (exam ROC per
-network, exam-score distributions, the tile scores over a BAC-positive view).
+shared). Writes (the first) RUN_DIR/bac_benchmark.json and the figure docs/images/bac-exams.png (exam ROC per
+network, exam-score distributions, the tile scores over a BAC-positive view). `--run` repeats:
+runs of several tasks (tiles, whole_image) on the same exams go into one table.
 
 Run: .venv/bin/python benchmarks/bench_bac.py --run OUT/run --manifest OUT/exams/manifest.csv
 """
@@ -56,6 +57,7 @@ def evaluate_arch(arch_dir: Path, manifest: pd.DataFrame) -> dict:
     result["best_epoch"] = card.val_metrics.get("best_epoch")
     result["val_auc"] = card.val_metrics.get("auc")
     result["views"] = views
+    result["model_dir"] = str(arch_dir / "model")
     return result
 
 
@@ -88,7 +90,7 @@ def time_exams(model_dir: Path, manifest: pd.DataFrame, exam_ids: list[str]) -> 
     }
 
 
-def figure(results: dict, manifest: pd.DataFrame, run_dir: Path, out: Path) -> None:
+def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +107,7 @@ def figure(results: dict, manifest: pd.DataFrame, run_dir: Path, out: Path) -> N
         exams = exam_scores(result["views"], score="probability")
         fpr, tpr, _ = roc_curve(exams["label"], exams["score"])
         auc = result["exam"]["auc"]["estimate"]
-        axes[0].plot(fpr, tpr, label=f"{arch} ({result['task']}), exam AUC {auc:.3f}")
+        axes[0].plot(fpr, tpr, label=f"{arch}, {result['input_size']} px: exam AUC {auc:.3f}")
     axes[0].plot([0, 1], [0, 1], ":", color="grey", label="chance; Bayes-optimal AUC = 1")
     axes[0].set(xlabel="1 - specificity", ylabel="sensitivity", title="test exams: ROC")
     axes[0].legend(fontsize=7, loc="lower right")
@@ -123,11 +125,14 @@ def figure(results: dict, manifest: pd.DataFrame, run_dir: Path, out: Path) -> N
                 label=("BAC exam" if label else "no BAC") if k == 0 else None,
             )
         axes[1].axhline(float(result["views"]["threshold"].iloc[0]), color="k", lw=0.6, ls="--")
-    axes[1].set_xticks([k + 0.2 for k in range(len(results))], list(results), fontsize=7)
+    axes[1].set_xticks(
+        [k + 0.2 for k in range(len(results))], [k.replace(" ", "\n") for k in results], fontsize=7
+    )
     axes[1].set(ylabel="exam score (max of four views)", title="exam scores (dashed: threshold)")
     axes[1].legend(fontsize=7)
-    # the tile scores over the BAC-positive test view with the most calcified vessel
-    arch, result = next(iter(results.items()))
+    # the tile scores of the first tile model over a typical BAC-positive test view
+    tiled = [r for r in results.values() if r["task"] == "tiles"]
+    result = tiled[0] if tiled else next(iter(results.values()))
     views = result["views"].merge(
         manifest[["image_id", "image_path", "mask_path", "spacing_mm"]], on="image_id"
     )
@@ -135,7 +140,7 @@ def figure(results: dict, manifest: pd.DataFrame, run_dir: Path, out: Path) -> N
     if len(positive):
         row = positive.sort_values("probability").iloc[len(positive) // 2]  # a typical, not the best
         image = read_image(row["image_path"])
-        predictor = load_predictor(run_dir / arch / "model", device="cpu")
+        predictor = load_predictor(result["model_dir"], device="cpu")
         scored = score_whole_image(predictor, image.pixels, pixel_spacing(image, float(row["spacing_mm"])))
         axes[2].imshow(image.pixels, cmap="gray")
         heat = np.ma.masked_less(scored.map(image.pixels.shape), 0.5)
@@ -159,7 +164,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run", required=True, type=Path, help="RUN_DIR of mobini2024.sh (OUT/run)")
+    parser.add_argument(
+        "--run",
+        required=True,
+        type=Path,
+        action="append",
+        help="RUN_DIR of mobini2024.sh (OUT/run); repeat to put runs of several tasks in one table",
+    )
     parser.add_argument("--manifest", required=True, type=Path, help="the exams' manifest.csv")
     parser.add_argument(
         "--timing-exams", type=int, default=10, help="test exams scored for the time per exam"
@@ -174,16 +185,18 @@ def main() -> None:
     settings = args.manifest.parent / "phantom.json"
     bayes = json.loads(settings.read_text())["bayes_auc"] if settings.is_file() else None
     results, timing = {}, {}
-    for predictions in sorted(args.run.glob("*/predictions_test.csv")):
-        arch = predictions.parent.name
-        results[arch] = evaluate_arch(predictions.parent, manifest)
-        test_exams = sorted(results[arch]["views"]["exam_id"].unique())[: args.timing_exams]
-        timing[arch] = time_exams(predictions.parent / "model", manifest, test_exams)
+    for run in args.run:
+        for predictions in sorted(run.glob("*/predictions_test.csv")):
+            result = evaluate_arch(predictions.parent, manifest)
+            key = f"{predictions.parent.name} {result['task']}"
+            results[key] = result
+            test_exams = sorted(result["views"]["exam_id"].unique())[: args.timing_exams]
+            timing[key] = time_exams(predictions.parent / "model", manifest, test_exams)
     if not results:
         raise SystemExit(
             f"{args.run} holds no <arch>/predictions_test.csv; run Training/scripts/mobini2024.sh"
         )
-    figure(results, manifest, args.run, args.figure)
+    figure(results, manifest, args.figure)
 
     print(
         f"bench_bac {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
@@ -199,7 +212,7 @@ def main() -> None:
         for level in ("image", "exam"):
             m = result[level]
             cells = [
-                f"{arch} ({result['task']}, {result['input_size']} px)",
+                f"{arch}, {result['input_size']} px",
                 level,
                 f"{m['n']} ({m['n_positive']})",
                 *(_ci(m[key]) for key in ("auc", "pr_auc", "sensitivity_at_specificity", "f1", "mcc")),
@@ -211,9 +224,10 @@ def main() -> None:
     report = {
         "bayes_auc": bayes,
         "networks": {a: {k: v for k, v in r.items() if k != "views"} for a, r in results.items()},
+        "runs": [str(run) for run in args.run],
         "timing": timing,
     }
-    (args.run / "bac_benchmark.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (args.run[0] / "bac_benchmark.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"figure: {args.figure}")
 
 
