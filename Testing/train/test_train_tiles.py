@@ -19,6 +19,7 @@ from microcalcai.models.tiles import (
     breast_tiles,
     score_whole_image,
     tile_boxes,
+    whole_image_saliency,
 )
 from microcalcai.phantom.exam import generate_exams
 
@@ -160,6 +161,14 @@ def test_a_short_tile_training_ranks_bac_exams_above_negative_ones(bac_exams, tm
     assert heat.shape == image.pixels.shape and heat.max() == pytest.approx(scored.score, abs=1e-6)
     with pytest.raises(InputError, match="pixel spacing"):
         score_whole_image(predictor, image.pixels)
+    # a Grad-CAM++ map over the whole view, from its best tiles only
+    saliency = whole_image_saliency(predictor, image.pixels, scored=scored, top=3)
+    assert saliency.shape == image.pixels.shape and 0 < saliency.max() <= 1
+    best = scored.boxes[np.argsort(scored.tile_probability)[-3:]]
+    inside = np.zeros(image.pixels.shape, bool)
+    for r0, c0, r1, c1 in best:
+        inside[r0:r1, c0:c1] = True
+    assert not saliency[~inside].any()
     # `microcalcai predict` on whole-image rows scores them the same way
     from microcalcai.train.predictions import predict_frame
 

@@ -212,6 +212,46 @@ def score_whole_image(
     return WholeImageScore(score, score >= threshold, threshold, "tiles", boxes, probability)
 
 
+def whole_image_saliency(
+    predictor,
+    pixels: np.ndarray,
+    spacing_mm: float | None = None,
+    *,
+    method: str = "gradcam++",
+    top: int = 8,
+    scored: WholeImageScore | None = None,
+) -> np.ndarray:
+    """(rows, cols) float32 map in 0..1 over a whole view: where the model sees the positive class.
+
+    A tile model's view is explained by its `top` highest-scoring tiles: each tile's saliency map
+    (`method`, Grad-CAM++ by default, through microcalcai.explain) times that tile's probability,
+    placed on the image, the maximum where tiles overlap; the other tiles, which the image score
+    does not depend on, stay 0. A whole-image model's map is the padded square's, cut back to the
+    image. `scored` reuses a :func:`score_whole_image` result instead of scoring again.
+    """
+    from microcalcai.explain.saliency import explain_crops
+
+    pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    scored = scored or score_whole_image(predictor, pixels, spacing_mm)
+    members = getattr(predictor, "members", [predictor])
+    if scored.task != "tiles":
+        from microcalcai.train.data import _square_whole_image
+
+        square = _square_whole_image(pixels)
+        maps = explain_crops(members[0], [square], method=method, target="malignant").maps[0]
+        return maps[: pixels.shape[0], : pixels.shape[1]].astype(np.float32)
+    if top < 1:
+        raise InputError(f"top={top}: explain at least one tile")
+    order = np.argsort(scored.tile_probability)[::-1][:top]
+    boxes = scored.boxes[order]
+    crops = np.stack([pixels[r0:r1, c0:c1] for r0, c0, r1, c1 in boxes])
+    maps = explain_crops(members[0], crops, method=method, target="malignant").maps
+    out = np.zeros(pixels.shape, dtype=np.float32)
+    for (r0, c0, r1, c1), tile_map_, p in zip(boxes, maps, scored.tile_probability[order], strict=True):
+        np.maximum(out[r0:r1, c0:c1], tile_map_ * np.float32(p), out=out[r0:r1, c0:c1])
+    return out
+
+
 __all__ = [
     "AGGREGATES",
     "TileSettings",
@@ -224,4 +264,5 @@ __all__ = [
     "tile_boxes",
     "tile_map",
     "tile_settings_of",
+    "whole_image_saliency",
 ]
