@@ -175,3 +175,21 @@ def test_a_short_tile_training_ranks_bac_exams_above_negative_ones(bac_exams, tm
     rows = read_manifest(bac_exams).set_index("image_id").loc[views["image_id"].iloc[:2]].reset_index()
     table = predict_frame(predictor, rows, progress=False)
     np.testing.assert_allclose(table["probability"], views["probability"].iloc[:2], atol=1e-6)
+
+
+def test_a_whole_image_model_scores_the_padded_view_in_one_piece(tmp_path):
+    from microcalcai.models.artifact import card_for, save_model
+    from microcalcai.models.predictor import load_predictor
+    from microcalcai.models.registry import create_model
+
+    card = card_for("tf_efficientnet_lite0", input_size=64, crop={"task": "whole_image", "roi_size": 64})
+    save_model(create_model("tf_efficientnet_lite0", "none"), card, tmp_path / "model")
+    predictor = load_predictor(tmp_path / "model", device="cpu")
+    pixels = np.random.default_rng(1).random((90, 60)).astype(np.float32)
+    scored = score_whole_image(predictor, pixels)  # no spacing needed: nothing is cut in mm
+    square = np.zeros((90, 90), np.float32)
+    square[:, :60] = pixels
+    assert scored.task == "whole_image" and scored.boxes.tolist() == [[0, 0, 90, 60]]
+    assert scored.score == pytest.approx(predictor.predict_proba(square[None])[0])
+    saliency = whole_image_saliency(predictor, pixels, scored=scored)
+    assert saliency.shape == pixels.shape

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from microcalcai.errors import InputError
+from microcalcai.models.preprocess import square_whole_image
 
 AGGREGATES = ("max", "top3")
 
@@ -194,9 +195,7 @@ def score_whole_image(
     pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
     settings = tile_settings_of(model.card)
     if settings is None:
-        from microcalcai.train.data import _square_whole_image
-
-        square = _square_whole_image(pixels)
+        square = square_whole_image(pixels)
         probability = model.predict_proba(square[None])
         rows, cols = pixels.shape
         boxes = np.array([[0, 0, rows, cols]])
@@ -235,9 +234,7 @@ def whole_image_saliency(
     scored = scored or score_whole_image(predictor, pixels, spacing_mm)
     members = getattr(predictor, "members", [predictor])
     if scored.task != "tiles":
-        from microcalcai.train.data import _square_whole_image
-
-        square = _square_whole_image(pixels)
+        square = square_whole_image(pixels)
         maps = explain_crops(members[0], [square], method=method, target="malignant").maps[0]
         return maps[: pixels.shape[0], : pixels.shape[1]].astype(np.float32)
     if top < 1:

@@ -18,7 +18,7 @@ import torch
 from microcalcai_logic.contract import LABEL_INDEX
 
 from microcalcai.errors import InputError, NotAvailableError
-from microcalcai.models.preprocess import normalise, resize_grey, to_grey_tensor
+from microcalcai.models.preprocess import normalise, resize_grey, square_whole_image, to_grey_tensor
 
 LOG = logging.getLogger(__name__)
 
@@ -56,13 +56,7 @@ def _crop_size(row, default: int) -> int:
     return size if size > 0 else default
 
 
-def _square_whole_image(pixels: np.ndarray) -> np.ndarray:
-    """Pad the shorter side with zeros (background) so the whole breast keeps its aspect ratio."""
-    rows, cols = pixels.shape
-    side = max(rows, cols)
-    out = np.zeros((side, side), dtype=np.float32)
-    out[:rows, :cols] = pixels
-    return out
+_square_whole_image = square_whole_image  # the earlier private name, for callers that import it
 
 
 def load_crops(
@@ -92,7 +86,7 @@ def load_crops(
         for position in members:
             row = rows.iloc[position]
             if task == "whole_image":
-                pixels = _square_whole_image(image.pixels)
+                pixels = square_whole_image(image.pixels)
             else:
                 crop = crop_roi(
                     image, (float(row["roi_x"]), float(row["roi_y"])), size_px=_crop_size(row, roi_size)
