@@ -7,9 +7,10 @@ validation threshold, with patient-clustered bootstrap CIs (microcalcai.evaluate
 phantom's Bayes-optimal AUC. The time per exam is measured here: each network's model folder scores
 `--timing-exams` test exams whole (read the four DICOM views, tile, predict), in CPU-seconds of this
 process (getrusage) and wall seconds, with the load average before and after (the machine may be
-shared). Writes (the first) RUN_DIR/bac_benchmark.json and the figure docs/images/bac-exams.png (exam ROC per
-network, exam-score distributions, the tile scores over a BAC-positive view). `--run` repeats:
-runs of several tasks (tiles, whole_image) on the same exams go into one table.
+shared). Writes (the first) RUN_DIR/bac_benchmark.json and the figure docs/images/bac-exams.png
+(exam ROC per network, exam-score distributions, the tile scores and the Grad-CAM++ map over a
+BAC-positive view). `--run` repeats: runs of several tasks (tiles, whole_image) on the same exams
+go into one table.
 
 Run: .venv/bin/python benchmarks/bench_bac.py --run OUT/run --manifest OUT/exams/manifest.csv
 """
@@ -100,9 +101,9 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
     from microcalcai.evaluate.exam import exam_scores
     from microcalcai.io import read_image
     from microcalcai.models.predictor import load_predictor
-    from microcalcai.models.tiles import pixel_spacing, score_whole_image
+    from microcalcai.models.tiles import pixel_spacing, score_whole_image, whole_image_saliency
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.8), width_ratios=[1, 1, 0.75, 0.75])
     for arch, result in results.items():
         exams = exam_scores(result["views"], score="probability")
         fpr, tpr, _ = roc_curve(exams["label"], exams["score"])
@@ -118,7 +119,7 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
             jitter = np.random.default_rng(k).uniform(-0.15, 0.15, len(values))
             axes[1].scatter(
                 k + label * 0.4 + jitter * 0.5,
-                values,
+                np.clip(values, 1e-5, 1 - 1e-7),
                 s=10,
                 color=colour,
                 alpha=0.7,
@@ -128,7 +129,8 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
     axes[1].set_xticks(
         [k + 0.2 for k in range(len(results))], [k.replace(" ", "\n") for k in results], fontsize=7
     )
-    axes[1].set(ylabel="exam score (max of four views)", title="exam scores (dashed: threshold)")
+    axes[1].set_yscale("logit")  # the scores of a max over tiles crowd near 1
+    axes[1].set(ylabel="exam score (max of four views, logit scale)", title="exam scores (dashed: threshold)")
     axes[1].legend(fontsize=7)
     # the tile scores of the first tile model over a typical BAC-positive test view
     tiled = [r for r in results.values() if r["task"] == "tiles"]
@@ -142,18 +144,24 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
         image = read_image(row["image_path"])
         predictor = load_predictor(result["model_dir"], device="cpu")
         scored = score_whole_image(predictor, image.pixels, pixel_spacing(image, float(row["spacing_mm"])))
-        axes[2].imshow(image.pixels, cmap="gray")
-        heat = np.ma.masked_less(scored.map(image.pixels.shape), 0.5)
-        axes[2].imshow(heat, cmap="autumn", alpha=0.35, vmin=0.5, vmax=1)
         from PIL import Image
 
         mask = np.asarray(Image.open(row["mask_path"])) > 0
-        axes[2].contour(mask, levels=[0.5], colors="cyan", linewidths=0.4)
-        axes[2].set_title(
-            f"{row['image_id']}: tiles >= 0.5 (orange), vessel mask (cyan); score {scored.score:.2f}",
-            fontsize=8,
-        )
-    axes[2].axis("off")
+        cols = np.flatnonzero((image.pixels > 0.05).mean(axis=0) > 0.02)  # the breast, not the air beside it
+        view = np.s_[:, cols.min() : cols.max() + 1]
+        heat = np.ma.masked_less(scored.map(image.pixels.shape), 0.5)
+        saliency = whole_image_saliency(predictor, image.pixels, scored=scored)
+        for ax, overlay, cmap, what in (
+            (axes[2], heat, "autumn", "tiles >= 0.5"),
+            (axes[3], np.ma.masked_less(saliency, 0.2), "jet", "Grad-CAM++ of the 8 best tiles"),
+        ):
+            ax.imshow(image.pixels[view], cmap="gray")
+            ax.imshow(overlay[view], cmap=cmap, alpha=0.4, vmin=0.2 if cmap == "jet" else 0.5, vmax=1)
+            ax.contour(mask[view], levels=[0.5], colors="cyan", linewidths=0.4)
+            ax.set_title(
+                f"{row['image_id']} (score {scored.score:.2f}):\n{what}; vessel mask cyan", fontsize=8
+            )
+            ax.axis("off")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
