@@ -125,7 +125,9 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
                 alpha=0.7,
                 label=("BAC exam" if label else "no BAC") if k == 0 else None,
             )
-        axes[1].axhline(float(result["views"]["threshold"].iloc[0]), color="k", lw=0.6, ls="--")
+        axes[1].hlines(
+            float(result["views"]["threshold"].iloc[0]), k - 0.2, k + 0.6, color="k", lw=0.6, ls="--"
+        )
     axes[1].set_xticks(
         [k + 0.2 for k in range(len(results))], [k.replace(" ", "\n") for k in results], fontsize=7
     )
@@ -147,7 +149,8 @@ def figure(results: dict, manifest: pd.DataFrame, out: Path) -> None:
         from PIL import Image
 
         mask = np.asarray(Image.open(row["mask_path"])) > 0
-        cols = np.flatnonzero((image.pixels > 0.05).mean(axis=0) > 0.02)  # the breast, not the air beside it
+        # the breast, not the air beside it
+        cols = np.flatnonzero((image.pixels > 0.05).mean(axis=0) > 0.02)
         view = np.s_[:, cols.min() : cols.max() + 1]
         heat = np.ma.masked_less(scored.map(image.pixels.shape), 0.5)
         saliency = whole_image_saliency(predictor, image.pixels, scored=scored)
