@@ -11,21 +11,24 @@
 # exam's the highest of its four views (microcalcai.models.tiles, docs/models.md). TASK=whole_image
 # is the study's own protocol (the whole view padded to a square and shrunk to the network input).
 # Why tiles: a whole 240 x 180 mm view shrunk to 256 px is 0.9 mm per pixel, where the 0.1-0.2 mm
-# calcified wall of a 1-2 mm artery is at most one pixel; measured on 40 exams (80 training images)
-# that whole-image Lite0 reached validation AUC 0.65-0.76 but 0.52 on its 10 test exams (128 px:
-# 0.45-0.62), while tiles at 0.4 mm keep the vessel 3-5 pixels wide (benchmarks/RESULTS.md).
+# calcified wall of a 1-2 mm artery is at most one pixel; tiles at 0.4 mm keep the vessel 3-5 pixels
+# wide. Measured on the CPU subset below (90 test exams, 11 with BAC): tiles exam AUC 1.000 (the
+# phantom's Bayes-optimal AUC), the whole view at 256 px 0.925 (0.77-1.00), at 10x less time per
+# exam (benchmarks/RESULTS.md). Earlier, on 40 exams (80 training views), the whole view reached
+# 0.52 on its 10 test exams (128 px: validation 0.45-0.62).
 #
 # Input size per device (tiles): CPU 64 x 64 px tiles at 0.4 mm (the network sees 0.4 mm pixels);
 # GPU 128 x 128 px tiles at 0.2 mm (the same 25.6 mm field at twice the resolution). A whole view
-# is scored in 135 (0.4 mm) or ~540 (0.2 mm) overlapping tiles, so memory is one batch of tiles,
-# whatever the image size.
+# is scored in about 120 (0.4 mm) or 500 (0.2 mm) overlapping tiles, so memory is one batch of
+# tiles whatever the image size.
 # With a CUDA GPU: the recipe's eleven networks (Xception, VGG16/19, ResNet50/101/152V2, MobileNet,
 # MobileNetV2, DenseNet121/169/201) on 1,500 exams at 0.2 mm (ImageNet weights from the timm hub,
 # which needs the network; offline, each network stops with a message saying how to give weights).
 # On a CPU, a subset that runs offline: EfficientNet-Lite0 (a MobileNetV2-style network, the one
 # architecture whose ImageNet weights ship offline), 5 epochs with AdamW and a cosine decay, on 300
 # exams at 0.4 mm pixels at the study's prevalence (9.7% of breasts), 30% of the women held out for
-# the test. Measured: benchmarks/RESULTS.md (section "BAC on four-view exams").
+# the test: 663 CPU-s in all, 27 min on 2 shared cores (benchmarks/RESULTS.md, "BAC on four-view
+# exams").
 set -euo pipefail
 out=${1:?output folder}; shift
 manifest=""
