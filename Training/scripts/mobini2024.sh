@@ -23,7 +23,8 @@
 # tiles whatever the image size.
 # With a CUDA GPU: the recipe's eleven networks (Xception, VGG16/19, ResNet50/101/152V2, MobileNet,
 # MobileNetV2, DenseNet121/169/201) on 1,500 exams at 0.2 mm (ImageNet weights from the timm hub,
-# which needs the network; offline, each network stops with a message saying how to give weights).
+# which needs the network; offline, the run stops at the first network with a message saying how
+# to give weights instead).
 # On a CPU, a subset that runs offline: EfficientNet-Lite0 (a MobileNetV2-style network, the one
 # architecture whose ImageNet weights ship offline), 5 epochs with AdamW and a cosine decay, on 300
 # exams at 0.4 mm pixels at the study's prevalence (9.7% of breasts), 30% of the women held out for
