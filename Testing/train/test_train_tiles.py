@@ -26,8 +26,8 @@ from microcalcai.phantom.exam import generate_exams
 # 600 x 450 or 750 x 600 pixel views; 40% of the women with BAC, so train and test hold both kinds
 FAST = dict(spacing_mm=0.4, prevalence=0.3, bilateral_fraction=0.5)
 # Measured (2026-12-03, torch 2.14.1, timm 1.0.31): on the 8 test exams AUC 1.000 (exam) and 0.992
-# (image, 95% CI 0.966-1.000) after 2 epochs on 10 training exams; 40 CPU-seconds for the test
-# including the phantom (load average 6 on 2 cores). The bar leaves room for another library
+# (image, 95% CI 0.966-1.000) after 2 epochs on 10 training exams; the file takes 40 CPU-seconds
+# with the phantom (36 s wall on 2 cores at load average 2). The bar leaves room for another library
 # version's random stream and stays far above chance (a model that learnt nothing scores ~0.5).
 EXAM_AUC_BAR = 0.85
 
