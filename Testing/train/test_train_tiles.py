@@ -72,6 +72,8 @@ def test_only_breast_tiles_are_scored():
     assert crops.shape[1:] == (64, 64) and len(boxes) == len(crops)
     assert boxes[:, 1].max() < 100  # no tile starts in the air
     assert all((crop > 0).mean() >= 0.3 for crop in crops)
+    # the same 25.6 mm tile on a finer image: twice the pixels (the network input resizes them)
+    assert TileSettings().tile_px(0.2) == 128 and TileSettings().tile_px(0.4) == 64
 
 
 def test_training_tiles_are_labelled_from_the_vessel_masks(bac_exams):

@@ -40,7 +40,7 @@ task=${TASK:-tiles}
 if [[ $gpu == 1 ]]; then
     exams=1500; spacing=0.2
     subset=(--set task="$task" --set augment.vflip=true)
-    [[ $task == tiles ]] && subset+=(--set input_size=128)
+    if [[ $task == tiles ]]; then subset+=(--set input_size=128); fi
 else
     exams=300; spacing=0.4
     subset=(--arch tf_efficientnet_lite0 --epochs 5 --set task="$task" --set batch_size=32
