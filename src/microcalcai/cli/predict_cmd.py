@@ -80,7 +80,7 @@ def _write_dicom(folder: Path, predictor, frame, table) -> int:
     from microcalcai.train.predictions import crop_settings
 
     crop = crop_settings(predictor)
-    default_size, whole_image = int(crop["roi_size"]), crop["task"] == "whole_image"
+    default_size, whole_image = int(crop["roi_size"]), crop["task"] in ("whole_image", "tiles")
     written, failed = 0, 0
     members = [m.name for m in predictor.members]
     for (_, row), (_, result) in tqdm(

@@ -61,6 +61,15 @@ def normalise(
     return (grey.expand(-1, len(mean), -1, -1) - mean_t) / std_t
 
 
+def square_whole_image(pixels: np.ndarray) -> np.ndarray:
+    """Pad the shorter side with zeros (background) so the whole breast keeps its aspect ratio."""
+    rows, cols = pixels.shape
+    side = max(rows, cols)
+    out = np.zeros((side, side), dtype=np.float32)
+    out[:rows, :cols] = pixels
+    return out
+
+
 def preprocess_crops(crops, input_size: int, mean, std, channel_mode: str = "replicate") -> torch.Tensor:
     return normalise(resize_grey(to_grey_tensor(crops), input_size), mean, std, channel_mode)
 

@@ -18,7 +18,7 @@ import torch
 from microcalcai_logic.contract import LABEL_INDEX
 
 from microcalcai.errors import InputError, NotAvailableError
-from microcalcai.models.preprocess import normalise, resize_grey, to_grey_tensor
+from microcalcai.models.preprocess import normalise, resize_grey, square_whole_image, to_grey_tensor
 
 LOG = logging.getLogger(__name__)
 
@@ -56,20 +56,11 @@ def _crop_size(row, default: int) -> int:
     return size if size > 0 else default
 
 
-def _square_whole_image(pixels: np.ndarray) -> np.ndarray:
-    """Pad the shorter side with zeros (background) so the whole breast keeps its aspect ratio."""
-    rows, cols = pixels.shape
-    side = max(rows, cols)
-    out = np.zeros((side, side), dtype=np.float32)
-    out[:rows, :cols] = pixels
-    return out
-
-
 def whole_image_input(pixels: np.ndarray, out_size: int) -> torch.Tensor:
     """(1, out_size, out_size) float16: a whole view as whole-image training stores it (padded to a
     square, resized); the server's whole-image task prepares views with this too, so a served
     probability is the one `microcalcai predict` gives for the same file."""
-    square = _square_whole_image(np.asarray(pixels, dtype=np.float32))
+    square = square_whole_image(np.asarray(pixels, dtype=np.float32))
     return resize_grey(to_grey_tensor(np.clip(square, 0, 1)), out_size)[0].half()
 
 

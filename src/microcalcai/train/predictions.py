@@ -90,6 +90,19 @@ def predict_frame(predictor, frame, *, progress: bool = True):
     from microcalcai.train.data import case_ids, load_crops
 
     crop = crop_settings(predictor)
+    if crop["task"] == "tiles":  # a whole view scored tile by tile, as the model was trained
+        from microcalcai.train.tiles import score_images
+
+        probability = score_images(predictor, frame, progress=progress)
+        return predictions_table(
+            frame,
+            case_ids(frame),
+            {predictor.name: probability},
+            probability,
+            predictor.threshold,
+            predictor.name,
+            member_thresholds={predictor.name: predictor.threshold},
+        )
     grey = load_crops(
         frame,
         roi_size=int(crop["roi_size"]),

@@ -21,7 +21,8 @@ import yaml
 from microcalcai.errors import InputError
 
 CHOICES = {
-    "task": ("roi", "whole_image"),
+    "task": ("roi", "whole_image", "tiles"),
+    "tiles.aggregate": ("max", "top3"),
     "optimizer.name": ("adam", "adamw", "sgd"),
     "scheduler": ("none", "cosine", "plateau"),
     "early_stopping.monitor": ("val_loss", "val_auc"),
@@ -162,6 +163,11 @@ def _validate(recipe: dict, *, where: str) -> None:
         raise InputError(
             f"{where}: folds must be 0 (no cross-validation) or at least 2, got {recipe['folds']!r}"
         )
+    from microcalcai.models.tiles import TileSettings
+
+    TileSettings.from_dict(recipe["tiles"], where=f"{where}: tiles")
+    if recipe["task"] == "tiles" and recipe["folds"]:
+        raise InputError(f"{where}: task tiles does not cross-validate (folds); use a train/val/test split")
     if recipe["early_stopping"]["patience"] < 1:
         raise InputError(f"{where}: early_stopping.patience must be at least 1")
     for index, stage in enumerate(recipe["stages"] or []):

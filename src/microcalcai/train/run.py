@@ -47,6 +47,7 @@ class DataSet:
     crops: CropSet
     sha256: str
     split_source: str
+    images: object = None  # task tiles: the whole-image rows (``frame`` and ``crops`` are tiles)
 
 
 def _rank() -> int:
@@ -107,6 +108,15 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
             "training needs a label on every row"
         )
     frame, source = assign_split(frame.reset_index(drop=True), recipe)
+    if recipe["task"] == "tiles":
+        from microcalcai.models.tiles import TileSettings
+        from microcalcai.train.tiles import training_tiles
+
+        # tiles are cut from train and validation images only: test images are scored whole
+        fitting = frame[frame["split"].astype(str) != "test"]
+        settings = TileSettings.from_dict(recipe["tiles"])
+        crops = training_tiles(fitting, settings, size, seed=int(recipe["seed"]), progress=progress)
+        return DataSet(name, crops.frame, crops, manifest_sha256(manifest), source, images=frame)
     grey = load_crops(
         frame, roi_size=int(recipe["roi_size"]), out_size=size, task=recipe["task"], progress=progress
     )
@@ -257,6 +267,8 @@ def fit_and_save(
     seed_everything(int(recipe["seed"]))
     model = create_model(arch, weights)
     card = card_for(arch, name=name, input_size=size)
+    if recipe["task"] == "tiles":  # the card says how to tile a whole image (models.tiles.score_whole_image)
+        card.crop = {"task": "tiles", "roi_size": int(recipe["roi_size"]), "tiles": dict(recipe["tiles"])}
     augment = recipe["augment"]
     train_set = CropDataset(
         parts["train"].resized(size),
@@ -282,7 +294,11 @@ def fit_and_save(
     )
     tables = {"val": (parts["val"], result.val_probability)}
     test_metrics = {}
-    if len(parts["test"]):
+    if dataset.images is not None:  # task tiles: threshold and metrics of whole images, not of tiles
+        tables, val_metrics, test_metrics, choice = _whole_image_tables(
+            model, card, dataset, val_metrics, device, progress=progress
+        )
+    elif len(parts["test"]):
         _, test_probability = evaluate(
             model, CropDataset(parts["test"].resized(size), card.mean, card.std), config
         )
@@ -294,9 +310,11 @@ def fit_and_save(
     card.split = {"source": dataset.split_source, **{k: len(v) for k, v in parts.items()}}
     if fold is not None:
         card.split["fold"] = fold
+    if dataset.images is not None:
+        card.split["images"] = dataset.images["split"].astype(str).value_counts().to_dict()
     card.recipe = {k: v for k, v in recipe.items() if k not in ("description",)}
     card.weights_init = model.weights_info.as_dict()
-    card.crop = {"task": recipe["task"], "roi_size": int(recipe["roi_size"])}
+    card.crop = card.crop or {"task": recipe["task"], "roi_size": int(recipe["roi_size"])}
     if _rank() == 0:
         save_model(model, card, model_dir, overwrite=True)
         for key, (crops, probability) in tables.items():
@@ -319,6 +337,37 @@ def fit_and_save(
         "test": test_metrics,
         "test_probability": tables.get("test", (None, None))[1],
     }
+
+
+def _whole_image_tables(model, card, dataset: DataSet, tile_val_metrics: dict, device: str, *, progress):
+    """Task tiles: every validation and test image scored whole (all its breast tiles); the
+    threshold is Youden's on the validation images and the metrics are per image, as served."""
+    from microcalcai.train.tiles import in_memory_predictor, score_images
+
+    predictor = in_memory_predictor(model, card, device=device)
+    split = dataset.images["split"].astype(str).to_numpy()
+    scored = {}
+    for key in ("val", "test"):
+        rows = dataset.images[split == key].reset_index(drop=True)
+        if len(rows):
+            crops = CropSet(_unread_grey(len(rows)), labels_of(rows), case_ids(rows), rows)
+            scored[key] = (crops, score_images(predictor, rows, progress=progress and _rank() == 0))
+    val_crops, val_probability = scored["val"]
+    choice = youden_threshold(val_crops.labels, val_probability)
+    val_metrics = summary_metrics(val_crops.labels, val_probability, choice.threshold)
+    val_metrics.update({k: v for k, v in tile_val_metrics.items() if k not in val_metrics})
+    val_metrics["tile_auc"] = tile_val_metrics.get("auc")
+    test_metrics = {}
+    if "test" in scored:
+        test_metrics = summary_metrics(scored["test"][0].labels, scored["test"][1], choice.threshold)
+    return scored, val_metrics, test_metrics, choice
+
+
+def _unread_grey(count: int):
+    """Stand-in crops for whole images that are scored tile by tile (the table needs rows only)."""
+    import torch
+
+    return torch.empty((count, 1, 1, 1), dtype=torch.float16)
 
 
 def _cross_validate(arch, recipe, dataset: DataSet, arch_dir: Path, weights, name, **options):
