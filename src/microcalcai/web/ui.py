@@ -94,26 +94,32 @@ def _results_table():
                     "±{{ certainty.spread.toFixed(3) }}</span>",
                     classes="mc-probability",
                 )
-                with html.Td(style="width: 110px"):
-                    with html.Div(classes="mc-bar"):
-                        html.Div(
-                            classes="mc-bar-fill",
-                            style=(
-                                "{ width: (100 * row.probability) + '%', "
-                                "background: row.decision === 'malignant' ? '#e53935' : '#43a047' }",
-                            ),
-                        )
-                        html.Div(
-                            v_if="row.threshold !== null",
-                            classes="mc-bar-threshold",
-                            style=("{ left: 'calc(' + (100 * row.threshold) + '% - 1px)' }",),
-                            title="threshold",
-                        )
+                _probability_bar("malignant")
                 html.Td("{{ row.threshold === null ? 'n/a' : row.threshold.toFixed(3) }}")
                 html.Td(
                     "{{ row.decision }}",
                     style=("{ color: row.decision === 'malignant' ? '#ff6f60' : '#81c784' }",),
                 )
+
+
+def _probability_bar(positive: str):
+    """A table cell with the row's probability as a bar (red when the decision is `positive`)
+    and a tick at its threshold."""
+    with html.Td(style="width: 110px"):
+        with html.Div(classes="mc-bar"):
+            html.Div(
+                classes="mc-bar-fill",
+                style=(
+                    "{ width: (100 * row.probability) + '%', "
+                    f"background: row.decision === '{positive}' ? '#e53935' : '#43a047' }}",
+                ),
+            )
+            html.Div(
+                v_if="row.threshold !== null",
+                classes="mc-bar-threshold",
+                style=("{ left: 'calc(' + (100 * row.threshold) + '% - 1px)' }",),
+                title="threshold",
+            )
 
 
 def _exam_controls(ctrl):
@@ -169,21 +175,7 @@ def _exam_table(ctrl):
             ):
                 html.Td("{{ row.view }}", title=("row.image_id",))
                 html.Td("{{ row.probability.toFixed(3) }}", classes="mc-probability")
-                with html.Td(style="width: 110px"):
-                    with html.Div(classes="mc-bar"):
-                        html.Div(
-                            classes="mc-bar-fill",
-                            style=(
-                                "{ width: (100 * row.probability) + '%', "
-                                "background: row.decision === 'bac' ? '#e53935' : '#43a047' }",
-                            ),
-                        )
-                        html.Div(
-                            v_if="row.threshold !== null",
-                            classes="mc-bar-threshold",
-                            style=("{ left: 'calc(' + (100 * row.threshold) + '% - 1px)' }",),
-                            title="threshold",
-                        )
+                _probability_bar("bac")
                 html.Td(
                     "{{ row.decision }}",
                     style=("{ color: row.decision === 'bac' ? '#ff6f60' : '#81c784' }",),
