@@ -12,7 +12,13 @@ import numpy as np
 
 from .exam import ExamResult, ViewResult
 from .geometry import numpy_to_vtk_matrix, saliency_ijk_to_ras
-from .results import EXAM_MAP_ROLE, SOURCE_VOLUME_ATTRIBUTE, show_in_slice_views, style_map_node
+from .results import (
+    EXAM_MAP_ROLE,
+    SOURCE_VOLUME_ATTRIBUTE,
+    show_in_slice_views,
+    style_map_node,
+    write_result_table,
+)
 from .volumes import IMAGE_ID_ATTRIBUTE, ROLE_ATTRIBUTE, find_role, load_volume, mark_from_server, singleton
 
 EXAM_TABLE_ROLE = "exam-results"
@@ -35,13 +41,7 @@ def update_view_table(scene, view: ViewResult):
 
 
 def _write_table(scene, views: list, exam: Optional[ExamResult]):
-    import vtk
-
     table_node = singleton(scene, "vtkMRMLTableNode", EXAM_TABLE_ROLE, "MicrocalcAI exam")
-    columns = [vtk.vtkStringArray(), vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
-    columns.append(vtk.vtkStringArray())
-    for array, name in zip(columns, COLUMNS):
-        array.SetName(name)
     rows = [(v.view or "?", v.image_id, v.probability, v.threshold, v.decision) for v in views]
     if exam is not None:
         rows.append(
@@ -53,27 +53,12 @@ def _write_table(scene, views: list, exam: Optional[ExamResult]):
                 "" if exam.positive is None else ("BAC" if exam.positive else "no BAC"),
             )
         )
-    for view, image_id, probability, threshold, decision in rows:
-        columns[0].InsertNextValue(view)
-        columns[1].InsertNextValue(image_id)
-        columns[2].InsertNextValue(probability)
-        columns[3].InsertNextValue(float("nan") if threshold is None else threshold)
-        columns[4].InsertNextValue(decision)
-    was_modifying = table_node.StartModify()
-    try:
-        table = table_node.GetTable()
-        while table.GetNumberOfColumns():
-            table.RemoveColumn(0)
-        for array in columns:
-            table.AddColumn(array)
-        table_node.SetLocked(True)
-        table_node.SetAttribute(EXAM_ATTRIBUTE, exam.exam_id if exam else "")
-        table_node.SetAttribute("MicrocalcAI.Verdict", exam.verdict if exam else "")
-        table_node.SetAttribute("MicrocalcAI.Model", exam.model if exam else views[0].model)
-        table_node.Modified()
-    finally:
-        table_node.EndModify(was_modifying)
-    return table_node
+    attributes = {
+        EXAM_ATTRIBUTE: exam.exam_id if exam else "",
+        "MicrocalcAI.Verdict": exam.verdict if exam else "",
+        "MicrocalcAI.Model": exam.model if exam else views[0].model,
+    }
+    return write_result_table(table_node, COLUMNS, rows, attributes)
 
 
 def exam_table(scene):

@@ -29,9 +29,23 @@ SALIENCY_FLOOR = 0.2
 
 def update_results_table(scene, result: Classification, volume_node=None):
     """One row per member model and one for the ensemble (or the single model asked)."""
+    table_node = singleton(scene, "vtkMRMLTableNode", TABLE_ROLE, "MicrocalcAI results")
+    attributes = {
+        "MicrocalcAI.Roi": f"{result.roi.x:.1f},{result.roi.y:.1f},{result.roi.size}",
+        "MicrocalcAI.ImageId": result.image_id or "",
+    }
+    if volume_node is not None:
+        attributes[SOURCE_VOLUME_ATTRIBUTE] = volume_node.GetID()
+    rows = [(r.model, r.version, r.probability, r.threshold, r.decision) for r in result.rows]
+    return write_result_table(table_node, COLUMNS, rows, attributes)
+
+
+def write_result_table(table_node, names, rows, attributes: dict):
+    """Replace the node's table by `rows` of (name, id, probability, threshold, decision) under
+    the column `names`, locked (results are read, not edited), with `attributes` set, in one
+    modification."""
     import vtk
 
-    table_node = singleton(scene, "vtkMRMLTableNode", TABLE_ROLE, "MicrocalcAI results")
     columns = [
         vtk.vtkStringArray(),
         vtk.vtkStringArray(),
@@ -39,14 +53,14 @@ def update_results_table(scene, result: Classification, volume_node=None):
         vtk.vtkDoubleArray(),
         vtk.vtkStringArray(),
     ]
-    for array, name in zip(columns, COLUMNS):
+    for array, name in zip(columns, names):
         array.SetName(name)
-    for row in result.rows:
-        columns[0].InsertNextValue(row.model)
-        columns[1].InsertNextValue(row.version)
-        columns[2].InsertNextValue(row.probability)
-        columns[3].InsertNextValue(float("nan") if row.threshold is None else row.threshold)
-        columns[4].InsertNextValue(row.decision or "")
+    for name, identifier, probability, threshold, decision in rows:
+        columns[0].InsertNextValue(name)
+        columns[1].InsertNextValue(identifier)
+        columns[2].InsertNextValue(probability)
+        columns[3].InsertNextValue(float("nan") if threshold is None else threshold)
+        columns[4].InsertNextValue(decision or "")
     was_modifying = table_node.StartModify()
     try:
         table = table_node.GetTable()
@@ -54,11 +68,9 @@ def update_results_table(scene, result: Classification, volume_node=None):
             table.RemoveColumn(0)
         for array in columns:
             table.AddColumn(array)
-        table_node.SetLocked(True)  # results are read, not edited
-        table_node.SetAttribute("MicrocalcAI.Roi", f"{result.roi.x:.1f},{result.roi.y:.1f},{result.roi.size}")
-        table_node.SetAttribute("MicrocalcAI.ImageId", result.image_id or "")
-        if volume_node is not None:
-            table_node.SetAttribute(SOURCE_VOLUME_ATTRIBUTE, volume_node.GetID())
+        table_node.SetLocked(True)
+        for key, value in attributes.items():
+            table_node.SetAttribute(key, value)
         table_node.Modified()
     finally:
         table_node.EndModify(was_modifying)
