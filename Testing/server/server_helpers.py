@@ -242,15 +242,16 @@ def whole_image_model(out: Path, name: str, seed: int = 0, image_size: int = 128
 
 def tile_model(out: Path, name: str, seed: int = 0, size_mm: float = 51.2) -> Path:
     """A tiny BAC tile model folder as tile training (recipe task tiles) writes one: the card says
-    `crop.task: tiles` with its tiling (tiles of `size_mm`, 64 pixels at 0.8 mm); random lite0
-    weights with a voting head (non-zero maps), marked as a demonstration."""
+    `crop.task: tiles` with its tiling (tiles of `size_mm`, 64 pixels at 0.8 mm, side by side so
+    a view has few to score); random lite0 weights with a voting head (non-zero maps), marked as a
+    demonstration."""
     from microcalcai.models.artifact import load_model, save_model
     from microcalcai.server.bootstrap import mark_demonstration
 
     folder = tiny_model(out, name, seed, voting=True)
     loaded = load_model(folder)
     card = loaded.card
-    card.crop = {"task": "tiles", "roi_size": INPUT_SIZE, "tiles": {"size_mm": size_mm, "stride": 0.5}}
+    card.crop = {"task": "tiles", "roi_size": INPUT_SIZE, "tiles": {"size_mm": size_mm, "stride": 1.0}}
     card.recipe = {"name": "mobini2024", "task": "tiles"}
     save_model(loaded.module, card, folder, overwrite=True)
     mark_demonstration(folder)

@@ -132,7 +132,7 @@ def test_info_entry_says_whole_image_and_bac(bac_server, http):
     tiles = info["models"]["bac-tiles"]
     assert tiles["task"] == "whole_image" and tiles["labels"] == {"no_bac": 0, "bac": 1}
     assert tiles["scoring"] == "tiles" and tiles["needs_spacing"] is True
-    assert tiles["tile_size_mm"] == 51.2 and tiles["tile_stride"] == 0.5 and tiles["tile_aggregate"] == "max"
+    assert tiles["tile_size_mm"] == 51.2 and tiles["tile_stride"] == 1.0 and tiles["tile_aggregate"] == "max"
     assert "image_size" not in tiles and tiles["exam_views"] == VIEW_ORDER
     # whole-image models (tile models too) are not fine-tuned on ROI labels
     assert set(info["trainers"]) == {"roi-tiny"}
