@@ -240,6 +240,24 @@ def whole_image_model(out: Path, name: str, seed: int = 0, image_size: int = 128
     return folder
 
 
+def tile_model(out: Path, name: str, seed: int = 0, size_mm: float = 51.2) -> Path:
+    """A tiny BAC tile model folder as tile training (recipe task tiles) writes one: the card says
+    `crop.task: tiles` with its tiling (tiles of `size_mm`, 64 pixels at 0.8 mm, side by side so
+    a view has few to score); random lite0 weights with a voting head (non-zero maps), marked as a
+    demonstration."""
+    from microcalcai.models.artifact import load_model, save_model
+    from microcalcai.server.bootstrap import mark_demonstration
+
+    folder = tiny_model(out, name, seed, voting=True)
+    loaded = load_model(folder)
+    card = loaded.card
+    card.crop = {"task": "tiles", "roi_size": INPUT_SIZE, "tiles": {"size_mm": size_mm, "stride": 1.0}}
+    card.recipe = {"name": "mobini2024", "task": "tiles"}
+    save_model(loaded.module, card, folder, overwrite=True)
+    mark_demonstration(folder)
+    return folder
+
+
 def bac_exam_studies(root: Path, exams: int = 2) -> dict:
     """A studies folder of phantom four-view BAC exams at 0.8 mm (300 x 224 CC, 375 x 300 MLO
     views: seconds to make), one DICOM per view named by its image id. Returns the folder and the

@@ -1,8 +1,9 @@
 """Whole-image (BAC) models over HTTP on the real server: one view, an exam, the whole-image map.
 
 One server for the module: phantom four-view exams (two exams, the second without its RMLO
-view, the first with an extra XCCL view), a PNG without a header, a tiny whole-image model and a
-tiny ROI model. docs/server-api.md, "Whole-image models".
+view, the first with an extra XCCL view), a PNG without a header, a tiny whole-image model, a
+tiny tile model (the kind BAC training makes, scored tile by tile) and a tiny ROI model.
+docs/server-api.md, "Whole-image models".
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from server_helpers import (
     bac_exam_studies,
     error_detail,
     multipart_answer,
     synthetic_mammogram,
+    tile_model,
     tiny_model,
     whole_image_model,
 )
@@ -52,6 +55,8 @@ def bac_env(tmp_path_factory):
     prepare_app(workspace)
     bac_folder = whole_image_model(root / "built", "bac-tiny", image_size=IMAGE_SIZE)
     install_model(workspace, bac_folder)
+    tiles_folder = tile_model(root / "built", "bac-tiles")
+    install_model(workspace, tiles_folder)
     install_model(workspace, tiny_model(root / "built", "roi-tiny", 1))
     study_uids = {
         e: str(pydicom.dcmread(made["exams"] / next(r for r in rows if r["exam_id"] == e)["image_path"],
@@ -68,6 +73,7 @@ def bac_env(tmp_path_factory):
         "study_uids": [study_uids[e] for e in exams],
         "exams_dir": made["exams"],
         "model_dir": bac_folder,
+        "tiles_dir": tiles_folder,
     }
 
 
@@ -116,12 +122,19 @@ def test_info_entry_says_whole_image_and_bac(bac_server, http):
     assert model["labels"] == {"no_bac": 0, "bac": 1}
     assert model["version"] == "1" and model["versions"] == ["1"] and model["threshold"] == 0.5
     assert model["image_size"] == IMAGE_SIZE and model["default_saliency"] == "gradcam++"
+    assert model["scoring"] == "whole_image" and model["needs_spacing"] is False
     assert model["exam_aggregation"] == "max" and model["exam_aggregations"] == ["max", "mean", "noisy_or"]
     assert model["exam_threshold"] == 0.5 and model["exam_views"] == VIEW_ORDER
     assert model["demonstration"] is True and "demonstration" in model["intended_use"]
     assert "default_roi_size" not in model and "gradcam++" in model["saliency_methods"]
     assert info["models"]["roi-tiny"]["task"] == "roi"
-    # whole-image models are not fine-tuned on ROI labels
+    # a tile model is asked as a whole-image model; its entry says how it scores a view
+    tiles = info["models"]["bac-tiles"]
+    assert tiles["task"] == "whole_image" and tiles["labels"] == {"no_bac": 0, "bac": 1}
+    assert tiles["scoring"] == "tiles" and tiles["needs_spacing"] is True
+    assert tiles["tile_size_mm"] == 51.2 and tiles["tile_stride"] == 1.0 and tiles["tile_aggregate"] == "max"
+    assert "image_size" not in tiles and tiles["exam_views"] == VIEW_ORDER
+    # whole-image models (tile models too) are not fine-tuned on ROI labels
     assert set(info["trainers"]) == {"roi-tiny"}
 
 
@@ -144,14 +157,12 @@ def test_one_view_answers_what_predict_gives(bac_server, http, bac_env):
 
 def test_map_nrrd_lies_on_the_whole_image(bac_server, http, bac_env, tmp_path):
     """Default Grad-CAM++; an MLO view (more rows than columns): the NRRD has the image's size and
-    the identity geometry, and it is the library's map of the padded input cut to the image."""
+    the identity geometry, and it is the library's map (models.tiles.whole_image_saliency)."""
     import nrrd
 
-    from microcalcai.explain.saliency import explain_crops
     from microcalcai.io import read_image
     from microcalcai.models.predictor import load_predictor
-    from microcalcai.server.whole_image import full_image_map
-    from microcalcai.train.data import whole_image_input
+    from microcalcai.models.tiles import whole_image_saliency
 
     image = _view_id(bac_env["first"], "RMLO")
     response = _infer(http, bac_server, "bac-tiny", image, {}, output="all")
@@ -173,8 +184,7 @@ def test_map_nrrd_lies_on_the_whole_image(bac_server, http, bac_env, tmp_path):
     assert float(header["microcalcai_probability"]) == pytest.approx(answer["probability"], abs=1e-5)
     assert 0.0 <= data.min() and data.max() <= 1.0 and data.max() > 0.0
     predictor = load_predictor(bac_env["model_dir"], device="cpu")
-    grey = whole_image_input(mammogram.pixels, IMAGE_SIZE).float()[0].numpy()
-    expected = full_image_map(explain_crops(predictor, [grey], method="gradcam++").maps[0], (rows, cols))
+    expected = whole_image_saliency(predictor, mammogram.pixels, method="gradcam++")
     np.testing.assert_allclose(data, expected, atol=1e-4)
 
 
@@ -191,7 +201,7 @@ def test_exam_of_an_image_scores_the_four_views_and_aggregates(bac_server, http,
     expected = _library_probabilities(bac_env, bac_env["first"])
     for view in views:
         assert view["probability"] == pytest.approx(expected[view["image"]], abs=1e-5)
-        assert view["decision"] is (view["probability"] >= 0.5)
+        assert view["decision"] is (view["probability"] >= 0.5) and view["threshold"] == 0.5
     exam = answer["exam"]
     scores = np.array([v["probability"] for v in views])
     assert exam["probability"] == pytest.approx(aggregate(scores, "max"), abs=1e-12)
@@ -227,7 +237,10 @@ def test_exam_by_study_names_the_missing_view(bac_server, http, bac_env):
         ("bac-tiny", "FIRST-LCC", {"view": "AP"}, "json", 400, "params.view must be one of"),
         ("bac-tiny", "FIRST-LCC", {"dicom_out": True}, "json", 400, "dicom_out"),
         ("roi-tiny", "FIRST-LCC", {"exam": True}, "json", 400, "classifies ROIs"),
-        ("roi-tiny", "", {"study": "1.2.3"}, "json", 400, "whole-image models (bac-tiny)"),
+        ("roi-tiny", "", {"study": "1.2.3"}, "json", 400, "whole-image models (bac-tiles, bac-tiny)"),
+        ("bac-tiles", "FIRST-LCC", {"roi": {"x": 50, "y": 50}}, "json", 400, "send no params.roi"),
+        ("bac-tiles", "FIRST-LCC", {"saliency_target": "predicted"}, "all", 400, "must be one of ['bac']"),
+        ("bac-tiles", "FIRST-LCC", {"spacing_mm": -1}, "json", 400, "params.spacing_mm must be"),
         ("bac-tiny", "", {"study": "1.2.3.4.5"}, "json", 404, "no datastore image belongs to study"),
         ("bac-tiny", "", {"study": "../etc"}, "json", 400, "StudyInstanceUID"),
         ("bac-tiny", "FIRST-LCC", {"exam": "yes"}, "json", 400, "params.exam must be true or false"),
@@ -267,3 +280,98 @@ def test_exam_of_an_upload_is_refused(bac_server, http, bac_env):
 def test_whole_image_model_is_not_fine_tuned_on_roi_labels(bac_server, http):
     response = http.post(f"{bac_server.url}/train/bac-tiny", json={"max_epochs": 1}, timeout=60)
     assert response.status_code == 400 and "whole-image model" in error_detail(response)
+
+
+# -- a tile model (card crop task "tiles"): the same requests, scored tile by tile -------------------
+def _tile_library(env):
+    from microcalcai.models.predictor import load_predictor
+
+    return load_predictor(env["tiles_dir"], device="cpu")
+
+
+def test_tile_model_view_is_the_library_score_and_map(bac_server, http, bac_env, tmp_path):
+    """One MLO view with its map: the probability is score_whole_image's at the DICOM's pixel
+    size (and `microcalcai predict`'s), the NRRD lies on the whole image and is
+    whole_image_saliency's, non-zero only inside the best tiles."""
+    import nrrd
+
+    from microcalcai.io import read_image
+    from microcalcai.models.tiles import score_whole_image, whole_image_saliency
+
+    image = _view_id(bac_env["first"], "LMLO")
+    response = _infer(http, bac_server, "bac-tiles", image, {}, output="all")
+    assert response.status_code == 200, response.text
+    answer, blob = multipart_answer(response)
+    mammogram = read_image(bac_env["studies"] / f"{image}.dcm")
+    predictor = _tile_library(bac_env)
+    scored = score_whole_image(predictor, mammogram.pixels, 0.8)
+    assert scored.task == "tiles" and len(scored.boxes) > 8
+    assert answer["probability"] == pytest.approx(scored.score, abs=1e-6)
+    assert answer["threshold"] == 0.5 and answer["decision"] is (scored.score >= 0.5)
+    assert answer["task"] == "whole_image" and answer["scoring"] == "tiles"
+    assert answer["image"]["spacing_mm"] == [0.8, 0.8] and answer["image"]["spacing_source"] == "image"
+    assert answer["members"] == {"bac-tiles": pytest.approx(scored.score, abs=1e-6)}
+    # `microcalcai predict` on the same file gives the same score
+    from microcalcai.train.predictions import predict_frame
+
+    row = next(r for r in bac_env["first"] if r["image_id"] == image)
+    frame = pd.DataFrame([{**row, "image_path": str(bac_env["exams_dir"] / row["image_path"])}])
+    assert predict_frame(predictor, frame, progress=False)["probability"][0] == pytest.approx(
+        answer["probability"], abs=1e-6
+    )
+    rows, cols = mammogram.shape
+    assert answer["saliency"]["shape"] == [rows, cols] and answer["saliency"]["step_xy"] == [1.0, 1.0]
+    path = tmp_path / "map.nrrd"
+    path.write_bytes(blob)
+    data, header = nrrd.read(str(path), index_order="C")
+    assert data.shape == (rows, cols) and header["microcalcai_scoring"] == "tiles"
+    np.testing.assert_allclose(header["space directions"], np.eye(2))
+    expected = whole_image_saliency(predictor, mammogram.pixels, 0.8, method="gradcam++", scored=scored)
+    np.testing.assert_allclose(data, expected, atol=1e-4)
+    assert data.max() > 0.0
+    inside = np.zeros((rows, cols), bool)
+    for r0, c0, r1, c1 in scored.boxes[np.argsort(scored.tile_probability)[-8:]]:
+        inside[r0:r1, c0:c1] = True
+    assert not inside.all() and not data[~inside].any()  # the map comes from the best tiles only
+
+
+def test_tile_model_exam_aggregates_the_library_scores(bac_server, http, bac_env):
+    from microcalcai.io import read_image
+    from microcalcai.models.tiles import score_whole_image
+
+    image = _view_id(bac_env["first"], "RCC")
+    response = _infer(http, bac_server, "bac-tiles", image, {"exam": True, "aggregation": "mean"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["scoring"] == "tiles" and [v["name"] for v in answer["views"]] == VIEW_ORDER
+    predictor = _tile_library(bac_env)
+    for view in answer["views"]:
+        pixels = read_image(bac_env["studies"] / f"{view['image']}.dcm").pixels
+        assert view["probability"] == pytest.approx(score_whole_image(predictor, pixels, 0.8).score, abs=1e-6)
+        assert view["threshold"] == 0.5 and view["spacing_source"] == "image"
+    scores = np.array([v["probability"] for v in answer["views"]])
+    assert answer["exam"]["probability"] == pytest.approx(scores.mean(), abs=1e-12)
+    assert answer["exam"]["aggregation"] == "mean" and answer["exam"]["complete"] is True
+
+
+def test_tile_model_needs_the_pixel_spacing(bac_server, http, bac_env):
+    """A PNG carries no pixel spacing: a tile model says to send params.spacing_mm, and scores the
+    view at the spacing sent; a model of the whole view needs none."""
+    from microcalcai.io import read_image
+    from microcalcai.models.tiles import score_whole_image
+
+    response = _infer(http, bac_server, "bac-tiles", "plain_png", {"view": "LMLO"})
+    assert response.status_code == 400
+    detail = error_detail(response)
+    assert "no pixel spacing" in detail and "params.spacing_mm" in detail and "51.2 mm" in detail
+    response = _infer(http, bac_server, "bac-tiles", "plain_png", {"view": "LMLO", "spacing_mm": "0.8"})
+    assert response.status_code == 400 and "params.spacing_mm must be" in error_detail(response)
+    response = _infer(http, bac_server, "bac-tiles", "plain_png", {"view": "LMLO", "spacing_mm": 0.8})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["image"]["spacing_source"] == "params" and answer["image"]["spacing_mm"] is None
+    pixels = read_image(bac_env["studies"] / "plain_png.png").pixels
+    expected = score_whole_image(_tile_library(bac_env), pixels, 0.8).score
+    assert answer["probability"] == pytest.approx(expected, abs=1e-6)
+    response = _infer(http, bac_server, "bac-tiny", "plain_png", {"view": "LMLO"})
+    assert response.status_code == 200 and response.json()["image"]["spacing_source"] is None

@@ -36,8 +36,8 @@ def test_install_names_versions_and_ensemble(tmp_path):
 def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble(tmp_path):
     """A whole-image (BAC) model gets its own task kind; the ensemble, training and active
     learning keep to the ROI models; --demonstration marks a hosted copy's card (a second start
-    with the same folder adds a version only to mark it)."""
-    from server_helpers import whole_image_model
+    with the same folder adds a version only to mark it). A tile model is served as one too."""
+    from server_helpers import tile_model, whole_image_model
 
     from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import read_ensemble
@@ -52,9 +52,12 @@ def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble
     install_model(workspace, tiny_model(tmp_path / "built", "roi-a", seed=0))
     install_model(workspace, tiny_model(tmp_path / "built", "roi-b", seed=1))
     assert install_model(workspace, bac) == "bac"
+    assert install_model(workspace, tile_model(tmp_path / "built", "bac-tiles")) == "bac-tiles"
     store = ModelStore(workspace / "models")
-    assert [store.task(n) for n in store.model_names()] == ["whole_image", "roi", "roi"]
-    assert store.roi_model_names() == ["roi-a", "roi-b"] and store.whole_image_names() == ["bac"]
+    assert [store.task(n) for n in store.model_names()] == ["whole_image", "whole_image", "roi", "roi"]
+    assert store.roi_model_names() == ["roi-a", "roi-b"]
+    assert store.whole_image_names() == ["bac", "bac-tiles"]
+    assert describe(store.current_dir("bac-tiles"))["scoring"] == "tiles"
     assert describe(store.current_dir("bac"))["demonstration"] is False
 
     assert install_model(workspace, bac, demonstration=True) == "bac"

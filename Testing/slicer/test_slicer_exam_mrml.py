@@ -138,6 +138,19 @@ def test_exam_answer_read_and_shown_as_one_table_with_the_verdict(scene):
     assert "no BAC (P(BAC) = 0.200" in again.GetAttribute("MicrocalcAI.Verdict")
 
 
+def test_each_view_keeps_the_threshold_its_entry_gives():
+    """The server's view entries carry the threshold their label was taken at; /info's threshold
+    stands in only for entries without one."""
+    from microcalcai_logic.client import parse_info
+
+    entry = {"threshold": 0.41, "task": "whole_image"}
+    info = parse_info("http://127.0.0.1:1", {"models": {"bac-tiny": entry}})
+    views = [{**v, "threshold": 0.3 + 0.1 * k} for k, v in enumerate(EXAM_ANSWER["views"])]
+    exam = parse_exam({**EXAM_ANSWER, "views": views}, "bac-tiny", info)
+    assert [v.threshold for v in exam.views] == pytest.approx([0.3, 0.4, 0.5, 0.6])
+    assert [v.threshold for v in parse_exam(EXAM_ANSWER, "bac-tiny", info).views] == [0.41] * 4
+
+
 def test_one_view_answer_and_answers_lacking_fields():
     view = parse_view(
         {

@@ -192,6 +192,11 @@ def test_a_whole_image_model_scores_the_padded_view_in_one_piece(tmp_path):
     square = np.zeros((90, 90), np.float32)
     square[:, :60] = pixels
     assert scored.task == "whole_image" and scored.boxes.tolist() == [[0, 0, 90, 60]]
-    assert scored.score == pytest.approx(predictor.predict_proba(square[None])[0])
+    # the padded view as whole-image training stores it (resized to crop.roi_size, float16), so the
+    # score is the one `microcalcai predict` and training's evaluation give
+    from microcalcai.models.preprocess import whole_image_input
+
+    stored = whole_image_input(square, 64).float().numpy()
+    assert scored.score == pytest.approx(predictor.predict_proba(stored)[0], abs=1e-7)
     saliency = whole_image_saliency(predictor, pixels, scored=scored)
     assert saliency.shape == pixels.shape

@@ -241,12 +241,14 @@ def parse_exam(answer: dict, requested: str = "", info: Optional[ServerInfo] = N
     except (KeyError, TypeError, ValueError) as error:
         raise _server_fields_missing(error, "exam answer") from None
     model = str(answer.get("model") or requested)
+    # each view entry says the threshold its label was taken at; /info's is for an older server's
+    # entries, which carried only the label
     view_threshold = info.models[model].threshold if info is not None and model in info.models else None
     views = []
     for entry in entries:
         view = parse_view(entry, requested=model)
         if view.threshold is None:
-            view.threshold = view_threshold  # an exam's view entries carry their label, not the threshold
+            view.threshold = view_threshold
         view.version = view.version or str(answer.get("version") or "")
         views.append(view)
     positive = exam.get("decision")

@@ -70,6 +70,14 @@ def square_whole_image(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+def whole_image_input(pixels: np.ndarray, out_size: int) -> torch.Tensor:
+    """(1, out_size, out_size) float16: a whole view as whole-image training stores it (padded to a
+    square, resized). Scoring a whole view (models.tiles.score_whole_image: `microcalcai predict`,
+    the server) prepares it with this too, so a score is the one training's evaluation saw."""
+    square = square_whole_image(np.asarray(pixels, dtype=np.float32))
+    return resize_grey(to_grey_tensor(np.clip(square, 0, 1)), out_size)[0].half()
+
+
 def preprocess_crops(crops, input_size: int, mean, std, channel_mode: str = "replicate") -> torch.Tensor:
     return normalise(resize_grey(to_grey_tensor(crops), input_size), mean, std, channel_mode)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from microcalcai.errors import InputError
-from microcalcai.models.preprocess import square_whole_image
+from microcalcai.models.preprocess import square_whole_image, whole_image_input
 
 AGGREGATES = ("max", "top3")
 
@@ -194,9 +194,9 @@ def score_whole_image(
     threshold = float(model.threshold if threshold is None else threshold)
     pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
     settings = tile_settings_of(model.card)
-    if settings is None:
-        square = square_whole_image(pixels)
-        probability = model.predict_proba(square[None])
+    if settings is None:  # prepared as whole-image training stores a view (at the card's crop size)
+        size = int((model.card.crop or {}).get("roi_size") or model.card.input_size)
+        probability = model.predict_proba(whole_image_input(pixels, size).float().numpy())
         rows, cols = pixels.shape
         boxes = np.array([[0, 0, rows, cols]])
         return WholeImageScore(float(probability[0]), bool(probability[0] >= threshold), threshold,

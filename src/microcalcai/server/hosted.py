@@ -25,6 +25,15 @@ from microcalcai.server.errors import NotFound
 
 LOG = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
+# card crop tasks the server asks as whole views: a model of the padded whole view, and a tile
+# model (models.tiles) that scores a whole view from its breast tiles
+WHOLE_IMAGE_TASKS = ("whole_image", "tiles")
+
+
+def served_task(card) -> str:
+    """"roi" or "whole_image", the request kind a model card is served under."""
+    task = str((card.crop or {}).get("task") or "roi")
+    return "whole_image" if task in WHOLE_IMAGE_TASKS else task
 
 
 class ModelStore:
@@ -46,12 +55,13 @@ class ModelStore:
         return [n for n in self.names() if n != ENSEMBLE]
 
     def task(self, name: str) -> str:
-        """"roi" or "whole_image" (what the served version's card says it was trained on)."""
+        """"roi" or "whole_image": how the served version is asked (a tile model answers for whole
+        views too; `describe` says how it scores them)."""
         if name == ENSEMBLE:
             return "roi"  # an ensemble is built over the ROI models only
         from microcalcai.models.artifact import read_card
 
-        return str((read_card(self.current_dir(name)).crop or {}).get("task") or "roi")
+        return served_task(read_card(self.current_dir(name)))
 
     def roi_model_names(self) -> list[str]:
         """The hosted ROI models: what the ensemble, active learning and /train work with."""
@@ -175,7 +185,7 @@ def describe(folder: Path) -> dict:
             "created": card.created,
         }
     card = read_card(folder)
-    task = str((card.crop or {}).get("task") or "roi")
+    task = served_task(card)
     extra = {}
     if task == "whole_image":
         from microcalcai.server.whole_image import card_fields

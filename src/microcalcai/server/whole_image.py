@@ -1,11 +1,16 @@
 """Whole-image models on the server: one mammogram view, or the views of one exam (a study).
 
-A model whose card says `crop.task: whole_image` (the `mobini2024` recipe's) was trained on whole
-views padded to a square and resized (`train.data.whole_image_input`); the task prepares a
-served view with the same function, so its probability is the one `microcalcai predict` gives.
-The finding is breast arterial calcification (BAC): the card's positive class is reported as
-`bac`. The map is Grad-CAM++ (Mobini et al.'s choice) on that input, resized back over the whole
-image, written as the ROI maps are (saliency_file.py) with the image's own geometry.
+Two kinds of model answer for a whole view, both through the library's own calls
+(`models.tiles.score_whole_image` and `whole_image_saliency`, what `microcalcai predict`, the
+BAC benchmark and tile training's evaluation call), so a served probability is the library's:
+- a tile model (card `crop.task: tiles`, the `mobini2024` recipe's): every breast tile of the
+  tile side in mm, cut at the image's own pixel size, scored and aggregated; it needs the pixel
+  spacing (DICOM PixelSpacing / ImagerPixelSpacing, else `params.spacing_mm`);
+- a model of the whole view (card `crop.task: whole_image`): the view padded to a square.
+Both are asked the same way (/info/ `task: whole_image`, `scoring` says which). The finding is
+breast arterial calcification (BAC): the card's positive class is reported as `bac`. The map is
+Grad-CAM++ (Mobini et al.'s choice) over the whole image (a tile model's from its best tiles),
+written as the ROI maps are (saliency_file.py) with the image's own geometry.
 
 An exam aggregates its views' probabilities with `evaluate.exam.aggregate` (default `max`: BAC
 in any breast makes the exam positive). Maps are per view (one file per answer is MONAI Label's
@@ -18,14 +23,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from microcalcai_logic.contract import POSITIVE_LABEL
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from microcalcai.errors import MicrocalcError
+from microcalcai.errors import InputError, MicrocalcError
 from microcalcai.evaluate.exam import AGGREGATIONS, aggregate
+from microcalcai.models.tiles import TileSettings, score_whole_image, tile_settings_of, whole_image_saliency
 from microcalcai.server.dicom_results import wants_dicom_out
 from microcalcai.server.errors import NotFound, RequestError
-from microcalcai.server.hosted import ServedModels
+from microcalcai.server.hosted import WHOLE_IMAGE_TASKS, ServedModels
 from microcalcai.server.images import ImageCache, Source
 from microcalcai.server.infer import hosted_info, load_source, saliency_choice, spacing_list
 from microcalcai.server.saliency_file import write_saliency_nrrd
@@ -41,7 +46,7 @@ DEFAULT_AGGREGATION = "max"
 
 
 def is_whole_image(card) -> bool:
-    return (getattr(card, "crop", None) or {}).get("task") == TASK
+    return (getattr(card, "crop", None) or {}).get("task") in WHOLE_IMAGE_TASKS
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class WholeImageSettings:
     threshold: float
     aggregation: str
     exam_threshold: float
+    tiles: TileSettings | None  # a tile model's tiling; None for a model of the whole view
 
     @classmethod
     def of(cls, card) -> WholeImageSettings:
@@ -74,7 +80,12 @@ class WholeImageSettings:
             threshold,
             aggregation,
             float(crop.get("exam_threshold", threshold)),
+            tile_settings_of(card),
         )
+
+    @property
+    def scoring(self) -> str:
+        return "whole_image" if self.tiles is None else "tiles"
 
     def decision(self, probability: float, threshold: float | None = None) -> dict:
         threshold = self.threshold if threshold is None else threshold
@@ -90,10 +101,21 @@ class WholeImageSettings:
 def card_fields(card) -> dict:
     """The /info/ fields of a whole-image model (hosted.describe adds them to the card's)."""
     settings = WholeImageSettings.of(card)
+    if settings.tiles is None:
+        scoring = {"scoring": settings.scoring, "image_size": settings.image_size, "needs_spacing": False}
+    else:
+        scoring = {
+            "scoring": settings.scoring,
+            "tile_size_mm": settings.tiles.size_mm,
+            "tile_stride": settings.tiles.stride,
+            "tile_min_tissue": settings.tiles.min_tissue,
+            "tile_aggregate": settings.tiles.aggregate,
+            "needs_spacing": True,
+        }
     return {
         "finding": settings.finding,
         "finding_name": settings.finding_name,
-        "image_size": settings.image_size,
+        **scoring,
         "default_saliency": DEFAULT_SALIENCY,
         "exam_aggregation": settings.aggregation,
         "exam_aggregations": list(AGGREGATIONS),
@@ -113,11 +135,25 @@ def exam_request(request: dict) -> str | None:
     return "image" if exam else None
 
 
+def spacing_param(request: dict) -> float | None:
+    """`params.spacing_mm`: the pixel size (mm) for images whose header gives none."""
+    value = request.get("spacing_mm")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10:
+        raise RequestError(
+            f"params.spacing_mm must be the pixel size in mm (a number, 0 < mm < 10), got {value!r}"
+        )
+    return float(value)
+
+
 @dataclass
 class ViewScore:
     probability: float
     members: dict
     saliency: np.ndarray | None  # (rows, cols) over the whole image
+    spacing_mm: float | None  # the pixel size the tiles were cut at (None: not needed)
+    spacing_source: str | None  # "image" (its header), "params" (params.spacing_mm) or None
 
 
 class WholeImageTask(InferTask):
@@ -159,9 +195,10 @@ class WholeImageTask(InferTask):
         source: Source = request["source"]
         view = view_of(source.mammogram, source.image_id, request.get("view"))
         method, target = saliency_choice(request, default=DEFAULT_SALIENCY, targets=self._targets())
+        fallback_spacing = spacing_param(request)
         served = self.models.get(self.name)
         settings = self.settings(served)
-        score = self.score(served, settings, source.mammogram, method, target, times)
+        score = self.score(served, settings, source, fallback_spacing, method, times)
         answer = self._head(served, settings)
         answer.update(settings.decision(score.probability))
         answer.update(
@@ -175,7 +212,8 @@ class WholeImageTask(InferTask):
                 "roi": None,
                 "view": view.as_json(),
                 "study": study_fields(source.mammogram.metadata),
-                "image": _image_fields(source),
+                "image": {**_image_fields(source), "spacing_source": score.spacing_source},
+                "scoring": settings.scoring,
                 "saliency": None,
             }
         )
@@ -190,7 +228,12 @@ class WholeImageTask(InferTask):
                 method=method,
                 image=source.image_id,
                 probability=score.probability,
-                extra={"version": served.version, "target": target, "view": view.name},
+                extra={
+                    "version": served.version,
+                    "target": target,
+                    "view": view.name,
+                    "scoring": settings.scoring,
+                },
             )
             times["write"] = time.perf_counter() - tick
             answer["saliency"] = {
@@ -203,8 +246,10 @@ class WholeImageTask(InferTask):
         answer["latencies"] = {k: round(v, 5) for k, v in times.items()}
         return (str(result_file) if result_file else None), answer
 
-    def _targets(self) -> tuple[str, str]:
-        return (self.settings().labels[1], "predicted")
+    def _targets(self) -> tuple[str]:
+        # the library's whole-view map is the positive class's (for a tile model, of its best
+        # tiles): a "predicted" target would mean each tile's own class, which says nothing here
+        return (self.settings().labels[1],)
 
     def _refuse_roi_params(self, request: dict) -> None:
         if request.get("roi") is not None:
@@ -218,32 +263,46 @@ class WholeImageTask(InferTask):
                 "send the request without it"
             )
 
-    def score(self, served, settings, mammogram, method, target, times: dict) -> ViewScore:
-        """P(finding) of one view, as training saw it, and its map over the whole image."""
-        from microcalcai.train.data import whole_image_input
-
-        tick = time.perf_counter()
-        grey = whole_image_input(mammogram.pixels, settings.image_size).float()[0].numpy()
-        times["prepare"] = times.get("prepare", 0.0) + time.perf_counter() - tick
+    def score(self, served, settings, source: Source, fallback_spacing, method, times: dict) -> ViewScore:
+        """P(finding) of one view, as `microcalcai predict` scores it, and its map over the image."""
+        spacing, spacing_source = self._spacing(settings, source, fallback_spacing)
+        pixels = source.mammogram.pixels
         tick = time.perf_counter()
         with served.lock:
+            try:
+                scored = score_whole_image(served.predictor, pixels, spacing)
+            except InputError as exc:  # e.g. an image smaller than one tile
+                raise RequestError(f"image {source.image_id!r}: {exc}") from None
+            times["predict"] = time.perf_counter() - tick
+            saliency = None
             if method:
-                from microcalcai.explain.saliency import explain_crops
-
-                explained = POSITIVE_LABEL if target == settings.labels[1] else "predicted"
+                tick = time.perf_counter()
                 try:
-                    result = explain_crops(served.predictor, [grey], method=method, target=explained)
+                    saliency = whole_image_saliency(
+                        served.predictor, pixels, spacing, method=method, scored=scored
+                    )
                 except MicrocalcError as exc:
                     raise RequestError(f"params.saliency: {exc}") from None
-                probability, members = float(result.probability[0]), result.member_probability
-                saliency = full_image_map(result.maps[0], mammogram.shape)
-                times["predict+saliency"] = time.perf_counter() - tick
-            else:
-                batch = served.predictor.predict(grey[None])
-                probability, members, saliency = float(batch.probability[0]), batch.members, None
-                times["predict"] = time.perf_counter() - tick
-        members = {str(k): float(np.asarray(v).reshape(-1)[0]) for k, v in members.items()}
-        return ViewScore(probability, members, saliency)
+                times["saliency"] = time.perf_counter() - tick
+        members = {served.predictor.name: scored.score}
+        return ViewScore(scored.score, members, saliency, spacing, spacing_source)
+
+    def _spacing(self, settings, source: Source, fallback: float | None) -> tuple[float | None, str | None]:
+        """The pixel size a tile model cuts its tiles at: the image's own (DICOM PixelSpacing or
+        ImagerPixelSpacing), else `params.spacing_mm`; a model of the whole view needs none."""
+        if settings.tiles is None:
+            return None, None
+        own = source.mammogram.spacing_mm
+        if own is not None:
+            return float(np.mean(np.asarray(own, dtype=float))), "image"
+        if fallback is not None:
+            return fallback, "params"
+        raise RequestError(
+            f"image {source.image_id!r} gives no pixel spacing (no DICOM PixelSpacing or "
+            "ImagerPixelSpacing), "
+            f"and model {self.name!r} scores tiles of {settings.tiles.size_mm:g} mm: send its pixel size as "
+            'params.spacing_mm (e.g. {"spacing_mm": 0.1}), or store the view as DICOM with its spacing'
+        )
 
     def _head(self, served, settings) -> dict:
         return {
@@ -271,6 +330,7 @@ class WholeImageTask(InferTask):
                 "and ask each view's map with a one-view request (image=ID)"
             )
         how = request.get("aggregation")
+        fallback_spacing = spacing_param(request)
         served = self.models.get(self.name)
         settings = self.settings(served)
         how = settings.aggregation if how is None else how
@@ -294,10 +354,10 @@ class WholeImageTask(InferTask):
             try:
                 source = load_source({"image": entry.image_id}, datastore, self.cache, uploaded=False)
                 view = view_of(source.mammogram, entry.image_id)
-            except RequestError as exc:
+                score = self.score(served, settings, source, fallback_spacing, None, {})
+            except RequestError as exc:  # not a view, not decodable, or no spacing for a tile model
                 skipped.append({"image": entry.image_id, "reason": str(exc)})
                 continue
-            score = self.score(served, settings, source.mammogram, None, settings.labels[1], {})
             first = first or study_fields(source.mammogram.metadata)
             rows, cols = source.shape
             views.append(
@@ -310,6 +370,7 @@ class WholeImageTask(InferTask):
                     "rows": int(rows),
                     "cols": int(cols),
                     "spacing_mm": spacing_list(source.mammogram.spacing_mm),
+                    "spacing_source": score.spacing_source,
                 }
             )
         times["views"] = time.perf_counter() - tick
@@ -324,6 +385,7 @@ class WholeImageTask(InferTask):
         answer.update(
             {
                 "roi": None,
+                "scoring": settings.scoring,
                 "exam": {
                     **first,
                     "study_uid": study,
@@ -341,18 +403,6 @@ class WholeImageTask(InferTask):
         times["total"] = time.perf_counter() - start
         answer["latencies"] = {k: round(v, 5) for k, v in times.items()}
         return None, answer
-
-
-def full_image_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A map over the padded square input, resized to the square of the image's longer side and
-    cut to the image (the padding lies right of and below the image, as in training)."""
-    import torch
-
-    from microcalcai.models.preprocess import resize_grey
-
-    rows, cols = int(shape[0]), int(shape[1])
-    square = resize_grey(torch.from_numpy(np.asarray(saliency, np.float32))[None, None], max(rows, cols))
-    return np.clip(square[0, 0, :rows, :cols].numpy(), 0.0, 1.0).astype(np.float32)
 
 
 def _image_fields(source: Source) -> dict:

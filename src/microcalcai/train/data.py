@@ -18,7 +18,7 @@ import torch
 from microcalcai_logic.contract import LABEL_INDEX
 
 from microcalcai.errors import InputError, NotAvailableError
-from microcalcai.models.preprocess import normalise, resize_grey, square_whole_image, to_grey_tensor
+from microcalcai.models.preprocess import normalise, resize_grey, to_grey_tensor, whole_image_input
 
 LOG = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ def _crop_size(row, default: int) -> int:
     except (TypeError, ValueError):
         return default
     return size if size > 0 else default
-
-
-def whole_image_input(pixels: np.ndarray, out_size: int) -> torch.Tensor:
-    """(1, out_size, out_size) float16: a whole view as whole-image training stores it (padded to a
-    square, resized); the server's whole-image task prepares views with this too, so a served
-    probability is the one `microcalcai predict` gives for the same file."""
-    square = square_whole_image(np.asarray(pixels, dtype=np.float32))
-    return resize_grey(to_grey_tensor(np.clip(square, 0, 1)), out_size)[0].half()
 
 
 def load_crops(
