@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from server_helpers import host_tiny_models, write_studies  # noqa: E402
+from server_helpers import host_tiny_models, running_server, write_studies  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,12 +24,8 @@ def server_env(tmp_path_factory, real_mammograms):
 
 @pytest.fixture(scope="session")
 def server(server_env):
-    from microcalcai.server.launch import LocalServer
-
-    local = LocalServer(server_env["studies"], server_env["workspace"], env={"OMP_NUM_THREADS": "2"})
-    local.start()
-    yield local
-    local.stop()
+    with running_server(server_env["studies"], server_env["workspace"], threads=2) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,16 @@ def wait_until(predicate, timeout: float, what: str):
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextmanager
+def running_server(studies: Path, workspace: Path, threads: int = 1):
+    """A real MONAI Label server on 127.0.0.1 over the block, stopped by its process id after it."""
+    from microcalcai.server.launch import LocalServer
+
+    local = LocalServer(studies, workspace, env={"OMP_NUM_THREADS": str(threads)})
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()

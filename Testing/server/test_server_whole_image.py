@@ -17,6 +17,7 @@ from server_helpers import (
     bac_exam_studies,
     error_detail,
     multipart_answer,
+    running_server,
     synthetic_mammogram,
     tile_model,
     tiny_model,
@@ -79,12 +80,8 @@ def bac_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bac_server(bac_env):
-    from microcalcai.server.launch import LocalServer
-
-    local = LocalServer(bac_env["studies"], bac_env["workspace"], env={"OMP_NUM_THREADS": "2"})
-    local.start()
-    yield local
-    local.stop()
+    with running_server(bac_env["studies"], bac_env["workspace"], threads=2) as local:
+        yield local
 
 
 def _infer(http, server, model, image, params, output="json", files=None):

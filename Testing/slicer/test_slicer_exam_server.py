@@ -10,6 +10,7 @@ import pytest
 from exam_studies import WHOLE_IMAGE_MODEL as MODEL
 from microcalcai_logic import LogicError, ServerError, exam_results, results
 from microcalcai_logic import geometry as g
+from server_helpers import running_server
 
 pytestmark = pytest.mark.server
 
@@ -23,12 +24,8 @@ def bac(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bac_server(bac):
-    from microcalcai.server.launch import LocalServer
-
-    local = LocalServer(bac["folder"], bac["workspace"], env={"OMP_NUM_THREADS": "1"})
-    local.start()
-    yield local
-    local.stop()
+    with running_server(bac["folder"], bac["workspace"]) as local:
+        yield local
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from exam_studies import ROI_MODEL, WHOLE_IMAGE_MODEL
+from server_helpers import running_server
 from web_helpers import (
     colourful,
     pixel_to_ras,
@@ -33,12 +34,8 @@ def studies(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(studies):
-    from microcalcai.server.launch import LocalServer
-
-    local = LocalServer(studies["folder"], studies["workspace"], env={"OMP_NUM_THREADS": "1"})
-    local.start()
-    yield local
-    local.stop()
+    with running_server(studies["folder"], studies["workspace"]) as local:
+        yield local
 
 
 def _open(page, image_id):
