@@ -130,15 +130,21 @@ def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
     retraining trains on the annotator's labels alone and is judged for publication on these
     fixed ROIs of other patients (plus its labels' validation patients), as the server judges
     its default models' retrainings, instead of a coin toss on 10-17 labelled ROIs."""
-    import pandas as pd
-
     from microcalcai.data.manifest import write_manifest
     from microcalcai.server.bootstrap import REFERENCE
 
     target = workspace / "bootstrap" / REFERENCE
     if target.is_file():
         return
-    frame = pd.DataFrame(
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(manifest_frame(phantom, rows, "val"), target)
+
+
+def manifest_frame(phantom: Path, rows: list[dict], split: str):
+    """The phantom rows as a manifest frame (absolute image paths, one split for all)."""
+    import pandas as pd
+
+    return pd.DataFrame(
         {
             "patient_id": [r["patient_id"] for r in rows],
             "image_path": [str(phantom / r["image_path"]) for r in rows],
@@ -148,11 +154,9 @@ def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
             "roi_size": [int(float(r["roi_size"])) for r in rows],
             "label": [r["label"] for r in rows],
             "finding": "calcification",
-            "split": "val",
+            "split": split,
         }
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_manifest(frame, target)
 
 
 def make_members(workspace: Path, scratch: Path) -> None:
