@@ -177,8 +177,8 @@ def _saliency_geometry(entry, roi: PixelRoi) -> Optional[SaliencyGeometry]:
     )
 
 
-def read_saliency(nrrd_bytes: bytes, geometry: SaliencyGeometry) -> np.ndarray:
-    """The map as a (rows, cols) float32 array, checked against the geometry the JSON states."""
+def read_nrrd_map(nrrd_bytes: bytes, what: str):
+    """(header, (rows, cols) float32 array) of a 2D map the server sent as NRRD."""
     import io
 
     import nrrd
@@ -188,10 +188,16 @@ def read_saliency(nrrd_bytes: bytes, geometry: SaliencyGeometry) -> np.ndarray:
         header = nrrd.read_header(handle)
         data = nrrd.read_data(header, handle, index_order="C")
     except Exception as error:  # pynrrd raises several types for a damaged file
-        raise ServerError(f"The server's saliency map could not be read as NRRD ({error}).") from None
+        raise ServerError(f"The server's {what} could not be read as NRRD ({error}).") from None
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 3 and 1 in data.shape:
         data = data.reshape([n for n in data.shape if n != 1])
+    return header, data
+
+
+def read_saliency(nrrd_bytes: bytes, geometry: SaliencyGeometry) -> np.ndarray:
+    """The map as a (rows, cols) float32 array, checked against the geometry the JSON states."""
+    _, data = read_nrrd_map(nrrd_bytes, "saliency map")
     if data.shape != tuple(geometry.shape):
         raise ServerError(
             "The server's saliency map is {} pixels but its answer says {}.".format(

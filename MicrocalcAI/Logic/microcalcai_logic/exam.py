@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from .classify import read_nrrd_map
 from .client import ModelInfo, ServerClient, ServerInfo
 from .errors import LogicError, ServerError
 
@@ -281,19 +282,7 @@ def read_map(nrrd_bytes: bytes, stated: Optional[dict] = None):
     """The map as a (rows, cols) float32 array and its geometry, taken from the NRRD header
     (`space origin`, `space directions`, in the view's stored pixels); where the JSON answer
     states a geometry too, the two must agree."""
-    import io
-
-    import nrrd
-
-    handle = io.BytesIO(nrrd_bytes)
-    try:
-        header = nrrd.read_header(handle)
-        data = nrrd.read_data(header, handle, index_order="C")
-    except Exception as error:  # pynrrd raises several types for a damaged file
-        raise ServerError(f"The server's map could not be read as NRRD ({error}).") from None
-    data = np.asarray(data, dtype=np.float32)
-    if data.ndim == 3 and 1 in data.shape:
-        data = data.reshape([n for n in data.shape if n != 1])
+    header, data = read_nrrd_map(nrrd_bytes, "map")
     if data.ndim != 2:
         raise ServerError(f"The server's map is not a 2D image (its shape is {data.shape}).")
     origin = np.asarray(header.get("space origin", [0.0, 0.0]), dtype=float).ravel()[:2]
