@@ -46,7 +46,7 @@ def fresh_member(folder: Path) -> Path:
     from microcalcai.models.artifact import card_for, save_model
     from microcalcai.models.registry import create_model
 
-    if not (folder / "card.json").is_file():
+    if not (folder / "model.json").is_file():
         torch.manual_seed(0)
         module = create_model(ARCH, weights="imagenet")
         card = card_for(
