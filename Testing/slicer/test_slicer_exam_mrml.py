@@ -172,6 +172,14 @@ def test_one_view_answer_and_answers_lacking_fields():
         parse_view({"label": "bac"})
     with pytest.raises(ServerError, match="exam answer lacks"):
         parse_exam({"views": []})
+    # a field that is there but is no number: the message names the field and what was sent
+    with pytest.raises(ServerError, match="invalid 'probability': it sent 'high' where a number belongs"):
+        parse_view({"probability": "high"})
+    with pytest.raises(ServerError, match=r"invalid 'threshold': it sent \[0.4\]"):
+        parse_view({"probability": 0.3, "threshold": [0.4]})
+    bad_entry = {**EXAM_ANSWER, "views": [{**EXAM_ANSWER["views"][0], "probability": None}]}
+    with pytest.raises(ServerError, match="invalid 'probability': it sent None"):
+        parse_exam(bad_entry, "bac-tiny")
 
 
 def test_an_incomplete_exam_names_the_views_it_lacks():
