@@ -196,6 +196,26 @@ def test_an_incomplete_exam_names_the_views_it_lacks():
     assert "lacks L MLO, R CC (it has L CC, R MLO)" in message and "PH0003" in message
 
 
+def test_a_view_answered_without_a_map_loses_its_older_map(scene):
+    """Run again with maps off (or with a model without maps): the first run's map must not be
+    laid over the view as if it were the new answer's."""
+    import slicer
+
+    composite = scene.AddNode(slicer.vtkMRMLSliceCompositeNode())
+    volume = make_volume(scene, np.zeros((10, 8), np.uint16))
+    saliency, geometry = read_map(_nrrd(np.ones((10, 8))))
+    mapped = ViewResult("a", "L CC", 0.5, 0.5, "", model="m1", saliency=saliency, geometry=geometry)
+    first = exam_results.update_view_map(scene, volume, mapped)
+    exam_results.show_view(scene, volume, 0.5, True)
+    assert composite.GetForegroundVolumeID() == first.GetID()
+    unmapped = ViewResult("a", "L CC", 0.2, 0.5, "", model="m2")
+    assert exam_results.update_view_map(scene, volume, unmapped) is None
+    assert exam_results.map_node(scene, volume) is None
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+    exam_results.show_view(scene, volume, 0.5, True)
+    assert composite.GetBackgroundVolumeID() == volume.GetID() and not composite.GetForegroundVolumeID()
+
+
 def test_forget_exam_removes_its_nodes_and_keeps_the_users_volume(scene):
     mine = make_volume(scene, np.zeros((10, 8), np.uint16))
     data = np.ones((10, 8), np.float32)

@@ -103,8 +103,12 @@ def map_node(scene, volume_node):
 def update_view_map(scene, volume_node, view: ViewResult):
     """The view's map as a volume over the whole view: its IJK-to-RAS is the view's own composed
     with the map's pixel grid from the NRRD header (origin and step in the view's stored pixels),
-    so a map at the view's resolution has exactly the view's geometry. None without a map."""
+    so a map at the view's resolution has exactly the view's geometry. None without a map: then
+    an older answer's map of this view is removed, so it is never shown over the new answer."""
     if view.saliency is None or view.geometry is None:
+        stale = map_node(scene, volume_node)
+        if stale is not None:
+            scene.RemoveNode(stale)
         return None
     from slicer.util import updateVolumeFromArray
 
