@@ -236,3 +236,60 @@ def test_exam_and_classify_view_refuse_before_connecting(scene):
     logic = MicrocalcAILogic(scene, remember=False)
     with pytest.raises(LogicError, match="Connect"):
         logic.prepare_exam(make_volume(scene, np.zeros((10, 8), np.uint16)))
+
+
+SERVER = "http://127.0.0.1:1"
+
+
+def _study(patient: str) -> dict:
+    """EXAM_ANSWER for another patient's study: its own image ids and study UID."""
+    views = [{**v, "image": v["image"].replace("PH0003", patient)} for v in EXAM_ANSWER["views"]]
+    exam = {**EXAM_ANSWER["exam"], "study_uid": f"1.2.3.{patient}", "patient_id": patient}
+    return {**EXAM_ANSWER, "exam": exam, "views": views}
+
+
+def _finished_exam(logic, scene, tmp_path, patient: str, known: dict):
+    """finish_exam (the scene half of Exam (BAC)) of `patient`'s study, as run_exam leaves it: the
+    views the scene lacked downloaded as files, each view answered with a map. Returns the
+    selected view (the user's own volume of its L CC, an image of the server)."""
+    import nrrd
+    from microcalcai_logic.logic import ExamJob
+    from microcalcai_logic.volumes import mark_from_server
+
+    exam = parse_exam(_study(patient), "bac-tiny")
+    selected = make_volume(scene, np.zeros((60, 45), np.uint16), name=f"{patient} mine")
+    mark_from_server(selected, exam.views[0].image_id, SERVER)
+    downloads = {}
+    for view in exam.views:
+        view.saliency, view.geometry = read_map(_nrrd(np.ones((60, 45))))
+        if view.image_id not in known and view is not exam.views[0]:
+            downloads[view.image_id] = str(tmp_path / f"{view.image_id}.nrrd")
+            nrrd.write(downloads[view.image_id], np.zeros((60, 45), np.uint16), index_order="C")
+    job = ExamJob(
+        volume_node=selected,
+        model="bac-tiny",
+        saliency="gradcam++",
+        server_url=SERVER,
+        image_id=exam.views[0].image_id,
+        whole_exam=True,
+        known={**known, exam.views[0].image_id: selected},
+        result=exam,
+        downloads=downloads,
+    )
+    logic.finish_exam(job)
+    return selected
+
+
+def test_a_view_removed_while_the_exam_ran_is_a_clear_error(scene, tmp_path):
+    """The scene held a view when the exam started (so it was not downloaded) and the user
+    deleted it while the worker ran: a message saying what to do, not a KeyError."""
+    from microcalcai_logic import MicrocalcAILogic
+    from microcalcai_logic.volumes import mark_from_server
+
+    logic = MicrocalcAILogic(scene, remember=False)
+    held = make_volume(scene, np.zeros((60, 45), np.uint16), name="R CC")
+    mark_from_server(held, "PH0003-RCC", SERVER)
+    scene.RemoveNode(held)
+    removed = r"view R CC \(PH0003-RCC\) was removed from the scene.*run Exam \(BAC\) again"
+    with pytest.raises(LogicError, match=removed):
+        _finished_exam(logic, scene, tmp_path, "PH0003", {"PH0003-RCC": held})

@@ -582,8 +582,17 @@ class MicrocalcAILogic:
         views = job.result.views if job.whole_exam else [job.result]
         for view in views:
             volume = job.known.get(view.image_id)
-            if volume is None or self.scene.GetNodeByID(volume.GetID()) is None:
+            # by the node itself, not its ID: a removed node's ID can be given to a newer node
+            if volume is None or not self.scene.IsNodePresent(volume):
                 volume = exam_results.view_volume(self.scene, view.image_id, job.server_url)
+            if volume is None and view.image_id not in job.downloads:
+                # the scene held this view when the exam started (so it was not downloaded), and
+                # the user removed it while the worker ran
+                raise LogicError(
+                    "The view {} was removed from the scene while the exam ran: run Exam (BAC) again.".format(
+                        " ".join(p for p in (view.view, f"({view.image_id})") if p)
+                    )
+                )
             if volume is None:
                 volume = exam_results.load_view(
                     self.scene, job.downloads[view.image_id], view.image_id, job.server_url, view.view
