@@ -280,6 +280,47 @@ def _finished_exam(logic, scene, tmp_path, patient: str, known: dict):
     return selected
 
 
+def _exam_nodes(scene, role) -> list:
+    from microcalcai_logic.volumes import IMAGE_ID_ATTRIBUTE, ROLE_ATTRIBUTE
+
+    nodes = [
+        scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+    ]
+    return sorted(n.GetAttribute(IMAGE_ID_ATTRIBUTE) for n in nodes if n.GetAttribute(ROLE_ATTRIBUTE) == role)
+
+
+def test_an_exam_of_another_study_leaves_only_its_own_exam_nodes(scene, tmp_path):
+    """Each exam loads full-resolution views and maps: reading another study's exam removes the
+    views and maps the earlier exam left, never the user's own volumes."""
+    from microcalcai_logic import MicrocalcAILogic
+
+    logic = MicrocalcAILogic(scene, remember=False)
+    first = _finished_exam(logic, scene, tmp_path, "PH0003", {})
+    assert (
+        _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE)
+        == ["PH0003-LCC", "PH0003-LMLO", "PH0003-RCC", "PH0003-RMLO"][1:]
+    )
+    assert len(_exam_nodes(scene, results.EXAM_MAP_ROLE)) == 4
+    second = _finished_exam(logic, scene, tmp_path, "PH0004", {})
+    assert _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE) == ["PH0004-LMLO", "PH0004-RCC", "PH0004-RMLO"]
+    assert _exam_nodes(scene, results.EXAM_MAP_ROLE) == [
+        "PH0004-LCC",
+        "PH0004-LMLO",
+        "PH0004-RCC",
+        "PH0004-RMLO",
+    ]
+    # the user's own volumes stay (the first study's without its map), 2 + 3 views + 4 maps
+    assert scene.GetNodeByID(first.GetID()) is first and exam_results.map_node(scene, first) is None
+    assert scene.GetNodeByID(second.GetID()) is second
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2 + 3 + 4
+    assert logic.exam.exam_id == "1.2.3.PH0004" and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+    # the same study again reuses its views: nothing is removed or added
+    _finished_exam(logic, scene, tmp_path, "PH0004", {})
+    assert _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE) == ["PH0004-LMLO", "PH0004-RCC", "PH0004-RMLO"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 3 + 3 + 4
+
+
 def test_a_view_removed_while_the_exam_ran_is_a_clear_error(scene, tmp_path):
     """The scene held a view when the exam started (so it was not downloaded) and the user
     deleted it while the worker ran: a message saying what to do, not a KeyError."""

@@ -580,6 +580,7 @@ class MicrocalcAILogic:
         if job.upload is not None:
             mark_from_server(job.volume_node, job.image_id, job.server_url)
         views = job.result.views if job.whole_exam else [job.result]
+        volumes = []
         for view in views:
             volume = job.known.get(view.image_id)
             # by the node itself, not its ID: a removed node's ID can be given to a newer node
@@ -600,7 +601,11 @@ class MicrocalcAILogic:
             if view.view:
                 volume.SetAttribute(exam_results.VIEW_ATTRIBUTE, view.view)
             exam_results.update_view_map(self.scene, volume, view)
+            volumes.append(volume)
         if job.whole_exam:
+            # an earlier exam's views and maps (another study's) would otherwise stay in memory,
+            # full resolution, one set per exam read
+            exam_results.forget_exam(self.scene, keep=volumes + [job.volume_node])
             self.exam = job.result
             exam_results.update_exam_table(self.scene, job.result)
         else:
