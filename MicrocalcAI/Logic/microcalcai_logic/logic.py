@@ -46,9 +46,15 @@ from .training import (
     stop_training,
     training_progress,
 )
-from .upload import PreparedUpload, prepare_upload, send_upload
+from .upload import PreparedUpload, prepare_upload, send_upload, sent_without_view
 from .volumes import find_role, mark_from_server, server_image_id
 
+# The server refuses a whole view without laterality and projection (docs/server-api.md), a PNG or
+# NRRD carries none, and the module has no control to state them: refused here, in words.
+LOCAL_VIEW_REFUSAL = (
+    "Classify view needs the view's laterality and projection (L/R, CC/MLO) from a DICOM header, and "
+    "this image has none: open the view as DICOM, or from the server."
+)
 
 class ConsentRequired(LogicError):
     """The action would send an image of this machine to the server, and the user has not said
@@ -518,6 +524,8 @@ class MicrocalcAILogic:
             )
         image_size(volume_node)
         image_id = server_image_id(volume_node, client.url)
+        if not whole_exam and image_id is None and sent_without_view(volume_node):
+            raise LogicError(LOCAL_VIEW_REFUSAL)
         if whole_exam and image_id is None:
             raise LogicError(
                 f"'{volume_node.GetName()}' is not an image of {client.url}: an exam's four views are read "
@@ -884,6 +892,8 @@ class MicrocalcAILogic:
         exam_reason = view_reason
         if not exam_reason and server_image_id(volume_node, self.client.url) is None:
             exam_reason = "Exam (BAC) reads the four views from the server: open a view of the exam from it."
+            if sent_without_view(volume_node):
+                view_reason = LOCAL_VIEW_REFUSAL
         classify_reason = roi_reason
         if whole_image and not reason:
             # before the ROI's own reason: no ROI makes an ROI classification of this model possible
