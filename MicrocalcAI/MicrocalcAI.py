@@ -90,7 +90,7 @@ class MicrocalcAIParameterNode:
     roiSizeMm: Annotated[float, WithinRange(1.0, 100.0)] = 10.0
     saliencyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     showSaliency: bool = True
-    trainEpochs: Annotated[int, WithinRange(1, 500)] = 5
+    trainEpochs: Annotated[int, WithinRange(1, 500)] = 10
 
 
 #

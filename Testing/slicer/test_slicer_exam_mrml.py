@@ -172,6 +172,14 @@ def test_one_view_answer_and_answers_lacking_fields():
         parse_view({"label": "bac"})
     with pytest.raises(ServerError, match="exam answer lacks"):
         parse_exam({"views": []})
+    # a field that is there but is no number: the message names the field and what was sent
+    with pytest.raises(ServerError, match="invalid 'probability': it sent 'high' where a number belongs"):
+        parse_view({"probability": "high"})
+    with pytest.raises(ServerError, match=r"invalid 'threshold': it sent \[0.4\]"):
+        parse_view({"probability": 0.3, "threshold": [0.4]})
+    bad_entry = {**EXAM_ANSWER, "views": [{**EXAM_ANSWER["views"][0], "probability": None}]}
+    with pytest.raises(ServerError, match="invalid 'probability': it sent None"):
+        parse_exam(bad_entry, "bac-tiny")
 
 
 def test_an_incomplete_exam_names_the_views_it_lacks():
@@ -186,6 +194,26 @@ def test_an_incomplete_exam_names_the_views_it_lacks():
     assert exam.missing == ["L MLO", "R CC"]
     message = missing_views_message(exam, exam.missing, [v.view for v in exam.views])
     assert "lacks L MLO, R CC (it has L CC, R MLO)" in message and "PH0003" in message
+
+
+def test_a_view_answered_without_a_map_loses_its_older_map(scene):
+    """Run again with maps off (or with a model without maps): the first run's map must not be
+    laid over the view as if it were the new answer's."""
+    import slicer
+
+    composite = scene.AddNode(slicer.vtkMRMLSliceCompositeNode())
+    volume = make_volume(scene, np.zeros((10, 8), np.uint16))
+    saliency, geometry = read_map(_nrrd(np.ones((10, 8))))
+    mapped = ViewResult("a", "L CC", 0.5, 0.5, "", model="m1", saliency=saliency, geometry=geometry)
+    first = exam_results.update_view_map(scene, volume, mapped)
+    exam_results.show_view(scene, volume, 0.5, True)
+    assert composite.GetForegroundVolumeID() == first.GetID()
+    unmapped = ViewResult("a", "L CC", 0.2, 0.5, "", model="m2")
+    assert exam_results.update_view_map(scene, volume, unmapped) is None
+    assert exam_results.map_node(scene, volume) is None
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+    exam_results.show_view(scene, volume, 0.5, True)
+    assert composite.GetBackgroundVolumeID() == volume.GetID() and not composite.GetForegroundVolumeID()
 
 
 def test_forget_exam_removes_its_nodes_and_keeps_the_users_volume(scene):
@@ -208,3 +236,101 @@ def test_exam_and_classify_view_refuse_before_connecting(scene):
     logic = MicrocalcAILogic(scene, remember=False)
     with pytest.raises(LogicError, match="Connect"):
         logic.prepare_exam(make_volume(scene, np.zeros((10, 8), np.uint16)))
+
+
+SERVER = "http://127.0.0.1:1"
+
+
+def _study(patient: str) -> dict:
+    """EXAM_ANSWER for another patient's study: its own image ids and study UID."""
+    views = [{**v, "image": v["image"].replace("PH0003", patient)} for v in EXAM_ANSWER["views"]]
+    exam = {**EXAM_ANSWER["exam"], "study_uid": f"1.2.3.{patient}", "patient_id": patient}
+    return {**EXAM_ANSWER, "exam": exam, "views": views}
+
+
+def _finished_exam(logic, scene, tmp_path, patient: str, known: dict):
+    """finish_exam (the scene half of Exam (BAC)) of `patient`'s study, as run_exam leaves it: the
+    views the scene lacked downloaded as files, each view answered with a map. Returns the
+    selected view (the user's own volume of its L CC, an image of the server)."""
+    import nrrd
+    from microcalcai_logic.logic import ExamJob
+    from microcalcai_logic.volumes import mark_from_server
+
+    exam = parse_exam(_study(patient), "bac-tiny")
+    selected = make_volume(scene, np.zeros((60, 45), np.uint16), name=f"{patient} mine")
+    mark_from_server(selected, exam.views[0].image_id, SERVER)
+    downloads = {}
+    for view in exam.views:
+        view.saliency, view.geometry = read_map(_nrrd(np.ones((60, 45))))
+        if view.image_id not in known and view is not exam.views[0]:
+            downloads[view.image_id] = str(tmp_path / f"{view.image_id}.nrrd")
+            nrrd.write(downloads[view.image_id], np.zeros((60, 45), np.uint16), index_order="C")
+    job = ExamJob(
+        volume_node=selected,
+        model="bac-tiny",
+        saliency="gradcam++",
+        server_url=SERVER,
+        image_id=exam.views[0].image_id,
+        whole_exam=True,
+        known={**known, exam.views[0].image_id: selected},
+        result=exam,
+        downloads=downloads,
+    )
+    logic.finish_exam(job)
+    return selected
+
+
+def _exam_nodes(scene, role) -> list:
+    from microcalcai_logic.volumes import IMAGE_ID_ATTRIBUTE, ROLE_ATTRIBUTE
+
+    nodes = [
+        scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+    ]
+    return sorted(n.GetAttribute(IMAGE_ID_ATTRIBUTE) for n in nodes if n.GetAttribute(ROLE_ATTRIBUTE) == role)
+
+
+def test_an_exam_of_another_study_leaves_only_its_own_exam_nodes(scene, tmp_path):
+    """Each exam loads full-resolution views and maps: reading another study's exam removes the
+    views and maps the earlier exam left, never the user's own volumes."""
+    from microcalcai_logic import MicrocalcAILogic
+
+    logic = MicrocalcAILogic(scene, remember=False)
+    first = _finished_exam(logic, scene, tmp_path, "PH0003", {})
+    assert (
+        _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE)
+        == ["PH0003-LCC", "PH0003-LMLO", "PH0003-RCC", "PH0003-RMLO"][1:]
+    )
+    assert len(_exam_nodes(scene, results.EXAM_MAP_ROLE)) == 4
+    second = _finished_exam(logic, scene, tmp_path, "PH0004", {})
+    assert _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE) == ["PH0004-LMLO", "PH0004-RCC", "PH0004-RMLO"]
+    assert _exam_nodes(scene, results.EXAM_MAP_ROLE) == [
+        "PH0004-LCC",
+        "PH0004-LMLO",
+        "PH0004-RCC",
+        "PH0004-RMLO",
+    ]
+    # the user's own volumes stay (the first study's without its map), 2 + 3 views + 4 maps
+    assert scene.GetNodeByID(first.GetID()) is first and exam_results.map_node(scene, first) is None
+    assert scene.GetNodeByID(second.GetID()) is second
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2 + 3 + 4
+    assert logic.exam.exam_id == "1.2.3.PH0004" and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+    # the same study again reuses its views: nothing is removed or added
+    _finished_exam(logic, scene, tmp_path, "PH0004", {})
+    assert _exam_nodes(scene, exam_results.EXAM_VIEW_ROLE) == ["PH0004-LMLO", "PH0004-RCC", "PH0004-RMLO"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 3 + 3 + 4
+
+
+def test_a_view_removed_while_the_exam_ran_is_a_clear_error(scene, tmp_path):
+    """The scene held a view when the exam started (so it was not downloaded) and the user
+    deleted it while the worker ran: a message saying what to do, not a KeyError."""
+    from microcalcai_logic import MicrocalcAILogic
+    from microcalcai_logic.volumes import mark_from_server
+
+    logic = MicrocalcAILogic(scene, remember=False)
+    held = make_volume(scene, np.zeros((60, 45), np.uint16), name="R CC")
+    mark_from_server(held, "PH0003-RCC", SERVER)
+    scene.RemoveNode(held)
+    removed = r"view R CC \(PH0003-RCC\) was removed from the scene.*run Exam \(BAC\) again"
+    with pytest.raises(LogicError, match=removed):
+        _finished_exam(logic, scene, tmp_path, "PH0003", {"PH0003-RCC": held})

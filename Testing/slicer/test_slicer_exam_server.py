@@ -205,6 +205,27 @@ def test_a_local_view_is_classified_after_upload_but_an_exam_needs_the_servers_v
     np.testing.assert_allclose(g.ijk_to_ras(node), g.ijk_to_ras(volume), atol=1e-9)
 
 
+def test_a_local_view_without_a_dicom_header_is_refused_before_anything_is_sent(logic, bac, tmp_path):
+    """A PNG or NRRD (here the view's pixels in memory, sent as NRRD) names no laterality or
+    projection, which the server needs for a whole view: Classify view says so instead of
+    sending it for a 400 the user cannot act on."""
+    from microcalcai_logic.logic import LOCAL_VIEW_REFUSAL
+    from slicer.util import arrayFromVolume
+    from slicer_test_helpers import make_volume
+
+    opened = _open(logic, bac["complete"]["R CC"])
+    pixels = arrayFromVolume(opened)[0].copy()
+    volume = make_volume(logic.scene, pixels, name="pixels only")
+    controls = logic.controls(volume, None, None)
+    assert not controls.classify_view.enabled and controls.classify_view.reason == LOCAL_VIEW_REFUSAL
+    assert "DICOM header" in LOCAL_VIEW_REFUSAL and "L/R, CC/MLO" in LOCAL_VIEW_REFUSAL
+    held = logic.client.datastore()
+    with pytest.raises(LogicError, match="laterality and projection"):
+        logic.classify_view(volume)
+    assert logic.client.datastore() == held  # nothing was sent
+    assert exam_results.map_node(logic.scene, volume) is None
+
+
 def test_a_server_gone_offline_is_a_clear_message(logic, bac):
     from microcalcai_logic.client import ServerClient
     from microcalcai_logic.volumes import mark_from_server

@@ -200,17 +200,27 @@ def _server_fields_missing(error, what: str) -> ServerError:
     )
 
 
-def _threshold(value) -> Optional[float]:
-    return float(value) if value is not None else None
+def _number(fields, key: str, what: str, required: bool = True) -> Optional[float]:
+    """fields[key] as a float; a clear ServerError naming the field and what the server sent
+    when it is missing (and required) or not a number."""
+    if not isinstance(fields, dict) or (required and key not in fields):
+        raise _server_fields_missing(repr(key), what)
+    value = fields.get(key)
+    if value is None and not required:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ServerError(
+            f"The server's {what} has an invalid '{key}': it sent {value!r} where a number belongs. Is "
+            "the server a MicrocalcAI server of the same version as this module?"
+        ) from None
 
 
 def parse_view(answer: dict, image_id: str = "", requested: str = "") -> ViewResult:
     """A one-view answer, or one entry of an exam answer's `views` (docs/server-api.md)."""
-    try:
-        probability = float(answer["probability"])
-        threshold = _threshold(answer.get("threshold"))
-    except (KeyError, TypeError, ValueError) as error:
-        raise _server_fields_missing(error, "whole-image answer") from None
+    probability = _number(answer, "probability", "whole-image answer")
+    threshold = _number(answer, "threshold", "whole-image answer", required=False)
     image = answer.get("image")
     if isinstance(image, dict):  # a one-view answer: the image's id and size under `image`
         image_id = str(image.get("id") or image_id)
@@ -235,12 +245,13 @@ def parse_exam(answer: dict, requested: str = "", info: Optional[ServerInfo] = N
     """The exam answer: its verdict, each view's score (in the server's order: LCC, LMLO, RCC,
     RMLO) and the standard views the study lacks."""
     exam = answer.get("exam")
-    try:
-        probability = float(exam["probability"])
-        threshold = _threshold(exam.get("threshold"))
-        entries = list(answer["views"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise _server_fields_missing(error, "exam answer") from None
+    if not isinstance(exam, dict):
+        raise _server_fields_missing("'exam'", "exam answer")
+    probability = _number(exam, "probability", "exam answer")
+    threshold = _number(exam, "threshold", "exam answer", required=False)
+    if not isinstance(answer.get("views"), list):
+        raise _server_fields_missing("'views'", "exam answer")
+    entries = answer["views"]
     model = str(answer.get("model") or requested)
     # each view entry says the threshold its label was taken at; /info's is for an older server's
     # entries, which carried only the label

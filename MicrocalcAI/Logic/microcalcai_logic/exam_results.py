@@ -103,8 +103,12 @@ def map_node(scene, volume_node):
 def update_view_map(scene, volume_node, view: ViewResult):
     """The view's map as a volume over the whole view: its IJK-to-RAS is the view's own composed
     with the map's pixel grid from the NRRD header (origin and step in the view's stored pixels),
-    so a map at the view's resolution has exactly the view's geometry. None without a map."""
+    so a map at the view's resolution has exactly the view's geometry. None without a map: then
+    an older answer's map of this view is removed, so it is never shown over the new answer."""
     if view.saliency is None or view.geometry is None:
+        stale = map_node(scene, volume_node)
+        if stale is not None:
+            scene.RemoveNode(stale)
         return None
     from slicer.util import updateVolumeFromArray
 
@@ -128,17 +132,24 @@ def show_view(scene, volume_node, opacity: float, visible: bool) -> int:
     return show_in_slice_views(scene, volume_node, map_node(scene, volume_node), opacity, visible)
 
 
-def forget_exam(scene) -> None:
-    """Remove the exam's table, its maps and the views it loaded (the user's own volumes stay)."""
-    show_in_slice_views(scene, None, None, visible=False)
+def forget_exam(scene, keep: Optional[list] = None) -> None:
+    """Remove the exam's table, its maps and the views it loaded (the user's own volumes stay).
+    With `keep` (the view volumes of the exam now read): only what earlier exams left, i.e. the
+    views they loaded that are not kept and the maps not lying over a kept view; the table stays,
+    to be rewritten."""
+    kept = {node.GetID() for node in keep or []}
+    if keep is None:
+        show_in_slice_views(scene, None, None, visible=False)
     stale = []
     for class_name, roles in (
         ("vtkMRMLScalarVolumeNode", (EXAM_MAP_ROLE, EXAM_VIEW_ROLE)),
-        ("vtkMRMLTableNode", (EXAM_TABLE_ROLE,)),
+        ("vtkMRMLTableNode", (EXAM_TABLE_ROLE,) if keep is None else ()),
     ):
         for index in range(scene.GetNumberOfNodesByClass(class_name)):
             node = scene.GetNthNodeByClass(index, class_name)
-            if node.GetAttribute(ROLE_ATTRIBUTE) in roles:
+            role = node.GetAttribute(ROLE_ATTRIBUTE)
+            over = node.GetAttribute(SOURCE_VOLUME_ATTRIBUTE) if role == EXAM_MAP_ROLE else node.GetID()
+            if role in roles and over not in kept:
                 stale.append(node)
     for node in stale:
         scene.RemoveNode(node)

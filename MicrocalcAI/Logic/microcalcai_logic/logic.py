@@ -46,9 +46,15 @@ from .training import (
     stop_training,
     training_progress,
 )
-from .upload import PreparedUpload, prepare_upload, send_upload
+from .upload import PreparedUpload, prepare_upload, send_upload, sent_without_view
 from .volumes import find_role, mark_from_server, server_image_id
 
+# The server refuses a whole view without laterality and projection (docs/server-api.md), a PNG or
+# NRRD carries none, and the module has no control to state them: refused here, in words.
+LOCAL_VIEW_REFUSAL = (
+    "Classify view needs the view's laterality and projection (L/R, CC/MLO) from a DICOM header, and "
+    "this image has none: open the view as DICOM, or from the server."
+)
 
 class ConsentRequired(LogicError):
     """The action would send an image of this machine to the server, and the user has not said
@@ -518,6 +524,8 @@ class MicrocalcAILogic:
             )
         image_size(volume_node)
         image_id = server_image_id(volume_node, client.url)
+        if not whole_exam and image_id is None and sent_without_view(volume_node):
+            raise LogicError(LOCAL_VIEW_REFUSAL)
         if whole_exam and image_id is None:
             raise LogicError(
                 f"'{volume_node.GetName()}' is not an image of {client.url}: an exam's four views are read "
@@ -580,10 +588,20 @@ class MicrocalcAILogic:
         if job.upload is not None:
             mark_from_server(job.volume_node, job.image_id, job.server_url)
         views = job.result.views if job.whole_exam else [job.result]
+        volumes = []
         for view in views:
             volume = job.known.get(view.image_id)
-            if volume is None or self.scene.GetNodeByID(volume.GetID()) is None:
+            # by the node itself, not its ID: a removed node's ID can be given to a newer node
+            if volume is None or not self.scene.IsNodePresent(volume):
                 volume = exam_results.view_volume(self.scene, view.image_id, job.server_url)
+            if volume is None and view.image_id not in job.downloads:
+                # the scene held this view when the exam started (so it was not downloaded), and
+                # the user removed it while the worker ran
+                raise LogicError(
+                    "The view {} was removed from the scene while the exam ran: run Exam (BAC) again.".format(
+                        " ".join(p for p in (view.view, f"({view.image_id})") if p)
+                    )
+                )
             if volume is None:
                 volume = exam_results.load_view(
                     self.scene, job.downloads[view.image_id], view.image_id, job.server_url, view.view
@@ -591,7 +609,11 @@ class MicrocalcAILogic:
             if view.view:
                 volume.SetAttribute(exam_results.VIEW_ATTRIBUTE, view.view)
             exam_results.update_view_map(self.scene, volume, view)
+            volumes.append(volume)
         if job.whole_exam:
+            # an earlier exam's views and maps (another study's) would otherwise stay in memory,
+            # full resolution, one set per exam read
+            exam_results.forget_exam(self.scene, keep=volumes + [job.volume_node])
             self.exam = job.result
             exam_results.update_exam_table(self.scene, job.result)
         else:
@@ -870,6 +892,8 @@ class MicrocalcAILogic:
         exam_reason = view_reason
         if not exam_reason and server_image_id(volume_node, self.client.url) is None:
             exam_reason = "Exam (BAC) reads the four views from the server: open a view of the exam from it."
+            if sent_without_view(volume_node):
+                view_reason = LOCAL_VIEW_REFUSAL
         classify_reason = roi_reason
         if whole_image and not reason:
             # before the ROI's own reason: no ROI makes an ROI classification of this model possible

@@ -32,7 +32,9 @@ class LogicSettings:
     scoring: str = "entropy"
     annotator: str = ""
     train_model: str = ""
-    train_epochs: int = 5
+    # the server's /train default: 10 epochs, not fewer, is what raised test AUC with more labels
+    # (benchmarks/RESULTS.md, bench_retraining_labels)
+    train_epochs: int = 10
     # The last servers connected to, most recent first (the address box offers them).
     server_history: list = field(default_factory=list)
     # Servers the user allowed to receive de-identified images of this machine.

@@ -38,6 +38,16 @@ class PreparedUpload:
     series_uid: Optional[str] = None  # the original's, to ask whether the server holds the study
 
 
+def sent_without_view(volume_node) -> bool:
+    """Whether this volume would be sent without a DICOM header (a PNG or PGM as it is, or its
+    pixels as NRRD): then the server cannot read the view's laterality and projection, which a
+    whole-image (BAC) model needs. A volume of Slicer's DICOM module counts as DICOM."""
+    if dicom_instance_uids(volume_node):
+        return False
+    path = source_file(volume_node)
+    return path is None or not is_dicom(path)
+
+
 def write_nrrd(volume_node, folder: str) -> str:
     """The volume's pixels, in their stored grid, as a 2D NRRD the server can read."""
     import nrrd

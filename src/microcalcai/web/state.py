@@ -85,7 +85,7 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "
         # active learning and training
         "sample_text": "",
         "train_model": None,
-        "train_epochs": 5,
+        "train_epochs": 10,  # the server's /train default (see train_task.py)
         "train_manifest_labels": False,
         "training": False,
         "train_progress": 0.0,
