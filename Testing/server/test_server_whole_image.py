@@ -49,6 +49,15 @@ def bac_env(tmp_path_factory):
     extra.ViewPosition = "XCCL"
     extra.SOPInstanceUID = extra.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     extra.save_as(folder / "extra-xccl.dcm")
+    # a header with a laterality but no view position, in a study of its own
+    half = pydicom.dcmread(folder / f"{first[0]['image_id']}.dcm")
+    for keyword in ("ViewPosition", "ViewCodeSequence", "PatientOrientation", "SeriesDescription"):
+        if keyword in half:
+            delattr(half, keyword)
+    half.PatientID = half.PatientName = "HALFHEADER"
+    half.StudyInstanceUID = pydicom.uid.generate_uid()
+    half.SOPInstanceUID = half.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    half.save_as(folder / "half-header.dcm")
     pixels, _ = synthetic_mammogram(7, False)
     Image.fromarray((pixels >> 4).astype(np.uint8)).save(folder / "plain_png.png")
 
@@ -256,6 +265,23 @@ def test_whole_image_errors_say_what_to_do(bac_server, http, bac_env, model, ima
     assert words in error_detail(response)
 
 
+def test_params_view_fills_only_what_the_header_lacks(bac_server, http, bac_env):
+    """The header gives the laterality (L) and no view position: params.view supplies the position."""
+    lcc = _view_id(bac_env["first"], "LCC")
+    assert _infer(http, bac_server, "bac-tiny", "half-header", {}).status_code == 400
+    for asked in ("LCC", "lmlo"):
+        response = _infer(http, bac_server, "bac-tiny", "half-header", {"view": asked})
+        assert response.status_code == 200, response.text
+        view = response.json()["view"]
+        assert view["name"] == asked.upper() and view["source"] == "header+params"
+    full = _infer(http, bac_server, "bac-tiny", lcc, {}).json()
+    filled = _infer(http, bac_server, "bac-tiny", "half-header", {"view": "LCC"}).json()
+    assert filled["probability"] == pytest.approx(full["probability"], abs=1e-6)  # same pixels
+    refused = _infer(http, bac_server, "bac-tiny", "half-header", {"view": "RCC"})
+    assert refused.status_code == 400 and "disagrees" in error_detail(refused)
+    assert "header says L?" in error_detail(refused)
+
+
 def test_png_view_named_in_params_is_classified(bac_server, http):
     response = _infer(http, bac_server, "bac-tiny", "plain_png", {"view": "lmlo"})
     assert response.status_code == 200, response.text
@@ -372,3 +398,4 @@ def test_tile_model_needs_the_pixel_spacing(bac_server, http, bac_env):
     assert answer["probability"] == pytest.approx(expected, abs=1e-6)
     response = _infer(http, bac_server, "bac-tiny", "plain_png", {"view": "LMLO"})
     assert response.status_code == 200 and response.json()["image"]["spacing_source"] is None
+

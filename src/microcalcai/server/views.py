@@ -30,7 +30,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 class View:
     laterality: str
     position: str
-    source: str  # "header" or "params"
+    source: str  # "header", "params", or "header+params" (params.view filled what the header lacks)
 
     @property
     def name(self) -> str:
@@ -56,16 +56,24 @@ def parse_view_param(value) -> tuple[str, str] | None:
 
 
 def view_of(mammogram, image_id: str, requested=None) -> View:
-    """The view of a decoded image: its header's, or `params.view` when the header has none."""
+    """The view of a decoded image: its header's, with what the header lacks taken from `params.view`.
+
+    A header may give only one of laterality and view position; `params.view` fills the missing
+    one, and is refused only where it contradicts a field the header does give.
+    """
     given = parse_view_param(requested)
-    laterality, position = mammogram.laterality, mammogram.view
-    if laterality is None and position is None and given is not None:
-        return View(given[0], given[1], "params")
-    if given is not None and (laterality, position) != given:
-        raise RequestError(
-            f"params.view {requested!r} disagrees with image {image_id!r}, whose header says "
-            f"{laterality or '?'}{position or '?'}; send no params.view for a DICOM view"
-        )
+    header = (mammogram.laterality, mammogram.view)
+    if given is not None:
+        if any(field is not None and field != wanted for field, wanted in zip(header, given, strict=True)):
+            raise RequestError(
+                f"params.view {requested!r} disagrees with image {image_id!r}, whose header says "
+                f"{header[0] or '?'}{header[1] or '?'}; send no params.view for a DICOM view, or one "
+                "that agrees with its header"
+            )
+        if None in header:
+            source = "params" if header == (None, None) else "header+params"
+            return View(header[0] or given[0], header[1] or given[1], source)
+    laterality, position = header
     problem = _not_a_view(laterality, position)
     if problem:
         raise RequestError(
