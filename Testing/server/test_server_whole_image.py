@@ -399,3 +399,26 @@ def test_tile_model_needs_the_pixel_spacing(bac_server, http, bac_env):
     response = _infer(http, bac_server, "bac-tiny", "plain_png", {"view": "LMLO"})
     assert response.status_code == 200 and response.json()["image"]["spacing_source"] is None
 
+
+def _card_settings(crop: dict):
+    from microcalcai.models.artifact import ModelCard
+    from microcalcai.server.whole_image import WholeImageSettings
+
+    card = ModelCard("bac-card", "efficientnet_lite0", IMAGE_SIZE, [0.5] * 3, [0.25] * 3, threshold=0.4,
+                     crop={"task": "whole_image", **crop})  # fmt: skip
+    return WholeImageSettings.of(card)
+
+
+def test_card_exam_threshold_null_is_the_threshold_and_bad_crop_settings_say_what_to_fix():
+    from microcalcai.errors import MicrocalcError
+
+    assert _card_settings({"exam_threshold": None}).exam_threshold == 0.4
+    assert _card_settings({}).exam_threshold == 0.4
+    assert _card_settings({"exam_threshold": 0.7}).exam_threshold == 0.7
+    for bad in ("high", [0.5], 1.5, True):
+        with pytest.raises(MicrocalcError, match="crop.exam_threshold must be a probability"):
+            _card_settings({"exam_threshold": bad})
+    with pytest.raises(MicrocalcError, match=r"choose one of bac in the model card's crop settings"):
+        _card_settings({"finding": "mass"})
+    with pytest.raises(MicrocalcError, match=r"choose one of max, mean, noisy_or in the model card's crop"):
+        _card_settings({"exam_aggregation": "median"})
