@@ -200,3 +200,14 @@ def test_a_whole_image_model_scores_the_padded_view_in_one_piece(tmp_path):
     assert scored.score == pytest.approx(predictor.predict_proba(stored)[0], abs=1e-7)
     saliency = whole_image_saliency(predictor, pixels, scored=scored)
     assert saliency.shape == pixels.shape
+    # the map explains that same stored input (its probability is the score), resized back onto the view
+    import torch
+
+    from microcalcai.explain.saliency import explain_crops
+    from microcalcai.models.preprocess import resize_grey
+
+    explained = explain_crops(predictor, stored, method="gradcam++", target="malignant")
+    assert explained.maps.shape == (1, 64, 64)
+    assert explained.probability[0] == pytest.approx(scored.score, abs=1e-6)
+    back = resize_grey(torch.as_tensor(explained.maps)[:, None], 90)[0, 0, :, :60].numpy()
+    np.testing.assert_allclose(saliency, np.clip(back, 0, 1), atol=1e-6)
