@@ -422,3 +422,31 @@ def test_card_exam_threshold_null_is_the_threshold_and_bad_crop_settings_say_wha
         _card_settings({"finding": "mass"})
     with pytest.raises(MicrocalcError, match=r"choose one of max, mean, noisy_or in the model card's crop"):
         _card_settings({"exam_aggregation": "median"})
+
+
+def test_study_index_keeps_one_entry_per_image_and_drops_removed_files(tmp_path):
+    """The exam lookup's header index: a rewritten file replaces its image's entry (no stale
+    duplicate), a deleted file's entry goes, so the index never outgrows the datastore."""
+    import pydicom
+
+    from microcalcai.server.datastore import StudiesDatastore
+    from microcalcai.server.views import StudyIndex
+
+    made = bac_exam_studies(tmp_path, exams=1)
+    folder = made["folder"]
+    datastore = StudiesDatastore(str(folder), extensions=("*.dcm",))
+    ids = sorted(r["image_id"] for r in made["rows"])
+    study = str(pydicom.dcmread(folder / f"{ids[0]}.dcm", stop_before_pixels=True).StudyInstanceUID)
+    index = StudyIndex()
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids and len(index) == 4
+    for _ in range(3):  # the same file versions: read once, no new entries
+        index.images_of(datastore, study)
+    assert len(index) == 4
+    moved = pydicom.dcmread(folder / f"{ids[0]}.dcm")
+    moved.StudyInstanceUID = pydicom.uid.generate_uid()
+    moved.PatientID = "MOVED"  # a longer header: the file's size changes with its content
+    moved.save_as(folder / f"{ids[0]}.dcm")
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids[1:] and len(index) == 4
+    (folder / f"{ids[1]}.dcm").unlink()
+    datastore.refresh()
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids[2:] and len(index) == 3

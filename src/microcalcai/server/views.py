@@ -130,31 +130,46 @@ def _iso_date(value) -> str | None:
 
 
 class StudyIndex:
-    """Study, laterality and view of every stored image, read from headers once per file version."""
+    """Study, laterality and view of every stored image, read from headers once per file version.
+
+    One entry per image id, with the file version (path, mtime, size) it was read from: a
+    rewritten file replaces its entry, and the entries of images no longer listed are dropped, so
+    the index holds no more than the datastore.
+    """
 
     def __init__(self):
-        self._entries: dict[tuple, StudyEntry] = {}
+        self._entries: dict[str, tuple[tuple, StudyEntry]] = {}  # image id -> (file version, entry)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def images_of(self, datastore, study_uid: str) -> list[StudyEntry]:
         from microcalcai.server.images import image_file
 
-        found = []
+        found, readable = [], set()
         for image_id in sorted(datastore.list_images()):
             try:
                 path = image_file(datastore, image_id)
                 stat = path.stat()
             except (RequestError, OSError):
                 continue  # not a single readable file: it belongs to no study we can score
-            key = (image_id, str(path), stat.st_mtime_ns, stat.st_size)
+            readable.add(image_id)
+            version = (str(path), stat.st_mtime_ns, stat.st_size)
             with self._lock:
-                entry = self._entries.get(key)
-            if entry is None:
+                known = self._entries.get(image_id)
+            if known is None or known[0] != version:
                 entry = _read_entry(image_id, path)
                 with self._lock:
-                    self._entries[key] = entry
+                    self._entries[image_id] = (version, entry)
+            else:
+                entry = known[1]
             if entry.study_uid == study_uid:
                 found.append(entry)
+        with self._lock:
+            for gone in set(self._entries) - readable:
+                del self._entries[gone]
         if not found:
             raise NotFound(
                 f"no datastore image belongs to study {study_uid}; GET /datastore/?output=all lists the "
