@@ -111,6 +111,14 @@ def test_bad_tile_settings_are_refused_with_the_reason(bac_exams):
     with pytest.raises(InputError, match="does not cross-validate"):
         load_recipe("mobini2024", ["task=tiles", "folds=3"])
     frame = read_manifest(bac_exams)
+    # no validation images (the manifest's split says train and test only): refused before any tiling
+    from microcalcai.train.run import load_data
+
+    no_val = bac_exams.with_name("split-no-val.csv")
+    frame.assign(split=frame["split"].replace("val", "train")).to_csv(no_val, index=False)
+    recipe = load_recipe("mobini2024", ["task=tiles", "split.val=0"])
+    with pytest.raises(InputError, match="task tiles needs validation images.*set split.val"):
+        load_data("no-val", no_val, recipe, 64, progress=False)
     positive = frame[frame["bac"].astype(int) == 1].head(1).assign(mask_path="")
     with pytest.raises(InputError, match="no mask_path"):
         training_tiles(positive, TileSettings(), 64, progress=False)
