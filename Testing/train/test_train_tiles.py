@@ -108,6 +108,9 @@ def test_bad_tile_settings_are_refused_with_the_reason(bac_exams):
         load_recipe("mobini2024", ["task=tiles", "tiles.aggregate=mean"])
     with pytest.raises(InputError, match="unknown setting 'tiles.size_px'"):
         load_recipe("mobini2024", ["task=tiles", "tiles.size_px=64"])
+    for name in ("positives_per_image", "negatives_per_image"):  # the error names the bad field
+        with pytest.raises(InputError, match=rf"tiles\.{name}=0: give at least one positive"):
+            load_recipe("mobini2024", ["task=tiles", f"tiles.{name}=0"])
     with pytest.raises(InputError, match="does not cross-validate"):
         load_recipe("mobini2024", ["task=tiles", "folds=3"])
     frame = read_manifest(bac_exams)

@@ -60,8 +60,9 @@ class TileSettings:
             bad("min_tissue", "a share within 0..1")
         if not 0 < self.positive_fraction < 1:
             bad("positive_fraction", "a share of the tile's pixels within (0, 1)")
-        if self.positives_per_image < 1 or self.negatives_per_image < 1:
-            bad("negatives_per_image", "give at least one positive and one negative tile per image")
+        for name in ("positives_per_image", "negatives_per_image"):
+            if getattr(self, name) < 1:
+                bad(name, "give at least one positive and one negative tile per image")
         if self.aggregate not in AGGREGATES:
             bad("aggregate", f"one of {', '.join(AGGREGATES)}")
         return self
