@@ -215,7 +215,9 @@ def test_exam_of_an_image_scores_the_four_views_and_aggregates(bac_server, http,
     assert exam["study_uid"] == bac_env["study_uids"][0] and exam["views_scored"] == 4
     assert exam["label"] == ("bac" if exam["probability"] >= 0.5 else "no_bac")
     assert [s["image"] for s in answer["skipped"]] == ["extra-xccl"]
-    assert "XCCL" in answer["skipped"][0]["reason"]
+    reason = answer["skipped"][0]["reason"]
+    assert "its view is XCCL (CC or MLO needed)" in reason
+    assert "params.view" not in reason  # an exam takes views from headers: that advice would not help
 
 
 def test_exam_by_study_names_the_missing_view(bac_server, http, bac_env):

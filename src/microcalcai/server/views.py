@@ -55,7 +55,7 @@ def parse_view_param(value) -> tuple[str, str] | None:
     return text[0], text[1:]
 
 
-def view_of(mammogram, image_id: str, requested=None) -> View:
+def view_of(mammogram, image_id: str, requested=None, *, in_exam: bool = False) -> View:
     """The view of a decoded image: its header's, with what the header lacks taken from `params.view`.
 
     A header may give only one of laterality and view position; `params.view` fills the missing
@@ -75,6 +75,11 @@ def view_of(mammogram, image_id: str, requested=None) -> View:
             return View(header[0] or given[0], header[1] or given[1], source)
     laterality, position = header
     problem = _not_a_view(laterality, position)
+    if problem and in_exam:  # an exam takes the views from their headers: params.view is not applied
+        raise RequestError(
+            f"image {image_id!r} is not a mammogram view: {problem}; an exam scores the "
+            f"{', '.join(EXAM_VIEWS)} views its headers name (DICOM ImageLaterality and ViewPosition)"
+        )
     if problem:
         raise RequestError(
             f"image {image_id!r} is not a mammogram view: {problem}; a whole-image model reads "

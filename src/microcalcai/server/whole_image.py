@@ -377,7 +377,7 @@ class WholeImageTask(InferTask):
         for entry in entries:
             try:
                 source = load_source({"image": entry.image_id}, datastore, self.cache, uploaded=False)
-                view = view_of(source.mammogram, entry.image_id)
+                view = view_of(source.mammogram, entry.image_id, in_exam=True)
                 score = self.score(served, settings, source, fallback_spacing, None, {})
             except RequestError as exc:  # not a view, not decodable, or no spacing for a tile model
                 skipped.append({"image": entry.image_id, "reason": str(exc)})
