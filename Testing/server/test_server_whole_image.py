@@ -49,6 +49,15 @@ def bac_env(tmp_path_factory):
     extra.ViewPosition = "XCCL"
     extra.SOPInstanceUID = extra.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     extra.save_as(folder / "extra-xccl.dcm")
+    # a header with a laterality but no view position, in a study of its own
+    half = pydicom.dcmread(folder / f"{first[0]['image_id']}.dcm")
+    for keyword in ("ViewPosition", "ViewCodeSequence", "PatientOrientation", "SeriesDescription"):
+        if keyword in half:
+            delattr(half, keyword)
+    half.PatientID = half.PatientName = "HALFHEADER"
+    half.StudyInstanceUID = pydicom.uid.generate_uid()
+    half.SOPInstanceUID = half.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    half.save_as(folder / "half-header.dcm")
     pixels, _ = synthetic_mammogram(7, False)
     Image.fromarray((pixels >> 4).astype(np.uint8)).save(folder / "plain_png.png")
 
@@ -206,7 +215,9 @@ def test_exam_of_an_image_scores_the_four_views_and_aggregates(bac_server, http,
     assert exam["study_uid"] == bac_env["study_uids"][0] and exam["views_scored"] == 4
     assert exam["label"] == ("bac" if exam["probability"] >= 0.5 else "no_bac")
     assert [s["image"] for s in answer["skipped"]] == ["extra-xccl"]
-    assert "XCCL" in answer["skipped"][0]["reason"]
+    reason = answer["skipped"][0]["reason"]
+    assert "its view is XCCL (CC or MLO needed)" in reason
+    assert "params.view" not in reason  # an exam takes views from headers: that advice would not help
 
 
 def test_exam_by_study_names_the_missing_view(bac_server, http, bac_env):
@@ -254,6 +265,23 @@ def test_whole_image_errors_say_what_to_do(bac_server, http, bac_env, model, ima
     response = _infer(http, bac_server, model, image, params, output=output)
     assert response.status_code == status, response.text
     assert words in error_detail(response)
+
+
+def test_params_view_fills_only_what_the_header_lacks(bac_server, http, bac_env):
+    """The header gives the laterality (L) and no view position: params.view supplies the position."""
+    lcc = _view_id(bac_env["first"], "LCC")
+    assert _infer(http, bac_server, "bac-tiny", "half-header", {}).status_code == 400
+    for asked in ("LCC", "lmlo"):
+        response = _infer(http, bac_server, "bac-tiny", "half-header", {"view": asked})
+        assert response.status_code == 200, response.text
+        view = response.json()["view"]
+        assert view["name"] == asked.upper() and view["source"] == "header+params"
+    full = _infer(http, bac_server, "bac-tiny", lcc, {}).json()
+    filled = _infer(http, bac_server, "bac-tiny", "half-header", {"view": "LCC"}).json()
+    assert filled["probability"] == pytest.approx(full["probability"], abs=1e-6)  # same pixels
+    refused = _infer(http, bac_server, "bac-tiny", "half-header", {"view": "RCC"})
+    assert refused.status_code == 400 and "disagrees" in error_detail(refused)
+    assert "header says L?" in error_detail(refused)
 
 
 def test_png_view_named_in_params_is_classified(bac_server, http):
@@ -372,3 +400,55 @@ def test_tile_model_needs_the_pixel_spacing(bac_server, http, bac_env):
     assert answer["probability"] == pytest.approx(expected, abs=1e-6)
     response = _infer(http, bac_server, "bac-tiny", "plain_png", {"view": "LMLO"})
     assert response.status_code == 200 and response.json()["image"]["spacing_source"] is None
+
+
+def _card_settings(crop: dict):
+    from microcalcai.models.artifact import ModelCard
+    from microcalcai.server.whole_image import WholeImageSettings
+
+    card = ModelCard("bac-card", "efficientnet_lite0", IMAGE_SIZE, [0.5] * 3, [0.25] * 3, threshold=0.4,
+                     crop={"task": "whole_image", **crop})  # fmt: skip
+    return WholeImageSettings.of(card)
+
+
+def test_card_exam_threshold_null_is_the_threshold_and_bad_crop_settings_say_what_to_fix():
+    from microcalcai.errors import MicrocalcError
+
+    assert _card_settings({"exam_threshold": None}).exam_threshold == 0.4
+    assert _card_settings({}).exam_threshold == 0.4
+    assert _card_settings({"exam_threshold": 0.7}).exam_threshold == 0.7
+    for bad in ("high", [0.5], 1.5, True):
+        with pytest.raises(MicrocalcError, match="crop.exam_threshold must be a probability"):
+            _card_settings({"exam_threshold": bad})
+    with pytest.raises(MicrocalcError, match=r"choose one of bac in the model card's crop settings"):
+        _card_settings({"finding": "mass"})
+    with pytest.raises(MicrocalcError, match=r"choose one of max, mean, noisy_or in the model card's crop"):
+        _card_settings({"exam_aggregation": "median"})
+
+
+def test_study_index_keeps_one_entry_per_image_and_drops_removed_files(tmp_path):
+    """The exam lookup's header index: a rewritten file replaces its image's entry (no stale
+    duplicate), a deleted file's entry goes, so the index never outgrows the datastore."""
+    import pydicom
+
+    from microcalcai.server.datastore import StudiesDatastore
+    from microcalcai.server.views import StudyIndex
+
+    made = bac_exam_studies(tmp_path, exams=1)
+    folder = made["folder"]
+    datastore = StudiesDatastore(str(folder), extensions=("*.dcm",))
+    ids = sorted(r["image_id"] for r in made["rows"])
+    study = str(pydicom.dcmread(folder / f"{ids[0]}.dcm", stop_before_pixels=True).StudyInstanceUID)
+    index = StudyIndex()
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids and len(index) == 4
+    for _ in range(3):  # the same file versions: read once, no new entries
+        index.images_of(datastore, study)
+    assert len(index) == 4
+    moved = pydicom.dcmread(folder / f"{ids[0]}.dcm")
+    moved.StudyInstanceUID = pydicom.uid.generate_uid()
+    moved.PatientID = "MOVED"  # a longer header: the file's size changes with its content
+    moved.save_as(folder / f"{ids[0]}.dcm")
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids[1:] and len(index) == 4
+    (folder / f"{ids[1]}.dcm").unlink()
+    datastore.refresh()
+    assert sorted(e.image_id for e in index.images_of(datastore, study)) == ids[2:] and len(index) == 3

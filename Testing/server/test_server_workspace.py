@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from server_helpers import tiny_model
 
@@ -31,6 +32,13 @@ def test_install_names_versions_and_ensemble(tmp_path):
     ensemble, members = read_ensemble(store.current_dir("ensemble"))
     assert ensemble.member_names == ["reader-a", "reader-b"] and ensemble.threshold == 0.4
     assert json.loads((store.folder("ensemble") / "current").read_text()) == 1
+    # serve --demonstration with the same ensemble folder, started again and again: no new version
+    # (an ensemble is never marked a demonstration, so the mark cannot be what is missing)
+    shipped = tmp_path / "shipped-ensemble"
+    shutil.copytree(store.current_dir("ensemble"), shipped)
+    for _ in range(2):
+        assert install_model(workspace, shipped, demonstration=True) == "ensemble"
+    assert store.versions("ensemble") == ["1"]
 
 
 def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble(tmp_path):

@@ -140,6 +140,18 @@ def test_a_small_training_set_gets_min_epoch_images_draws_an_epoch(tmp_path):
     assert large.steps == 3
 
 
+def test_min_epoch_images_under_distributed_training_is_said_to_be_ignored(caplog):
+    """The DistributedSampler path draws each image once an epoch; the floor is not silently lost."""
+    from microcalcai.train.loop import _loader
+
+    train, _ = _sets()
+    config = _config(min_epoch_images=40)
+    for rank in (0, 1):
+        loader = _loader(train, config, torch.Generator(), True, rank, 2)
+        assert len(loader.sampler) == 12  # half of the 24 images, not half of 40 draws
+    assert caplog.text.count("min_epoch_images=40 is ignored under distributed training") == 1
+
+
 def test_frozen_leading_stages_keep_their_weights_and_batchnorm_statistics(tmp_path):
     train, val = _sets()
     model = _model()

@@ -108,9 +108,20 @@ def test_bad_tile_settings_are_refused_with_the_reason(bac_exams):
         load_recipe("mobini2024", ["task=tiles", "tiles.aggregate=mean"])
     with pytest.raises(InputError, match="unknown setting 'tiles.size_px'"):
         load_recipe("mobini2024", ["task=tiles", "tiles.size_px=64"])
+    for name in ("positives_per_image", "negatives_per_image"):  # the error names the bad field
+        with pytest.raises(InputError, match=rf"tiles\.{name}=0: give at least one positive"):
+            load_recipe("mobini2024", ["task=tiles", f"tiles.{name}=0"])
     with pytest.raises(InputError, match="does not cross-validate"):
         load_recipe("mobini2024", ["task=tiles", "folds=3"])
     frame = read_manifest(bac_exams)
+    # no validation images (the manifest's split says train and test only): refused before any tiling
+    from microcalcai.train.run import load_data
+
+    no_val = bac_exams.with_name("split-no-val.csv")
+    frame.assign(split=frame["split"].replace("val", "train")).to_csv(no_val, index=False)
+    recipe = load_recipe("mobini2024", ["task=tiles", "split.val=0"])
+    with pytest.raises(InputError, match="task tiles needs validation images.*set split.val"):
+        load_data("no-val", no_val, recipe, 64, progress=False)
     positive = frame[frame["bac"].astype(int) == 1].head(1).assign(mask_path="")
     with pytest.raises(InputError, match="no mask_path"):
         training_tiles(positive, TileSettings(), 64, progress=False)
@@ -200,3 +211,14 @@ def test_a_whole_image_model_scores_the_padded_view_in_one_piece(tmp_path):
     assert scored.score == pytest.approx(predictor.predict_proba(stored)[0], abs=1e-7)
     saliency = whole_image_saliency(predictor, pixels, scored=scored)
     assert saliency.shape == pixels.shape
+    # the map explains that same stored input (its probability is the score), resized back onto the view
+    import torch
+
+    from microcalcai.explain.saliency import explain_crops
+    from microcalcai.models.preprocess import resize_grey
+
+    explained = explain_crops(predictor, stored, method="gradcam++", target="malignant")
+    assert explained.maps.shape == (1, 64, 64)
+    assert explained.probability[0] == pytest.approx(scored.score, abs=1e-6)
+    back = resize_grey(torch.as_tensor(explained.maps)[:, None], 90)[0, 0, :, :60].numpy()
+    np.testing.assert_allclose(saliency, np.clip(back, 0, 1), atol=1e-6)

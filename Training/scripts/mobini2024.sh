@@ -19,8 +19,8 @@
 #
 # Input size per device (tiles): CPU 64 x 64 px tiles at 0.4 mm (the network sees 0.4 mm pixels);
 # GPU 128 x 128 px tiles at 0.2 mm (the same 25.6 mm field at twice the resolution). A whole view
-# is scored in about 120 (0.4 mm) or 500 (0.2 mm) overlapping tiles, so memory is one batch of
-# tiles whatever the image size.
+# is scored in about 120 (0.4 mm) or 500 (0.2 mm) overlapping tiles; they are held together as
+# float32 (about 2 or 33 MB a view) and go through the network one batch at a time.
 # With a CUDA GPU: the recipe's eleven networks (Xception, VGG16/19, ResNet50/101/152V2, MobileNet,
 # MobileNetV2, DenseNet121/169/201) on 1,500 exams at 0.2 mm (ImageNet weights from the timm hub,
 # which needs the network; offline, the run stops at the first network with a message saying how

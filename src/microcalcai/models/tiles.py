@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+import torch
 
 from microcalcai.errors import InputError
-from microcalcai.models.preprocess import square_whole_image, whole_image_input
+from microcalcai.models.preprocess import resize_grey, whole_image_input
 
 AGGREGATES = ("max", "top3")
 
@@ -59,8 +60,9 @@ class TileSettings:
             bad("min_tissue", "a share within 0..1")
         if not 0 < self.positive_fraction < 1:
             bad("positive_fraction", "a share of the tile's pixels within (0, 1)")
-        if self.positives_per_image < 1 or self.negatives_per_image < 1:
-            bad("negatives_per_image", "give at least one positive and one negative tile per image")
+        for name in ("positives_per_image", "negatives_per_image"):
+            if getattr(self, name) < 1:
+                bad(name, "give at least one positive and one negative tile per image")
         if self.aggregate not in AGGREGATES:
             bad("aggregate", f"one of {', '.join(AGGREGATES)}")
         return self
@@ -195,8 +197,7 @@ def score_whole_image(
     pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
     settings = tile_settings_of(model.card)
     if settings is None:  # prepared as whole-image training stores a view (at the card's crop size)
-        size = int((model.card.crop or {}).get("roi_size") or model.card.input_size)
-        probability = model.predict_proba(whole_image_input(pixels, size).float().numpy())
+        probability = model.predict_proba(_whole_view_input(model, pixels))
         rows, cols = pixels.shape
         boxes = np.array([[0, 0, rows, cols]])
         return WholeImageScore(float(probability[0]), bool(probability[0] >= threshold), threshold,
@@ -209,6 +210,13 @@ def score_whole_image(
     probability = model.predict_proba(crops)
     score = aggregate_tiles(probability, settings.aggregate)
     return WholeImageScore(score, score >= threshold, threshold, "tiles", boxes, probability)
+
+
+def _whole_view_input(model, pixels: np.ndarray) -> np.ndarray:
+    """(1, size, size) float32: what a whole-view model scores (padded square, card size, float16 as
+    whole-image training stores it); its map explains this same input."""
+    size = int((model.card.crop or {}).get("roi_size") or model.card.input_size)
+    return whole_image_input(pixels, size).float().numpy()
 
 
 def whole_image_saliency(
@@ -225,8 +233,9 @@ def whole_image_saliency(
     A tile model's view is explained by its `top` highest-scoring tiles: each tile's saliency map
     (`method`, Grad-CAM++ by default, through microcalcai.explain) times that tile's probability,
     placed on the image, the maximum where tiles overlap; the other tiles, which the image score
-    does not depend on, stay 0. A whole-image model's map is the padded square's, cut back to the
-    image. `scored` reuses a :func:`score_whole_image` result instead of scoring again.
+    does not depend on, stay 0. A whole-image model's map explains the input its score comes from
+    (the view padded square and resized to the card's size), resized back to the square and cut
+    to the image. `scored` reuses a :func:`score_whole_image` result instead of scoring again.
     """
     from microcalcai.explain.saliency import explain_crops
 
@@ -234,9 +243,12 @@ def whole_image_saliency(
     scored = scored or score_whole_image(predictor, pixels, spacing_mm)
     members = getattr(predictor, "members", [predictor])
     if scored.task != "tiles":
-        square = square_whole_image(pixels)
-        maps = explain_crops(members[0], [square], method=method, target="malignant").maps[0]
-        return maps[: pixels.shape[0], : pixels.shape[1]].astype(np.float32)
+        prepared = _whole_view_input(members[0], pixels)
+        small = explain_crops(members[0], prepared, method=method, target="malignant").maps[0]
+        small = torch.as_tensor(np.asarray(small, dtype=np.float32))[None, None]
+        square = resize_grey(small, max(pixels.shape))
+        out = square[0, 0, : pixels.shape[0], : pixels.shape[1]].numpy()
+        return np.clip(out, 0.0, 1.0).astype(np.float32)  # antialiased resizing may overshoot 0..1
     if top < 1:
         raise InputError(f"top={top}: explain at least one tile")
     order = np.argsort(scored.tile_probability)[::-1][:top]

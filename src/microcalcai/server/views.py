@@ -30,7 +30,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 class View:
     laterality: str
     position: str
-    source: str  # "header" or "params"
+    source: str  # "header", "params", or "header+params" (params.view filled what the header lacks)
 
     @property
     def name(self) -> str:
@@ -55,18 +55,31 @@ def parse_view_param(value) -> tuple[str, str] | None:
     return text[0], text[1:]
 
 
-def view_of(mammogram, image_id: str, requested=None) -> View:
-    """The view of a decoded image: its header's, or `params.view` when the header has none."""
+def view_of(mammogram, image_id: str, requested=None, *, in_exam: bool = False) -> View:
+    """The view of a decoded image: its header's, with what the header lacks taken from `params.view`.
+
+    A header may give only one of laterality and view position; `params.view` fills the missing
+    one, and is refused only where it contradicts a field the header does give.
+    """
     given = parse_view_param(requested)
-    laterality, position = mammogram.laterality, mammogram.view
-    if laterality is None and position is None and given is not None:
-        return View(given[0], given[1], "params")
-    if given is not None and (laterality, position) != given:
-        raise RequestError(
-            f"params.view {requested!r} disagrees with image {image_id!r}, whose header says "
-            f"{laterality or '?'}{position or '?'}; send no params.view for a DICOM view"
-        )
+    header = (mammogram.laterality, mammogram.view)
+    if given is not None:
+        if any(field is not None and field != wanted for field, wanted in zip(header, given, strict=True)):
+            raise RequestError(
+                f"params.view {requested!r} disagrees with image {image_id!r}, whose header says "
+                f"{header[0] or '?'}{header[1] or '?'}; send no params.view for a DICOM view, or one "
+                "that agrees with its header"
+            )
+        if None in header:
+            source = "params" if header == (None, None) else "header+params"
+            return View(header[0] or given[0], header[1] or given[1], source)
+    laterality, position = header
     problem = _not_a_view(laterality, position)
+    if problem and in_exam:  # an exam takes the views from their headers: params.view is not applied
+        raise RequestError(
+            f"image {image_id!r} is not a mammogram view: {problem}; an exam scores the "
+            f"{', '.join(EXAM_VIEWS)} views its headers name (DICOM ImageLaterality and ViewPosition)"
+        )
     if problem:
         raise RequestError(
             f"image {image_id!r} is not a mammogram view: {problem}; a whole-image model reads "
@@ -122,31 +135,46 @@ def _iso_date(value) -> str | None:
 
 
 class StudyIndex:
-    """Study, laterality and view of every stored image, read from headers once per file version."""
+    """Study, laterality and view of every stored image, read from headers once per file version.
+
+    One entry per image id, with the file version (path, mtime, size) it was read from: a
+    rewritten file replaces its entry, and the entries of images no longer listed are dropped, so
+    the index holds no more than the datastore.
+    """
 
     def __init__(self):
-        self._entries: dict[tuple, StudyEntry] = {}
+        self._entries: dict[str, tuple[tuple, StudyEntry]] = {}  # image id -> (file version, entry)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def images_of(self, datastore, study_uid: str) -> list[StudyEntry]:
         from microcalcai.server.images import image_file
 
-        found = []
+        found, readable = [], set()
         for image_id in sorted(datastore.list_images()):
             try:
                 path = image_file(datastore, image_id)
                 stat = path.stat()
             except (RequestError, OSError):
                 continue  # not a single readable file: it belongs to no study we can score
-            key = (image_id, str(path), stat.st_mtime_ns, stat.st_size)
+            readable.add(image_id)
+            version = (str(path), stat.st_mtime_ns, stat.st_size)
             with self._lock:
-                entry = self._entries.get(key)
-            if entry is None:
+                known = self._entries.get(image_id)
+            if known is None or known[0] != version:
                 entry = _read_entry(image_id, path)
                 with self._lock:
-                    self._entries[key] = entry
+                    self._entries[image_id] = (version, entry)
+            else:
+                entry = known[1]
             if entry.study_uid == study_uid:
                 found.append(entry)
+        with self._lock:
+            for gone in set(self._entries) - readable:
+                del self._entries[gone]
         if not found:
             raise NotFound(
                 f"no datastore image belongs to study {study_uid}; GET /datastore/?output=all lists the "

@@ -49,6 +49,24 @@ def is_whole_image(card) -> bool:
     return (getattr(card, "crop", None) or {}).get("task") in WHOLE_IMAGE_TASKS
 
 
+def _exam_threshold(model: str, value, threshold: float) -> float:
+    """`crop.exam_threshold`, the view threshold where the card leaves it out or null."""
+    if value is None:
+        return threshold
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise MicrocalcError(
+            f"model {model}: crop.exam_threshold must be a probability within 0..1 (or null for the "
+            f"model's threshold), got {value!r}; fix the model card's crop settings"
+        )
+    return number
+
+
 @dataclass(frozen=True)
 class WholeImageSettings:
     """What a whole-image card says about serving it."""
@@ -67,10 +85,16 @@ class WholeImageSettings:
         crop = dict(card.crop or {})
         finding = str(crop.get("finding") or DEFAULT_FINDING)
         if finding not in FINDINGS:
-            raise MicrocalcError(f"model {card.name}: unknown whole-image finding {finding!r} in its card")
+            raise MicrocalcError(
+                f"model {card.name}: unknown whole-image finding {finding!r} (crop.finding); choose one of "
+                f"{', '.join(sorted(FINDINGS))} in the model card's crop settings"
+            )
         aggregation = str(crop.get("exam_aggregation") or DEFAULT_AGGREGATION)
         if aggregation not in AGGREGATIONS:
-            raise MicrocalcError(f"model {card.name}: unknown exam aggregation {aggregation!r} in its card")
+            raise MicrocalcError(
+                f"model {card.name}: unknown exam aggregation {aggregation!r} (crop.exam_aggregation); "
+                f"choose one of {', '.join(AGGREGATIONS)} in the model card's crop settings"
+            )
         threshold = float(card.threshold)
         return cls(
             finding,
@@ -79,7 +103,7 @@ class WholeImageSettings:
             int(crop.get("roi_size") or card.input_size),
             threshold,
             aggregation,
-            float(crop.get("exam_threshold", threshold)),
+            _exam_threshold(card.name, crop.get("exam_threshold"), threshold),
             tile_settings_of(card),
         )
 
@@ -353,7 +377,7 @@ class WholeImageTask(InferTask):
         for entry in entries:
             try:
                 source = load_source({"image": entry.image_id}, datastore, self.cache, uploaded=False)
-                view = view_of(source.mammogram, entry.image_id)
+                view = view_of(source.mammogram, entry.image_id, in_exam=True)
                 score = self.score(served, settings, source, fallback_spacing, None, {})
             except RequestError as exc:  # not a view, not decodable, or no spacing for a tile model
                 skipped.append({"image": entry.image_id, "reason": str(exc)})

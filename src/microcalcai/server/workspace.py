@@ -61,7 +61,9 @@ def install_model(
         raise InputError(f"model name {name!r} cannot be a folder name; rename the model")
     store = ModelStore(Path(workspace) / "models")
     if name in store.names() and _same_content(store.current_dir(name), folder):
-        if not demonstration or _is_demonstration(store.current_dir(name)):
+        # An ensemble is never marked a demonstration (its members' cards say so), so for it the
+        # mark is not a reason to copy it in again: that would add a version at every start.
+        if not demonstration or name == ENSEMBLE or _is_demonstration(store.current_dir(name)):
             return name  # already served: starting again with the same --model adds no version
     # Under the training lock, as a training publishes: a training still running from an older
     # version then sees this one and does not publish over it (training_guard.py).

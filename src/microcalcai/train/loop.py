@@ -219,6 +219,12 @@ def _loader(dataset, config: FitConfig, generator, distributed: bool, rank: int,
     if distributed:
         if config.imbalance == "balanced_sampler":
             LOG.warning("balanced sampling is not combined with distributed training; using class weights")
+        if draws > len(labels) and rank == 0:  # one warning a run, not one per process
+            LOG.warning(
+                "min_epoch_images=%d is ignored under distributed training (torchrun): an epoch draws "
+                "the %d training images once, shared among %d processes",
+                config.min_epoch_images, len(labels), world,
+            )  # fmt: skip
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     elif config.imbalance == "balanced_sampler":
         counts = np.bincount(labels, minlength=2).astype(float)

@@ -112,6 +112,7 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
         from microcalcai.models.tiles import TileSettings
         from microcalcai.train.tiles import training_tiles
 
+        _need_validation_images(frame["split"])
         # tiles are cut from train and validation images only: test images are scored whole
         fitting = frame[frame["split"].astype(str) != "test"]
         settings = TileSettings.from_dict(recipe["tiles"])
@@ -339,6 +340,16 @@ def fit_and_save(
     }
 
 
+def _need_validation_images(split) -> None:
+    """Task tiles chooses its threshold on whole validation images: refuse a split without any."""
+    if not (np.asarray(split).astype(str) == "val").any():
+        raise InputError(
+            "task tiles needs validation images (its threshold is chosen on whole validation views) "
+            "and this split has none; set split.val (e.g. split.val=0.15) or give the manifest's split "
+            "column val rows"
+        )
+
+
 def _whole_image_tables(model, card, dataset: DataSet, tile_val_metrics: dict, device: str, *, progress):
     """Task tiles: every validation and test image scored whole (all its breast tiles); the
     threshold is Youden's on the validation images and the metrics are per image, as served."""
@@ -352,6 +363,8 @@ def _whole_image_tables(model, card, dataset: DataSet, tile_val_metrics: dict, d
         if len(rows):
             crops = CropSet(_unread_grey(len(rows)), labels_of(rows), case_ids(rows), rows)
             scored[key] = (crops, score_images(predictor, rows, progress=progress and _rank() == 0))
+    if "val" not in scored:
+        _need_validation_images(split)
     val_crops, val_probability = scored["val"]
     choice = youden_threshold(val_crops.labels, val_probability)
     val_metrics = summary_metrics(val_crops.labels, val_probability, choice.threshold)
