@@ -213,6 +213,21 @@ class Annotator:
         _check(answer)
         return answer.json().get("samples", [])
 
+    def propose_and_label(self, strategy: str, params: dict, count: int, seed: int) -> list[dict]:
+        """`count` proposals labelled, asked for in parts of at most the server's MAX_COUNT (a cold
+        start or batch of hundreds): each part is labelled before the next is asked for, so no
+        ROI comes twice; the model does not change in between, so the parts rank as one list."""
+        from microcalcai.server.strategies import MAX_COUNT
+
+        samples: list[dict] = []
+        while len(samples) < count:
+            part = self.propose(strategy, params, min(MAX_COUNT, count - len(samples)), seed + len(samples))
+            if not part:
+                break  # the pool is used up
+            self.label(part)
+            samples += part
+        return samples
+
     def label(self, samples: list[dict]) -> dict[str, int]:
         counts = {"benign": 0, "malignant": 0}
         for sample in samples:
@@ -420,11 +435,10 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             samples_summary = None
             if sum(saved.values()) == sum(before.values()):
                 if round_index == 0:
-                    samples = annotator.propose("random", {}, args.cold_start, seed)
+                    samples = annotator.propose_and_label("random", {}, args.cold_start, seed)
                 else:
-                    samples = annotator.propose(kind, params, args.batch, 1000 * seed + round_index)
+                    samples = annotator.propose_and_label(kind, params, args.batch, 1000 * seed + round_index)
                 times["propose_s"] = round(time.monotonic() - started, 1)
-                annotator.label(samples)
                 # what the strategy saw in what it proposed: the model's doubt and P(malignant)
                 samples_summary = [
                     {k: s.get(k) for k in ("score", "probability")}
