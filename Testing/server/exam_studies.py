@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 WHOLE_IMAGE_MODEL = "bac-tiny"
 ROI_MODEL = "roi-tiny"
 
@@ -34,3 +36,17 @@ def exam_studies(root: Path) -> dict:
         "complete": views[exams[0]],
         "incomplete": views[exams[1]],
     }
+
+
+# Module-scoped fixtures for the front ends' exam tests; their conftests import them.
+@pytest.fixture(scope="module")
+def bac(tmp_path_factory):
+    return exam_studies(tmp_path_factory.mktemp("bac"))
+
+
+@pytest.fixture(scope="module")
+def bac_server(bac):
+    from server_helpers import running_server
+
+    with running_server(bac["folder"], bac["workspace"]) as local:
+        yield local

@@ -385,3 +385,17 @@ def running_server(studies: Path, workspace: Path, threads: int = 1):
         yield local
     finally:
         local.stop()
+
+
+def post_infer(
+    http, server, model: str, image: str, params: dict, output: str = "all", files=None, timeout=300
+):
+    """POST /infer/{model} as MONAI Label's clients send it: params as a form field, a file part
+    always present (an empty one when nothing is uploaded)."""
+    return http.post(
+        f"{server.url}/infer/{model}",
+        params={"image": image, "output": output},
+        data={"params": json.dumps(params)},
+        files=files or {"_": ("", b"")},
+        timeout=timeout,
+    )

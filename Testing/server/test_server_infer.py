@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
-from server_helpers import INPUT_SIZE, ROI_SIZE
+from server_helpers import INPUT_SIZE, ROI_SIZE, post_infer
 from server_helpers import multipart_answer as _multipart
 
 pytestmark = pytest.mark.server
 
 
 def _infer(http, server, model, image, params, output="all", files=None):
-    return http.post(
-        f"{server.url}/infer/{model}",
-        params={"image": image, "output": output},
-        data={"params": json.dumps(params)},
-        files=files or {"_": ("", b"")},
-        timeout=120,
-    )
+    return post_infer(http, server, model, image, params, output=output, files=files, timeout=120)
 
 
 def test_info_lists_models_with_versions_and_thresholds(server, http, server_env):

@@ -8,8 +8,6 @@ docs/server-api.md, "Whole-image models".
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +15,7 @@ from server_helpers import (
     bac_exam_studies,
     error_detail,
     multipart_answer,
+    post_infer,
     running_server,
     synthetic_mammogram,
     tile_model,
@@ -94,13 +93,7 @@ def bac_server(bac_env):
 
 
 def _infer(http, server, model, image, params, output="json", files=None):
-    return http.post(
-        f"{server.url}/infer/{model}",
-        params={"image": image, "output": output},
-        data={"params": json.dumps(params)},
-        files=files or {"_": ("", b"")},
-        timeout=300,
-    )
+    return post_infer(http, server, model, image, params, output=output, files=files, timeout=300)
 
 
 def _view_id(rows, name: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The server tests' own builders of tiny hosted models (one place for that code).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+from exam_studies import bac, bac_server  # noqa: E402, F401  (fixtures of the exam tests)
 
 
 @pytest.fixture(autouse=True)

@@ -10,22 +10,8 @@ import pytest
 from exam_studies import WHOLE_IMAGE_MODEL as MODEL
 from microcalcai_logic import LogicError, ServerError, exam_results, results
 from microcalcai_logic import geometry as g
-from server_helpers import running_server
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def bac(tmp_path_factory):
-    from exam_studies import exam_studies
-
-    return exam_studies(tmp_path_factory.mktemp("slicer-bac"))
-
-
-@pytest.fixture(scope="module")
-def bac_server(bac):
-    with running_server(bac["folder"], bac["workspace"]) as local:
-        yield local
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # The server tests' builders of tiny hosted models (one place for that code).
 sys.path.insert(0, str(HERE.parent / "server"))
+from exam_studies import bac, bac_server  # noqa: E402, F401  (fixtures of the exam tests)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

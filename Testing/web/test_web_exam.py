@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from exam_studies import ROI_MODEL, WHOLE_IMAGE_MODEL
-from server_helpers import running_server
 from web_helpers import (
     colourful,
     pixel_to_ras,
@@ -25,17 +24,15 @@ from web_helpers import (
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 
+# This module's page talks to the exam studies' server (exam_studies.bac_server).
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory):
-    from exam_studies import exam_studies
-
-    return exam_studies(tmp_path_factory.mktemp("web-bac"))
+def studies(bac):
+    return bac
 
 
 @pytest.fixture(scope="module")
-def server(studies):
-    with running_server(studies["folder"], studies["workspace"]) as local:
-        yield local
+def server(bac_server):
+    return bac_server
 
 
 def _open(page, image_id):
