@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from server_helpers import ROI_SIZE, error_detail, wait_until
+
+from microcalcai.train.recipes import load_recipe
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -84,6 +88,11 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
     assert stats["n_val"] > 0 and stats["n_train"] > 0
+    # from served weights the recipe's learning rate is scaled down (lr_scale, default 0.1)
+    run = yaml.safe_load(
+        (Path(server.workspace) / "models" / "tiny-a" / stats["run_dir"] / "recipe.yaml").read_text()
+    )
+    assert run["optimizer"]["lr"] == pytest.approx(load_recipe("phantom")["optimizer"]["lr"] * 0.1)
     published = stats["new_val_auc"] >= stats["base_val_auc"]
     assert stats["published"] is published
     info = http.get(f"{server.url}/info/", timeout=30).json()

@@ -68,6 +68,7 @@ def test_bad_training_requests_are_refused_before_anything_starts(guarded, http)
         ("max_epochs 1e400", a, None, b'{"max_epochs": 1e400}', 400, "whole number"),
         ("val_fraction 1.5", a, {"val_fraction": 1.5}, None, 400, "val_fraction must be above"),
         ("tolerance NaN", a, None, b'{"tolerance": NaN}', 400, "tolerance must be a number"),
+        ("lr_scale zero", a, {"lr_scale": 0}, None, 400, "lr_scale must be between"),
         ("flag as text", a, {"include_manifest_labels": "yes"}, None, 400, "true or false"),
         ("seed as list", a, {"seed": [1]}, None, 400, "seed must be a whole number"),
         ("unknown parameter", a, {"epochs": 3}, None, 400, "unknown training parameter"),

@@ -74,14 +74,17 @@ def fine_tune(
     recipe: str,
     epochs: int,
     seed: int,
+    lr_scale: float = 1.0,
     on_epoch: EpochCallback | None = None,
 ) -> Path:
+    """Train from the served weights in `base_dir`, the recipe's learning rate times `lr_scale`."""
     from microcalcai.models.artifact import read_card
 
     card = read_card(base_dir)
     spec = server_recipe(
         recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size, seed=seed
     )
+    spec["optimizer"] = {**spec["optimizer"], "lr": float(spec["optimizer"]["lr"]) * lr_scale}
     return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
 
 

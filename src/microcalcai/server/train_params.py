@@ -19,6 +19,7 @@ RANGES = {
     "seed": (0, 2**32 - 1),
     "min_per_class": (1, 10000),
     "tolerance": (0.0, 1.0),
+    "lr_scale": (1e-4, 1.0),
 }
 OPEN_RANGES = {"val_fraction": (0.0, 1.0)}  # exclusive bounds
 
