@@ -27,7 +27,13 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from microcalcai.errors import InputError, MicrocalcError
 from microcalcai.evaluate.exam import AGGREGATIONS, aggregate
-from microcalcai.models.tiles import TileSettings, score_whole_image, tile_settings_of, whole_image_saliency
+from microcalcai.models.tiles import (
+    TileSettings,
+    pixel_spacing,
+    score_whole_image,
+    tile_settings_of,
+    whole_image_saliency,
+)
 from microcalcai.server.dicom_results import wants_dicom_out
 from microcalcai.server.errors import NotFound, RequestError
 from microcalcai.server.hosted import WHOLE_IMAGE_TASKS, ServedModels
@@ -316,9 +322,8 @@ class WholeImageTask(InferTask):
         ImagerPixelSpacing), else `params.spacing_mm`; a model of the whole view needs none."""
         if settings.tiles is None:
             return None, None
-        own = source.mammogram.spacing_mm
-        if own is not None:
-            return float(np.mean(np.asarray(own, dtype=float))), "image"
+        if source.mammogram.spacing_mm is not None:
+            return pixel_spacing(source.mammogram), "image"
         if fallback is not None:
             return fallback, "params"
         raise RequestError(
