@@ -243,11 +243,13 @@ class Annotator:
             counts[label] += 1
         return counts
 
-    def train(self, max_epochs: int | None) -> dict:
+    def train(self, max_epochs: int | None, lr_scale: float | None = None) -> dict:
         """Train each member in turn with the server's defaults; their outcomes from /info/."""
         outcome = {}
         for member in MEMBERS:
             body = {} if max_epochs is None else {"max_epochs": max_epochs}
+            if lr_scale is not None:
+                body["lr_scale"] = lr_scale
             started = self.http.post(f"{self.url}/train/{member}", json=body, timeout=120)
             _check(started)
             while True:
@@ -452,7 +454,9 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             new = {k: totals[k] - before[k] for k in totals}
             clock = time.monotonic()
             if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
-                trained = annotator.train(args.max_epochs)
+                # the cold start's members leave ImageNet (fresh heads): the recipe's own rate, not
+                # the server's lowered rate for retraining served weights
+                trained = annotator.train(args.max_epochs, lr_scale=1.0 if round_index == 0 else None)
             else:
                 trained = {"skipped": f"too few labels of a class to train: {totals}"}
             times["train_s"] = round(time.monotonic() - clock, 1)
