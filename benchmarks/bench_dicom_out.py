@@ -69,6 +69,7 @@ def main() -> None:
         sr, wall, cpu = timed(lambda: encode(classification_sr(header, roi, models, ensemble)))
         rows["sr"].append((wall, cpu))
         sizes["sr_bytes"] = len(sr)
+
         def segmentation():
             made = saliency_segmentation(
                 header, saliency, crop, model="e", model_version="1", method="gradcam", target="malignant"

@@ -179,6 +179,27 @@ class Flipped(torch.utils.data.Dataset):
         return (torch.flip(image, dims=self.dims) if self.dims else image), label
 
 
+def average_of_last(model, states: list[dict], sets: dict, config, epochs: int) -> dict:
+    """Validation and test AUC of the mean of these epochs' weights and BatchNorm statistics, as
+    select_best "average" keeps it (integer buffers such as batch counts taken from the last)."""
+    from sklearn.metrics import roc_auc_score
+
+    from microcalcai.train.loop import evaluate
+
+    mean = {
+        key: torch.stack([s[key] for s in states]).mean(0) if value.is_floating_point() else value
+        for key, value in states[-1].items()
+    }
+    model.load_state_dict(mean)
+    scores = {
+        name: float(roc_auc_score(sets[name].labels.numpy(), evaluate(model, sets[name], config)[1]))
+        for name in ("val", "test")
+    }
+    row = {"epochs": [epochs - len(states) + 1, epochs], "val_auc": scores["val"], "test_auc": scores["test"]}
+    print("average", row, flush=True)
+    return row
+
+
 def main() -> None:
     from sklearn.metrics import roc_auc_score
 
@@ -203,6 +224,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench_recipe_budget")
     parser.add_argument("--first-start", type=Path, help="bench_server.py --first-start-only --out JSON")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "auc-per-cpu-second.png")
+    parser.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        help="also score the weight averages of the last 2..K epochs (select_best average) on val and test",
+    )
     parser.add_argument(
         "--figure-only", action="store_true", help="redraw the figure from DIR, train nothing"
     )
@@ -241,8 +268,11 @@ def main() -> None:
     torch.manual_seed(int(recipe["seed"]))
     model = create_model(ARCH, "imagenet")
     started, wall_started, curve = cpu_s(), time.perf_counter(), []
+    last_weights: list[dict] = []  # --average-last: the state after each of the last K epochs
 
     def test_each_epoch(row: dict) -> None:
+        if args.average_last and row["epoch"] > args.epochs - args.average_last:
+            last_weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         _, probability = evaluate(model, sets["test"], config)
         curve.append(
             {
@@ -266,6 +296,11 @@ def main() -> None:
         on_epoch_end=test_each_epoch,
     )
     flips = [evaluate(model, Flipped(sets["test"], dims), config)[1] for dims in ([], [2], [1], [1, 2])]
+    train_cpu = cpu_s() - started
+    averages = [
+        average_of_last(model, last_weights[-k:], sets, config, args.epochs)
+        for k in range(2, len(last_weights) + 1)
+    ]
     report = {
         "name": args.name,
         "settings": vars(args) | {"out": str(args.out)},
@@ -279,8 +314,10 @@ def main() -> None:
         "limits": limits,
         "test_auc_selected": float(roc_auc_score(test.labels, flips[0])),
         "test_auc_flip_mean": float(roc_auc_score(test.labels, np.mean(flips, axis=0))),
-        "train_cpu_s": round(cpu_s() - started, 1),
+        "averaged_epochs": result.averaged_epochs,
+        "train_cpu_s": round(train_cpu, 1),
         "curve": curve,
+        "averages_of_last_epochs": averages,
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "curve"}, default=str), flush=True)

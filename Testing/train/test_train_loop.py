@@ -91,6 +91,58 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     np.testing.assert_allclose(straight.val_probability, resumed.val_probability, rtol=1e-5, atol=1e-7)
 
 
+def test_average_selection_keeps_the_mean_of_the_last_epochs_weights_and_statistics(tmp_path):
+    train, val = _sets()
+    model = _model()
+    after_epoch = {}
+
+    def keep(row):
+        after_epoch[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    config = _config(epochs=4, select_best="average", average_epochs=2)
+    result = fit(model, train, val, config, tmp_path, on_epoch_end=keep)
+    assert result.averaged_epochs == [3, 4] and result.best_epoch == 4
+    kept = model.state_dict()
+    floats = [k for k, v in kept.items() if v.is_floating_point()]
+    assert any("running_mean" in k for k in floats), "BatchNorm statistics are averaged too"
+    for key in floats:
+        mean = (after_epoch[3][key] + after_epoch[4][key]) / 2
+        torch.testing.assert_close(kept[key], mean, rtol=1e-5, atol=1e-6, msg=key)
+    assert not torch.equal(kept[floats[0]], after_epoch[4][floats[0]]), "not just the last epoch"
+    _, probability = evaluate(model, val, config)
+    np.testing.assert_allclose(probability, result.val_probability, atol=1e-6)
+    from sklearn.metrics import roc_auc_score
+
+    assert result.best_val_auc == pytest.approx(roc_auc_score(val.labels.numpy(), probability))
+
+
+def test_an_interrupted_averaging_run_resumes_to_the_same_average(tmp_path):
+    train, val = _sets()
+    config = _config(epochs=3, select_best="average", average_epochs=2)
+    straight = fit(_model(), train, val, config, tmp_path / "straight")
+
+    def interrupt(row):
+        if row["epoch"] == 2:  # after the first averaged epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, val, config, tmp_path / "resumed", on_epoch_end=interrupt)
+    resumed = fit(_model(), train, val, config, tmp_path / "resumed")
+    assert resumed.averaged_epochs == straight.averaged_epochs == [2, 3]
+    np.testing.assert_allclose(straight.val_probability, resumed.val_probability, rtol=1e-5, atol=1e-7)
+
+
+def test_averaging_falls_back_to_the_best_epoch_when_the_run_stops_before_it(tmp_path, caplog):
+    train, val = _sets()
+    config = _config(epochs=10, patience=2, min_delta=1e9, select_best="average", average_epochs=3)
+    with caplog.at_level("WARNING"):
+        result = fit(_model(), train, val, config, tmp_path)
+    assert result.stopped_early and result.averaged_epochs == []
+    aucs = [row["val_auc"] for row in result.history]
+    assert result.best_epoch == int(np.argmax(aucs)) + 1
+    assert "before the last 3 of 10 epochs it would average" in caplog.text
+
+
 def test_youden_threshold_maximises_sensitivity_plus_specificity():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     scores = np.array([0.1, 0.2, 0.35, 0.6, 0.4, 0.7, 0.8, 0.9])

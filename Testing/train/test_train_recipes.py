@@ -56,6 +56,9 @@ def test_overrides_with_dotted_keys(tmp_path):
         ("lr", "KEY=VALUE"),
         ("early_stopping=3", "must be a mapping"),
         ("min_epoch_images=-5", "min_epoch_images must be a whole number"),
+        ("average_epochs=0", "average_epochs must be a whole number of epochs"),
+        ("average_epochs=2.5", "average_epochs must be a whole number of epochs"),
+        ("select_best=mean", "select_best is 'mean'"),
     ],
 )
 def test_bad_settings_are_named(override, message):
@@ -93,3 +96,16 @@ def test_phantom_recipe_trains_cheaply_on_a_cpu():
     # retrainings on a few dozen labels still take enough optimizer steps
     assert config.min_epoch_images >= 256
     assert FitConfig.from_recipe(load_recipe("kang2021"), batch_size=8, device="cpu").freeze_blocks == 0
+
+
+def test_phantom_recipe_keeps_the_average_of_its_last_half_of_epochs():
+    from microcalcai.train.loop import FitConfig, _averaged_count
+
+    config = FitConfig.from_recipe(load_recipe("phantom"), batch_size=32, device="cpu", epochs=10)
+    assert config.select_best == "average" and _averaged_count(config) == 5
+    assert (
+        _averaged_count(FitConfig.from_recipe(load_recipe("phantom"), batch_size=32, device="cpu", epochs=5))
+        == 3
+    )
+    # the published recipes keep the epoch of the best validation AUC, as the studies did
+    assert load_recipe("kang2021")["select_best"] == "val_auc"

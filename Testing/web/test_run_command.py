@@ -44,8 +44,19 @@ class Serve:
         self.web_port = free_port()
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "microcalcai", "serve", "--studies", str(studies),
-                "--workspace", str(workspace), "--port", "0", "--web-port", str(self.web_port), *args,
+                sys.executable,
+                "-m",
+                "microcalcai",
+                "serve",
+                "--studies",
+                str(studies),
+                "--workspace",
+                str(workspace),
+                "--port",
+                "0",
+                "--web-port",
+                str(self.web_port),
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -81,9 +81,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     crops = parser.add_argument_group(
         "ROI crops in the folder-per-class layout (DIR/crops/<label>/<patient>/)"
     )
-    crops.add_argument(
-        "--crops", type=positive(int), metavar="N", help="also cut each ROI as an N-pixel PNG"
-    )
+    crops.add_argument("--crops", type=positive(int), metavar="N", help="also cut each ROI as an N-pixel PNG")
     crops.add_argument(
         "--crops-mm",
         type=positive(float),

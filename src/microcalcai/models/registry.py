@@ -200,9 +200,11 @@ def _reset_classifier(model) -> None:
     import torch
 
     head = model.get_classifier()
-    layers = [head] if isinstance(head, (torch.nn.Linear, torch.nn.Conv2d)) else [
-        m for m in head.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
-    ]
+    layers = (
+        [head]
+        if isinstance(head, (torch.nn.Linear, torch.nn.Conv2d))
+        else [m for m in head.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    )
     with torch.no_grad():
         for layer in layers[-1:]:
             torch.nn.init.normal_(layer.weight, std=0.01)

@@ -160,7 +160,7 @@ class MicrocalcApp(MONAILabelApp):
             )
         if study == "image":
             if not request.get("image"):
-                raise RequestError('params.exam needs image=ID (one view of the exam) or params.study')
+                raise RequestError("params.exam needs image=ID (one view of the exam) or params.study")
             request["source"] = load_source(request, request["datastore"], self.cache, uploaded=False)
         result_file, answer = task.exam(request, study)
         return {"label": result_file, "tag": "original", "file": result_file, "params": answer}

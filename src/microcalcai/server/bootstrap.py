@@ -138,6 +138,7 @@ def ensure_default_models(
     from microcalcai.data.manifest import write_manifest
     from microcalcai.data.splits import patient_split
     from microcalcai.server.workspace import build_ensemble, has_models
+
     if has_models(workspace):
         return []
     started = time.monotonic()

@@ -31,7 +31,7 @@ WHOLE_IMAGE_TASKS = ("whole_image", "tiles")
 
 
 def served_task(card) -> str:
-    """"roi" or "whole_image", the request kind a model card is served under."""
+    """ "roi" or "whole_image", the request kind a model card is served under."""
     task = str((card.crop or {}).get("task") or "roi")
     return "whole_image" if task in WHOLE_IMAGE_TASKS else task
 
@@ -55,7 +55,7 @@ class ModelStore:
         return [n for n in self.names() if n != ENSEMBLE]
 
     def task(self, name: str) -> str:
-        """"roi" or "whole_image": how the served version is asked (a tile model answers for whole
+        """ "roi" or "whole_image": how the served version is asked (a tile model answers for whole
         views too; `describe` says how it scores them)."""
         if name == ENSEMBLE:
             return "roi"  # an ensemble is built over the ROI models only

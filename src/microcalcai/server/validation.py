@@ -63,9 +63,7 @@ def parse_roi(value, *, where: str = "params.roi") -> PixelRoi:
             )
         number = _finite(value[key])
         if number is None:
-            raise RequestError(
-                f"{where}.{key} must be a finite number of pixels, got {_short(value[key])}"
-            )
+            raise RequestError(f"{where}.{key} must be a finite number of pixels, got {_short(value[key])}")
         coords[key] = number
     size = value.get("size", DEFAULT_ROI_SIZE)
     number = _finite(size)

@@ -51,6 +51,12 @@ class FitConfig:
     patience: int = 20
     min_delta: float = 0.0
     select_best: str = "val_auc"
+    # select_best "average": the model kept is the equal-weight average of the weights (and
+    # BatchNorm statistics) after each of the last `average_epochs` scheduled epochs (a number
+    # below 1: that share of the epochs, rounded up). With a cosine decay those epochs sit near one
+    # minimum; on 426 test ROIs the average of the last 5 of 10 scored 0.908 where the epoch of
+    # the best validation AUC scored 0.896 (benchmarks/RESULTS.md).
+    average_epochs: float = 0.5
     imbalance: str = "class_weights"
     seed: int = 0
     device: str = "cpu"
@@ -87,6 +93,7 @@ class FitConfig:
             patience=int(stopping["patience"]),
             min_delta=float(stopping.get("min_delta", 0.0)),
             select_best=recipe["select_best"],
+            average_epochs=float(recipe.get("average_epochs") or 0.5),
             imbalance=recipe["imbalance"],
             seed=int(recipe["seed"]),
             device=device,
@@ -109,6 +116,7 @@ class FitResult:
     images_per_s: float
     steps: int = 0  # optimizer steps taken, all epochs
     train_seconds: float = 0.0  # time spent in training steps (validation left out)
+    averaged_epochs: list[int] = field(default_factory=list)  # select_best "average": the epochs averaged
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -294,9 +302,28 @@ def _to_device(inputs, labels, config: FitConfig):
 def _selection_score(row: dict, select_best: str) -> float:
     if select_best == "last":  # no selection: the weights the training ends with
         return row["epoch"]
-    if select_best == "val_auc" and math.isfinite(row["val_auc"]):
+    if select_best in ("val_auc", "average") and math.isfinite(row["val_auc"]):
         return row["val_auc"]
     return -row["val_loss"]  # AUC undefined (one class in validation) or loss asked for
+
+
+def _weight_average(model, config: FitConfig):
+    """The running equal-weight average of select_best "average" (None for another selection).
+
+    use_buffers: the BatchNorm running statistics are averaged with the weights, so the average
+    needs no extra pass over the training set to re-estimate them (torch's update_bn).
+    """
+    if config.select_best != "average":
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    return AveragedModel(model, use_buffers=True)
+
+
+def _averaged_count(config: FitConfig) -> int:
+    """How many of the last epochs select_best "average" averages."""
+    value = config.average_epochs
+    return max(1, math.ceil(value * config.epochs)) if value < 1 else int(value)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -330,6 +357,7 @@ def fit(
     frozen = freeze_leading(model, config.freeze_blocks)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    averaged = _weight_average(model, config)
     network = model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -360,6 +388,7 @@ def fit(
         "finished": False,
         "steps": 0,
         "train_seconds": 0.0,
+        "averaged_epochs": [],
     }
     checkpoint_path = run_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
@@ -373,7 +402,10 @@ def fit(
         np.random.set_state(saved["rng_numpy"])
         random.setstate(saved["rng_python"])
         generator.set_state(saved["rng_sampler"])
-        state = {"steps": 0, "train_seconds": 0.0, **saved["loop"]}  # older checkpoints lack the counts
+        # older checkpoints lack the counts and the average
+        state = {"steps": 0, "train_seconds": 0.0, "averaged_epochs": [], **saved["loop"]}
+        if averaged is not None and saved.get("average") is not None:
+            averaged.load_state_dict(saved["average"])
         LOG.info("resuming %s after epoch %d", run_dir, state["epoch"])
     log = MetricsLog(run_dir, enabled=writer)
     epochs = tqdm(
@@ -439,6 +471,9 @@ def fit(
                     best_val_probability=val_probability,
                     best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                 )
+            if averaged is not None and epoch > config.epochs - _averaged_count(config):
+                averaged.update_parameters(model)
+                state["averaged_epochs"].append(epoch)
             monitored = row["val_loss"] if config.monitor == "val_loss" else -row["val_auc"]
             if monitored < state["monitor_best"] - config.min_delta:
                 state.update(monitor_best=monitored, wait=0)
@@ -460,6 +495,7 @@ def fit(
                         "rng_numpy": np.random.get_state(),
                         "rng_python": random.getstate(),
                         "rng_sampler": generator.get_state(),
+                        "average": averaged.state_dict() if averaged is not None else None,
                         "loop": state,
                     },
                 )
@@ -476,24 +512,45 @@ def fit(
         log.close()
     if state["best_state"] is None:
         raise RuntimeError("training ran no epoch; epochs must be at least 1")
-    model.load_state_dict(state["best_state"])
+    best_epoch, best_val_probability = state["best_epoch"], state["best_val_probability"]
+    best_val_auc = state["history"][best_epoch - 1]["val_auc"]
+    if averaged is not None and state["averaged_epochs"]:
+        model.load_state_dict(averaged.module.state_dict())
+        _, best_val_probability = evaluate(model, val_set, config)
+        best_epoch, best_val_auc = state["averaged_epochs"][-1], _auc(val_labels, best_val_probability)
+        LOG.info(
+            "%s: kept the average of epochs %s, validation AUC %.3f",
+            title or run_dir, _span(state["averaged_epochs"]), best_val_auc,
+        )  # fmt: skip
+    else:
+        if averaged is not None:  # stopped (early or by its budget) before the averaged epochs
+            LOG.warning(
+                "%s: training ended at epoch %d, before the last %d of %d epochs it would average; "
+                "kept the epoch with the best validation AUC instead",
+                title or run_dir, state["epoch"], _averaged_count(config), config.epochs,
+            )  # fmt: skip
+        model.load_state_dict(state["best_state"])
     model.eval()
-    best_row = state["history"][state["best_epoch"] - 1]
     if writer:
         plot_learning_curve(
-            state["history"], run_dir / "learning_curve.png", best_epoch=state["best_epoch"], title=title
+            state["history"], run_dir / "learning_curve.png", best_epoch=best_epoch, title=title
         )
     rates = [row["images_per_s"] for row in state["history"] if row["images_per_s"] > 0]
     return FitResult(
-        best_epoch=state["best_epoch"],
-        best_val_auc=best_row["val_auc"],
+        best_epoch=best_epoch,
+        best_val_auc=best_val_auc,
         history=copy.deepcopy(state["history"]),
         stopped_early=state["stopped_early"],
-        val_probability=np.asarray(state["best_val_probability"]),
+        val_probability=np.asarray(best_val_probability),
         images_per_s=float(np.median(rates)) if rates else rate,
         steps=state.get("steps", 0),
         train_seconds=state.get("train_seconds", 0.0),
+        averaged_epochs=list(state["averaged_epochs"]) if averaged is not None else [],
     )
+
+
+def _span(epochs: list[int]) -> str:
+    return f"{epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
 
 
 def _budget_spent(config: FitConfig, steps: int, seconds_before: float, epoch_started: float) -> bool:

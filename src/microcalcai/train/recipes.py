@@ -26,7 +26,7 @@ CHOICES = {
     "optimizer.name": ("adam", "adamw", "sgd"),
     "scheduler": ("none", "cosine", "plateau"),
     "early_stopping.monitor": ("val_loss", "val_auc"),
-    "select_best": ("val_auc", "val_loss"),
+    "select_best": ("val_auc", "val_loss", "average"),
     "imbalance": ("class_weights", "balanced_sampler", "none"),
     "mixed_precision": ("auto", True, False),
     "channels_last": ("auto", True, False),
@@ -158,6 +158,18 @@ def _validate(recipe: dict, *, where: str) -> None:
         raise InputError(
             f"{where}: min_epoch_images must be a whole number >= 0 (0: an epoch is the training set "
             f"once), got {recipe['min_epoch_images']!r}"
+        )
+    average = recipe["average_epochs"]
+    if (
+        isinstance(average, bool)
+        or not isinstance(average, (int, float))
+        or average <= 0
+        or (average >= 1 and average != int(average))
+    ):
+        raise InputError(
+            f"{where}: average_epochs must be a whole number of epochs (3) or a share of the epochs "
+            f"below 1 (0.5: the last half), the epochs select_best: average keeps the mean of; "
+            f"got {average!r}"
         )
     if not isinstance(recipe["folds"], int) or recipe["folds"] < 0 or recipe["folds"] == 1:
         raise InputError(

@@ -293,6 +293,8 @@ def fit_and_save(
         stopped_early=result.stopped_early,
         images_per_s=round(result.images_per_s, 2),
     )
+    if result.averaged_epochs:  # select_best average: the model is the mean of these epochs' weights
+        val_metrics["averaged_epochs"] = [result.averaged_epochs[0], result.averaged_epochs[-1]]
     tables = {"val": (parts["val"], result.val_probability)}
     test_metrics = {}
     if dataset.images is not None:  # task tiles: threshold and metrics of whole images, not of tiles
