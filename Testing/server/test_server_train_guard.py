@@ -186,3 +186,17 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
     finally:
         for pid in orphans:
             kill_tree(pid)
+
+
+def test_a_process_read_a_second_apart_is_the_same_process_and_a_later_one_is_not():
+    """psutil's start time rests on /proc/stat btime, whole seconds recomputed from the wall
+    clock: a restarted server may read a live orphan's start 1 s off what the first recorded."""
+    import os
+
+    import psutil
+
+    from microcalcai.server.training_guard import process_alive
+
+    started = psutil.Process(os.getpid()).create_time()
+    assert process_alive(os.getpid(), started + 1.0) and process_alive(os.getpid(), started - 1.0)
+    assert not process_alive(os.getpid(), started + 60), "a pid reused a minute later is another process"

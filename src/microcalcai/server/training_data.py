@@ -77,7 +77,16 @@ def _row(image_id, path, patient, x, y, size, label) -> dict:
 
 
 def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: int) -> pd.DataFrame:
-    """Train/val by patient (no patient on both sides), each side holding both classes."""
+    """Train/val by patient (no patient on both sides), each side holding both classes.
+
+    A patient's side is fixed by a hash of (seed, patient id) against `val`, not drawn anew from
+    the patients labelled so far: labels grow from round to round, and a fresh draw moved about
+    70% of the earlier labels' patients across. A patient a served model was trained on then sat in
+    the next round's validation, the served model scored high on it and the retrained model was
+    not published. With the hash a patient once in val stays there. When a side would hold fewer
+    than min_per_class ROIs of a class (a handful of patients), the stratified draw of data.splits
+    is used instead.
+    """
     from microcalcai.data.splits import patient_split
 
     counts = frame["label"].value_counts()
@@ -89,7 +98,11 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
             f"too few labels to train and validate ({have}); label at least {needed} ROIs of each "
             f"class, from at least two patients each"
         )
-    split = patient_split(frame, val=val, test=0.0, seed=seed, stratify=True)
+    split = frame.assign(
+        split=["val" if in_val else "train" for in_val in sticky_val(frame["patient_id"], val, seed)]
+    )
+    if not _enough_of_each_class(split, min_per_class):
+        split = patient_split(frame, val=val, test=0.0, seed=seed, stratify=True)
     for part in ("train", "val"):
         labels = set(split.loc[split.split == part, "label"])
         if labels != set(LABELS):
@@ -98,6 +111,25 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
                 "both classes from more patients (val_fraction sets the share of patients in val)"
             )
     return split
+
+
+def sticky_val(patients: pd.Series, val: float, seed: int) -> list[bool]:
+    """Whether each row's patient is on the validation side: a uniform number drawn from a hash of
+    (seed, patient id) below `val`. Written here because no library split keeps a patient's side
+    fixed while the set of patients grows (scikit-learn's draw depends on all of them)."""
+    import hashlib
+
+    def uniform(patient) -> float:
+        digest = hashlib.sha256(f"{seed}:{patient}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    sides = {patient: uniform(patient) < val for patient in patients.unique()}
+    return [sides[patient] for patient in patients]
+
+
+def _enough_of_each_class(split: pd.DataFrame, min_per_class: int) -> bool:
+    counts = split.groupby(["split", "label"]).size()
+    return all(counts.get((part, label), 0) >= min_per_class for part in ("train", "val") for label in LABELS)
 
 
 REFERENCE_COLUMNS = ("patient_id", "image_path", "image_id", "roi_x", "roi_y", "roi_size", "label", "finding")

@@ -33,6 +33,11 @@ LOG = logging.getLogger(__name__)
 # Keys the server adds to a training's request, read by the training process (train_task.py).
 TRAINING_ID = "_training_id"
 BASE_VERSION = "_base_version"
+# A process's start time as psutil gives it is the kernel's boot time (/proc/stat btime, whole
+# seconds, recomputed at each read from the wall clock) plus its start in ticks: two servers
+# reading it for the same process hours after boot were seen 1 s apart (a restarted server took
+# a live orphan for a reused pid and let a second training start). A reused pid starts much later.
+CREATE_TIME_TOLERANCE_S = 2.5
 STARTING_GRACE_S = 120.0  # a record not yet naming its process counts as running this long
 LOCK_TIMEOUT_S = 300.0  # the lock is held for file renames only; waiting longer means a fault
 
@@ -171,7 +176,9 @@ def process_alive(pid, create_time=None) -> bool:
         process = psutil.Process(int(pid))
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return create_time is None or abs(process.create_time() - float(create_time)) < 1.0
+        return (
+            create_time is None or abs(process.create_time() - float(create_time)) < CREATE_TIME_TOLERANCE_S
+        )
     except (psutil.Error, ValueError, TypeError):
         return False
 
