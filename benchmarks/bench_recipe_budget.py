@@ -181,7 +181,8 @@ class Flipped(torch.utils.data.Dataset):
 
 def average_of_last(model, states: list[dict], sets: dict, config, epochs: int) -> dict:
     """Validation and test AUC of the mean of these epochs' weights and BatchNorm statistics, as
-    select_best "average" keeps it (integer buffers such as batch counts taken from the last)."""
+    select_best "average" keeps it (BatchNorm's integer batch counters, which do not change the
+    outputs at evaluation, are taken from the last epoch)."""
     from sklearn.metrics import roc_auc_score
 
     from microcalcai.train.loop import evaluate

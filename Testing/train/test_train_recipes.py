@@ -58,6 +58,8 @@ def test_overrides_with_dotted_keys(tmp_path):
         ("min_epoch_images=-5", "min_epoch_images must be a whole number"),
         ("average_epochs=0", "average_epochs must be a whole number of epochs"),
         ("average_epochs=2.5", "average_epochs must be a whole number of epochs"),
+        ("average_epochs=.nan", "average_epochs must be a whole number of epochs"),
+        ("average_epochs=.inf", "average_epochs must be a whole number of epochs"),
         ("select_best=mean", "select_best is 'mean'"),
     ],
 )

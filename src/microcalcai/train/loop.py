@@ -311,13 +311,15 @@ def _weight_average(model, config: FitConfig):
     """The running equal-weight average of select_best "average" (None for another selection).
 
     use_buffers: the BatchNorm running statistics are averaged with the weights, so the average
-    needs no extra pass over the training set to re-estimate them (torch's update_bn).
+    needs no extra pass over the training set to re-estimate them (torch's update_bn). The
+    per-tensor average (avg_fn): torch's default on a GPU is a multi-tensor kernel that refuses
+    BatchNorm's integer batch counters ("Integer division with addcdiv is no longer supported").
     """
     if config.select_best != "average":
         return None
-    from torch.optim.swa_utils import AveragedModel
+    from torch.optim.swa_utils import AveragedModel, get_swa_avg_fn
 
-    return AveragedModel(model, use_buffers=True)
+    return AveragedModel(model, avg_fn=get_swa_avg_fn(), use_buffers=True)
 
 
 def _averaged_count(config: FitConfig) -> int:
@@ -525,8 +527,9 @@ def fit(
     else:
         if averaged is not None:  # stopped (early or by its budget) before the averaged epochs
             LOG.warning(
-                "%s: training ended at epoch %d, before the last %d of %d epochs it would average; "
-                "kept the epoch with the best validation AUC instead",
+                "%s: no epoch was averaged (the run ended at epoch %d, before the last %d of %d "
+                "epochs, or it resumed a checkpoint written without averaging); kept the epoch "
+                "with the best validation AUC instead",
                 title or run_dir, state["epoch"], _averaged_count(config), config.epochs,
             )  # fmt: skip
         model.load_state_dict(state["best_state"])

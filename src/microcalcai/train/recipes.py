@@ -11,6 +11,7 @@ Unknown keys are errors, so a typo never silently trains with a default.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -163,6 +164,7 @@ def _validate(recipe: dict, *, where: str) -> None:
     if (
         isinstance(average, bool)
         or not isinstance(average, (int, float))
+        or not math.isfinite(average)
         or average <= 0
         or (average >= 1 and average != int(average))
     ):
