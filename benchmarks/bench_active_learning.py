@@ -549,6 +549,25 @@ def labels_to_reach(labels: list[int], mean: np.ndarray, target: float) -> float
     return None
 
 
+def paired_with_random(data: dict, random: dict | None) -> dict | None:
+    """The strategy's final test AUC minus random's at the same labels, seed by seed (the seeds
+    share their cold start and test set): mean and 95% t interval over the seeds."""
+    if random is None or len(data["labels"]) != len(random["labels"]):
+        return None
+    by_seed = dict(zip(random["seeds"], random["auc"][:, -1], strict=True))
+    differences = np.array(
+        [auc[-1] - by_seed[s] for s, auc in zip(data["seeds"], data["auc"], strict=True) if s in by_seed]
+    )
+    if len(differences) == 0:
+        return None
+    mean, low, high = band(differences[:, None])
+    return {
+        "per_seed": [round(float(x), 4) for x in differences],
+        "mean": round(float(mean[0]), 4),
+        "ci95": [round(float(low[0]), 4), round(float(high[0]), 4)],
+    }
+
+
 def malignant_share(records: list[dict]) -> float | None:
     """Share of malignant ROIs among the labels a strategy chose (the cold start left out)."""
     new = [x["new"] for r in records for x in r["rounds"][1:] if "new" in x]
@@ -621,6 +640,7 @@ def report(out: Path, figure: Path | None) -> dict:
             "malignant_share_of_proposals": malignant_share(data["records"]),
             "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
+            "final_minus_random": paired_with_random(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -630,7 +650,8 @@ def report(out: Path, figure: Path | None) -> dict:
         log(
             f"{strategy:8s} seeds {row['seeds']} final AUC {row['mean_auc'][-1]:.3f} "
             f"area {row['area_under_curve']} labels to random's final {row['labels_to_random_final']} "
-            f"({row['share_of_random_labels']}), malignant share {row['malignant_share_of_proposals']}, "
+            f"({row['share_of_random_labels']}), minus random {row['final_minus_random']}, "
+            f"malignant share {row['malignant_share_of_proposals']}, "
             f"drops beyond noise {len(row['between_rounds']['drops_beyond_noise'])} of "
             f"{row['between_rounds']['republished_pairs']}, round parts {row['median_parts_s']}"
         )
