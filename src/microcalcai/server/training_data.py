@@ -81,11 +81,11 @@ def split_by_patient(frame: pd.DataFrame, val: float, seed: int, min_per_class: 
 
     A patient's side is fixed by a hash of (seed, patient id) against `val`, not drawn anew from
     the patients labelled so far: labels grow from round to round, and a fresh draw moved about
-    70% of the earlier labels' patients across. A patient a served model was trained on then sat in
-    the next round's validation, the served model scored high on it and the retrained model was
-    not published. With the hash a patient once in val stays there. When a side would hold fewer
-    than min_per_class ROIs of a class (a handful of patients), the stratified draw of data.splits
-    is used instead.
+    half of the earlier labels' patients across (29 of 60 as 60 patients grew to 120). A patient
+    a served model was trained on then sat in the next round's validation, the served model
+    scored high on it and the retrained model was not published. With the hash a patient once in
+    val stays there. When a side would hold fewer than min_per_class ROIs of a class (a handful
+    of patients), the stratified draw of data.splits is used instead.
     """
     from microcalcai.data.splits import patient_split
 
