@@ -6,8 +6,10 @@ needs an empty label store, the second kills the server (its process only) while
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 
 import pytest
 from kill_trials import kill_server_only
@@ -139,6 +141,10 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
         assert started.status_code == 200, started.text
         orphan = wait_until(lambda: _running_pid(workspace, "tiny-b"), 300, "the training to run")
         orphans.append(orphan)
+        # Held still (SIGSTOP) until the orphan has been refused and stopped: on 4 training images
+        # kang2021 early-stops after its 21st epoch, seconds after the kill on an idle machine,
+        # before the restarted server is asked. A stopped process is alive; DELETE's SIGKILL ends it.
+        os.kill(orphan, signal.SIGSTOP)
         kill_server_only(server)
         server.start()
         assert process_alive(orphan), "the training ended with its server: nothing left to test"
