@@ -11,6 +11,16 @@ kept on the test ROIs.
     nice -n 5 .venv/bin/python benchmarks/bench_retraining_labels.py --sizes 40 100 250 430 \
         --epochs 3 10 --min-epoch-images 256 --seeds 0 1 --out /tmp/retraining-labels
 
+With `--warm-from N`, each size is instead a retraining as the server's `/train` does it: a member
+trained from ImageNet on the first N of the same random labels ("served"), then retrained on all
+n labels from each `--start` (`warm:LR_SCALE` the served weights at that share of the recipe's
+learning rate; `sp:LR_SCALE:SHRINK:PERTURB:TOWARD` shrink-and-perturbed served weights, see
+train.warm_start; `imagenet` afresh from ImageNet, for comparison):
+
+    nice -n 5 .venv/bin/python benchmarks/bench_retraining_labels.py --pool-patients 700 \
+        --test-patients 300 --warm-from 250 --sizes 450 --epochs 10 --seeds 0 1 \
+        --start warm:0.1 warm:1 sp:1:0.5:0.1:random sp:1:0.5:0.5:imagenet imagenet --out /tmp/warm
+
 Writes OUT/retraining_labels.json (rows as they finish; a rerun skips the rows it has) and the
 figure (default docs/images/retraining-labels.png).
 """
@@ -76,7 +86,11 @@ def main(argv=None) -> int:
         "--min-epoch-images", type=int, nargs="+", default=[256], help="the recipe's floor per epoch"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--warm-from", type=int, help="labels of the served member retrained from")
+    parser.add_argument("--start", nargs="+", default=["imagenet"], help="with --warm-from: starts")
     args = parser.parse_args(argv)
+    if args.warm_from is None and args.start != ["imagenet"]:
+        parser.error("--start needs --warm-from")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
     import torch
@@ -85,6 +99,7 @@ def main(argv=None) -> int:
     from microcalcai.models.artifact import read_card
     from microcalcai.server.finetune import predict_frame, run_recipe, server_recipe
     from microcalcai.train.data import labels_of
+    from microcalcai.train.warm_start import shrink_perturb
 
     torch.set_num_threads(1)  # one thread wastes the least CPU (RESULTS.md, AUC per CPU-second)
     out = args.out.absolute()
@@ -95,35 +110,76 @@ def main(argv=None) -> int:
     member = fresh_member(out / "member")
     results_path = out / "retraining_labels.json"
     rows = json.loads(results_path.read_text()) if results_path.is_file() else []
-    done = {(r["labels"], r["epochs"], r["min_epoch_images"], r["seed"]) for r in rows}
+    done = {
+        (r["labels"], r["epochs"], r["min_epoch_images"], r["seed"], r.get("start", "imagenet")) for r in rows
+    }
     plan = [
-        (n, e, f, s)
+        (n, e, f, s, start)
         for s in args.seeds
         for f in args.min_epoch_images
         for e in args.epochs
         for n in args.sizes
+        for start in args.start
         if n <= len(pool)
     ]
     card = read_card(member)
     started = time.monotonic()
-    for index, (n, epochs, floor, seed) in enumerate(plan):
-        if (n, epochs, floor, seed) in done:
-            continue
+
+    def labelled_frame(n: int, seed: int):
         order = np.random.default_rng(seed).permutation(len(pool))[:n]
-        labelled = manifest_frame(pool_dir, [pool[i] for i in order], "train")
-        frame = pd.concat([labelled, val_frame], ignore_index=True)
-        clock, cpu = time.monotonic(), cpu_seconds()
+        return pd.concat(
+            [manifest_frame(pool_dir, [pool[i] for i in order], "train"), val_frame], ignore_index=True
+        )
+
+    def train(frame, weights, epochs, floor, seed, run_dir, lr_scale=1.0):
         # what server.finetune.fine_tune runs, with the floor as given
         recipe = server_recipe(
             "phantom",
             arch=card.arch,
-            weights=str(member),
+            weights=str(weights),
             epochs=epochs,
             input_size=card.input_size,
             seed=seed,
         )
         recipe["min_epoch_images"] = floor
-        model = run_recipe(recipe, frame, out / "runs" / f"n{n}-e{epochs}-f{floor}-s{seed}")
+        recipe["optimizer"] = {**recipe["optimizer"], "lr": float(recipe["optimizer"]["lr"]) * lr_scale}
+        if (run_dir / card.arch / "model" / "model.json").is_file():
+            return run_dir / card.arch / "model"
+        return run_recipe(recipe, frame, run_dir)
+
+    for index, (n, epochs, floor, seed, start) in enumerate(plan):
+        if (n, epochs, floor, seed, start) in done:
+            continue
+        frame = labelled_frame(n, seed)
+        clock, cpu = time.monotonic(), cpu_seconds()
+        weights, lr_scale, run_dir = member, 1.0, out / "runs" / f"n{n}-e{epochs}-f{floor}-s{seed}"
+        if args.warm_from is not None and start != "imagenet":
+            served = train(
+                labelled_frame(args.warm_from, seed),
+                member,
+                epochs,
+                floor,
+                seed,
+                out / "runs" / f"n{args.warm_from}-e{epochs}-f{floor}-s{seed}",
+            )
+            kind, *values = start.split(":")
+            lr_scale, weights = float(values[0]), served
+            run_dir = (
+                out
+                / "runs"
+                / f"from{args.warm_from}-{start.replace(':', '_')}-n{n}-e{epochs}-f{floor}-s{seed}"
+            )
+            if kind == "sp":
+                weights = shrink_perturb(
+                    served,
+                    run_dir / "start",
+                    shrink=float(values[1]),
+                    perturb=float(values[2]),
+                    toward=values[3],
+                    seed=seed,
+                )
+            clock, cpu = time.monotonic(), cpu_seconds()  # the served member is not this row's cost
+        model = train(frame, weights, epochs, floor, seed, run_dir, lr_scale)
         probability = predict_frame(model, test_frame)
         rows.append(
             {
@@ -131,6 +187,8 @@ def main(argv=None) -> int:
                 "epochs": epochs,
                 "min_epoch_images": floor,
                 "seed": seed,
+                "start": start,
+                "warm_from": args.warm_from,
                 "test_auc": round(float(roc_auc_score(labels_of(test_frame), probability)), 4),
                 "cpu_s": round(cpu_seconds() - cpu, 1),
                 "wall_s": round(time.monotonic() - clock, 1),
@@ -142,8 +200,60 @@ def main(argv=None) -> int:
         tmp.replace(results_path)
         rate = (time.monotonic() - started) / (index + 1)
         log(f"{rows[-1]}; ETA {rate * (len(plan) - index - 1) / 60:.0f} min")
-    draw(rows, len(test), args.figure)
+    if args.warm_from is None:
+        draw([r for r in rows if r.get("warm_from") is None], len(test), args.figure)
+        return 0
+    served_auc = {}  # the served member's own test AUC, which each retraining is measured against
+    for row in rows:
+        if row.get("warm_from") is None or "served_test_auc" in row:
+            continue
+        key = (row["warm_from"], row["epochs"], row["min_epoch_images"], row["seed"])
+        if key not in served_auc:
+            served = out / "runs" / "n{}-e{}-f{}-s{}".format(*key) / card.arch / "model"
+            served_auc[key] = round(
+                float(roc_auc_score(labels_of(test_frame), predict_frame(served, test_frame))), 4
+            )
+        row["served_test_auc"] = served_auc[key]
+    tmp = results_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(results_path)
+    draw_warm([r for r in rows if r.get("warm_from") is not None], len(test), args.figure)
     return 0
+
+
+def draw_warm(rows: list[dict], n_test: int, figure: Path) -> None:
+    """Each seed's served member and its retrainings from each start, on the same test ROIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    starts = list(dict.fromkeys(r["start"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for seed in sorted({r["seed"] for r in rows}):
+        mine = {r["start"]: r for r in rows if r["seed"] == seed}
+        served = next(iter(mine.values()))["served_test_auc"]
+        (line,) = ax.plot(
+            [-1] + [i for i, s in enumerate(starts) if s in mine],
+            [served] + [mine[s]["test_auc"] for s in starts if s in mine],
+            marker="o",
+            linestyle=":",
+            label=f"seed {seed}",
+        )
+    means = [np.mean([r["test_auc"] for r in rows if r["start"] == s]) for s in starts]
+    ax.scatter(range(len(starts)), means, marker="_", s=600, color="black", label="mean over seeds")
+    first = rows[0]
+    ax.set_xticks(range(-1, len(starts)), [f"served\n({first['warm_from']} labels)"] + starts, fontsize=7, rotation=12)
+    ax.set_ylabel(f"test AUC ({n_test} ROIs of other patients)")
+    ax.set_title(
+        f"Lite0 retrained on {first['labels']} labels from each start, {first['epochs']} epochs", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
 
 
 def draw(rows: list[dict], n_test: int, figure: Path) -> None:

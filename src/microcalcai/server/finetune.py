@@ -9,12 +9,16 @@ already assigned, and its progress is read from the run's metrics.csv while it t
 from __future__ import annotations
 
 import csv
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from microcalcai.errors import NotAvailableError
+
+LOG = logging.getLogger(__name__)
 EpochCallback = Callable[[int, int, dict], None]
 
 
@@ -75,14 +79,28 @@ def fine_tune(
     epochs: int,
     seed: int,
     lr_scale: float = 1.0,
+    shrink: float = 1.0,
+    perturb: float = 0.0,
+    toward: str = "random",
     on_epoch: EpochCallback | None = None,
 ) -> Path:
-    """Train from the served weights in `base_dir`, the recipe's learning rate times `lr_scale`."""
+    """Train from the served weights in `base_dir`, the recipe's learning rate times `lr_scale`;
+    with `shrink` < 1 or `perturb` > 0 from shrink * served + perturb * a `toward` initialisation
+    (train.warm_start)."""
     from microcalcai.models.artifact import read_card
+    from microcalcai.train.warm_start import is_identity, shrink_perturb
 
     card = read_card(base_dir)
+    start = Path(base_dir)
+    if not is_identity(shrink, perturb):
+        try:
+            start = shrink_perturb(
+                base_dir, Path(run_dir) / "start", shrink=shrink, perturb=perturb, toward=toward, seed=seed
+            )
+        except NotAvailableError as exc:  # ImageNet weights of an architecture the hub must supply
+            LOG.warning("retraining from the served weights as they are: %s", exc)
     spec = server_recipe(
-        recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size, seed=seed
+        recipe, arch=card.arch, weights=str(start), epochs=epochs, input_size=card.input_size, seed=seed
     )
     spec["optimizer"] = {**spec["optimizer"], "lr": float(spec["optimizer"]["lr"]) * lr_scale}
     return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
