@@ -76,7 +76,11 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--figure", type=Path, default=Path("docs/images/retraining-labels.png"))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        help="default docs/images/retraining-labels.png, with --warm-from docs/images/warm-start.png",
+    )
     parser.add_argument("--pool-patients", type=int, default=295)
     parser.add_argument("--test-patients", type=int, default=112)
     parser.add_argument("--val-patients", type=int, default=80)
@@ -91,15 +95,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.warm_from is None and args.start != ["imagenet"]:
         parser.error("--start needs --warm-from")
+    if args.warm_from is not None and min(args.sizes) <= args.warm_from:
+        parser.error(f"with --warm-from {args.warm_from}, every --sizes must be larger")
+    try:
+        starts = {start: parse_start(start) for start in args.start}
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.figure is None:
+        name = "retraining-labels.png" if args.warm_from is None else "warm-start.png"
+        args.figure = Path("docs/images") / name
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
     import torch
     from sklearn.metrics import roc_auc_score
 
     from microcalcai.models.artifact import read_card
-    from microcalcai.server.finetune import predict_frame, run_recipe, server_recipe
+    from microcalcai.server.finetune import predict_frame, retraining_start, run_recipe, server_recipe
     from microcalcai.train.data import labels_of
-    from microcalcai.train.warm_start import shrink_perturb
+    from microcalcai.train.recipes import load_recipe
 
     torch.set_num_threads(1)  # one thread wastes the least CPU (RESULTS.md, AUC per CPU-second)
     out = args.out.absolute()
@@ -110,9 +123,13 @@ def main(argv=None) -> int:
     member = fresh_member(out / "member")
     results_path = out / "retraining_labels.json"
     rows = json.loads(results_path.read_text()) if results_path.is_file() else []
-    done = {
-        (r["labels"], r["epochs"], r["min_epoch_images"], r["seed"], r.get("start", "imagenet")) for r in rows
-    }
+
+    def key(row: dict) -> tuple:
+        return tuple(
+            row.get(k) for k in ("labels", "epochs", "min_epoch_images", "seed", "start", "warm_from")
+        )
+
+    done = {key({"start": "imagenet", **r}) for r in rows}
     plan = [
         (n, e, f, s, start)
         for s in args.seeds
@@ -123,6 +140,7 @@ def main(argv=None) -> int:
         if n <= len(pool)
     ]
     card = read_card(member)
+    frozen_blocks = int(load_recipe("phantom").get("freeze_blocks") or 0)
     started = time.monotonic()
 
     def labelled_frame(n: int, seed: int):
@@ -148,12 +166,13 @@ def main(argv=None) -> int:
         return run_recipe(recipe, frame, run_dir)
 
     for index, (n, epochs, floor, seed, start) in enumerate(plan):
-        if (n, epochs, floor, seed, start) in done:
+        what = dict(labels=n, epochs=epochs, min_epoch_images=floor, seed=seed, start=start)
+        if key({**what, "warm_from": args.warm_from}) in done:
             continue
         frame = labelled_frame(n, seed)
         clock, cpu = time.monotonic(), cpu_seconds()
         weights, lr_scale, run_dir = member, 1.0, out / "runs" / f"n{n}-e{epochs}-f{floor}-s{seed}"
-        if args.warm_from is not None and start != "imagenet":
+        if args.warm_from is not None:  # also for an `imagenet` row: its served AUC is reported
             served = train(
                 labelled_frame(args.warm_from, seed),
                 member,
@@ -162,32 +181,29 @@ def main(argv=None) -> int:
                 seed,
                 out / "runs" / f"n{args.warm_from}-e{epochs}-f{floor}-s{seed}",
             )
-            kind, *values = start.split(":")
-            lr_scale, weights = float(values[0]), served
+            clock, cpu = time.monotonic(), cpu_seconds()  # the served member is not this row's cost
+        if args.warm_from is not None and starts[start] is not None:
+            lr_scale, shrink, perturb, toward = starts[start]
             run_dir = (
                 out
                 / "runs"
                 / f"from{args.warm_from}-{start.replace(':', '_')}-n{n}-e{epochs}-f{floor}-s{seed}"
             )
-            if kind == "sp":
-                weights = shrink_perturb(
-                    served,
-                    run_dir / "start",
-                    shrink=float(values[1]),
-                    perturb=float(values[2]),
-                    toward=values[3],
-                    seed=seed,
-                )
-            clock, cpu = time.monotonic(), cpu_seconds()  # the served member is not this row's cost
+            # the server's own start (train.warm_start; the recipe's frozen stages keep served weights)
+            weights, _ = retraining_start(
+                served,
+                run_dir,
+                shrink=shrink,
+                perturb=perturb,
+                toward=toward,
+                seed=seed,
+                frozen_blocks=frozen_blocks,
+            )
         model = train(frame, weights, epochs, floor, seed, run_dir, lr_scale)
         probability = predict_frame(model, test_frame)
         rows.append(
             {
-                "labels": n,
-                "epochs": epochs,
-                "min_epoch_images": floor,
-                "seed": seed,
-                "start": start,
+                **what,
                 "warm_from": args.warm_from,
                 "test_auc": round(float(roc_auc_score(labels_of(test_frame), probability)), 4),
                 "cpu_s": round(cpu_seconds() - cpu, 1),
@@ -217,8 +233,37 @@ def main(argv=None) -> int:
     tmp = results_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
     tmp.replace(results_path)
-    draw_warm([r for r in rows if r.get("warm_from") is not None], len(test), args.figure)
+    shown = [
+        r
+        for r in rows
+        if r.get("warm_from") == args.warm_from
+        and r["labels"] == max(args.sizes)
+        and r["epochs"] == args.epochs[0]
+        and r["min_epoch_images"] == args.min_epoch_images[0]
+    ]
+    draw_warm(shown, len(test), args.figure)
     return 0
+
+
+def parse_start(text: str) -> tuple | None:
+    """`imagenet` -> None (afresh); `warm:LR` and `sp:LR:SHRINK:PERTURB:TOWARD` -> (lr_scale,
+    shrink, perturb, toward), checked as the server checks them."""
+    from microcalcai.errors import InputError
+    from microcalcai.train.warm_start import check_shrink_perturb
+
+    kind, *values = text.split(":")
+    try:
+        if kind == "imagenet" and not values:
+            return None
+        if kind == "warm" and len(values) == 1:
+            return float(values[0]), 1.0, 0.0, "imagenet"
+        if kind == "sp" and len(values) == 4:
+            start = float(values[0]), float(values[1]), float(values[2]), values[3]
+            check_shrink_perturb(*start[1:])
+            return start
+    except (ValueError, InputError) as exc:
+        raise ValueError(f"--start {text}: {exc}") from None
+    raise ValueError(f"--start {text}: expected imagenet, warm:LR_SCALE or sp:LR_SCALE:SHRINK:PERTURB:TOWARD")
 
 
 def draw_warm(rows: list[dict], n_test: int, figure: Path) -> None:
@@ -243,7 +288,9 @@ def draw_warm(rows: list[dict], n_test: int, figure: Path) -> None:
     means = [np.mean([r["test_auc"] for r in rows if r["start"] == s]) for s in starts]
     ax.scatter(range(len(starts)), means, marker="_", s=600, color="black", label="mean over seeds")
     first = rows[0]
-    ax.set_xticks(range(-1, len(starts)), [f"served\n({first['warm_from']} labels)"] + starts, fontsize=7, rotation=12)
+    ax.set_xticks(
+        range(-1, len(starts)), [f"served\n({first['warm_from']} labels)"] + starts, fontsize=7, rotation=12
+    )
     ax.set_ylabel(f"test AUC ({n_test} ROIs of other patients)")
     ax.set_title(
         f"Lite0 retrained on {first['labels']} labels from each start, {first['epochs']} epochs", fontsize=10

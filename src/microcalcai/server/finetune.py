@@ -70,6 +70,42 @@ def run_recipe(
     return run_dir / arch / "model"
 
 
+def retraining_start(
+    base_dir: Path,
+    run_dir: Path,
+    *,
+    shrink: float,
+    perturb: float,
+    toward: str,
+    seed: int,
+    frozen_blocks: int,
+) -> tuple[Path, dict]:
+    """The model folder a retraining starts from (train.warm_start) and what it is, for
+    train_stats and the new version's card."""
+    from microcalcai.models.artifact import read_card
+    from microcalcai.train.warm_start import is_identity, shrink_perturb
+
+    asked = {"shrink": shrink, "perturb": perturb, "toward": toward}
+    if is_identity(shrink, perturb):
+        return Path(base_dir), {**asked, "start": "the served weights as they are"}
+    try:
+        start = shrink_perturb(
+            base_dir,
+            Path(run_dir) / "start",
+            shrink=shrink,
+            perturb=perturb,
+            toward=toward,
+            seed=seed,
+            frozen_blocks=frozen_blocks,
+        )
+    except NotAvailableError as exc:  # ImageNet weights of an architecture the hub must supply
+        LOG.warning("retraining from the served weights as they are: %s", exc)
+        arch = read_card(base_dir).arch
+        why = f"the served weights as they are: ImageNet weights for {arch} are not on this machine"
+        return Path(base_dir), {**asked, "start": why}
+    return start, {**asked, "start": read_card(start).weights_init["detail"]}
+
+
 def fine_tune(
     base_dir: Path,
     frame,
@@ -81,29 +117,30 @@ def fine_tune(
     lr_scale: float = 1.0,
     shrink: float = 1.0,
     perturb: float = 0.0,
-    toward: str = "random",
+    toward: str = "imagenet",
     on_epoch: EpochCallback | None = None,
-) -> Path:
-    """Train from the served weights in `base_dir`, the recipe's learning rate times `lr_scale`;
-    with `shrink` < 1 or `perturb` > 0 from shrink * served + perturb * a `toward` initialisation
-    (train.warm_start)."""
+) -> tuple[Path, dict]:
+    """Train from the served weights in `base_dir` (with `shrink` < 1 or `perturb` > 0, from
+    shrink * served + perturb * a `toward` initialisation: `retraining_start`) at the recipe's
+    learning rate times `lr_scale`. Returns the new model folder and what the run started from."""
     from microcalcai.models.artifact import read_card
-    from microcalcai.train.warm_start import is_identity, shrink_perturb
 
     card = read_card(base_dir)
-    start = Path(base_dir)
-    if not is_identity(shrink, perturb):
-        try:
-            start = shrink_perturb(
-                base_dir, Path(run_dir) / "start", shrink=shrink, perturb=perturb, toward=toward, seed=seed
-            )
-        except NotAvailableError as exc:  # ImageNet weights of an architecture the hub must supply
-            LOG.warning("retraining from the served weights as they are: %s", exc)
     spec = server_recipe(
-        recipe, arch=card.arch, weights=str(start), epochs=epochs, input_size=card.input_size, seed=seed
+        recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size, seed=seed
     )
+    start, how = retraining_start(
+        base_dir,
+        run_dir,
+        shrink=shrink,
+        perturb=perturb,
+        toward=toward,
+        seed=seed,
+        frozen_blocks=int(spec.get("freeze_blocks") or 0),
+    )
+    spec["weights"] = str(start)
     spec["optimizer"] = {**spec["optimizer"], "lr": float(spec["optimizer"]["lr"]) * lr_scale}
-    return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
+    return run_recipe(spec, frame, run_dir, on_epoch=on_epoch), how
 
 
 def evaluate_auc(model_dir: Path, frame) -> float:

@@ -68,11 +68,15 @@ def check_params(body, defaults: dict, publish_rules: tuple[str, ...]) -> dict:
         )
     if "recipe" in params:
         _check_recipe(params["recipe"])
-    if "toward" in params:
-        from microcalcai.train.warm_start import TOWARD
+    if {"shrink", "perturb", "toward"} <= set(params):
+        from microcalcai.train.warm_start import TOWARD, check_shrink_perturb
 
         if params["toward"] not in TOWARD:
             raise RequestError(f"toward must be one of {list(TOWARD)}, got {_shown(params['toward'])}")
+        try:
+            check_shrink_perturb(params["shrink"], params["perturb"], params["toward"])
+        except InputError as exc:
+            raise RequestError(str(exc)) from None
     return params
 
 
