@@ -197,6 +197,11 @@ def saved_labels(studies: Path) -> dict[str, int]:
 # -- one run -----------------------------------------------------------------------------------
 
 
+# what the server's defaults for retraining served weights (lr_scale, shrink and perturb) would
+# change in a training from ImageNet
+COLD_START_TRAINING = {"lr_scale": 1.0, "shrink": 1.0, "perturb": 0.0}
+
+
 class Annotator:
     """Asks the server for ROIs and labels them from the phantom's truth."""
 
@@ -243,13 +248,13 @@ class Annotator:
             counts[label] += 1
         return counts
 
-    def train(self, max_epochs: int | None, lr_scale: float | None = None) -> dict:
-        """Train each member in turn with the server's defaults; their outcomes from /info/."""
+    def train(self, max_epochs: int | None, overrides: dict | None = None) -> dict:
+        """Train each member in turn with the server's defaults (but `overrides`); their outcomes
+        from /info/."""
         outcome = {}
         for member in MEMBERS:
             body = {} if max_epochs is None else {"max_epochs": max_epochs}
-            if lr_scale is not None:
-                body["lr_scale"] = lr_scale
+            body.update(overrides or {})
             started = self.http.post(f"{self.url}/train/{member}", json=body, timeout=120)
             _check(started)
             while True:
@@ -325,6 +330,14 @@ class TestSet:
         return np.asarray(predictor.predict(self.crops).probability, dtype=float), version
 
 
+def retraining_defaults() -> dict:
+    """The server's start and rate for retraining served weights, which the rounds after the cold
+    start use."""
+    from microcalcai.server.train_task import DEFAULTS
+
+    return {key: DEFAULTS[key] for key in ("lr_scale", "shrink", "perturb", "toward")}
+
+
 def run_config(args, strategy: str, seed: int, data: dict) -> dict:
     """What identifies a run's data and settings (the number of rounds may grow: it resumes)."""
     return {
@@ -336,6 +349,7 @@ def run_config(args, strategy: str, seed: int, data: dict) -> dict:
         "cold_start": args.cold_start,
         "batch": args.batch,
         "max_epochs": args.max_epochs,
+        "retraining": retraining_defaults(),
         "members": list(MEMBERS),
         "input_size": INPUT_SIZE,
     }
@@ -454,9 +468,9 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             new = {k: totals[k] - before[k] for k in totals}
             clock = time.monotonic()
             if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
-                # the cold start's members leave ImageNet (fresh heads): the recipe's own rate, not
-                # the server's lowered rate for retraining served weights
-                trained = annotator.train(args.max_epochs, lr_scale=1.0 if round_index == 0 else None)
+                # the cold start's members leave ImageNet (fresh heads): the recipe's own rate and
+                # ImageNet's weights as they are, not the server's start for retraining served weights
+                trained = annotator.train(args.max_epochs, COLD_START_TRAINING if round_index == 0 else None)
             else:
                 trained = {"skipped": f"too few labels of a class to train: {totals}"}
             times["train_s"] = round(time.monotonic() - clock, 1)

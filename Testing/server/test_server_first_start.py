@@ -146,9 +146,13 @@ def test_retraining_starts_from_served_weights_and_keeps_earlier_labels(first_st
         server.stop()
 
     for round_no, (served, stats, run) in enumerate(trained_from, start=1):
-        # the run fine-tuned the version served when it started, not ImageNet
+        # the run fine-tuned the version served when it started (shrunk halfway toward ImageNet)
         new_card = read_card(store.version_dir(model, stats["published_version"]))
-        assert new_card.recipe["weights"] == str(served)
+        base = read_card(served)
+        start = Path(new_card.recipe["weights"])
+        assert start.resolve() == (store.folder(model) / stats["run_dir"] / "start").resolve()
+        assert read_card(start).weights_init["base_sha256"] == base.weights_sha256
+        assert new_card.weights_init["retrained_from"]["weights_sha256"] == base.weights_sha256
         assert new_card.demonstration is True  # still a demonstration model
         # every label saved so far (earlier rounds too), plus the reference ROIs
         labelled = run[run["source"] == "label"]

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from server_helpers import ROI_SIZE, error_detail, wait_until
 
+from microcalcai.models import load_model
+from microcalcai.models.registry import create_model
 from microcalcai.train.recipes import load_recipe
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -88,16 +91,27 @@ def test_training_runs_to_the_end_and_publishes_by_validation_auc(server, http):
     stats = _stats(http, server, "tiny-a")
     assert stats["state"] == "done" and stats["epoch"] == 2 and stats["progress"] == 1.0
     assert stats["n_val"] > 0 and stats["n_train"] > 0
-    # from served weights the recipe's learning rate is scaled down (lr_scale, default 0.1)
-    run = yaml.safe_load(
-        (Path(server.workspace) / "models" / "tiny-a" / stats["run_dir"] / "recipe.yaml").read_text()
-    )
-    assert run["optimizer"]["lr"] == pytest.approx(load_recipe("phantom")["optimizer"]["lr"] * 0.1)
+    # The run started halfway between the served weights and ImageNet's (shrink 0.5, perturb 0.5
+    # toward imagenet) in the layers it trains, at the recipe's learning rate (lr_scale 1).
+    run_dir = Path(server.workspace) / "models" / "tiny-a" / stats["run_dir"]
+    run = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert run["optimizer"]["lr"] == pytest.approx(load_recipe("phantom")["optimizer"]["lr"])
+    assert Path(run["weights"]).resolve() == (run_dir / "start").resolve()
+    assert stats["start"]["start"] == "0.5 x tiny-a version 1 + 0.5 x imagenet weights"
+    start = load_model(run_dir / "start").module.state_dict()
+    served = load_model(Path(server.workspace) / "models" / "tiny-a" / "versions" / "1").module.state_dict()
+    imagenet = create_model("tf_efficientnet_lite0", "imagenet").state_dict()
+    stem, trained = "conv_stem.weight", "blocks.3.0.conv_pw.weight"  # the phantom recipe freezes 2 stages
+    torch.testing.assert_close(start[stem], served[stem])
+    torch.testing.assert_close(start[trained], 0.5 * served[trained] + 0.5 * imagenet[trained])
     published = stats["new_val_auc"] >= stats["base_val_auc"]
     assert stats["published"] is published
     info = http.get(f"{server.url}/info/", timeout=30).json()
     if published:
         assert stats["versions"] == ["1", "2"] and info["models"]["tiny-a"]["version"] == "2"
+        card = load_model(Path(server.workspace) / "models" / "tiny-a" / "versions" / "2").card
+        assert card.weights_init["retrained_from"]["version"] == "1"
+        assert card.weights_init["retrained_from"]["shrink"] == 0.5
         assert "Youden" in info["models"]["tiny-a"]["threshold_method"]
         assert info["models"]["ensemble"]["member_versions"]["tiny-a"] == "2"
     else:

@@ -71,6 +71,12 @@ def test_bad_training_requests_are_refused_before_anything_starts(guarded, http)
         ("val_fraction 1.5", a, {"val_fraction": 1.5}, None, 400, "val_fraction must be above"),
         ("tolerance NaN", a, None, b'{"tolerance": NaN}', 400, "tolerance must be a number"),
         ("lr_scale zero", a, {"lr_scale": 0}, None, 400, "lr_scale must be between"),
+        ("shrink zero", a, {"shrink": 0}, None, 400, "shrink must be between"),
+        ("perturb above 1", a, {"perturb": 2}, None, 400, "perturb must be between"),
+        ("toward unknown", a, {"toward": "zeros"}, None, 400, "toward must be one of"),
+        # 1 x served + 0.5 x ImageNet would rescale every layer against its BatchNorm statistics
+        ("shrink 1 with the default perturb", a, {"shrink": 1}, None, 400, "shrink + perturb must be 1"),
+        ("shrink + perturb above 1", a, {"toward": "random", "perturb": 0.6}, None, 400, "at most 1"),
         ("flag as text", a, {"include_manifest_labels": "yes"}, None, 400, "true or false"),
         ("seed as list", a, {"seed": [1]}, None, 400, "seed must be a whole number"),
         ("unknown parameter", a, {"epochs": 3}, None, 400, "unknown training parameter"),

@@ -9,12 +9,16 @@ already assigned, and its progress is read from the run's metrics.csv while it t
 from __future__ import annotations
 
 import csv
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from microcalcai.errors import NotAvailableError
+
+LOG = logging.getLogger(__name__)
 EpochCallback = Callable[[int, int, dict], None]
 
 
@@ -66,6 +70,42 @@ def run_recipe(
     return run_dir / arch / "model"
 
 
+def retraining_start(
+    base_dir: Path,
+    run_dir: Path,
+    *,
+    shrink: float,
+    perturb: float,
+    toward: str,
+    seed: int,
+    frozen_blocks: int,
+) -> tuple[Path, dict]:
+    """The model folder a retraining starts from (train.warm_start) and what it is, for
+    train_stats and the new version's card."""
+    from microcalcai.models.artifact import read_card
+    from microcalcai.train.warm_start import is_identity, shrink_perturb
+
+    asked = {"shrink": shrink, "perturb": perturb, "toward": toward}
+    if is_identity(shrink, perturb):
+        return Path(base_dir), {**asked, "start": "the served weights as they are"}
+    try:
+        start = shrink_perturb(
+            base_dir,
+            Path(run_dir) / "start",
+            shrink=shrink,
+            perturb=perturb,
+            toward=toward,
+            seed=seed,
+            frozen_blocks=frozen_blocks,
+        )
+    except NotAvailableError as exc:  # ImageNet weights of an architecture the hub must supply
+        LOG.warning("retraining from the served weights as they are: %s", exc)
+        arch = read_card(base_dir).arch
+        why = f"the served weights as they are: ImageNet weights for {arch} are not on this machine"
+        return Path(base_dir), {**asked, "start": why}
+    return start, {**asked, "start": read_card(start).weights_init["detail"]}
+
+
 def fine_tune(
     base_dir: Path,
     frame,
@@ -75,17 +115,32 @@ def fine_tune(
     epochs: int,
     seed: int,
     lr_scale: float = 1.0,
+    shrink: float = 1.0,
+    perturb: float = 0.0,
+    toward: str = "imagenet",
     on_epoch: EpochCallback | None = None,
-) -> Path:
-    """Train from the served weights in `base_dir`, the recipe's learning rate times `lr_scale`."""
+) -> tuple[Path, dict]:
+    """Train from the served weights in `base_dir` (with `shrink` < 1 or `perturb` > 0, from
+    shrink * served + perturb * a `toward` initialisation: `retraining_start`) at the recipe's
+    learning rate times `lr_scale`. Returns the new model folder and what the run started from."""
     from microcalcai.models.artifact import read_card
 
     card = read_card(base_dir)
     spec = server_recipe(
         recipe, arch=card.arch, weights=str(base_dir), epochs=epochs, input_size=card.input_size, seed=seed
     )
+    start, how = retraining_start(
+        base_dir,
+        run_dir,
+        shrink=shrink,
+        perturb=perturb,
+        toward=toward,
+        seed=seed,
+        frozen_blocks=int(spec.get("freeze_blocks") or 0),
+    )
+    spec["weights"] = str(start)
     spec["optimizer"] = {**spec["optimizer"], "lr": float(spec["optimizer"]["lr"]) * lr_scale}
-    return run_recipe(spec, frame, run_dir, on_epoch=on_epoch)
+    return run_recipe(spec, frame, run_dir, on_epoch=on_epoch), how
 
 
 def evaluate_auc(model_dir: Path, frame) -> float:

@@ -20,6 +20,8 @@ RANGES = {
     "min_per_class": (1, 10000),
     "tolerance": (0.0, 1.0),
     "lr_scale": (1e-4, 1.0),
+    "shrink": (0.01, 1.0),
+    "perturb": (0.0, 1.0),
 }
 OPEN_RANGES = {"val_fraction": (0.0, 1.0)}  # exclusive bounds
 
@@ -66,6 +68,15 @@ def check_params(body, defaults: dict, publish_rules: tuple[str, ...]) -> dict:
         )
     if "recipe" in params:
         _check_recipe(params["recipe"])
+    if {"shrink", "perturb", "toward"} <= set(params):
+        from microcalcai.train.warm_start import TOWARD, check_shrink_perturb
+
+        if params["toward"] not in TOWARD:
+            raise RequestError(f"toward must be one of {list(TOWARD)}, got {_shown(params['toward'])}")
+        try:
+            check_shrink_perturb(params["shrink"], params["perturb"], params["toward"])
+        except InputError as exc:
+            raise RequestError(str(exc)) from None
     return params
 
 

@@ -29,10 +29,16 @@ DEFAULTS = {
     # 40 to 430 labels (0.75-0.79); 10 epochs rose from 0.76 to 0.84 (bench_retraining_labels.py),
     # so more labels only help a retraining that runs long enough to use them.
     "max_epochs": 10,
-    # The recipe's learning rate is for leaving ImageNet; from served weights it undid them: a
-    # member trained on 250 labels (test AUC 0.788) retrained on 430 at lr 1e-3 fell to 0.761 and
-    # was not published, at 1e-4 it rose to 0.805 (RESULTS.md, active learning).
-    "lr_scale": 0.1,
+    # A retraining starts halfway between the served weights and ImageNet's (train.warm_start),
+    # at the recipe's rate. Plain served weights learnt little from new labels: a member trained on
+    # 250 labels and retrained on 450 gained +0.012 test AUC at a tenth of the rate, +0.013 at the
+    # full rate, +0.022 from halfway, over two seeds (bench_retraining_labels.py --warm-from,
+    # RESULTS.md); halfway back to ImageNet at random noise instead (0.5 x served + 0.1 x a fresh
+    # initialisation) fell to 0.41-0.57.
+    "lr_scale": 1.0,
+    "shrink": 0.5,
+    "perturb": 0.5,
+    "toward": "imagenet",
     "val_fraction": 0.3,
     "publish_if": "not_worse",
     "tolerance": 0.0,
@@ -120,7 +126,7 @@ class FineTuneTask(TrainTask):
 
         from microcalcai.server.finetune import fine_tune
 
-        new_dir = fine_tune(
+        new_dir, start = fine_tune(
             base_dir,
             frame,
             run_dir,
@@ -128,6 +134,9 @@ class FineTuneTask(TrainTask):
             epochs=int(params["max_epochs"]),
             seed=int(params["seed"]),
             lr_scale=float(params["lr_scale"]),
+            shrink=float(params["shrink"]),
+            perturb=float(params["perturb"]),
+            toward=params["toward"],
             on_epoch=progress.epoch,
         )
         val = frame[frame.split == "val"]
@@ -141,11 +150,12 @@ class FineTuneTask(TrainTask):
             "n_val": int(len(val)),
             "n_labels": int((frame.source == "label").sum()),
             "n_reference": int((frame.source == "reference").sum()),
+            "start": start,
         }
         stale = None
         if publish:
             try:
-                version = self._publish(new_dir, run, base_dir)
+                version = self._publish(new_dir, run, base_dir, start)
             except StalePublish as exc:
                 stale = str(exc)
                 summary["published"] = False
@@ -163,7 +173,7 @@ class FineTuneTask(TrainTask):
         LOG.info(message)
         return summary
 
-    def _publish(self, new_dir: Path, run: TrainingRun, base_dir: Path) -> str:
+    def _publish(self, new_dir: Path, run: TrainingRun, base_dir: Path, start: dict) -> str:
         """Copy the new model beside the versions, then, under the training lock and only if
         this run may still publish (else StalePublish), name it the next version and serve it."""
         import shutil
@@ -180,7 +190,7 @@ class FineTuneTask(TrainTask):
                 version = store.next_version(self.name)
                 target = store.version_dir(self.name, version)
                 rename_card(staging, self.name, version)
-                inherit_intended_use(staging, base_dir)
+                inherit_from_base(staging, base_dir, start)
                 staging.rename(target)
                 store.publish(self.name, version)
                 if ENSEMBLE in store.names():
@@ -218,20 +228,24 @@ def compare_on(base_dir: Path, new_dir: Path, val) -> dict:
     }
 
 
-def inherit_intended_use(folder: Path, base_dir: Path) -> None:
-    """A version fine-tuned from a demonstration model is still one (its data are mostly the
-    phantom's, and it was never validated on real images)."""
+def inherit_from_base(folder: Path, base_dir: Path, start: dict) -> None:
+    """The new version's card says which version it was retrained from and how it started (its
+    recipe names only the run's start folder). A version fine-tuned from a demonstration model is
+    still one (its data are mostly the phantom's, and it was never validated on real images)."""
     import json
 
     from microcalcai.atomic import atomic_write_text
     from microcalcai.models.artifact import read_card
 
     base = read_card(base_dir)
-    if not base.demonstration:
-        return
     path = folder / "model.json"
     card = json.loads(path.read_text())
-    card.update(demonstration=True, intended_use=base.intended_use)
+    card["weights_init"] = {
+        **card.get("weights_init", {}),
+        "retrained_from": {"version": base.version, "weights_sha256": base.weights_sha256, **start},
+    }
+    if base.demonstration:
+        card.update(demonstration=True, intended_use=base.intended_use)
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
