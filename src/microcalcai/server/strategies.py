@@ -38,7 +38,10 @@ MAX_COUNT = 64
 DEFAULT_METHOD = "entropy"
 # Measured over HTTP from 250 to 450 labels, 3 seeds (benchmarks/RESULTS.md, active learning):
 # entropy's top-scored batch ended +0.011 test AUC above random (95% CI +0.001 to +0.022, paired by
-# seed); the k-means spread (diverse) +0.004 (-0.023 to +0.031) and BALD +0.000.
+# seed); the k-means spread (diverse) +0.004 (-0.023 to +0.031) and BALD +0.000. That was with
+# retrainings from the served weights as they were; from halfway back to ImageNet (the start now)
+# random led entropy's top batch by 0.017 (-0.058 to +0.023), and diverse and balanced are not yet
+# measured with it, so this stays until they are.
 DEFAULT_SELECTION = "top"
 # BALD's MC-dropout passes when params.mc_samples is not given. Passes of the classifier alone
 # (uncertainty.HeadScorer) cost next to nothing, and the ranking needs many: over 40 ROIs, two
