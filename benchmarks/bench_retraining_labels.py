@@ -237,6 +237,7 @@ def main(argv=None) -> int:
         r
         for r in rows
         if r.get("warm_from") == args.warm_from
+        and r["start"] in args.start
         and r["labels"] == max(args.sizes)
         and r["epochs"] == args.epochs[0]
         and r["min_epoch_images"] == args.min_epoch_images[0]

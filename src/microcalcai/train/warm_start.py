@@ -33,8 +33,9 @@ def check_shrink_perturb(shrink: float, perturb: float, toward: str) -> None:
     if toward not in TOWARD:
         raise InputError(f"toward must be one of {list(TOWARD)}, got {toward!r}")
     if toward == "imagenet" and perturb > 0 and abs(shrink + perturb - 1.0) > 1e-6:
-        # a point between two sets of weights: any other sum rescales every layer, which the
-        # layers' BatchNorm statistics (kept) no longer fit
+        # toward ImageNet the start is a point between two sets of weights; another sum would mix
+        # in a rescaling that is not asked for (shrink alone, perturb 0, is Ash & Adams' "shrink":
+        # the trained layers' BatchNorm statistics are re-estimated as they train)
         raise InputError(
             f"toward imagenet, shrink + perturb must be 1 (a point between the served and the "
             f"ImageNet weights), got {shrink} + {perturb}; e.g. shrink {shrink} with perturb {1 - shrink:g}"
