@@ -33,8 +33,8 @@ DEFAULTS = {
     # at the recipe's rate. Plain served weights learnt little from new labels: a member trained on
     # 250 labels and retrained on 450 gained +0.012 test AUC at a tenth of the rate, +0.013 at the
     # full rate, +0.022 from halfway, over two seeds (bench_retraining_labels.py --warm-from,
-    # RESULTS.md); halfway back to ImageNet at random noise instead (0.5 x served + 0.1 x a fresh
-    # initialisation) fell to 0.41-0.57.
+    # RESULTS.md); toward random noise instead (0.5 x served + 0.1 x a fresh initialisation, the
+    # frozen layers then changed too) it fell to 0.41-0.57.
     "lr_scale": 1.0,
     "shrink": 0.5,
     "perturb": 0.5,
