@@ -409,7 +409,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _fill(self.ui.modelComboBox, info.model_names(), settings.model)
             _fill(
                 self.ui.strategyComboBox,
-                list(info.strategies) or ["uncertain", "random", "first"],
+                list(info.strategies) or ["random", "uncertain", "first"],
                 settings.strategy,
             )
             hosted = self.core.trainable_models()

@@ -13,13 +13,15 @@ answers from the phantom's ground truth:
 
 Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropout mutual
 information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
-models' features: a batch spread over the uncertain ROIs).
+models' features: a batch spread over the uncertain ROIs); balanced (entropy, the most uncertain
+of each side of the decision, half and half).
 
 Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
 workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
 at the end of a run) reads every run JSON and writes OUT/summary.json and the figure: mean
 labels-to-AUC curves with 95% confidence bands over seeds, the area under each curve, and the
-labels each strategy needs to reach random's final AUC.
+labels each strategy needs to reach random's final AUC; beside them, how noisy the labels each
+strategy chose are by construction (the phantom's P(malignant) of each chosen ROI).
 
 Usage (small, for a try):  nice -n 5 .venv/bin/python benchmarks/bench_active_learning.py \
     --pool-patients 40 --test-patients 20 --cold-start 10 --batch 10 --rounds 2 --seeds 0 \
@@ -123,6 +125,12 @@ def make_studies(folder: Path, phantom: Path, rows: list[dict]) -> dict[str, str
     for row in rows:
         truth[key_of(Path(row["image_path"]).stem, roi_of(row))] = row["label"]
     return truth
+
+
+def truth_probabilities(rows: list[dict]) -> dict[str, float]:
+    """{ROI key: the phantom's P(malignant | descriptors)}, the probability its label was drawn
+    with: p(1 - p) is how noisy a label of that ROI is, however good the model."""
+    return {key_of(Path(r["image_path"]).stem, roi_of(r)): float(r["p_malignant"]) for r in rows}
 
 
 def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
@@ -448,7 +456,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
                 dict(record["rounds"][-1]["totals"]) if record["rounds"] else {"benign": 0, "malignant": 0}
             )
             saved = saved_labels(work / "studies")
-            samples_summary = None
+            samples_summary = picked_p = None
             if sum(saved.values()) == sum(before.values()):
                 if round_index == 0:
                     samples = annotator.propose_and_label("random", {}, args.cold_start, seed)
@@ -461,6 +469,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
                     | {"label": truth[key_of(s["id"], s["roi"])]}
                     for s in samples
                 ]
+                picked_p = [data["truth_p"][key_of(s["id"], s["roi"])] for s in samples]
                 saved = saved_labels(work / "studies")
             else:  # a round stopped after its labels were saved: it goes on from its training
                 log(f"{name} round {round_index}: resuming with the {saved} labels already saved")
@@ -495,6 +504,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
                 "served_version": version,
                 "http_check_max_difference": difference,
                 "proposed": samples_summary,
+                "picked_p_malignant": picked_p,
                 **times,
                 "round_s": round(time.monotonic() - started, 1),
                 "load_average": load_average(),
@@ -624,9 +634,58 @@ def between_rounds(records: list[dict]) -> dict:
     }
 
 
+def backfill_picked(out: Path) -> None:
+    """The phantom's P(malignant) of the ROIs each round chose, for rounds recorded before the
+    benchmark kept it: from the run's label documents, a label belonging to the round whose end
+    (`finished`) is the first at or after its time (both whole seconds, UTC)."""
+    manifest = out / "data" / "pool" / "manifest.csv"
+    if not manifest.is_file():
+        return
+    with open(manifest, newline="") as handle:
+        truth_p = truth_probabilities(list(csv.DictReader(handle)))
+    for path in sorted((out / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        missing = [x for x in record["rounds"][1:] if x.get("picked_p_malignant") is None]
+        final = out / "work" / path.stem / "studies" / "labels" / "final"
+        if not missing or not final.is_dir():
+            continue
+        ends = [x["finished"] for x in record["rounds"]]
+        by_round: dict[int, list[float]] = {}
+        for doc_path in final.glob("*.json"):
+            doc = json.loads(doc_path.read_text())
+            for annotation in doc.get("annotations", []):
+                round_index = next((i for i, end in enumerate(ends) if annotation["time"] <= end), None)
+                if round_index:  # the cold start's labels (round 0) are random for every strategy
+                    by_round.setdefault(round_index, []).append(
+                        truth_p[key_of(doc["image"], annotation["roi"])]
+                    )
+        for entry in missing:
+            if len(by_round.get(entry["round"], [])) == sum(entry["new"].values()):
+                entry["picked_p_malignant"] = by_round[entry["round"]]
+        save_record(path, record)
+
+
+def label_noise(records: list[dict]) -> dict | None:
+    """How noisy the labels a strategy chose are by construction: the mean over its chosen ROIs of
+    p(1 - p), p the phantom's P(malignant) the label was drawn with (0 for a certain ROI, 0.25 for
+    a coin toss). Uncertainty sampling that picks ROIs ambiguous by construction pays for labels
+    no model can learn from."""
+    picked = [p for r in records for x in r["rounds"][1:] for p in (x.get("picked_p_malignant") or [])]
+    if not picked:
+        return None
+    p = np.array(picked)
+    return {
+        "rois": len(p),
+        "mean_p_times_1_minus_p": round(float(np.mean(p * (1 - p))), 4),
+        "share_between_0.35_and_0.65": round(float(np.mean((p > 0.35) & (p < 0.65))), 3),
+        "picked_p_malignant": [round(float(x), 6) for x in p],
+    }
+
+
 def report(out: Path, figure: Path | None) -> dict:
     from scipy.integrate import trapezoid
 
+    backfill_picked(out)
     found = curves(out)
     if not found:
         log("no runs to report yet")
@@ -652,11 +711,17 @@ def report(out: Path, figure: Path | None) -> dict:
             "median_round_s": float(np.median(data["round_s"])) if data["round_s"] else None,
             "median_parts_s": {k: float(np.median(v)) for k, v in data["parts_s"].items() if v},
             "malignant_share_of_proposals": malignant_share(data["records"]),
+            "label_noise_of_proposals": label_noise(data["records"]),
             "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
             "final_minus_random": paired_with_random(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
+    manifest = out / "data" / "pool" / "manifest.csv"
+    if manifest.is_file():  # what a label drawn at random from the whole pool would carry
+        with open(manifest, newline="") as handle:
+            pool_p = np.array(list(truth_probabilities(list(csv.DictReader(handle))).values()))
+        summary["pool_label_noise"] = round(float(np.mean(pool_p * (1 - pool_p))), 4)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if figure is not None:
         draw(found, summary, figure)
@@ -678,7 +743,13 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    noisy = {k: v["label_noise_of_proposals"] for k, v in summary["strategies"].items()}
+    noisy = {k: v for k, v in noisy.items() if v}
+    if noisy:
+        fig, (ax, side) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [7, 3]})
+        draw_label_noise(side, noisy, summary.get("pool_label_noise"))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
     for strategy, data in found.items():
         mean, low, high = band(data["auc"])
         row = summary["strategies"][strategy]
@@ -708,6 +779,21 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
     fig.savefig(figure, dpi=110)
     plt.close(fig)
     log(f"figure: {figure}")
+
+
+def draw_label_noise(ax, noisy: dict, pool: float | None) -> None:
+    names = list(noisy)
+    values = [noisy[k]["mean_p_times_1_minus_p"] for k in names]
+    ax.barh(names, values, color=[COLOURS.get(k, "0.5") for k in names])
+    for y, (name, value) in enumerate(zip(names, values, strict=True)):
+        ax.text(value, y, f" {value:.3f} ({noisy[name]['rois']})", va="center", fontsize=8)
+    if pool is not None:
+        ax.axvline(pool, color="0.3", linestyle="--", linewidth=1, label=f"whole pool {pool:.3f}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlim(0, max(values + [pool or 0]) * 1.35)
+    ax.set_xlabel("label noise of the chosen ROIs: mean p(1-p)")
+    ax.set_title("Ambiguity of the chosen ROIs", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -743,7 +829,13 @@ def main(argv=None) -> int:
     pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)
     test = make_phantom(args.out / "data" / "test", args.test_patients, seed=202)
     val = make_phantom(args.out / "data" / "val", args.val_patients, seed=303)
-    data = {"pool": pool, "test": test, "val": val, "testset": TestSet(*test)}
+    data = {
+        "pool": pool,
+        "test": test,
+        "val": val,
+        "testset": TestSet(*test),
+        "truth_p": truth_probabilities(pool[1]),
+    }
     log(
         f"pool {len(pool[1])} ROIs, test {len(test[1])} and validation {len(val[1])} ROIs of other "
         f"patients; load {load_average()}"

@@ -113,3 +113,53 @@ def test_malignant_share_counts_the_strategys_own_choices(bench):
     }
     assert bench.malignant_share([record]) == pytest.approx(0.25)
     assert bench.malignant_share([{"rounds": [{"new": {"benign": 3, "malignant": 1}}]}]) is None
+
+
+def test_label_noise_is_the_mean_p_times_1_minus_p_of_the_strategys_choices(bench):
+    record = {
+        "rounds": [
+            {"picked_p_malignant": None},  # the cold start: random for every strategy, left out
+            {"picked_p_malignant": [0.5, 0.0]},
+            {"picked_p_malignant": [0.9, 0.1]},
+        ]
+    }
+    noise = bench.label_noise([record])
+    assert noise["rois"] == 4
+    assert noise["mean_p_times_1_minus_p"] == pytest.approx((0.25 + 0 + 0.09 + 0.09) / 4)
+    assert noise["share_between_0.35_and_0.65"] == pytest.approx(0.25)
+    assert bench.label_noise([{"rounds": [{"picked_p_malignant": [0.5]}]}]) is None
+
+
+def _label_doc(folder: Path, image: str, x: int, time: str) -> None:
+    annotation = {"roi": {"x": x, "y": 48, "size": 96}, "label": "benign", "time": time}
+    (folder / f"{image}.json").write_text(json.dumps({"image": image, "annotations": [annotation]}))
+
+
+def test_backfill_gives_each_round_the_labels_saved_before_its_end(bench, tmp_path):
+    pool = tmp_path / "data" / "pool"
+    pool.mkdir(parents=True)
+    (pool / "manifest.csv").write_text(
+        "image_path,roi_x,roi_y,roi_size,label,p_malignant\n"
+        + "".join(
+            f"images/P/IMG{i}.dcm,{10 + i},48,96,benign,{p}\n" for i, p in enumerate([0.1, 0.2, 0.5, 0.7])
+        )
+    )
+    final = tmp_path / "work" / "entropy-seed0" / "studies" / "labels" / "final"
+    final.mkdir(parents=True)
+    _label_doc(final, "IMG0", 10, "2026-01-01T10:00:00Z")  # the cold start
+    _label_doc(final, "IMG1", 11, "2026-01-01T10:05:00Z")  # round 1, saved at its very end
+    _label_doc(final, "IMG2", 12, "2026-01-01T10:07:00Z")  # round 2
+    _label_doc(final, "IMG3", 13, "2026-01-01T10:08:00Z")
+    ends = ["2026-01-01T10:01:00Z", "2026-01-01T10:05:00Z", "2026-01-01T10:09:00Z"]
+    new = [{"benign": 1, "malignant": 0}, {"benign": 1, "malignant": 0}, {"benign": 2, "malignant": 0}]
+    rounds = [
+        {"round": i, "finished": end, "new": n} for i, (end, n) in enumerate(zip(ends, new, strict=True))
+    ]
+    path = tmp_path / "runs" / "entropy-seed0.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"config": {"strategy": "entropy", "seed": 0}, "rounds": rounds}))
+    bench.backfill_picked(tmp_path)
+    filled = json.loads(path.read_text())["rounds"]
+    assert "picked_p_malignant" not in filled[0]
+    assert filled[1]["picked_p_malignant"] == [0.2]
+    assert sorted(filled[2]["picked_p_malignant"]) == [0.5, 0.7]

@@ -28,7 +28,9 @@ class LogicSettings:
     saliency_method: str = "gradcam"
     saliency_opacity: float = 0.5
     show_saliency: bool = True
-    strategy: str = "uncertain"
+    # the server's default (server/strategies.py DEFAULT_STRATEGY): on the phantom no uncertainty
+    # strategy has yet beaten random labelling (benchmarks/RESULTS.md, active learning)
+    strategy: str = "random"
     scoring: str = "entropy"
     annotator: str = ""
     train_model: str = ""

@@ -24,7 +24,7 @@ from microcalcai.server.images import ImageCache, ScreenedDatastore, UnreadableI
 from microcalcai.server.infer import ClassifyTask, load_source
 from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
-from microcalcai.server.strategies import First, MostUncertain, RandomRoi
+from microcalcai.server.strategies import DEFAULT_STRATEGY, First, MostUncertain, RandomRoi
 from microcalcai.server.uploads import ImageUploads
 from microcalcai.server.views import StudyIndex
 from microcalcai.server.whole_image import WholeImageTask, exam_request
@@ -110,9 +110,9 @@ class MicrocalcApp(MONAILabelApp):
         if not hasattr(self, "pool"):  # called by the base class before the pool exists
             return {}
         self.leases = LeaseBook(lease_seconds_setting(self.conf))  # shared: a lease holds for all
-        return {
-            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache),
+        return {  # the default first: /info lists them in this order
             "random": RandomRoi(self.pool, self.leases),
+            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache),
             "first": First(self.pool, self.leases),
         }
 
@@ -166,7 +166,7 @@ class MicrocalcApp(MONAILabelApp):
         return {"label": result_file, "tag": "original", "file": result_file, "params": answer}
 
     def next_sample(self, request):
-        strategy = request.get("strategy") or "uncertain"
+        strategy = request.get("strategy") or DEFAULT_STRATEGY
         if strategy not in self._strategies:
             raise NotFound(f"unknown strategy {strategy!r}; choose one of {sorted(self._strategies)}")
         check_sample_params(request)
