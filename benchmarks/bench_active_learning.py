@@ -22,6 +22,8 @@ at the end of a run) reads every run JSON and writes OUT/summary.json and the fi
 labels-to-AUC curves with 95% confidence bands over seeds, the area under each curve, and the
 labels each strategy needs to reach random's final AUC; beside them, how noisy the labels each
 strategy chose are by construction (the phantom's P(malignant) of each chosen ROI).
+`--first-picks` asks each strategy (and BALD) for its first batch from every seed's cold start,
+unlabelled and without training, and writes the label noise of those batches: minutes, not hours.
 
 Usage (small, for a try):  nice -n 5 .venv/bin/python benchmarks/bench_active_learning.py \
     --pool-patients 40 --test-patients 20 --cold-start 10 --batch 10 --rounds 2 --seeds 0 \
@@ -220,8 +222,10 @@ class Annotator:
         self.truth = truth
         self.http = requests.Session()
 
-    def propose(self, strategy: str, params: dict, count: int, seed: int) -> list[dict]:
-        body = {**params, "count": count, "client_id": ANNOTATOR, "seed": seed, "max_candidates": 100000}
+    def propose(
+        self, strategy: str, params: dict, count: int, seed: int, client: str = ANNOTATOR
+    ) -> list[dict]:
+        body = {**params, "count": count, "client_id": client, "seed": seed, "max_candidates": 100000}
         answer = self.http.post(f"{self.url}/activelearning/{strategy}", json=body, timeout=3600)
         _check(answer)
         return answer.json().get("samples", [])
@@ -239,6 +243,23 @@ class Annotator:
                 break  # the pool is used up
             self.label(part)
             samples += part
+        return samples
+
+    def propose_unlabelled(self, strategy: str, params: dict, count: int, seed: int) -> list[dict]:
+        """`count` proposals left unlabelled: the parts go to annotators of their own (a lease
+        keeps each part from the next), and are handed back at the end."""
+        from microcalcai.server.strategies import MAX_COUNT
+
+        samples: list[dict] = []
+        clients = []
+        while len(samples) < count:
+            clients.append(f"{ANNOTATOR}-{strategy}-{len(clients)}")
+            part = self.propose(strategy, params, min(MAX_COUNT, count - len(samples)), seed, clients[-1])
+            if not part:
+                break
+            samples += part
+        for client in clients:
+            self.propose(strategy, {}, 0, seed, client)  # count 0: hands the lease back
         return samples
 
     def label(self, samples: list[dict]) -> dict[str, int]:
@@ -365,7 +386,7 @@ def run_config(args, strategy: str, seed: int, data: dict) -> dict:
 
 def save_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # seeds run as processes of their own at once
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
 
@@ -522,6 +543,46 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
         server.stop()
 
 
+def first_picks(args) -> dict:
+    """What each strategy would choose first from the cold-start models, without labelling or
+    training: the label noise of its first batch, per seed, against random's. A diagnostic of
+    the uncertainty scores themselves (minutes, where a round of the loop is a quarter hour)."""
+    from microcalcai.server.launch import LocalServer
+
+    truth_p = pool_truth(args.out)
+    strategies = dict.fromkeys(["bald", *args.strategies])
+    found: dict[str, list] = {name: [] for name in strategies}
+    for seed in args.seeds:
+        cold = args.out / "work" / f"cold-seed{seed}"
+        if truth_p is None or not (args.out / "cold" / f"cold-seed{seed}.json").is_file():
+            raise SystemExit(f"no cold start of seed {seed} in {args.out}: run the benchmark first")
+        work = args.out / "work" / f"first-picks-seed{seed}"
+        _copy_run(cold, work)
+        server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
+        server.start()
+        try:
+            annotator = Annotator(server.url, {})
+            for name in strategies:
+                kind, params = STRATEGIES[name]
+                picked = annotator.propose_unlabelled(kind, params, args.batch, 1000 * seed + 1)
+                found[name].append([truth_p[key_of(s["id"], s["roi"])] for s in picked])
+                row = noise_of(found[name][-1])
+                log(f"seed {seed} {name:8s} first {row['rois']}: label noise {row['mean_p_times_1_minus_p']}")
+        finally:
+            server.stop()
+    summary = {
+        name: {
+            "per_seed": [noise_of(p)["mean_p_times_1_minus_p"] for p in picks],
+            **noise_of([x for p in picks for x in p]),
+        }
+        for name, picks in found.items()
+    }
+    summary["pool_label_noise"] = noise_of(list(truth_p.values()))["mean_p_times_1_minus_p"]
+    summary["seeds"], summary["batch"], summary["load_average"] = args.seeds, args.batch, load_average()
+    (args.out / "first-picks.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -634,15 +695,23 @@ def between_rounds(records: list[dict]) -> dict:
     }
 
 
+def pool_truth(out: Path) -> dict[str, float] | None:
+    manifest = out / "data" / "pool" / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        return truth_probabilities(list(csv.DictReader(handle)))
+
+
 def backfill_picked(out: Path) -> None:
     """The phantom's P(malignant) of the ROIs each round chose, for rounds recorded before the
     benchmark kept it: from the run's label documents, a label belonging to the round whose end
-    (`finished`) is the first at or after its time (both whole seconds, UTC)."""
-    manifest = out / "data" / "pool" / "manifest.csv"
-    if not manifest.is_file():
+    (`finished`) is the first at or after its time (both whole seconds, UTC). Filled only where
+    the count matches the round's new labels, in the documents' order (not the proposals'), and
+    marked so. Run by `--report` alone: the runs' own reports must not rewrite each other's files."""
+    truth_p = pool_truth(out)
+    if truth_p is None:
         return
-    with open(manifest, newline="") as handle:
-        truth_p = truth_probabilities(list(csv.DictReader(handle)))
     for path in sorted((out / "runs").glob("*.json")):
         record = json.loads(path.read_text())
         missing = [x for x in record["rounds"][1:] if x.get("picked_p_malignant") is None]
@@ -651,28 +720,39 @@ def backfill_picked(out: Path) -> None:
             continue
         ends = [x["finished"] for x in record["rounds"]]
         by_round: dict[int, list[float]] = {}
-        for doc_path in final.glob("*.json"):
+        for doc_path in sorted(final.glob("*.json")):
             doc = json.loads(doc_path.read_text())
             for annotation in doc.get("annotations", []):
                 round_index = next((i for i, end in enumerate(ends) if annotation["time"] <= end), None)
-                if round_index:  # the cold start's labels (round 0) are random for every strategy
+                # round 0 is the cold start (random for every strategy); None, a label saved
+                # after the last recorded round (one that stopped before its end)
+                if round_index:
                     by_round.setdefault(round_index, []).append(
                         truth_p[key_of(doc["image"], annotation["roi"])]
                     )
+        filled = False
         for entry in missing:
-            if len(by_round.get(entry["round"], [])) == sum(entry["new"].values()):
-                entry["picked_p_malignant"] = by_round[entry["round"]]
-        save_record(path, record)
+            found = by_round.get(entry["round"], [])
+            if found and len(found) == sum(entry["new"].values()):
+                entry["picked_p_malignant"] = found
+                entry["picked_from"] = "label documents (not in the order proposed)"
+                filled = True
+        if filled:
+            save_record(path, record)
 
 
-def label_noise(records: list[dict]) -> dict | None:
-    """How noisy the labels a strategy chose are by construction: the mean over its chosen ROIs of
-    p(1 - p), p the phantom's P(malignant) the label was drawn with (0 for a certain ROI, 0.25 for
-    a coin toss). Uncertainty sampling that picks ROIs ambiguous by construction pays for labels
-    no model can learn from."""
-    picked = [p for r in records for x in r["rounds"][1:] for p in (x.get("picked_p_malignant") or [])]
+def label_noise(records: list[dict], length: int | None = None) -> dict | None:
+    """How noisy the labels a strategy chose are by construction: the mean over its chosen ROIs
+    (rounds 1 to `length` - 1, those of the curves) of p(1 - p), p the phantom's P(malignant)
+    the label was drawn with (0 for a certain ROI, 0.25 for a coin toss). A label of an ROI
+    ambiguous by construction tells a model less about the rule than one of a typical ROI."""
+    picked = [p for r in records for x in r["rounds"][1:length] for p in (x.get("picked_p_malignant") or [])]
     if not picked:
         return None
+    return noise_of(picked)
+
+
+def noise_of(picked: list[float]) -> dict:
     p = np.array(picked)
     return {
         "rois": len(p),
@@ -685,7 +765,6 @@ def label_noise(records: list[dict]) -> dict | None:
 def report(out: Path, figure: Path | None) -> dict:
     from scipy.integrate import trapezoid
 
-    backfill_picked(out)
     found = curves(out)
     if not found:
         log("no runs to report yet")
@@ -711,17 +790,15 @@ def report(out: Path, figure: Path | None) -> dict:
             "median_round_s": float(np.median(data["round_s"])) if data["round_s"] else None,
             "median_parts_s": {k: float(np.median(v)) for k, v in data["parts_s"].items() if v},
             "malignant_share_of_proposals": malignant_share(data["records"]),
-            "label_noise_of_proposals": label_noise(data["records"]),
+            "label_noise_of_proposals": label_noise(data["records"], len(labels)),
             "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
             "final_minus_random": paired_with_random(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
-    manifest = out / "data" / "pool" / "manifest.csv"
-    if manifest.is_file():  # what a label drawn at random from the whole pool would carry
-        with open(manifest, newline="") as handle:
-            pool_p = np.array(list(truth_probabilities(list(csv.DictReader(handle))).values()))
-        summary["pool_label_noise"] = round(float(np.mean(pool_p * (1 - pool_p))), 4)
+    truth_p = pool_truth(out)
+    if truth_p is not None:  # what a label drawn at random from the whole pool would carry
+        summary["pool_label_noise"] = noise_of(list(truth_p.values()))["mean_p_times_1_minus_p"]
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if figure is not None:
         draw(found, summary, figure)
@@ -818,12 +895,22 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")
+    parser.add_argument(
+        "--first-picks",
+        action="store_true",
+        help="only ask each strategy (and bald) for its first batch from each seed's cold start, "
+        "unlabelled, and write the label noise of what it chose to OUT/first-picks.json",
+    )
     args = parser.parse_args(argv)
     args.out = args.out.absolute()
     # a TERM (nohup, a job runner) unwinds like Ctrl-C, so each run's server is stopped by its id
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.report:
+        backfill_picked(args.out)
         report(args.out, args.figure)
+        return 0
+    if args.first_picks:
+        first_picks(args)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)

@@ -135,31 +135,73 @@ def _label_doc(folder: Path, image: str, x: int, time: str) -> None:
     (folder / f"{image}.json").write_text(json.dumps({"image": image, "annotations": [annotation]}))
 
 
-def test_backfill_gives_each_round_the_labels_saved_before_its_end(bench, tmp_path):
-    pool = tmp_path / "data" / "pool"
+def _pool(out: Path, probabilities: list[float]) -> None:
+    pool = out / "data" / "pool"
     pool.mkdir(parents=True)
     (pool / "manifest.csv").write_text(
         "image_path,roi_x,roi_y,roi_size,label,p_malignant\n"
-        + "".join(
-            f"images/P/IMG{i}.dcm,{10 + i},48,96,benign,{p}\n" for i, p in enumerate([0.1, 0.2, 0.5, 0.7])
-        )
+        + "".join(f"images/P/IMG{i}.dcm,{10 + i},48,96,benign,{p}\n" for i, p in enumerate(probabilities))
     )
+
+
+def test_backfill_gives_each_round_the_labels_saved_before_its_end(bench, tmp_path):
+    _pool(tmp_path, [0.1, 0.2, 0.5, 0.7, 0.9])
     final = tmp_path / "work" / "entropy-seed0" / "studies" / "labels" / "final"
     final.mkdir(parents=True)
     _label_doc(final, "IMG0", 10, "2026-01-01T10:00:00Z")  # the cold start
     _label_doc(final, "IMG1", 11, "2026-01-01T10:05:00Z")  # round 1, saved at its very end
-    _label_doc(final, "IMG2", 12, "2026-01-01T10:07:00Z")  # round 2
+    _label_doc(final, "IMG2", 12, "2026-01-01T10:07:00Z")  # round 3 (round 2 added none)
     _label_doc(final, "IMG3", 13, "2026-01-01T10:08:00Z")
-    ends = ["2026-01-01T10:01:00Z", "2026-01-01T10:05:00Z", "2026-01-01T10:09:00Z"]
-    new = [{"benign": 1, "malignant": 0}, {"benign": 1, "malignant": 0}, {"benign": 2, "malignant": 0}]
+    _label_doc(final, "IMG4", 14, "2026-01-01T10:30:00Z")  # after the last recorded round: none
+    ends = ["10:01", "10:05", "10:06", "10:09", "10:20"]
+    new = [1, 1, 0, 2, 5]  # round 4 says 5 but its documents hold none: left unfilled
     rounds = [
-        {"round": i, "finished": end, "new": n} for i, (end, n) in enumerate(zip(ends, new, strict=True))
+        {"round": i, "finished": f"2026-01-01T{end}:00Z", "new": {"benign": n, "malignant": 0}}
+        for i, (end, n) in enumerate(zip(ends, new, strict=True))
     ]
     path = tmp_path / "runs" / "entropy-seed0.json"
     path.parent.mkdir()
     path.write_text(json.dumps({"config": {"strategy": "entropy", "seed": 0}, "rounds": rounds}))
     bench.backfill_picked(tmp_path)
     filled = json.loads(path.read_text())["rounds"]
-    assert "picked_p_malignant" not in filled[0]
-    assert filled[1]["picked_p_malignant"] == [0.2]
-    assert sorted(filled[2]["picked_p_malignant"]) == [0.5, 0.7]
+    assert filled[1]["picked_p_malignant"] == [0.2] and "label documents" in filled[1]["picked_from"]
+    assert "picked_p_malignant" not in filled[2]  # no labels added: nothing to say
+    assert sorted(filled[3]["picked_p_malignant"]) == [0.5, 0.7]
+    assert "picked_p_malignant" not in filled[4]  # the count does not match: not guessed
+    # picks recorded as the round ran are never replaced
+    filled[1]["picked_p_malignant"] = [0.99]
+    path.write_text(json.dumps({"config": {"strategy": "entropy", "seed": 0}, "rounds": filled}))
+    bench.backfill_picked(tmp_path)
+    assert json.loads(path.read_text())["rounds"][1]["picked_p_malignant"] == [0.99]
+
+
+def test_report_puts_the_label_noise_beside_the_curves(bench, tmp_path):
+    """Each strategy's noise over the rounds its curve shows, the pool's beside it, and the
+    figure's second panel."""
+    _pool(tmp_path, [0.0, 0.5, 0.1, 0.9])
+    for seed in (0, 1):
+        for strategy, picks in (("random", [0.0, 0.1]), ("entropy", [0.5, 0.5])):
+            rounds = [
+                {
+                    "labels": 20 + 20 * i,
+                    "test_auc": 0.6 + 0.05 * i,
+                    "round_s": 60.0,
+                    "load_average": [2.0, 2.0, 2.0],
+                    "picked_p_malignant": None if i == 0 else picks,
+                }
+                for i in range(3)
+            ]
+            path = tmp_path / "runs" / f"{strategy}-seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"config": {"strategy": strategy, "seed": seed}, "rounds": rounds}))
+    figure = tmp_path / "figure.png"
+    summary = bench.report(tmp_path, figure)
+    entropy = summary["strategies"]["entropy"]["label_noise_of_proposals"]
+    random = summary["strategies"]["random"]["label_noise_of_proposals"]
+    assert entropy["rois"] == 8 and entropy["mean_p_times_1_minus_p"] == pytest.approx(0.25)
+    assert random["mean_p_times_1_minus_p"] == pytest.approx(0.09 / 2)
+    assert summary["pool_label_noise"] == pytest.approx((0 + 0.25 + 0.09 + 0.09) / 4, abs=1e-4)
+    from PIL import Image
+
+    with Image.open(figure) as image:  # two panels, 11 x 4.5 in: the curves alone are 7 x 4.5
+        assert image.size[0] > 2 * image.size[1]

@@ -254,7 +254,8 @@ def test_same_annotator_asking_again_gets_what_it_holds_back(al_server):
         ("uncertain", {"method": "entropy", "selection": "top"}),
         ("uncertain", {"method": "entropy", "selection": "diverse"}),
         ("uncertain", {"method": "entropy", "selection": "balanced"}),
-        ("uncertain", {"method": "bald", "mc_samples": 4}),
+        ("uncertain", {"method": "bald", "mc_samples": 4}),  # the default selection, diverse
+        ("uncertain", {"method": "bald", "mc_samples": 4, "selection": "top"}),
         ("uncertain", {"method": "bald", "selection": "balanced"}),
     ],
 )

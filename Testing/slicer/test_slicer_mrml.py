@@ -1,6 +1,8 @@
 """MRML side of the Logic without a server: real files load in their stored pixel grid, and
 results land in one table node and one saliency overlay node, updated in place."""
 
+import json
+
 import numpy as np
 import pytest
 from microcalcai_logic import LogicError, PixelRoi, results
@@ -159,6 +161,20 @@ def test_settings_are_remembered_atomically(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["settings.json"]  # no temporary left behind
     path.write_text('{"server_url": 5, "model": "x"')  # damaged: defaults, never an exception
     assert load_settings(JsonFileStore(str(path))) == LogicSettings()
+
+
+def test_the_former_default_strategy_saved_before_version_2_gives_way_to_the_new_one(tmp_path):
+    """Settings saved before version 2 held every field, chosen or not: their "uncertain" was
+    the old default and becomes "random"; one saved since is the user's choice and stays."""
+    path = tmp_path / "settings.json"
+    old = {"MicrocalcAI/strategy": "uncertain", "MicrocalcAI/roi_size_mm": 7.5}
+    path.write_text(json.dumps(old))
+    loaded = load_settings(JsonFileStore(str(path)))
+    assert loaded.strategy == LogicSettings().strategy == "random" and loaded.roi_size_mm == 7.5
+    save_settings(LogicSettings(strategy="uncertain"), JsonFileStore(str(path)))
+    assert load_settings(JsonFileStore(str(path))).strategy == "uncertain"
+    path.write_text(json.dumps({**old, "MicrocalcAI/strategy": "first"}))  # a choice: kept
+    assert load_settings(JsonFileStore(str(path))).strategy == "first"
 
 
 def test_settings_read_back_through_a_qsettings_like_store():

@@ -18,6 +18,10 @@ from .client import DEFAULT_URL
 SETTINGS_ENV = "MICROCALCAI_LOGIC_SETTINGS"
 GROUP = "MicrocalcAI/"
 HISTORY_LENGTH = 5
+# Saved beside the settings. Before version 2 every field was saved on each connect, so a stored
+# strategy "uncertain" was the old default, not a choice: it gives way to the new default.
+SETTINGS_VERSION = 2
+SUPERSEDED_DEFAULTS = {"strategy": "uncertain"}
 
 
 @dataclass
@@ -28,8 +32,9 @@ class LogicSettings:
     saliency_method: str = "gradcam"
     saliency_opacity: float = 0.5
     show_saliency: bool = True
-    # the server's default (server/strategies.py DEFAULT_STRATEGY): on the phantom no uncertainty
-    # strategy has yet beaten random labelling (benchmarks/RESULTS.md, active learning)
+    # the server's default (server/strategies.py DEFAULT_STRATEGY): since each retraining starts
+    # halfway back to ImageNet, no uncertainty strategy measured on the phantom has beaten random
+    # labelling (benchmarks/RESULTS.md, active learning)
     strategy: str = "random"
     scoring: str = "entropy"
     annotator: str = ""
@@ -124,9 +129,13 @@ def load_settings(store=None) -> LogicSettings:
     store = store if store is not None else JsonFileStore()
     defaults = LogicSettings()
     values = {}
+    try:
+        version = int(store.value(GROUP + "settings_version") or 1)
+    except (TypeError, ValueError):
+        version = 1
     for item in fields(LogicSettings):
         stored = store.value(GROUP + item.name)
-        if stored is None:
+        if stored is None or (version < SETTINGS_VERSION and SUPERSEDED_DEFAULTS.get(item.name) == stored):
             continue
         try:
             values[item.name] = _typed(stored, getattr(defaults, item.name))
@@ -140,4 +149,5 @@ def save_settings(settings: LogicSettings, store=None) -> None:
     for item in fields(LogicSettings):
         value = getattr(settings, item.name)
         store.setValue(GROUP + item.name, json.dumps(value) if isinstance(value, list) else value)
+    store.setValue(GROUP + "settings_version", SETTINGS_VERSION)
     store.sync()

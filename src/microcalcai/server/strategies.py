@@ -35,13 +35,14 @@ from microcalcai.server.uncertainty import (
 LOG = logging.getLogger(__name__)
 DEFAULT_MAX_CANDIDATES = 256
 MAX_COUNT = 64
-# What a client asks for when it names no strategy (the Slicer module and the web page default
-# to it as well). Measured over HTTP from 250 to 450 labels, 3 seeds, with each retraining started
-# halfway back to ImageNet (benchmarks/RESULTS.md, active learning): random ended at test AUC
-# 0.855, every uncertainty strategy below it (diverse 0.844, entropy top 0.838, balanced 0.830;
-# paired by seed -0.011, -0.017, -0.025, each interval spanning zero). Their picks carry
-# 25-30% more label noise than random's (mean p(1-p) of the phantom's truth 0.126-0.135 against
-# 0.102): the ROIs a model doubts are more often ones whose label is noisy by construction.
+# The strategy the Slicer module and the web page ask for unless the user picks another, listed
+# first in /info (and the fallback of a request whose body empties `strategy`). Measured over
+# HTTP from 250 to 450 labels, 3 seeds, with each retraining started halfway back to ImageNet
+# (benchmarks/RESULTS.md, active learning): random ended at test AUC 0.855, every uncertainty
+# strategy measured below it (diverse 0.844, entropy top 0.838, balanced 0.830; paired by seed
+# -0.011, -0.017, -0.025, each interval spanning zero; BALD not re-run). Their picks carry about
+# 25-33% more label noise than random's (mean p(1-p) of the phantom's truth 0.126-0.135 against
+# 0.102), a likely reason, not isolated.
 DEFAULT_STRATEGY = "random"
 DEFAULT_METHOD = "entropy"
 # For `uncertain` with count > 1: the best of its selections in that measurement (diverse above
