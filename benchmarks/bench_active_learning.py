@@ -254,7 +254,10 @@ class Annotator:
         clients = []
         while len(samples) < count:
             clients.append(f"{ANNOTATOR}-{strategy}-{len(clients)}")
-            part = self.propose(strategy, params, min(MAX_COUNT, count - len(samples)), seed, clients[-1])
+            # each part's seed as propose_and_label gives it: the same batch the loop's round gets
+            part = self.propose(
+                strategy, params, min(MAX_COUNT, count - len(samples)), seed + len(samples), clients[-1]
+            )
             if not part:
                 break
             samples += part
@@ -386,7 +389,7 @@ def run_config(args, strategy: str, seed: int, data: dict) -> dict:
 
 def save_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # seeds run as processes of their own at once
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # a --report beside a run writes the same record
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
 
@@ -552,10 +555,18 @@ def first_picks(args) -> dict:
     truth_p = pool_truth(args.out)
     strategies = dict.fromkeys(["bald", *args.strategies])
     found: dict[str, list] = {name: [] for name in strategies}
+    started, load_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average()
     for seed in args.seeds:
         cold = args.out / "work" / f"cold-seed{seed}"
-        if truth_p is None or not (args.out / "cold" / f"cold-seed{seed}.json").is_file():
+        record = args.out / "cold" / f"cold-seed{seed}.json"
+        if truth_p is None or not record.is_file():
             raise SystemExit(f"no cold start of seed {seed} in {args.out}: run the benchmark first")
+        batch = json.loads(record.read_text())["config"]["batch"]
+        if batch != args.batch:
+            raise SystemExit(
+                f"--batch {args.batch}, but the runs in {args.out} label {batch} a round: "
+                f"give --batch {batch}"
+            )
         work = args.out / "work" / f"first-picks-seed{seed}"
         _copy_run(cold, work)
         server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
@@ -571,14 +582,21 @@ def first_picks(args) -> dict:
         finally:
             server.stop()
     summary = {
-        name: {
-            "per_seed": [noise_of(p)["mean_p_times_1_minus_p"] for p in picks],
-            **noise_of([x for p in picks for x in p]),
-        }
-        for name, picks in found.items()
+        "strategies": {
+            name: {
+                "per_seed": [noise_of(p)["mean_p_times_1_minus_p"] for p in picks],
+                **noise_of([x for p in picks for x in p]),
+            }
+            for name, picks in found.items()
+        },
+        "pool_label_noise": noise_of(list(truth_p.values()))["mean_p_times_1_minus_p"],
+        "seeds": args.seeds,
+        "batch": args.batch,
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start_end": [load_start, load_average()],
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
-    summary["pool_label_noise"] = noise_of(list(truth_p.values()))["mean_p_times_1_minus_p"]
-    summary["seeds"], summary["batch"], summary["load_average"] = args.seeds, args.batch, load_average()
     (args.out / "first-picks.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -713,7 +731,8 @@ def backfill_picked(out: Path) -> None:
     if truth_p is None:
         return
     for path in sorted((out / "runs").glob("*.json")):
-        record = json.loads(path.read_text())
+        text = path.read_text()
+        record = json.loads(text)
         missing = [x for x in record["rounds"][1:] if x.get("picked_p_malignant") is None]
         final = out / "work" / path.stem / "studies" / "labels" / "final"
         if not missing or not final.is_dir():
@@ -737,7 +756,8 @@ def backfill_picked(out: Path) -> None:
                 entry["picked_p_malignant"] = found
                 entry["picked_from"] = "label documents (not in the order proposed)"
                 filled = True
-        if filled:
+        # a run still going may have saved a round meanwhile: its record wins, left unfilled
+        if filled and path.read_text() == text:
             save_record(path, record)
 
 
@@ -881,7 +901,13 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/active-learning"))
-    parser.add_argument("--figure", type=Path, default=Path("docs/images/active-learning.png"))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="where the report draws its figure (default OUT/active-learning.png: a run in progress "
+        "must not replace the figure the docs show)",
+    )
     parser.add_argument("--pool-patients", type=int, default=270, help="about 1.5 ROIs a patient")
     parser.add_argument("--test-patients", type=int, default=100)
     parser.add_argument(
@@ -903,6 +929,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     args.out = args.out.absolute()
+    args.figure = args.figure or args.out / "active-learning.png"
     # a TERM (nohup, a job runner) unwinds like Ctrl-C, so each run's server is stopped by its id
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.report:

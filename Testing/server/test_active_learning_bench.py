@@ -152,9 +152,9 @@ def test_backfill_gives_each_round_the_labels_saved_before_its_end(bench, tmp_pa
     _label_doc(final, "IMG1", 11, "2026-01-01T10:05:00Z")  # round 1, saved at its very end
     _label_doc(final, "IMG2", 12, "2026-01-01T10:07:00Z")  # round 3 (round 2 added none)
     _label_doc(final, "IMG3", 13, "2026-01-01T10:08:00Z")
-    _label_doc(final, "IMG4", 14, "2026-01-01T10:30:00Z")  # after the last recorded round: none
+    _label_doc(final, "IMG4", 14, "2026-01-01T10:15:00Z")  # round 4
     ends = ["10:01", "10:05", "10:06", "10:09", "10:20"]
-    new = [1, 1, 0, 2, 5]  # round 4 says 5 but its documents hold none: left unfilled
+    new = [1, 1, 0, 2, 2]  # round 4 says 2 but its documents hold 1: left unfilled
     rounds = [
         {"round": i, "finished": f"2026-01-01T{end}:00Z", "new": {"benign": n, "malignant": 0}}
         for i, (end, n) in enumerate(zip(ends, new, strict=True))
@@ -181,15 +181,16 @@ def test_report_puts_the_label_noise_beside_the_curves(bench, tmp_path):
     _pool(tmp_path, [0.0, 0.5, 0.1, 0.9])
     for seed in (0, 1):
         for strategy, picks in (("random", [0.0, 0.1]), ("entropy", [0.5, 0.5])):
+            extra = seed == 1 and strategy == "entropy"  # a fourth round, beyond the curve
             rounds = [
                 {
                     "labels": 20 + 20 * i,
                     "test_auc": 0.6 + 0.05 * i,
                     "round_s": 60.0,
                     "load_average": [2.0, 2.0, 2.0],
-                    "picked_p_malignant": None if i == 0 else picks,
+                    "picked_p_malignant": None if i == 0 else (picks if i < 3 else [0.0] * 50),
                 }
-                for i in range(3)
+                for i in range(4 if extra else 3)
             ]
             path = tmp_path / "runs" / f"{strategy}-seed{seed}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -175,6 +175,9 @@ def test_the_former_default_strategy_saved_before_version_2_gives_way_to_the_new
     assert load_settings(JsonFileStore(str(path))).strategy == "uncertain"
     path.write_text(json.dumps({**old, "MicrocalcAI/strategy": "first"}))  # a choice: kept
     assert load_settings(JsonFileStore(str(path))).strategy == "first"
+    # QSettings hands the version back as text after a restart
+    saved = MemoryStore({"MicrocalcAI/strategy": "uncertain", "MicrocalcAI/settings_version": "2"})
+    assert load_settings(saved).strategy == "uncertain"
 
 
 def test_settings_read_back_through_a_qsettings_like_store():
