@@ -78,6 +78,15 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def utc_now() -> str:
+    """Whole seconds, the format of the label documents' times (backfill_picked compares them)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def machine() -> str:
+    return f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+
+
 # -- data --------------------------------------------------------------------------------------
 
 
@@ -465,9 +474,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     make_validation(work / "workspace", *data["val"])
     testset = data["testset"]
     record["test_labels"] = testset.labels.tolist()
-    record.setdefault(
-        "machine", f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    )
+    record.setdefault("machine", machine())
     server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
     server.start()
     try:
@@ -532,7 +539,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
                 **times,
                 "round_s": round(time.monotonic() - started, 1),
                 "load_average": load_average(),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "finished": utc_now(),
                 "test_probabilities": [round(float(x), 6) for x in probabilities],
             }
             record["rounds"].append(entry)
@@ -553,9 +560,8 @@ def first_picks(args) -> dict:
     from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
-    strategies = dict.fromkeys(["bald", *args.strategies])
-    found: dict[str, list] = {name: [] for name in strategies}
-    started, load_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average()
+    found: dict[str, list] = {name: [] for name in ("bald", *args.strategies)}  # bald once
+    started, load_start = utc_now(), load_average()
     for seed in args.seeds:
         cold = args.out / "work" / f"cold-seed{seed}"
         record = args.out / "cold" / f"cold-seed{seed}.json"
@@ -573,7 +579,7 @@ def first_picks(args) -> dict:
         server.start()
         try:
             annotator = Annotator(server.url, {})
-            for name in strategies:
+            for name in found:
                 kind, params = STRATEGIES[name]
                 picked = annotator.propose_unlabelled(kind, params, args.batch, 1000 * seed + 1)
                 found[name].append([truth_p[key_of(s["id"], s["roi"])] for s in picked])
@@ -593,9 +599,9 @@ def first_picks(args) -> dict:
         "seeds": args.seeds,
         "batch": args.batch,
         "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "finished": utc_now(),
         "load_average_start_end": [load_start, load_average()],
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
     }
     (args.out / "first-picks.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
