@@ -55,6 +55,7 @@ STRATEGIES = {
     "bald": ("uncertain", {"method": "bald", "selection": "top"}),  # the server's 100 head passes
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
+    "typical": ("typical", {}),
 }
 ARCH = "tf_efficientnet_lite0"
 INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
@@ -66,6 +67,7 @@ COLOURS = {
     "bald": "tab:orange",
     "diverse": "tab:green",
     "balanced": "tab:red",
+    "typical": "tab:purple",
 }
 CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 

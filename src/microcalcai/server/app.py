@@ -24,7 +24,7 @@ from microcalcai.server.images import ImageCache, ScreenedDatastore, UnreadableI
 from microcalcai.server.infer import ClassifyTask, load_source
 from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
-from microcalcai.server.strategies import DEFAULT_STRATEGY, First, MostUncertain, RandomRoi
+from microcalcai.server.strategies import DEFAULT_STRATEGY, First, MostUncertain, RandomRoi, Typical
 from microcalcai.server.uploads import ImageUploads
 from microcalcai.server.views import StudyIndex
 from microcalcai.server.whole_image import WholeImageTask, exam_request
@@ -113,6 +113,7 @@ class MicrocalcApp(MONAILabelApp):
         return {  # the default first: /info lists them in this order
             "random": RandomRoi(self.pool, self.leases),
             "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache),
+            "typical": Typical(self.pool, self.leases, self.served, self.cache),
             "first": First(self.pool, self.leases),
         }
 

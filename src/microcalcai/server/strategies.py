@@ -168,56 +168,32 @@ class RandomRoi(PoolStrategy):
         return [(c, {}) for c in rng.sample(available, count)], {}
 
 
-class MostUncertain(PoolStrategy):
-    name = "uncertain"
+class ModelStrategy(PoolStrategy):
+    """A strategy that looks at the served models' view of the candidates: their crops, kept
+    between requests, and per ROI the models' P(malignant), an uncertainty and the features."""
+
+    about = ""
 
     def __init__(self, pool, leases, models, cache):
-        super().__init__(
-            "The unlabeled ROIs the models are least sure about: params.method 'entropy' (ensemble "
-            "predictive entropy, default) or 'bald' (mutual information over MC-dropout passes of "
-            "every member); params.selection 'diverse' (default: a batch spread over the uncertain "
-            "ROIs, uncertainty-weighted k-means on the models' features), 'top' (the highest "
-            "scores) or 'balanced' (the most uncertain ROIs of each side of the model's decision, "
-            "half and half)",
-            pool,
-            leases,
-        )
+        super().__init__(self.about, pool, leases)
         self.models = models
         self.cache = cache
         self._crop_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._crop_bytes = 0
         self.heads = HeadScorer()
 
-    def choose(self, available, count, request):
-        method = request.get("method") or DEFAULT_METHOD
-        if method not in METHODS:
-            raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
-        selection = request.get("selection") or DEFAULT_SELECTION
-        if selection not in SELECTIONS:
-            raise RequestError(f"params.selection must be one of {list(SELECTIONS)}, got {selection!r}")
-        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
-        seed = _seed(request)
-        pool = available
-        if len(pool) > limit:
-            pool = random.Random(seed).sample(pool, limit)
+    def _scored(self, method: str, request: dict, pool: list, with_features: bool):
+        """(scores, P(malignant), features or None) of every candidate in `pool`."""
         crops, keys = self._crops(pool)
-        diverse = selection == "diverse" and count > 1
         scores = np.empty(len(pool))
         probability = np.empty(len(pool))
         features: list = [None] * len(pool)
         for index, batch in _same_size_batches(crops):  # one batch per ROI size: no resampling added
-            found = self._score(method, request, batch, [keys[i] for i in index], with_features=diverse)
+            found = self._score(method, request, batch, [keys[i] for i in index], with_features=with_features)
             scores[index], probability[index] = found[0], found[1]
-            for i, row in zip(index, found[2] if diverse else [None] * len(index), strict=True):
+            for i, row in zip(index, found[2] if with_features else [None] * len(index), strict=True):
                 features[i] = row
-        if diverse:
-            order = diverse_batch(scores, np.stack(features), count, seed=seed)
-        elif selection == "balanced" and count > 1:
-            order = balanced_batch(scores, probability, count, threshold=self._threshold())
-        else:
-            order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
-        chosen = [(pool[i], {"score": float(scores[i]), "probability": float(probability[i])}) for i in order]
-        return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
+        return scores, probability, np.stack(features) if with_features else None
 
     def _threshold(self) -> float:
         return float(self.models.get(_scorer(self.models.store)).predictor.threshold)
@@ -317,6 +293,69 @@ class MostUncertain(PoolStrategy):
             )
         scores = binary_entropy(probs.mean(axis=0)) - binary_entropy(probs).mean(axis=0)
         return scores, probability, features
+
+
+class MostUncertain(ModelStrategy):
+    name = "uncertain"
+    about = (
+        "The unlabeled ROIs the models are least sure about: params.method 'entropy' (ensemble "
+        "predictive entropy, default) or 'bald' (mutual information over MC-dropout passes of "
+        "every member); params.selection 'diverse' (default: a batch spread over the uncertain "
+        "ROIs, uncertainty-weighted k-means on the models' features), 'top' (the highest "
+        "scores) or 'balanced' (the most uncertain ROIs of each side of the model's decision, "
+        "half and half)"
+    )
+
+    def choose(self, available, count, request):
+        method = request.get("method") or DEFAULT_METHOD
+        if method not in METHODS:
+            raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
+        selection = request.get("selection") or DEFAULT_SELECTION
+        if selection not in SELECTIONS:
+            raise RequestError(f"params.selection must be one of {list(SELECTIONS)}, got {selection!r}")
+        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
+        seed = _seed(request)
+        pool = available
+        if len(pool) > limit:
+            pool = random.Random(seed).sample(pool, limit)
+        diverse = selection == "diverse" and count > 1
+        scores, probability, features = self._scored(method, request, pool, with_features=diverse)
+        if diverse:
+            order = diverse_batch(scores, features, count, seed=seed)
+        elif selection == "balanced" and count > 1:
+            order = balanced_batch(scores, probability, count, threshold=self._threshold())
+        else:
+            order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
+        chosen = [(pool[i], {"score": float(scores[i]), "probability": float(probability[i])}) for i in order]
+        return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
+
+
+class Typical(ModelStrategy):
+    name = "typical"
+    about = (
+        "Typical unlabeled ROIs of the parts of the pool no label covers yet (TypiClust): every "
+        "candidate clustered on the models' features into as many clusters as there will be labels, "
+        "and from the clusters with the fewest labels, largest first, the ROI where the pool is "
+        "densest; a batch's ROIs come from different clusters. params.seed makes it reproducible"
+    )
+
+    def choose(self, available, count, request):
+        from microcalcai.server.typicality import typical_batch
+
+        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
+        seed = _seed(request)
+        free = {(c.image_id, c.roi.key) for c in available}
+        # covered: labelled, or held by another annotator (labelled soon); the clusters count them
+        covered = [c for c in self.pool.candidates() if (c.image_id, c.roi.key) not in free]
+        rng = random.Random(seed)
+        free_part = available if len(available) <= limit else rng.sample(available, limit)
+        covered_part = covered if len(covered) <= limit else rng.sample(covered, limit)
+        pool = list(free_part) + covered_part
+        _, probability, features = self._scored("entropy", request, pool, with_features=True)
+        is_covered = np.arange(len(pool)) >= len(free_part)
+        order = typical_batch(features, is_covered, count, seed=seed)
+        chosen = [(pool[i], {"probability": float(probability[i])}) for i in order]
+        return chosen, {"candidates": len(free_part), "covered": len(covered_part)}
 
 
 def _same_size_batches(crops: list[np.ndarray]):
