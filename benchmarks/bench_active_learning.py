@@ -56,7 +56,14 @@ STRATEGIES = {
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
     "typical": ("typical", {}),
+    # A diagnostic, not a strategy: the simulated annotator picks by the phantom's truth (below).
+    "oracle-clean": (None, {}),
 }
+# oracle-clean takes random ROIs whose truth is clear, p(1-p) at most this (P(malignant) below
+# 0.19 or above 0.81), as many malignant ones as the unlabelled pool holds in share: random's
+# batch without its noisy labels, the class mix kept. Whether it beats random tells whether label
+# noise is what costs the uncertainty strategies (no deployable strategy can see the truth).
+CLEAN_NOISE = 0.15
 ARCH = "tf_efficientnet_lite0"
 INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
 MEMBERS = ("lite0-a", "lite0-b")
@@ -68,6 +75,7 @@ COLOURS = {
     "diverse": "tab:green",
     "balanced": "tab:red",
     "typical": "tab:purple",
+    "oracle-clean": "black",
 }
 CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 
@@ -204,6 +212,33 @@ def make_members(workspace: Path, scratch: Path) -> None:
 def _check(answer) -> None:
     if answer.status_code >= 400:
         raise RuntimeError(f"{answer.request.method} {answer.url}: {answer.status_code} {answer.text[:500]}")
+
+
+def labelled_keys(studies: Path) -> set[str]:
+    return {
+        key_of(doc["image"], annotation["roi"])
+        for path in (studies / "labels" / "final").glob("*.json")
+        for doc in [json.loads(path.read_text())]
+        for annotation in doc.get("annotations", [])
+    }
+
+
+def oracle_clean(studies: Path, data: dict, count: int, seed: int) -> list[dict]:
+    """`count` unlabelled pool ROIs of clear truth (CLEAN_NOISE), at random within each class,
+    malignant ones in the unlabelled pool's share (samples as the server answers them)."""
+    done = labelled_keys(studies)
+    rows = [r for r in data["pool"][1] if key_of(Path(r["image_path"]).stem, roi_of(r)) not in done]
+    rng = np.random.default_rng(seed)
+    malignant = round(count * sum(r["label"] == "malignant" for r in rows) / max(len(rows), 1))
+    picked = []
+    for label, n in (("malignant", malignant), ("benign", count - malignant)):
+        clear = [
+            r
+            for r in rows
+            if r["label"] == label and float(r["p_malignant"]) * (1 - float(r["p_malignant"])) <= CLEAN_NOISE
+        ]
+        picked += [clear[i] for i in rng.permutation(len(clear))[:n]]
+    return [{"id": Path(r["image_path"]).stem, "roi": roi_of(r)} for r in picked]
 
 
 def saved_labels(studies: Path) -> dict[str, int]:
@@ -493,6 +528,9 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             if sum(saved.values()) == sum(before.values()):
                 if round_index == 0:
                     samples = annotator.propose_and_label("random", {}, args.cold_start, seed)
+                elif kind is None:
+                    samples = oracle_clean(work / "studies", data, args.batch, 1000 * seed + round_index)
+                    annotator.label(samples)
                 else:
                     samples = annotator.propose_and_label(kind, params, args.batch, 1000 * seed + round_index)
                 times["propose_s"] = round(time.monotonic() - started, 1)
@@ -562,7 +600,10 @@ def first_picks(args) -> dict:
     from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
-    found: dict[str, list] = {name: [] for name in ("bald", *args.strategies)}  # bald once
+    # bald once; the oracle's picks are clear by construction, nothing to learn of them
+    found: dict[str, list] = {
+        name: [] for name in dict.fromkeys(("bald", *args.strategies)) if STRATEGIES[name][0] is not None
+    }
     started, load_start = utc_now(), load_average()
     for seed in args.seeds:
         cold = args.out / "work" / f"cold-seed{seed}"
