@@ -14,7 +14,9 @@ answers from the phantom's ground truth:
 Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropout mutual
 information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
 models' features: a batch spread over the uncertain ROIs); balanced (entropy, the most uncertain
-of each side of the decision, half and half).
+of each side of the decision, half and half); typical (TypiClust: dense ROIs of the clusters no
+label covers). A diagnostic, asked for by name only: oracle-clean, the annotator's own random
+pick among ROIs of clear truth in the pool's class mix (whether label noise is what costs).
 
 Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
 workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
@@ -230,14 +232,18 @@ def oracle_clean(studies: Path, data: dict, count: int, seed: int) -> list[dict]
     rows = [r for r in data["pool"][1] if key_of(Path(r["image_path"]).stem, roi_of(r)) not in done]
     rng = np.random.default_rng(seed)
     malignant = round(count * sum(r["label"] == "malignant" for r in rows) / max(len(rows), 1))
-    picked = []
-    for label, n in (("malignant", malignant), ("benign", count - malignant)):
+    shuffled = {}
+    for label in ("malignant", "benign"):
         clear = [
             r
             for r in rows
             if r["label"] == label and float(r["p_malignant"]) * (1 - float(r["p_malignant"])) <= CLEAN_NOISE
         ]
-        picked += [clear[i] for i in rng.permutation(len(clear))[:n]]
+        shuffled[label] = [clear[i] for i in rng.permutation(len(clear))]
+    wanted = {"malignant": malignant, "benign": count - malignant}
+    for label, other in (("malignant", "benign"), ("benign", "malignant")):  # one class short: the other
+        wanted[other] += max(wanted[label] - len(shuffled[label]), 0)  # fills in, the batch stays whole
+    picked = shuffled["malignant"][: wanted["malignant"]] + shuffled["benign"][: wanted["benign"]]
     return [{"id": Path(r["image_path"]).stem, "roi": roi_of(r)} for r in picked]
 
 
@@ -966,7 +972,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=8, help="rounds after the cold start")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=[name for name, (kind, _) in STRATEGIES.items() if kind is not None],  # no oracle
+        choices=list(STRATEGIES),
+    )
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")

@@ -228,3 +228,8 @@ def test_oracle_takes_unlabelled_rois_of_clear_truth_in_the_pools_class_mix(benc
     assert sum(labels[i] == "malignant" for i in index) == 3  # 12 of the 39 unlabelled: 3 of 10
     assert picked[0]["roi"] == {"x": 48, "y": 48, "size": 96}
     assert bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3) == picked
+    # two clear malignant ROIs where the share asks for 3: clear benign ones fill the batch
+    for row in rows[2:8]:
+        row["p_malignant"] = "0.6"
+    short = bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3)
+    assert len(short) == 10 and sum(labels[int(s["id"][3:])] == "malignant" for s in short) == 2

@@ -354,6 +354,10 @@ def test_typical_counts_labelled_and_leased_rois_as_covered(al_server, al_env):
     # free and covered together: every candidate on the breast, labelled or not
     assert answer["candidates"] + answer["covered"] == al_env["candidates"]
     assert answer["covered"] >= 3
+    # fewer unlabeled ROIs looked at (max_candidates): the same share of the covered ones
+    part = _ask(al_server, "typical", client_id="typ-asker", count=1, seed=0, max_candidates=4)
+    assert part["candidates"] == 4
+    assert part["covered"] == round(answer["covered"] * 4 / answer["candidates"])
     _release(al_server, "typ-holder")
     _release(al_server, "typ-asker")
 
