@@ -14,7 +14,9 @@ answers from the phantom's ground truth:
 Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropout mutual
 information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
 models' features: a batch spread over the uncertain ROIs); balanced (entropy, the most uncertain
-of each side of the decision, half and half).
+of each side of the decision, half and half); typical (TypiClust: dense ROIs of the clusters no
+label covers). A diagnostic, asked for by name only: oracle-clean, the annotator's own random
+pick among ROIs of clear truth in the pool's class mix (whether label noise is what costs).
 
 Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
 workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
@@ -55,7 +57,15 @@ STRATEGIES = {
     "bald": ("uncertain", {"method": "bald", "selection": "top"}),  # the server's 100 head passes
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
+    "typical": ("typical", {}),
+    # A diagnostic, not a strategy: the simulated annotator picks by the phantom's truth (below).
+    "oracle-clean": (None, {}),
 }
+# oracle-clean takes random ROIs whose truth is clear, p(1-p) at most this (P(malignant) below
+# 0.19 or above 0.81), as many malignant ones as the unlabelled pool holds in share: random's
+# batch without its noisy labels, the class mix kept. Whether it beats random tells whether label
+# noise is what costs the uncertainty strategies (no deployable strategy can see the truth).
+CLEAN_NOISE = 0.15
 ARCH = "tf_efficientnet_lite0"
 INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
 MEMBERS = ("lite0-a", "lite0-b")
@@ -66,6 +76,8 @@ COLOURS = {
     "bald": "tab:orange",
     "diverse": "tab:green",
     "balanced": "tab:red",
+    "typical": "tab:purple",
+    "oracle-clean": "black",
 }
 CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 
@@ -202,6 +214,37 @@ def make_members(workspace: Path, scratch: Path) -> None:
 def _check(answer) -> None:
     if answer.status_code >= 400:
         raise RuntimeError(f"{answer.request.method} {answer.url}: {answer.status_code} {answer.text[:500]}")
+
+
+def labelled_keys(studies: Path) -> set[str]:
+    return {
+        key_of(doc["image"], annotation["roi"])
+        for path in (studies / "labels" / "final").glob("*.json")
+        for doc in [json.loads(path.read_text())]
+        for annotation in doc.get("annotations", [])
+    }
+
+
+def oracle_clean(studies: Path, data: dict, count: int, seed: int) -> list[dict]:
+    """`count` unlabelled pool ROIs of clear truth (CLEAN_NOISE), at random within each class,
+    malignant ones in the unlabelled pool's share (samples as the server answers them)."""
+    done = labelled_keys(studies)
+    rows = [r for r in data["pool"][1] if key_of(Path(r["image_path"]).stem, roi_of(r)) not in done]
+    rng = np.random.default_rng(seed)
+    malignant = round(count * sum(r["label"] == "malignant" for r in rows) / max(len(rows), 1))
+    shuffled = {}
+    for label in ("malignant", "benign"):
+        clear = [
+            r
+            for r in rows
+            if r["label"] == label and float(r["p_malignant"]) * (1 - float(r["p_malignant"])) <= CLEAN_NOISE
+        ]
+        shuffled[label] = [clear[i] for i in rng.permutation(len(clear))]
+    wanted = {"malignant": malignant, "benign": count - malignant}
+    for label, other in (("malignant", "benign"), ("benign", "malignant")):  # one class short: the other
+        wanted[other] += max(wanted[label] - len(shuffled[label]), 0)  # fills in, the batch stays whole
+    picked = shuffled["malignant"][: wanted["malignant"]] + shuffled["benign"][: wanted["benign"]]
+    return [{"id": Path(r["image_path"]).stem, "roi": roi_of(r)} for r in picked]
 
 
 def saved_labels(studies: Path) -> dict[str, int]:
@@ -491,6 +534,9 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             if sum(saved.values()) == sum(before.values()):
                 if round_index == 0:
                     samples = annotator.propose_and_label("random", {}, args.cold_start, seed)
+                elif kind is None:
+                    samples = oracle_clean(work / "studies", data, args.batch, 1000 * seed + round_index)
+                    annotator.label(samples)
                 else:
                     samples = annotator.propose_and_label(kind, params, args.batch, 1000 * seed + round_index)
                 times["propose_s"] = round(time.monotonic() - started, 1)
@@ -560,7 +606,10 @@ def first_picks(args) -> dict:
     from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
-    found: dict[str, list] = {name: [] for name in ("bald", *args.strategies)}  # bald once
+    # bald once; the oracle's picks are clear by construction, nothing to learn of them
+    found: dict[str, list] = {
+        name: [] for name in dict.fromkeys(("bald", *args.strategies)) if STRATEGIES[name][0] is not None
+    }
     started, load_start = utc_now(), load_average()
     for seed in args.seeds:
         cold = args.out / "work" / f"cold-seed{seed}"
@@ -923,7 +972,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=8, help="rounds after the cold start")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=[name for name, (kind, _) in STRATEGIES.items() if kind is not None],  # no oracle
+        choices=list(STRATEGIES),
+    )
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")

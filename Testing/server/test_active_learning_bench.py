@@ -206,3 +206,30 @@ def test_report_puts_the_label_noise_beside_the_curves(bench, tmp_path):
 
     with Image.open(figure) as image:  # two panels, 11 x 4.5 in: the curves alone are 7 x 4.5
         assert image.size[0] > 2 * image.size[1]
+
+
+def test_oracle_takes_unlabelled_rois_of_clear_truth_in_the_pools_class_mix(bench, tmp_path):
+    """The diagnostic oracle: random's batch without its noisy labels, the class mix kept."""
+    # 12 malignant ROIs (8 clear), 28 benign (20 clear); one clear benign ROI already labelled
+    probabilities = [0.95] * 8 + [0.6] * 4 + [0.01] * 20 + [0.3] * 8
+    labels = ["malignant"] * 12 + ["benign"] * 28
+    rows = [
+        {"image_path": f"images/P/IMG{i}.dcm", "roi_x": "48", "roi_y": "48", "roi_size": "96", "label": label,
+         "p_malignant": str(p)}
+        for i, (p, label) in enumerate(zip(probabilities, labels, strict=True))
+    ]  # fmt: skip
+    final = tmp_path / "studies" / "labels" / "final"
+    final.mkdir(parents=True)
+    _label_doc(final, "IMG12", 48, "2026-01-01T10:00:00Z")
+    picked = bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3)
+    index = [int(s["id"][3:]) for s in picked]
+    assert len(set(index)) == 10 and 12 not in index  # distinct, none labelled
+    assert all(probabilities[i] * (1 - probabilities[i]) <= bench.CLEAN_NOISE for i in index)
+    assert sum(labels[i] == "malignant" for i in index) == 3  # 12 of the 39 unlabelled: 3 of 10
+    assert picked[0]["roi"] == {"x": 48, "y": 48, "size": 96}
+    assert bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3) == picked
+    # two clear malignant ROIs where the share asks for 3: clear benign ones fill the batch
+    for row in rows[2:8]:
+        row["p_malignant"] = "0.6"
+    short = bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3)
+    assert len(short) == 10 and sum(labels[int(s["id"][3:])] == "malignant" for s in short) == 2

@@ -257,6 +257,7 @@ def test_same_annotator_asking_again_gets_what_it_holds_back(al_server):
         ("uncertain", {"method": "bald", "mc_samples": 4}),  # the default selection, diverse
         ("uncertain", {"method": "bald", "mc_samples": 4, "selection": "top"}),
         ("uncertain", {"method": "bald", "selection": "balanced"}),
+        ("typical", {"seed": 2}),
     ],
 )
 def test_batch_proposals_are_distinct_unlabeled_and_counted(al_server, strategy, params):
@@ -305,6 +306,60 @@ def test_diverse_batch_takes_one_of_each_kind_where_top_scores_repeat_one():
     picked = diverse_batch(scores, features, 3, seed=0)
     assert len(set(picked)) == 3 and {i // per_kind for i in picked} == {0, 1, 2}
     assert scores[picked[0]] >= scores[picked[1]] >= scores[picked[2]]  # best first
+
+
+def _blobs(sizes: list[int], spread: float = 0.1, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Tight groups of points far apart in a 6-dimensional feature space, and each point's group."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(6)[: len(sizes)] * 10
+    points = np.concatenate([c + rng.normal(0, spread, (n, 6)) for c, n in zip(centres, sizes, strict=True)])
+    return points, np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_typical_batch_takes_regions_no_label_covers():
+    from microcalcai.server.typicality import typical_batch
+
+    # group 0 is all labelled; groups 1 and 2 have no label: the batch takes one of each
+    points, group = _blobs([3, 12, 12])
+    covered = group == 0
+    picked = typical_batch(points, covered, 2, seed=0)
+    assert len(picked) == 2 and not covered[picked].any()
+    assert sorted(group[picked].tolist()) == [1, 2]
+    # a labelled group as large as the others, a lone unlabelled ROI in it: the first pick is
+    # still from a group nobody labelled
+    points, group = _blobs([12, 12])
+    covered = (group == 0) & (np.arange(24) != 5)
+    assert group[typical_batch(points, covered, 1, seed=0)[0]] == 1
+    assert typical_batch(points, np.ones(24, bool), 3) == []  # all covered: nothing to propose
+    assert len(set(typical_batch(points, covered, 30, seed=0))) == 13  # all 13 free ROIs, once
+
+
+def test_typicality_is_highest_where_the_pool_is_dense():
+    from microcalcai.server.typicality import typicality
+
+    points, _ = _blobs([25], spread=1.0)
+    centre = points.mean(axis=0)
+    outlier = np.vstack([points, centre + 8])
+    dense = typicality(outlier)
+    nearest_centre = int(np.argmin(np.linalg.norm(points - centre, axis=1)))
+    assert int(np.argmin(dense)) == 25  # the outlier is the least typical
+    assert dense[nearest_centre] > np.median(dense)
+
+
+def test_typical_counts_labelled_and_leased_rois_as_covered(al_server, al_env):
+    held = _ask(al_server, "random", client_id="typ-holder", count=3, seed=5)
+    answer = _ask(al_server, "typical", client_id="typ-asker", count=2, seed=0)
+    assert answer["strategy"] == "typical" and answer["count"] == 2
+    assert not set(_keys(answer)) & set(_keys(held))  # never an ROI another annotator holds
+    # free and covered together: every candidate on the breast, labelled or not
+    assert answer["candidates"] + answer["covered"] == al_env["candidates"]
+    assert answer["covered"] >= 3
+    # fewer unlabeled ROIs looked at (max_candidates): the same share of the covered ones
+    part = _ask(al_server, "typical", client_id="typ-asker", count=1, seed=0, max_candidates=4)
+    assert part["candidates"] == 4
+    assert part["covered"] == round(answer["covered"] * 4 / answer["candidates"])
+    _release(al_server, "typ-holder")
+    _release(al_server, "typ-asker")
 
 
 def test_balanced_batch_takes_the_most_uncertain_of_each_side_of_the_decision():

@@ -91,7 +91,7 @@ def render_panel(path: Path = PANEL) -> None:
         "modelComboBox": "ensemble",
         "morphologyComboBox": "Fine pleomorphic",
         "distributionComboBox": "Grouped",
-        "strategyComboBox": "uncertain",
+        "strategyComboBox": "random",
         "trainModelComboBox": "lite0-phantom",
     }
     for name, value in examples.items():

@@ -24,7 +24,14 @@ from microcalcai.server.images import ImageCache, ScreenedDatastore, UnreadableI
 from microcalcai.server.infer import ClassifyTask, load_source
 from microcalcai.server.leases import LeaseBook, lease_seconds_setting
 from microcalcai.server.pool import CandidatePool
-from microcalcai.server.strategies import DEFAULT_STRATEGY, First, MostUncertain, RandomRoi
+from microcalcai.server.strategies import (
+    DEFAULT_STRATEGY,
+    CandidateCache,
+    First,
+    MostUncertain,
+    RandomRoi,
+    Typical,
+)
 from microcalcai.server.uploads import ImageUploads
 from microcalcai.server.views import StudyIndex
 from microcalcai.server.whole_image import WholeImageTask, exam_request
@@ -110,9 +117,11 @@ class MicrocalcApp(MONAILabelApp):
         if not hasattr(self, "pool"):  # called by the base class before the pool exists
             return {}
         self.leases = LeaseBook(lease_seconds_setting(self.conf))  # shared: a lease holds for all
+        shared = CandidateCache()  # crops and features, for every strategy that uses the models
         return {  # the default first: /info lists them in this order
             "random": RandomRoi(self.pool, self.leases),
-            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache),
+            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache, shared),
+            "typical": Typical(self.pool, self.leases, self.served, self.cache, shared),
             "first": First(self.pool, self.leases),
         }
 

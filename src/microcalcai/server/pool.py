@@ -77,13 +77,15 @@ class CandidatePool:
                     out.append(Candidate(image_id, roi, self._patient_of(image_id)))
         return out
 
-    def unlabeled(self, tag: str = "final") -> list[Candidate]:
+    def unlabeled(self, tag: str = "final", candidates: list[Candidate] | None = None) -> list[Candidate]:
+        """The candidates (all of them, or those given: one snapshot of the pool) without a label."""
         done = {
             (image_id, roi_key(a))
             for image_id, anns in self.datastore.all_annotations(tag).items()
             for a in anns
         }
-        return [c for c in self.candidates() if (c.image_id, c.roi.key) not in done]
+        everyone = self.candidates() if candidates is None else candidates
+        return [c for c in everyone if (c.image_id, c.roi.key) not in done]
 
     def _manifest_candidates(self) -> dict[str, list[Candidate]]:
         folder = self.datastore.studies_folder()

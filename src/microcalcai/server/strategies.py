@@ -119,7 +119,8 @@ class PoolStrategy(Strategy):
         # One choice at a time: two annotators asking together must not both pick an ROI before
         # either has leased it. Scoring a pool takes seconds at most, so waiting is short.
         with self.leases.lock:
-            unlabeled = self.pool.unlabeled()
+            everyone = self.pool.candidates()
+            unlabeled = self.pool.unlabeled(candidates=everyone)
             self.leases.keep_only({(c.image_id, c.roi.key) for c in unlabeled})
             self.leases.release_holder(holder)  # what it was handed before goes back to the pool
             if count == 0:  # an annotator who stops hands back what it holds
@@ -128,7 +129,7 @@ class PoolStrategy(Strategy):
             available = [c for c in unlabeled if (c.image_id, c.roi.key) not in held]
             if not available:
                 return {}
-            chosen, extra = self.choose(available, min(count, len(available)), request)
+            chosen, extra = self.choose(available, min(count, len(available)), request, everyone)
             length = self.leases.grant(holder, [(c.image_id, c.roi.key) for c, _ in chosen], seconds)
         samples = [_answer(c, self.name, **fields) for c, fields in chosen]
         return {
@@ -142,8 +143,10 @@ class PoolStrategy(Strategy):
             "client_id": holder,
         }
 
-    def choose(self, available: list, count: int, request: dict) -> tuple[list[tuple], dict]:
-        """[(candidate, its own answer fields)] best first, and fields for the whole answer."""
+    def choose(self, available: list, count: int, request: dict, everyone: list) -> tuple[list[tuple], dict]:
+        """[(candidate, its own answer fields)] best first, and fields for the whole answer;
+        `everyone`: every candidate of the pool, labelled or not, in the snapshot `available`
+        was taken from."""
         raise NotImplementedError
 
 
@@ -153,7 +156,7 @@ class First(PoolStrategy):
     def __init__(self, pool, leases):
         super().__init__("The first unlabeled ROIs, in image id order", pool, leases)
 
-    def choose(self, available, count, request):
+    def choose(self, available, count, request, everyone):
         return [(c, {}) for c in available[:count]], {}
 
 
@@ -163,61 +166,48 @@ class RandomRoi(PoolStrategy):
     def __init__(self, pool, leases):
         super().__init__("Random unlabeled ROIs (params.seed makes it reproducible)", pool, leases)
 
-    def choose(self, available, count, request):
+    def choose(self, available, count, request, everyone):
         rng = random.Random(None if request.get("seed") is None else _seed(request))
         return [(c, {}) for c in rng.sample(available, count)], {}
 
 
-class MostUncertain(PoolStrategy):
-    name = "uncertain"
+class CandidateCache:
+    """The candidates' crops (up to CROP_CACHE_BYTES) and each model version's features of them,
+    kept between requests and shared by the strategies that use the models: asking `typical`
+    after `uncertain` neither decodes the mammograms nor runs the models' bodies again. Used
+    under the lease book's lock, as every strategy's choice is."""
 
-    def __init__(self, pool, leases, models, cache):
-        super().__init__(
-            "The unlabeled ROIs the models are least sure about: params.method 'entropy' (ensemble "
-            "predictive entropy, default) or 'bald' (mutual information over MC-dropout passes of "
-            "every member); params.selection 'diverse' (default: a batch spread over the uncertain "
-            "ROIs, uncertainty-weighted k-means on the models' features), 'top' (the highest "
-            "scores) or 'balanced' (the most uncertain ROIs of each side of the model's decision, "
-            "half and half)",
-            pool,
-            leases,
-        )
-        self.models = models
-        self.cache = cache
-        self._crop_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._crop_bytes = 0
+    def __init__(self):
+        self.crops: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.crop_bytes = 0
         self.heads = HeadScorer()
 
-    def choose(self, available, count, request):
-        method = request.get("method") or DEFAULT_METHOD
-        if method not in METHODS:
-            raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
-        selection = request.get("selection") or DEFAULT_SELECTION
-        if selection not in SELECTIONS:
-            raise RequestError(f"params.selection must be one of {list(SELECTIONS)}, got {selection!r}")
-        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
-        seed = _seed(request)
-        pool = available
-        if len(pool) > limit:
-            pool = random.Random(seed).sample(pool, limit)
+
+class ModelStrategy(PoolStrategy):
+    """A strategy that looks at the served models' view of the candidates: their crops, and per
+    ROI the models' P(malignant), an uncertainty and the features."""
+
+    about = ""
+
+    def __init__(self, pool, leases, models, cache, shared: CandidateCache | None = None):
+        super().__init__(self.about, pool, leases)
+        self.models = models
+        self.cache = cache
+        self.shared = shared or CandidateCache()
+        self.heads = self.shared.heads
+
+    def _scored(self, method: str, request: dict, pool: list, with_features: bool):
+        """(scores, P(malignant), features or None) of every candidate in `pool`."""
         crops, keys = self._crops(pool)
-        diverse = selection == "diverse" and count > 1
         scores = np.empty(len(pool))
         probability = np.empty(len(pool))
         features: list = [None] * len(pool)
         for index, batch in _same_size_batches(crops):  # one batch per ROI size: no resampling added
-            found = self._score(method, request, batch, [keys[i] for i in index], with_features=diverse)
+            found = self._score(method, request, batch, [keys[i] for i in index], with_features=with_features)
             scores[index], probability[index] = found[0], found[1]
-            for i, row in zip(index, found[2] if diverse else [None] * len(index), strict=True):
+            for i, row in zip(index, found[2] if with_features else [None] * len(index), strict=True):
                 features[i] = row
-        if diverse:
-            order = diverse_batch(scores, np.stack(features), count, seed=seed)
-        elif selection == "balanced" and count > 1:
-            order = balanced_batch(scores, probability, count, threshold=self._threshold())
-        else:
-            order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
-        chosen = [(pool[i], {"score": float(scores[i]), "probability": float(probability[i])}) for i in order]
-        return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
+        return scores, probability, np.stack(features) if with_features else None
 
     def _threshold(self) -> float:
         return float(self.models.get(_scorer(self.models.store)).predictor.threshold)
@@ -233,15 +223,16 @@ class MostUncertain(PoolStrategy):
         for position, candidate in sorted(enumerate(pool), key=lambda item: item[1].image_id):
             path = datastore_image_path(self.pool.datastore, candidate.image_id)
             key = (str(path), path.stat().st_mtime_ns, candidate.roi.key)
-            if key not in self._crop_cache:
+            kept = self.shared
+            if key not in kept.crops:
                 source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
                 crop = make_crop(source, candidate.roi).pixels.astype(np.float32)
-                self._crop_cache[key] = crop
-                self._crop_bytes += crop.nbytes
-                while self._crop_bytes > CROP_CACHE_BYTES and len(self._crop_cache) > 1:
-                    self._crop_bytes -= self._crop_cache.popitem(last=False)[1].nbytes
-            self._crop_cache.move_to_end(key)
-            crops[position], keys[position] = self._crop_cache[key], key
+                kept.crops[key] = crop
+                kept.crop_bytes += crop.nbytes
+                while kept.crop_bytes > CROP_CACHE_BYTES and len(kept.crops) > 1:
+                    kept.crop_bytes -= kept.crops.popitem(last=False)[1].nbytes
+            kept.crops.move_to_end(key)
+            crops[position], keys[position] = kept.crops[key], key
         return [crops[i] for i in range(len(pool))], [keys[i] for i in range(len(pool))]
 
     def _score(self, method: str, request: dict, crops: np.ndarray, keys: list, with_features: bool):
@@ -317,6 +308,72 @@ class MostUncertain(PoolStrategy):
             )
         scores = binary_entropy(probs.mean(axis=0)) - binary_entropy(probs).mean(axis=0)
         return scores, probability, features
+
+
+class MostUncertain(ModelStrategy):
+    name = "uncertain"
+    about = (
+        "The unlabeled ROIs the models are least sure about: params.method 'entropy' (ensemble "
+        "predictive entropy, default) or 'bald' (mutual information over MC-dropout passes of "
+        "every member); params.selection 'diverse' (default: a batch spread over the uncertain "
+        "ROIs, uncertainty-weighted k-means on the models' features), 'top' (the highest "
+        "scores) or 'balanced' (the most uncertain ROIs of each side of the model's decision, "
+        "half and half)"
+    )
+
+    def choose(self, available, count, request, everyone):
+        method = request.get("method") or DEFAULT_METHOD
+        if method not in METHODS:
+            raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
+        selection = request.get("selection") or DEFAULT_SELECTION
+        if selection not in SELECTIONS:
+            raise RequestError(f"params.selection must be one of {list(SELECTIONS)}, got {selection!r}")
+        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
+        seed = _seed(request)
+        pool = available
+        if len(pool) > limit:
+            pool = random.Random(seed).sample(pool, limit)
+        diverse = selection == "diverse" and count > 1
+        scores, probability, features = self._scored(method, request, pool, with_features=diverse)
+        if diverse:
+            order = diverse_batch(scores, features, count, seed=seed)
+        elif selection == "balanced" and count > 1:
+            order = balanced_batch(scores, probability, count, threshold=self._threshold())
+        else:
+            order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
+        chosen = [(pool[i], {"score": float(scores[i]), "probability": float(probability[i])}) for i in order]
+        return chosen, {"method": method, "selection": selection, "candidates": len(pool)}
+
+
+class Typical(ModelStrategy):
+    name = "typical"
+    about = (
+        "Typical unlabeled ROIs of the parts of the pool no label covers yet (TypiClust): the "
+        "candidates, labelled or not (a random share when more than params.max_candidates are "
+        "unlabeled), clustered on the models' features into as many clusters as there will be "
+        "labels, and from the clusters with the fewest labels, largest first, the ROI where the "
+        "pool is densest. params.seed makes it reproducible"
+    )
+
+    def choose(self, available, count, request, everyone):
+        from microcalcai.server.typicality import typical_batch
+
+        limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
+        seed = _seed(request)
+        free = {(c.image_id, c.roi.key) for c in available}
+        # covered: labelled, or held by another annotator (labelled soon); the clusters count them
+        covered = [c for c in everyone if (c.image_id, c.roi.key) not in free]
+        rng = random.Random(seed)
+        free_part = available if len(available) <= limit else rng.sample(available, limit)
+        # the same share of the covered ROIs, so the clusters see the pool's mix of the two
+        share = len(free_part) / len(available)
+        covered_part = rng.sample(covered, round(len(covered) * share)) if share < 1 else covered
+        pool = list(free_part) + covered_part
+        _, probability, features = self._scored("entropy", request, pool, with_features=True)
+        is_covered = np.arange(len(pool)) >= len(free_part)
+        order = typical_batch(features, is_covered, count, seed=seed)
+        chosen = [(pool[i], {"probability": float(probability[i])}) for i in order]
+        return chosen, {"candidates": len(free_part), "covered": len(covered_part)}
 
 
 def _same_size_batches(crops: list[np.ndarray]):
