@@ -77,7 +77,7 @@ COLOURS = {
     "diverse": "tab:green",
     "balanced": "tab:red",
     "typical": "tab:purple",
-    "oracle-clean": "black",
+    "oracle-clean": "tab:brown",
 }
 CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 

@@ -459,3 +459,21 @@ def test_lease_setting_is_checked():
     assert book.held_by_others("b") == {("img", (1, 2, 3))} and book.held_by_others("a") == set()
     now[0] += 10.5
     assert book.held_by_others("b") == set() and len(book) == 0
+
+
+def test_benchmark_asks_a_batch_in_parts_without_labelling_and_hands_it_back(
+    al_server, load_benchmark, monkeypatch
+):
+    """bench_active_learning --first-picks: a batch larger than the server's MAX_COUNT comes in
+    parts, each held by an annotator of its own so no ROI comes twice, and all go back after."""
+    import microcalcai.server.strategies as strategies
+
+    bench = load_benchmark("bench_active_learning")
+    monkeypatch.setattr(strategies, "MAX_COUNT", 2)  # the benchmark's parts, not the server's limit
+    picked = bench.Annotator(al_server.url, {}).propose_unlabelled("random", {}, 5, seed=7)
+    keys = [(s["id"], json.dumps(s["roi"], sort_keys=True)) for s in picked]
+    assert len(keys) == 5 == len(set(keys))
+    everything = _ask(al_server, "random", client_id="after-picks", count=64)
+    # every part handed back (another annotator is offered them), none of them labelled
+    assert set(keys) <= set(_keys(everything))
+    _release(al_server, "after-picks")

@@ -3,11 +3,10 @@
 After TypiClust (Hacohen, Dekel & Weinshall 2022, "Active learning on a budget"): cluster every
 candidate, labelled or not, into as many clusters as there will be labels after this batch; take
 the clusters with the fewest labels, the largest first, and from each the unlabelled ROI in the
-densest part of the pool. Uncertainty strategies pick the ROIs whose truth is closest to a coin
-toss, so their labels are the noisiest (benchmarks/RESULTS.md, active learning); a typical ROI of
-an uncovered region carries a label as clean as a random one and teaches the model a part of the
-pool it has no example of. scikit-learn gives the clustering and the neighbours; the selection
-rule is the paper's, a few lines no maintained library ships.
+densest part of the pool: labels spread over the pool like random's, without near-duplicates,
+and with no uncertainty score to draw them to ambiguous ROIs (benchmarks/RESULTS.md, active
+learning, measures what it gains). scikit-learn gives the clustering and the neighbours; the
+selection rule is the paper's, a few lines no maintained library ships.
 """
 
 from __future__ import annotations
