@@ -58,11 +58,17 @@ STRATEGIES = {
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
     "typical": ("typical", {}),
-    # A diagnostic, not a strategy: the simulated annotator picks by the phantom's truth (below).
+    # Diagnostics, not strategies: the simulated annotator picks by the phantom's truth (below),
+    # or labels random's own ROIs with the likelier class.
     "oracle-clean": (None, {}),
+    "random-denoised": ("random", {}),
 }
-# oracle-clean takes random ROIs whose truth is clear, p(1-p) at most this (P(malignant) below
-# 0.19 or above 0.81), as many malignant ones as the unlabelled pool holds in share: random's
+# random-denoised: random's ROIs (the same seeds: the same ROIs), each labelled with its likelier
+# class (malignant when P(malignant) > 0.5) instead of the phantom's draw: random without label
+# noise and nothing else changed, so whether it beats random says whether label noise costs.
+LIKELIER_CLASS_LABELS = {"random-denoised"}
+# oracle-clean takes random ROIs whose truth is clear, p(1-p) at most this (P(malignant) at most
+# 0.184 or at least 0.816), as many malignant ones as the unlabelled pool holds in share: random's
 # batch without its noisy labels, the class mix kept. Whether it beats random tells whether label
 # noise is what costs the uncertainty strategies (no deployable strategy can see the truth).
 CLEAN_NOISE = 0.15
@@ -78,6 +84,7 @@ COLOURS = {
     "balanced": "tab:red",
     "typical": "tab:purple",
     "oracle-clean": "tab:brown",
+    "random-denoised": "tab:olive",
 }
 CHECKED_ROIS = 3  # test ROIs also asked over HTTP each round: the local scores must equal /infer
 
@@ -306,7 +313,8 @@ class Annotator:
         clients = []
         while len(samples) < count:
             clients.append(f"{ANNOTATOR}-{strategy}-{len(clients)}")
-            # each part's seed as propose_and_label gives it: the same batch the loop's round gets
+            # each part's seed as propose_and_label gives it: the batch the loop's round got (for
+            # typical nearly: features computed in other batches round differently, moving k-means)
             part = self.propose(
                 strategy, params, min(MAX_COUNT, count - len(samples)), seed + len(samples), clients[-1]
             )
@@ -521,6 +529,8 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
     server.start()
     try:
+        if strategy in LIKELIER_CLASS_LABELS:  # the cold start was labelled from the draws, as ever
+            truth = {k: "malignant" if p > 0.5 else "benign" for k, p in data["truth_p"].items()}
         annotator = Annotator(server.url, truth)
         kind, params = STRATEGIES[strategy]
         for round_index in range(len(record["rounds"]), upto + 1):
@@ -606,9 +616,11 @@ def first_picks(args) -> dict:
     from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
-    # bald once; the oracle's picks are clear by construction, nothing to learn of them
+    # bald once; the oracle's picks are clear by construction and random-denoised's are random's
     found: dict[str, list] = {
-        name: [] for name in dict.fromkeys(("bald", *args.strategies)) if STRATEGIES[name][0] is not None
+        name: []
+        for name in dict.fromkeys(("bald", *args.strategies))
+        if STRATEGIES[name][0] is not None and name not in LIKELIER_CLASS_LABELS
     }
     started, load_start = utc_now(), load_average()
     for seed in args.seeds:
@@ -975,7 +987,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--strategies",
         nargs="+",
-        default=[name for name, (kind, _) in STRATEGIES.items() if kind is not None],  # no oracle
+        default=[
+            n for n, (kind, _) in STRATEGIES.items() if kind is not None and n not in LIKELIER_CLASS_LABELS
+        ],
         choices=list(STRATEGIES),
     )
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
