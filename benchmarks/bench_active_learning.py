@@ -15,8 +15,9 @@ Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropo
 information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
 models' features: a batch spread over the uncertain ROIs); balanced (entropy, the most uncertain
 of each side of the decision, half and half); typical (TypiClust: dense ROIs of the clusters no
-label covers). A diagnostic, asked for by name only: oracle-clean, the annotator's own random
-pick among ROIs of clear truth in the pool's class mix (whether label noise is what costs).
+label covers). Diagnostics, asked for by name only: oracle-clean, the annotator's own random
+pick among ROIs of clear truth in the pool's class mix; random-denoised, random's ROIs each
+labelled with its likelier class, not the phantom's draw (whether label noise is what costs).
 
 Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
 workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
