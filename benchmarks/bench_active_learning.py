@@ -255,6 +255,11 @@ def oracle_clean(studies: Path, data: dict, count: int, seed: int) -> list[dict]
     return [{"id": Path(r["image_path"]).stem, "roi": roi_of(r)} for r in picked]
 
 
+def likelier_class(truth_p: dict[str, float]) -> dict[str, str]:
+    """{ROI key: its likelier class}: the label without the draw's noise (random-denoised)."""
+    return {key: "malignant" if p > 0.5 else "benign" for key, p in truth_p.items()}
+
+
 def saved_labels(studies: Path) -> dict[str, int]:
     """Labels the server holds (its label documents), by class: what a resumed round starts from."""
     counts = {"benign": 0, "malignant": 0}
@@ -531,7 +536,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     server.start()
     try:
         if strategy in LIKELIER_CLASS_LABELS:  # the cold start was labelled from the draws, as ever
-            truth = {k: "malignant" if p > 0.5 else "benign" for k, p in data["truth_p"].items()}
+            truth = likelier_class(data["truth_p"])
         annotator = Annotator(server.url, truth)
         kind, params = STRATEGIES[strategy]
         for round_index in range(len(record["rounds"]), upto + 1):

@@ -233,3 +233,14 @@ def test_oracle_takes_unlabelled_rois_of_clear_truth_in_the_pools_class_mix(benc
         row["p_malignant"] = "0.6"
     short = bench.oracle_clean(tmp_path / "studies", {"pool": (tmp_path, rows)}, 10, seed=3)
     assert len(short) == 10 and sum(labels[int(s["id"][3:])] == "malignant" for s in short) == 2
+
+
+def test_denoised_labels_are_the_likelier_class(bench):
+    assert bench.likelier_class({"a": 0.51, "b": 0.5, "c": 0.02, "d": 0.97}) == {
+        "a": "malignant",
+        "b": "benign",  # a coin toss stays the common class
+        "c": "benign",
+        "d": "malignant",
+    }
+    assert bench.STRATEGIES["random-denoised"][0] == "random"  # random's own ROIs
+    assert bench.STRATEGIES["oracle-clean"][0] is None  # picked by the annotator, not the server
