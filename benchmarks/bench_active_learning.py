@@ -68,6 +68,9 @@ STRATEGIES = {
 # class (malignant when P(malignant) > 0.5) instead of the phantom's draw: random without label
 # noise and nothing else changed, so whether it beats random says whether label noise costs.
 LIKELIER_CLASS_LABELS = {"random-denoised"}
+# run only when named: not in the default list, not asked by --first-picks (the oracle's picks
+# are clear by construction, random-denoised's are random's)
+DIAGNOSTICS = {"oracle-clean", *LIKELIER_CLASS_LABELS}
 # oracle-clean takes random ROIs whose truth is clear, p(1-p) at most this (P(malignant) at most
 # 0.184 or at least 0.816), as many malignant ones as the unlabelled pool holds in share: random's
 # batch without its noisy labels, the class mix kept. Whether it beats random tells whether label
@@ -224,13 +227,16 @@ def _check(answer) -> None:
         raise RuntimeError(f"{answer.request.method} {answer.url}: {answer.status_code} {answer.text[:500]}")
 
 
+def saved_annotations(studies: Path):
+    """(image id, annotation) of every label the server holds, in its documents' order."""
+    for path in sorted((studies / "labels" / "final").glob("*.json")):
+        doc = json.loads(path.read_text())
+        for annotation in doc.get("annotations", []):
+            yield doc["image"], annotation
+
+
 def labelled_keys(studies: Path) -> set[str]:
-    return {
-        key_of(doc["image"], annotation["roi"])
-        for path in (studies / "labels" / "final").glob("*.json")
-        for doc in [json.loads(path.read_text())]
-        for annotation in doc.get("annotations", [])
-    }
+    return {key_of(image, annotation["roi"]) for image, annotation in saved_annotations(studies)}
 
 
 def oracle_clean(studies: Path, data: dict, count: int, seed: int) -> list[dict]:
@@ -263,9 +269,8 @@ def likelier_class(truth_p: dict[str, float]) -> dict[str, str]:
 def saved_labels(studies: Path) -> dict[str, int]:
     """Labels the server holds (its label documents), by class: what a resumed round starts from."""
     counts = {"benign": 0, "malignant": 0}
-    for path in (studies / "labels" / "final").glob("*.json"):
-        for annotation in json.loads(path.read_text()).get("annotations", []):
-            counts[annotation["label"]] += 1
+    for _, annotation in saved_annotations(studies):
+        counts[annotation["label"]] += 1
     return counts
 
 
@@ -622,11 +627,8 @@ def first_picks(args) -> dict:
     from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
-    # bald once; the oracle's picks are clear by construction and random-denoised's are random's
-    found: dict[str, list] = {
-        name: []
-        for name in dict.fromkeys(("bald", *args.strategies))
-        if STRATEGIES[name][0] is not None and name not in LIKELIER_CLASS_LABELS
+    found: dict[str, list] = {  # bald once
+        name: [] for name in dict.fromkeys(("bald", *args.strategies)) if name not in DIAGNOSTICS
     }
     started, load_start = utc_now(), load_average()
     for seed in args.seeds:
@@ -807,21 +809,17 @@ def backfill_picked(out: Path) -> None:
         text = path.read_text()
         record = json.loads(text)
         missing = [x for x in record["rounds"][1:] if x.get("picked_p_malignant") is None]
-        final = out / "work" / path.stem / "studies" / "labels" / "final"
-        if not missing or not final.is_dir():
+        studies = out / "work" / path.stem / "studies"
+        if not missing or not (studies / "labels" / "final").is_dir():
             continue
         ends = [x["finished"] for x in record["rounds"]]
         by_round: dict[int, list[float]] = {}
-        for doc_path in sorted(final.glob("*.json")):
-            doc = json.loads(doc_path.read_text())
-            for annotation in doc.get("annotations", []):
-                round_index = next((i for i, end in enumerate(ends) if annotation["time"] <= end), None)
-                # round 0 is the cold start (random for every strategy); None, a label saved
-                # after the last recorded round (one that stopped before its end)
-                if round_index:
-                    by_round.setdefault(round_index, []).append(
-                        truth_p[key_of(doc["image"], annotation["roi"])]
-                    )
+        for image, annotation in saved_annotations(studies):
+            round_index = next((i for i, end in enumerate(ends) if annotation["time"] <= end), None)
+            # round 0 is the cold start (random for every strategy); None, a label saved
+            # after the last recorded round (one that stopped before its end)
+            if round_index:
+                by_round.setdefault(round_index, []).append(truth_p[key_of(image, annotation["roi"])])
         filled = False
         for entry in missing:
             found = by_round.get(entry["round"], [])
@@ -993,9 +991,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--strategies",
         nargs="+",
-        default=[
-            n for n, (kind, _) in STRATEGIES.items() if kind is not None and n not in LIKELIER_CLASS_LABELS
-        ],
+        default=[name for name in STRATEGIES if name not in DIAGNOSTICS],
         choices=list(STRATEGIES),
     )
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")

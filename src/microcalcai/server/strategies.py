@@ -220,10 +220,10 @@ class ModelStrategy(PoolStrategy):
         from microcalcai.server.infer import Source, make_crop
 
         crops, keys = {}, {}
+        kept = self.shared
         for position, candidate in sorted(enumerate(pool), key=lambda item: item[1].image_id):
             path = datastore_image_path(self.pool.datastore, candidate.image_id)
             key = (str(path), path.stat().st_mtime_ns, candidate.roi.key)
-            kept = self.shared
             if key not in kept.crops:
                 source = Source(candidate.image_id, path, self.cache.read(path, name=candidate.image_id))
                 crop = make_crop(source, candidate.roi).pixels.astype(np.float32)
