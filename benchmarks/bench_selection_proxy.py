@@ -12,8 +12,8 @@ Inputs are the active-learning benchmark's own data (its OUT/data: pool, test) a
 of a served ensemble (its members' pooled features, as the `uncertain` strategies use them), or
 of the ImageNet weights. Strategies reuse the server's selection functions (diverse, balanced,
 typical); stochastic ("power") acquisition and its importance-weighted form are tried here
-first, before any of them is worth a server strategy. Oracles that see the phantom's truth bound
-what any selection could gain.
+first, before any of them is worth a server strategy. Diagnostics that see the phantom's truth
+say what label noise costs.
 
 Usage: .venv/bin/python benchmarks/bench_selection_proxy.py --data /tmp/al/data \
     --features-from /tmp/al/work/cold-seed0/workspace/models/ensemble/current --out /tmp/proxy
