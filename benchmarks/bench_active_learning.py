@@ -119,9 +119,13 @@ def make_phantom(out: Path, patients: int, seed: int) -> tuple[Path, list[dict]]
 
     if not (out / "manifest.csv").is_file():
         spot_phantom(out, patients=patients, seed=seed, workers=1, progress=True)
-    with open(out / "manifest.csv", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["label"] in ("benign", "malignant")]
-    return out, rows
+    return out, phantom_rows(out)
+
+
+def phantom_rows(folder: Path) -> list[dict]:
+    """The labelled ROI rows of a phantom folder's manifest."""
+    with open(folder / "manifest.csv", newline="") as handle:
+        return [r for r in csv.DictReader(handle) if r["label"] in ("benign", "malignant")]
 
 
 def roi_of(row: dict) -> dict:

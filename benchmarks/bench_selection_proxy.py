@@ -4,7 +4,8 @@ bench_active_learning.py measures the real loop (server, /train of whole network
 round for three seeds on this machine: three seeds give paired differences of +-0.05 AUC, wider
 than any gap between strategies. This benchmark asks the question underneath it, cheaply: with
 the representation held fixed and only a classifier head learning (scikit-learn's logistic
-regression on the served models' features, the regime of a retraining late in the loop), does
+regression on the served models' features: a late loop's regime, or an early one's with the
+ImageNet weights' features), does
 any way of choosing labels reach random's AUC with 70% of its labels on this phantom, and how
 much do label noise and sampling bias cost?
 
@@ -16,13 +17,12 @@ first, before any of them is worth a server strategy. Diagnostics that see the p
 say what label noise costs.
 
 Usage: .venv/bin/python benchmarks/bench_selection_proxy.py --data /tmp/al/data \
-    --features-from /tmp/al/work/cold-seed0/workspace/models/ensemble/current --out /tmp/proxy
+    --features-from /tmp/al/work/cold-seed0/workspace/models/ensemble/versions/3 --out /tmp/proxy
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -32,7 +32,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_active_learning import labels_to_reach, load_average, log, machine, roi_of, utc_now  # noqa: E402
+from bench_active_learning import (  # noqa: E402
+    CLEAN_NOISE,
+    TestSet,
+    labels_to_reach,
+    load_average,
+    log,
+    machine,
+    make_members,
+    phantom_rows,
+    utc_now,
+)
 
 POWER_BETA = 1.0  # Kirsch et al. 2023's default: sample in proportion to the score itself
 WEIGHT_CAP = 20.0  # importance weights clipped (a confident ROI drawn by chance would swamp the fit)
@@ -42,54 +52,36 @@ PARTS = ("pool", "test", "val")
 LOOKAHEAD = 20  # oracle-lookahead: random batches tried per round, the best on the validation ROIs kept
 
 
-def read_rows(folder: Path) -> list[dict]:
-    with open(folder / "manifest.csv", newline="") as handle:
-        return [r for r in csv.DictReader(handle) if r["label"] in ("benign", "malignant")]
-
-
-def crops_of(folder: Path, rows: list[dict]) -> np.ndarray:
-    from microcalcai.roi import crop_roi
-    from microcalcai.server.images import read_checked
-
-    out = []
-    for row in rows:
-        path = folder / row["image_path"]
-        roi = roi_of(row)
-        out.append(
-            crop_roi(read_checked(path, name=path.name), (roi["x"], roi["y"]), size_px=roi["size"]).pixels
-        )
-    return np.stack(out).astype(np.float32)
-
-
-def features(source: str, crops: np.ndarray) -> np.ndarray:
-    """The members' pooled features, each member's scaled to unit length (server/uncertainty.py)."""
-    from microcalcai.models.predictor import load_predictor
-    from microcalcai.server.uncertainty import embeddings
-
-    if source == "imagenet":
-        import tempfile
-
-        from bench_active_learning import make_members
-
-        scratch = Path(tempfile.mkdtemp())
-        make_members(scratch / "workspace", scratch / "built")
-        ensemble = scratch / "workspace" / "models" / "ensemble"
-        source = str(ensemble / "versions" / (ensemble / "current").read_text().strip())
-    predictor = load_predictor(Path(source).resolve(), device="cpu")
-    return embeddings(predictor, crops)
+def feature_source(source: str, scratch: Path) -> Path:
+    """The ensemble folder to take features from: the one given, or two ImageNet members
+    (bench_active_learning's, fresh heads) built under `scratch`."""
+    if source != "imagenet":
+        return Path(source).resolve()
+    make_members(scratch / "workspace", scratch / "built")
+    ensemble = scratch / "workspace" / "models" / "ensemble"
+    return ensemble / "versions" / (ensemble / "current").read_text().strip()
 
 
 def load_features(args) -> dict:
-    rows = {part: read_rows(args.data / part) for part in PARTS}
-    saved = {}
-    for part in PARTS:
-        cache = args.out / f"features-{part}.npy"
-        if not cache.is_file():
-            started = time.monotonic()
-            args.out.mkdir(parents=True, exist_ok=True)
-            np.save(cache, features(args.features_from, crops_of(args.data / part, rows[part])))
-            log(f"features of {len(rows[part])} {part} ROIs in {time.monotonic() - started:.0f} s")
-        saved[part] = np.load(cache)
+    import tempfile
+
+    from microcalcai.models.predictor import load_predictor
+    from microcalcai.server.uncertainty import embeddings
+
+    rows = {part: phantom_rows(args.data / part) for part in PARTS}
+    missing = [part for part in PARTS if not (args.out / f"features-{part}.npy").is_file()]
+    if missing:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            # the members' pooled features, each member's at unit length, as the server's
+            # `uncertain` strategies see the pool (server/uncertainty.py)
+            predictor = load_predictor(feature_source(args.features_from, Path(scratch)), device="cpu")
+            for part in missing:
+                started = time.monotonic()
+                crops = TestSet(args.data / part, rows[part]).crops  # cropped as /infer crops
+                np.save(args.out / f"features-{part}.npy", embeddings(predictor, crops))
+                log(f"features of {len(rows[part])} {part} ROIs in {time.monotonic() - started:.0f} s")
+    saved = {part: np.load(args.out / f"features-{part}.npy") for part in PARTS}
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -132,7 +124,7 @@ def choose(strategy, data, labelled, model, count, rng, round_seed):
         return rng.choice(free, size=count, replace=False), None
     if strategy == "oracle-clean":
         p = data["pool_p"][free]
-        clear = free[p * (1 - p) <= 0.15]
+        clear = free[p * (1 - p) <= CLEAN_NOISE]
         return rng.choice(clear, size=count, replace=False), None
     if strategy == "oracle-noisy-first":  # the ROIs whose labels are most random, by truth
         p = data["pool_p"][free]
@@ -168,8 +160,9 @@ def choose(strategy, data, labelled, model, count, rng, round_seed):
 
 def lookahead(data, labelled, count, rng) -> np.ndarray:
     """Of LOOKAHEAD random batches, the one whose labels (the annotator's answers, seen ahead)
-    give the best AUC on the validation ROIs of other patients: a bound on what choosing a batch
-    can gain at all, not a strategy (no deployable strategy knows the labels before it asks)."""
+    give the best AUC on the validation ROIs of other patients. Not a strategy (no deployable
+    strategy knows the labels before it asks), and no upper bound either: on 113 validation ROIs
+    the AUCs of the batches differ by less than their noise (benchmarks/RESULTS.md)."""
     from sklearn.metrics import roc_auc_score
 
     free = np.flatnonzero(~labelled)
@@ -219,14 +212,14 @@ def run(strategy, data, seed, cold, batch, upto, c=C):
 
 
 def summarise(curves: dict, labels: list[int]) -> dict:
-    random = np.mean([[a for _, a in c] for c in curves["random"]], axis=0)
-    target = float(random[-1])
+    random = np.array([[a for _, a in c] for c in curves["random"]])
+    target = float(random.mean(axis=0)[-1])
     out = {}
     for name, runs in curves.items():
         auc = np.array([[a for _, a in c] for c in runs])
         mean = auc.mean(axis=0)
         reach = labels_to_reach(labels, mean, target)
-        diff = auc - np.array([[a for _, a in c] for c in curves["random"]])
+        diff = auc - random
         half = 1.96 * diff.std(axis=0, ddof=1) / np.sqrt(len(runs))
         out[name] = {
             "mean_auc": [round(float(v), 4) for v in mean],
