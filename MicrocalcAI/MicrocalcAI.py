@@ -409,7 +409,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _fill(self.ui.modelComboBox, info.model_names(), settings.model)
             _fill(
                 self.ui.strategyComboBox,
-                list(info.strategies) or ["random", "uncertain", "typical", "first"],
+                list(info.strategies) or ["auto", "random", "uncertain", "typical", "first"],
                 settings.strategy,
             )
             hosted = self.core.trainable_models()
