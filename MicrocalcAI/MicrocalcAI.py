@@ -409,7 +409,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _fill(self.ui.modelComboBox, info.model_names(), settings.model)
             _fill(
                 self.ui.strategyComboBox,
-                list(info.strategies) or ["random", "uncertain", "typical", "first"],
+                list(info.strategies) or ["auto", "random", "uncertain", "typical", "first"],
                 settings.strategy,
             )
             hosted = self.core.trainable_models()
@@ -570,7 +570,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.setSliceViewerLayers(background=core.volume, fit=True)
             self.ui.statusLabel.text = _("Sample {image} ({strategy}, score {score}).").format(
                 image=sample.image_id,
-                strategy=sample.strategy,
+                strategy=sample.proposer,
                 score=f"{sample.score:.3f}" if sample.score is not None else "n/a",
             )
 

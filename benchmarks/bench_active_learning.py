@@ -59,6 +59,8 @@ STRATEGIES = {
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
     "typical": ("typical", {}),
+    # diverse below the server's AUTO_SWITCH_LABELS labelled pool ROIs, random from there on
+    "auto": ("auto", {}),
     # Diagnostics, not strategies: the simulated annotator picks by the phantom's truth (below),
     # or labels random's own ROIs with the likelier class.
     "oracle-clean": (None, {}),
@@ -87,6 +89,7 @@ COLOURS = {
     "diverse": "tab:green",
     "balanced": "tab:red",
     "typical": "tab:purple",
+    "auto": "tab:cyan",
     "oracle-clean": "tab:brown",
     "random-denoised": "tab:olive",
 }

@@ -689,8 +689,12 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
         "max_candidates 0": {"max_candidates": 0},
         "mc_samples 1000": {"mc_samples": 1000},
         "method number": {"method": 5},
+        "switch_labels text": {"switch_labels": "200"},
+        "switch_labels negative": {"switch_labels": -1},
     }.items():
-        for strategy in ("random", "uncertain"):
+        for strategy in ("random", "uncertain", "auto"):
+            if name.startswith("switch_labels") and strategy != "auto":
+                continue
             bald = {"method": "bald"} if strategy == "uncertain" and "method" not in body else {}
             out.append(
                 Row(

@@ -258,6 +258,7 @@ def test_same_annotator_asking_again_gets_what_it_holds_back(al_server):
         ("uncertain", {"method": "bald", "mc_samples": 4, "selection": "top"}),
         ("uncertain", {"method": "bald", "selection": "balanced"}),
         ("typical", {"seed": 2}),
+        ("auto", {"seed": 3}),
     ],
 )
 def test_batch_proposals_are_distinct_unlabeled_and_counted(al_server, strategy, params):
@@ -443,6 +444,35 @@ def test_strategy_in_the_answer_stays_its_name(al_server):
         assert all(s["strategy"] == "uncertain" for s in uncertain["samples"])
     assert isinstance(first.get("sampled_by", {}).get("first"), dict)  # MONAI Label's record, kept
     _release(al_server, "dr.d")
+
+
+def test_auto_asks_uncertain_while_labels_are_few_and_random_after(al_server, al_env):
+    """`auto` answers exactly what `uncertain` (its defaults) or `random` answers with the same
+    seed, switching where the labelled ROIs reach params.switch_labels."""
+    early = _ask(al_server, "auto", client_id="stager", count=3, seed=4, switch_labels=10_000)
+    labelled = early["labelled"]
+    assert labelled == al_env["candidates"] - early["remaining"]  # the pool's ROIs with a label
+    assert early["stage"] == "uncertain" and early["strategy"] == "auto"
+    assert all(s["strategy"] == "auto" and "score" in s for s in early["samples"])
+    uncertain = _ask(al_server, "uncertain", client_id="stager", count=3, seed=4)
+    assert _keys(early) == _keys(uncertain)
+    at_switch = _ask(al_server, "auto", client_id="stager", count=3, seed=4, switch_labels=labelled)
+    at_random = _ask(al_server, "random", client_id="stager", count=3, seed=4)
+    assert at_switch["stage"] == "random" and _keys(at_switch) == _keys(at_random)
+    assert _keys(at_random) != _keys(uncertain)  # the two stages tell apart
+    below = _ask(al_server, "auto", client_id="stager", count=3, seed=4, switch_labels=labelled + 1)
+    assert below["stage"] == "uncertain" and _keys(below) == _keys(uncertain)
+    _release(al_server, "stager")
+
+
+def test_auto_switch_must_be_a_count(al_server):
+    import requests
+
+    for bad in (-1, "ten", 2.5, True):
+        answer = requests.post(
+            f"{al_server.url}/activelearning/auto", json={"switch_labels": bad}, timeout=60
+        )
+        assert answer.status_code == 400 and "params.switch_labels" in answer.json()["detail"]
 
 
 def test_lease_setting_is_checked():

@@ -244,6 +244,8 @@ def test_bad_stored_images_never_stop_active_learning(hostile, authed):
         ("uncertain", {"method": "entropy", "max_candidates": 64}),
         ("uncertain", {"method": "bald", "model": "tiny-a", "mc_samples": 2}),
         ("typical", {"max_candidates": 64}),
+        ("auto", {"max_candidates": 64}),
+        ("auto", {"switch_labels": 0, "seed": 3}),
     ]:
         answer = authed.post(f"{server.url}/activelearning/{strategy}", json=body, timeout=300)
         assert answer.status_code == 200, f"{strategy}: {answer.status_code} {answer.text[:300]}"

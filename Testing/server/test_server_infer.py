@@ -27,7 +27,7 @@ def test_info_lists_models_with_versions_and_thresholds(server, http, server_env
         assert model["arch"] == "tf_efficientnet_lite0" and model["input_size"] == INPUT_SIZE
         assert "gradcam" in model["saliency_methods"]
     assert info["models"]["ensemble"]["members"] == server_env["models"]
-    assert set(info["strategies"]) == {"uncertain", "random", "typical", "first"}
+    assert set(info["strategies"]) == {"auto", "uncertain", "random", "typical", "first"}
     assert set(info["trainers"]) == set(server_env["models"])
 
 

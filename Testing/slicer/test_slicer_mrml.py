@@ -163,21 +163,27 @@ def test_settings_are_remembered_atomically(tmp_path):
     assert load_settings(JsonFileStore(str(path))) == LogicSettings()
 
 
-def test_the_former_default_strategy_saved_before_version_2_gives_way_to_the_new_one(tmp_path):
-    """Settings saved before version 2 held every field, chosen or not: their "uncertain" was
-    the old default and becomes "random"; one saved since is the user's choice and stays."""
+def test_a_former_default_strategy_gives_way_to_the_new_one(tmp_path):
+    """Every field is saved on each connect: a stored strategy equal to the default of the version
+    it was saved under ("uncertain" before version 2, "random" in version 2) was that default, not a
+    choice, and becomes today's; a value that was not its version's default, or one saved since,
+    is the user's choice and stays."""
     path = tmp_path / "settings.json"
+    today = LogicSettings().strategy
+    assert today == "auto"
     old = {"MicrocalcAI/strategy": "uncertain", "MicrocalcAI/roi_size_mm": 7.5}
     path.write_text(json.dumps(old))
     loaded = load_settings(JsonFileStore(str(path)))
-    assert loaded.strategy == LogicSettings().strategy == "random" and loaded.roi_size_mm == 7.5
-    save_settings(LogicSettings(strategy="uncertain"), JsonFileStore(str(path)))
-    assert load_settings(JsonFileStore(str(path))).strategy == "uncertain"
-    path.write_text(json.dumps({**old, "MicrocalcAI/strategy": "first"}))  # a choice: kept
-    assert load_settings(JsonFileStore(str(path))).strategy == "first"
+    assert loaded.strategy == today and loaded.roi_size_mm == 7.5
+    path.write_text(json.dumps({**old, "MicrocalcAI/strategy": "random"}))  # not version 1's default
+    assert load_settings(JsonFileStore(str(path))).strategy == "random"
     # QSettings hands the version back as text after a restart
-    saved = MemoryStore({"MicrocalcAI/strategy": "uncertain", "MicrocalcAI/settings_version": "2"})
-    assert load_settings(saved).strategy == "uncertain"
+    assert load_settings(MemoryStore({**old, "MicrocalcAI/settings_version": "2"})).strategy == "uncertain"
+    version_2 = MemoryStore({"MicrocalcAI/strategy": "random", "MicrocalcAI/settings_version": 2})
+    assert load_settings(version_2).strategy == today
+    for choice in ("random", "uncertain", "first"):
+        save_settings(LogicSettings(strategy=choice), JsonFileStore(str(path)))
+        assert load_settings(JsonFileStore(str(path))).strategy == choice
 
 
 def test_settings_read_back_through_a_qsettings_like_store():

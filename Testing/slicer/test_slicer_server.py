@@ -225,14 +225,16 @@ def test_next_sample_then_annotate_reaches_the_datastore(logic):
 
 
 def test_next_sample_asks_for_the_servers_default_strategy_unless_told(logic):
-    """The measured best (random on the phantom, benchmarks/RESULTS.md) is what a new user's Next
-    sample asks for, and the server lists it first."""
+    """The measured best (`auto`: uncertain while the labels are few, then random;
+    benchmarks/RESULTS.md) is what a new user's Next sample asks for, and the server lists it
+    first."""
     from microcalcai.server.strategies import DEFAULT_STRATEGY
 
-    assert logic.settings.strategy == DEFAULT_STRATEGY == "random"
+    assert logic.settings.strategy == DEFAULT_STRATEGY == "auto"
     assert list(logic.info.strategies)[0] == DEFAULT_STRATEGY
     sample = logic.next_sample()
     assert sample is not None and sample.strategy == DEFAULT_STRATEGY
+    assert sample.stage == "uncertain" and sample.proposer == "auto (uncertain)"  # few labels yet
 
 
 def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):

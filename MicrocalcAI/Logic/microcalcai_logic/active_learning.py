@@ -19,6 +19,12 @@ class NextSample:
     strategy: str
     score: Optional[float]
     path: str
+    stage: str = ""  # the strategy `auto` asked on its behalf: uncertain or random
+
+    @property
+    def proposer(self) -> str:
+        """The strategy with the stage it was in, as a person reads it: "auto (uncertain)"."""
+        return f"{self.strategy} ({self.stage})" if self.stage else self.strategy
 
 
 def request_next_sample(
@@ -62,5 +68,6 @@ def load_next_sample(client: ServerClient, scene, answer: dict, path: str, roi_n
         strategy=_strategy_name(answer.get("strategy")),
         score=float(score) if score is not None else None,
         path=source_file(volume) or "",
+        stage=str(answer.get("stage") or ""),
     )
     return sample, volume, roi_node

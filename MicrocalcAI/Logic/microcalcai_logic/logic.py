@@ -56,6 +56,7 @@ LOCAL_VIEW_REFUSAL = (
     "this image has none: open the view as DICOM, or from the server."
 )
 
+
 class ConsentRequired(LogicError):
     """The action would send an image of this machine to the server, and the user has not said
     yet whether that is allowed. Front ends ask (`consent_question`), then call
@@ -761,7 +762,7 @@ class MicrocalcAILogic:
         answer = request_next_sample(
             client,
             strategy,
-            method=self.settings.scoring if strategy == "uncertain" else None,
+            method=self.settings.scoring if strategy in ("uncertain", "auto") else None,
             model=self.settings.model,
             client_id=self.settings.annotator,
         )

@@ -18,10 +18,11 @@ from .client import DEFAULT_URL
 SETTINGS_ENV = "MICROCALCAI_LOGIC_SETTINGS"
 GROUP = "MicrocalcAI/"
 HISTORY_LENGTH = 5
-# Saved beside the settings. Before version 2 every field was saved on each connect, so a stored
-# strategy "uncertain" was the old default, not a choice: it gives way to the new default.
-SETTINGS_VERSION = 2
-SUPERSEDED_DEFAULTS = {"strategy": "uncertain"}
+# Saved beside the settings. Every field is saved on each connect, so a stored value equal to the
+# default of the version it was saved under was that default, not a choice: it gives way to the
+# current default. The defaults that changed, by the version they were the default of:
+SETTINGS_VERSION = 3
+SUPERSEDED_DEFAULTS = {1: {"strategy": "uncertain"}, 2: {"strategy": "random"}}
 
 
 @dataclass
@@ -32,10 +33,8 @@ class LogicSettings:
     saliency_method: str = "gradcam"
     saliency_opacity: float = 0.5
     show_saliency: bool = True
-    # the server's default (server/strategies.py DEFAULT_STRATEGY): since each retraining starts
-    # halfway back to ImageNet, no uncertainty strategy measured on the phantom has beaten random
-    # labelling (benchmarks/RESULTS.md, active learning)
-    strategy: str = "random"
+    # the server's default (server/strategies.py DEFAULT_STRATEGY, AUTO_SWITCH_LABELS says why)
+    strategy: str = "auto"
     scoring: str = "entropy"
     annotator: str = ""
     train_model: str = ""
@@ -135,7 +134,8 @@ def load_settings(store=None) -> LogicSettings:
         version = 1
     for item in fields(LogicSettings):
         stored = store.value(GROUP + item.name)
-        if stored is None or (version < SETTINGS_VERSION and SUPERSEDED_DEFAULTS.get(item.name) == stored):
+        superseded = SUPERSEDED_DEFAULTS.get(version, {}) if version < SETTINGS_VERSION else {}
+        if stored is None or (item.name in superseded and superseded[item.name] == stored):
             continue
         try:
             values[item.name] = _typed(stored, getattr(defaults, item.name))

@@ -30,6 +30,7 @@ from microcalcai.server.strategies import (
     First,
     MostUncertain,
     RandomRoi,
+    Staged,
     Typical,
 )
 from microcalcai.server.uploads import ImageUploads
@@ -118,9 +119,12 @@ class MicrocalcApp(MONAILabelApp):
             return {}
         self.leases = LeaseBook(lease_seconds_setting(self.conf))  # shared: a lease holds for all
         shared = CandidateCache()  # crops and features, for every strategy that uses the models
+        uncertain = MostUncertain(self.pool, self.leases, self.served, self.cache, shared)
+        at_random = RandomRoi(self.pool, self.leases)
         return {  # the default first: /info lists them in this order
-            "random": RandomRoi(self.pool, self.leases),
-            "uncertain": MostUncertain(self.pool, self.leases, self.served, self.cache, shared),
+            "auto": Staged(self.pool, self.leases, uncertain, at_random),
+            "random": at_random,
+            "uncertain": uncertain,
             "typical": Typical(self.pool, self.leases, self.served, self.cache, shared),
             "first": First(self.pool, self.leases),
         }

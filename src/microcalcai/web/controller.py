@@ -667,9 +667,10 @@ class PageController:
             _box_handles(box, True)  # the proposed box may be adjusted before labelling
             self._show_image(self.logic.volume, keep_box=True)
             # The strategy asked for, in its own name (the server's answer may describe it as a record).
-            self.state.sample_text = "{} proposed by '{}'{}.".format(
+            self.state.sample_text = "{} proposed by '{}'{}{}.".format(
                 sample.image_id,
                 self.state.strategy,
+                f" ({sample.stage} stage)" if sample.stage else "",
                 "" if sample.score is None else f" (score {sample.score:.3f})",
             )
 
