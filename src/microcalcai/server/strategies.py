@@ -133,7 +133,8 @@ class PoolStrategy(Strategy):
             available = [c for c in unlabeled if (c.image_id, c.roi.key) not in held]
             if not available:
                 return {}
-            chosen, extra = self.choose(available, min(count, len(available)), request, everyone)
+            labelled = len(everyone) - len(unlabeled)
+            chosen, extra = self.choose(available, min(count, len(available)), request, everyone, labelled)
             length = self.leases.grant(holder, [(c.image_id, c.roi.key) for c, _ in chosen], seconds)
         samples = [_answer(c, self.name, **fields) for c, fields in chosen]
         return {
@@ -147,10 +148,12 @@ class PoolStrategy(Strategy):
             "client_id": holder,
         }
 
-    def choose(self, available: list, count: int, request: dict, everyone: list) -> tuple[list[tuple], dict]:
+    def choose(
+        self, available: list, count: int, request: dict, everyone: list, labelled: int
+    ) -> tuple[list[tuple], dict]:
         """[(candidate, its own answer fields)] best first, and fields for the whole answer;
         `everyone`: every candidate of the pool, labelled or not, in the snapshot `available`
-        was taken from."""
+        was taken from; `labelled`: how many of them have a label."""
         raise NotImplementedError
 
 
@@ -160,7 +163,7 @@ class First(PoolStrategy):
     def __init__(self, pool, leases):
         super().__init__("The first unlabeled ROIs, in image id order", pool, leases)
 
-    def choose(self, available, count, request, everyone):
+    def choose(self, available, count, request, everyone, labelled):
         return [(c, {}) for c in available[:count]], {}
 
 
@@ -170,7 +173,7 @@ class RandomRoi(PoolStrategy):
     def __init__(self, pool, leases):
         super().__init__("Random unlabeled ROIs (params.seed makes it reproducible)", pool, leases)
 
-    def choose(self, available, count, request, everyone):
+    def choose(self, available, count, request, everyone, labelled):
         rng = random.Random(None if request.get("seed") is None else _seed(request))
         return [(c, {}) for c in rng.sample(available, count)], {}
 
@@ -325,7 +328,7 @@ class MostUncertain(ModelStrategy):
         "half and half)"
     )
 
-    def choose(self, available, count, request, everyone):
+    def choose(self, available, count, request, everyone, labelled):
         method = request.get("method") or DEFAULT_METHOD
         if method not in METHODS:
             raise RequestError(f"params.method must be one of {list(METHODS)}, got {method!r}")
@@ -359,7 +362,7 @@ class Typical(ModelStrategy):
         "pool is densest. params.seed makes it reproducible"
     )
 
-    def choose(self, available, count, request, everyone):
+    def choose(self, available, count, request, everyone, labelled):
         from microcalcai.server.typicality import typical_batch
 
         limit = _whole(request, "max_candidates", DEFAULT_MAX_CANDIDATES, 1, 100000)
@@ -396,11 +399,10 @@ class Staged(PoolStrategy):
         )
         self.early, self.late = early, late
 
-    def choose(self, available, count, request, everyone):
+    def choose(self, available, count, request, everyone, labelled):
         switch = _whole(request, "switch_labels", AUTO_SWITCH_LABELS, 0, 10_000_000)
-        labelled = len(everyone) - len(self.pool.unlabeled(candidates=everyone))
         stage = self.early if labelled < switch else self.late
-        chosen, extra = stage.choose(available, count, request, everyone)
+        chosen, extra = stage.choose(available, count, request, everyone, labelled)
         return chosen, {**extra, "stage": stage.name, "labelled": labelled, "switch_labels": switch}
 
 
