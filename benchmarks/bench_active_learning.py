@@ -739,9 +739,25 @@ def paired_with_random(data: dict, random: dict | None) -> dict | None:
     share their cold start and test set): mean and 95% t interval over the seeds."""
     if random is None or len(data["labels"]) != len(random["labels"]):
         return None
-    by_seed = dict(zip(random["seeds"], random["auc"][:, -1], strict=True))
+    return _paired_at(data, random, -1)
+
+
+def minus_random_by_round(data: dict, random: dict | None) -> list[dict] | None:
+    """paired_with_random at every round both curves reached: where a strategy gains or loses
+    along the way (auto's two stages), not only at the end."""
+    if random is None:
+        return None
+    rounds = min(len(data["labels"]), len(random["labels"]))
+    if data["labels"][:rounds] != random["labels"][:rounds]:
+        return None
+    found = [_paired_at(data, random, i) for i in range(rounds)]
+    return [{"labels": data["labels"][i], **row} for i, row in enumerate(found) if row is not None]
+
+
+def _paired_at(data: dict, random: dict, column: int) -> dict | None:
+    by_seed = dict(zip(random["seeds"], random["auc"][:, column], strict=True))
     differences = np.array(
-        [auc[-1] - by_seed[s] for s, auc in zip(data["seeds"], data["auc"], strict=True) if s in by_seed]
+        [auc[column] - by_seed[s] for s, auc in zip(data["seeds"], data["auc"], strict=True) if s in by_seed]
     )
     if len(differences) == 0:
         return None
@@ -892,6 +908,7 @@ def report(out: Path, figure: Path | None) -> dict:
             "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
             "final_minus_random": paired_with_random(data, found.get("random")),
+            "minus_random_by_round": minus_random_by_round(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
     truth_p = pool_truth(out)
@@ -944,6 +961,20 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
         ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
     lowest = min(float(d["auc"].min()) for d in found.values())
     ax.set_ylim(max(0.0, lowest - 0.1), 1.0)  # an AUC band beyond 1 says only "too few seeds"
+    if "auto" in found:  # where auto's proposals turn from uncertain to random (its default params)
+        from microcalcai.server.strategies import AUTO_SWITCH_LABELS
+
+        ax.axvline(AUTO_SWITCH_LABELS, color=COLOURS["auto"], linestyle="--", linewidth=1)
+        ax.annotate(
+            f" auto: uncertain below {AUTO_SWITCH_LABELS} labels, random from there",
+            (AUTO_SWITCH_LABELS, ax.get_ylim()[0]),
+            xytext=(2, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=COLOURS["auto"],
+            rotation=90,
+            va="bottom",
+        )
     ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
     ax.set_ylabel("test AUC of the served ensemble")
     ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")

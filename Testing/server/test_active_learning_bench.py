@@ -60,6 +60,13 @@ def test_report_summarises_runs_and_draws_the_figure(bench, tmp_path):
     assert diverse["area_under_curve"] > random["area_under_curve"]
     assert summary["strategies"]["entropy"]["labels"] == [20, 40]
     assert summary["strategies"]["entropy"]["labels_to_random_final"] is None
+    by_round = diverse["minus_random_by_round"]
+    assert [row["labels"] for row in by_round] == [20, 40, 60, 80]
+    assert [row["mean"] for row in by_round] == pytest.approx([0.0, 0.07, 0.08, 0.05])
+    assert by_round[-1]["mean"] == diverse["final_minus_random"]["mean"]
+    # a run that stopped early is compared over the rounds it reached, not dropped
+    assert [row["labels"] for row in summary["strategies"]["entropy"]["minus_random_by_round"]] == [20, 40]
+    assert summary["strategies"]["entropy"]["final_minus_random"] is None
 
 
 def test_a_record_with_other_settings_is_not_resumed(bench, tmp_path):
@@ -244,3 +251,21 @@ def test_denoised_labels_are_the_likelier_class(bench):
     }
     assert bench.STRATEGIES["random-denoised"][0] == "random"  # random's own ROIs
     assert bench.STRATEGIES["oracle-clean"][0] is None  # picked by the annotator, not the server
+
+
+def test_report_with_auto_marks_its_switch(bench, tmp_path, monkeypatch):
+    """The figure marks where auto turns from uncertain to random: the server's own default."""
+    import matplotlib.axes
+
+    from microcalcai.server.strategies import AUTO_SWITCH_LABELS
+
+    for strategy in ("random", "auto"):
+        _run(tmp_path, strategy, 0, [0.6, 0.7, 0.75])
+    lines = []
+    original = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "axvline", lambda ax, x=0, *a, **k: lines.append(x) or original(ax, x, *a, **k)
+    )
+    summary = bench.report(tmp_path, tmp_path / "figure.png")
+    assert AUTO_SWITCH_LABELS in lines
+    assert [row["labels"] for row in summary["strategies"]["auto"]["minus_random_by_round"]] == [20, 40, 60]
