@@ -779,7 +779,14 @@ def malignant_share(records: list[dict]) -> float | None:
 def between_rounds(records: list[dict]) -> dict:
     """Item 5: did the served ensemble's test AUC ever drop by more than its noise from one round
     to the next? Each pair of rounds is a paired DeLong difference on the same test ROIs; a drop
-    beyond noise is one whose 95% CI lies wholly below zero."""
+    beyond noise is one whose 95% CI lies wholly below zero (one-sided p < 0.025).
+
+    That rule, applied to every pair, flags a drop in 2.5% of pairs with no real change: over a
+    strategy's 15 pairs one flag is no evidence. The family-wise answer (Holm over the
+    strategy's pairs at the same one-sided 0.025, statsmodels) is reported beside it."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
     from microcalcai.evaluate.compare import delong_paired
 
     pairs = []
@@ -801,12 +808,26 @@ def between_rounds(records: list[dict]) -> dict:
                     "labels": [old["labels"], new["labels"]],
                     "difference": round(test.difference, 4),
                     "ci95": [round(low, 4), round(high, 4)],
+                    # the one-sided p of a drop: None where DeLong has no variance (AUC 0 or 1)
+                    "p_drop": None if test.statistic is None else float(stats.norm.cdf(test.statistic)),
                 }
             )
     drops = [p for p in pairs if p["ci95"][1] < 0]
+    tested = [p for p in pairs if p["p_drop"] is not None]
+    if tested:
+        flags, adjusted, _, _ = multipletests([p["p_drop"] for p in tested], alpha=0.025, method="holm")
+        for pair, p_holm in zip(tested, adjusted, strict=True):
+            pair["p_drop_holm"] = round(float(p_holm), 4)
+        family = [p for p, flag in zip(tested, flags, strict=True) if flag]
+    else:
+        family = []
+    for pair in tested:
+        pair["p_drop"] = round(pair["p_drop"], 4)
     return {
         "republished_pairs": len(pairs),
         "drops_beyond_noise": drops,
+        "expected_by_chance": round(0.025 * len(pairs), 2),
+        "drops_beyond_noise_family_wise": family,
         "largest_drop": min((p["difference"] for p in pairs), default=None),
     }
 
@@ -924,7 +945,10 @@ def report(out: Path, figure: Path | None) -> dict:
             f"({row['share_of_random_labels']}), minus random {row['final_minus_random']}, "
             f"malignant share {row['malignant_share_of_proposals']}, "
             f"drops beyond noise {len(row['between_rounds']['drops_beyond_noise'])} of "
-            f"{row['between_rounds']['republished_pairs']}, round parts {row['median_parts_s']}"
+            f"{row['between_rounds']['republished_pairs']} (by chance "
+            f"{row['between_rounds']['expected_by_chance']}; family-wise "
+            f"{len(row['between_rounds']['drops_beyond_noise_family_wise'])}), "
+            f"round parts {row['median_parts_s']}"
         )
     return summary
 

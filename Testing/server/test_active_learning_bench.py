@@ -106,8 +106,34 @@ def test_between_rounds_flags_only_a_drop_beyond_noise(bench):
     ) == {
         "republished_pairs": 0,
         "drops_beyond_noise": [],
+        "expected_by_chance": 0.0,
+        "drops_beyond_noise_family_wise": [],
         "largest_drop": None,
     }
+    assert [d["labels"] for d in found["drops_beyond_noise_family_wise"]] == [[40, 60]]  # far beyond
+
+
+def test_a_marginal_drop_among_many_pairs_is_not_beyond_noise_family_wise(bench):
+    """One pair in the 2.5% tail among ten: flagged pair by pair, not over the family (Holm)."""
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(120), np.ones(60)].astype(int)
+    scores = [labels * 1.5 + rng.normal(0, 1, len(labels))]
+    for _ in range(9):  # nine republications of much the same model
+        scores.append(scores[-1] + rng.normal(0, 0.02, len(labels)))
+    scores.append(scores[-1] + np.random.default_rng(1).normal(0, 0.7, len(labels)))  # a bit worse
+    record = {
+        "config": {"seed": 0},
+        "test_labels": labels.tolist(),
+        "rounds": [
+            {"labels": 20 * (i + 1), "served_version": str(i + 1), "test_probabilities": list(s)}
+            for i, s in enumerate(scores)
+        ],
+    }
+    found = bench.between_rounds([record])
+    assert found["republished_pairs"] == 10 and found["expected_by_chance"] == 0.25
+    (marginal,) = found["drops_beyond_noise"]
+    assert marginal["labels"] == [200, 220] and 0.001 < marginal["p_drop"] < 0.025
+    assert marginal["p_drop_holm"] >= 0.025 and found["drops_beyond_noise_family_wise"] == []
 
 
 def test_malignant_share_counts_the_strategys_own_choices(bench):
