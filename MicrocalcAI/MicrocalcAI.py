@@ -568,7 +568,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.inputVolume = core.volume
             self._parameterNode.useRoiBox = True
             slicer.util.setSliceViewerLayers(background=core.volume, fit=True)
-            self.ui.statusLabel.text = _("Sample {image} ({strategy}, score {score}).").format(
+            self.ui.statusLabel.text = _("Sample {image} proposed by {strategy} (score {score}).").format(
                 image=sample.image_id,
                 strategy=sample.proposer,
                 score=f"{sample.score:.3f}" if sample.score is not None else "n/a",

@@ -739,9 +739,25 @@ def paired_with_random(data: dict, random: dict | None) -> dict | None:
     share their cold start and test set): mean and 95% t interval over the seeds."""
     if random is None or len(data["labels"]) != len(random["labels"]):
         return None
-    by_seed = dict(zip(random["seeds"], random["auc"][:, -1], strict=True))
+    return _paired_at(data, random, -1)
+
+
+def minus_random_by_round(data: dict, random: dict | None) -> list[dict] | None:
+    """paired_with_random at every round both curves reached: where a strategy gains or loses
+    along the way (auto's two stages), not only at the end."""
+    if random is None:
+        return None
+    rounds = min(len(data["labels"]), len(random["labels"]))
+    if data["labels"][:rounds] != random["labels"][:rounds]:
+        return None
+    found = [_paired_at(data, random, i) for i in range(rounds)]
+    return [{"labels": data["labels"][i], **row} for i, row in enumerate(found) if row is not None]
+
+
+def _paired_at(data: dict, random: dict, column: int) -> dict | None:
+    by_seed = dict(zip(random["seeds"], random["auc"][:, column], strict=True))
     differences = np.array(
-        [auc[-1] - by_seed[s] for s, auc in zip(data["seeds"], data["auc"], strict=True) if s in by_seed]
+        [auc[column] - by_seed[s] for s, auc in zip(data["seeds"], data["auc"], strict=True) if s in by_seed]
     )
     if len(differences) == 0:
         return None
@@ -763,7 +779,14 @@ def malignant_share(records: list[dict]) -> float | None:
 def between_rounds(records: list[dict]) -> dict:
     """Item 5: did the served ensemble's test AUC ever drop by more than its noise from one round
     to the next? Each pair of rounds is a paired DeLong difference on the same test ROIs; a drop
-    beyond noise is one whose 95% CI lies wholly below zero."""
+    beyond noise is one whose 95% CI lies wholly below zero (one-sided p < 0.025).
+
+    That rule, applied to every pair, flags a drop in 2.5% of pairs with no real change: over a
+    strategy's 15 pairs one flag is no evidence. The family-wise answer (Holm over the
+    strategy's pairs at the same one-sided 0.025, statsmodels) is reported beside it."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
     from microcalcai.evaluate.compare import delong_paired
 
     pairs = []
@@ -785,12 +808,26 @@ def between_rounds(records: list[dict]) -> dict:
                     "labels": [old["labels"], new["labels"]],
                     "difference": round(test.difference, 4),
                     "ci95": [round(low, 4), round(high, 4)],
+                    # the one-sided p of a drop: None where DeLong has no variance (AUC 0 or 1)
+                    "p_drop": None if test.statistic is None else float(stats.norm.cdf(test.statistic)),
                 }
             )
     drops = [p for p in pairs if p["ci95"][1] < 0]
+    tested = [p for p in pairs if p["p_drop"] is not None]
+    if tested:
+        flags, adjusted, _, _ = multipletests([p["p_drop"] for p in tested], alpha=0.025, method="holm")
+        for pair, p_holm in zip(tested, adjusted, strict=True):
+            pair["p_drop_holm"] = round(float(p_holm), 4)
+        family = [p for p, flag in zip(tested, flags, strict=True) if flag]
+    else:
+        family = []
+    for pair in tested:
+        pair["p_drop"] = round(pair["p_drop"], 4)
     return {
         "republished_pairs": len(pairs),
         "drops_beyond_noise": drops,
+        "expected_by_chance": round(0.025 * len(pairs), 2),
+        "drops_beyond_noise_family_wise": family,
         "largest_drop": min((p["difference"] for p in pairs), default=None),
     }
 
@@ -892,6 +929,7 @@ def report(out: Path, figure: Path | None) -> dict:
             "between_rounds": between_rounds(data["records"]),
             "load_average_1min": [float(min(data["load"])), float(max(data["load"]))],
             "final_minus_random": paired_with_random(data, found.get("random")),
+            "minus_random_by_round": minus_random_by_round(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
     truth_p = pool_truth(out)
@@ -907,7 +945,10 @@ def report(out: Path, figure: Path | None) -> dict:
             f"({row['share_of_random_labels']}), minus random {row['final_minus_random']}, "
             f"malignant share {row['malignant_share_of_proposals']}, "
             f"drops beyond noise {len(row['between_rounds']['drops_beyond_noise'])} of "
-            f"{row['between_rounds']['republished_pairs']}, round parts {row['median_parts_s']}"
+            f"{row['between_rounds']['republished_pairs']} (by chance "
+            f"{row['between_rounds']['expected_by_chance']}; family-wise "
+            f"{len(row['between_rounds']['drops_beyond_noise_family_wise'])}), "
+            f"round parts {row['median_parts_s']}"
         )
     return summary
 
@@ -944,6 +985,20 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
         ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
     lowest = min(float(d["auc"].min()) for d in found.values())
     ax.set_ylim(max(0.0, lowest - 0.1), 1.0)  # an AUC band beyond 1 says only "too few seeds"
+    if "auto" in found:  # where auto's proposals turn from uncertain to random (its default params)
+        from microcalcai.server.strategies import AUTO_SWITCH_LABELS
+
+        ax.axvline(AUTO_SWITCH_LABELS, color=COLOURS["auto"], linestyle="--", linewidth=1)
+        ax.annotate(
+            f" auto: uncertain below {AUTO_SWITCH_LABELS} labels, random from there",
+            (AUTO_SWITCH_LABELS, ax.get_ylim()[0]),
+            xytext=(2, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=COLOURS["auto"],
+            rotation=90,
+            va="bottom",
+        )
     ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
     ax.set_ylabel("test AUC of the served ensemble")
     ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")

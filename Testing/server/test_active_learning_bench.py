@@ -60,6 +60,13 @@ def test_report_summarises_runs_and_draws_the_figure(bench, tmp_path):
     assert diverse["area_under_curve"] > random["area_under_curve"]
     assert summary["strategies"]["entropy"]["labels"] == [20, 40]
     assert summary["strategies"]["entropy"]["labels_to_random_final"] is None
+    by_round = diverse["minus_random_by_round"]
+    assert [row["labels"] for row in by_round] == [20, 40, 60, 80]
+    assert [row["mean"] for row in by_round] == pytest.approx([0.0, 0.07, 0.08, 0.05])
+    assert by_round[-1]["mean"] == diverse["final_minus_random"]["mean"]
+    # a run that stopped early is compared over the rounds it reached, not dropped
+    assert [row["labels"] for row in summary["strategies"]["entropy"]["minus_random_by_round"]] == [20, 40]
+    assert summary["strategies"]["entropy"]["final_minus_random"] is None
 
 
 def test_a_record_with_other_settings_is_not_resumed(bench, tmp_path):
@@ -99,8 +106,34 @@ def test_between_rounds_flags_only_a_drop_beyond_noise(bench):
     ) == {
         "republished_pairs": 0,
         "drops_beyond_noise": [],
+        "expected_by_chance": 0.0,
+        "drops_beyond_noise_family_wise": [],
         "largest_drop": None,
     }
+    assert [d["labels"] for d in found["drops_beyond_noise_family_wise"]] == [[40, 60]]  # far beyond
+
+
+def test_a_marginal_drop_among_many_pairs_is_not_beyond_noise_family_wise(bench):
+    """One pair in the 2.5% tail among ten: flagged pair by pair, not over the family (Holm)."""
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(120), np.ones(60)].astype(int)
+    scores = [labels * 1.5 + rng.normal(0, 1, len(labels))]
+    for _ in range(9):  # nine republications of much the same model
+        scores.append(scores[-1] + rng.normal(0, 0.02, len(labels)))
+    scores.append(scores[-1] + np.random.default_rng(1).normal(0, 0.7, len(labels)))  # a bit worse
+    record = {
+        "config": {"seed": 0},
+        "test_labels": labels.tolist(),
+        "rounds": [
+            {"labels": 20 * (i + 1), "served_version": str(i + 1), "test_probabilities": list(s)}
+            for i, s in enumerate(scores)
+        ],
+    }
+    found = bench.between_rounds([record])
+    assert found["republished_pairs"] == 10 and found["expected_by_chance"] == 0.25
+    (marginal,) = found["drops_beyond_noise"]
+    assert marginal["labels"] == [200, 220] and 0.001 < marginal["p_drop"] < 0.025
+    assert marginal["p_drop_holm"] >= 0.025 and found["drops_beyond_noise_family_wise"] == []
 
 
 def test_malignant_share_counts_the_strategys_own_choices(bench):
@@ -244,3 +277,21 @@ def test_denoised_labels_are_the_likelier_class(bench):
     }
     assert bench.STRATEGIES["random-denoised"][0] == "random"  # random's own ROIs
     assert bench.STRATEGIES["oracle-clean"][0] is None  # picked by the annotator, not the server
+
+
+def test_report_with_auto_marks_its_switch(bench, tmp_path, monkeypatch):
+    """The figure marks where auto turns from uncertain to random: the server's own default."""
+    import matplotlib.axes
+
+    from microcalcai.server.strategies import AUTO_SWITCH_LABELS
+
+    for strategy in ("random", "auto"):
+        _run(tmp_path, strategy, 0, [0.6, 0.7, 0.75])
+    lines = []
+    original = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "axvline", lambda ax, x=0, *a, **k: lines.append(x) or original(ax, x, *a, **k)
+    )
+    summary = bench.report(tmp_path, tmp_path / "figure.png")
+    assert AUTO_SWITCH_LABELS in lines
+    assert [row["labels"] for row in summary["strategies"]["auto"]["minus_random_by_round"]] == [20, 40, 60]

@@ -234,7 +234,7 @@ def test_next_sample_asks_for_the_servers_default_strategy_unless_told(logic):
     assert list(logic.info.strategies)[0] == DEFAULT_STRATEGY
     sample = logic.next_sample()
     assert sample is not None and sample.strategy == DEFAULT_STRATEGY
-    assert sample.stage == "uncertain" and sample.proposer == "auto (uncertain)"  # few labels yet
+    assert sample.stage == "uncertain" and sample.proposer == "auto (uncertain stage)"  # few labels yet
 
 
 def test_labelling_a_local_image_adds_it_to_the_datastore_once(logic, studies):

@@ -23,8 +23,9 @@ class NextSample:
 
     @property
     def proposer(self) -> str:
-        """The strategy with the stage it was in, as a person reads it: "auto (uncertain)"."""
-        return f"{self.strategy} ({self.stage})" if self.stage else self.strategy
+        """The strategy with the stage it was in, as a person reads it (the web page's wording):
+        "auto (uncertain stage)"."""
+        return f"{self.strategy} ({self.stage} stage)" if self.stage else self.strategy
 
 
 def request_next_sample(
