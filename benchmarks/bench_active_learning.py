@@ -28,6 +28,11 @@ strategy chose are by construction (the phantom's P(malignant) of each chosen RO
 `--first-picks` asks each strategy (and BALD) for its first batch from every seed's cold start,
 unlabelled and without training, and writes the label noise of those batches: minutes, not hours.
 
+Variants (--variant, VARIANTS): `cpu`, every recorded run, is the above; `gpu` is the seed
+studies' setting: Kang et al.'s five networks from ImageNet with their recipe on 512 px ROIs at
+0.07 mm, no resize. --arch, --spacing-mm, --roi-size, --input-size, --recipe and --weights
+change one part of either.
+
 Usage (small, for a try):  nice -n 5 .venv/bin/python benchmarks/bench_active_learning.py \
     --pool-patients 40 --test-patients 20 --cold-start 10 --batch 10 --rounds 2 --seeds 0 \
     --out /tmp/al-try
@@ -81,6 +86,33 @@ CLEAN_NOISE = 0.15
 ARCH = "tf_efficientnet_lite0"
 INPUT_SIZE = 128  # the default models' input (server/bootstrap.py)
 MEMBERS = ("lite0-a", "lite0-b")
+# What the members are and what they see. `cpu` is what every recorded run used: two Lite0s from the
+# ImageNet weights that install offline, on 96 px spot ROIs at 0.1 mm (a 9.6 mm field), the
+# server's own recipe; minutes a round on 2 cores. `gpu` is the seed studies' setting: Kang et al.'s
+# five networks with their recipe (Adam 1e-4), on 512 px ROIs at 0.07 mm (35.8 mm, the phantom's
+# own defaults) fed at full resolution, no resize; too slow for a CPU. Their ImageNet weights come
+# from the timm hub: where it cannot be reached, --weights none (random initial weights) or
+# --arch tf_efficientnet_lite0 (weights installed offline) still runs.
+KANG_ARCHS = ("resnet101", "legacy_xception", "inception_v3", "inception_resnet_v2", "densenet201")
+VARIANTS = {
+    "cpu": {
+        "archs": [ARCH, ARCH],
+        "spacing_mm": 0.1,
+        "roi_size": 96,
+        "input_size": INPUT_SIZE,
+        "recipe": None,  # the server's default retraining
+        "weights": "imagenet",
+    },
+    "gpu": {
+        "archs": list(KANG_ARCHS),
+        "spacing_mm": 0.07,
+        "roi_size": 512,
+        "input_size": 512,
+        "recipe": "kang2021",
+        "weights": "imagenet",
+    },
+}
+SHORT_NAMES = {ARCH: "lite0"}  # member names: lite0-a, lite0-b as every recorded run has them
 ANNOTATOR = "simulated-annotator"
 COLOURS = {
     "random": "0.35",
@@ -110,19 +142,79 @@ def utc_now() -> str:
 
 
 def machine() -> str:
-    return f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    import torch
+
+    where = f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    if torch.cuda.is_available():
+        where += f", {torch.cuda.get_device_name(0)}"
+    return where
+
+
+def member_names(archs: list[str]) -> list[str]:
+    """One name per member: the architecture's short name and a letter per copy of it."""
+    seen: dict[str, int] = {}
+    names = []
+    for arch in archs:
+        short = SHORT_NAMES.get(arch, arch)
+        names.append(f"{short}-{'abcdefghijklmnopqrstuvwxyz'[seen.get(short, 0)]}")
+        seen[short] = seen.get(short, 0) + 1
+    return names
+
+
+def setup_of(args) -> dict:
+    """The variant's members, geometry, recipe and weights, each overridden where given."""
+    given = {
+        "archs": args.arch,
+        "spacing_mm": args.spacing_mm,
+        "roi_size": args.roi_size,
+        "input_size": args.input_size,
+        "recipe": args.recipe,
+        "weights": args.weights,
+    }
+    setup = VARIANTS[args.variant] | {key: value for key, value in given.items() if value is not None}
+    from microcalcai.models.registry import get_arch
+
+    setup["archs"] = [get_arch(arch).name for arch in setup["archs"]]  # an unknown name lists ours
+    if len(setup["archs"]) > 26:
+        raise SystemExit(f"at most 26 members, got {len(setup['archs'])}")
+    if setup["weights"] not in ("imagenet", "none"):
+        raise SystemExit(f"--weights is 'imagenet' or 'none', got {setup['weights']!r}")
+    setup["members"] = member_names(setup["archs"])
+    return setup
+
+
+def needs_hub(setup: dict) -> bool:
+    """Whether a member's ImageNet weights come from the timm hub (not installed offline)."""
+    return setup["weights"] == "imagenet" and any(arch != ARCH for arch in setup["archs"])
 
 
 # -- data --------------------------------------------------------------------------------------
 
 
-def make_phantom(out: Path, patients: int, seed: int) -> tuple[Path, list[dict]]:
-    """Phantom spot views at 0.1 mm with 96 px ROIs (made once); returns the folder and its rows."""
+def make_phantom(out: Path, patients: int, seed: int, setup: dict) -> tuple[Path, list[dict]]:
+    """Phantom spot views at the setup's spacing and ROI size (made once); returns the folder and
+    its rows."""
     from server_helpers import spot_phantom  # the tests' spot views, the same settings
 
     if not (out / "manifest.csv").is_file():
-        spot_phantom(out, patients=patients, seed=seed, workers=1, progress=True)
-    return out, phantom_rows(out)
+        spot_phantom(
+            out,
+            patients=patients,
+            seed=seed,
+            spacing_mm=setup["spacing_mm"],
+            roi_size=setup["roi_size"],
+            workers=max(1, min(8, (os.cpu_count() or 1) - 1)),
+            progress=True,
+        )
+    rows = phantom_rows(out)
+    found = {(round(float(r["spacing_mm"]), 4), int(float(r["roi_size"]))) for r in rows}
+    wanted = (round(float(setup["spacing_mm"]), 4), int(setup["roi_size"]))
+    if found - {wanted}:
+        raise SystemExit(
+            f"{out} holds ROIs of {sorted(found)} (mm, px), not {wanted}: another variant's data; "
+            "give another --out"
+        )
+    return out, rows
 
 
 def phantom_rows(folder: Path) -> list[dict]:
@@ -174,6 +266,14 @@ def truth_probabilities(rows: list[dict]) -> dict[str, float]:
     return {key_of(Path(r["image_path"]).stem, roi_of(r)): float(r["p_malignant"]) for r in rows}
 
 
+def bayes_auc(rows: list[dict]) -> float:
+    """The AUC of the phantom's own P(malignant) on these ROIs: what no model can beat on them."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = [int(r["label"] == "malignant") for r in rows]
+    return round(float(roc_auc_score(labels, [float(r["p_malignant"]) for r in rows])), 4)
+
+
 def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
     """The workspace's reference set (bootstrap/reference.csv) holding only validation ROIs: each
     retraining trains on the annotator's labels alone and is judged for publication on these
@@ -208,10 +308,11 @@ def manifest_frame(phantom: Path, rows: list[dict], split: str):
     )
 
 
-def make_members(workspace: Path, scratch: Path) -> None:
-    """Host two ImageNet-initialised members (fresh heads, two seeds) and their ensemble."""
+def make_members(workspace: Path, scratch: Path, setup: dict) -> None:
+    """Host the setup's members (its initial weights, fresh heads, one seed each) and their ensemble."""
     import torch
 
+    from microcalcai.errors import NotAvailableError
     from microcalcai.models.artifact import card_for, save_model
     from microcalcai.models.registry import create_model
     from microcalcai.server.workspace import build_ensemble, has_models, install_model, prepare_app
@@ -219,11 +320,21 @@ def make_members(workspace: Path, scratch: Path) -> None:
     prepare_app(workspace)
     if has_models(workspace):
         return
-    for seed, name in enumerate(MEMBERS):
+    for seed, (arch, name) in enumerate(zip(setup["archs"], setup["members"], strict=True)):
         torch.manual_seed(seed)
-        module = create_model(ARCH, weights="imagenet")
+        try:
+            module = create_model(arch, weights=setup["weights"])
+        except NotAvailableError as exc:
+            raise SystemExit(
+                f"{exc}\nWithout the hub: --weights none (random initial weights; retrainings then "
+                f"start from the served weights as they are) or --arch {ARCH} (ImageNet, offline)."
+            ) from exc
         card = card_for(
-            ARCH, name=name, input_size=INPUT_SIZE, threshold=0.5, threshold_method="fixed 0.5 (cold start)"
+            arch,
+            name=name,
+            input_size=setup["input_size"],
+            threshold=0.5,
+            threshold_method="fixed 0.5 (cold start)",
         )
         install_model(workspace, save_model(module.eval(), card, scratch / name, overwrite=True))
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (cold start)")
@@ -292,11 +403,12 @@ COLD_START_TRAINING = {"lr_scale": 1.0, "shrink": 1.0, "perturb": 0.0}
 class Annotator:
     """Asks the server for ROIs and labels them from the phantom's truth."""
 
-    def __init__(self, url: str, truth: dict[str, str]):
+    def __init__(self, url: str, truth: dict[str, str], members: list[str] = MEMBERS):
         import requests
 
         self.url = url
         self.truth = truth
+        self.members = list(members)
         self.http = requests.Session()
 
     def propose(
@@ -362,7 +474,7 @@ class Annotator:
         """Train each member in turn with the server's defaults (but `overrides`); their outcomes
         from /info/."""
         outcome = {}
-        for member in MEMBERS:
+        for member in self.members:
             body = {} if max_epochs is None else {"max_epochs": max_epochs}
             body.update(overrides or {})
             started = self.http.post(f"{self.url}/train/{member}", json=body, timeout=120)
@@ -436,7 +548,7 @@ class TestSet:
 
         store = ModelStore(workspace / "models")
         version = store.current_version(ENSEMBLE)
-        predictor = load_predictor(store.version_dir(ENSEMBLE, version), device="cpu")
+        predictor = load_predictor(store.version_dir(ENSEMBLE, version))  # a GPU where there is one
         return np.asarray(predictor.predict(self.crops).probability, dtype=float), version
 
 
@@ -449,8 +561,11 @@ def retraining_defaults() -> dict:
 
 
 def run_config(args, strategy: str, seed: int, data: dict) -> dict:
-    """What identifies a run's data and settings (the number of rounds may grow: it resumes)."""
-    return {
+    """What identifies a run's data and settings (the number of rounds may grow: it resumes).
+    The setup's fields are written where they differ from the `cpu` variant's, so the records
+    written before there were variants still resume and compare."""
+    setup = args.setup
+    config = {
         "strategy": strategy,
         "seed": seed,
         "pool_rois": len(data["pool"][1]),
@@ -459,10 +574,25 @@ def run_config(args, strategy: str, seed: int, data: dict) -> dict:
         "cold_start": args.cold_start,
         "batch": args.batch,
         "max_epochs": args.max_epochs,
-        "retraining": retraining_defaults(),
-        "members": list(MEMBERS),
-        "input_size": INPUT_SIZE,
+        # what the rounds after the cold start ask of /train (the server's own where not given)
+        "retraining": retraining_defaults()
+        | {k: v for k, v in (train_overrides(setup, 1) or {}).items() if k != "recipe"},
+        "members": setup["members"],
+        "input_size": setup["input_size"],
     }
+    cpu = VARIANTS["cpu"]
+    config.update({key: setup[key] for key in cpu if key != "input_size" and setup[key] != cpu[key]})
+    return config
+
+
+def train_overrides(setup: dict, round_index: int) -> dict | None:
+    """What each round's POST /train asks beyond the server's defaults."""
+    overrides = {} if setup["recipe"] is None else {"recipe": setup["recipe"]}
+    if round_index == 0:
+        overrides.update(COLD_START_TRAINING)
+    elif setup["weights"] == "none":  # no ImageNet to shrink toward: the served weights as they are
+        overrides.update({"shrink": 1.0, "perturb": 0.0})
+    return overrides or None
 
 
 def save_record(path: Path, record: dict) -> None:
@@ -539,17 +669,18 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
 
     work = args.out / "work" / name
     truth = make_studies(work / "studies", *data["pool"])
-    make_members(work / "workspace", work / "built")
+    make_members(work / "workspace", work / "built", args.setup)
     make_validation(work / "workspace", *data["val"])
     testset = data["testset"]
     record["test_labels"] = testset.labels.tolist()
+    record["test_bayes_auc"] = bayes_auc(data["test"][1])
     record.setdefault("machine", machine())
     server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
     server.start()
     try:
         if strategy in LIKELIER_CLASS_LABELS:  # the cold start was labelled from the draws, as ever
             truth = likelier_class(data["truth_p"])
-        annotator = Annotator(server.url, truth)
+        annotator = Annotator(server.url, truth, args.setup["members"])
         kind, params = STRATEGIES[strategy]
         for round_index in range(len(record["rounds"]), upto + 1):
             started = time.monotonic()
@@ -584,7 +715,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
             if min(totals.values()) >= 4:  # the server's own floor: 2 per class in train and in val
                 # the cold start's members leave ImageNet (fresh heads): the recipe's own rate and
                 # ImageNet's weights as they are, not the server's start for retraining served weights
-                trained = annotator.train(args.max_epochs, COLD_START_TRAINING if round_index == 0 else None)
+                trained = annotator.train(args.max_epochs, train_overrides(args.setup, round_index))
             else:
                 trained = {"skipped": f"too few labels of a class to train: {totals}"}
             times["train_s"] = round(time.monotonic() - clock, 1)
@@ -654,7 +785,7 @@ def first_picks(args) -> dict:
         server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
         server.start()
         try:
-            annotator = Annotator(server.url, {})
+            annotator = Annotator(server.url, {}, args.setup["members"])
             for name in found:
                 kind, params = STRATEGIES[name]
                 picked = annotator.propose_unlabelled(kind, params, args.batch, 1000 * seed + 1)
@@ -832,6 +963,16 @@ def between_rounds(records: list[dict]) -> dict:
     }
 
 
+def bayes_auc_of_test(out: Path, found: dict) -> float | None:
+    """The test ROIs' Bayes-optimal AUC, from a run record or else the test phantom's manifest."""
+    for data in found.values():
+        for record in data["records"]:
+            if record.get("test_bayes_auc") is not None:
+                return record["test_bayes_auc"]
+    manifest = out / "data" / "test" / "manifest.csv"
+    return bayes_auc(phantom_rows(manifest.parent)) if manifest.is_file() else None
+
+
 def pool_truth(out: Path) -> dict[str, float] | None:
     manifest = out / "data" / "pool" / "manifest.csv"
     if not manifest.is_file():
@@ -932,6 +1073,10 @@ def report(out: Path, figure: Path | None) -> dict:
             "minus_random_by_round": minus_random_by_round(data, found.get("random")),
         }
     summary["random_final_auc"] = random_final
+    summary["test_bayes_auc"] = bayes_auc_of_test(out, found)
+    first = next(iter(found.values()))["records"][0]
+    summary["setup"] = {k: v for k, v in first["config"].items() if k not in ("strategy", "seed")}
+    summary["machines"] = sorted({r.get("machine") or "?" for d in found.values() for r in d["records"]})
     truth_p = pool_truth(out)
     if truth_p is not None:  # what a label drawn at random from the whole pool would carry
         summary["pool_label_noise"] = noise_of(list(truth_p.values()))["mean_p_times_1_minus_p"]
@@ -983,6 +1128,15 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
                 ax.plot(data["labels"], seed_curve, color=colour, linewidth=0.6, alpha=0.5)
     if summary.get("random_final_auc") is not None:
         ax.axhline(summary["random_final_auc"], color="0.6", linestyle=":", linewidth=1)
+    if summary.get("test_bayes_auc") is not None:
+        ax.axhline(summary["test_bayes_auc"], color="black", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"Bayes-optimal {summary['test_bayes_auc']:.3f}",
+            (ax.get_xlim()[0], summary["test_bayes_auc"]),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
     lowest = min(float(d["auc"].min()) for d in found.values())
     ax.set_ylim(max(0.0, lowest - 0.1), 1.0)  # an AUC band beyond 1 says only "too few seeds"
     if "auto" in found:  # where auto's proposals turn from uncertain to random (its default params)
@@ -1001,7 +1155,14 @@ def draw(found: dict, summary: dict, figure: Path) -> None:
         )
     ax.set_xlabel("labels (simulated annotator, phantom ground truth)")
     ax.set_ylabel("test AUC of the served ensemble")
-    ax.set_title("Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)")
+    setup = summary.get("setup", {})
+    members = ", ".join(setup.get("members", []))
+    geometry = f"{setup.get('roi_size', 96)} px ROIs at {setup.get('spacing_mm', 0.1)} mm"
+    ax.set_title(
+        f"Active learning on phantom spot ROIs: labels to test AUC (mean, 95% CI)\n{geometry}, "
+        f"input {setup.get('input_size')} px; members {members}",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     figure.parent.mkdir(parents=True, exist_ok=True)
@@ -1029,7 +1190,8 @@ def draw_label_noise(ax, noisy: dict, pool: float | None) -> None:
 # -- main --------------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the setup (`setup_of`) the run uses."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1056,6 +1218,19 @@ def main(argv=None) -> int:
         default=[name for name in STRATEGIES if name not in DIAGNOSTICS],
         choices=list(STRATEGIES),
     )
+    parser.add_argument(
+        "--variant",
+        choices=list(VARIANTS),
+        default="cpu",
+        help="cpu: two Lite0s on 96 px ROIs at 0.1 mm; gpu: Kang et al.'s five networks and recipe on "
+        "512 px ROIs at 0.07 mm at full resolution (VARIANTS; each part can be changed below)",
+    )
+    parser.add_argument("--arch", nargs="+", default=None, help="the members' architectures (timm names)")
+    parser.add_argument("--spacing-mm", type=float, default=None, help="the phantom's pixel spacing")
+    parser.add_argument("--roi-size", type=int, default=None, help="the ROIs' size in pixels")
+    parser.add_argument("--input-size", type=int, default=None, help="the members' input in pixels")
+    parser.add_argument("--recipe", default=None, help="the retrainings' recipe (default: the server's)")
+    parser.add_argument("--weights", default=None, help="the members' initial weights: imagenet or none")
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")
@@ -1068,6 +1243,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out = args.out.absolute()
     args.figure = args.figure or args.out / "active-learning.png"
+    args.setup = setup_of(args)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     # a TERM (nohup, a job runner) unwinds like Ctrl-C, so each run's server is stopped by its id
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.report:
@@ -1077,10 +1258,12 @@ def main(argv=None) -> int:
     if args.first_picks:
         first_picks(args)
         return 0
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pool = make_phantom(args.out / "data" / "pool", args.pool_patients, seed=101)
-    test = make_phantom(args.out / "data" / "test", args.test_patients, seed=202)
-    val = make_phantom(args.out / "data" / "val", args.val_patients, seed=303)
+    if not needs_hub(args.setup):  # timm would retry an unreachable hub for ~50 s per model
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    log(f"setup {args.variant}: {args.setup}; {machine()}")
+    pool = make_phantom(args.out / "data" / "pool", args.pool_patients, 101, args.setup)
+    test = make_phantom(args.out / "data" / "test", args.test_patients, 202, args.setup)
+    val = make_phantom(args.out / "data" / "val", args.val_patients, 303, args.setup)
     data = {
         "pool": pool,
         "test": test,

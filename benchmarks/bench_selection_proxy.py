@@ -212,6 +212,8 @@ def run(strategy, data, seed, cold, batch, upto, c=C):
 
 
 def summarise(curves: dict, labels: list[int]) -> dict:
+    from scipy.integrate import trapezoid  # np.trapz is gone from numpy 2's namespace
+
     random = np.array([[a for _, a in c] for c in curves["random"]])
     target = float(random.mean(axis=0)[-1])
     out = {}
@@ -225,7 +227,7 @@ def summarise(curves: dict, labels: list[int]) -> dict:
             "mean_auc": [round(float(v), 4) for v in mean],
             "minus_random": [round(float(v), 4) for v in diff.mean(axis=0)],
             "minus_random_ci95_half": [round(float(v), 4) for v in half],
-            "area_under_curve": round(float(np.trapz(mean, labels) / (labels[-1] - labels[0])), 4),
+            "area_under_curve": round(float(trapezoid(mean, labels) / (labels[-1] - labels[0])), 4),
             "labels_to_random_final": reach,
             "share_of_random_labels": None if reach is None else round(reach / labels[-1], 3),
         }

@@ -120,16 +120,25 @@ def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> li
     return names
 
 
-def spot_phantom(out: Path, *, patients: int, seed: int, progress: bool = False, **options):
-    """Phantom spot views (CC, one breast) at 0.1 mm with 96-pixel ROIs: seconds to make."""
+def spot_phantom(
+    out: Path,
+    *,
+    patients: int,
+    seed: int,
+    progress: bool = False,
+    spacing_mm: float = 0.1,
+    roi_size: int = 96,
+    **options,
+):
+    """Phantom spot views (CC, one breast), by default at 0.1 mm with 96-pixel ROIs: seconds to make."""
     from microcalcai.phantom import generate_dataset
 
     return generate_dataset(
         out,
         patients=patients,
         seed=seed,
-        spacing_mm=0.1,
-        roi_size=96,
+        spacing_mm=spacing_mm,
+        roi_size=roi_size,
         full_field=False,
         views=("CC",),
         bilateral=False,

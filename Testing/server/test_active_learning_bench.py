@@ -295,3 +295,130 @@ def test_report_with_auto_marks_its_switch(bench, tmp_path, monkeypatch):
     summary = bench.report(tmp_path, tmp_path / "figure.png")
     assert AUTO_SWITCH_LABELS in lines
     assert [row["labels"] for row in summary["strategies"]["auto"]["minus_random_by_round"]] == [20, 40, 60]
+
+
+def _args(bench, *argv):
+    return bench.parse_args(list(argv))
+
+
+def test_the_cpu_variant_is_what_the_recorded_runs_used(bench):
+    """A cpu-variant config holds no field the records written before variants lack: they resume."""
+    setup = _args(bench).setup
+    assert setup["members"] == list(bench.MEMBERS) and setup["input_size"] == bench.INPUT_SIZE
+    assert (setup["spacing_mm"], setup["roi_size"], setup["recipe"]) == (0.1, 96, None)
+    args = _args(bench, "--batch", "60")
+    data = {"pool": (None, [1] * 5), "test": (None, [1] * 3), "val": (None, [1] * 2)}
+    config = bench.run_config(args, "random", 0, data)
+    assert set(config) == {
+        "strategy", "seed", "pool_rois", "test_rois", "validation_rois", "cold_start", "batch",
+        "max_epochs", "retraining", "members", "input_size",
+    }  # fmt: skip
+    assert bench.train_overrides(setup, 0) == bench.COLD_START_TRAINING
+    assert bench.train_overrides(setup, 1) is None  # the server's default retraining
+    assert not bench.needs_hub(setup)
+
+
+def test_the_gpu_variant_is_the_seed_studies_setting(bench):
+    args = _args(bench, "--variant", "gpu")
+    setup = args.setup
+    assert setup["archs"] == list(bench.KANG_ARCHS)
+    assert setup["members"] == [f"{arch}-a" for arch in bench.KANG_ARCHS]
+    assert (setup["spacing_mm"], setup["roi_size"], setup["input_size"]) == (0.07, 512, 512)
+    assert bench.needs_hub(setup)  # their ImageNet weights come from the timm hub
+    data = {"pool": (None, [1] * 5), "test": (None, [1] * 3), "val": (None, [1] * 2)}
+    config = bench.run_config(args, "auto", 1, data)
+    assert config["recipe"] == "kang2021" and config["archs"] == list(bench.KANG_ARCHS)
+    assert config["spacing_mm"] == 0.07 and config["roi_size"] == 512 and config["input_size"] == 512
+    assert bench.train_overrides(setup, 2) == {"recipe": "kang2021"}
+    assert bench.train_overrides(setup, 0) == {"recipe": "kang2021", **bench.COLD_START_TRAINING}
+
+
+def test_a_variants_parts_can_be_changed(bench):
+    args = _args(
+        bench, "--variant", "gpu", "--arch", "xception", "xception", "densenet121", "--weights", "none",
+        "--roi-size", "256", "--input-size", "299",
+    )  # fmt: skip
+    setup = args.setup
+    assert setup["archs"] == ["legacy_xception", "legacy_xception", "densenet121"]  # aliases resolved
+    assert setup["members"] == ["legacy_xception-a", "legacy_xception-b", "densenet121-a"]
+    assert (setup["spacing_mm"], setup["roi_size"], setup["input_size"]) == (0.07, 256, 299)
+    assert not bench.needs_hub(setup)
+    # no ImageNet to shrink toward: a retraining starts from the served weights as they are
+    assert bench.train_overrides(setup, 3) == {"recipe": "kang2021", "shrink": 1.0, "perturb": 0.0}
+    from microcalcai.errors import InputError
+
+    with pytest.raises(InputError, match="unknown architecture 'resnet7'"):
+        _args(bench, "--arch", "resnet7")
+    with pytest.raises(SystemExit, match="imagenet' or 'none'"):
+        _args(bench, "--weights", "/some/file.pth")
+
+
+def test_data_of_another_geometry_is_refused(bench, tmp_path):
+    """An --out made for one variant is not silently reused by another: the crops would differ."""
+    setup = _args(bench).setup
+    folder, rows = bench.make_phantom(tmp_path / "pool", 3, 7, setup)
+    assert rows and {r["roi_size"] for r in rows} == {"96"}
+    with pytest.raises(SystemExit, match="another variant's data; give another --out"):
+        bench.make_phantom(tmp_path / "pool", 3, 7, {**setup, "spacing_mm": 0.07, "roi_size": 512})
+
+
+def test_report_gives_the_bayes_optimal_auc_and_the_setup(bench, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    setup = _args(bench).setup
+    folder, rows = bench.make_phantom(tmp_path / "data" / "test", 24, 9, setup)
+    expected = bench.bayes_auc(rows)
+    assert 0.5 < expected <= 1.0
+    for strategy in ("random", "diverse"):
+        _run(tmp_path, strategy, 0, [0.6, 0.7, 0.75])
+    lines = []
+    original = matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "axhline", lambda ax, y=0, *a, **k: lines.append(y) or original(ax, y, *a, **k)
+    )
+    summary = bench.report(tmp_path, tmp_path / "figure.png")
+    assert summary["test_bayes_auc"] == expected  # from the test phantom's manifest
+    assert expected in lines  # drawn beside the curves
+    assert summary["setup"] == {}  # these records carry no settings
+    for record in (tmp_path / "runs").glob("*.json"):
+        saved = json.loads(record.read_text())
+        saved.update(
+            test_bayes_auc=0.9, machine="box", config={**saved["config"], "members": ["resnet101-a"]}
+        )
+        record.write_text(json.dumps(saved))
+    summary = bench.report(tmp_path, None)
+    assert summary["test_bayes_auc"] == 0.9  # a record's own value first
+    assert summary["setup"] == {"members": ["resnet101-a"]} and summary["machines"] == ["box"]
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_variant_runs_its_own_members_and_recipe_through_the_real_server(bench, tmp_path):
+    """The gpu variant's path on a CPU: other architectures (random weights: no hub in tests),
+    small crops, Kang's recipe; the server hosts and retrains those members with that recipe."""
+    out = tmp_path / "run"
+    argv = [
+        "--variant", "gpu", "--arch", "mobilenetv2_100", "efficientnet_b0", "--weights", "none",
+        "--spacing-mm", "0.1", "--roi-size", "64", "--input-size", "64", "--max-epochs", "1",
+        "--pool-patients", "40", "--test-patients", "24", "--val-patients", "16",
+        "--cold-start", "20", "--batch", "8", "--rounds", "1", "--seeds", "0", "--strategies", "random",
+        "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    record = json.loads((out / "runs" / "random-seed0.json").read_text())
+    assert record["config"]["members"] == ["mobilenetv2_100-a", "efficientnet_b0-a"]
+    assert record["config"]["retraining"]["shrink"] == 1.0  # random weights: nothing to shrink toward
+    assert [r["labels"] for r in record["rounds"]] == [20, 28]
+    trained = record["rounds"][1]["trained"]
+    assert set(trained) == {"mobilenetv2_100-a", "efficientnet_b0-a"}
+    assert all(t["state"] == "done" for t in trained.values()), trained
+    models = out / "work" / "random-seed0" / "workspace" / "models"
+    for member, arch in (("mobilenetv2_100-a", "mobilenetv2_100"), ("efficientnet_b0-a", "efficientnet_b0")):
+        run = sorted((models / member / "runs").iterdir())[-1]  # the round's retraining
+        card = json.loads((run / arch / "model" / "model.json").read_text())
+        assert card["arch"] == arch and card["input_size"] == 64
+        assert card["recipe"]["name"] == "kang2021" and card["recipe"]["optimizer"]["lr"] == 1e-4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["setup"]["recipe"] == "kang2021" and summary["setup"]["roi_size"] == 64
+    assert summary["test_bayes_auc"] == record["test_bayes_auc"] > 0.5
+    assert (out / "active-learning.png").stat().st_size > 10_000

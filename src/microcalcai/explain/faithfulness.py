@@ -187,7 +187,9 @@ class PerturbationCurves:
 
 
 def _mean_height(x, y) -> float:
-    return float(np.trapz(y, x) / (x[-1] - x[0]))
+    from scipy.integrate import trapezoid  # np.trapz is gone from numpy 2's namespace
+
+    return float(trapezoid(y, x) / (x[-1] - x[0]))
 
 
 def perturbation_curves(
