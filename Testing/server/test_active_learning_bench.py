@@ -279,19 +279,25 @@ def test_denoised_labels_are_the_likelier_class(bench):
     assert bench.STRATEGIES["oracle-clean"][0] is None  # picked by the annotator, not the server
 
 
-def test_report_with_auto_marks_its_switch(bench, tmp_path, monkeypatch):
-    """The figure marks where auto turns from uncertain to random: the server's own default."""
+def _drawn_lines(monkeypatch, method: str) -> list[float]:
+    """Where the figure draws its vertical (axvline) or horizontal (axhline) lines."""
     import matplotlib.axes
 
+    lines = []
+    original = getattr(matplotlib.axes.Axes, method)
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, method, lambda ax, at=0, *a, **k: lines.append(at) or original(ax, at, *a, **k)
+    )
+    return lines
+
+
+def test_report_with_auto_marks_its_switch(bench, tmp_path, monkeypatch):
+    """The figure marks where auto turns from uncertain to random: the server's own default."""
     from microcalcai.server.strategies import AUTO_SWITCH_LABELS
 
     for strategy in ("random", "auto"):
         _run(tmp_path, strategy, 0, [0.6, 0.7, 0.75])
-    lines = []
-    original = matplotlib.axes.Axes.axvline
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "axvline", lambda ax, x=0, *a, **k: lines.append(x) or original(ax, x, *a, **k)
-    )
+    lines = _drawn_lines(monkeypatch, "axvline")
     summary = bench.report(tmp_path, tmp_path / "figure.png")
     assert AUTO_SWITCH_LABELS in lines
     assert [row["labels"] for row in summary["strategies"]["auto"]["minus_random_by_round"]] == [20, 40, 60]
@@ -363,19 +369,13 @@ def test_data_of_another_geometry_is_refused(bench, tmp_path):
 
 
 def test_report_gives_the_bayes_optimal_auc_and_the_setup(bench, tmp_path, monkeypatch):
-    import matplotlib.axes
-
     setup = _args(bench).setup
     folder, rows = bench.make_phantom(tmp_path / "data" / "test", 24, 9, setup)
     expected = bench.bayes_auc(rows)
     assert 0.5 < expected <= 1.0
     for strategy in ("random", "diverse"):
         _run(tmp_path, strategy, 0, [0.6, 0.7, 0.75])
-    lines = []
-    original = matplotlib.axes.Axes.axhline
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "axhline", lambda ax, y=0, *a, **k: lines.append(y) or original(ax, y, *a, **k)
-    )
+    lines = _drawn_lines(monkeypatch, "axhline")
     summary = bench.report(tmp_path, tmp_path / "figure.png")
     assert summary["test_bayes_auc"] == expected  # from the test phantom's manifest
     assert expected in lines  # drawn beside the curves
