@@ -60,7 +60,10 @@ CROP_CACHE_BYTES = 256 << 20  # 96 px spot crops: thousands; 512 px full-field c
 # top -0.017, balanced -0.025): once the features fit the task, a labelled set skewed toward
 # doubt costs. The switch lies between the two measured ranges; `auto` itself, run from 30 to
 # 450 labels in rounds of 60, reached random's final AUC with 32% of its labels and stayed level
-# with random after the switch (+0.003 at 450). The phantom's number, not a law.
+# with random after the switch (+0.003 at 450); `uncertain` (diverse) all the way in the same
+# rounds was nominally ahead of `auto` after the switch (+0.016 at 450, interval -0.004 to +0.035),
+# the opposite of the 250-label start: the switch is kept for its halved proposing cost, not for
+# a measured gain. The phantom's number, not a law.
 AUTO_SWITCH_LABELS = 200
 
 
