@@ -48,6 +48,7 @@ import os
 import platform
 import shutil
 import signal
+import string
 import sys
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def member_names(archs: list[str]) -> list[str]:
     names = []
     for arch in archs:
         short = SHORT_NAMES.get(arch, arch)
-        names.append(f"{short}-{'abcdefghijklmnopqrstuvwxyz'[seen.get(short, 0)]}")
+        names.append(f"{short}-{string.ascii_lowercase[seen.get(short, 0)]}")
         seen[short] = seen.get(short, 0) + 1
     return names
 
@@ -175,8 +176,8 @@ def setup_of(args) -> dict:
     from microcalcai.models.registry import get_arch
 
     setup["archs"] = [get_arch(arch).name for arch in setup["archs"]]  # an unknown name lists ours
-    if len(setup["archs"]) > 26:
-        raise SystemExit(f"at most 26 members, got {len(setup['archs'])}")
+    if len(setup["archs"]) > len(string.ascii_lowercase):  # one letter per copy of an architecture
+        raise SystemExit(f"at most {len(string.ascii_lowercase)} members, got {len(setup['archs'])}")
     if setup["weights"] not in ("imagenet", "none"):
         raise SystemExit(f"--weights is 'imagenet' or 'none', got {setup['weights']!r}")
     setup["members"] = member_names(setup["archs"])
@@ -266,12 +267,15 @@ def truth_probabilities(rows: list[dict]) -> dict[str, float]:
     return {key_of(Path(r["image_path"]).stem, roi_of(r)): float(r["p_malignant"]) for r in rows}
 
 
-def bayes_auc(rows: list[dict]) -> float:
-    """The AUC of the phantom's own P(malignant) on these ROIs: what no model can beat on them."""
-    from sklearn.metrics import roc_auc_score
+def bayes_auc(rows: list[dict]) -> float | None:
+    """The AUC of the phantom's own P(malignant) on these ROIs: what no model can beat on them
+    (None when they hold one class)."""
+    from microcalcai.phantom import empirical_auc
 
-    labels = [int(r["label"] == "malignant") for r in rows]
-    return round(float(roc_auc_score(labels, [float(r["p_malignant"]) for r in rows])), 4)
+    auc = empirical_auc(
+        [int(r["label"] == "malignant") for r in rows], [float(r["p_malignant"]) for r in rows]
+    )
+    return None if auc is None else round(auc, 4)
 
 
 def make_validation(workspace: Path, phantom: Path, rows: list[dict]) -> None:
