@@ -12,12 +12,8 @@ from microcalcai.server.labels import roi_key
 
 def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str = "final") -> pd.DataFrame:
     """One row per annotated ROI (plus, when asked, the manifest's labeled ROIs not annotated)."""
-    patients = {}
-    truths = []
-    for candidate in pool.candidates():
-        patients.setdefault(candidate.image_id, candidate.patient_id)
-        if candidate.truth in LABELS:
-            truths.append(candidate)
+    # the manifest's labels come as the pool lists them (on tissue); patients need no pixels
+    truths = [c for c in pool.candidates() if c.truth in LABELS] if include_manifest else []
     rows, seen = [], set()
     for image_id, saved in datastore.all_annotations(tag).items():
         usable = usable_image(datastore, image_id)  # one bad file must not stop every training
@@ -33,7 +29,7 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
                 _row(
                     image_id,
                     path,
-                    patients.get(image_id, image_id),
+                    pool.patient_of(image_id),
                     roi["x"],
                     roi["y"],
                     roi["size"],
