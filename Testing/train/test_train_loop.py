@@ -192,6 +192,38 @@ def test_a_small_training_set_gets_min_epoch_images_draws_an_epoch(tmp_path):
     assert large.steps == 3
 
 
+def test_loader_workers_train_the_same_steps_in_other_processes(tmp_path):
+    """Augmentation in worker processes (a GPU's default): the run trains as many steps and its
+    validation scores are the model's own, as without workers."""
+    from microcalcai.train.loop import _loader
+
+    train, val = _sets()
+    loader = _loader(train, _config(num_workers=2), torch.Generator(), False, 0, 1)
+    assert loader.num_workers == 2
+    seen = [tuple(batch[0].shape) for batch in loader]
+    assert seen == [(8, 3, 48, 48)] * 3
+    model = _model()
+    result = fit(model, train, val, _config(epochs=2, num_workers=2), tmp_path)
+    assert result.steps == 6 and len(result.history) == 2
+    _, probability = evaluate(model, val, _config())
+    np.testing.assert_allclose(probability, result.val_probability, atol=1e-6)
+
+
+def test_loader_workers_are_cut_to_what_shared_memory_holds(monkeypatch, caplog):
+    """A worker's batch lives in /dev/shm: where a container gives little, fewer workers (or none)
+    and a warning that says what to change, instead of a bus error mid-training."""
+    import microcalcai.train.loop as loop
+
+    train, _ = _sets()
+    batch_bytes = 8 * 3 * 48 * 48 * 4
+    monkeypatch.setattr(loop, "_shared_memory_free", lambda: 2 * loop.PREFETCH_BATCHES * batch_bytes * 2)
+    assert loop._loader(train, _config(num_workers=4), torch.Generator(), False, 0, 1).num_workers == 2
+    assert "2 loader workers instead of 4" in caplog.text and "--shm-size" in caplog.text
+    monkeypatch.setattr(loop, "_shared_memory_free", lambda: batch_bytes)
+    assert loop._loader(train, _config(num_workers=4), torch.Generator(), False, 0, 1).num_workers == 0
+    assert loop.workers_that_fit(4, batch_bytes, None) == 4  # no /dev/shm to measure: as asked
+
+
 def test_min_epoch_images_under_distributed_training_is_said_to_be_ignored(caplog):
     """The DistributedSampler path draws each image once an epoch; the floor is not silently lost."""
     from microcalcai.train.loop import _loader

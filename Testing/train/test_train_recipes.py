@@ -61,6 +61,10 @@ def test_overrides_with_dotted_keys(tmp_path):
         ("average_epochs=.nan", "average_epochs must be a whole number of epochs"),
         ("average_epochs=.inf", "average_epochs must be a whole number of epochs"),
         ("select_best=mean", "select_best is 'mean'"),
+        ("num_workers=-1", "num_workers must be 'auto'"),
+        ("num_workers=many", "num_workers must be 'auto'"),
+        ("num_workers=true", "num_workers must be 'auto'"),
+        ("num_workers=2.5", "num_workers must be 'auto'"),
     ],
 )
 def test_bad_settings_are_named(override, message):
@@ -85,6 +89,24 @@ def test_mixed_precision_and_channels_last_follow_the_device():
         load_recipe("kang2021", ["mixed_precision=false"]), batch_size=8, device="cuda"
     )
     assert not forced_off.mixed_precision and forced_off.channels_last
+
+
+def test_loader_workers_augment_beside_a_gpu_and_stay_out_of_a_cpus_way(monkeypatch):
+    from microcalcai.train.loop import MAX_AUTO_WORKERS, FitConfig, loader_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    recipe = load_recipe("phantom")
+    assert recipe["num_workers"] == "auto"
+    assert FitConfig.from_recipe(recipe, batch_size=8, device="cpu").num_workers == 0
+    assert FitConfig.from_recipe(recipe, batch_size=8, device="cuda").num_workers >= 0
+    assert loader_workers("auto", True, cpus=16) == MAX_AUTO_WORKERS
+    assert loader_workers("auto", True, cpus=4) == 3  # one core left to the training process
+    assert loader_workers("auto", True, cpus=1) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four processes share the CPUs
+    assert loader_workers("auto", True, cpus=16) == 3
+    assert loader_workers(2, False, cpus=16) == 2  # a number is taken as given, on a CPU too
+    forced = FitConfig.from_recipe(load_recipe("phantom", ["num_workers=3"]), batch_size=8, device="cpu")
+    assert forced.num_workers == 3
 
 
 def test_phantom_recipe_trains_cheaply_on_a_cpu():

@@ -155,6 +155,12 @@ def _validate(recipe: dict, *, where: str) -> None:
         raise InputError(
             f"{where}: batch_size must be a positive integer or null, got {recipe['batch_size']!r}"
         )
+    workers = recipe["num_workers"]
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise InputError(
+            f"{where}: num_workers must be 'auto' (loader processes on a GPU, none on a CPU) or a "
+            f"whole number >= 0 (0: augment in the training process), got {workers!r}"
+        )
     if not isinstance(recipe["min_epoch_images"], int) or recipe["min_epoch_images"] < 0:
         raise InputError(
             f"{where}: min_epoch_images must be a whole number >= 0 (0: an epoch is the training set "
