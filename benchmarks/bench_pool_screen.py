@@ -11,15 +11,15 @@ listing after a start is what the first Next sample waits for.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing" / "server"))
+
+from records import finish  # noqa: E402  (beside this file)
 
 
 def studies_folder(root: Path, patients: int, spacing_mm: float, roi_size: int) -> Path:
@@ -74,7 +74,6 @@ def main() -> None:
                 f"pass {repeat + 1}: screen {screened[-1]:.2f} s, stored masks {stored[-1]:.2f} s", flush=True
             )
     summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
         "images": images,
         "candidates": count,
         "spacing_mm": args.spacing_mm,
@@ -86,13 +85,8 @@ def main() -> None:
             "stored_masks": round(min(stored) / images * 1000, 2),
         },
         "ratio_screen_to_stored": round(min(screened) / min(stored), 1),
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    finish(summary, load_before, args.out)
 
 
 if __name__ == "__main__":
