@@ -13,14 +13,13 @@ gives a GPU run loader workers; this says how many images a second they can feed
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from records import finish
 
 from microcalcai.models import card_for
 from microcalcai.train.data import CropDataset, CropSet
@@ -65,7 +64,6 @@ def main() -> None:
             print(f"pass {repeat + 1}: {workers} workers {rates[workers][-1]:.0f} images/s", flush=True)
     best = {w: max(r) for w, r in rates.items()}
     summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
         "torch": torch.__version__,
         "size": args.size,
         "recipe": args.recipe,
@@ -73,13 +71,8 @@ def main() -> None:
         "batch": args.batch,
         "images_per_s": {str(w): [round(x, 1) for x in r] for w, r in rates.items()},
         "ratio_to_in_process": {str(w): round(best[w] / best[0], 2) for w in best} if 0 in best else None,
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    finish(summary, load_before, args.out)
 
 
 if __name__ == "__main__":

@@ -190,10 +190,11 @@ def trained_spot_model(scratch: Path, name: str = "spotter", seed: int = 5) -> P
     return Path(summary["archs"]["tf_efficientnet_lite0"]["model_dir"])
 
 
-def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> dict:
+def phantom_studies(root: Path, patients: int, field_size: int | None = 360, **options) -> dict:
     """A studies folder of phantom spot views (0.1 mm pixels, `field_size` square, or the
-    generator's default when None) with one calcification cluster each at the centre listed in
-    its manifest.csv (the server's candidate ROIs). Used by the server, Slicer and web tests."""
+    generator's default when None; `options` to spot_phantom) with one calcification cluster each
+    at the centre listed in its manifest.csv (the server's candidate ROIs). Used by the server,
+    Slicer and web tests and the pool's benchmark."""
     import csv
     import shutil
 
@@ -202,6 +203,7 @@ def phantom_studies(root: Path, patients: int, field_size: int | None = 360) -> 
         patients=patients,
         seed=3,
         **({} if field_size is None else {"field_size": field_size}),
+        **options,
     )
     folder = root / "studies"
     folder.mkdir()

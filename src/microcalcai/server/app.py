@@ -66,7 +66,7 @@ class MicrocalcApp(MONAILabelApp):
         )
         # Active learning sees the studies through a screen that leaves out unreadable files.
         self.screened = ScreenedDatastore(self._datastore, self.cache)
-        self.pool = CandidatePool(self.screened, self.cache)
+        self.pool = CandidatePool(self.screened, self.cache, self.workspace / "tissue-cache")
         self._strategies = self.init_strategies() if settings.MONAI_LABEL_TASKS_STRATEGY else {}
 
     # -- MONAI Label hooks -------------------------------------------------------------------

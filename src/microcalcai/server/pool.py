@@ -7,11 +7,14 @@ breast region, so a folder of bare mammograms (or a DICOMweb server) still has a
 Every candidate lies on breast tissue: its centre on the breast and at least MIN_TISSUE of its
 area (an annotator asked to judge calcifications in air is wasting a label). The breast is the
 largest region brighter than air (`tissue_mask`: mammograms are MONOCHROME2 once read, air near
-0); a spot view filled with tissue is all breast.
+0); a spot view filled with tissue is all breast. The masks are kept in the workspace
+(`tissue_store`), so a server start does not screen every image again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ import numpy as np
 from microcalcai_logic.contract import DEFAULT_ROI_SIZE, PixelRoi
 
 from microcalcai.server.labels import roi_key
+from microcalcai.server.tissue_store import TissueStore
 
 LOG = logging.getLogger(__name__)
 MANIFEST = "manifest.csv"
@@ -48,9 +52,10 @@ class Candidate:
 
 
 class CandidatePool:
-    def __init__(self, datastore, cache):
+    def __init__(self, datastore, cache, store_folder: Path | None = None):
         self.datastore = datastore
         self.cache = cache
+        self._stored = TissueStore(store_folder, _screen_settings())
         self._breast_rois: dict[str, PixelRoi] = {}
         self._tissue: dict[tuple, TissueMask] = {}
         self._manifest: tuple[float, dict[str, list[Candidate]]] | None = None
@@ -149,6 +154,12 @@ class CandidatePool:
         with self._lock:
             if key in self._tissue:
                 return self._tissue[key]
+        stored = self._stored.get(key)
+        if stored is not None:
+            mask = TissueMask(*stored)
+            with self._lock:
+                self._tissue[key] = mask
+            return mask
         try:
             mask = tissue_mask(self.cache.read(path, name=image_id).pixels)
         except Exception as exc:  # a damaged image stays in the pool; infer on it answers a 4xx
@@ -159,6 +170,7 @@ class CandidatePool:
             if refresh is not None:
                 refresh()
             return None
+        self._stored.put(key, mask.mask, mask.step, mask.shape)
         with self._lock:
             self._tissue[key] = mask
         return mask
@@ -217,6 +229,16 @@ class TissueMask:
         y = min(self.shape[0] - 1, row * self.step + self.step // 2)
         x = min(self.shape[1] - 1, col * self.step + self.step // 2)
         return PixelRoi(int(x), int(y), size)
+
+
+def _screen_settings() -> tuple:
+    """What the stored masks were found with: the screen's code and thresholds (a change to
+    either screens every image again)."""
+    try:
+        code = hashlib.sha256(inspect.getsource(tissue_mask).encode()).hexdigest()
+    except (OSError, TypeError):  # no source shipped: the thresholds alone
+        code = None
+    return (code, AIR_LEVEL, AIR_AREA, AIR_FLATNESS, MASK_SIDE)
 
 
 def tissue_mask(pixels: np.ndarray) -> TissueMask:

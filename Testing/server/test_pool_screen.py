@@ -1,14 +1,17 @@
-"""A training's labelled ROIs: patients from the manifest, and no pass over the pool's pixels."""
+"""The pool's tissue screen: kept in the workspace across server starts, and not repeated by a
+training to learn its labels' patients."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 
+import numpy as np
 from server_helpers import phantom_studies
 
 
-def _pool(folder):
+def _pool(folder, store_folder=None):
     from microcalcai.server.app import UploadableStudies
     from microcalcai.server.images import ImageCache, ScreenedDatastore
     from microcalcai.server.launch import FILE_EXTENSIONS
@@ -16,7 +19,46 @@ def _pool(folder):
 
     store = UploadableStudies(str(folder), extensions=FILE_EXTENSIONS, auto_reload=False)
     cache = ImageCache()
-    return store, CandidatePool(ScreenedDatastore(store, cache), cache)
+    return store, CandidatePool(ScreenedDatastore(store, cache), cache, store_folder)
+
+
+def _count_screens(monkeypatch) -> list:
+    import microcalcai.server.pool as pool_module
+
+    screened = []
+    real = pool_module.tissue_mask
+    monkeypatch.setattr(pool_module, "tissue_mask", lambda pixels: screened.append(1) or real(pixels))
+    return screened
+
+
+def test_a_server_start_reads_the_masks_its_last_start_found(tmp_path, monkeypatch):
+    """A restarted server's first Next sample read every image of the pool to find its breast
+    (minutes on thousands of full fields). The masks are kept in the workspace by file identity:
+    the same pool without a screen; an edited image and a damaged stored mask screened again."""
+    folder = phantom_studies(tmp_path, patients=3)["folder"]
+    images = sorted(folder.glob("*.dcm"))
+    kept = tmp_path / "workspace" / "tissue-cache"
+    screened = _count_screens(monkeypatch)
+    _, first = _pool(folder, kept)
+    listed = first.candidates()
+    assert listed and len(screened) == len(images)
+    _, second = _pool(folder, kept)
+    assert second.candidates() == listed and len(screened) == len(images)
+    for key, mask in first._tissue.items():
+        again = second._tissue[key]
+        assert np.array_equal(again.mask, mask.mask) and (again.step, again.shape) == (mask.step, mask.shape)
+
+    stat = images[0].stat()
+    os.utime(images[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was rewritten
+    _, third = _pool(folder, kept)
+    assert third.candidates() == listed and len(screened) == len(images) + 1
+
+    for stored in kept.rglob("*.npz"):
+        stored.write_bytes(b"half a file")
+    _, fourth = _pool(folder, kept)
+    assert fourth.candidates() == listed and len(screened) == 2 * len(images) + 1
+    _, fifth = _pool(folder, kept)  # the damaged ones were written anew
+    assert fifth.candidates() == listed and len(screened) == 2 * len(images) + 1
 
 
 def test_a_training_reads_patients_from_the_manifest_and_screens_no_pool_image(tmp_path, monkeypatch):
@@ -24,7 +66,6 @@ def test_a_training_reads_patients_from_the_manifest_and_screens_no_pool_image(t
     minutes at full resolution. The labels' patients come from the manifest (here renamed, so
     they cannot come from the images' own PatientID); the tissue screen runs only where the
     manifest's own labels are asked for (they stay on tissue, as the pool lists them)."""
-    import microcalcai.server.pool as pool_module
     from microcalcai.server.training_data import labeled_frame
 
     folder = phantom_studies(tmp_path, patients=4)["folder"]
@@ -44,9 +85,7 @@ def test_a_training_reads_patients_from_the_manifest_and_screens_no_pool_image(t
         roi = {"x": float(row["roi_x"]), "y": float(row["roi_y"]), "size": int(row["roi_size"])}
         document = {"image": image_id, "format": 1, "annotations": [{"roi": roi, "label": "benign"}]}
         (labels / f"{image_id}.json").write_text(json.dumps(document))
-    screened = []
-    real = pool_module.tissue_mask
-    monkeypatch.setattr(pool_module, "tissue_mask", lambda pixels: screened.append(1) or real(pixels))
+    screened = _count_screens(monkeypatch)
 
     store, pool = _pool(folder)
     frame = labeled_frame(store, pool)
