@@ -1,10 +1,10 @@
 """Training's input pipeline: images a second the loader delivers (augmentation and normalisation of
 cached crops), for 0 .. N worker processes, measured alternately in one run.
 
-On a GPU this, not the network, bounds a training at full resolution: an H200 fine-tuning two
-EfficientNet-Lite0 on 512 px crops with the augmentation in the training process ran at 2-36%
-utilisation, about 40 images a second (RESULTS.md "On an H200"). The recipes' `num_workers: auto`
-gives a GPU run loader workers; this says how many images a second they can feed.
+On a GPU this, not the network, can bound a training at full resolution: an H200 fine-tuning two
+EfficientNet-Lite0 on 512 px crops, augmented in the training process, ran at 2-36% utilisation
+(RESULTS.md "On an H200"). The recipes' `num_workers: auto` gives a GPU run loader workers; this
+says how many images a second they can feed.
 
     .venv/bin/python benchmarks/bench_loader.py [--size 512] [--recipe phantom] [--workers 0 1 2 4 8]
                                                 [--images 512] [--repeats 2] [--out FILE.json]

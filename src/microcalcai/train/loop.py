@@ -122,8 +122,8 @@ class FitResult:
 
 
 # Loader processes on a GPU: with 512 px crops rotated and shifted in the training process, an
-# H200 trained at 2-36% utilisation (20 s samples), about 40 images a second, all the CPU's one
-# core could augment.
+# H200 fine-tuned two Lite0s at 2-36% utilisation (20 s samples); workers take the augmentation
+# off the training's critical path (benchmarks/bench_loader.py).
 MAX_AUTO_WORKERS = 8
 PREFETCH_BATCHES = 2  # the DataLoader's prefetch_factor: batches each worker holds in shared memory
 
