@@ -20,7 +20,9 @@ pick among ROIs of clear truth in the pool's class mix; random-denoised, random'
 labelled with its likelier class, not the phantom's draw (whether label noise is what costs).
 
 Each run (strategy, seed) writes its JSON after every round to OUT/runs/ and keeps its server
-workspace under OUT/work/: a stopped benchmark resumes where it stopped. `--report` (also done
+workspace under OUT/work/: a stopped benchmark resumes where it stopped. A run's server is
+started for each round, or kept from round to round with --keep-servers (the same records; the
+memory of one server per run). `--report` (also done
 at the end of a run) reads every run JSON and writes OUT/summary.json and the figure: mean
 labels-to-AUC curves with 95% confidence bands over seeds, the area under each curve, and the
 labels each strategy needs to reach random's final AUC; beside them, how noisy the labels each
@@ -665,11 +667,43 @@ def run_one(args, strategy: str, seed: int, data: dict, upto: int) -> dict:
     return record
 
 
+# Servers kept from one round of their run to the next (--keep-servers): a start (MONAI Label's
+# imports, the app, the models) costs tens of seconds a round, where a GPU trains a round in about
+# as many. {run name: LocalServer}; all stopped when main ends.
+KEPT: dict[str, object] = {}
+
+
+def new_server(args, work: Path):
+    from microcalcai.server.launch import LocalServer
+
+    server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
+    return server.start()
+
+
+def server_for(args, name: str, work: Path):
+    """The run's server: the one kept from its last round, else a new one (kept when asked, but
+    never a cold start's: the runs go on from copies of its workspace)."""
+    if name in KEPT:
+        return KEPT[name]
+    server = new_server(args, work)
+    if args.keep_servers and not name.startswith("cold-"):
+        KEPT[name] = server
+    return server
+
+
+def release(name: str, server) -> None:
+    if KEPT.get(name) is not server:
+        server.stop()
+
+
+def stop_kept() -> None:
+    while KEPT:
+        KEPT.popitem()[1].stop()
+
+
 def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     """Rounds len(record["rounds"]) .. upto of one run against its own server."""
     from sklearn.metrics import roc_auc_score
-
-    from microcalcai.server.launch import LocalServer
 
     work = args.out / "work" / name
     truth = make_studies(work / "studies", *data["pool"])
@@ -679,8 +713,7 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
     record["test_labels"] = testset.labels.tolist()
     record["test_bayes_auc"] = bayes_auc(data["test"][1])
     record.setdefault("machine", machine())
-    server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
-    server.start()
+    server = server_for(args, name, work)
     try:
         if strategy in LIKELIER_CLASS_LABELS:  # the cold start was labelled from the draws, as ever
             truth = likelier_class(data["truth_p"])
@@ -759,14 +792,13 @@ def play(args, name, strategy, seed, data, record, path, upto: int) -> None:
                 f"train {times['train_s']:.0f}, test {times['test_s']:.0f}), load {entry['load_average'][0]}"
             )
     finally:
-        server.stop()
+        release(name, server)
 
 
 def first_picks(args) -> dict:
     """What each strategy would choose first from the cold-start models, without labelling or
     training: the label noise of its first batch, per seed, against random's. A diagnostic of
     the uncertainty scores themselves (minutes, where a round of the loop is a quarter hour)."""
-    from microcalcai.server.launch import LocalServer
 
     truth_p = pool_truth(args.out)
     found: dict[str, list] = {  # bald once
@@ -786,8 +818,7 @@ def first_picks(args) -> dict:
             )
         work = args.out / "work" / f"first-picks-seed{seed}"
         _copy_run(cold, work)
-        server = LocalServer(work / "studies", work / "workspace", env={"OMP_NUM_THREADS": str(args.threads)})
-        server.start()
+        server = new_server(args, work)
         try:
             annotator = Annotator(server.url, {}, args.setup["members"])
             for name in found:
@@ -1237,6 +1268,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None, help="the members' initial weights: imagenet or none")
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the server's own")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
+    parser.add_argument(
+        "--keep-servers",
+        action="store_true",
+        help="keep each run's server from round to round (one per strategy and seed alive at once: "
+        "memory for it, a start saved a round; for a GPU machine)",
+    )
     parser.add_argument("--report", action="store_true", help="only aggregate the runs written so far")
     parser.add_argument(
         "--first-picks",
@@ -1284,14 +1321,17 @@ def main(argv=None) -> int:
     # later run with more --rounds or --seeds resumes.
     total = len(args.seeds) * args.rounds * len(args.strategies)
     done, started = 0, time.monotonic()
-    for upto in range(1, args.rounds + 1):
-        for seed in args.seeds:
-            for strategy in args.strategies:
-                run_one(args, strategy, seed, data, upto)
-                done += 1
-                rate = (time.monotonic() - started) / done
-                log(f"progress {done}/{total} rounds, ETA {rate * (total - done) / 60:.0f} min")
-        report(args.out, args.figure)
+    try:
+        for upto in range(1, args.rounds + 1):
+            for seed in args.seeds:
+                for strategy in args.strategies:
+                    run_one(args, strategy, seed, data, upto)
+                    done += 1
+                    rate = (time.monotonic() - started) / done
+                    log(f"progress {done}/{total} rounds, ETA {rate * (total - done) / 60:.0f} min")
+            report(args.out, args.figure)
+    finally:
+        stop_kept()
     return 0
 
 

@@ -5,6 +5,7 @@ the per-run JSON files, and which records a resumed run keeps."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -422,3 +423,35 @@ def test_a_variant_runs_its_own_members_and_recipe_through_the_real_server(bench
     assert summary["setup"]["recipe"] == "kang2021" and summary["setup"]["roi_size"] == 64
     assert summary["test_bayes_auc"] == record["test_bayes_auc"] > 0.5
     assert (out / "active-learning.png").stat().st_size > 10_000
+
+
+def test_kept_servers_start_once_a_run_and_all_stop_at_the_end(bench, tmp_path, monkeypatch):
+    """--keep-servers: a run's server lives from round to round (a start costs tens of seconds
+    a round); the cold start's is not kept, and none is left running when the benchmark ends."""
+    started = []  # (run, its server's process id)
+
+    def counted(args, work):
+        server = real(args, work)
+        started.append((work.name, server.process.pid))
+        return server
+
+    real = bench.new_server
+    monkeypatch.setattr(bench, "new_server", counted)
+    out = tmp_path / "run"
+    argv = [
+        "--variant", "gpu", "--arch", "mobilenetv2_100", "mobilenetv2_100", "--weights", "none",
+        "--spacing-mm", "0.1", "--roi-size", "64", "--input-size", "64", "--max-epochs", "1",
+        "--pool-patients", "40", "--test-patients", "24", "--val-patients", "16",
+        "--cold-start", "20", "--batch", "8", "--rounds", "2", "--seeds", "0", "--strategies", "random",
+        "--threads", "1", "--keep-servers", "--out", str(out),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    assert [name for name, _ in started] == ["cold-seed0", "random-seed0"]
+    record = json.loads((out / "runs" / "random-seed0.json").read_text())
+    assert [r["labels"] for r in record["rounds"]] == [20, 28, 36]
+    # both later rounds trained through the one kept server
+    assert all(t["state"] == "done" for r in record["rounds"][1:] for t in r["trained"].values())
+    assert not bench.KEPT
+    for _, pid in started:  # stopped by process id, not just forgotten
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
