@@ -394,18 +394,23 @@ def test_report_gives_the_bayes_optimal_auc_and_the_setup(bench, tmp_path, monke
 
 @pytest.mark.slow
 @pytest.mark.server
+def _small_variant(out: Path, archs: list[str], rounds: int) -> list[str]:
+    """The gpu variant cut to a CPU's size: other architectures from random weights (no hub in
+    tests), 64 px crops, one epoch a training, a pool of 40 patients, one seed of random."""
+    return [
+        "--variant", "gpu", "--arch", *archs, "--weights", "none",
+        "--spacing-mm", "0.1", "--roi-size", "64", "--input-size", "64", "--max-epochs", "1",
+        "--pool-patients", "40", "--test-patients", "24", "--val-patients", "16",
+        "--cold-start", "20", "--batch", "8", "--rounds", str(rounds), "--seeds", "0",
+        "--strategies", "random", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+
+
 def test_a_variant_runs_its_own_members_and_recipe_through_the_real_server(bench, tmp_path):
     """The gpu variant's path on a CPU: other architectures (random weights: no hub in tests),
     small crops, Kang's recipe; the server hosts and retrains those members with that recipe."""
     out = tmp_path / "run"
-    argv = [
-        "--variant", "gpu", "--arch", "mobilenetv2_100", "efficientnet_b0", "--weights", "none",
-        "--spacing-mm", "0.1", "--roi-size", "64", "--input-size", "64", "--max-epochs", "1",
-        "--pool-patients", "40", "--test-patients", "24", "--val-patients", "16",
-        "--cold-start", "20", "--batch", "8", "--rounds", "1", "--seeds", "0", "--strategies", "random",
-        "--threads", "1", "--out", str(out),
-    ]  # fmt: skip
-    assert bench.main(argv) == 0
+    assert bench.main(_small_variant(out, ["mobilenetv2_100", "efficientnet_b0"], rounds=1)) == 0
     record = json.loads((out / "runs" / "random-seed0.json").read_text())
     assert record["config"]["members"] == ["mobilenetv2_100-a", "efficientnet_b0-a"]
     assert record["config"]["retraining"]["shrink"] == 1.0  # random weights: nothing to shrink toward
@@ -438,13 +443,7 @@ def test_kept_servers_start_once_a_run_and_all_stop_at_the_end(bench, tmp_path, 
     real = bench.new_server
     monkeypatch.setattr(bench, "new_server", counted)
     out = tmp_path / "run"
-    argv = [
-        "--variant", "gpu", "--arch", "mobilenetv2_100", "mobilenetv2_100", "--weights", "none",
-        "--spacing-mm", "0.1", "--roi-size", "64", "--input-size", "64", "--max-epochs", "1",
-        "--pool-patients", "40", "--test-patients", "24", "--val-patients", "16",
-        "--cold-start", "20", "--batch", "8", "--rounds", "2", "--seeds", "0", "--strategies", "random",
-        "--threads", "1", "--keep-servers", "--out", str(out),
-    ]  # fmt: skip
+    argv = _small_variant(out, ["mobilenetv2_100", "mobilenetv2_100"], rounds=2) + ["--keep-servers"]
     assert bench.main(argv) == 0
     assert [name for name, _ in started] == ["cold-seed0", "random-seed0"]
     record = json.loads((out / "runs" / "random-seed0.json").read_text())
