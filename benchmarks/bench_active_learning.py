@@ -197,7 +197,7 @@ def needs_hub(setup: dict) -> bool:
 def make_phantom(out: Path, patients: int, seed: int, setup: dict) -> tuple[Path, list[dict]]:
     """Phantom spot views at the setup's spacing and ROI size (made once); returns the folder and
     its rows."""
-    from server_helpers import spot_phantom  # the tests' spot views, the same settings
+    from server_helpers import spot_phantom, synth_workers  # the tests' spot views, the same settings
 
     if not (out / "manifest.csv").is_file():
         spot_phantom(
@@ -206,7 +206,7 @@ def make_phantom(out: Path, patients: int, seed: int, setup: dict) -> tuple[Path
             seed=seed,
             spacing_mm=setup["spacing_mm"],
             roi_size=setup["roi_size"],
-            workers=max(1, min(8, (os.cpu_count() or 1) - 1)),
+            workers=synth_workers(),
             progress=True,
         )
     rows = phantom_rows(out)

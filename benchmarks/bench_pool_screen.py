@@ -24,9 +24,9 @@ from records import finish  # noqa: E402  (beside this file)
 
 def studies_folder(root: Path, patients: int, spacing_mm: float, roi_size: int) -> Path:
     """A flat studies folder of spot views with their manifest, as the server reads one."""
-    from server_helpers import phantom_studies
+    from server_helpers import phantom_studies, synth_workers
 
-    workers = max(1, min(8, (os.cpu_count() or 1) - 1))
+    workers = synth_workers()
     made = phantom_studies(
         root, patients, field_size=None, spacing_mm=spacing_mm, roi_size=roi_size, workers=workers
     )

@@ -9,6 +9,7 @@ random weights saved as project model folders, and their ensemble.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -118,6 +119,11 @@ def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> li
     names = [install_model(workspace, folder) for folder in folders]
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (test ensemble)")
     return names
+
+
+def synth_workers() -> int:
+    """Phantom worker processes for a benchmark's data: every CPU but one, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
 
 
 def spot_phantom(

@@ -20,6 +20,7 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
         if usable is None:
             continue
         path, height, width = usable
+        patient = pool.patient_of(image_id)
         for annotation in saved:
             roi = annotation["roi"]
             if not roi_on_image(roi, height, width, image_id):
@@ -29,7 +30,7 @@ def labeled_frame(datastore, pool, *, include_manifest: bool = False, tag: str =
                 _row(
                     image_id,
                     path,
-                    pool.patient_of(image_id),
+                    patient,
                     roi["x"],
                     roi["y"],
                     roi["size"],
