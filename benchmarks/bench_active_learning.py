@@ -188,7 +188,9 @@ def setup_of(args) -> dict:
 
 def needs_hub(setup: dict) -> bool:
     """Whether a member's ImageNet weights come from the timm hub (not installed offline)."""
-    return setup["weights"] == "imagenet" and any(arch != ARCH for arch in setup["archs"])
+    from microcalcai.models.weights import imagenet_offline
+
+    return setup["weights"] == "imagenet" and not all(imagenet_offline(arch) for arch in setup["archs"])
 
 
 # -- data --------------------------------------------------------------------------------------

@@ -117,9 +117,10 @@ def localisation_net(arch: str, roi: int, min_map: int):
     from microcalcai.models import create_model
     from microcalcai.models.preprocess import GreyInput
     from microcalcai.models.registry import default_data_config, get_arch
+    from microcalcai.models.weights import imagenet_offline
 
     spec = get_arch(arch)
-    weights = "imagenet" if arch == "tf_efficientnet_lite0" else "none"  # the only offline weights
+    weights = "imagenet" if imagenet_offline(arch) else "none"
     torch.manual_seed(0)
     module = create_model(arch, weights)
     cfg = default_data_config(arch)

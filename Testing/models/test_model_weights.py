@@ -9,7 +9,7 @@ import torch
 
 from microcalcai.errors import InputError, NotAvailableError
 from microcalcai.models import create_model, load_model
-from microcalcai.models.weights import lite0_package_file, read_state_dict
+from microcalcai.models.weights import imagenet_offline, lite0_package_file, read_state_dict
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -51,6 +51,18 @@ def test_imagenet_offline_fails_fast_and_says_what_to_do(monkeypatch):
     with pytest.raises(NotAvailableError, match=r"--weights FILE"):
         create_model("resnet50", "imagenet")
     assert time.monotonic() - start < 10
+
+
+def test_imagenet_offline_names_exactly_the_architectures_that_load_without_the_hub(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert imagenet_offline("tf_efficientnet_lite0")
+    create_model("tf_efficientnet_lite0", "imagenet")  # loads with the hub off
+    assert not imagenet_offline("resnet101")
+    with pytest.raises(NotAvailableError):
+        create_model("resnet101", "imagenet")
+    # without the package, Lite0 needs the hub too
+    monkeypatch.setattr("microcalcai.models.weights.lite0_package_file", lambda: None)
+    assert not imagenet_offline("tf_efficientnet_lite0")
 
 
 def test_local_weights_file_with_another_head(tmp_path):

@@ -121,6 +121,19 @@ def host_tiny_models(workspace: Path, scratch: Path, voting: bool = False) -> li
     return names
 
 
+def studies_pool(folder: Path, store_folder: Path | None = None):
+    """A studies folder's datastore and candidate pool, wired as the server wires them (masks kept
+    in `store_folder` when given)."""
+    from microcalcai.server.app import UploadableStudies
+    from microcalcai.server.images import ImageCache, ScreenedDatastore
+    from microcalcai.server.launch import FILE_EXTENSIONS
+    from microcalcai.server.pool import CandidatePool
+
+    store = UploadableStudies(str(folder), extensions=FILE_EXTENSIONS, auto_reload=False)
+    cache = ImageCache()
+    return store, CandidatePool(ScreenedDatastore(store, cache), cache, store_folder)
+
+
 def synth_workers() -> int:
     """Phantom worker processes for a benchmark's data: every CPU but one, at most 8."""
     return max(1, min(8, (os.cpu_count() or 1) - 1))

@@ -8,18 +8,7 @@ import json
 import os
 
 import numpy as np
-from server_helpers import phantom_studies
-
-
-def _pool(folder, store_folder=None):
-    from microcalcai.server.app import UploadableStudies
-    from microcalcai.server.images import ImageCache, ScreenedDatastore
-    from microcalcai.server.launch import FILE_EXTENSIONS
-    from microcalcai.server.pool import CandidatePool
-
-    store = UploadableStudies(str(folder), extensions=FILE_EXTENSIONS, auto_reload=False)
-    cache = ImageCache()
-    return store, CandidatePool(ScreenedDatastore(store, cache), cache, store_folder)
+from server_helpers import phantom_studies, studies_pool
 
 
 def _count_screens(monkeypatch) -> list:
@@ -39,10 +28,10 @@ def test_a_server_start_reads_the_masks_its_last_start_found(tmp_path, monkeypat
     images = sorted(folder.glob("*.dcm"))
     kept = tmp_path / "workspace" / "tissue-cache"
     screened = _count_screens(monkeypatch)
-    _, first = _pool(folder, kept)
+    _, first = studies_pool(folder, kept)
     listed = first.candidates()
     assert listed and len(screened) == len(images)
-    _, second = _pool(folder, kept)
+    _, second = studies_pool(folder, kept)
     assert second.candidates() == listed and len(screened) == len(images)
     for key, mask in first._tissue.items():
         again = second._tissue[key]
@@ -50,14 +39,14 @@ def test_a_server_start_reads_the_masks_its_last_start_found(tmp_path, monkeypat
 
     stat = images[0].stat()
     os.utime(images[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was rewritten
-    _, third = _pool(folder, kept)
+    _, third = studies_pool(folder, kept)
     assert third.candidates() == listed and len(screened) == len(images) + 1
 
     for stored in kept.rglob("*.npz"):
         stored.write_bytes(b"half a file")
-    _, fourth = _pool(folder, kept)
+    _, fourth = studies_pool(folder, kept)
     assert fourth.candidates() == listed and len(screened) == 2 * len(images) + 1
-    _, fifth = _pool(folder, kept)  # the damaged ones were written anew
+    _, fifth = studies_pool(folder, kept)  # the damaged ones were written anew
     assert fifth.candidates() == listed and len(screened) == 2 * len(images) + 1
 
 
@@ -87,7 +76,7 @@ def test_a_training_reads_patients_from_the_manifest_and_screens_no_pool_image(t
         (labels / f"{image_id}.json").write_text(json.dumps(document))
     screened = _count_screens(monkeypatch)
 
-    store, pool = _pool(folder)
+    store, pool = studies_pool(folder)
     frame = labeled_frame(store, pool)
     assert sorted(frame["patient_id"]) == sorted(row["patient_id"] for row in labelled)
     assert screened == []

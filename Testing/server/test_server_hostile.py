@@ -25,7 +25,7 @@ from hostile_inputs import (
     rows,
     send,
 )
-from server_helpers import host_tiny_models, label_part, wait_until, write_studies
+from server_helpers import host_tiny_models, label_part, studies_pool, wait_until, write_studies
 
 pytestmark = pytest.mark.server
 
@@ -266,10 +266,6 @@ def test_bad_stored_images_never_stop_active_learning(hostile, authed):
 
 def test_training_data_skips_bad_images_and_off_image_rois(hostile):
     """Labels stored before the checks existed (a bad file, an ROI off its image) are skipped."""
-    from microcalcai.server.app import UploadableStudies
-    from microcalcai.server.images import ImageCache, ScreenedDatastore
-    from microcalcai.server.launch import FILE_EXTENSIONS
-    from microcalcai.server.pool import CandidatePool
     from microcalcai.server.training_data import labeled_frame
 
     studies = hostile["root"] / "training-studies"
@@ -280,9 +276,7 @@ def test_training_data_skips_bad_images_and_off_image_rois(hostile):
     for image_id, roi in [("junk", ROI), ("P0_L_CC", {"x": 1e9, "y": 5, "size": 64}), ("P0_R_MLO", ROI)]:
         document = {"image": image_id, "format": 1, "annotations": [{"roi": roi, "label": "benign"}]}
         (folder / f"{image_id}.json").write_text(json.dumps(document))
-    store = UploadableStudies(str(studies), extensions=FILE_EXTENSIONS, auto_reload=False)
-    cache = ImageCache()
-    frame = labeled_frame(store, CandidatePool(ScreenedDatastore(store, cache), cache))
+    frame = labeled_frame(*studies_pool(studies))
     assert list(frame["image_id"]) == ["P0_R_MLO"]
 
 

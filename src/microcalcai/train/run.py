@@ -125,6 +125,20 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
 
 
+# How the run is executed, not what it learns: a folder continues with another worker count, and
+# folders started when the default was 0 (before 'auto') still resume.
+EXECUTION_SETTINGS = ("num_workers",)
+
+
+def _comparable(identity: dict) -> dict:
+    """A run's identity without its execution settings."""
+    import yaml
+
+    recipe = yaml.safe_load(identity.get("recipe") or "") or {}
+    kept = {key: value for key, value in recipe.items() if key not in EXECUTION_SETTINGS}
+    return {**identity, "recipe": kept}
+
+
 def _check_run_dir(out_dir: Path, recipe: dict, manifests: dict, *, resume: bool) -> None:
     """A run folder holds one recipe on one data set; continuing it with other settings is refused."""
     from microcalcai.data.manifest import manifest_sha256
@@ -134,7 +148,7 @@ def _check_run_dir(out_dir: Path, recipe: dict, manifests: dict, *, resume: bool
         "data": {name: manifest_sha256(path) for name, path in sorted(manifests.items())},
     }
     saved = out_dir / "run.json"
-    if resume and saved.is_file() and json.loads(saved.read_text()) != identity:
+    if resume and saved.is_file() and _comparable(json.loads(saved.read_text())) != _comparable(identity):
         raise InputError(
             f"{out_dir} holds a run of a different recipe, settings or data (see {out_dir / 'recipe.yaml'}); "
             "choose a new --out folder, or give --restart to train there again from the start"
