@@ -53,17 +53,18 @@ CROP_CACHE_BYTES = 256 << 20  # 96 px spot crops: thousands; 512 px full-field c
 
 
 # `auto` switches from `uncertain` to `random` once this many of the pool's ROIs are labelled.
-# Measured over HTTP, 3 seeds each (benchmarks/RESULTS.md, active learning): from a cold start
-# of 30 random labels (ImageNet members) `uncertain` (entropy, diverse) led random up to 180
-# labels (+0.042 test AUC at 180, +0.073 at 90) and reached random's final AUC with 32% of its
-# labels; from a 250-label start to 450 random led every uncertainty strategy (diverse -0.011,
-# top -0.017, balanced -0.025): once the features fit the task, a labelled set skewed toward
-# doubt costs. The switch lies between the two measured ranges; `auto` itself, run from 30 to
-# 450 labels in rounds of 60, reached random's final AUC with 32% of its labels and stayed level
-# with random after the switch (+0.003 at 450); `uncertain` (diverse) all the way in the same
-# rounds was nominally ahead of `auto` after the switch (+0.016 at 450, interval -0.004 to +0.035),
-# the opposite of the 250-label start: the switch is kept for its halved proposing cost, not for
-# a measured gain. The phantom's number, not a law.
+# Measured over HTTP (benchmarks/RESULTS.md, active learning): from a cold start of 30 random
+# labels (ImageNet members) `uncertain` (entropy, diverse) led random up to 180 labels over 6
+# seeds (+0.034 test AUC at 180, 95% interval +0.002 to +0.066) and reached random's final AUC
+# with 37% of its labels; over 3 seeds each, from a 250-label start to 450 random led every
+# uncertainty strategy (diverse -0.011, top -0.017, balanced -0.025): once the features fit the
+# task, a labelled set skewed toward doubt costs. The switch lies between the two measured
+# ranges; `auto` itself, run from 30 to 450 labels in rounds of 60, reached random's final AUC
+# with 32% of its labels and stayed level with random after the switch (+0.003 at 450);
+# `uncertain` (diverse) all the way in the same rounds was nominally ahead of `auto` after the
+# switch (+0.016 at 450, interval -0.004 to +0.035), the opposite of the 250-label start: the
+# switch is kept for its halved proposing cost, not for a measured gain. The phantom's number,
+# not a law.
 AUTO_SWITCH_LABELS = 200
 
 
