@@ -35,14 +35,9 @@ def studies_folder(root: Path, patients: int, spacing_mm: float, roi_size: int) 
 
 def first_listing(folder: Path, kept: Path | None) -> tuple[float, int]:
     """Seconds for a new pool's candidates (as after a server start), and how many."""
-    from microcalcai.server.app import UploadableStudies
-    from microcalcai.server.images import ImageCache, ScreenedDatastore
-    from microcalcai.server.launch import FILE_EXTENSIONS
-    from microcalcai.server.pool import CandidatePool
+    from server_helpers import studies_pool
 
-    store = UploadableStudies(str(folder), extensions=FILE_EXTENSIONS, auto_reload=False)
-    cache = ImageCache()
-    pool = CandidatePool(ScreenedDatastore(store, cache), cache, kept)
+    _, pool = studies_pool(folder, kept)
     start = time.perf_counter()
     count = len(pool.candidates())
     return time.perf_counter() - start, count

@@ -392,8 +392,6 @@ def test_report_gives_the_bayes_optimal_auc_and_the_setup(bench, tmp_path, monke
     assert summary["setup"] == {"members": ["resnet101-a"]} and summary["machines"] == ["box"]
 
 
-@pytest.mark.slow
-@pytest.mark.server
 def _small_variant(out: Path, archs: list[str], rounds: int) -> list[str]:
     """The gpu variant cut to a CPU's size: other architectures from random weights (no hub in
     tests), 64 px crops, one epoch a training, a pool of 40 patients, one seed of random."""
@@ -406,6 +404,8 @@ def _small_variant(out: Path, archs: list[str], rounds: int) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_variant_runs_its_own_members_and_recipe_through_the_real_server(bench, tmp_path):
     """The gpu variant's path on a CPU: other architectures (random weights: no hub in tests),
     small crops, Kang's recipe; the server hosts and retrains those members with that recipe."""
@@ -430,6 +430,8 @@ def test_a_variant_runs_its_own_members_and_recipe_through_the_real_server(bench
     assert (out / "active-learning.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_kept_servers_start_once_a_run_and_all_stop_at_the_end(bench, tmp_path, monkeypatch):
     """--keep-servers: a run's server lives from round to round (a start costs tens of seconds
     a round); the cold start's is not kept, and none is left running when the benchmark ends."""
