@@ -2,6 +2,7 @@
 results land in one table node and one saliency overlay node, updated in place."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,6 +104,16 @@ def test_results_table_has_a_row_per_model_and_is_updated_not_duplicated(scene):
     assert second is first and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
     assert [r["Decision"] for r in results.table_rows(second)] == ["benign", "benign", "benign"]
     assert first.GetAttribute("MicrocalcAI.ImageId") == "P001"
+    assert [r["Use"] for r in rows] == ["", "", ""]
+
+
+def test_results_table_marks_demonstration_models(scene):
+    """A model trained on synthetic mammograms says so in its row, whatever the others are."""
+    result = _classification(0.7, np.zeros((16, 16), np.float32), PixelRoi(30.0, 40.0, 16))
+    result.rows = [replace(result.rows[0], demonstration=True)] + result.rows[1:]
+    table = results.update_results_table(scene, result)
+    assert [r["Use"] for r in results.table_rows(table)] == [results.DEMONSTRATION, "", ""]
+    assert "not for real images" in table.GetColumnDescription("Use")  # the header's tooltip
 
 
 @pytest.mark.parametrize("name", sorted(GEOMETRIES))

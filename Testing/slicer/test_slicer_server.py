@@ -57,6 +57,8 @@ def test_the_logic_knows_which_models_are_demonstrations(logic):
     models = logic.info.models
     assert models["tiny-a"].demonstration and "not for real images" in models["tiny-a"].intended_use
     assert models["ensemble"].demonstration and not models["tiny-b"].demonstration
+    notice = logic.info.demonstration_notice()  # the panel's status line after Connect
+    assert notice.startswith("Demonstration models ensemble, tiny-a:") and "not for real images" in notice
 
 
 def test_unreachable_server_is_a_clear_message(scene):
@@ -82,7 +84,7 @@ def test_classify_phantom_roi_fills_one_table_and_one_overlay(logic, studies):
     )
     assert first.probability == pytest.approx(answer["probability"], abs=1e-6)
     assert first.roi == roi
-    from microcalcai_logic.results import table_rows
+    from microcalcai_logic.results import DEMONSTRATION, table_rows
 
     rows = table_rows(logic.results_table())
     assert [r["Model"] for r in rows] == ["tiny-a", "tiny-b", "ensemble"]
@@ -90,6 +92,8 @@ def test_classify_phantom_roi_fills_one_table_and_one_overlay(logic, studies):
     assert rows[0]["P(malignant)"] == pytest.approx(answer["members"]["tiny-a"], abs=1e-6)
     assert rows[-1]["Decision"] == answer["label"] and rows[-1]["Version"] == answer["version"]
     assert all(r["Threshold"] == pytest.approx(0.5) for r in rows)
+    # the demonstration member (and so the ensemble) says so in its row; tiny-b is not one
+    assert [r["Use"] for r in rows] == [DEMONSTRATION, "", DEMONSTRATION]
     # Classifying again updates the same nodes.
     logic.classify(volume, roi_node=roi_node, model="tiny-b")
     assert logic.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1

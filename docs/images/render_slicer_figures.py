@@ -1,7 +1,7 @@
 """Render the Slicer module's icon and a picture of its panel (docs/slicer.md).
 
     .venv/bin/python docs/images/render_slicer_figures.py icon
-    python docs/images/render_slicer_figures.py panel   # needs PySide6-Essentials (Qt offscreen)
+    .venv/bin/python docs/images/render_slicer_figures.py panel   # also needs PySide6-Essentials
 
 The panel is the real MicrocalcAI.ui, loaded by Qt's own loader with Slicer's custom widgets
 (ctk, qMRML) replaced by the plain Qt widgets they derive from, since Slicer's are not
@@ -63,6 +63,13 @@ def render_icon(path: Path = ICON) -> None:
     plt.close(fig)
 
 
+def results_columns() -> tuple:
+    """The results table's columns as the module's Logic writes them."""
+    from microcalcai_logic.results import COLUMNS
+
+    return COLUMNS
+
+
 def render_panel(path: Path = PANEL) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QFile
@@ -91,15 +98,15 @@ def render_panel(path: Path = PANEL) -> None:
         "modelComboBox": "ensemble",
         "morphologyComboBox": "Fine pleomorphic",
         "distributionComboBox": "Grouped",
-        "strategyComboBox": "random",
-        "trainModelComboBox": "lite0-phantom",
+        "strategyComboBox": "auto",
+        "trainModelComboBox": "lite0-phantom-a",
     }
     for name, value in examples.items():
         panel.findChild(QComboBox, name).addItem(value)
     panel.findChild(QToolButton, "roiPlaceWidget").setText("Place ROI")
     panel.findChild(QToolButton, "pointPlaceWidget").setText("Place point")
     table = panel.findChild(QTableWidget, "resultsTableView")
-    columns = ["Model", "Version", "P(malignant)", "Threshold", "Decision"]
+    columns = list(results_columns())
     table.setColumnCount(len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.setRowCount(1)

@@ -26,6 +26,8 @@ class ModelResult:
     probability: float
     threshold: Optional[float]
     is_ensemble: bool = False
+    # trained on synthetic mammograms only: every place that shows the row says so
+    demonstration: bool = False
 
     @property
     def decision(self) -> Optional[str]:
@@ -127,6 +129,7 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
                     version=str(member_versions.get(name) or (member_info.version if member_info else "")),
                     probability=float(members[name]),
                     threshold=member_info.threshold if member_info else None,
+                    demonstration=bool(member_info and member_info.demonstration),
                 )
             )
     rows.append(
@@ -136,6 +139,7 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
             probability=probability,
             threshold=threshold,
             is_ensemble=is_ensemble,
+            demonstration=_is_demonstration(info, model, rows),
         )
     )
     decision = answer.get("label")
@@ -160,6 +164,12 @@ def parse_answer(answer: dict[str, object], info: Optional[ServerInfo], requeste
             info.models[model].val_metrics if info is not None and model in info.models else None,
         ),
     )
+
+
+def _is_demonstration(info: Optional[ServerInfo], model: str, members: list[ModelResult]) -> bool:
+    """The server marks its models; an ensemble with a demonstration member is one too."""
+    shown = info.models.get(model) if info is not None else None
+    return bool(shown and shown.demonstration) or any(row.demonstration for row in members)
 
 
 def _saliency_geometry(entry, roi: PixelRoi) -> Optional[SaliencyGeometry]:

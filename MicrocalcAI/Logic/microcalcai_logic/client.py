@@ -74,6 +74,15 @@ class ServerInfo:
         names = sorted(name for name in self.models if name != "ensemble")
         return (["ensemble"] if "ensemble" in self.models else []) + names
 
+    def demonstration_notice(self) -> str:
+        """What a front end shows beside the models when some are demonstrations ("" if none)."""
+        shown = [name for name in self.model_names() if self.models[name].demonstration]
+        if not shown:
+            return ""
+        return "Demonstration model{} {}: {}".format(
+            "s" if len(shown) > 1 else "", ", ".join(shown), self.models[shown[0]].intended_use
+        )
+
 
 def _model_info(name: str, entry: dict[str, Any]) -> ModelInfo:
     threshold = entry.get("threshold")

@@ -20,7 +20,10 @@ EXAM_MAP_ROLE = "exam-map"  # a whole-view map of an exam (exam_results.py), one
 MAP_ROLES = (SALIENCY_ROLE, EXAM_MAP_ROLE)
 COLOR_ROLE = "saliency-colors"
 SOURCE_VOLUME_ATTRIBUTE = "MicrocalcAI.SourceVolume"
-COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision")
+COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision", "Use")
+# short enough to stay in view in a narrow module panel; the header's tooltip says the rest
+DEMONSTRATION = "demonstration"
+USE_DESCRIPTION = "'demonstration': a model trained on synthetic (phantom) mammograms, not for real images"
 DEFAULT_OPACITY = 0.5
 # Map values below this stay transparent, so the mammogram shows through where the model
 # did not look.
@@ -36,31 +39,39 @@ def update_results_table(scene, result: Classification, volume_node=None):
     }
     if volume_node is not None:
         attributes[SOURCE_VOLUME_ATTRIBUTE] = volume_node.GetID()
-    rows = [(r.model, r.version, r.probability, r.threshold, r.decision) for r in result.rows]
-    return write_result_table(table_node, COLUMNS, rows, attributes)
+    rows = [
+        (
+            r.model,
+            r.version,
+            r.probability,
+            r.threshold,
+            r.decision,
+            DEMONSTRATION if r.demonstration else "",
+        )
+        for r in result.rows
+    ]
+    write_result_table(table_node, COLUMNS, rows, attributes)
+    table_node.SetColumnDescription("Use", USE_DESCRIPTION)
+    return table_node
 
 
 def write_result_table(table_node, names, rows, attributes: dict):
-    """Replace the node's table by `rows` of (name, id, probability, threshold, decision) under
-    the column `names`, locked (results are read, not edited), with `attributes` set, in one
-    modification."""
+    """Replace the node's table by `rows` of (name, id, probability, threshold, decision, *texts)
+    under the column `names` (one text column per name after the fifth), locked (results are
+    read, not edited), with `attributes` set, in one modification."""
     import vtk
 
-    columns = [
-        vtk.vtkStringArray(),
-        vtk.vtkStringArray(),
-        vtk.vtkDoubleArray(),
-        vtk.vtkDoubleArray(),
-        vtk.vtkStringArray(),
-    ]
+    columns = [vtk.vtkStringArray(), vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
+    columns += [vtk.vtkStringArray() for _ in names[4:]]
     for array, name in zip(columns, names):
         array.SetName(name)
-    for name, identifier, probability, threshold, decision in rows:
+    for name, identifier, probability, threshold, *texts in rows:
         columns[0].InsertNextValue(name)
         columns[1].InsertNextValue(identifier)
         columns[2].InsertNextValue(probability)
         columns[3].InsertNextValue(float("nan") if threshold is None else threshold)
-        columns[4].InsertNextValue(decision or "")
+        for array, text in zip(columns[4:], texts):
+            array.InsertNextValue(text or "")
     was_modifying = table_node.StartModify()
     try:
         table = table_node.GetTable()

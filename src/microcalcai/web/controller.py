@@ -135,7 +135,6 @@ class PageController:
         self.state.server_text = "Not connected"
         info = self.logic.connect(self.state.server_url)
         names = info.model_names()
-        demos = [n for n in names if info.models[n].demonstration]
         self.state.update(
             {
                 "connected": True,
@@ -147,12 +146,7 @@ class PageController:
                 "model": self.logic.settings.model if self.logic.settings.model in names else names[0],
                 "hosted_models": self.logic.trainable_models(),
                 "whole_image_models": self.logic.whole_image_models(),
-                "demonstration_models": demos,
-                "demonstration_text": "Demonstration model{} {}: {}".format(
-                    "s" if len(demos) > 1 else "", ", ".join(demos), info.models[demos[0]].intended_use
-                )
-                if demos
-                else "",
+                "demonstration_text": info.demonstration_notice(),
                 "train_model": self.logic.settings.train_model or None,
                 "strategies": list(info.strategies),
                 "strategy": self.logic.settings.strategy
@@ -495,7 +489,7 @@ class PageController:
                 "threshold": row.threshold,
                 "decision": row.decision or "",
                 "ensemble": row.is_ensemble,
-                "demonstration": row.model in self.state.demonstration_models,
+                "demonstration": row.demonstration,
             }
             for row in result.rows
         ]

@@ -31,7 +31,6 @@ def initial_state(server_url: str, roi_size_mm: float = 10.0, annotator: str = "
         "model": None,
         "hosted_models": [],
         "whole_image_models": [],  # models that read whole views (BAC): Exam instead of Classify
-        "demonstration_models": [],
         "demonstration_text": "",
         "strategies": [],
         "strategy": None,
