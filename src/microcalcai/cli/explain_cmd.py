@@ -20,6 +20,7 @@ the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from microcalcai.cli.argtypes import add_model_argument
@@ -105,7 +106,7 @@ def run(args) -> int:
     from microcalcai.errors import InputError
     from microcalcai.explain.batch import RoiRequest, explain_requests, requests_from_manifest, safe_name
     from microcalcai.explain.methods import get_method
-    from microcalcai.models.predictor import load_predictor
+    from microcalcai.models.predictor import demonstration_note, load_predictor
     from microcalcai.train.predictions import crop_settings
 
     spec = get_method(args.method)  # before the seconds it takes to load a model
@@ -116,6 +117,8 @@ def run(args) -> int:
     if args.image is not None and not args.image.is_file():
         raise InputError(f"image {args.image} does not exist")
     predictor = load_predictor(args.model, device=args.device)
+    if demonstration_note(predictor):
+        print(demonstration_note(predictor), file=sys.stderr)
     default_size = int(crop_settings(predictor)["roi_size"])
     if args.image is not None:
         requests = [
@@ -158,8 +161,6 @@ def run(args) -> int:
             f"saliency in mask {energy:.3f} (mask area {area:.3f})"
         )
     if args.dicom_out is not None:
-        import sys
-
         failed = [r for r in rows if r.get("dicom_error")]
         for row in failed:
             print(f"no DICOM results for {row['name']}: {row['dicom_error']}", file=sys.stderr)

@@ -14,6 +14,7 @@ DICOM, missing UIDs) are listed with the reason, and the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from microcalcai.cli.argtypes import add_model_argument
@@ -43,10 +44,12 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from microcalcai.data.manifest import read_manifest
     from microcalcai.errors import InputError
-    from microcalcai.models.predictor import load_predictor
+    from microcalcai.models.predictor import demonstration_note, load_predictor
     from microcalcai.train.predictions import predict_frame, write_predictions
 
     predictor = load_predictor(args.model, device=args.device)
+    if demonstration_note(predictor):
+        print(demonstration_note(predictor), file=sys.stderr)
     frame = read_manifest(args.data, require_label=False)
     if args.split:
         if "split" not in frame.columns:
@@ -69,8 +72,6 @@ def run(args) -> int:
 
 def _write_dicom(folder: Path, predictor, frame, table) -> int:
     """One SR per ROI; returns how many ROIs got none (each said on stderr with its reason)."""
-    import sys
-
     from microcalcai_logic.contract import PixelRoi
     from tqdm.auto import tqdm
 

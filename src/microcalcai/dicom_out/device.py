@@ -11,6 +11,16 @@ SERIES_DESCRIPTIONS = {
     "saliency": "MicrocalcAI saliency",
     "label": "MicrocalcAI labels",
 }
+# A result of a model trained on synthetic mammograms must say so where an archive lists it
+# (the series description, 64 characters at most) and in the model's identification.
+DEMONSTRATION_SERIES = " (DEMONSTRATION MODEL)"
+DEMONSTRATION_PARAMETER = (
+    "intended_use=demonstration model trained on synthetic (phantom) mammograms; not for real images"
+)
+
+
+def series_description(kind: str, demonstration: bool = False) -> str:
+    return SERIES_DESCRIPTIONS[kind] + (DEMONSTRATION_SERIES if demonstration else "")
 
 
 def device_uid() -> str:

@@ -12,7 +12,7 @@ import datetime as _dt
 from microcalcai_logic.contract import PixelRoi
 
 from microcalcai.dicom_out import codes
-from microcalcai.dicom_out.device import SERIES_DESCRIPTIONS, person_observer
+from microcalcai.dicom_out.device import person_observer, series_description
 from microcalcai.dicom_out.sr import roi_region, sr_document
 from microcalcai.errors import InputError
 
@@ -64,4 +64,4 @@ def label_sr(source, annotation: dict):
         imaging_measurements=[group],
     )
     when = annotation_time(annotation.get("time")).astimezone(_dt.timezone.utc)
-    return sr_document(source, report, SERIES_DESCRIPTIONS["label"], series_number=9703, when=when)
+    return sr_document(source, report, series_description("label"), series_number=9703, when=when)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from microcalcai.dicom_out import codes
+from microcalcai.dicom_out.device import DEMONSTRATION_PARAMETER
 
 
 def _texts(items, meaning: str) -> list[str]:
@@ -51,6 +52,7 @@ def read_report(path_or_dataset) -> dict:
             "algorithm_version": (_texts(group[0].ContentSequence, "Algorithm Version") or [None])[0],
             "algorithm_parameters": _texts(group[0].ContentSequence, "Algorithm Parameters"),
         }
+        entry["demonstration"] = DEMONSTRATION_PARAMETER in entry["algorithm_parameters"]
         for measurement in group.get_measurements():
             if measurement.name == codes.PROBABILITY:
                 entry["probability"] = float(measurement.value)
@@ -67,6 +69,7 @@ def read_report(path_or_dataset) -> dict:
     return {
         "sop_instance_uid": str(dataset.SOPInstanceUID),
         "study_uid": str(dataset.StudyInstanceUID),
+        "series_description": str(dataset.get("SeriesDescription", "")),
         "content_datetime": f"{dataset.ContentDate}{dataset.ContentTime}",
         "observer": _observer(dataset),
         "groups": groups,

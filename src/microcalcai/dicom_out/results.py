@@ -30,6 +30,7 @@ def roi_datasets(
                 model_version=version,
                 method=explained["method"],
                 target=explained["target"],
+                demonstration=any(m.demonstration for m in per_model),
             )
         )
     return datasets

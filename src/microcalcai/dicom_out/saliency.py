@@ -15,7 +15,13 @@ import copy
 import numpy as np
 
 from microcalcai import __version__
-from microcalcai.dicom_out.device import MANUFACTURER, MODEL_NAME, SERIES_DESCRIPTIONS, device_uid
+from microcalcai.dicom_out.device import (
+    DEMONSTRATION_PARAMETER,
+    MANUFACTURER,
+    MODEL_NAME,
+    device_uid,
+    series_description,
+)
 
 MAX_FRACTION = 255
 
@@ -34,10 +40,12 @@ def saliency_segmentation(
     model_version: str,
     method: str,
     target: str,
+    demonstration: bool = False,
 ):
     """A highdicom Segmentation holding the map (0..1 as 0..255 fractions) on `source`.
 
     `crop` is the RoiCrop the map was computed on (roi.crop_roi): it places the map on the source.
+    `demonstration`: the model was trained on synthetic mammograms (series and algorithm say so).
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -48,7 +56,11 @@ def saliency_segmentation(
         name=model,
         version=str(model_version),
         family=codes.cid7162.ArtificialIntelligence,
-        parameters={"saliency": method, "target": target},
+        parameters={
+            "saliency": method,
+            "target": target,
+            **(dict([DEMONSTRATION_PARAMETER.split("=", 1)]) if demonstration else {}),
+        },
     )
     segment = hd.seg.SegmentDescription(
         segment_number=1,
@@ -73,7 +85,7 @@ def saliency_segmentation(
         manufacturer_model_name=MODEL_NAME,
         software_versions=__version__,
         device_serial_number=device_uid()[-16:],
-        series_description=SERIES_DESCRIPTIONS["saliency"],
+        series_description=series_description("saliency", demonstration),
         transfer_syntax_uid=JPEGLSLossless,
         omit_empty_frames=False,
     )

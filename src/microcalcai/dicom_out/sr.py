@@ -18,7 +18,12 @@ from microcalcai_logic.contract import PixelRoi, decision_label
 
 from microcalcai import __version__
 from microcalcai.dicom_out import codes
-from microcalcai.dicom_out.device import MANUFACTURER, SERIES_DESCRIPTIONS, device_observer
+from microcalcai.dicom_out.device import (
+    DEMONSTRATION_PARAMETER,
+    MANUFACTURER,
+    device_observer,
+    series_description,
+)
 
 
 @dataclass
@@ -31,6 +36,7 @@ class ModelResult:
     threshold: float
     weights_sha256: str = ""
     parameters: dict = field(default_factory=dict)  # anything else worth keeping (combine, members)
+    demonstration: bool = False  # trained on synthetic mammograms only (the model card says so)
 
     @property
     def decision(self) -> str:
@@ -64,6 +70,7 @@ def _group(source, roi: PixelRoi, result: ModelResult, *, ensemble: bool):
     # TEXT items (UT): the checksum is kept whole.
     parameters = [f"weights_sha256={result.weights_sha256}"] if result.weights_sha256 else []
     parameters += [f"{k}={v}" for k, v in sorted(result.parameters.items())]
+    parameters += [DEMONSTRATION_PARAMETER] if result.demonstration else []
     algorithm = hd.sr.AlgorithmIdentification(
         name=result.name, version=str(result.version), parameters=parameters or None
     )
@@ -108,7 +115,10 @@ def classification_sr(source, roi: PixelRoi, models: list[ModelResult], ensemble
         procedure_reported=codes.PROCEDURE,
         imaging_measurements=groups,
     )
-    return sr_document(source, report, SERIES_DESCRIPTIONS["classification"], series_number=9701)
+    demonstration = any(m.demonstration for m in [*models, *([ensemble] if ensemble else [])])
+    return sr_document(
+        source, report, series_description("classification", demonstration), series_number=9701
+    )
 
 
 def sr_document(source, report, description: str, *, series_number: int, when: _dt.datetime | None = None):
@@ -155,6 +165,7 @@ def results_for(predictor, probability: float, members: dict, *, version: str | 
             threshold=float(member.threshold),
             weights_sha256=member.card.weights_sha256,
             parameters={"arch": member.card.arch},
+            demonstration=bool(member.card.demonstration),
         )
 
     per_model = [member_result(m) for m in predictor.members]
@@ -170,5 +181,7 @@ def results_for(predictor, probability: float, members: dict, *, version: str | 
         threshold=float(predictor.threshold),
         weights_sha256=digest,
         parameters={"combine": predictor.combine, "members": ",".join(m.name for m in per_model)},
+        # an ensemble with a demonstration member is one too (as /info says)
+        demonstration=any(m.demonstration for m in per_model),
     )
     return per_model, ensemble

@@ -115,6 +115,15 @@ class EnsemblePredictor:
         return PredictionBatch(combined, probs, combined >= self.threshold, self.threshold)
 
 
+def demonstration_note(predictor) -> str:
+    """One line for a command's output when the predictor's models are demonstrations ("" if not)."""
+    shown = [m for m in predictor.members if m.card.demonstration]
+    if not shown:
+        return ""
+    use = shown[0].card.intended_use or "a demonstration model, not for real images"
+    return f"note: {', '.join(m.name for m in shown)}: {use}"
+
+
 def load_predictor(path, *, device: str | None = None, batch_size: int = 32):
     """A :class:`ModelPredictor` or :class:`EnsemblePredictor` for a model or ensemble folder."""
     from microcalcai.models.artifact import load_model

@@ -59,6 +59,7 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
                 model_version=served.version,
                 method=method,
                 target=target,
+                demonstration=any(m.demonstration for m in per_model),
             )
         )
     datastore = request["datastore"]
