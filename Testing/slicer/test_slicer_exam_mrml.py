@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from microcalcai_logic import LogicError, ServerError, exam_results, results
 from microcalcai_logic import geometry as g
-from microcalcai_logic.exam import ExamResult, ViewResult, parse_exam, parse_view, read_map
+from microcalcai_logic.client import parse_info
+from microcalcai_logic.exam import (
+    DEMONSTRATION_WORDS,
+    ExamResult,
+    ViewResult,
+    parse_exam,
+    parse_view,
+    read_map,
+)
 from slicer_test_helpers import GEOMETRIES, make_volume
 
 EXAM_ANSWER = {
@@ -131,6 +139,12 @@ def test_exam_answer_read_and_shown_as_one_table_with_the_verdict(scene):
     assert [r["P(BAC)"] for r in rows] == pytest.approx([0.82, 0.66, 0.12, 0.05, 0.82])
     assert [r["Decision"] for r in rows] == ["bac", "bac", "no_bac", "no_bac", "BAC"]
     assert table.GetAttribute("MicrocalcAI.Verdict") == exam.verdict
+    # a model the server calls a demonstration says so after the verdict
+    info = parse_info("http://127.0.0.1:8000", {"models": {"bac-tiny": {"demonstration": True}}})
+    shown = parse_exam(EXAM_ANSWER, "bac-tiny", info)
+    assert (
+        shown.verdict == exam.verdict + DEMONSTRATION_WORDS and "not for real images" in DEMONSTRATION_WORDS
+    )
     negative = {**EXAM_ANSWER, "exam": {**EXAM_ANSWER["exam"], "probability": 0.2, "decision": False}}
     again = exam_results.update_exam_table(scene, parse_exam(negative, "bac-tiny"))
     assert again is table and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1

@@ -10,6 +10,7 @@ import pytest
 from exam_studies import WHOLE_IMAGE_MODEL as MODEL
 from microcalcai_logic import LogicError, ServerError, exam_results, results
 from microcalcai_logic import geometry as g
+from microcalcai_logic.exam import DEMONSTRATION_WORDS
 
 pytestmark = pytest.mark.server
 
@@ -65,6 +66,7 @@ def test_exam_shows_the_servers_verdict_scores_and_a_map_over_each_view(logic, b
         f"Exam of {truth['exam']['patient_id']}, {truth['exam']['study_date']}: {verdict}"
     )
     assert f"P(BAC) = {truth['exam']['probability']:.3f}" in exam.verdict
+    assert exam.verdict.endswith(DEMONSTRATION_WORDS)  # the test model is marked as a demonstration
     rows = results.table_rows(logic.exam_table())
     assert [r["View"] for r in rows] == ["L CC", "L MLO", "R CC", "R MLO", "Exam"]
     served = {v["image"]: v for v in truth["views"]}

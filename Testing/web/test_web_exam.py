@@ -124,6 +124,7 @@ def test_exam_verdict_per_view_scores_and_each_views_map(page, server, studies, 
     words = "BAC present" if exam["decision"] else "no BAC"
     assert verdict.startswith(f"Exam of {exam['patient_id']}, {exam['study_date']}: {words}"), verdict
     assert f"P(BAC) = {exam['probability']:.3f}, threshold {exam['threshold']:.3f}; max of 4 views" in verdict
+    assert "Demonstration model (trained on synthetic mammograms): not for real images" in verdict
     assert page.locator("#mc-colorbar").is_visible() and page.locator("tr.mc-result-row").count() == 0
 
     # Each view, shown by its row's button, carries its map over the whole view and nowhere else.

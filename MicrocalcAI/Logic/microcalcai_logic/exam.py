@@ -20,6 +20,7 @@ from .errors import LogicError, ServerError
 WHOLE_IMAGE_TASK = "whole_image"
 DEFAULT_MAP_METHOD = "gradcam++"  # the study's explanation (Mobini et al. 2024)
 VERDICT_WORDS = ("BAC present", "no BAC")
+DEMONSTRATION_WORDS = ". Demonstration model (trained on synthetic mammograms): not for real images."
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class ExamResult:
     missing: list = field(default_factory=list)  # views the study lacks ("L MLO", ...)
     patient_id: str = ""
     study_date: str = ""
+    demonstration: bool = False  # the model was trained on synthetic mammograms (server's /info)
 
     @property
     def title(self) -> str:
@@ -85,7 +87,7 @@ class ExamResult:
             "" if self.threshold is None else f", threshold {self.threshold:.3f}",
             self.aggregation or "aggregate",
             len(self.views),
-        )
+        ) + (DEMONSTRATION_WORDS if self.demonstration else "")
 
     def view_result(self, key: str) -> Optional[ViewResult]:
         """A view by its image id or its name ("L CC")."""
@@ -278,6 +280,7 @@ def parse_exam(answer: dict, requested: str = "", info: Optional[ServerInfo] = N
         missing=[_view_name(m) for m in (exam.get("missing_views") or answer.get("missing_views") or [])],
         patient_id=str(exam.get("patient_id") or ""),
         study_date=str(exam.get("study_date") or ""),
+        demonstration=bool(info is not None and model in info.models and info.models[model].demonstration),
     )
 
 
