@@ -506,12 +506,7 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         def shown(view):
             self.ui.resultsTableView.setMRMLTableNode(self.core.exam_table())
             self.ui.examVerdictLabel.text = ""
-            self.ui.statusLabel.text = _("{view}: P(BAC) = {p:.3f} (threshold {t}) -> {decision}").format(
-                view=view.view or view.image_id,
-                p=view.probability,
-                t=f"{view.threshold:.2f}" if view.threshold is not None else "n/a",
-                decision=view.decision or "n/a",
-            )
+            self.ui.statusLabel.text = view.summary
             self.onSaliencyDisplay()
 
         self._submit(lambda done, failed: self.core.submit_classify_view(done, failed, volume), shown)

@@ -244,6 +244,13 @@ def test_forget_exam_removes_its_nodes_and_keeps_the_users_volume(scene):
     assert exam_results.map_node(scene, mine) is None
 
 
+def test_a_views_summary_line_says_its_score_threshold_and_decision():
+    view = ViewResult("PH0003-LCC", "L CC", 0.8234, 0.41, "bac")
+    assert view.summary == "L CC: P(BAC) = 0.823, threshold 0.410 -> bac"
+    unnamed = ViewResult("PH0003-LCC", "", 0.2, None, "", demonstration=True)
+    assert unnamed.summary == "PH0003-LCC: P(BAC) = 0.200, threshold n/a -> no decision" + DEMONSTRATION_WORDS
+
+
 def test_exam_and_classify_view_refuse_before_connecting(scene):
     from microcalcai_logic import MicrocalcAILogic
 

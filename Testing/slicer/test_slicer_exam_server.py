@@ -159,6 +159,9 @@ def test_an_incomplete_exam_is_refused_naming_the_missing_view(logic, bac):
     # Its views are still classified one by one.
     view = logic.classify_view(volume)
     assert view.view == "L CC" and exam_results.map_node(logic.scene, volume) is not None
+    # the line the panel shows: the view's score, and that the test model is a demonstration
+    assert view.summary.startswith(f"L CC: P(BAC) = {view.probability:.3f}, threshold ")
+    assert view.summary.endswith(DEMONSTRATION_WORDS)
     assert [r["View"] for r in results.table_rows(logic.exam_table())] == ["L CC"]
 
 

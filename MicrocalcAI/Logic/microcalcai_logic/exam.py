@@ -48,6 +48,17 @@ class ViewResult:
     image: dict = field(default_factory=dict)  # rows, cols, spacing_mm as the server read them
     saliency: Optional[np.ndarray] = None  # (rows, cols) float32 0..1
     geometry: Optional[MapGeometry] = None
+    demonstration: bool = False  # the model was trained on synthetic mammograms (server's /info)
+
+    @property
+    def summary(self) -> str:
+        """The line a person reads after Classify view."""
+        return "{}: P(BAC) = {:.3f}, threshold {} -> {}".format(
+            self.view or self.image_id,
+            self.probability,
+            "n/a" if self.threshold is None else f"{self.threshold:.3f}",
+            self.decision or "no decision",
+        ) + (DEMONSTRATION_WORDS if self.demonstration else "")
 
 
 @dataclass
@@ -149,6 +160,7 @@ def request_view(
     params = {"saliency": saliency if saliency else False}
     answer, nrrd_bytes = client.infer(model, params, image_id=image_id, output="all" if saliency else "json")
     result = parse_view(answer, image_id, model)
+    result.demonstration = info.models[model].demonstration
     if nrrd_bytes is not None:
         result.saliency, result.geometry = read_map(nrrd_bytes, answer.get("saliency"))
     return result

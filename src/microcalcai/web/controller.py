@@ -551,12 +551,7 @@ class PageController:
         self.state.update(
             {
                 "exam": None,
-                "result_text": "{}: P(BAC) = {:.3f}, threshold {} -> {}".format(
-                    view.view or view.image_id,
-                    view.probability,
-                    "n/a" if view.threshold is None else f"{view.threshold:.3f}",
-                    view.decision or "no decision",
-                ),
+                "result_text": view.summary,
                 "decision": view.decision,
             }
         )
