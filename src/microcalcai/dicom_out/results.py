@@ -12,25 +12,38 @@ from microcalcai.dicom_out.store import write_files
 
 
 def roi_datasets(
-    header, roi: PixelRoi, predictor, probability: float, members: dict, saliency=None, **explained
+    header,
+    roi: PixelRoi,
+    predictor,
+    probability: float,
+    members: dict,
+    saliency=None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    **explained,
 ):
-    """The SR, and the saliency SEG when a map is given (explained: crop, method, target)."""
+    """The SR, and the saliency SEG when a map is given (explained: crop, method, target).
+
+    `name` and `version`: what the map's algorithm is called (default: the predictor's name and
+    its card's version); the server gives its hosted name and served version.
+    """
     from microcalcai.dicom_out.saliency import saliency_segmentation
 
-    per_model, ensemble = results_for(predictor, probability, members)
+    per_model, ensemble = results_for(predictor, probability, members, version=version)
     datasets = [classification_sr(header, roi, per_model, ensemble)]
     if saliency is not None:
-        version = ensemble.version if ensemble is not None else per_model[0].version
+        shown = ensemble if ensemble is not None else per_model[0]
         datasets.append(
             saliency_segmentation(
                 header,
                 saliency,
                 explained["crop"],
-                model=predictor.name,
-                model_version=version,
+                model=name or predictor.name,
+                model_version=shown.version,
                 method=explained["method"],
                 target=explained["target"],
-                demonstration=any(m.demonstration for m in per_model),
+                demonstration=shown.demonstration,
             )
         )
     return datasets

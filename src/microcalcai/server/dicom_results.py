@@ -37,31 +37,25 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
     from microcalcai_logic.contract import PixelRoi
 
     from microcalcai.dicom_out import read_source, store
-    from microcalcai.dicom_out.saliency import saliency_segmentation
-    from microcalcai.dicom_out.sr import classification_sr, results_for
+    from microcalcai.dicom_out.results import roi_datasets
 
     source = request["source"]
     if request.get("uploaded"):
         raise MicrocalcError("results are stored for datastore images only, not for uploads")
-    header = read_source(source.path)
-    per_model, ensemble = results_for(
-        served.predictor, answer["probability"], answer["members"], version=served.version
-    )
     roi = answer["roi"]
-    datasets = [classification_sr(header, PixelRoi(roi["x"], roi["y"], roi["size"]), per_model, ensemble)]
-    if saliency is not None:
-        datasets.append(
-            saliency_segmentation(
-                header,
-                saliency,
-                crop,
-                model=served.name,
-                model_version=served.version,
-                method=method,
-                target=target,
-                demonstration=any(m.demonstration for m in per_model),
-            )
-        )
+    datasets = roi_datasets(
+        read_source(source.path),
+        PixelRoi(roi["x"], roi["y"], roi["size"]),
+        served.predictor,
+        answer["probability"],
+        answer["members"],
+        saliency,
+        name=served.name,
+        version=served.version,
+        crop=crop,
+        method=method,
+        target=target,
+    )
     datastore = request["datastore"]
     folder = datastore.studies_folder() if hasattr(datastore, "studies_folder") else None
     if folder is not None:
