@@ -420,8 +420,9 @@ class MicrocalcAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Connected to {url} ({count} models).").format(
                 url=info.url, count=len([name for name in info.models if name != "ensemble"])
             )
-            if info.demonstration_notice():
-                self.ui.statusLabel.text += " " + info.demonstration_notice() + "."
+            notice = info.demonstration_notice()
+            if notice:
+                self.ui.statusLabel.text += " " + notice + "."
             if self.core.training_running:
                 self.ui.trainStatusLabel.text = _("A training of {model} is running.").format(
                     model=self.core.monitor.model

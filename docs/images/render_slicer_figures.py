@@ -63,15 +63,9 @@ def render_icon(path: Path = ICON) -> None:
     plt.close(fig)
 
 
-def results_columns() -> tuple:
-    """The results table's columns as the module's Logic writes them."""
-    from microcalcai_logic.results import COLUMNS
-
-    return COLUMNS
-
-
 def render_panel(path: Path = PANEL) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from microcalcai_logic.results import COLUMNS
     from PySide6.QtCore import QFile
     from PySide6.QtUiTools import QUiLoader
     from PySide6.QtWidgets import QApplication, QComboBox, QTableWidget, QTableWidgetItem, QToolButton
@@ -106,7 +100,7 @@ def render_panel(path: Path = PANEL) -> None:
     panel.findChild(QToolButton, "roiPlaceWidget").setText("Place ROI")
     panel.findChild(QToolButton, "pointPlaceWidget").setText("Place point")
     table = panel.findChild(QTableWidget, "resultsTableView")
-    columns = list(results_columns())
+    columns = list(COLUMNS)  # the results table's columns as the module's Logic writes them
     table.setColumnCount(len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.setRowCount(1)

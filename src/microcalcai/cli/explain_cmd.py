@@ -117,8 +117,9 @@ def run(args) -> int:
     if args.image is not None and not args.image.is_file():
         raise InputError(f"image {args.image} does not exist")
     predictor = load_predictor(args.model, device=args.device)
-    if demonstration_note(predictor):
-        print(demonstration_note(predictor), file=sys.stderr)
+    note = demonstration_note(predictor)
+    if note:
+        print(note, file=sys.stderr)
     default_size = int(crop_settings(predictor)["roi_size"])
     if args.image is not None:
         requests = [

@@ -48,8 +48,9 @@ def run(args) -> int:
     from microcalcai.train.predictions import predict_frame, write_predictions
 
     predictor = load_predictor(args.model, device=args.device)
-    if demonstration_note(predictor):
-        print(demonstration_note(predictor), file=sys.stderr)
+    note = demonstration_note(predictor)
+    if note:
+        print(note, file=sys.stderr)
     frame = read_manifest(args.data, require_label=False)
     if args.split:
         if "split" not in frame.columns:
