@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 
 import pytest
 from kill_trials import damaged_index_trial, random_kill_trial
@@ -31,10 +34,39 @@ def own_server(tmp_path, server_env):
     shutil.copytree(server_env["studies"], studies, ignore=shutil.ignore_patterns("labels", "datastore_v2*"))
     workspace = tmp_path / "workspace"
     shutil.copytree(server_env["workspace"] / "models", workspace / "models")
-    local = LocalServer(studies, workspace, env={"OMP_NUM_THREADS": "1"})
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
+    local = LocalServer(studies, workspace, env={"OMP_NUM_THREADS": "1", "TMPDIR": str(server_tmp)})
     local.start()
-    yield local, studies
+    yield local, studies, server_tmp
     local.stop()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_request_folders_of_dead_processes_are_removed(tmp_path):
+    """What a killed server left in the temporary folder goes; a live process's folder stays."""
+    from microcalcai.server.uploads import FOLDER_PREFIX, remove_orphaned_folders, request_folder
+
+    dead = tmp_path / f"{FOLDER_PREFIX}{_dead_pid()}-abc"
+    dead.mkdir()
+    (dead / "file.dcm").write_bytes(b"patient headers")
+    live = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def"
+    live.mkdir()
+    other = tmp_path / f"{FOLDER_PREFIX}notapid"  # another program's or an older name: not ours to judge
+    other.mkdir()
+    assert remove_orphaned_folders(tmp_path) == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_dir()
+    # The folders requests make carry this process's id, so a later start can judge them.
+    made = request_folder()
+    try:
+        assert made.name.startswith(f"{FOLDER_PREFIX}{os.getpid()}-")
+    finally:
+        shutil.rmtree(made)
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "stale"])
@@ -69,7 +101,11 @@ def test_datastore_index_is_rebuilt_from_the_label_documents(tmp_path, damage):
 
 @pytest.mark.slow
 def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, server_env):
-    server, studies = own_server
+    server, studies, server_tmp = own_server
+    # An upload's folder as a kill -9 in the middle of a request leaves it (the process is gone).
+    left = server_tmp / f"microcalcai-request-{_dead_pid()}-x"
+    left.mkdir()
+    (left / "file.dcm").write_bytes(b"patient headers")
     images = [i for i in server_env["ids"] if i.startswith("P")]
     rng = random.Random(18)
     counter = itertools.count()
@@ -87,5 +123,9 @@ def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, s
         if not r.survived
     )
     assert all(r.survived for r in results), report
+    # Each restart removed what the killed servers left in their temporary folder.
+    assert not left.exists()
+    leftovers = [p.name for p in server_tmp.glob("microcalcai-request-*")]
+    assert all(name.startswith(f"microcalcai-request-{server.process.pid}-") for name in leftovers), leftovers
     # After the damaged index the server rebuilt it and lists every labelled image.
     assert (studies / "datastore_v2.json.unreadable").is_file()

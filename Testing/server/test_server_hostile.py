@@ -161,8 +161,21 @@ def test_no_upload_or_temporary_file_left(hostile, authed):
             files={"file": ("x.dcm", b"not a dicom at all" * 100, "application/dicom")},
             timeout=60,
         ),
+        authed.put(  # an accepted label (the annotation is kept in the request's folder first)
+            f"{server.url}/datastore/label",
+            params={"image": "P0_L_CC"},
+            files=label_part({"label": "malignant", "roi": ROI}),
+            timeout=60,
+        ),
+        authed.put(  # a label refused after it was written there (its ROI lies off the image)
+            f"{server.url}/datastore/label",
+            params={"image": "P0_L_CC"},
+            files=label_part({"label": "malignant", "roi": {"x": 9999, "y": 1, "size": 64}}),
+            timeout=60,
+        ),
     ]
-    assert [a.status_code for a in answers] == [200, 400, 404, 200, 415], [a.text[:200] for a in answers]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [200, 400, 404, 200, 415, 200, 400], [a.text[:200] for a in answers]
     # A request's folder goes when the request ends, which is just after its answer was sent.
     try:
         wait_until(lambda: not (_files(hostile["tmp"]) - hostile["tmp_before"]), 10, "request folders gone")

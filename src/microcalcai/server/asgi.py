@@ -6,7 +6,7 @@ What is changed here:
 - a guard that, before any parsing, asks for the bearer token when one is set
   (MICROCALCAI_TOKEN), refuses wrong content types (415) and bodies over the route's limit
   (413), counted as they stream, not only by Content-Length; and removes the request's files
-  when it ends, whatever the outcome (uploads.py);
+  when it ends, whatever the outcome, and at start those a killed server left (uploads.py);
 - CORS closed unless MICROCALCAI_CORS_ORIGINS names origins (MONAI Label allows any origin);
 - exception handlers: a client's mistakes are 4xx `{"detail": message}` JSON, server faults a
   5xx JSON saying what failed; never a traceback or a server path.
@@ -34,7 +34,7 @@ from starlette.middleware import Middleware
 from microcalcai.errors import InputError, MicrocalcError, NotAvailableError
 from microcalcai.server import routes
 from microcalcai.server.errors import ServerFault
-from microcalcai.server.uploads import request_scope, storage_fault
+from microcalcai.server.uploads import remove_orphaned_folders, request_scope, storage_fault
 
 LOG = logging.getLogger(__name__)
 DEFAULT_UPLOAD_MB = 256  # a 16-bit full-field mammogram is < 100 MB
@@ -277,6 +277,7 @@ def configure(application) -> None:
     application.add_exception_handler(ServerFault, _server_fault)
     application.add_exception_handler(OSError, _os_error)
     application.add_exception_handler(Exception, _any_error)
+    remove_orphaned_folders()
 
 
 configure(app)

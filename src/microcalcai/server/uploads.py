@@ -4,7 +4,8 @@ checked as images before anything is stored, and stored in the studies only when
 MONAI Label's own routes copy each upload to a named file in the system's temporary folder and
 remove it only after a successful answer; a refused or failed request left it there (DICOMs with
 their patient headers included). Here every file of a request lives in `request_folder()`,
-which the request guard (asgi.py) removes whatever the outcome.
+which the request guard (asgi.py) removes whatever the outcome. A kill -9 skips that; the folder
+name carries the server's process id so that the next start removes what a dead server left.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +27,7 @@ from microcalcai.server.validation import check_image_file, check_image_id
 LOG = logging.getLogger(__name__)
 SUFFIXES = {"dicom": ".dcm", "png": ".png", "pgm": ".pgm", "nrrd": ".nrrd", "tiff": ".tif"}
 _FOLDERS: ContextVar[list | None] = ContextVar("microcalcai_request_folders", default=None)
+FOLDER_PREFIX = "microcalcai-request-"
 
 
 @contextlib.contextmanager
@@ -44,10 +47,33 @@ def request_folder() -> Path:
     """A private folder for this request's files (made once per request)."""
     folders = _FOLDERS.get()
     if folders is None:  # outside a request (library use): the caller removes it
-        return Path(tempfile.mkdtemp(prefix="microcalcai-request-"))
+        return _new_folder()
     if not folders:
-        folders.append(Path(tempfile.mkdtemp(prefix="microcalcai-request-")))
+        folders.append(_new_folder())
     return folders[0]
+
+
+def _new_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+
+
+def remove_orphaned_folders(tmp: str | Path | None = None) -> list[Path]:
+    """Remove the request folders of server processes that are gone: a kill -9 in the middle of a
+    request leaves its folder (an uploaded DICOM with its patient headers, a label) in the
+    temporary folder. Folders of running processes, this one included, are kept."""
+    from microcalcai.server.training_guard import process_alive
+
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX) :].partition("-")[0]
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    if removed:
+        LOG.info("removed %d request folder(s) left by a server that was killed", len(removed))
+    return removed
 
 
 def display_name(filename: str | None) -> str:
