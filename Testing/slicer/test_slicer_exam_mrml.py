@@ -145,6 +145,11 @@ def test_exam_answer_read_and_shown_as_one_table_with_the_verdict(scene):
     assert (
         shown.verdict == exam.verdict + DEMONSTRATION_WORDS and "not for real images" in DEMONSTRATION_WORDS
     )
+    # ...and in the table's Use column, on every row (all rows come from that model)
+    assert [r["Use"] for r in rows] == [""] * 5
+    marked = results.table_rows(exam_results.update_exam_table(scene, shown))
+    assert [r["Use"] for r in marked] == [results.DEMONSTRATION] * 5
+    assert "synthetic" in table.GetColumnDescription("Use")
     negative = {**EXAM_ANSWER, "exam": {**EXAM_ANSWER["exam"], "probability": 0.2, "decision": False}}
     again = exam_results.update_exam_table(scene, parse_exam(negative, "bac-tiny"))
     assert again is table and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
@@ -244,11 +249,15 @@ def test_forget_exam_removes_its_nodes_and_keeps_the_users_volume(scene):
     assert exam_results.map_node(scene, mine) is None
 
 
-def test_a_views_summary_line_says_its_score_threshold_and_decision():
+def test_a_views_summary_line_and_row_say_its_score_threshold_and_decision(scene):
     view = ViewResult("PH0003-LCC", "L CC", 0.8234, 0.41, "bac")
     assert view.summary == "L CC: P(BAC) = 0.823, threshold 0.410 -> bac"
     unnamed = ViewResult("PH0003-LCC", "", 0.2, None, "", demonstration=True)
     assert unnamed.summary == "PH0003-LCC: P(BAC) = 0.200, threshold n/a -> no decision" + DEMONSTRATION_WORDS
+    [row] = results.table_rows(exam_results.update_view_table(scene, unnamed))
+    assert row["View"] == "?" and row["Use"] == results.DEMONSTRATION
+    [row] = results.table_rows(exam_results.update_view_table(scene, view))
+    assert row["View"] == "L CC" and row["Decision"] == "bac" and row["Use"] == ""
 
 
 def test_exam_and_classify_view_refuse_before_connecting(scene):

@@ -69,6 +69,7 @@ def test_exam_shows_the_servers_verdict_scores_and_a_map_over_each_view(logic, b
     assert exam.verdict.endswith(DEMONSTRATION_WORDS)  # the test model is marked as a demonstration
     rows = results.table_rows(logic.exam_table())
     assert [r["View"] for r in rows] == ["L CC", "L MLO", "R CC", "R MLO", "Exam"]
+    assert [r["Use"] for r in rows] == [results.DEMONSTRATION] * 5
     served = {v["image"]: v for v in truth["views"]}
     for row in rows[:-1]:
         assert row["Image"] == views[row["View"]]

@@ -13,8 +13,10 @@ import numpy as np
 from .exam import ExamResult, ViewResult
 from .geometry import numpy_to_vtk_matrix, saliency_ijk_to_ras
 from .results import (
+    DEMONSTRATION,
     EXAM_MAP_ROLE,
     SOURCE_VOLUME_ATTRIBUTE,
+    USE_DESCRIPTION,
     show_in_slice_views,
     style_map_node,
     write_result_table,
@@ -25,7 +27,7 @@ EXAM_TABLE_ROLE = "exam-results"
 EXAM_VIEW_ROLE = "exam-view"  # a view the exam loaded from the server (not one the user opened)
 VIEW_ATTRIBUTE = "MicrocalcAI.ExamView"  # "L CC", ... on views and maps
 EXAM_ATTRIBUTE = "MicrocalcAI.Exam"
-COLUMNS = ("View", "Image", "P(BAC)", "Threshold", "Decision")
+COLUMNS = ("View", "Image", "P(BAC)", "Threshold", "Decision", "Use")
 EXAM_ROW = "Exam"
 
 
@@ -42,7 +44,9 @@ def update_view_table(scene, view: ViewResult):
 
 def _write_table(scene, views: list, exam: Optional[ExamResult]):
     table_node = singleton(scene, "vtkMRMLTableNode", EXAM_TABLE_ROLE, "MicrocalcAI exam")
-    rows = [(v.view or "?", v.image_id, v.probability, v.threshold, v.decision) for v in views]
+    # every row comes from the one model asked, so one mark holds for all
+    use = DEMONSTRATION if (exam.demonstration if exam is not None else views[0].demonstration) else ""
+    rows = [(v.view or "?", v.image_id, v.probability, v.threshold, v.decision, use) for v in views]
     if exam is not None:
         rows.append(
             (
@@ -51,6 +55,7 @@ def _write_table(scene, views: list, exam: Optional[ExamResult]):
                 exam.probability,
                 exam.threshold,
                 "" if exam.positive is None else ("BAC" if exam.positive else "no BAC"),
+                use,
             )
         )
     attributes = {
@@ -58,7 +63,9 @@ def _write_table(scene, views: list, exam: Optional[ExamResult]):
         "MicrocalcAI.Verdict": exam.verdict if exam else "",
         "MicrocalcAI.Model": exam.model if exam else views[0].model,
     }
-    return write_result_table(table_node, COLUMNS, rows, attributes)
+    write_result_table(table_node, COLUMNS, rows, attributes)
+    table_node.SetColumnDescription("Use", USE_DESCRIPTION)
+    return table_node
 
 
 def exam_table(scene):
