@@ -39,6 +39,8 @@ MAX_COUNT = 64
 # first in /info (and the fallback of a request whose body empties `strategy`); why `auto`: the
 # measurements beside AUTO_SWITCH_LABELS.
 DEFAULT_STRATEGY = "auto"
+# BALD (top batch) was level with entropy (diverse batch) over six exactly paired seeds early in
+# the loop (+0.010 [-0.029, +0.049] test AUC at 180 labels): no reason to pay for its passes.
 DEFAULT_METHOD = "entropy"
 # For `uncertain` with count > 1: the best of its selections in that measurement (diverse above
 # top by +0.006 at 450 labels, within noise; with the former retraining start top led).
@@ -56,7 +58,8 @@ CROP_CACHE_BYTES = 256 << 20  # 96 px spot crops: thousands; 512 px full-field c
 # Measured over HTTP (benchmarks/RESULTS.md, active learning): from a cold start of 30 random
 # labels (ImageNet members) `uncertain` (entropy, diverse) led random up to 180 labels over 6
 # seeds (+0.034 test AUC at 180, 95% interval +0.002 to +0.066) and reached random's final AUC
-# with 37% of its labels; over 3 seeds each, from a 250-label start to 450 random led every
+# with 37% of its labels (48%, +0.025 [+0.003, +0.047], with all six seeds on one machine, where
+# BALD was level with it); over 3 seeds each, from a 250-label start to 450 random led every
 # uncertainty strategy (diverse -0.011, top -0.017, balanced -0.025): once the features fit the
 # task, a labelled set skewed toward doubt costs. The switch lies between the two measured
 # ranges; `auto` itself, run from 30 to 450 labels in rounds of 60, reached random's final AUC
