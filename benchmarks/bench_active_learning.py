@@ -13,7 +13,8 @@ answers from the phantom's ground truth:
 
 Strategies: random; entropy (ensemble predictive entropy, top b); bald (MC-dropout mutual
 information over both members, top b); diverse (entropy, uncertainty-weighted k-means over the
-models' features: a batch spread over the uncertain ROIs); balanced (entropy, the most uncertain
+models' features: a batch spread over the uncertain ROIs); bald-diverse (BALD's scores, diverse's
+batch); balanced (entropy, the most uncertain
 of each side of the decision, half and half); typical (TypiClust: dense ROIs of the clusters no
 label covers). Diagnostics, asked for by name only: oracle-clean, the annotator's own random
 pick among ROIs of clear truth in the pool's class mix; random-denoised, random's ROIs each
@@ -65,6 +66,8 @@ STRATEGIES = {
     "entropy": ("uncertain", {"method": "entropy", "selection": "top"}),
     "bald": ("uncertain", {"method": "bald", "selection": "top"}),  # the server's 100 head passes
     "diverse": ("uncertain", {"method": "entropy", "selection": "diverse"}),
+    # BALD's scores with diverse's batch: whether top BALD's batches of 30 are redundant
+    "bald-diverse": ("uncertain", {"method": "bald", "selection": "diverse"}),
     "balanced": ("uncertain", {"method": "entropy", "selection": "balanced"}),
     "typical": ("typical", {}),
     # diverse below the server's AUTO_SWITCH_LABELS labelled pool ROIs, random from there on
@@ -122,6 +125,7 @@ COLOURS = {
     "entropy": "tab:blue",
     "bald": "tab:orange",
     "diverse": "tab:green",
+    "bald-diverse": "tab:pink",
     "balanced": "tab:red",
     "typical": "tab:purple",
     "auto": "tab:cyan",
