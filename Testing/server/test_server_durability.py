@@ -103,7 +103,9 @@ def test_datastore_index_is_rebuilt_from_the_label_documents(tmp_path, damage):
 def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, server_env):
     server, studies, server_tmp = own_server
     # An upload's folder as a kill -9 in the middle of a request leaves it (the process is gone).
-    left = server_tmp / f"microcalcai-request-{_dead_pid()}-x"
+    from microcalcai.server.uploads import FOLDER_PREFIX
+
+    left = server_tmp / f"{FOLDER_PREFIX}{_dead_pid()}-x"
     left.mkdir()
     (left / "file.dcm").write_bytes(b"patient headers")
     images = [i for i in server_env["ids"] if i.startswith("P")]
@@ -125,7 +127,7 @@ def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, s
     assert all(r.survived for r in results), report
     # Each restart removed what the killed servers left in their temporary folder.
     assert not left.exists()
-    leftovers = [p.name for p in server_tmp.glob("microcalcai-request-*")]
-    assert all(name.startswith(f"microcalcai-request-{server.process.pid}-") for name in leftovers), leftovers
+    leftovers = [p.name for p in server_tmp.glob(f"{FOLDER_PREFIX}*")]
+    assert all(name.startswith(f"{FOLDER_PREFIX}{server.process.pid}-") for name in leftovers), leftovers
     # After the damaged index the server rebuilt it and lists every labelled image.
     assert (studies / "datastore_v2.json.unreadable").is_file()

@@ -16,7 +16,6 @@ from .results import (
     DEMONSTRATION,
     EXAM_MAP_ROLE,
     SOURCE_VOLUME_ATTRIBUTE,
-    USE_DESCRIPTION,
     show_in_slice_views,
     style_map_node,
     write_result_table,
@@ -45,7 +44,7 @@ def update_view_table(scene, view: ViewResult):
 def _write_table(scene, views: list, exam: Optional[ExamResult]):
     table_node = singleton(scene, "vtkMRMLTableNode", EXAM_TABLE_ROLE, "MicrocalcAI exam")
     # every row comes from the one model asked, so one mark holds for all
-    use = DEMONSTRATION if (exam.demonstration if exam is not None else views[0].demonstration) else ""
+    use = DEMONSTRATION if (exam or views[0]).demonstration else ""
     rows = [(v.view or "?", v.image_id, v.probability, v.threshold, v.decision, use) for v in views]
     if exam is not None:
         rows.append(
@@ -63,9 +62,7 @@ def _write_table(scene, views: list, exam: Optional[ExamResult]):
         "MicrocalcAI.Verdict": exam.verdict if exam else "",
         "MicrocalcAI.Model": exam.model if exam else views[0].model,
     }
-    write_result_table(table_node, COLUMNS, rows, attributes)
-    table_node.SetColumnDescription("Use", USE_DESCRIPTION)
-    return table_node
+    return write_result_table(table_node, COLUMNS, rows, attributes)
 
 
 def exam_table(scene):

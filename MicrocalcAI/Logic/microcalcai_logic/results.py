@@ -24,6 +24,7 @@ COLUMNS = ("Model", "Version", "P(malignant)", "Threshold", "Decision", "Use")
 # short enough to stay in view in a narrow module panel; the header's tooltip says the rest
 DEMONSTRATION = "demonstration"
 USE_DESCRIPTION = "'demonstration': a model trained on synthetic (phantom) mammograms, not for real images"
+COLUMN_DESCRIPTIONS = {"Use": USE_DESCRIPTION}  # header tooltips, for every table that has the column
 DEFAULT_OPACITY = 0.5
 # Map values below this stay transparent, so the mammogram shows through where the model
 # did not look.
@@ -50,15 +51,14 @@ def update_results_table(scene, result: Classification, volume_node=None):
         )
         for r in result.rows
     ]
-    write_result_table(table_node, COLUMNS, rows, attributes)
-    table_node.SetColumnDescription("Use", USE_DESCRIPTION)
-    return table_node
+    return write_result_table(table_node, COLUMNS, rows, attributes)
 
 
 def write_result_table(table_node, names, rows, attributes: dict):
     """Replace the node's table by `rows` of (name, id, probability, threshold, decision, *texts)
     under the column `names` (one text column per name after the fifth), locked (results are
-    read, not edited), with `attributes` set, in one modification."""
+    read, not edited), with `attributes` and the columns' COLUMN_DESCRIPTIONS set, in one
+    modification."""
     import vtk
 
     columns = [vtk.vtkStringArray(), vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
@@ -79,6 +79,9 @@ def write_result_table(table_node, names, rows, attributes: dict):
             table.RemoveColumn(0)
         for array in columns:
             table.AddColumn(array)
+        for name in names:
+            if name in COLUMN_DESCRIPTIONS:
+                table_node.SetColumnDescription(name, COLUMN_DESCRIPTIONS[name])
         table_node.SetLocked(True)
         for key, value in attributes.items():
             table_node.SetAttribute(key, value)
