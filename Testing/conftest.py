@@ -22,6 +22,29 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def leave_in_hub_cache():
+    """Puts a timm architecture's "downloaded" ImageNet weights (a state dict) into a Hugging Face
+    cache folder the way `hf_hub_download` leaves them (the file under a snapshot, the ref naming
+    it), so tests see what an earlier download would give without a hub."""
+
+    def leave(cache: Path, arch: str, state: dict) -> Path:
+        import timm
+        from safetensors.torch import save_file
+
+        repo = timm.models.get_pretrained_cfg(arch).hf_hub_id
+        folder = cache / ("models--" + repo.replace("/", "--"))
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text(commit)
+        (folder / "snapshots" / commit).mkdir(parents=True)
+        path = folder / "snapshots" / commit / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, path)
+        return path
+
+    return leave
+
+
+@pytest.fixture(scope="session")
 def load_benchmark():
     """A benchmark script of benchmarks/ imported as a module, so tests can call its parts."""
     import importlib.util

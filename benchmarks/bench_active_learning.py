@@ -347,6 +347,7 @@ def make_members(workspace: Path, scratch: Path, setup: dict) -> None:
             input_size=setup["input_size"],
             threshold=0.5,
             threshold_method="fixed 0.5 (cold start)",
+            weights_init=module.weights_info.as_dict(),
         )
         install_model(workspace, save_model(module.eval(), card, scratch / name, overwrite=True))
     build_ensemble(workspace, threshold=0.5, threshold_method="fixed 0.5 (cold start)")

@@ -4,24 +4,31 @@ numpy, scipy, scikit-learn, matplotlib, pandas, requests, ...), and run_gpu_vari
 installs them there and runs the benchmark.
 
     python3 benchmarks/gpu_wheelhouse.py --out .whl [--python-version 3.12] [--small] [--profiler]
+                                         [--imagenet ARCH [ARCH ...]]
 
 Only what such an image lacks is fetched (IMAGE_LACKS), at the versions requirements/lock.txt pins.
 --small, for a machine that receives the folder under a size limit: monailabel without its bundled
 OHIF viewer and sample plugins (18 of its 19 MB; the benchmark drives the server's API only) and
 itk and SimpleITK as import-only stand-ins (about 330 MB real; monailabel imports them at start,
 the benchmark never converts an image). --profiler adds py-spy, which run_gpu_variant.sh then
-attaches to the benchmark.
+attaches to the benchmark. --imagenet downloads those architectures' ImageNet weights (Kang et
+al.'s five without ARCH: the gpu variant's members) into OUT/hub/, the Hugging Face and torch hub
+caches run_gpu_variant.sh points the server at: an offline machine then loads them from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_active_learning import KANG_ARCHS  # noqa: E402  (the gpu variant's members)
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
@@ -248,6 +255,23 @@ def stand_in(distribution: str, module: str, version: str, out: Path) -> Path:
     return next(out.glob(f"{distribution}-{version}+importonly-*.whl"))
 
 
+def fetch_imagenet(archs: list[str], out: Path) -> None:
+    """Each architecture's ImageNet weights into OUT/hub/huggingface and OUT/hub/torch, as timm
+    downloads them (a process of its own: the caches' folders are read when the hub library is
+    imported)."""
+    hub = out / "hub"
+    env = {**os.environ, "HF_HUB_CACHE": str(hub / "huggingface"), "TORCH_HOME": str(hub / "torch")}
+    env.pop("HF_HUB_OFFLINE", None)
+    for number, arch in enumerate(archs, 1):
+        print(f"[{number}/{len(archs)}] ImageNet weights of {arch}", flush=True)
+        code = f"from microcalcai.models.weights import fetch_imagenet; print(fetch_imagenet({arch!r}))"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr.strip().splitlines()[-1])
+    size = sum(f.stat().st_size for f in hub.rglob("*") if f.is_file())
+    print(f"ImageNet weights: {size / 2**20:.0f} MiB in {hub}")
+
+
 def build(out: Path, python_version: str, small: bool, profiler: bool) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     wanted = requirements(small) + ([PROFILER] if profiler else [])
@@ -277,7 +301,15 @@ def main(argv=None) -> int:
         "--small", action="store_true", help="slim monailabel, stand-ins for itk and SimpleITK"
     )
     parser.add_argument("--profiler", action="store_true", help=f"add {PROFILER}")
+    parser.add_argument(
+        "--imagenet",
+        nargs="*",
+        metavar="ARCH",
+        help=f"download these architectures' ImageNet weights into OUT/hub (no ARCH: {' '.join(KANG_ARCHS)})",
+    )
     args = parser.parse_args(argv)
+    if args.imagenet is not None:  # first: without the hub, say so before minutes of wheels
+        fetch_imagenet(args.imagenet or list(KANG_ARCHS), args.out)
     build(args.out, args.python_version, args.small, args.profiler)
     return 0
 

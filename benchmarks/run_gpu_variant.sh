@@ -37,6 +37,10 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
         --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl || { stamp "install failed"; exit 1; }
 fi
 export PYTHONPATH="$SITE:$PWD/src:$PWD/MicrocalcAI/Logic${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d "$WHEELS/hub" ]; then  # ImageNet weights gpu_wheelhouse.py --imagenet downloaded
+    export HF_HUB_CACHE="$(cd "$WHEELS/hub" && pwd)/huggingface" TORCH_HOME="$(cd "$WHEELS/hub" && pwd)/torch"
+    stamp "ImageNet weights from $WHEELS/hub"
+fi
 export PATH="$SITE/bin:$PATH" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 {

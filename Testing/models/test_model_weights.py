@@ -9,9 +9,29 @@ import torch
 
 from microcalcai.errors import InputError, NotAvailableError
 from microcalcai.models import create_model, load_model
-from microcalcai.models.weights import imagenet_offline, lite0_package_file, read_state_dict
+from microcalcai.models.weights import (
+    cached_imagenet_file,
+    fetch_imagenet,
+    imagenet_offline,
+    lite0_package_file,
+    read_state_dict,
+)
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.fixture(autouse=True)
+def hub_caches(tmp_path, monkeypatch):
+    """Empty Hugging Face and torch hub caches of the test's own: what this machine downloaded
+    earlier must not decide which weights load offline."""
+    import huggingface_hub.constants
+
+    caches = {"hf": tmp_path / "hf-cache", "torch": tmp_path / "torch-hub"}
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(caches["hf"]))
+    before = torch.hub.get_dir()
+    torch.hub.set_dir(str(caches["torch"]))
+    yield caches
+    torch.hub.set_dir(before)
 
 
 def test_packaged_lite0_weights_classify_the_cat_photo_as_a_cat():
@@ -48,7 +68,7 @@ def test_random_init_does_not_see_a_cat_the_same_way():
 def test_imagenet_offline_fails_fast_and_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
-    with pytest.raises(NotAvailableError, match=r"--weights FILE"):
+    with pytest.raises(NotAvailableError, match=r"--weights FILE.*HF_HUB_CACHE and TORCH_HOME"):
         create_model("resnet50", "imagenet")
     assert time.monotonic() - start < 10
 
@@ -63,6 +83,46 @@ def test_imagenet_offline_names_exactly_the_architectures_that_load_without_the_
     # without the package, Lite0 needs the hub too
     monkeypatch.setattr("microcalcai.models.weights.lite0_package_file", lambda: None)
     assert not imagenet_offline("tf_efficientnet_lite0")
+
+
+def test_imagenet_weights_an_earlier_download_left_in_the_cache_load_offline(
+    monkeypatch, hub_caches, leave_in_hub_cache
+):
+    import timm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not imagenet_offline("mobilenetv2_100")
+    torch.manual_seed(3)
+    downloaded = timm.create_model("mobilenetv2_100", num_classes=1000).state_dict()
+    leave_in_hub_cache(hub_caches["hf"], "mobilenetv2_100", downloaded)
+    assert imagenet_offline("mobilenetv2_100")
+    assert cached_imagenet_file("mobilenetv2_100").name == "model.safetensors"
+    model = create_model("mobilenetv2_100", "imagenet", num_classes=2)
+    assert model.weights_info.source == "imagenet-cache"
+    assert torch.equal(model.conv_stem.weight, downloaded["conv_stem.weight"])
+    assert model.get_classifier().out_features == 2  # a new head, the body from the cache
+
+
+def test_weights_timm_takes_from_a_url_are_found_in_torch_hubs_cache(hub_caches):
+    import timm
+
+    url = timm.models.get_pretrained_cfg("legacy_xception").url
+    assert not timm.models.get_pretrained_cfg("legacy_xception").hf_hub_id  # only a URL
+    assert cached_imagenet_file("legacy_xception") is None
+    left = hub_caches["torch"] / "checkpoints" / url.rsplit("/", 1)[-1]
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"weights")
+    assert cached_imagenet_file("legacy_xception") == left
+
+
+def test_fetching_imagenet_weights_offline_says_what_it_needs(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        NotAvailableError, match=r"cannot download the ImageNet weights of resnet101 .*huggingface\.co"
+    ):
+        fetch_imagenet("resnet101")
 
 
 def test_local_weights_file_with_another_head(tmp_path):

@@ -123,34 +123,36 @@ def test_monailabels_viewer_and_bundled_apps_are_what_is_dropped(kit):
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_the_run_script_measures_runs_and_archives_the_records(tmp_path):
+def test_the_run_script_measures_runs_and_archives_the_records(tmp_path, leave_in_hub_cache):
     """The whole command on a CPU, small: no wheels to install here (this Python has them), the
-    loader measured, one round of random through the real server, everything archived."""
-    results, work = tmp_path / "results", tmp_path / "work"
+    members' ImageNet weights from the folder's hub/ cache (as --imagenet leaves them), the loader
+    measured, one round of random through the real server, everything archived."""
+    import timm
+    import torch
+
+    wheels, results, work = tmp_path / "wheels", tmp_path / "results", tmp_path / "work"
+    torch.manual_seed(5)
+    downloaded = timm.create_model("mobilenetv2_100", num_classes=1000).state_dict()
+    leave_in_hub_cache(wheels / "hub" / "huggingface", "mobilenetv2_100", downloaded)
     al_args = (
-        "--variant gpu --arch mobilenetv2_100 mobilenetv2_100 --weights none --spacing-mm 0.1 "
+        "--variant gpu --arch mobilenetv2_100 mobilenetv2_100 --weights imagenet --spacing-mm 0.1 "
         "--roi-size 64 --input-size 64 --max-epochs 1 --pool-patients 40 --test-patients 24 "
         "--val-patients 16 --cold-start 20 --batch 8 --rounds 1 --seeds 0 --strategies random --threads 1"
     )
     env = {
         **os.environ,
         "PYTHON": sys.executable,
-        "WHEELS": str(tmp_path / "no-wheels"),
+        "WHEELS": str(wheels),
         "RESULTS": str(results),
         "WORK": str(work),
         "LIMIT_S": "500",
         "AL_ARGS": al_args,
         "LOADER_ARGS": "--workers 0 --images 32 --repeats 1 --size 64",
     }
-    done = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "run_gpu_variant.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    script = REPO / "benchmarks" / "run_gpu_variant.sh"
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "benchmark exit 0" in done.stdout, done.stdout
+    assert "benchmark exit 0" in done.stdout and "ImageNet weights from" in done.stdout, done.stdout
     assert "python " in (results / "machine.txt").read_text()
     assert json.loads((results / "loader.json").read_text())["images_per_s"]["0"][0] > 0
     with (results / "gpu-utilisation.csv").open() as handle:
@@ -159,7 +161,15 @@ def test_the_run_script_measures_runs_and_archives_the_records(tmp_path):
     with tarfile.open(results / "results.tgz") as archive:
         names = archive.getnames()
         record = json.load(archive.extractfile("./al/runs/random-seed0.json"))
+        card = json.load(archive.extractfile("./al/work/random-seed0/built/mobilenetv2_100-a/model.json"))
     assert [r["labels"] for r in record["rounds"]] == [20, 28]
+    assert card["weights_init"]["source"] == "imagenet-cache"  # from hub/, with the hub offline
+    starts = [n for n in names if n.endswith("/start/model.json")]  # each retraining's start
+    assert len(starts) == 2
+    for start in starts:
+        with tarfile.open(results / "results.tgz") as archive:
+            toward = json.load(archive.extractfile(start))["weights_init"]["other"]
+        assert toward["source"] == "imagenet-cache", toward  # shrunk toward the cached ImageNet
     assert sum(n.endswith("metrics.csv") for n in names) == 2  # each member's retraining, per epoch
     assert not any(n.startswith("./al/data/") or n.endswith(".pt") for n in names)
     assert "random-seed0 round 1/1" in (results / "al.log").read_text()

