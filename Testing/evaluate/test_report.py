@@ -69,6 +69,8 @@ def test_report_files_and_numbers(clustered_report):
     assert any("split 'test'" in n for n in result["notes"]) and any(
         "without a label" in n for n in result["notes"]
     )
+    assert result["demonstration"] == []  # no intended_use column: nothing to warn of
+    assert "demonstration" not in (out / "report.md").read_text()
     y = (test.label == "malignant").to_numpy()
     ensemble = result["models"]["ensemble"]
     assert ensemble["auc"] == pytest.approx(roc_auc_score(y, test.probability))

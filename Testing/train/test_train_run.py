@@ -127,7 +127,9 @@ def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, p
         "threshold",
         "decision",
         "model",
+        "intended_use",
     ]
+    assert (table["intended_use"] == "").all()  # not a demonstration model
     assert table["case_id"].is_unique and len(table) == len(pd.read_csv(phantom_manifest))
     assert set(table["decision"]) <= {"benign", "malignant"}
     np.testing.assert_array_equal(
@@ -143,6 +145,26 @@ def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, p
         load_predictor(model, device="cpu"), read_manifest(phantom_manifest), progress=False
     )
     np.testing.assert_allclose(again["probability"], table["probability"], atol=1e-7)
+
+
+def test_a_demonstration_models_predictions_and_their_report_say_so(two_runs, phantom_manifest, tmp_path):
+    import shutil
+
+    from microcalcai.server.bootstrap import INTENDED_USE, mark_demonstration
+
+    demo = shutil.copytree(two_runs[0] / "tf_efficientnet_lite0" / "model", tmp_path / "demo")
+    mark_demonstration(demo)
+    predictions, report = tmp_path / "predictions.csv", tmp_path / "report"
+    argv = ["predict", "--model", str(demo), "--data", str(phantom_manifest), "--out", str(predictions)]
+    assert main([*argv, "--no-progress"]) == 0
+    name = read_card(demo).name
+    assert set(pd.read_csv(predictions, keep_default_na=False)["intended_use"]) == {f"{name}: {INTENDED_USE}"}
+    assert main(["evaluate", "--predictions", str(predictions), "--out", str(report), "--n-boot", "50"]) == 0
+    banner = f"> **Scores from a demonstration model**: {name}: {INTENDED_USE}."
+    markdown = (report / "report.md").read_text()
+    assert banner in markdown and markdown.index(banner) < markdown.index("## Table 1")
+    assert "Scores from a demonstration model</strong>" in (report / "report.html").read_text()
+    assert json.loads((report / "metrics.json").read_text())["demonstration"] == [f"{name}: {INTENDED_USE}"]
 
 
 def test_ensemble_of_two_runs_and_its_predictions(two_runs, phantom_manifest, tmp_path):

@@ -115,6 +115,9 @@ PREDICTION_REQUIRED_COLUMNS = ("case_id", "label", "probability")
 MEMBER_PROBABILITY_PREFIX = "p_"  # p_<member>: that member's P(malignant)
 MEMBER_THRESHOLD_PREFIX = "threshold_"  # threshold_<member>: its validation threshold
 READER_PREFIX = "reader_"  # reader_<name>: a reader's ordinal scores
+# Blank, or what the demonstration models that made the scores are for ("<models>: trained on
+# synthetic mammograms, not for real images"): a report on the file says so at its top.
+INTENDED_USE_COLUMN = "intended_use"
 
 
 def label_of(value: object) -> Optional[str]:

@@ -62,6 +62,7 @@ def evaluate_predictions(data: PredictionSet, options: Options | None = None) ->
         "ci_method": opt.ci_method,
         "sources": data.sources,
         "notes": list(data.notes),
+        "demonstration": list(data.demonstration),
         "models": models,
         "comparisons": _comparisons(data, decisions, opt) if len(data.columns) > 1 else {},
     }

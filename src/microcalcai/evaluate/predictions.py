@@ -2,7 +2,8 @@
 
 One file per `microcalcai predict` run: one row per ROI with `case_id, patient_id, image_id,
 label, split, p_<member>..., probability, threshold, decision, model` and optional
-`threshold_<member>` (each member's validation threshold) and `reader_<name>` columns.
+`threshold_<member>` (each member's validation threshold), `reader_<name>` and `intended_use`
+(what the demonstration models that made the scores are for) columns.
 Several files (one per model, or an ensemble file beside its members' files) are aligned on
 case_id; they must hold the same cases with the same labels.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from microcalcai_logic.contract import (
+    INTENDED_USE_COLUMN,
     LABELS,
     MEMBER_PROBABILITY_PREFIX,
     MEMBER_THRESHOLD_PREFIX,
@@ -55,6 +57,8 @@ class PredictionSet:
     columns: list[ScoreColumn]
     sources: list[str]
     notes: list[str] = field(default_factory=list)
+    # what the demonstration models among the scores' makers are for ("" entries never)
+    demonstration: list[str] = field(default_factory=list)
 
     @property
     def clustered(self) -> bool:
@@ -78,6 +82,7 @@ def read_predictions(paths: list[str | Path], *, split: str = "auto") -> Predict
     base = tables[0]
     notes = list(base["notes"])
     columns = list(base["columns"])
+    demonstration = list(dict.fromkeys(use for t in tables for use in t["demonstration"]))
     for other in tables[1:]:
         order = _align(base, other)
         notes.extend(other["notes"])
@@ -92,7 +97,8 @@ def read_predictions(paths: list[str | Path], *, split: str = "auto") -> Predict
     check_two_classes(y, name="label", source=base["path"])
     if len(paths) > 1:
         notes.append(f"{len(paths)} prediction files aligned on case_id ({y.size} cases)")
-    return PredictionSet(base["case_id"], y, base["patient_id"], columns, [str(p) for p in paths], notes)
+    sources = [str(p) for p in paths]
+    return PredictionSet(base["case_id"], y, base["patient_id"], columns, sources, notes, demonstration)
 
 
 def _read_one(path: Path, split: str) -> dict:
@@ -159,6 +165,7 @@ def _read_one(path: Path, split: str) -> dict:
         "y": (label_text == POSITIVE_LABEL).to_numpy(dtype=bool),
         "patient_id": patient,
         "notes": notes,
+        "demonstration": _demonstration_uses(df),
     }
     table["columns"] = _score_columns(df, path)
     return table
@@ -201,6 +208,12 @@ def _thresholds(df, path: Path, column: str = "threshold") -> float | np.ndarray
         return None
     values = _numeric(df, column, path)
     return float(values[0]) if np.all(values == values[0]) else values
+
+
+def _demonstration_uses(df) -> list[str]:
+    if INTENDED_USE_COLUMN not in df.columns:
+        return []
+    return list(dict.fromkeys(u for u in df[INTENDED_USE_COLUMN].str.strip() if u))
 
 
 def _score_columns(df, path: Path) -> list[ScoreColumn]:

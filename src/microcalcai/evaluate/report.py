@@ -123,6 +123,12 @@ def render_markdown(result: dict, figure_files: dict[str, str]) -> str:
         f"{result['n_cases']} ROIs ({result['n_malignant']} malignant, {result['n_benign']} benign) from "
         f"{result['n_patients']} patients. Sources: {', '.join(Path(s).name for s in result['sources'])}.",
         "",
+        *[
+            f"> **Scores from a demonstration model**: {use}. The figures below describe it on these "
+            "cases only."
+            for use in result.get("demonstration", [])
+        ],
+        *([""] if result.get("demonstration") else []),
         "## Table 1. Diagnostic performance",
         "",
         _md_table(table1_rows(result)),

@@ -115,13 +115,19 @@ class EnsemblePredictor:
         return PredictionBatch(combined, probs, combined >= self.threshold, self.threshold)
 
 
-def demonstration_note(predictor) -> str:
-    """One line for a command's output when the predictor's models are demonstrations ("" if not)."""
+def demonstration_use(predictor) -> str:
+    """ "<demonstration members>: <their intended use>", or "" when no member is a demonstration."""
     shown = [m for m in predictor.members if m.card.demonstration]
     if not shown:
         return ""
     use = shown[0].card.intended_use or "a demonstration model, not for real images"
-    return f"note: {', '.join(m.name for m in shown)}: {use}"
+    return f"{', '.join(m.name for m in shown)}: {use}"
+
+
+def demonstration_note(predictor) -> str:
+    """One line for a command's output when the predictor's models are demonstrations ("" if not)."""
+    use = demonstration_use(predictor)
+    return f"note: {use}" if use else ""
 
 
 def load_predictor(path, *, device: str | None = None, batch_size: int = 32):

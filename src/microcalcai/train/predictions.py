@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from microcalcai_logic.contract import (
+    INTENDED_USE_COLUMN,
     LABELS,
     MEMBER_PROBABILITY_PREFIX,
     MEMBER_THRESHOLD_PREFIX,
@@ -86,8 +87,13 @@ def crop_settings(predictor) -> dict:
 
 
 def predict_frame(predictor, frame, *, progress: bool = True):
-    """predictions.csv rows for every manifest row: crops taken as in training, then ``predictor.predict``."""
+    """predictions.csv rows for every manifest row: crops taken as in training, then ``predictor.predict``.
+    The rows carry what a demonstration model is for (INTENDED_USE_COLUMN), so that a report on
+    them can say so."""
+    from microcalcai.models.predictor import demonstration_use
     from microcalcai.train.data import case_ids, load_crops
+
+    use = {INTENDED_USE_COLUMN: [demonstration_use(predictor)] * len(frame)}
 
     crop = crop_settings(predictor)
     if crop["task"] == "tiles":  # a whole view scored tile by tile, as the model was trained
@@ -102,6 +108,7 @@ def predict_frame(predictor, frame, *, progress: bool = True):
             predictor.threshold,
             predictor.name,
             member_thresholds={predictor.name: predictor.threshold},
+            extra=use,
         )
     grey = load_crops(
         frame,
@@ -119,4 +126,5 @@ def predict_frame(predictor, frame, *, progress: bool = True):
         batch.threshold,
         predictor.name,
         member_thresholds={m.name: m.threshold for m in predictor.members},
+        extra=use,
     )
