@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tests never reach a model hub: fail fast instead of retrying for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# ...nor see this machine's hub caches: which ImageNet weights load offline must not depend on what
+# was downloaded here before (servers the tests start inherit the same empty caches).
+_HUB_CACHES = tempfile.mkdtemp(prefix="microcalcai-test-hub-")
+atexit.register(shutil.rmtree, _HUB_CACHES, ignore_errors=True)
+os.environ["HF_HUB_CACHE"] = os.path.join(_HUB_CACHES, "huggingface")
+os.environ["TORCH_HOME"] = os.path.join(_HUB_CACHES, "torch")
 # Two cores here; keep torch from oversubscribing them when servers run beside the tests.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
