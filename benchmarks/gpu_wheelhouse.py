@@ -19,7 +19,6 @@ caches run_gpu_variant.sh points the server at: an offline machine then loads th
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -257,19 +256,17 @@ def stand_in(distribution: str, module: str, version: str, out: Path) -> Path:
 
 def fetch_imagenet(archs: list[str], out: Path) -> None:
     """Each architecture's ImageNet weights into OUT/hub/huggingface and OUT/hub/torch, as timm
-    downloads them (a process of its own: the caches' folders are read when the hub library is
-    imported)."""
-    hub = out / "hub"
-    env = {**os.environ, "HF_HUB_CACHE": str(hub / "huggingface"), "TORCH_HOME": str(hub / "torch")}
-    env.pop("HF_HUB_OFFLINE", None)
+    downloads them (`microcalcai weights --cache OUT/hub`)."""
+    from microcalcai.models.weights import fetch_imagenet as fetch
+
     for number, arch in enumerate(archs, 1):
         print(f"[{number}/{len(archs)}] ImageNet weights of {arch}", flush=True)
-        code = f"from microcalcai.models.weights import fetch_imagenet; print(fetch_imagenet({arch!r}))"
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(done.stderr.strip().splitlines()[-1])
-    size = sum(f.stat().st_size for f in hub.rglob("*") if f.is_file())
-    print(f"ImageNet weights: {size / 2**20:.0f} MiB in {hub}")
+        try:
+            fetch(arch, out / "hub")
+        except Exception as exc:  # NotAvailableError offline: its message says what it needs
+            raise SystemExit(str(exc)) from exc
+    size = sum(f.stat().st_size for f in (out / "hub").rglob("*") if f.is_file())
+    print(f"ImageNet weights: {size / 2**20:.0f} MiB in {out / 'hub'}")
 
 
 def build(out: Path, python_version: str, small: bool, profiler: bool) -> list[Path]:

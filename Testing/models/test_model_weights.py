@@ -172,3 +172,30 @@ def test_a_new_two_class_head_starts_without_an_opinion():
     with torch.no_grad():
         probability = model(torch.rand(4, 3, 96, 96) * 2 - 1).softmax(dim=1)[:, 1]
     assert torch.all((probability > 0.4) & (probability < 0.6)), probability
+
+
+def test_the_weights_command_fills_a_cache_folder_an_offline_machine_can_use(
+    tmp_path, leave_in_hub_cache, capsys
+):
+    """`microcalcai weights`: what is already in the folder is found without the network (a rerun,
+    here as it would be offline); what is not fails with what it needs; an unknown name first."""
+    import timm
+
+    from microcalcai.cli.main import main
+
+    cache = tmp_path / "carry"
+    torch.manual_seed(4)
+    state = timm.create_model("mobilenetv2_100", num_classes=1000).state_dict()
+    kept = leave_in_hub_cache(cache / "huggingface", "mobilenetv2_100", state)
+    url = timm.models.get_pretrained_cfg("legacy_xception").url
+    left = cache / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"weights")
+    assert main(["weights", "mobilenetv2_100", "legacy_xception", "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert f"mobilenetv2_100: {kept}" in out and f"legacy_xception: {left}" in out
+    assert f"HF_HUB_CACHE={cache.absolute() / 'huggingface'} TORCH_HOME={cache.absolute() / 'torch'}" in out
+    assert main(["weights", "resnet101", "--cache", str(cache)]) == 1
+    assert "cannot download the ImageNet weights of resnet101" in capsys.readouterr().err
+    assert main(["weights", "resnet1010", "--cache", str(cache)]) == 1
+    assert "unknown architecture 'resnet1010'" in capsys.readouterr().err

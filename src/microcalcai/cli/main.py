@@ -23,6 +23,7 @@ COMMANDS = (
     ("import", "import_cmd"),
     ("synth", "synth_cmd"),
     ("train", "train_cmd"),
+    ("weights", "weights_cmd"),
     ("predict", "predict_cmd"),
     ("ensemble", "ensemble_cmd"),
     ("explain", "explain_cmd"),

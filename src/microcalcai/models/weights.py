@@ -81,10 +81,12 @@ def _hub_source(arch: str) -> tuple[str, str | None, list[str], str | None] | No
     return (None, None, [], cfg.url) if cfg.url else None
 
 
-def _url_file(url: str) -> Path:
+def _url_file(url: str, torch_home: Path | None = None) -> Path:
+    """Where torch hub keeps a download of ``url`` (TORCH_HOME/hub/checkpoints)."""
     import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+    hub = Path(torch_home) / "hub" if torch_home else Path(torch.hub.get_dir())
+    return hub / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
 
 
 def cached_imagenet_file(arch: str) -> Path | None:
@@ -106,10 +108,11 @@ def cached_imagenet_file(arch: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def fetch_imagenet(arch: str) -> Path:
-    """Download ``arch``'s ImageNet weights into this machine's caches (HF_HUB_CACHE, TORCH_HOME)
-    as timm would, and return the file: run on a machine with internet, then copy the caches to an
-    offline one and point HF_HUB_CACHE and TORCH_HOME at them."""
+def fetch_imagenet(arch: str, cache: Path | None = None) -> Path:
+    """Download ``arch``'s ImageNet weights as timm would and return the file: into this machine's
+    caches (HF_HUB_CACHE, TORCH_HOME), or into ``cache``/huggingface and ``cache``/torch. Run on a
+    machine with internet, then copy the caches to an offline one and point HF_HUB_CACHE and
+    TORCH_HOME at them (`microcalcai weights`)."""
     source = _hub_source(arch)
     if source is None:
         raise InputError(f"timm knows no downloadable ImageNet weights for {arch}")
@@ -121,15 +124,17 @@ def fetch_imagenet(arch: str) -> Path:
             errors = []
             for name in names:
                 try:
-                    return Path(hf_hub_download(repo, name, revision=revision))
+                    folder = Path(cache) / "huggingface" if cache else None
+                    return Path(hf_hub_download(repo, name, revision=revision, cache_dir=folder))
                 except Exception as exc:  # this file name is not in the repository: the next one
                     errors.append(exc)
             raise errors[-1]
         import torch.hub
 
-        path = _url_file(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), progress=True)
+        path = _url_file(url, Path(cache) / "torch" if cache else None)
+        if not path.is_file():  # download_url_to_file writes a temporary file, then renames it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
         return path
     except Exception as exc:
         raise NotAvailableError(
