@@ -78,6 +78,10 @@ timeout 120 "$PYTHON" benchmarks/bench_loader.py $LOADER_ARGS --out "$RESULTS/lo
     stamp "loader benchmark stopped (see loader.log)"
 
 left=$((LIMIT_S - (SECONDS - started) - 15))
+if [ "$left" -lt 60 ]; then
+    stamp "only ${left} s of LIMIT_S=$LIMIT_S left for the benchmark: give it more"
+    exit 1
+fi
 stamp "benchmark, ${left} s: bench_active_learning.py $AL_ARGS"
 # shellcheck disable=SC2086
 timeout --signal=TERM --kill-after=10 "$left" "$PYTHON" benchmarks/bench_active_learning.py $AL_ARGS \
