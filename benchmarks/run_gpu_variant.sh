@@ -12,7 +12,9 @@
 #
 # AL_ARGS replaces the benchmark's arguments (default: two Lite0s from their offline ImageNet
 # weights at full resolution, random against auto, 3 rounds of 60 after a cold start of 30);
-# LOADER_ARGS the loader's; SITE and WORK where the wheels and the benchmark's workspace go.
+# LOADER_ARGS the loader's (`none`: no loader measurement); SITE and WORK where the wheels and the
+# benchmark's workspace go. A second call with the same WORK on the same machine resumes the
+# benchmark where the first one's limit cut it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
@@ -72,10 +74,12 @@ watch_machine &
 watcher=$!
 trap 'kill $watcher 2>/dev/null; archive' EXIT
 
-stamp "loader: bench_loader.py $LOADER_ARGS"
-# shellcheck disable=SC2086  # the arguments are meant to split
-timeout 120 "$PYTHON" benchmarks/bench_loader.py $LOADER_ARGS --out "$RESULTS/loader.json" >"$RESULTS/loader.log" 2>&1 ||
-    stamp "loader benchmark stopped (see loader.log)"
+if [ "$LOADER_ARGS" != none ]; then
+    stamp "loader: bench_loader.py $LOADER_ARGS"
+    # shellcheck disable=SC2086  # the arguments are meant to split
+    timeout 120 "$PYTHON" benchmarks/bench_loader.py $LOADER_ARGS --out "$RESULTS/loader.json" \
+        >"$RESULTS/loader.log" 2>&1 || stamp "loader benchmark stopped (see loader.log)"
+fi
 
 left=$((LIMIT_S - (SECONDS - started) - 15))
 if [ "$left" -lt 60 ]; then
