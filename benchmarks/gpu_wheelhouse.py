@@ -271,6 +271,9 @@ def fetch_imagenet(archs: list[str], out: Path) -> None:
 
 def build(out: Path, python_version: str, small: bool, profiler: bool) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    for converter in CONVERTERS:  # real or stood in for: an earlier build's other kind must go
+        for wheel in out.glob(f"{converter.replace('-', '_')}-*.whl"):
+            wheel.unlink()
     wanted = requirements(small) + ([PROFILER] if profiler else [])
     for number, requirement in enumerate(wanted, 1):
         print(f"[{number}/{len(wanted)}] {requirement}", flush=True)
