@@ -26,6 +26,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_active_learning import KANG_ARCHS  # noqa: E402  (the gpu variant's members)
 
@@ -107,17 +110,17 @@ PLATFORMS = (
 MONAILABEL_UNUSED = re.compile(r"^monailabel/endpoints/static/ohif/|^monailabel-[^/]+\.data/")
 
 
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pins(lock: Path = LOCK) -> dict[str, str]:
-    """name -> version of every `name==version` line of the lock file."""
+    """Canonical name -> version of every requirement the lock file pins with `==`."""
     found = {}
     for line in lock.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
-        if match:
-            found[normalise(match.group(1))] = match.group(2)
+        text = line.split("#")[0].strip()
+        if not text or text.startswith("-"):  # comments, pip options
+            continue
+        requirement = Requirement(text)
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact:
+            found[canonicalize_name(requirement.name)] = exact[0]
     return found
 
 
@@ -165,7 +168,7 @@ def download(requirement: str, out: Path, python_version: str) -> None:
             f"no wheel of {requirement} for Python {python_version}:\n{fetched.stderr}\n{built.stderr}"
         )
     wheel = max(
-        out.glob(f"{normalise(requirement.split('==')[0]).replace('-', '_')}-*.whl"),
+        out.glob(f"{canonicalize_name(requirement.split('==')[0]).replace('-', '_')}-*.whl"),
         key=lambda p: p.stat().st_mtime,
     )
     if not wheel.name.endswith("-none-any.whl"):

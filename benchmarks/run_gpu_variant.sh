@@ -40,7 +40,8 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$SITE:$PWD/src:$PWD/MicrocalcAI/Logic${PYTHONPATH:+:$PYTHONPATH}"
 if [ -d "$WHEELS/hub" ]; then  # ImageNet weights gpu_wheelhouse.py --imagenet downloaded
-    export HF_HUB_CACHE="$(cd "$WHEELS/hub" && pwd)/huggingface" TORCH_HOME="$(cd "$WHEELS/hub" && pwd)/torch"
+    hub=$(cd "$WHEELS/hub" && pwd)
+    export HF_HUB_CACHE="$hub/huggingface" TORCH_HOME="$hub/torch"
     stamp "ImageNet weights from $WHEELS/hub"
 fi
 export PATH="$SITE/bin:$PATH" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}

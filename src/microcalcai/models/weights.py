@@ -121,12 +121,12 @@ def fetch_imagenet(arch: str, cache: Path | None = None) -> Path:
         if repo:
             from huggingface_hub import hf_hub_download
 
+            folder = Path(cache) / "huggingface" if cache else None
             errors = []
             for name in names:
                 try:
-                    folder = Path(cache) / "huggingface" if cache else None
                     return Path(hf_hub_download(repo, name, revision=revision, cache_dir=folder))
-                except Exception as exc:  # this file name is not in the repository: the next one
+                except Exception as exc:  # not there under this name (or no hub): the next name
                     errors.append(exc)
             raise errors[-1]
         import torch.hub
