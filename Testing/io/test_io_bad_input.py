@@ -144,6 +144,20 @@ def test_unknown_voi_function_names_the_tag(write_dicom, pixels):
         read_image(path)
 
 
+@pytest.mark.parametrize(("slope", "intercept"), [("1", "nan"), ("1e308", "0"), ("inf", "0"), ("1e35", "0")])
+def test_rescale_that_gives_no_finite_pixels_names_the_tags(write_dicom, pixels, slope, intercept):
+    """NaN or an overflowing rescale would make every pixel NaN (and every crop and training that
+    reads it fail); the file is refused on reading instead."""
+    path = write_dicom(pixels, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.save_as(path)
+    with pytest.raises(
+        InputError, match=r"image\.dcm: Rescale Slope \(0028,1053\).*Rescale Intercept.*not map.*finite"
+    ):
+        read_image(path)
+
+
 @pytest.fixture(scope="module")
 def small_image() -> Mammogram:
     return Mammogram(pixels=np.zeros((50, 40), np.float32), spacing_mm=None)

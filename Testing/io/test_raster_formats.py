@@ -143,6 +143,22 @@ def test_nrrd_window_fields_and_monochrome1(tmp_path, grey16):
     assert image.spacing_mm == pytest.approx((0.07, 0.07)) and image.spacing_source == "nrrd:spacings"
 
 
+@pytest.mark.parametrize("windowed", [False, True])
+def test_nrrd_nan_and_infinity_become_the_darkest_and_brightest_values(tmp_path, windowed):
+    """A float NRRD that marks background with NaN (or holds an infinity) reads as finite pixels:
+    NaN and -inf as its darkest finite value, +inf as its brightest."""
+    values = np.linspace(10.0, 20.0, 48, dtype=np.float32).reshape(6, 8)
+    values[0, 0], values[0, 1], values[0, 2] = np.nan, np.inf, -np.inf
+    header = {"window_center": "15", "window_width": "11"} if windowed else {}
+    path = tmp_path / "holes.nrrd"
+    nrrd.write(str(path), values, header, index_order="C")
+    pixels = np.asarray(read_image(path).pixels)
+    assert np.isfinite(pixels).all()
+    darkest, brightest = pixels[np.isfinite(values)].min(), pixels[np.isfinite(values)].max()
+    assert pixels[0, 0] == darkest and pixels[0, 2] == darkest and pixels[0, 1] == brightest
+    assert brightest > darkest
+
+
 def test_every_format_gives_the_same_unit_image(tmp_path, grey16, write_dicom):
     """One 16-bit image written five ways reads back to the same 0..1 pixels."""
     paths = [write_dicom(grey16, "same.dcm")]

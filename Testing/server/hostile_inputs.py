@@ -137,6 +137,7 @@ BAD_IDS = {
     "space": "my image",
     "unicode": "évil",
     "newline": "evil\nname",
+    "trailing newline": "evil\n",
     "url-encoded slash": "..%2Foutside%2Fevil",
 }
 BAD_TAGS = {
@@ -147,6 +148,7 @@ BAD_TAGS = {
     "tag NUL": "final\x00",
     "tag 300": "t" * 300,
     "tag dot": ".",
+    "tag trailing newline": "final\n",
 }
 
 

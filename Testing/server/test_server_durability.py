@@ -131,3 +131,59 @@ def test_kill_during_label_writes_loses_nothing_and_start_survives(own_server, s
     assert all(name.startswith(f"{FOLDER_PREFIX}{server.process.pid}-") for name in leftovers), leftovers
     # After the damaged index the server rebuilt it and lists every labelled image.
     assert (studies / "datastore_v2.json.unreadable").is_file()
+
+
+class _Cut(BaseException):
+    """Stands for a kill -9: nothing after it runs (BaseException, so no handler catches it)."""
+
+
+@pytest.mark.parametrize(
+    ("index_write", "when", "served"),
+    [(1, "after", ".dcm"), (2, "before", ".dcm"), (2, "after", ".png"), (3, "before", ".png")],
+    ids=["pending-recorded", "new-file-written", "replacement-recorded", "old-file-removed"],
+)
+def test_a_replacement_in_another_format_cut_anywhere_leaves_one_file(tmp_path, index_write, when, served):
+    """Replacing a DICOM study by a PNG (overwrite=true) takes several steps; a kill between any
+    two leaves, after the next start, exactly one file for the id: the old one until the new one
+    was recorded, the new one after, with the image's labels kept either way."""
+    from server_helpers import studies_pool, write_studies
+
+    from microcalcai.server.uploads import PENDING_FILE, REPLACED_FILE
+
+    studies = tmp_path / "studies"
+    write_studies(studies, None)
+    labels = studies / "labels" / "final"
+    labels.mkdir(parents=True)
+    document = {"image": "P0_L_CC", "format": 1, "annotations": [{"roi": {"x": 90, "y": 90, "size": 64}}]}
+    (labels / "P0_L_CC.json").write_text(json.dumps(document))
+    old_bytes = (studies / "P0_L_CC.dcm").read_bytes()
+    upload = tmp_path / "upload.bin"
+    shutil.copy(studies / "extra_png.png", upload)
+
+    store, _pool = studies_pool(studies)
+    write, calls = store._update_datastore_file, []
+
+    def cut_at_one_write(lock=True):
+        calls.append(lock)
+        if len(calls) == index_write and when == "before":
+            raise _Cut
+        write(lock=lock)
+        if len(calls) == index_write and when == "after":
+            raise _Cut
+
+    store._update_datastore_file = cut_at_one_write
+    with pytest.raises(_Cut):
+        store.add_image("P0_L_CC", str(upload), {}, overwrite=True)
+
+    restarted, _pool = studies_pool(studies)  # the next start reads the index and the folder
+    files = sorted(p.name for p in studies.glob("P0_L_CC.*"))
+    assert files == [f"P0_L_CC{served}"]
+    obj = restarted._datastore.objects["P0_L_CC"]
+    assert obj.image.ext == served and "final" in obj.labels
+    assert PENDING_FILE not in obj.image.info and REPLACED_FILE not in obj.image.info
+    if served == ".dcm":
+        assert (studies / "P0_L_CC.dcm").read_bytes() == old_bytes
+    else:
+        assert (studies / "P0_L_CC.png").read_bytes() == upload.read_bytes()
+    index = json.loads((studies / "datastore_v2.json").read_text())
+    assert PENDING_FILE not in json.dumps(index) and REPLACED_FILE not in json.dumps(index)

@@ -245,6 +245,30 @@ def test_remove_one_annotation_keeps_the_others(hostile, authed):
     )
     assert [(a["roi"]["x"], a["label"]) for a in kept.json()["annotations"]] == [(120, "benign")]
 
+    # The index (listings, counts of completed images) follows the documents at once.
+    def indexed() -> dict:
+        listing = authed.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
+        return listing["objects"]["P1_L_CC"]["labels"]
+
+    assert indexed()["final"]["info"]["annotations"] == 1
+    last = authed.delete(
+        f"{server.url}/datastore/label/annotation",
+        params={"image": "P1_L_CC", "tag": "final", **good},
+        timeout=30,
+    )
+    assert last.status_code == 200 and last.json()["annotations"] == []
+    assert "final" not in indexed()
+    assert save(good, "benign").status_code == 200 and "final" in indexed()
+    whole = authed.delete(
+        f"{server.url}/datastore/label", params={"id": "P1_L_CC", "tag": "final"}, timeout=30
+    )
+    assert whole.status_code == 200 and "final" not in indexed()
+    again = authed.delete(
+        f"{server.url}/datastore/label", params={"id": "P1_L_CC", "tag": "final"}, timeout=30
+    )
+    assert again.status_code == 404 and "has no 'final' label" in again.json()["detail"]
+    assert save(good, "benign").status_code == 200  # as the tests after this one expect
+
 
 def test_bad_stored_images_never_stop_active_learning(hostile, authed):
     """junk.png (text) and cut_body.png (a PNG cut short) sit in the studies since the start."""

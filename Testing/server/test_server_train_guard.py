@@ -88,6 +88,8 @@ def test_bad_training_requests_are_refused_before_anything_starts(guarded, http)
         ("recipe an existing file", a, {"recipe": str(manifest)}, None, 400, "named recipes"),
         ("recipe a missing file", a, {"recipe": str(manifest) + ".no"}, None, 400, "named recipes"),
         ("recipe relative path", a, {"recipe": "../recipes/kang2021"}, None, 400, "named recipes"),
+        # A whole-image version of an ROI model would drop it from the ensemble for good.
+        ("recipe for whole images", a, {"recipe": "mobini2024"}, None, 400, "ROI recipes"),
         ("no labels", a, {}, None, 400, "save labels with PUT /datastore/label"),
     ]
     problems, details = [], {}

@@ -78,3 +78,39 @@ def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble
     build_ensemble(workspace, threshold=0.5, threshold_method="test")
     ensemble, _ = read_ensemble(store.current_dir("ensemble"))
     assert ensemble.member_names == ["roi-a", "roi-b"] and store.task("ensemble") == "roi"
+
+
+def test_a_publish_whose_ensemble_rebuild_fails_serves_nothing_new(tmp_path):
+    """Publishing a member and rebuilding the ensemble over it is all or nothing: when the rebuild
+    fails (here: the new version is a whole-image model, which leaves the ensemble one member),
+    the member's earlier version is served again and the new folder is gone."""
+    from types import SimpleNamespace
+
+    from server_helpers import host_tiny_models, whole_image_model
+
+    from microcalcai.models.artifact import read_card
+    from microcalcai.server.hosted import ENSEMBLE, ModelStore
+    from microcalcai.server.train_task import FineTuneTask
+    from microcalcai.server.training_guard import TrainingRun
+
+    workspace = tmp_path / "ws"
+    host_tiny_models(workspace, tmp_path / "built")
+    store = ModelStore(workspace / "models")
+    ensemble_card = json.loads((store.current_dir(ENSEMBLE) / "ensemble.json").read_text())
+    served = SimpleNamespace(get=lambda name: SimpleNamespace(card=ensemble_card))
+    app = SimpleNamespace(store=store, served=served, workspace=workspace)
+    task = FineTuneTask("tiny-a", app)
+    run = TrainingRun(workspace, store, "tiny-a", {})
+    before = {name: (store.current_version(name), store.versions(name)) for name in store.names()}
+
+    new = whole_image_model(tmp_path / "retrained", "tiny-a")
+    try:
+        task._publish(new, run, store.current_dir("tiny-a"), {"source": "served"})
+    except Exception as exc:
+        assert "at least two" in str(exc)
+    else:
+        raise AssertionError("the ensemble rebuild over one member should have failed")
+    after = {name: (store.current_version(name), store.versions(name)) for name in store.names()}
+    assert after == before
+    assert store.roi_model_names() == ["tiny-a", "tiny-b"]
+    assert read_card(store.current_dir("tiny-a")).version == "1"

@@ -35,8 +35,11 @@ def _check_objects(saved, source_path, folder):
     source = pydicom.dcmread(str(source_path), stop_before_pixels=True)
     assert saved.stored and saved.where == "folder", saved.message
     assert [o["modality"] for o in saved.objects] == ["SR", "SEG"]
-    paths = [Path(o["path"]) for o in saved.objects]
-    assert all(p.parent == folder and p.is_file() for p in paths), paths
+    # Paths relative to the server's studies folder (its disk layout is not shown).
+    assert all(o["path"].startswith(f"dicom-out/{folder.name}/") for o in saved.objects), saved.objects
+    paths = [folder.parents[1] / o["path"] for o in saved.objects]
+    assert all(p.is_file() for p in paths), paths
+    assert f"in its studies folder's dicom-out/{folder.name}." in saved.message, saved.message
     sr = pydicom.dcmread(str(paths[0]))
     assert sr.SOPInstanceUID == saved.sop_instance_uids()[0] and sr.SOPInstanceUID in saved.message
     assert sr.StudyInstanceUID == source.StudyInstanceUID  # in the source's own study

@@ -73,7 +73,7 @@ def describe(result: Classification) -> PacsSave:
     study = objects[0].get("study_uid", "?")
     if where == "folder":
         folder = _folder(objects[0].get("path"))
-        place = f"written beside the study {study} on the server, in {folder}"
+        place = f"written beside the study {study} on the server, in its studies folder's {folder}"
     else:
         place = f"sent to the DICOMweb archive, into study {study}"
     return PacsSave(

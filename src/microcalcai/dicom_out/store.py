@@ -55,7 +55,7 @@ def stow(client, datasets) -> list[dict]:
     return stored
 
 
-def describe(dataset, path: Path | None = None) -> dict:
+def describe(dataset, path: Path | str | None = None) -> dict:
     out = {
         "modality": str(dataset.Modality),
         "sop_class_uid": str(dataset.SOPClassUID),

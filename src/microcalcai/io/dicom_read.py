@@ -52,6 +52,24 @@ KNOWN_VIEWS = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO
 _NAME_PATTERN = re.compile(r"(?:^|[_\W])(LEFT|RIGHT)_(CC|MLO|ML|LM)(?:$|[_\W])", re.IGNORECASE)
 
 
+def _rescale(ds, path) -> tuple[float, float]:
+    """Rescale Slope and Intercept, refused where they (or the stored range through them) are not
+    finite in float32: NaN or infinity there would turn every pixel into NaN, which no crop,
+    model or statistic downstream can use."""
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    bits = int(ds.get("BitsStored", 16) or 16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.float32(slope) * np.float32(2.0**bits) + np.float32(intercept)
+    if not (np.isfinite(np.float32(slope)) and np.isfinite(np.float32(intercept)) and np.isfinite(reach)):
+        raise InputError(
+            f"{path}: {tag_name('RescaleSlope')} {slope:g} and {tag_name('RescaleIntercept')} "
+            f"{intercept:g} do not map the stored values to finite numbers; the file's header is "
+            "damaged: export the image again"
+        )
+    return slope, intercept
+
+
 def tag_name(keyword: str) -> str:
     """'PixelSpacing' -> 'Pixel Spacing (0028,0030)' for messages."""
     from pydicom.datadict import dictionary_description, tag_for_keyword
@@ -415,8 +433,7 @@ def intensity_transform(
         raise InputError(f"voi={voi!r}: use one of auto, window, lut, none")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     intent = presentation_intent(ds)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope, intercept = _rescale(ds, path)
     record: dict[str, Any] = {"rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None}
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     modality_lut = None

@@ -69,13 +69,26 @@ def _grey_from_pillow(image, path: Path) -> tuple[np.ndarray, float]:
     raise InputError(f"{path}: image mode {mode!r} is not a grey image; convert it to 8- or 16-bit grey")
 
 
+def _finite_range(arr: np.ndarray) -> tuple[float, float]:
+    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def _fill_non_finite(arr: np.ndarray) -> np.ndarray:
+    """Float rasters may mark background with NaN (or carry an infinity): NaN and -inf become the
+    darkest finite value, +inf the brightest, so that windowing and crops stay finite."""
+    if arr.dtype.kind != "f" or np.isfinite(arr).all():
+        return arr
+    lo, hi = _finite_range(arr)
+    return np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
+
+
 def _to_unit(arr: np.ndarray, full_scale: float, *, invert: bool = False) -> tuple[np.ndarray, str]:
     if arr.dtype.kind == "f" or not np.isfinite(full_scale):
-        finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        lo, hi = _finite_range(arr)
         if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
             lo, hi = 0.0, 1.0
-        out = scale_range(np.nan_to_num(arr, nan=lo), lo, hi, invert=invert)
+        out = scale_range(_fill_non_finite(arr), lo, hi, invert=invert)
         return out, f"linear {lo:g}..{hi:g}"
     return scale_range(
         arr, 0.0, full_scale, invert=invert
@@ -273,6 +286,7 @@ def read_nrrd(path: Path) -> Mammogram:
     arr = np.squeeze(data)
     if arr.ndim != 2:
         raise InputError(f"{path}: the NRRD data has shape {data.shape}; a single 2D image is needed")
+    arr = _fill_non_finite(arr)
     photometric = str(header.get("photometric", "MONOCHROME2")).upper()
     invert = photometric == "MONOCHROME1"
     if "window_center" in header and "window_width" in header:

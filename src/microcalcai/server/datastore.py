@@ -74,6 +74,48 @@ class ClassificationLabels:
     def _image_object(self, image_id):
         return self._datastore.objects[image_id]
 
+    # MONAI Label's remove_label deleted the file without the lock and left the index listing the
+    # label (as completed) until a restart; a label removed here leaves the index in the same step.
+    def remove_label(self, label_id, label_tag):
+        check_image_id(label_id, what="label id")
+        path = Path(self._datastore.label_path(label_tag)) / f"{label_id}{LABEL_EXT}"
+        with FileLock(self._lock_file):
+            if not path.is_file():
+                raise NotFound(
+                    f"image {label_id!r} has no {label_tag!r} label; "
+                    "GET /datastore/?output=all lists the labels"
+                )
+            path.unlink()
+            self._forget_label(label_id, label_tag)
+        LOG.info("label for %s (%s) removed", label_id, label_tag)
+
+    def remove_annotation(self, image_id, label_tag, key) -> dict:
+        """The document without the annotation of ROI `key`; a document left empty is removed
+        with its index entry (an image without annotations is not labelled)."""
+        path = Path(self._datastore.label_path(label_tag)) / f"{image_id}{LABEL_EXT}"
+        with FileLock(self._lock_file):  # the lock save_label takes: no annotation is lost
+            document = labels.without_roi(labels.read_document(path), image_id, key)
+            if document["annotations"]:
+                atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+                entry = self._label_entry(image_id, label_tag)
+                if entry is not None:
+                    entry.info["annotations"] = len(document["annotations"])
+                    self._update_datastore_file(lock=False)
+            else:
+                path.unlink()
+                self._forget_label(image_id, label_tag)
+        return document
+
+    def _label_entry(self, image_id, label_tag):
+        obj = self._datastore.objects.get(image_id)
+        return None if obj is None else obj.labels.get(label_tag)
+
+    def _forget_label(self, image_id, label_tag) -> None:
+        """Drop the label from the index (the caller holds the lock)."""
+        obj = self._datastore.objects.get(image_id)
+        if obj is not None and obj.labels.pop(label_tag, None) is not None:
+            self._update_datastore_file(lock=False)
+
     # MONAI Label's /activelearning route records each proposal in the image's info under
     # "strategy" and then merges that info into the answer, so from an image's second proposal on
     # the answer's "strategy" (the strategy's name, a string) became that record. The record is

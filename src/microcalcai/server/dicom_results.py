@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from microcalcai.errors import MicrocalcError
+from microcalcai.server.public_text import scrub
 
 LOG = logging.getLogger(__name__)
 FOLDER = "dicom-out"
@@ -25,10 +26,10 @@ def store_results(request: dict, answer: dict, served, saliency=None, crop=None,
     try:
         answer["dicom_out"] = _store(request, answer, served, saliency, crop, method, target)
     except MicrocalcError as exc:
-        answer["dicom_out_warning"] = f"no DICOM result was stored: {exc}"
+        answer["dicom_out_warning"] = f"no DICOM result was stored: {scrub(exc)}"
     except Exception as exc:  # a classification must not fail for its archive copy
         LOG.exception("storing the DICOM results of %s failed", answer.get("image", {}).get("id"))
-        answer["dicom_out_warning"] = f"no DICOM result was stored: {type(exc).__name__}: {exc}"
+        answer["dicom_out_warning"] = f"no DICOM result was stored: {type(exc).__name__}: {scrub(exc)}"
 
 
 def _store(request, answer, served, saliency, crop, method, target) -> dict:
@@ -62,7 +63,9 @@ def _store(request, answer, served, saliency, crop, method, target) -> dict:
         paths = store.write_files(datasets, Path(folder) / FOLDER / source.image_id)
         return {
             "stored": "folder",
-            "objects": [store.describe(d, p) for d, p in zip(datasets, paths, strict=True)],
+            "objects": [
+                store.describe(d, _in_studies(p, folder)) for d, p in zip(datasets, paths, strict=True)
+            ],
         }
     return {"stored": "stow-rs", "objects": store.stow(datastore._client, datasets)}
 
@@ -85,10 +88,18 @@ def store_label(datastore, image_id: str, annotation: dict) -> dict:
         if folder is None:
             return {"stored": "stow-rs", **store.stow(datastore._client, [dataset])[0]}
         (path,) = store.write_files([dataset], Path(folder) / FOLDER / image_id)
-        return {"stored": "folder", **store.describe(dataset, path)}
+        return {"stored": "folder", **store.describe(dataset, _in_studies(path, folder))}
     except Exception as exc:  # the label is saved; only its DICOM copy is missing
         LOG.warning("label of %s not stored as DICOM SR: %s", image_id, exc)
-        return {"warning": f"the label was saved, but not stored as DICOM SR: {exc}"}
+        return {"warning": f"the label was saved, but not stored as DICOM SR: {scrub(exc)}"}
+
+
+def _in_studies(path, folder) -> str:
+    """Where a result lies, relative to the studies folder: enough to find it there, and no
+    answer tells a client how the server's disk is laid out."""
+    from pathlib import Path
+
+    return Path(path).relative_to(folder).as_posix()
 
 
 def save_label_with_sr(datastore, save, image_id, label_filename, tag, info, label_id, always: bool):

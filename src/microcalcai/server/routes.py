@@ -10,7 +10,6 @@ shape, so MONAI Label's client still works), or left out (404/405 JSON). A route
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -285,26 +284,13 @@ def remove_label(id: str, tag: str = "final"):
 @router.delete("/datastore/label/annotation", summary="Remove one annotation (MicrocalcAI)")
 def remove_annotation(image: str, x: float, y: float, size: int, tag: str = "final"):
     """Remove the annotation of one ROI, keeping the image's other annotations."""
-    from pathlib import Path
-
-    from filelock import FileLock
-
-    from microcalcai.atomic import atomic_write_text
-    from microcalcai.server import labels
-
     check_image_id(image)
     tag = check_tag(tag)
     key = parse_roi({"x": x, "y": y, "size": size}).key
-    store = _app().datastore()
-    folder = Path(store._datastore.label_path(tag))
-    document_path = folder / f"{image}.json"
     try:
-        with FileLock(store._lock_file):  # the lock save_label takes: no annotation is lost
-            document = labels.without_roi(labels.read_document(document_path), image, key)
-            atomic_write_text(document_path, json.dumps(document, indent=2) + "\n")
+        return _app().datastore().remove_annotation(image, tag, key)
     except OSError as exc:
         raise storage_fault(exc, f"update the label of {image!r}") from None
-    return document
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -143,9 +143,19 @@ def _shown(value) -> str:
 def _check_recipe(name: str) -> None:
     """Only the named recipes (microcalcai/recipes): a path would let a client probe which files
     exist on the server (the answer differed for an existing and a missing file)."""
-    from microcalcai.train.recipes import available_recipes
+    from microcalcai.train.recipes import available_recipes, load_recipe
 
     named = available_recipes()
+    roi = [n for n in named if load_recipe(n)["task"] == "roi"]
     if name not in named:
         # The value is not echoed: it may be a server path, and the answer must not depend on it.
-        raise RequestError(f"recipe must be one of the named recipes {named} (a file path is not accepted)")
+        raise RequestError(
+            f"recipe must be one of the named recipes for ROI models {roi} (a file path is not accepted)"
+        )
+    if name not in roi:
+        # A whole-image recipe would publish a whole-image version of an ROI model: the ensemble
+        # and active learning would lose a member, and no ROI recipe could retrain it again.
+        raise RequestError(
+            f"recipe {name!r} trains a {load_recipe(name)['task']} model; the models here classify "
+            f"ROIs: use one of the ROI recipes {roi}"
+        )

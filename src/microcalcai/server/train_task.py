@@ -192,15 +192,23 @@ class FineTuneTask(TrainTask):
                 rename_card(staging, self.name, version)
                 inherit_from_base(staging, base_dir, start)
                 staging.rename(target)
+                previous = store.current_version(self.name)
                 store.publish(self.name, version)
-                if ENSEMBLE in store.names():
-                    card = self.app.served.get(ENSEMBLE).card
-                    build_ensemble(
-                        self.app.workspace,
-                        threshold=card["threshold"],
-                        threshold_method=card.get("threshold_method", ""),
-                        val_metrics=card.get("val_metrics"),
-                    )
+                try:
+                    if ENSEMBLE in store.names():
+                        card = self.app.served.get(ENSEMBLE).card
+                        build_ensemble(
+                            self.app.workspace,
+                            threshold=card["threshold"],
+                            threshold_method=card.get("threshold_method", ""),
+                            val_metrics=card.get("val_metrics"),
+                        )
+                except BaseException:
+                    # All or nothing: a member served without the ensemble over it would leave
+                    # the ensemble on the old version while /info and the stats disagree.
+                    store.publish(self.name, previous)
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         read_card(target)  # the published folder must load

@@ -124,6 +124,10 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+PENDING_FILE = "pending_file"  # image info during a replacement in a new format (_place)
+REPLACED_FILE = "replaced_file"
+
+
 class ImageUploads:
     """Mixin over LocalDatastore: `add_image` stores only a checked, decodable image, never under a
     path, never over an existing study unless `overwrite`, and atomically."""
@@ -166,17 +170,52 @@ class ImageUploads:
                     f"image id {image_id!r} already holds a different image; choose another id, "
                     "or send overwrite=true to replace it (its labels are kept)"
                 )
+        # A new format means a new file beside the old one; the index records each step, so that a
+        # kill at any point leaves one file per id on the next start (_finish_replacements).
+        swap = old_file is not None and old_file != dest
+        if swap:
+            old.image.info[PENDING_FILE] = dest.name
+            self._update_datastore_file(lock=False)
         # Whole file in memory: uploads are bounded by the request size limit.
         atomic_write_bytes(dest, source.read_bytes())
-        if old_file is not None and old_file != dest:
-            old_file.unlink(missing_ok=True)
         info.update({"ts": int(time.time()), "name": dest.name})
+        if swap:
+            info[REPLACED_FILE] = old_file.name
         self._datastore.objects[image_id] = ImageLabelModel(
             image=DataModel(info=info, ext=suffix), labels=dict(old.labels) if old else {}
         )
         self._update_datastore_file(lock=False)
+        if swap:
+            old_file.unlink(missing_ok=True)
+            del info[REPLACED_FILE]
+            self._update_datastore_file(lock=False)
         LOG.info("stored image %s (%s%s)", image_id, suffix, ", replacing the old one" if old else "")
         return image_id, True
+
+    def _reconcile_datastore(self):
+        self._finish_replacements()
+        return super()._reconcile_datastore()
+
+    def _finish_replacements(self) -> None:
+        """Complete or undo the replacements a kill interrupted: a file still PENDING was never
+        recorded (the old image stays, the new file goes); a REPLACED one was (it goes)."""
+        folder = Path(self._datastore.image_path())
+        changed = False
+        for image_id, obj in self._datastore.objects.items():
+            served = self._filename(image_id, obj.image.ext)
+            for key in (PENDING_FILE, REPLACED_FILE):
+                name = obj.image.info.pop(key, None)
+                if name is None:
+                    continue
+                changed = True
+                # Only a sibling of the image's own file, never a path the index was edited to hold.
+                if Path(name).name == name and Path(name).stem == image_id and name != served:
+                    (folder / name).unlink(missing_ok=True)
+                    LOG.warning(
+                        "image %s: removed %s, left by a replacement that was cut short", image_id, name
+                    )
+        if changed:
+            self._update_datastore_file()
 
 
 def _upload_info(value, keys: tuple[str, ...]) -> dict:

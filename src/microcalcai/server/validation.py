@@ -23,8 +23,8 @@ DEFAULT_DECODE_BUDGET_MB = 1024
 MAX_ID_LENGTH = 128  # DICOM UIDs are at most 64 characters; uploaded names are shorter still
 MAX_TAG_LENGTH = 64
 
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]*$")
-_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")
+_TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
 
 
 def decode_budget_bytes() -> int:
@@ -133,7 +133,7 @@ def check_image_id(image_id: str, *, what: str = "image id") -> str:
         raise RequestError(
             f"{what} {_short(image_id)} contains a path; use an id listed by GET /datastore/?output=all"
         )
-    if not _ID_PATTERN.match(image_id):
+    if not _ID_PATTERN.fullmatch(image_id):
         raise RequestError(
             f"{what} {_short(image_id)} must start with a letter, digit or '_' and hold only letters, "
             "digits, '.', '_' and '-'; use an id listed by GET /datastore/?output=all"
@@ -145,7 +145,7 @@ def check_tag(tag) -> str:
     """A label tag names a folder under the studies' labels/: a plain name, never a path."""
     if tag in (None, ""):
         return "final"
-    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH or not _TAG_PATTERN.match(tag):
+    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH or not _TAG_PATTERN.fullmatch(tag):
         raise RequestError(
             f"label tag {_short(tag)} must be a plain name of at most {MAX_TAG_LENGTH} letters, digits, "
             "'_' and '-' (not a path); annotators' labels use tag=final"
