@@ -83,6 +83,20 @@ def dicom_without_pixels(tmp: Path) -> bytes:
     return buffer.getvalue()
 
 
+def dicom_with_rescale(tmp: Path, slope: str, intercept: str) -> bytes:
+    """A valid MG DICOM whose Rescale Slope/Intercept make every pixel NaN or infinite."""
+    import pydicom
+
+    from microcalcai.io import write_mg_dicom
+
+    path = write_mg_dicom(tmp / "rescaled.dcm", np.full((96, 96), 900, np.uint16), spacing_mm=(0.1, 0.1))
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    buffer = io.BytesIO()
+    ds.save_as(buffer, write_like_original=True)
+    return buffer.getvalue()
+
+
 def detached_nrrd(target: str) -> bytes:
     return (
         f"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 4 4\nencoding: raw\ndata file: {target}\n\n"
@@ -514,6 +528,8 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             413,
         ),
         "DICOM without pixels": (dicom_without_pixels(tmp), 400),
+        "DICOM rescale NaN": (dicom_with_rescale(tmp, "1", "nan"), 400),
+        "DICOM rescale overflowing": (dicom_with_rescale(tmp, "1e308", "0"), 400),
         "NRRD detached data file": (detached_nrrd(nrrd_target), 400),
     }
     for name, (blob, status) in uploads.items():
