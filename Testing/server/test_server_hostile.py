@@ -122,6 +122,19 @@ def test_hostile_table_each_answer_clean(hostile, tmp_path):
     assert clean >= 140, clean
 
 
+def test_slash_redirects_stay_on_this_server(hostile, authed):
+    """/info -> /info/ is redirected by path alone: a forged Host header must not send the client
+    to another server."""
+    server = hostile["server"]
+    answer = authed.get(
+        f"{server.url}/info", headers={"Host": "evil.example"}, allow_redirects=False, timeout=30
+    )
+    assert answer.status_code in (301, 302, 307, 308), answer.text[:200]
+    assert answer.headers["location"] == "/info/"
+    followed = authed.get(f"{server.url}/info", timeout=30)
+    assert followed.status_code == 200 and "tiny-a" in followed.json()["models"]
+
+
 def test_no_upload_or_temporary_file_left(hostile, authed):
     """Every request's files are gone when it ends, refused or not (DICOMs with patient headers too)."""
     server = hostile["server"]

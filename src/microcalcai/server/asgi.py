@@ -79,12 +79,14 @@ def _reply(status: int, detail: str, headers: dict | None = None):
     return send_it
 
 
-def _too_large(limit: int, size: int | None = None) -> str:
+def _too_large(limit: int, size: int | None = None, *, files: bool = True) -> str:
     told = f"of {size} bytes " if size is not None else ""
-    return (
-        f"request body {told}is larger than this route takes ({limit} bytes); "
+    advice = (
         "send the ROI crop instead of the whole study"
+        if files
+        else "this route takes one annotation or a short JSON request, not a file"
     )
+    return f"request body {told}is larger than this route takes ({limit} bytes); {advice}"
 
 
 class ClosedCORS(CORSMiddleware):
@@ -128,10 +130,10 @@ class RequestGuard:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         length = headers.get("content-length")
         has_body = (length is not None and length not in ("", "0")) or "transfer-encoding" in headers
-        limit = MAX_BODY_BYTES
+        limit, files = MAX_BODY_BYTES, True
         for rule_method, prefix, accepted, rule_limit in _BODY_RULES:
             if method == rule_method and path.startswith(prefix):
-                limit = rule_limit or MAX_BODY_BYTES
+                limit, files = rule_limit or MAX_BODY_BYTES, rule_limit is None
                 if has_body and content_type not in accepted:
                     return await _reply(
                         415,
@@ -139,22 +141,40 @@ class RequestGuard:
                         f"got {content_type or 'none'}; see docs/server-api.md",
                     )(send)
         if length is not None and length.isdigit() and int(length) > limit:
-            return await _reply(413, _too_large(limit, int(length)))(send)
+            return await _reply(413, _too_large(limit, int(length), files=files))(send)
         started = False
 
         async def watched_send(message):
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                message = _relative_redirect(message)
             await send(message)
 
         try:
             with request_scope():
-                await self.inner(scope, _limited(receive, limit), watched_send)
+                await self.inner(scope, _limited(receive, limit, files), watched_send)
         except BodyTooLarge as exc:
             if started:
                 raise
             await _reply(413, exc.detail)(send)
+
+
+def _relative_redirect(start: dict) -> dict:
+    """Starlette's slash redirect (/info -> /info/) writes the request's Host header into its
+    Location: a client that sends another Host would be sent to another server. The path alone
+    is enough for any client to follow."""
+    if start.get("status") not in (301, 302, 307, 308):
+        return start
+    from urllib.parse import urlsplit, urlunsplit
+
+    headers = []
+    for key, value in start.get("headers", []):
+        if key.lower() == b"location":
+            parts = urlsplit(value.decode("latin-1"))
+            value = urlunsplit(("", "", parts.path or "/", parts.query, "")).encode("latin-1")
+        headers.append((key, value))
+    return {**start, "headers": headers}
 
 
 def _authorised(header: str, token: str) -> bool:
@@ -162,7 +182,7 @@ def _authorised(header: str, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _limited(receive, limit: int):
+def _limited(receive, limit: int, files: bool):
     """The body stream, refused once more than `limit` bytes came (chunked bodies included)."""
     seen = 0
 
@@ -172,7 +192,7 @@ def _limited(receive, limit: int):
         if message.get("type") == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise BodyTooLarge(413, _too_large(limit))
+                raise BodyTooLarge(413, _too_large(limit, files=files))
         return message
 
     return wrapped

@@ -228,7 +228,7 @@ def load_source(request: dict, datastore, cache: ImageCache, *, uploaded: bool) 
     tick = time.perf_counter()
     if uploaded:
         path = Path(request["image"])
-        name = f"upload:{request.get('upload_name') or path.name}"
+        name = request.get("upload_name") or f"upload {path.name!r}"
     else:
         path = datastore_image_path(datastore, request["image"])
         name = request["image"]

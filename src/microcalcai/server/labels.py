@@ -57,8 +57,9 @@ def parse_annotation(fields: dict, *, client_id: str | None = None) -> dict:
     return annotation
 
 
-def read_label_upload(path: Path) -> dict:
-    """The annotation in an uploaded label file (JSON); an empty file means "all in params"."""
+def read_label_upload(path: Path, name: str | None = None) -> dict:
+    """The annotation in an uploaded label file (JSON); an empty file means "all in params".
+    `name` is the client's name for the file (messages never show the server's)."""
     data = path.read_bytes()
     if not data.strip():
         return {}
@@ -66,7 +67,7 @@ def read_label_upload(path: Path) -> dict:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError(
-            f"the label file {path.name!r} is not JSON; a classification label is a JSON object like "
+            f"the label file {name or path.name!r} is not JSON; a classification label is a JSON object like "
             '{"roi": {"x": 120, "y": 80, "size": 256}, "label": "malignant"} (docs/server-api.md)',
             status=415,
         ) from None
@@ -75,9 +76,9 @@ def read_label_upload(path: Path) -> dict:
     return value
 
 
-def annotation_fields(label_file: Path, params: dict) -> dict:
+def annotation_fields(label_file: Path, params: dict, name: str | None = None) -> dict:
     """The fields of the annotation a save request carries: the label file's, then params'."""
-    fields = read_label_upload(Path(label_file))
+    fields = read_label_upload(Path(label_file), name)
     fields.update({k: v for k, v in (params or {}).items() if k in FIELDS})
     return fields
 

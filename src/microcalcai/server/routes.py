@@ -221,7 +221,7 @@ def save_label(
     label: Annotated[UploadFile, File()] = None,
 ):
     from microcalcai.server import labels
-    from microcalcai.server.uploads import request_folder
+    from microcalcai.server.uploads import display_name, request_folder
 
     if label is None:
         raise RequestError("PUT /datastore/label needs the annotation as the multipart part 'label'")
@@ -237,7 +237,7 @@ def save_label(
         raise RequestError(f"the label file is larger than {MAX_LABEL_BYTES} bytes; send one annotation", 413)
     if image not in set(store.list_images()):
         raise NotFound(f"unknown image id {image!r}; GET /datastore/?output=all lists the images")
-    fields = labels.annotation_fields(path, info)
+    fields = labels.annotation_fields(path, info, display_name(label.filename))
     if "roi" in fields:
         _check_roi_on_image(instance, store, image, parse_roi(fields["roi"], where="label.roi"))
     try:

@@ -194,8 +194,15 @@ def header_shape(path: Path, fmt: str, label: str | None = None) -> tuple[int, i
         if fmt in ("pgm", "tiff"):
             from PIL import Image
 
-            with Image.open(path) as img:  # lazy: reads the header only
-                cols, rows = img.size
+            try:
+                with Image.open(path) as img:  # lazy: reads the header only
+                    cols, rows = img.size
+            except Image.DecompressionBombError as exc:
+                # PIL refuses huge headers itself; they are the same refusal as ours (413).
+                raise TooLarge(
+                    f"{label}: the header claims more pixels than this server decodes ({exc}); "
+                    "crop the region of interest and upload that"
+                ) from None
             return rows, cols
         if fmt == "nrrd":
             import nrrd
