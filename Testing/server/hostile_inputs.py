@@ -311,6 +311,15 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
         )
     out.append(
         Row(
+            "infer params naming another model",
+            expect=400,
+            data={"params": json.dumps({"roi": ROI, "model": "tiny-b"})},
+            check=lambda r: None if "params.model" in r.json()["detail"] else r.json()["detail"],
+            **infer,
+        )
+    )
+    out.append(
+        Row(
             "image params array",
             "PUT",
             "/datastore/image",
@@ -746,6 +755,21 @@ def rows(outside: Path, tmp: Path) -> list[Row]:
             headers={"Content-Type": "text/plain"},
         ),
         Row("AL unknown strategy", "POST", "/activelearning/nonsense", 404, json_body={}),
+        # Named a member that is not hosted: said so, whichever method scores (not silently ignored)
+        Row(
+            "AL entropy unknown model",
+            "POST",
+            "/activelearning/uncertain",
+            404,
+            json_body={"method": "entropy", "model": "nosuch", "max_candidates": 8},
+        ),
+        Row(
+            "AL bald unknown model",
+            "POST",
+            "/activelearning/uncertain",
+            404,
+            json_body={"method": "bald", "model": "nosuch", "max_candidates": 8, "mc_samples": 2},
+        ),
     ]
     # 10. access: token and CORS
     for name, header in {

@@ -281,6 +281,15 @@ def test_remove_one_annotation_keeps_the_others(hostile, authed):
     )
     assert again.status_code == 404 and "has no 'final' label" in again.json()["detail"]
     assert save(good, "benign").status_code == 200  # as the tests after this one expect
+    # A save under another tag answers that tag's document, not the final one.
+    other = authed.put(
+        f"{server.url}/datastore/label",
+        params={"image": "P1_L_CC", "tag": "second_opinion"},
+        files=label_part({"roi": bad, "label": "malignant"}),
+        timeout=30,
+    )
+    assert other.status_code == 200, other.text
+    assert [(a["roi"]["x"], a["label"]) for a in other.json()["annotations"]] == [(30, "malignant")]
 
 
 def test_bad_stored_images_never_stop_active_learning(hostile, authed):
@@ -407,3 +416,74 @@ def test_concurrent_label_writers_lose_nothing(hostile):
         timeout=30,
     ).json()
     assert len(document["annotations"]) == 80
+
+
+def test_concurrent_label_saves_each_answer_and_store_their_own_annotation(hostile):
+    """Saves run in worker threads at once: each one's answer and label SR (params.dicom_out) must
+    be its own annotation, never the one another thread saved a moment later."""
+    import threading
+
+    import requests
+
+    from microcalcai.dicom_out.readback import read_report
+
+    server, studies, seen, errors = hostile["server"], hostile["studies"], [], []
+
+    def writer(index: int):
+        with requests.Session() as http:
+            http.headers["Authorization"] = f"Bearer {TOKEN}"
+            for j in range(5):
+                roi = {"x": 30 + index * 25, "y": 30 + j * 30, "size": 32}
+                who = f"reader-{index}-{j}"
+                answer = http.put(
+                    f"{server.url}/datastore/label",
+                    params={"image": "P2_L_CC", "tag": "final"},
+                    data={"params": json.dumps({"client_id": who, "dicom_out": True})},
+                    files=label_part({"roi": roi, "label": "benign"}),
+                    timeout=120,
+                )
+                if answer.status_code != 200:
+                    errors.append(answer.text[:200])
+                else:
+                    seen.append((who, roi, answer.json()))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert len(seen) == 30
+    wrong = []
+    for who, roi, answer in seen:
+        mine = [a for a in answer["annotations"] if a["roi"] == roi]
+        if [a["annotator"] for a in mine] != [who]:
+            wrong.append(f"{who}: answer lacks its own annotation")
+        report = read_report(studies / answer["dicom_out"]["path"])
+        (group,) = report["groups"]
+        xs, ys = zip(*group["polygon"], strict=True)
+        centre = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+        # SCOORD puts a pixel's centre at +0.5 (its top-left corner is the pixel's index)
+        if report["observer"]["name"] != who or centre != (roi["x"] + 0.5, roi["y"] + 0.5):
+            wrong.append(f"{who}: its SR holds {report['observer']['name']} at {centre}")
+    assert not wrong, wrong[:5]
+
+
+def test_what_a_save_wrote_is_kept_per_thread(tmp_path):
+    """The datastore keeps the last save's document and SR per thread: a save finishing in another
+    thread in between does not change what this thread's request answers."""
+    import threading
+
+    from server_helpers import studies_pool, write_studies
+
+    write_studies(tmp_path / "studies", None)
+    store, _pool = studies_pool(tmp_path / "studies")
+    store.last_saved, store.last_label_sr = {"image": "mine"}, {"stored": "folder", "path": "mine"}
+    other = threading.Thread(
+        target=lambda: (
+            setattr(store, "last_saved", {"image": "theirs"}) or setattr(store, "last_label_sr", None)
+        )
+    )
+    other.start()
+    other.join()
+    assert store.last_saved == {"image": "mine"} and store.last_label_sr["path"] == "mine"

@@ -166,6 +166,7 @@ def test_training_orphaned_by_a_server_kill_is_refused_stopped_and_never_publish
         assert status.json()["model"] == "tiny-b"
         stopped = http.delete(f"{server.url}/train/", timeout=60)
         assert stopped.status_code == 200 and stopped.json()["status"] == "STOPPED", stopped.text
+        assert "still running" not in stopped.text and "stopped now" in stopped.text
         wait_until(lambda: not process_alive(orphan), 30, "the orphan to end")
         stats = http.get(f"{server.url}/info/", timeout=30).json()["train_stats"]["tiny-b"]
         assert stats["state"] == "stopped" and stats["versions"] == ["1"] and stats["served_version"] == "1"

@@ -198,8 +198,13 @@ class MicrocalcApp(MONAILabelApp):
         return answer
 
     def on_save_label(self, image_id, label_id):
-        stored = getattr(self._datastore, "last_label_sr", None)  # its DICOM SR (docs/dicom-out.md)
-        answer = {"annotations": self._datastore.annotations(image_id)}
+        # This request's own save (the document of the tag it saved to) and its DICOM SR
+        # (docs/dicom-out.md), as the datastore kept them for this thread.
+        stored = getattr(self._datastore, "last_label_sr", None)
+        saved = getattr(self._datastore, "last_saved", None)
+        if saved is None or saved.get("image") != image_id:
+            saved = {"annotations": self._datastore.annotations(image_id)}
+        answer = {"annotations": saved["annotations"]}
         return {**answer, "dicom_out": stored} if stored else answer
 
     def info(self):

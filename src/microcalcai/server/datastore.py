@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +40,29 @@ STALE_TEMP_S = 3600  # temporary files of an interrupted atomic write older than
 
 class ClassificationLabels:
     """Mixin over LocalDatastore: classification labels as merged JSON documents."""
+
+    # What the save in progress wrote (its document, its label SR), for the same request's answer.
+    # Label saves run in worker threads at once, so each thread keeps its own: a shared attribute
+    # let one request answer, or store as DICOM SR, the annotation another had just saved.
+    @property
+    def _this_thread(self) -> threading.local:
+        return self.__dict__.setdefault("_thread_saves", threading.local())
+
+    @property
+    def last_saved(self) -> dict | None:
+        return getattr(self._this_thread, "document", None)
+
+    @last_saved.setter
+    def last_saved(self, document: dict | None) -> None:
+        self._this_thread.document = document
+
+    @property
+    def last_label_sr(self) -> dict | None:
+        return getattr(self._this_thread, "label_sr", None)
+
+    @last_label_sr.setter
+    def last_label_sr(self, stored: dict | None) -> None:
+        self._this_thread.label_sr = stored
 
     def save_label(self, image_id, label_filename, label_tag, label_info, label_id=""):
         check_image_id(image_id)

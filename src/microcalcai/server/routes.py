@@ -118,6 +118,13 @@ async def infer(
         raise RequestError("/infer takes no label part; save labels with PUT /datastore/label")
     request = {"model": model, "image": image}
     client_params = parse_params(params)
+    if client_params.get("model", model) != model:
+        # MONAI Label lets params override the path; an answer from another model than the one
+        # the URL names would be misread.
+        raise RequestError(
+            f"params.model names {_short(client_params['model'])} but the path names {model!r}; "
+            "name the model in the path only (POST /infer/MODEL)"
+        )
     upload = {}
     if file is not None and (file.filename or file.size):
         path, _, name = save_upload(file)

@@ -257,12 +257,16 @@ class ModelStrategy(PoolStrategy):
         served = self.models.get(_scorer(self.models.store))
         samples = _whole(request, "mc_samples", 0, 2, 100) if "mc_samples" in request else 0
         seed = _seed(request)
-        model = request.get("model") if method == "bald" else None
+        model = request.get("model")
+        if model == ENSEMBLE:
+            model = None  # the ensemble is what every method scores with when no member is named
         if model is not None and model not in self.models.store.roi_model_names():
             raise NotFound(
                 f"params.model {model!r} is not a hosted ROI model; "
                 f"choose one of {self.models.store.roi_model_names()}"
             )
+        if method != "bald":
+            model = None  # entropy is the served ensemble's; only BALD scores one member
         with served.lock:
             head_samples = samples or MC_SAMPLES_HEAD
             found = self._from_heads(served, method, head_samples, seed, model, crops, keys, with_features)

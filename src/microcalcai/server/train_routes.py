@@ -122,7 +122,12 @@ def stop_training(instance):
     if record is None:
         return monai_train.stop()  # nothing runs: MONAI Label's answer (null)
     _mark_stopped(instance, record)
-    return {**_orphan_task(record), "status": "STOPPED", "end_ts": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        **_orphan_task(record),
+        "status": "STOPPED",
+        "end_ts": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "details": ["started by an earlier server process, which ended; stopped now, nothing published"],
+    }
 
 
 def training_status(instance, all_tasks: bool, check_if_running: bool):
