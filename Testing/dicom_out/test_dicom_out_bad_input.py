@@ -26,6 +26,22 @@ def test_a_dicom_without_its_uids_is_refused_by_name(tmp_path, missing):
         read_source(path)
 
 
+@pytest.mark.parametrize("key", ["StudyInstanceUID", "SOPInstanceUID"])
+def test_a_dicom_whose_uid_is_malformed_is_refused_by_name(tmp_path, key):
+    import warnings
+
+    import pydicom
+
+    path = write_mg_dicom(tmp_path / "x.dcm", np.zeros((16, 16), np.uint16))
+    dataset = pydicom.dcmread(path)
+    with warnings.catch_warnings():  # pydicom warns of the invalid value, and writes it all the same
+        warnings.simplefilter("ignore")
+        setattr(dataset, key, "../../y")
+        dataset.save_as(path)
+    with pytest.raises(SourceError, match=f"{key} is not a valid UID"):
+        read_source(path)
+
+
 def test_a_failed_write_leaves_no_file(tmp_path, mg_source):
     header = read_source(mg_source)
     sr = classification_sr(header, Roi(10, 10, 16), [ModelResult("m", "1", 0.5, 0.5)])

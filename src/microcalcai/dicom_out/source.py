@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from microcalcai.errors import InputError
 
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # digits and dots; the length is checked apart
 # A result references its image by study, series and instance (PS3.3 C.17.2, C.8.20.2);
 # the SOP class says what kind of object it points at; Rows/Columns place a segmentation on it.
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows", "Columns")
@@ -40,3 +42,16 @@ def check_source(dataset, *, name: str = "source") -> None:
             "reference it; nothing was written. Give the image its UIDs (e.g. dcmodify -gst -gse -gin) "
             "or export it again from the archive"
         )
+    # A result citing a malformed UID is itself invalid DICOM, and an archive would refuse or
+    # misfile it. Leading zeros in a component are tolerated: real archives hold such UIDs.
+    malformed = [k for k in REQUIRED if k.endswith("UID") and not _valid_uid(str(getattr(dataset, k)))]
+    if malformed:
+        raise SourceError(
+            f"{name}: the DICOM source's {', '.join(malformed)} is not a valid UID (digits and dots, "
+            "at most 64 characters), so no result can cite it; nothing was written. Export the "
+            "image again from the archive"
+        )
+
+
+def _valid_uid(value: str) -> bool:
+    return len(value) <= 64 and _UID.fullmatch(value) is not None
