@@ -147,6 +147,45 @@ def test_predict_writes_the_design_columns_and_matches_the_predictor(two_runs, p
     np.testing.assert_allclose(again["probability"], table["probability"], atol=1e-7)
 
 
+def test_predict_gives_the_trainings_own_probabilities_when_input_and_roi_sizes_differ(
+    phantom_manifest, tmp_path
+):
+    """A model fed 48 px inputs from the manifest's 64 px ROIs (the recipe's roi_size, 224, only
+    the fallback): its card records the 64 px crops, and predict resizes each crop once, straight
+    to 48, as training did, so its numbers are the training's validation predictions."""
+    settings = [s for s in TINY if not s.startswith(("input_size", "roi_size"))] + ["input_size=48"]
+    assert _train(phantom_manifest, tmp_path / "run", settings, "--epochs", "1") == 0
+    model = tmp_path / "run" / "tf_efficientnet_lite0" / "model"
+    card = read_card(model)
+    assert card.input_size == 48 and card.crop["roi_size"] == 64
+    out = tmp_path / "predictions.csv"
+    argv = ["predict", "--model", str(model), "--data", str(phantom_manifest), "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    predicted = pd.read_csv(out).set_index("case_id")
+    val = pd.read_csv(tmp_path / "run" / "tf_efficientnet_lite0" / "predictions_val.csv").set_index("case_id")
+    np.testing.assert_allclose(predicted.loc[val.index, "probability"], val["probability"], atol=1e-5)
+
+
+def test_outputs_that_would_overwrite_an_input_are_refused(two_runs, phantom_manifest, tmp_path, capsys):
+    before = phantom_manifest.read_bytes()
+    model = two_runs[0] / "tf_efficientnet_lite0" / "model"
+    argv = ["predict", "--model", str(model), "--data", str(phantom_manifest), "--no-progress"]
+    assert main([*argv, "--out", str(phantom_manifest)]) == 1
+    assert "would write over the manifest" in capsys.readouterr().err
+    assert phantom_manifest.read_bytes() == before
+    weights = sorted(p.name for p in two_runs[1].rglob("*"))
+    member = ["ensemble", "--member", str(two_runs[0]), "--member", str(two_runs[1])]
+    assert main([*member, "--out", str(two_runs[1]), "--overwrite"]) == 1
+    assert "would write over the member" in capsys.readouterr().err
+    assert sorted(p.name for p in two_runs[1].rglob("*")) == weights
+    # An output folder that exists already: one line, no traceback (the library says what to do).
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    assert main([*member, "--out", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_demonstration_models_predictions_and_their_report_say_so(two_runs, phantom_manifest, tmp_path):
     import shutil
 

@@ -31,3 +31,18 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL_OR_ENSEMBLE",
         help="a model folder (model.json) or an ensemble folder (ensemble.json)",
     )
+
+
+def refuse_overwriting_inputs(out: Path, inputs: list[tuple[str, Path]]) -> None:
+    """Refuse an output that is one of the command's inputs or a folder holding one: writing it
+    would replace or delete what the command reads (a manifest, a member model)."""
+    from microcalcai.errors import InputError
+
+    target = Path(out).resolve()
+    for what, path in inputs:
+        source = Path(path).resolve()
+        if source == target or target in source.parents:
+            raise InputError(
+                f"--out {out} would write over {what} {path}, which this command reads; "
+                "choose another output path"
+            )

@@ -74,6 +74,7 @@ def _validation_tables(model_dirs, names, args):
 
 
 def run(args) -> int:
+    from microcalcai.cli.argtypes import refuse_overwriting_inputs
     from microcalcai.errors import InputError
     from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import (
@@ -84,6 +85,7 @@ def run(args) -> int:
     )
 
     model_dirs = [d for member in args.member for d in member_model_dirs(member)]
+    refuse_overwriting_inputs(args.out, [("the member", d) for d in [*args.member, *model_dirs]])
     if len({d.resolve() for d in model_dirs}) != len(model_dirs):
         raise InputError("a model is named twice among the members")
     cards = [read_card(d) for d in model_dirs]

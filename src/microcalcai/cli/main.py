@@ -70,9 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     except MicrocalcError as exc:
         print(f"microcalcai {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A read-only or full disk, a file where a folder goes: the user's to fix, in one line
+        # (the traceback with --verbose).
+        logging.getLogger(__name__).debug("%s failed", args.command, exc_info=True)
+        print(f"microcalcai {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"microcalcai {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error(exc: OSError) -> str:
+    if not exc.filename:
+        return str(exc)
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return f"{where}: {exc.strerror or type(exc).__name__}; check the path and its folder's permissions"
 
 
 if __name__ == "__main__":

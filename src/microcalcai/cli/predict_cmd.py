@@ -42,11 +42,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from microcalcai.cli.argtypes import refuse_overwriting_inputs
     from microcalcai.data.manifest import read_manifest
     from microcalcai.errors import InputError
     from microcalcai.models.predictor import demonstration_note, load_predictor
     from microcalcai.train.predictions import predict_frame, write_predictions
 
+    inputs = [("the manifest", args.data), ("the model", args.model)]
+    for out in filter(None, (args.out, args.dicom_out)):
+        refuse_overwriting_inputs(out, inputs)
     predictor = load_predictor(args.model, device=args.device)
     note = demonstration_note(predictor)
     if note:

@@ -79,6 +79,10 @@ class ModelPredictor:
             probability, {self.name: probability}, probability >= self.threshold, self.threshold
         )
 
+    def predict_sized(self, crops_by_size: dict) -> PredictionBatch:
+        """`predict` on crops already resized to this model's input size ({size: crops})."""
+        return self.predict(crops_by_size[self.input_size])
+
 
 class EnsemblePredictor:
     """Several models combined by mean probability or majority vote, with the ensemble's own threshold."""
@@ -108,9 +112,16 @@ class EnsemblePredictor:
         return self._members[member].preprocess(crops)
 
     def predict(self, crops) -> PredictionBatch:
+        return self._combined({m.name: m.predict_proba(crops) for m in self._members})
+
+    def predict_sized(self, crops_by_size: dict) -> PredictionBatch:
+        """Each member on crops resized once, straight to its own input size ({size: crops}), as
+        in its training."""
+        return self._combined({m.name: m.predict_proba(crops_by_size[m.input_size]) for m in self._members})
+
+    def _combined(self, probs: dict) -> PredictionBatch:
         from microcalcai.models.ensemble import combine_probabilities
 
-        probs = {m.name: m.predict_proba(crops) for m in self._members}
         combined = combine_probabilities(probs, {m.name: m.threshold for m in self._members}, self.combine)
         return PredictionBatch(combined, probs, combined >= self.threshold, self.threshold)
 

@@ -110,14 +110,17 @@ def predict_frame(predictor, frame, *, progress: bool = True):
             member_thresholds={predictor.name: predictor.threshold},
             extra=use,
         )
-    grey = load_crops(
-        frame,
-        roi_size=int(crop["roi_size"]),
-        out_size=int(crop["roi_size"]),
-        task=crop["task"],
-        progress=progress,
-    )
-    batch = predictor.predict(grey[:, 0].float().numpy())
+    # Resized once, straight to each member's input size, as training resized them: a crop first
+    # resized to another size gives other probabilities (by up to 0.1 on 64 px phantom ROIs).
+    sized = {
+        size: load_crops(
+            frame, roi_size=int(crop["roi_size"]), out_size=size, task=crop["task"], progress=progress
+        )[:, 0]
+        .float()
+        .numpy()
+        for size in sorted({m.input_size for m in predictor.members})
+    }
+    batch = predictor.predict_sized(sized)
     return predictions_table(
         frame,
         case_ids(frame),

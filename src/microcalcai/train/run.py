@@ -125,6 +125,19 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
 
 
+def _trained_crop_size(frame, recipe: dict) -> int:
+    """The crop size the model learned from, for its card (what `explain` and `predict` cut when
+    a row names none): the manifest's most common roi_size; the recipe's is only the fallback
+    for rows without one."""
+    import pandas as pd
+
+    sizes = pd.to_numeric(frame.get("roi_size"), errors="coerce") if "roi_size" in frame else None
+    if sizes is None or recipe["task"] != "roi":
+        return int(recipe["roi_size"])
+    sizes = sizes[sizes > 0].round().astype("Int64")
+    return int(sizes.mode().iloc[0]) if len(sizes) else int(recipe["roi_size"])
+
+
 # How the run is executed, not what it learns: a folder continues with another worker count, and
 # folders started when the default was 0 (before 'auto') still resume.
 EXECUTION_SETTINGS = ("num_workers",)
@@ -331,7 +344,7 @@ def fit_and_save(
         card.split["images"] = dataset.images["split"].astype(str).value_counts().to_dict()
     card.recipe = {k: v for k, v in recipe.items() if k not in ("description",)}
     card.weights_init = model.weights_info.as_dict()
-    card.crop = card.crop or {"task": recipe["task"], "roi_size": int(recipe["roi_size"])}
+    card.crop = card.crop or {"task": recipe["task"], "roi_size": _trained_crop_size(dataset.frame, recipe)}
     if _rank() == 0:
         save_model(model, card, model_dir, overwrite=True)
         for key, (crops, probability) in tables.items():
