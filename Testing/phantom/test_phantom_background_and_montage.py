@@ -63,6 +63,35 @@ def test_background_without_spacing_needs_one(tmp_path, real_mammograms):
         )
 
 
+@pytest.mark.parametrize("kind", ["noise", "small spot"])
+def test_a_background_without_a_breast_interior_is_named(tmp_path, kind):
+    """A noise image or a small spot crop holds no tissue deep enough to calibrate findings on:
+    one clear error naming the file (before, an IndexError from an empty percentile)."""
+    rng = np.random.default_rng(0)
+    if kind == "noise":
+        pixels = (rng.random((600, 800)) * 255).astype(np.uint8)
+    else:
+        pixels = np.zeros((96, 96), np.uint8)
+        pixels[20:76, 0:60] = 180  # tissue a few mm across at 0.2 mm a pixel
+    path = tmp_path / "background.png"
+    Image.fromarray(pixels).save(path)
+    with pytest.raises(
+        InputError, match=r"background .*background\.png: (no breast found|the breast found reaches only)"
+    ):
+        generate_dataset(
+            tmp_path / "bg",
+            patients=1,
+            seed=1,
+            backgrounds=[path],
+            background_spacing_mm=0.2,
+            bilateral=False,
+            views=("CC",),
+            roi_size=32,
+            progress=False,
+        )
+    assert not (tmp_path / "bg").exists()
+
+
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
 def test_every_morphology_is_visible_in_its_example(morphology):
     image, labels = example_roi(

@@ -98,3 +98,49 @@ def test_cli_writes_a_data_set_and_reports_the_auc(tmp_path):
     assert "Bayes-optimal AUC: expected 0.9" in run.stdout
     assert (tmp_path / "set" / "manifest.csv").is_file() and (tmp_path / "set" / "phantom.json").is_file()
     assert list((tmp_path / "set" / "rois").glob("*.png"))
+
+
+def test_ctrl_c_stops_a_run_with_workers_without_finishing_the_queue(tmp_path):
+    """Ctrl-C (SIGINT to the main process) stops `synth --workers 2` once the cases under way are
+    done: the queue of patients not started is cancelled, no worker is left, no output is left.
+    Before, the pool's exit waited for every queued patient (minutes for this run)."""
+    import signal
+    import time
+
+    out = tmp_path / "big"
+    command = [sys.executable, "-m", "microcalcai", "synth", "--out", str(out), "--patients", "3000"]
+    command += ["--seed", "1", "--spacing-mm", "0.2", "--roi-size", "32", "--workers", "2"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        workers = []
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:  # the pool has started its workers
+            time.sleep(0.5)
+            workers = [int(p) for p in _children(child.pid)]
+        assert len(workers) == 2, "the worker processes did not start"
+        time.sleep(2)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and "interrupted" in err, err[-500:]
+    assert not out.exists() and not list(tmp_path.glob(".big*"))
+    assert not [p for p in workers if _alive(p)], "worker processes were left running"
+
+
+def _children(pid: int) -> list[str]:
+    from pathlib import Path
+
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += (task / "children").read_text().split()
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -23,6 +23,7 @@ from microcalcai.phantom.scene import Placement, SyntheticView
 # synthetic images of this package, 1.0 to 1.5); maps the background's 0..1 scale to log units.
 TISSUE_LOG_RANGE = 1.2
 _COARSE_MM = 0.5
+INTERIOR_MM = 10.0  # the tissue whose contrast calibrates the findings lies this deep inside the breast
 
 
 def load_background(path: str, *, spacing_mm: float | None, rng: np.random.Generator):
@@ -53,12 +54,21 @@ def load_background(path: str, *, spacing_mm: float | None, rng: np.random.Gener
     sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
     mask = ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
     mask = ndimage.binary_opening(mask, iterations=2)
+    if not mask.any():
+        raise InputError(f"background {path}: no breast found (no region of tissue a few mm across)")
     cols = mask.any(axis=0).nonzero()[0]
     # The chest wall is the side where the breast touches the image edge most.
     chest_wall = "left" if mask[:, 0].sum() >= mask[:, -1].sum() else "right"
     depth_c = ndimage.distance_transform_edt(np.pad(mask, ((0, 0), (8, 8)), mode="edge"))[:, 8:-8]
     depth = upsample(depth_c * (spacing * factor), factor, pixels.shape)
     depth[upsample(mask.astype(np.float32), factor, pixels.shape) < 0.5] = 0.0
+    if not (depth > INTERIOR_MM).any():
+        # Findings are calibrated on the tissue deeper than this; a spot view or a crop has none.
+        raise InputError(
+            f"background {path}: the breast found reaches only {depth.max():.1f} mm from its edge "
+            f"(at {spacing:g} mm a pixel), and findings need tissue deeper than {INTERIOR_MM:g} mm; "
+            "use a whole mammogram view at its true pixel spacing"
+        )
     nipple_col = cols.max() if chest_wall == "left" else cols.min()
     nipple_row = int(np.mean(mask[:, nipple_col].nonzero()[0]))
     shape = pixels.shape
@@ -94,7 +104,7 @@ def insert_findings(
             p.geometry.rotated(p.angle), p.x, p.y, spacing, calcium, labels, p.finding_id, inside=inside
         )
     pixels = image.pixels
-    interior = breast.depth_mm > 10.0
+    interior = breast.depth_mm > INTERIOR_MM
     lo, hi = np.percentile(pixels[interior][:: max(1, int(interior.sum()) // 200_000)], [1, 99])
     gain = max(float(hi - lo), 1e-3) / TISSUE_LOG_RANGE  # background units per log unit
     mu_tissue = physics.MU_FAT + 0.3 * (physics.MU_GLAND - physics.MU_FAT)

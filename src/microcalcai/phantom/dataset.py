@@ -17,7 +17,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from microcalcai.atomic import atomic_dir
 from microcalcai.errors import InputError
 from microcalcai.phantom.anatomy import make_breast
+from microcalcai.phantom.parallel import results_in_order
 from microcalcai.phantom.placement import cluster_offset, negative_centres, place_finding
 from microcalcai.phantom.plan import Finding, PatientPlan, plan_patient
 from microcalcai.phantom.scene import Placement, synthesize_view
@@ -240,12 +240,7 @@ def generate_dataset(
             _single_threaded_opencv(),
             contextlib.ExitStack() as stack,
         ):
-            if workers == 1:
-                results = (worker(settings, i, tmp) for i in range(settings.patients))
-            else:
-                pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, settings.patients)))
-                futures = [pool.submit(worker, settings, i, tmp) for i in range(settings.patients)]
-                results = (future.result() for future in futures)
+            results = results_in_order(stack, worker, settings, settings.patients, tmp, workers)
             for r, p in results:
                 rows += r
                 particles += p

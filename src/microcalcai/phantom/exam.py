@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from microcalcai.errors import InputError
 from microcalcai.phantom import vessels
 from microcalcai.phantom.anatomy import Breast, BreastSize, make_breast
 from microcalcai.phantom.dataset import DENSITY_CATEGORIES
+from microcalcai.phantom.parallel import results_in_order
 from microcalcai.phantom.physics import Detector
 from microcalcai.phantom.scene import Placement, SyntheticView, synthesize_view
 
@@ -419,14 +419,7 @@ def generate_exams(
             ) as bar,
             contextlib.ExitStack() as stack,
         ):
-            if workers == 1:
-                results = (_write_exam(settings, i, tmp) for i in range(settings.exams))
-            else:
-                pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, settings.exams)))
-                results = (
-                    f.result()
-                    for f in [pool.submit(_write_exam, settings, i, tmp) for i in range(settings.exams)]
-                )
+            results = results_in_order(stack, _write_exam, settings, settings.exams, tmp, workers)
             for r in results:
                 rows += r
                 bar.update(1)
