@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from train_helpers import TINY
+from train_helpers import TINY, TINY_SIZES
 
 from microcalcai.cli.main import main
 from microcalcai.evaluate.operating_point import youden_threshold
@@ -85,7 +85,19 @@ def test_rerunning_a_finished_run_trains_nothing(two_runs, phantom_manifest, tin
 
 def test_a_different_recipe_in_the_same_folder_is_refused(two_runs, phantom_manifest, tiny_settings, capsys):
     assert _train(phantom_manifest, two_runs[0], tiny_settings, "--epochs", "7") == 1
-    assert "different recipe, settings or data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different recipe, settings or data" in err
+    assert "2 there, 7 now" in err  # the setting that differs is named
+
+
+def test_a_run_that_failed_before_training_does_not_block_its_folder(phantom_manifest, tmp_path, capsys):
+    """A run that stopped before training anything (here: a weights file that does not exist)
+    leaves its folder free for the corrected command."""
+    out = tmp_path / "run"
+    settings = [*TINY_SIZES, "archs=[mobilenetv2_100]"]
+    assert _train(phantom_manifest, out, settings, "--epochs", "1", "--weights", str(tmp_path / "no.pth")) == 1
+    assert "no.pth" in capsys.readouterr().err
+    assert _train(phantom_manifest, out, settings, "--epochs", "1", "--weights", "none") == 0
 
 
 def test_a_run_continues_with_another_loader_worker_count(two_runs, phantom_manifest, tiny_settings):

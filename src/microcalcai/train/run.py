@@ -152,6 +152,30 @@ def _comparable(identity: dict) -> dict:
     return {**identity, "recipe": kept}
 
 
+def _has_trained(out_dir: Path) -> bool:
+    """Whether the folder holds anything a training wrote (beyond the run's identity)."""
+    return any(p.is_file() for child in out_dir.iterdir() if child.is_dir() for p in child.rglob("*"))
+
+
+def _differences(saved: dict, current: dict) -> list[str]:
+    """What differs between two run identities, in words: each recipe setting, each manifest."""
+    before, now = saved.get("recipe", {}), current.get("recipe", {})
+    changed = [
+        f"{key}: {before.get(key)!r} there, {now.get(key)!r} now"
+        for key in sorted(set(before) | set(now))
+        if before.get(key) != now.get(key)
+    ]
+    data_before, data_now = saved.get("data", {}), current.get("data", {})
+    changed += [
+        f"the {name} manifest's content changed"
+        if name in data_before and name in data_now
+        else f"the {name} manifest is {'new' if name in data_now else 'gone'}"
+        for name in sorted(set(data_before) | set(data_now))
+        if data_before.get(name) != data_now.get(name)
+    ]
+    return changed
+
+
 def _check_run_dir(out_dir: Path, recipe: dict, manifests: dict, *, resume: bool) -> None:
     """A run folder holds one recipe on one data set; continuing it with other settings is refused."""
     from microcalcai.data.manifest import manifest_sha256
@@ -161,11 +185,16 @@ def _check_run_dir(out_dir: Path, recipe: dict, manifests: dict, *, resume: bool
         "data": {name: manifest_sha256(path) for name, path in sorted(manifests.items())},
     }
     saved = out_dir / "run.json"
-    if resume and saved.is_file() and _comparable(json.loads(saved.read_text())) != _comparable(identity):
-        raise InputError(
-            f"{out_dir} holds a run of a different recipe, settings or data (see {out_dir / 'recipe.yaml'}); "
-            "choose a new --out folder, or give --restart to train there again from the start"
-        )
+    # A folder whose earlier run stopped before training anything (bad weights, one class) holds
+    # nothing to protect: it takes the new run.
+    if resume and saved.is_file() and _has_trained(out_dir):
+        changed = _differences(_comparable(json.loads(saved.read_text())), _comparable(identity))
+        if changed:
+            raise InputError(
+                f"{out_dir} holds a run of a different recipe, settings or data ({'; '.join(changed)}; see "
+                f"{out_dir / 'recipe.yaml'}); choose a new --out folder, or give --restart to train "
+                "there again from the start"
+            )
     if _rank() == 0:
         atomic_write_text(out_dir / "recipe.yaml", identity["recipe"])
         atomic_write_text(saved, json.dumps(identity, indent=2) + "\n")
