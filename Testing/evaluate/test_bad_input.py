@@ -183,3 +183,17 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_report(predictions_factory,
     code, err = run_evaluate(capsys, target, predictions_factory(n=60))
     assert code == 1 and "does not hold an earlier evaluation report" in err
     assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_predictions_without_a_test_split_are_evaluated_whole_with_a_warning(predictions_factory):
+    """Predictions without test rows are all evaluated, and the report says that training cases
+    may be among them; predictions with test rows are evaluated on those alone."""
+    from microcalcai.evaluate.predictions import read_predictions
+
+    df = predictions_factory.make(n=60)
+    whole = read_predictions([predictions_factory(df.assign(split=""))])
+    assert whole.y.size == 60
+    assert any("no rows of split 'test'" in n and "overstate" in n for n in whole.notes)
+    held = df.assign(split=["test" if i % 3 == 0 else "train" for i in range(60)])
+    tested = read_predictions([predictions_factory(held)])
+    assert tested.y.size == 20 and not any("overstate" in n for n in tested.notes)

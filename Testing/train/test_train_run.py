@@ -95,7 +95,9 @@ def test_a_run_that_failed_before_training_does_not_block_its_folder(phantom_man
     leaves its folder free for the corrected command."""
     out = tmp_path / "run"
     settings = [*TINY_SIZES, "archs=[mobilenetv2_100]"]
-    assert _train(phantom_manifest, out, settings, "--epochs", "1", "--weights", str(tmp_path / "no.pth")) == 1
+    assert (
+        _train(phantom_manifest, out, settings, "--epochs", "1", "--weights", str(tmp_path / "no.pth")) == 1
+    )
     assert "no.pth" in capsys.readouterr().err
     assert _train(phantom_manifest, out, settings, "--epochs", "1", "--weights", "none") == 0
 
@@ -339,8 +341,18 @@ def test_whole_image_recipe_with_balanced_sampling(phantom_manifest, tmp_path, t
     predictions = tmp_path / "whole.csv"
     model = out / "tf_efficientnet_lite0" / "model"
     command = ["predict", "--model", str(model), "--data", str(phantom_manifest), "--out", str(predictions)]
-    assert (
-        main([*command, "--split", "test", "--no-progress"]) == 1
-    )  # the phantom manifest has no split column
+    # The manifest has no split column: predict takes the split the model was trained with...
+    assert main([*command, "--split", "test", "--no-progress"]) == 0
+    tested = pd.read_csv(predictions)
+    assert set(tested["split"]) == {"test"} and len(tested) == card.split["test"]
     assert main([*command, "--no-progress"]) == 0
-    assert pd.read_csv(predictions)["probability"].between(0, 1).all()
+    everything = pd.read_csv(predictions, keep_default_na=False)
+    assert everything["probability"].between(0, 1).all()
+    assert everything["split"].value_counts().to_dict() == {
+        k: card.split[k] for k in ("train", "val", "test")
+    }
+    # ...which another manifest (here: one row fewer) has not, so --split selects nothing there.
+    other = tmp_path / "other.csv"
+    pd.read_csv(phantom_manifest).iloc[1:].to_csv(other, index=False)
+    elsewhere = ["predict", "--model", str(model), "--data", str(other), "--out", str(tmp_path / "o.csv")]
+    assert main([*elsewhere, "--split", "test", "--no-progress"]) == 1

@@ -56,6 +56,7 @@ def run(args) -> int:
     if note:
         print(note, file=sys.stderr)
     frame = read_manifest(args.data, require_label=False)
+    frame = _with_training_split(frame, predictor, args.data)
     if args.split:
         if "split" not in frame.columns:
             raise InputError(
@@ -73,6 +74,25 @@ def run(args) -> int:
         f"of {predictor.name})"
     )
     return 1 if failed else 0
+
+
+def _with_training_split(frame, predictor, manifest):
+    """A manifest without split values, the one the model was trained on: each row gets the split
+    it had in training, so that evaluate reports on the held-out test rows only."""
+    from microcalcai.train.data import case_ids
+    from microcalcai.train.split_record import training_split
+
+    if "split" in frame.columns and (frame["split"].fillna("").astype(str).str.strip() != "").any():
+        return frame
+    known = training_split(predictor, manifest)
+    if not known:
+        return frame
+    frame = frame.copy()
+    frame["split"] = [known.get(case_id, "") for case_id in case_ids(frame)]
+    counts = frame["split"].replace("", "not used").value_counts().to_dict()
+    shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    print(f"split from the model's training on this manifest: {shown}", file=sys.stderr)
+    return frame
 
 
 def _write_dicom(folder: Path, predictor, frame, table) -> int:

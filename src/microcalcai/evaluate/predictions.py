@@ -124,9 +124,19 @@ def _read_one(path: Path, split: str) -> dict:
             if has_split and (df["split"].str.strip() == "test").any():
                 df = df[df["split"].str.strip() == "test"]
                 notes.append(f"{path.name}: evaluated on the {len(df)} rows of split 'test'")
+            else:
+                notes.append(
+                    f"{path.name}: no rows of split 'test', so all {len(df)} rows were evaluated; "
+                    "if the model learned from some of these cases the figures overstate it "
+                    "(predict a held-out set, or choose rows with --split)"
+                )
         else:
             if not has_split:
-                raise InputError(f"{path} has no split column, so --split {split} cannot select rows")
+                raise InputError(
+                    f"{path} has no split values (the column is missing or empty), so --split {split} "
+                    "cannot select rows; `microcalcai predict` fills them on the manifest a model was "
+                    "trained on"
+                )
             df = df[df["split"].str.strip() == split]
             if df.empty:
                 raise InputError(f"{path} has no rows with split {split!r}")

@@ -33,6 +33,7 @@ from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, lo
 from microcalcai.train.loop import FitConfig, evaluate, fit, resolve_device, seed_everything
 from microcalcai.train.predictions import predictions_table, write_predictions
 from microcalcai.train.recipes import dump_recipe
+from microcalcai.train.split_record import write_split
 
 LOG = logging.getLogger(__name__)
 TARGET = "target"
@@ -376,6 +377,8 @@ def fit_and_save(
     card.crop = card.crop or {"task": recipe["task"], "roi_size": _trained_crop_size(dataset.frame, recipe)}
     if _rank() == 0:
         save_model(model, card, model_dir, overwrite=True)
+        if dataset.images is None:  # tiles have no case of the manifest's own
+            write_split(model_dir, parts)
         for key, (crops, probability) in tables.items():
             table = predictions_table(
                 crops.frame, crops.case_ids, {name: probability}, probability, choice.threshold, name
