@@ -215,3 +215,26 @@ def test_the_weights_command_fills_a_cache_folder_an_offline_machine_can_use(
     assert "cannot download the ImageNet weights of resnet101" in capsys.readouterr().err
     assert main(["weights", "resnet1010", "--cache", str(cache)]) == 1
     assert "unknown architecture 'resnet1010'" in capsys.readouterr().err
+
+
+def test_the_weights_command_skips_lite0_and_fails_fast_offline(tmp_path, capsys, monkeypatch):
+    """Lite0's weights come with its package: nothing to download. Offline, a hub download fails
+    at once (one connection try), not after the hub client's minute of retries."""
+    import socket
+
+    from microcalcai.cli.main import main
+
+    assert main(["weights", "tf_efficientnet_lite0", "--cache", str(tmp_path)]) == 0
+    assert "nothing to download, installed with its package" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
+    tries = []
+
+    def no_network(address, *args, **kwargs):
+        tries.append(address)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # offline found by trying, as on a user's machine
+    assert main(["weights", "resnet50", "--cache", str(tmp_path)]) == 1
+    assert "huggingface.co cannot be reached" in capsys.readouterr().err
+    assert tries == [("huggingface.co", 443)]

@@ -26,10 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from microcalcai.models.registry import get_arch
-    from microcalcai.models.weights import fetch_imagenet
+    from microcalcai.models.weights import OFFLINE_IMAGENET_ARCH, fetch_imagenet, lite0_package_file
 
     names = [get_arch(arch).name for arch in args.archs]  # an unknown name fails before any download
     for number, arch in enumerate(names, 1):
+        shipped = lite0_package_file() if arch == OFFLINE_IMAGENET_ARCH else None
+        if shipped is not None:
+            print(
+                f"[{number}/{len(names)}] {arch}: nothing to download, installed with its package ({shipped})"
+            )
+            continue
         path = fetch_imagenet(arch, Path(args.cache) if args.cache else None)
         print(f"[{number}/{len(names)}] {arch}: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
     if args.cache:

@@ -89,9 +89,10 @@ def _url_file(url: str, torch_home: Path | None = None) -> Path:
     return hub / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
 
 
-def cached_imagenet_file(arch: str) -> Path | None:
+def cached_imagenet_file(arch: str, cache: Path | None = None) -> Path | None:
     """The file timm's download of ``arch``'s ImageNet weights left in this machine's caches (the
-    Hugging Face cache, else torch hub's), if any: what the hub would give, read offline."""
+    Hugging Face cache, else torch hub's; or ``cache``/huggingface and ``cache``/torch), if any:
+    what the hub would give, read offline."""
     source = _hub_source(arch)
     if source is None:
         return None
@@ -99,12 +100,13 @@ def cached_imagenet_file(arch: str) -> Path | None:
     if repo:
         from huggingface_hub import try_to_load_from_cache
 
+        folder = str(Path(cache) / "huggingface") if cache else None
         for name in names:
-            found = try_to_load_from_cache(repo, name, revision=revision)
+            found = try_to_load_from_cache(repo, name, revision=revision, cache_dir=folder)
             if isinstance(found, str):
                 return Path(found)
         return None
-    path = _url_file(url)
+    path = _url_file(url, Path(cache) / "torch" if cache else None)
     return path if path.is_file() else None
 
 
@@ -117,6 +119,16 @@ def fetch_imagenet(arch: str, cache: Path | None = None) -> Path:
     if source is None:
         raise InputError(f"timm knows no downloadable ImageNet weights for {arch}")
     repo, revision, names, url = source
+    cached = cached_imagenet_file(arch, cache)
+    if cached is not None:  # fetched before: nothing to download
+        return cached
+    host = "huggingface.co" if repo else urllib.parse.urlsplit(url).hostname
+    if not _hub_reachable(host=host):
+        raise NotAvailableError(
+            f"cannot download the ImageNet weights of {arch} ({repo or url}): {host} cannot be "
+            "reached from this machine (offline, or HF_HUB_OFFLINE is set); run this on a machine "
+            "with internet"
+        )
     try:
         if repo:
             from huggingface_hub import hf_hub_download
@@ -196,11 +208,12 @@ def read_state_dict(path: Path) -> dict:
     return state
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+def _hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
+    """One quick connection: the hub's client retries for about a minute before it gives up."""
+    if host == "huggingface.co" and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
     try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+        with socket.create_connection((host, 443), timeout=timeout):
             return True
     except OSError:
         return False
