@@ -53,3 +53,14 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
         (folder / "weights").write_text("v2")
     assert (target / "weights").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_never_replaces_a_file(tmp_path):
+    """overwrite=True replaces a folder; a file of the same name is refused and left as it was."""
+    target = tmp_path / "manifest.csv"
+    target.write_text("case_id\n")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        with atomic_dir(target, overwrite=True):
+            pass
+    assert target.read_text() == "case_id\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"]

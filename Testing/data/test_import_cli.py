@@ -154,6 +154,10 @@ def test_import_with_crops(mias_dir, tmp_path, capsys):
         "benign",
         "malignant",
     ]
+    # An --overwrite without --crops replaces the manifest: the old crops described the old one.
+    assert main(["import", "mias", str(mias_dir), "--out", str(out), "--overwrite", "--finding", "mass"]) == 0
+    assert f"removed {out / 'crops'}" in capsys.readouterr().out
+    assert not (out / "crops").exists() and (out / "manifest.csv").is_file()
 
 
 def test_mias_rois_land_on_the_lesions_and_preview_is_drawn(tmp_path, capsys):

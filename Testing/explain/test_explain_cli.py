@@ -84,6 +84,16 @@ def test_explain_one_image_with_an_ensemble(tmp_path, image_and_mask, ensemble_d
     np.testing.assert_allclose(header["space origin"], [10 - 20, 170 - 20])
     assert (out / "montage.png").is_file()
     assert "P(malignant) =" in capsys.readouterr().out
+    # Run again into the same folder with one ROI: the other ROI's files go, and the files of
+    # the folder's owner that no run listed stay.
+    (out / "notes.txt").write_text("mine")
+    argv = ["explain", "--model", str(ensemble_dir), "--image", str(image_and_mask / "image.png")]
+    assert main([*argv, "--roi", "60,50,48", "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "saliency.json").read_text())
+    kept = {again["roi"][0][f"file_{kind}"] for kind in ("nrrd", "npy", "overlay", "context", "members")}
+    gone = {second[f"file_{kind}"] for kind in ("nrrd", "npy", "overlay", "context", "members")}
+    assert all((out / name).is_file() for name in kept) and not any((out / name).exists() for name in gone)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_explain_a_manifest_scores_localisation(tmp_path, image_and_mask, lite0_dir, capsys):

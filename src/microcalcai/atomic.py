@@ -65,6 +65,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another output folder or remove it")
+    if path.exists() and not path.is_dir():  # overwrite replaces a folder, never a file
+        raise FileExistsError(f"{path} is a file, not a folder; choose another output folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, _umasked(0o777))

@@ -225,6 +225,16 @@ def run(args) -> int:
     atomic_write_text(out / "import-summary.txt", summary + "\n")
     print(summary)
     print(f"wrote {manifest} ({len(frame)} rows); skipped rows listed in {out / 'skipped.csv'}")
+    if args.overwrite:  # the earlier import's preview and crops showed the manifest just replaced
+        import shutil
+
+        for stale, made_again in (
+            (out / "preview.png", args.preview),
+            (out / "crops", args.crops or args.crops_mm),
+        ):
+            if stale.exists() and not made_again:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+                print(f"removed {stale}: it belonged to the manifest this import replaced")
     if args.preview:
         from microcalcai.data.manifest import read_manifest
         from microcalcai.data.preview import write_preview

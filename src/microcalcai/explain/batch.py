@@ -114,6 +114,7 @@ def explain_requests(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_result(out_dir)
     by_image: dict[Path, list[RoiRequest]] = {}
     for request in requests:
         by_image.setdefault(request.image_path, []).append(request)
@@ -143,6 +144,33 @@ def explain_requests(
     rows.sort(key=lambda row: order[row["name"]])  # batches go by image and size; report in request order
     _write_summary(out_dir, rows, thumbnails, spec, predictor, time.perf_counter() - started)
     return rows
+
+
+def _remove_earlier_result(out_dir: Path) -> None:
+    """An earlier run into the same folder is replaced, not mixed with this one: the files its
+    summary.csv lists go (maps of ROIs this run may not have), and the summaries with them.
+    Nothing it does not list is touched."""
+    import pandas as pd
+
+    summary = out_dir / "summary.csv"
+    if not summary.is_file():
+        return
+    try:
+        earlier = pd.read_csv(summary, dtype=str, keep_default_na=False)
+    except Exception:  # not a summary this package wrote: leave the folder as it is
+        return
+    names = [
+        name
+        for column in earlier.columns
+        if column.startswith("file_")
+        for cell in earlier[column]
+        for name in cell.split(";")
+        if name
+    ]
+    for name in [*names, "saliency.json", "montage.png", "summary.csv"]:
+        path = (out_dir / name).resolve()
+        if path.parent == out_dir.resolve() or out_dir.resolve() in path.parents:
+            path.unlink(missing_ok=True)
 
 
 def _read(path: Path):
