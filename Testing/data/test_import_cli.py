@@ -229,3 +229,29 @@ def test_summary_counts_patients_by_label(inbreast_dir, tmp_path, capsys):
     # One patient has a BI-RADS 2 image (benign ROIs) and a BI-RADS 4b image (malignant ROI).
     assert "patients by label: benign+malignant 1" in printed
     assert "5 source row(s)" in printed and "1 x BI-RADS '0' gives no label" in printed
+
+
+def test_temporal_split_at_a_given_date(tmp_path, fmt, capsys):
+    """--split temporal --test-after DATE: the patients with a study after DATE are the test set."""
+    rows = ["patient_id,image_path,roi_x,roi_y,roi_size,label,finding,study_date"]
+    for p in range(8):
+        fmt.write_png(tmp_path / "img" / f"p{p}.png", 32, 32)
+        label = "malignant" if p % 2 else "benign"
+        rows.append(f"p{p},img/p{p}.png,16,16,16,{label},calcification,{2012 + p}-03-01")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    argv = ["import", "manifest", str(tmp_path / "m.csv"), "--split", "temporal", "--val", "0"]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--test-after", "2017-06-01"]) == 0
+    split = read_manifest(tmp_path / "o" / "manifest.csv").set_index("patient_id")["split"]
+    assert sorted(split[split == "test"].index) == ["p6", "p7"]
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--test-after", "2030-01-01"]) == 1
+    assert "--test-after DATE" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_the_manifest_is_named_as_such(mias_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["import", "mias", str(mias_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", "manifest", str(out), "--out", str(tmp_path / "again")]) == 1
+    assert "is a folder (it holds a manifest.csv); give the path of the manifest.csv file" in (
+        capsys.readouterr().err
+    )

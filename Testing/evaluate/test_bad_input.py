@@ -197,3 +197,9 @@ def test_predictions_without_a_test_split_are_evaluated_whole_with_a_warning(pre
     held = df.assign(split=["test" if i % 3 == 0 else "train" for i in range(60)])
     tested = read_predictions([predictions_factory(held)])
     assert tested.y.size == 20 and not any("overstate" in n for n in tested.notes)
+
+
+def test_a_significance_level_outside_0_1_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["stats", "folds", "--csv", str(tmp_path / "f.csv"), "--alpha", "0"])
+    assert stop.value.code == 2 and "strictly between 0 and 1" in capsys.readouterr().err

@@ -64,6 +64,9 @@ def test_bad_settings_are_refused_with_the_reason(tmp_path):
         ExamSettings(exams=1, seed=0, prevalence=0.9, bilateral_fraction=0.5).validate()
     with pytest.raises(InputError, match="at least 1"):
         ExamSettings(exams=0, seed=0).validate()
+    for spacing in (0.0, 50.0):  # 50 mm pixels once failed deep in the texture generator
+        with pytest.raises(InputError, match=r"spacing_mm=.*at most 1"):
+            ExamSettings(exams=1, seed=0, spacing_mm=spacing).validate()
     with pytest.raises(InputError, match="unknown exam phantom option"):
         generate_exams(tmp_path / "x", exams=1, seed=0, patients=3)
     assert not (tmp_path / "x").exists()

@@ -319,6 +319,27 @@ def test_missing_stage_data_is_named(phantom_manifest, tmp_path, capsys):
     assert "--stage-data intermediate=MANIFEST" in capsys.readouterr().err
 
 
+def test_stage_data_no_stage_trains_on_is_refused(phantom_manifest, tmp_path, tiny_settings, capsys):
+    stray = f"intermedaite={phantom_manifest}"
+    assert _train(phantom_manifest, tmp_path / "x", tiny_settings, "--stage-data", stray) == 1
+    assert "--stage-data names ['intermedaite'], which no stage of this recipe trains on" in (
+        capsys.readouterr().err
+    )
+
+
+def test_without_progress_bars_each_epoch_is_one_log_line_with_an_eta(
+    phantom_manifest, tmp_path, tiny_settings, caplog
+):
+    """--no-progress (or a log file) still shows long training moving: a line an epoch."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="microcalcai.train.loop"):
+        assert _train(phantom_manifest, tmp_path / "run", tiny_settings, "--epochs", "2") == 0
+    lines = [r.getMessage() for r in caplog.records if ": epoch " in r.getMessage()]
+    assert [line.split(": epoch ")[1].split(":")[0] for line in lines] == ["1/2", "2/2"]
+    assert all("val AUC" in line and "ETA" in line for line in lines)
+
+
 def test_whole_image_recipe_with_balanced_sampling(phantom_manifest, tmp_path, tiny_settings):
     out = tmp_path / "whole"
     args = [
@@ -356,3 +377,16 @@ def test_whole_image_recipe_with_balanced_sampling(phantom_manifest, tmp_path, t
     pd.read_csv(phantom_manifest).iloc[1:].to_csv(other, index=False)
     elsewhere = ["predict", "--model", str(model), "--data", str(other), "--out", str(tmp_path / "o.csv")]
     assert main([*elsewhere, "--split", "test", "--no-progress"]) == 1
+
+
+def test_an_interrupted_training_says_how_to_continue(
+    phantom_manifest, tmp_path, tiny_settings, capsys, monkeypatch
+):
+    import microcalcai.train.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(microcalcai.train.run, "train_recipe", interrupted)
+    assert _train(phantom_manifest, tmp_path / "run", tiny_settings) == 130
+    assert "interrupted; run the same command again to continue" in capsys.readouterr().err

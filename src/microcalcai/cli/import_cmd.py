@@ -71,6 +71,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--test-years", type=float, default=2.0, help="--split temporal: years at the end for test"
     )
+    group.add_argument(
+        "--test-after",
+        metavar="YYYY-MM-DD",
+        help="--split temporal: test = patients with a study after this date (instead of --test-years)",
+    )
     group.add_argument("--seed", type=int, default=0, help="random seed of the split")
     group.add_argument("--no-stratify", action="store_true", help="do not stratify the split by label")
     parser.add_argument(
@@ -188,7 +193,12 @@ def _apply_split(frame, args):
         return splits.patient_split(frame, val=args.val, test=args.test, seed=args.seed, stratify=stratify)
     if args.split == "temporal":
         return splits.temporal_split(
-            frame, test_years=args.test_years, val=args.val, seed=args.seed, stratify=stratify
+            frame,
+            test_years=args.test_years,
+            test_after=args.test_after,
+            val=args.val,
+            seed=args.seed,
+            stratify=stratify,
         )
     return frame
 

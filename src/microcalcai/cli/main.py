@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"microcalcai {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"microcalcai {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupted", "")
+        print(f"microcalcai {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

@@ -55,7 +55,9 @@ def register(subparsers) -> None:
     folds.add_argument("--csv", required=True, metavar="FILE", help="CSV with one row per fold")
     folds.add_argument("--a", required=True, metavar="COL", help="first model's metric column")
     folds.add_argument("--b", required=True, metavar="COL", help="second model's metric column")
-    folds.add_argument("--alpha", type=float, default=0.05, help="significance level for the warning")
+    folds.add_argument(
+        "--alpha", type=_probability, default=0.05, help="significance level for the warning (0 < alpha < 1)"
+    )
     folds.add_argument("--json", action="store_true", help="print one JSON object")
     folds.set_defaults(func=run)
 
@@ -282,3 +284,13 @@ def _run_folds(args: argparse.Namespace) -> int:
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
     return 0
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
         "--recipe",
         required=True,
         metavar="NAME_OR_FILE",
-        help="a recipe name (kang2021, arlan2025, shia2025, mobini2024) or a YAML file",
+        help="a recipe name (kang2021, arlan2025, shia2025, mobini2024, phantom) or a YAML file",
     )
     parser.add_argument(
         "--data", required=True, type=Path, metavar="MANIFEST", help="the target manifest.csv"
@@ -74,7 +74,9 @@ def register(subparsers) -> None:
         help="ignore checkpoints and finished models in RUN_DIR and train again",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run, interrupted="run the same command again to continue from the last finished epoch"
+    )
 
 
 def _overrides(args) -> list[str]:

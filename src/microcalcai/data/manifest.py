@@ -214,6 +214,9 @@ def read_manifest(
     The frame's `attrs["manifest_path"]` holds the absolute path of the file read.
     """
     path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        hint = " (it holds a manifest.csv)" if (path / "manifest.csv").is_file() else ""
+        raise InputError(f"manifest {path} is a folder{hint}; give the path of the manifest.csv file")
     if not path.is_file():
         raise InputError(
             f"manifest {path} does not exist; give the path of a manifest.csv "

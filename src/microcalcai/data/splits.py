@@ -141,7 +141,8 @@ def temporal_split(
     if late.all() or not late.any():
         raise InputError(
             f"every patient falls on one side of {cut:%Y-%m-%d} (studies from {dates.min():%Y-%m-%d} "
-            f"to {dates.max():%Y-%m-%d}); choose a test_after inside that range"
+            f"to {dates.max():%Y-%m-%d}); choose a cut inside that range (--test-after DATE, or "
+            "--test-years shorter than the span)"
         )
     spanning = ((dates <= cut).groupby(df["patient_id"]).any() & late).sum()
     if spanning:

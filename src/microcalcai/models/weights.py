@@ -200,7 +200,10 @@ def read_state_dict(path: Path) -> dict:
     try:
         state = load_state_dict(str(path))
     except Exception as exc:  # corrupt, truncated, or not a weights file at all
-        raise InputError(f"cannot read weights file {path}: {exc}") from exc
+        raise InputError(
+            f"cannot read weights file {path} ({type(exc).__name__}: {exc}): it is not a safetensors "
+            f"file or a torch checkpoint, or it is damaged; {HOW_TO_SUPPLY}"
+        ) from exc
     if isinstance(state.get("model_state"), dict):  # a wrapper timm does not know
         state = state["model_state"]
     if not state or not all(hasattr(v, "shape") for v in state.values()):

@@ -88,6 +88,9 @@ class ExamSettings:
         lo, hi = self.arteries_per_breast
         if not 1 <= lo <= hi <= 10:
             bad("arteries_per_breast", "give (min, max) with 1 <= min <= max <= 10")
+        if not 0.0 < self.spacing_mm <= 1.0:
+            # calcified arteries are about 1 mm wide: coarser pixels cannot show them
+            bad("spacing_mm", "pixel spacing in mm, above 0 and at most 1 (mammograms: 0.05-0.1)")
         y0, y1 = self.study_years
         if not 1900 <= y0 <= y1 <= 2100:
             bad("study_years", "give (first, last) calendar years, first <= last")

@@ -470,6 +470,8 @@ def fit(
         disable=not (config.progress and writer),
     )
     rate = 0.0
+    quiet = writer and not config.progress  # no bars (a log file, --no-progress): a line an epoch
+    loop_started, first_epoch = time.perf_counter(), state["epoch"] + 1
     try:
         for epoch in [] if state["finished"] else epochs:
             if distributed:
@@ -556,6 +558,14 @@ def fit(
             epochs.set_postfix(
                 val_loss=f"{val_loss:.3f}", val_auc=f"{row['val_auc']:.3f}", best=state["best_epoch"]
             )
+            if quiet:
+                per_epoch = (time.perf_counter() - loop_started) / (epoch - first_epoch + 1)
+                LOG.info(
+                    "%s: epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f, %.0f images/s, "
+                    "ETA %s (at most: early stopping may end it sooner)",
+                    title or run_dir, epoch, config.epochs, row["train_loss"], val_loss, row["val_auc"],
+                    rate, _duration(per_epoch * (config.epochs - epoch)),
+                )  # fmt: skip
             if on_epoch_end is not None:
                 on_epoch_end(row)
             if state["finished"]:
@@ -601,6 +611,13 @@ def fit(
         train_seconds=state.get("train_seconds", 0.0),
         averaged_epochs=list(state["averaged_epochs"]) if averaged is not None else [],
     )
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 def _span(epochs: list[int]) -> str:

@@ -223,6 +223,12 @@ def train_recipe(
                 f"recipe stage {stage['name']!r} trains on data {stage['data']!r}; give it with "
                 f"--stage-data {stage['data']}=MANIFEST"
             )
+    unused = sorted(set(stage_data or {}) - {s["data"] for s in stages})
+    if unused:
+        raise InputError(
+            f"--stage-data names {unused}, which no stage of this recipe trains on; its stages train "
+            f"on {sorted({s['data'] for s in stages})}"
+        )
     manifests = {name: path for name, path in manifests.items() if name in {s["data"] for s in stages}}
     _check_run_dir(out_dir, recipe, manifests, resume=resume)
     from microcalcai.models.registry import get_arch
@@ -386,9 +392,11 @@ def fit_and_save(
             write_predictions(table, run_dir / f"predictions_{key}.csv")
     _barrier()
     LOG.info(
-        "%s: best epoch %d, validation AUC %.3f, threshold %.3f%s",
+        "%s: %s, validation AUC %.3f, threshold %.3f%s",
         name,
-        result.best_epoch,
+        f"kept the average of epochs {result.averaged_epochs[0]}-{result.averaged_epochs[-1]}"
+        if result.averaged_epochs
+        else f"kept epoch {result.best_epoch}",
         val_metrics["auc"],
         choice.threshold,
         f", test AUC {test_metrics['auc']:.3f}" if test_metrics else "",
