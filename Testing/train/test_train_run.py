@@ -390,3 +390,16 @@ def test_an_interrupted_training_says_how_to_continue(
     monkeypatch.setattr(microcalcai.train.run, "train_recipe", interrupted)
     assert _train(phantom_manifest, tmp_path / "run", tiny_settings) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
+
+
+def test_training_into_a_pipe_logs_lines_not_progress_bars(phantom_manifest, tmp_path, tiny_settings):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "microcalcai", "train", "--recipe", "kang2021"]
+    command += ["--data", str(phantom_manifest), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    for item in tiny_settings:
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "epoch 1/1: train loss" in done.stderr and "\r" not in done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -73,7 +74,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="ignore checkpoints and finished models in RUN_DIR and train again",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, a log line per epoch instead (the default when stderr is not a terminal)",
+    )
     parser.set_defaults(
         func=run, interrupted="run the same command again to continue from the last finished epoch"
     )
@@ -126,7 +131,8 @@ def run(args) -> int:
             stage_data=dict(args.stage_data),
             device=device,
             resume=not args.restart,
-            progress=not args.no_progress,
+            # a log file or a pipe gets one line an epoch, not a bar's redraws
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     finally:
         if device is not None:
