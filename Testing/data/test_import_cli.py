@@ -154,6 +154,10 @@ def test_import_with_crops(mias_dir, tmp_path, capsys):
         "benign",
         "malignant",
     ]
+    # The crops imported back over their own folder: they are the new manifest's images, kept.
+    again = ["import", "manifest", str(out / "crops" / "manifest.csv"), "--out", str(out), "--overwrite"]
+    assert main(again) == 0
+    assert "removed" not in capsys.readouterr().out and len(list((out / "crops").rglob("*.png"))) == 3
     # An --overwrite without --crops replaces the manifest: the old crops described the old one.
     assert main(["import", "mias", str(mias_dir), "--out", str(out), "--overwrite", "--finding", "mass"]) == 0
     assert f"removed {out / 'crops'}" in capsys.readouterr().out

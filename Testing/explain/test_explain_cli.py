@@ -94,6 +94,13 @@ def test_explain_one_image_with_an_ensemble(tmp_path, image_and_mask, ensemble_d
     gone = {second[f"file_{kind}"] for kind in ("nrrd", "npy", "overlay", "context", "members")}
     assert all((out / name).is_file() for name in kept) and not any((out / name).exists() for name in gone)
     assert (out / "notes.txt").read_text() == "mine"
+    # A run that fails (here: an unknown layer, found once the first ROI is computed) leaves the
+    # earlier result whole.
+    assert (
+        main([*argv, "--roi", "10,170,40", "--layer", "no.such.layer", "--out", str(out), "--no-progress"])
+        == 1
+    )
+    assert all((out / name).is_file() for name in kept) and (out / "summary.csv").is_file()
 
 
 def test_explain_a_manifest_scores_localisation(tmp_path, image_and_mask, lite0_dir, capsys):

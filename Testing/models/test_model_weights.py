@@ -235,6 +235,8 @@ def test_the_weights_command_skips_lite0_and_fails_fast_offline(tmp_path, capsys
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # offline found by trying, as on a user's machine
+    for setting in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
+        monkeypatch.delenv(setting, raising=False)  # (through a proxy the client itself tries)
     assert main(["weights", "resnet50", "--cache", str(tmp_path)]) == 1
     assert "huggingface.co cannot be reached" in capsys.readouterr().err
     assert tries == [("huggingface.co", 443)]

@@ -187,3 +187,40 @@ def test_a_replacement_in_another_format_cut_anywhere_leaves_one_file(tmp_path, 
         assert (studies / "P0_L_CC.png").read_bytes() == upload.read_bytes()
     index = json.loads((studies / "datastore_v2.json").read_text())
     assert PENDING_FILE not in json.dumps(index) and REPLACED_FILE not in json.dumps(index)
+
+
+def test_a_replacement_completes_cleanly_even_with_a_refresh_in_the_middle(tmp_path, monkeypatch):
+    """The file watcher refreshes the datastore from other threads at any time: a refresh while
+    a PNG replaces a DICOM must not take the new file for a crash's leftover. Afterwards one file
+    is left, the index serves it, and no replacement marker remains (in memory or on disk)."""
+    import threading
+
+    from server_helpers import studies_pool, write_studies
+
+    import microcalcai.atomic
+    from microcalcai.server.uploads import PENDING_FILE, REPLACED_FILE
+
+    studies = tmp_path / "studies"
+    write_studies(studies, None)
+    upload = tmp_path / "upload.bin"
+    shutil.copy(studies / "extra_png.png", upload)
+    store, _pool = studies_pool(studies)
+    write, refreshes = microcalcai.atomic.atomic_write_bytes, []
+
+    def refresh_after_writing(path, data):
+        written = write(path, data)
+        if str(path).endswith("P0_L_CC.png"):  # the new file is there, not yet recorded
+            refresher = threading.Thread(target=store.refresh)
+            refresher.start()
+            refresher.join(timeout=3)  # it waits for the lock this replacement holds, if it asks
+            refreshes.append(refresher)
+        return written
+
+    monkeypatch.setattr(microcalcai.atomic, "atomic_write_bytes", refresh_after_writing)
+    assert store.add_image("P0_L_CC", str(upload), {}, overwrite=True) == ("P0_L_CC", True)
+    refreshes[0].join(timeout=60)
+    assert sorted(p.name for p in studies.glob("P0_L_CC.*")) == ["P0_L_CC.png"]
+    obj = store._datastore.objects["P0_L_CC"]
+    assert obj.image.ext == ".png" and not {PENDING_FILE, REPLACED_FILE} & set(obj.image.info)
+    index = (studies / "datastore_v2.json").read_text()
+    assert PENDING_FILE not in index and REPLACED_FILE not in index

@@ -133,6 +133,11 @@ def test_slash_redirects_stay_on_this_server(hostile, authed):
     assert answer.headers["location"] == "/info/"
     followed = authed.get(f"{server.url}/info", timeout=30)
     assert followed.status_code == 200 and "tiny-a" in followed.json()["models"]
+    # A location whose path starts with two slashes would name another host to a browser.
+    from microcalcai.server.asgi import _relative_redirect
+
+    start = {"status": 307, "headers": [(b"location", b"http://evil.example//other.example/info/?a=1")]}
+    assert dict(_relative_redirect(start)["headers"])[b"location"] == b"/other.example/info/?a=1"
 
 
 def test_no_upload_or_temporary_file_left(hostile, authed):

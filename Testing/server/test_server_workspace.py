@@ -79,6 +79,23 @@ def test_whole_image_models_are_hosted_beside_roi_models_but_not_in_the_ensemble
     ensemble, _ = read_ensemble(store.current_dir("ensemble"))
     assert ensemble.member_names == ["roi-a", "roi-b"] and store.task("ensemble") == "roi"
 
+    # Active learning with the model a client has selected: a whole-image model is ignored where
+    # the ensemble scores (entropy), refused where one member must (BALD); an unknown name is
+    # refused whatever the method.
+    import pytest
+
+    from microcalcai.server.errors import NotFound
+    from microcalcai.server.strategies import scoring_member
+
+    assert scoring_member(store, "entropy", "bac") is None
+    assert scoring_member(store, "entropy", "ensemble") is None
+    assert scoring_member(store, "bald", "roi-b") == "roi-b"
+    with pytest.raises(NotFound, match="not a hosted ROI model"):
+        scoring_member(store, "bald", "bac")
+    for method in ("entropy", "bald"):
+        with pytest.raises(NotFound, match="not hosted here"):
+            scoring_member(store, method, "nosuch")
+
 
 def test_a_publish_whose_ensemble_rebuild_fails_serves_nothing_new(tmp_path):
     """Publishing a member and rebuilding the ensemble over it is all or nothing: when the rebuild
@@ -114,3 +131,34 @@ def test_a_publish_whose_ensemble_rebuild_fails_serves_nothing_new(tmp_path):
     assert after == before
     assert store.roi_model_names() == ["tiny-a", "tiny-b"]
     assert read_card(store.current_dir("tiny-a")).version == "1"
+
+
+def test_a_publish_cut_between_its_two_switches_is_finished_at_the_next_start(tmp_path):
+    """A kill after a training served its member's new version but before the ensemble over it
+    was rebuilt leaves the ensemble on the earlier version: the next start rebuilds it, keeping
+    its threshold. An ensemble that already combines the served versions is left alone."""
+    from server_helpers import host_tiny_models
+
+    from microcalcai.models.artifact import read_card
+    from microcalcai.models.ensemble import read_ensemble
+    from microcalcai.server.hosted import ENSEMBLE, ModelStore
+    from microcalcai.server.workspace import rebuild_stale_ensemble, rename_card
+
+    workspace = tmp_path / "ws"
+    host_tiny_models(workspace, tmp_path / "built")
+    store = ModelStore(workspace / "models")
+    assert rebuild_stale_ensemble(workspace) is False and store.versions(ENSEMBLE) == ["1"]
+    threshold = read_ensemble(store.current_dir(ENSEMBLE))[0].threshold
+
+    # What the training had done when it was killed: version 2 of tiny-a written and served.
+    retrained = tiny_model(tmp_path / "retrained", "tiny-a", seed=7)
+    shutil.copytree(retrained, store.version_dir("tiny-a", "2"))
+    rename_card(store.version_dir("tiny-a", "2"), "tiny-a", "2")
+    store.publish("tiny-a", "2")
+
+    assert rebuild_stale_ensemble(workspace) is True
+    card, members = read_ensemble(store.current_dir(ENSEMBLE))
+    assert store.versions(ENSEMBLE) == ["1", "2"] and card.threshold == threshold
+    held = {read_card(m).name: read_card(m).weights_sha256 for m in members}
+    assert held["tiny-a"] == read_card(store.current_dir("tiny-a")).weights_sha256
+    assert rebuild_stale_ensemble(workspace) is False and store.versions(ENSEMBLE) == ["1", "2"]

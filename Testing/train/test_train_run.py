@@ -48,6 +48,12 @@ def test_a_run_writes_a_complete_model_and_its_records(two_runs, phantom_manifes
     assert (run / "learning_curve.png").is_file() and (run / "checkpoints" / "last.pt").is_file()
     summary = json.loads((two_runs[0] / "summary.json").read_text())
     assert summary["archs"]["tf_efficientnet_lite0"]["model_dir"] == str(run / "model")
+    # the model keeps which case it saw in which split, with the counts its card gives
+    split = pd.read_csv(run / "model" / "split.csv")["split"].value_counts().to_dict()
+    assert split == {k: card.split[k] for k in ("train", "val", "test")}
+    val = pd.read_csv(run / "predictions_val.csv")["case_id"].astype(str)
+    recorded = pd.read_csv(run / "model" / "split.csv", dtype=str).set_index("case_id")["split"]
+    assert set(recorded[val]) == {"val"}
 
 
 def test_threshold_is_chosen_on_validation_predictions_only(two_runs):

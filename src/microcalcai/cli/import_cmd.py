@@ -203,6 +203,14 @@ def _apply_split(frame, args):
     return frame
 
 
+def _holds_images_of(folder, frame) -> bool:
+    """Whether the new manifest reads images from `folder` (crops imported back, say)."""
+    from pathlib import Path
+
+    inside = Path(folder).resolve()
+    return any(inside in Path(path).resolve().parents for path in frame["image_path"].astype(str))
+
+
 def run(args) -> int:
     from microcalcai.atomic import atomic_write_text
     from microcalcai.data.manifest import write_manifest
@@ -242,7 +250,7 @@ def run(args) -> int:
             (out / "preview.png", args.preview),
             (out / "crops", args.crops or args.crops_mm),
         ):
-            if stale.exists() and not made_again:
+            if stale.exists() and not made_again and not _holds_images_of(stale, frame):
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
                 print(f"removed {stale}: it belonged to the manifest this import replaced")
     if args.preview:

@@ -48,9 +48,7 @@ def run(args) -> int:
     from microcalcai.models.predictor import demonstration_note, load_predictor
     from microcalcai.train.predictions import predict_frame, write_predictions
 
-    inputs = [("the manifest", args.data), ("the model", args.model)]
-    for out in filter(None, (args.out, args.dicom_out)):
-        refuse_overwriting_inputs(out, inputs)
+    refuse_overwriting_inputs(args.out, [("the manifest", args.data), ("the model", args.model)])
     predictor = load_predictor(args.model, device=args.device)
     note = demonstration_note(predictor)
     if note:

@@ -114,7 +114,7 @@ def explain_requests(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_earlier_result(out_dir)
+    earlier = _result_files(out_dir)
     by_image: dict[Path, list[RoiRequest]] = {}
     for request in requests:
         by_image.setdefault(request.image_path, []).append(request)
@@ -143,34 +143,34 @@ def explain_requests(
     order = {request.name: index for index, request in enumerate(requests)}
     rows.sort(key=lambda row: order[row["name"]])  # batches go by image and size; report in request order
     _write_summary(out_dir, rows, thumbnails, spec, predictor, time.perf_counter() - started)
+    # Only now, with this run's files and summary in place: an earlier run's maps this run did
+    # not make again go, so the folder holds one result, and a failed run leaves the old one.
+    for name in earlier - _result_files(out_dir):
+        (out_dir / name).unlink(missing_ok=True)
     return rows
 
 
-def _remove_earlier_result(out_dir: Path) -> None:
-    """An earlier run into the same folder is replaced, not mixed with this one: the files its
-    summary.csv lists go (maps of ROIs this run may not have), and the summaries with them.
-    Nothing it does not list is touched."""
+def _result_files(out_dir: Path) -> set[str]:
+    """The map files a run's summary.csv lists in `out_dir` (empty when it has none). DICOM
+    results are not among them: each run's objects are new ones, kept beside the earlier."""
     import pandas as pd
 
     summary = out_dir / "summary.csv"
     if not summary.is_file():
-        return
+        return set()
     try:
-        earlier = pd.read_csv(summary, dtype=str, keep_default_na=False)
-    except Exception:  # not a summary this package wrote: leave the folder as it is
-        return
-    names = [
-        name
-        for column in earlier.columns
-        if column.startswith("file_")
-        for cell in earlier[column]
-        for name in cell.split(";")
-        if name
-    ]
-    for name in [*names, "saliency.json", "montage.png", "summary.csv"]:
-        path = (out_dir / name).resolve()
-        if path.parent == out_dir.resolve() or out_dir.resolve() in path.parents:
-            path.unlink(missing_ok=True)
+        table = pd.read_csv(summary, dtype=str, keep_default_na=False)
+    except Exception:  # not a summary this package wrote: claim nothing in the folder
+        return set()
+    names = {
+        cell
+        for column in table.columns
+        if column.startswith("file_") and column != "file_dicom"
+        for cell in table[column]
+        if cell
+    }
+    # plain names in this folder only: a summary edited to hold paths claims nothing
+    return {name for name in names if Path(name).name == name}
 
 
 def _read(path: Path):

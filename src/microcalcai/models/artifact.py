@@ -109,8 +109,11 @@ def card_for(arch: str, name: str | None = None, **fields) -> ModelCard:
     return ModelCard(name=name or spec.name, arch=spec.name, mean=config["mean"], std=config["std"], **fields)
 
 
-def save_model(module, card: ModelCard, out_dir, *, overwrite: bool = False) -> Path:
-    """Write the folder atomically; fills ``weights_sha256``, ``library_versions`` and ``created``."""
+def save_model(
+    module, card: ModelCard, out_dir, *, overwrite: bool = False, extra_files: dict[str, str] | None = None
+) -> Path:
+    """Write the folder atomically; fills ``weights_sha256``, ``library_versions`` and ``created``.
+    ``extra_files`` (name -> text) go into the same folder, in the same atomic step."""
     from safetensors.torch import save as save_safetensors
 
     state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(module).state_dict().items()}
@@ -122,6 +125,8 @@ def save_model(module, card: ModelCard, out_dir, *, overwrite: bool = False) -> 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / WEIGHTS_FILE).write_bytes(blob)
         (tmp / MODEL_JSON).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return out_dir
 
 

@@ -211,10 +211,15 @@ def read_state_dict(path: Path) -> dict:
     return state
 
 
+_PROXY_SETTINGS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT")
+
+
 def _hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
     """One quick connection: the hub's client retries for about a minute before it gives up."""
     if host == "huggingface.co" and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
+    if any(os.environ.get(k) for k in _PROXY_SETTINGS):
+        return True  # through a proxy or a mirror a direct connection says nothing: the client tries
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True

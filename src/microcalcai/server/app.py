@@ -36,6 +36,7 @@ from microcalcai.server.strategies import (
 from microcalcai.server.uploads import ImageUploads
 from microcalcai.server.views import StudyIndex
 from microcalcai.server.whole_image import WholeImageTask, exam_request
+from microcalcai.server.workspace import rebuild_stale_ensemble
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class MicrocalcApp(MONAILabelApp):
             raise RequestError("the app needs --conf workspace DIR (the folder holding models/)")
         self.workspace = Path(workspace)
         self.store = ModelStore(self.workspace / "models")
+        rebuild_stale_ensemble(self.workspace)  # a kill in the middle of a training's publish
         self.served = ServedModels(self.store)
         self.cache = ImageCache()
         self.studies_index = StudyIndex()  # study, laterality and view of stored images (exams)

@@ -172,7 +172,9 @@ def _relative_redirect(start: dict) -> dict:
     for key, value in start.get("headers", []):
         if key.lower() == b"location":
             parts = urlsplit(value.decode("latin-1"))
-            value = urlunsplit(("", "", parts.path or "/", parts.query, "")).encode("latin-1")
+            # one leading slash: "//host/..." would name another server to a browser
+            path = "/" + parts.path.lstrip("/")
+            value = urlunsplit(("", "", path, parts.query, "")).encode("latin-1")
         headers.append((key, value))
     return {**start, "headers": headers}
 

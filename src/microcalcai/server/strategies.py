@@ -81,6 +81,23 @@ def _answer(candidate, strategy: str, **extra) -> dict:
     }
 
 
+def scoring_member(store, method: str, model) -> str | None:
+    """The one member BALD scores with, or None for the served ensemble. A name the server does
+    not host is a 404 whatever the method; a hosted model other than an ROI model (a client
+    sends the model its user has selected) matters only to BALD, which refuses it."""
+    if model in (None, ENSEMBLE):
+        return None
+    if model not in store.names():
+        raise NotFound(f"params.model {model!r} is not hosted here; GET /info/ lists the models")
+    if method != "bald":
+        return None  # entropy and the batch choices score with the served ensemble
+    if model not in store.roi_model_names():
+        raise NotFound(
+            f"params.model {model!r} is not a hosted ROI model; choose one of {store.roi_model_names()}"
+        )
+    return model
+
+
 def _scorer(store) -> str:
     """The model active learning scores ROIs with: the ensemble, else the first ROI model
     (whole-image models classify whole views, not candidate ROIs)."""
@@ -257,16 +274,7 @@ class ModelStrategy(PoolStrategy):
         served = self.models.get(_scorer(self.models.store))
         samples = _whole(request, "mc_samples", 0, 2, 100) if "mc_samples" in request else 0
         seed = _seed(request)
-        model = request.get("model")
-        if model == ENSEMBLE:
-            model = None  # the ensemble is what every method scores with when no member is named
-        if model is not None and model not in self.models.store.roi_model_names():
-            raise NotFound(
-                f"params.model {model!r} is not a hosted ROI model; "
-                f"choose one of {self.models.store.roi_model_names()}"
-            )
-        if method != "bald":
-            model = None  # entropy is the served ensemble's; only BALD scores one member
+        model = scoring_member(self.models.store, method, request.get("model"))
         with served.lock:
             head_samples = samples or MC_SAMPLES_HEAD
             found = self._from_heads(served, method, head_samples, seed, model, crops, keys, with_features)

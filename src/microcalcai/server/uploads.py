@@ -176,8 +176,14 @@ class ImageUploads:
         if swap:
             old.image.info[PENDING_FILE] = dest.name
             self._update_datastore_file(lock=False)
-        # Whole file in memory: uploads are bounded by the request size limit.
-        atomic_write_bytes(dest, source.read_bytes())
+        try:
+            # Whole file in memory: uploads are bounded by the request size limit.
+            atomic_write_bytes(dest, source.read_bytes())
+        except BaseException:
+            if swap:  # nothing was replaced: the index forgets the attempt
+                old.image.info.pop(PENDING_FILE, None)
+                self._update_datastore_file(lock=False)
+            raise
         info.update({"ts": int(time.time()), "name": dest.name})
         if swap:
             info[REPLACED_FILE] = old_file.name
@@ -187,7 +193,7 @@ class ImageUploads:
         self._update_datastore_file(lock=False)
         if swap:
             old_file.unlink(missing_ok=True)
-            del info[REPLACED_FILE]
+            self._datastore.objects[image_id].image.info.pop(REPLACED_FILE, None)  # the model's copy
             self._update_datastore_file(lock=False)
         LOG.info("stored image %s (%s%s)", image_id, suffix, ", replacing the old one" if old else "")
         return image_id, True
@@ -198,24 +204,42 @@ class ImageUploads:
 
     def _finish_replacements(self) -> None:
         """Complete or undo the replacements a kill interrupted: a file still PENDING was never
-        recorded (the old image stays, the new file goes); a REPLACED one was (it goes)."""
-        folder = Path(self._datastore.image_path())
-        changed = False
-        for image_id, obj in self._datastore.objects.items():
-            served = self._filename(image_id, obj.image.ext)
-            for key in (PENDING_FILE, REPLACED_FILE):
-                name = obj.image.info.pop(key, None)
-                if name is None:
-                    continue
-                changed = True
-                # Only a sibling of the image's own file, never a path the index was edited to hold.
-                if Path(name).name == name and Path(name).stem == image_id and name != served:
-                    (folder / name).unlink(missing_ok=True)
-                    LOG.warning(
-                        "image %s: removed %s, left by a replacement that was cut short", image_id, name
-                    )
-        if changed:
-            self._update_datastore_file()
+        recorded (the old image stays, the new file goes); a REPLACED one was (it goes).
+
+        Once per process, at its start, under the lock `_place` holds for a whole replacement, on
+        the index as it is on disk then: markers found there belong to a process that died (a
+        live one holds the lock until it has cleared them), never to a replacement under way."""
+        from filelock import FileLock
+        from monailabel.datastore.local import LocalDatastoreModel
+
+        if getattr(self, "_replacements_finished", False):
+            return
+        self._replacements_finished = True
+        index = Path(self._datastore_config_path)
+        with FileLock(self._lock_file):
+            try:
+                on_disk = LocalDatastoreModel.model_validate_json(index.read_text())
+            except (OSError, ValueError):  # no index yet, or one the start sets aside and rebuilds
+                return
+            cut = {
+                image_id: obj
+                for image_id, obj in on_disk.objects.items()
+                if PENDING_FILE in obj.image.info or REPLACED_FILE in obj.image.info
+            }
+            if not cut:
+                return
+            folder = Path(self._datastore.image_path())
+            for image_id, obj in cut.items():
+                served = self._filename(image_id, obj.image.ext)
+                for key in (PENDING_FILE, REPLACED_FILE):
+                    name = obj.image.info.pop(key, None)
+                    # Only a sibling of the image's own file, never a path the index was edited to hold.
+                    if name and Path(name).name == name and Path(name).stem == image_id and name != served:
+                        (folder / name).unlink(missing_ok=True)
+                        LOG.warning("image %s: removed %s, left by a replacement cut short", image_id, name)
+            on_disk.base_path = self._datastore_path
+            self._datastore = on_disk  # the index as it is now, markers cleared, is the one kept
+            self._update_datastore_file(lock=False)
 
 
 def _upload_info(value, keys: tuple[str, ...]) -> dict:

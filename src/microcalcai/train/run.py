@@ -33,7 +33,7 @@ from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, lo
 from microcalcai.train.loop import FitConfig, evaluate, fit, resolve_device, seed_everything
 from microcalcai.train.predictions import predictions_table, write_predictions
 from microcalcai.train.recipes import dump_recipe
-from microcalcai.train.split_record import write_split
+from microcalcai.train.split_record import SPLIT_FILE, split_csv
 
 LOG = logging.getLogger(__name__)
 TARGET = "target"
@@ -382,9 +382,9 @@ def fit_and_save(
     card.weights_init = model.weights_info.as_dict()
     card.crop = card.crop or {"task": recipe["task"], "roi_size": _trained_crop_size(dataset.frame, recipe)}
     if _rank() == 0:
-        save_model(model, card, model_dir, overwrite=True)
-        if dataset.images is None:  # tiles have no case of the manifest's own
-            write_split(model_dir, parts)
+        # tiles have no case of the manifest's own, so no split to keep
+        split = {} if dataset.images is not None else {SPLIT_FILE: split_csv(parts)}
+        save_model(model, card, model_dir, overwrite=True, extra_files=split)
         for key, (crops, probability) in tables.items():
             table = predictions_table(
                 crops.frame, crops.case_ids, {name: probability}, probability, choice.threshold, name

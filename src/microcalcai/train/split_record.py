@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microcalcai.atomic import atomic_write_text
-
 SPLIT_FILE = "split.csv"
 
 
-def write_split(model_dir: Path, parts: dict) -> Path:
-    """`parts`: split name -> the crops of that split (with their case ids)."""
+def split_csv(parts: dict) -> str:
+    """The text of SPLIT_FILE; `parts`: split name -> the crops of that split (with case ids).
+    Saved with the model in one atomic step (save_model's extra_files): a model never exists
+    without it."""
     import pandas as pd
 
     rows = [(case_id, name) for name, crops in parts.items() for case_id in crops.case_ids]
-    table = pd.DataFrame(rows, columns=["case_id", "split"])
-    return atomic_write_text(Path(model_dir) / SPLIT_FILE, table.to_csv(index=False))
+    return pd.DataFrame(rows, columns=["case_id", "split"]).to_csv(index=False)
 
 
 def training_split(predictor, manifest) -> dict[str, str] | None:
