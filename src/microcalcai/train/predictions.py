@@ -110,17 +110,24 @@ def predict_frame(predictor, frame, *, progress: bool = True):
             member_thresholds={predictor.name: predictor.threshold},
             extra=use,
         )
-    # Resized once, straight to each member's input size, as training resized them: a crop first
-    # resized to another size gives other probabilities (by up to 0.1 on 64 px phantom ROIs).
-    sized = {
-        size: load_crops(
-            frame, roi_size=int(crop["roi_size"]), out_size=size, task=crop["task"], progress=progress
-        )[:, 0]
-        .float()
-        .numpy()
-        for size in sorted({m.input_size for m in predictor.members})
-    }
-    batch = predictor.predict_sized(sized)
+
+    def crops_at(size: int):
+        return (
+            load_crops(
+                frame, roi_size=int(crop["roi_size"]), out_size=size, task=crop["task"], progress=progress
+            )[:, 0]
+            .float()
+            .numpy()
+        )
+
+    if crop["task"] == "whole_image":
+        # a whole view prepared at the card's size, as the server scores it (models.tiles)
+        batch = predictor.predict(crops_at(int(crop["roi_size"])))
+    else:
+        # ROI crops resized once, straight to each member's input size, as training resized
+        # them: a crop first resized to another size scores otherwise (by up to 0.1 at 64 px)
+        sizes = sorted({m.input_size for m in predictor.members})
+        batch = predictor.predict_sized({size: crops_at(size) for size in sizes})
     return predictions_table(
         frame,
         case_ids(frame),
