@@ -16,16 +16,12 @@ from microcalcai.phantom.montage import example_roi, morphology_montage
 
 def test_insertion_into_a_real_mammogram_respects_its_spacing(tmp_path, real_mammograms):
     background = real_mammograms[0]
-    result = generate_dataset(
+    result = _one_view_on(
+        background,
         tmp_path / "bg",
-        patients=1,
         seed=4,
-        backgrounds=[background],
         background_spacing_mm=0.05,
-        bilateral=False,
-        views=("CC",),
         roi_size=128,
-        progress=False,
         findings_per_breast=(1, 1),
         morphologies=["coarse_heterogeneous"],
     )
@@ -51,16 +47,7 @@ def test_insertion_into_a_real_mammogram_respects_its_spacing(tmp_path, real_mam
 
 def test_background_without_spacing_needs_one(tmp_path, real_mammograms):
     with pytest.raises(InputError, match="background-spacing-mm"):
-        generate_dataset(
-            tmp_path / "bg",
-            patients=1,
-            seed=4,
-            backgrounds=[real_mammograms[1]],
-            bilateral=False,
-            views=("CC",),
-            roi_size=64,
-            progress=False,
-        )
+        _one_view_on(real_mammograms[1], tmp_path / "bg", seed=4, roi_size=64)
 
 
 @pytest.mark.parametrize("kind", ["noise", "small spot"])
@@ -78,17 +65,7 @@ def test_a_background_without_a_breast_interior_is_named(tmp_path, kind):
     with pytest.raises(
         InputError, match=r"background .*background\.png: (no breast found|the breast found reaches only)"
     ):
-        generate_dataset(
-            tmp_path / "bg",
-            patients=1,
-            seed=1,
-            backgrounds=[path],
-            background_spacing_mm=0.2,
-            bilateral=False,
-            views=("CC",),
-            roi_size=32,
-            progress=False,
-        )
+        _one_view_on(path, tmp_path / "bg", seed=1, background_spacing_mm=0.2, roi_size=32)
     assert not (tmp_path / "bg").exists()
 
 
@@ -129,3 +106,10 @@ def test_patient_overview_figure(tmp_path, full_set):
     # ROI outlines are drawn in colour (the images themselves are grey)
     colour = (np.abs(figure[..., 0] - figure[..., 1]) > 60) | (np.abs(figure[..., 1] - figure[..., 2]) > 60)
     assert colour.sum() > 100
+
+
+def _one_view_on(background, out, **options):
+    """One patient's CC view with findings inserted into `background`."""
+    return generate_dataset(
+        out, patients=1, backgrounds=[background], bilateral=False, views=("CC",), progress=False, **options
+    )
