@@ -119,8 +119,11 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
         settings = TileSettings.from_dict(recipe["tiles"])
         crops = training_tiles(fitting, settings, size, seed=int(recipe["seed"]), progress=progress)
         return DataSet(name, crops.frame, crops, manifest_sha256(manifest), source, images=frame)
+    # A whole view is stored at the recipe's roi_size, the size the served model prepares it at
+    # (models.tiles), and resized from there to each network's input, as when it is served.
+    stored = int(recipe["roi_size"]) if recipe["task"] == "whole_image" else size
     grey = load_crops(
-        frame, roi_size=int(recipe["roi_size"]), out_size=size, task=recipe["task"], progress=progress
+        frame, roi_size=int(recipe["roi_size"]), out_size=stored, task=recipe["task"], progress=progress
     )
     crops = CropSet(grey, labels_of(frame), case_ids(frame), frame)
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
