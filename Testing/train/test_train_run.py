@@ -415,3 +415,26 @@ def test_training_into_a_pipe_logs_lines_not_progress_bars(phantom_manifest, tmp
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "epoch 1/1: train loss" in done.stderr and "\r" not in done.stderr
+
+
+def test_crops_for_a_smaller_network_are_resized_straight_from_the_image(phantom_manifest):
+    """Networks of several input sizes in one run: each gets its crops resized once from the image
+    (as predict and the server give them), not through the largest size."""
+    import torch
+
+    from microcalcai.data.manifest import read_manifest
+    from microcalcai.train.data import load_crops
+    from microcalcai.train.recipes import load_recipe
+    from microcalcai.train.run import load_data
+
+    recipe = load_recipe("kang2021")
+    data = load_data("target", phantom_manifest, recipe, 64, progress=False, input_sizes={48, 64})
+    small = data.crops.subset(np.arange(len(data.crops)) % 2 == 0).resized(48)
+    frame = read_manifest(phantom_manifest)
+    straight = load_crops(frame.iloc[::2], roi_size=64, out_size=48, progress=False)
+    assert torch.equal(small.grey, straight)
+    through = data.crops.subset(np.arange(len(data.crops)) % 2 == 0)
+    # what training gave that network before: the 64 px crops resized again
+    from microcalcai.models.preprocess import resize_grey
+
+    assert not torch.equal(resize_grey(through.grey.float(), 48).half(), straight)

@@ -60,6 +60,16 @@ def load_crops(
     frame, *, roi_size: int, out_size: int, task: str = "roi", progress: bool = True
 ) -> torch.Tensor:
     """(M, 1, out_size, out_size) float16 tensor, one crop per manifest row, in row order."""
+    return load_crops_sized(frame, roi_size=roi_size, sizes=(out_size,), task=task, progress=progress)[
+        out_size
+    ]
+
+
+def load_crops_sized(
+    frame, *, roi_size: int, sizes, task: str = "roi", progress: bool = True
+) -> dict[int, torch.Tensor]:
+    """{size: (M, 1, size, size) float16}: each crop resized once, straight to each size, from
+    one reading of the images (networks of several input sizes each get what serving gives them)."""
     from tqdm.auto import tqdm
 
     from microcalcai.io import read_image
@@ -68,7 +78,8 @@ def load_crops(
         from microcalcai.roi import crop_roi
     except ImportError as exc:  # the roi module is part of the data layer
         raise NotAvailableError("microcalcai.roi.crop_roi is not available in this build") from exc
-    out = torch.empty((len(frame), 1, out_size, out_size), dtype=torch.float16)
+    sizes = sorted({int(s) for s in sizes})
+    out = {size: torch.empty((len(frame), 1, size, size), dtype=torch.float16) for size in sizes}
     positions = {path: [] for path in frame["image_path"]}
     for position, path in enumerate(frame["image_path"]):
         positions[path].append(position)
@@ -83,12 +94,15 @@ def load_crops(
         for position in members:
             row = rows.iloc[position]
             if task == "whole_image":
-                out[position] = whole_image_input(image.pixels, out_size)
+                for size in sizes:
+                    out[size][position] = whole_image_input(image.pixels, size)
                 continue
             crop = crop_roi(
                 image, (float(row["roi_x"]), float(row["roi_y"])), size_px=_crop_size(row, roi_size)
             )
-            out[position] = resize_grey(to_grey_tensor(np.clip(crop.pixels, 0, 1)), out_size)[0].half()
+            grey = to_grey_tensor(np.clip(crop.pixels, 0, 1))
+            for size in sizes:
+                out[size][position] = resize_grey(grey, size)[0].half()
     return out
 
 
@@ -124,25 +138,31 @@ class CropSet:
     case_ids: list
     frame: object = None
     meta: dict = field(default_factory=dict)
+    # the same crops at other sizes, each resized straight from the image (load_crops_sized)
+    other_sizes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, mask) -> CropSet:
-        index = np.flatnonzero(np.asarray(mask))
-        frame = self.frame.iloc[index].reset_index(drop=True) if self.frame is not None else None
+        index = torch.as_tensor(np.flatnonzero(np.asarray(mask)))
+        frame = self.frame.iloc[index.numpy()].reset_index(drop=True) if self.frame is not None else None
         return CropSet(
-            self.grey[torch.as_tensor(index)],
-            self.labels[index],
-            [self.case_ids[i] for i in index],
+            self.grey[index],
+            self.labels[index.numpy()],
+            [self.case_ids[i] for i in index.tolist()],
             frame,
             dict(self.meta),
+            {size: grey[index] for size, grey in self.other_sizes.items()},
         )
 
     def resized(self, size: int) -> CropSet:
         if self.grey.shape[-1] == size:
             return self
-        grey = resize_grey(self.grey.float(), size).half()
+        if size in self.other_sizes:
+            grey = self.other_sizes[size]
+        else:
+            grey = resize_grey(self.grey.float(), size).half()
         return CropSet(grey, self.labels, self.case_ids, self.frame, dict(self.meta))
 
     @classmethod

@@ -29,7 +29,7 @@ import numpy as np
 from microcalcai.atomic import atomic_write_text
 from microcalcai.errors import InputError
 from microcalcai.evaluate.operating_point import summary_metrics, youden_threshold
-from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, load_crops
+from microcalcai.train.data import CropDataset, CropSet, case_ids, labels_of, load_crops_sized
 from microcalcai.train.loop import FitConfig, evaluate, fit, resolve_device, seed_everything
 from microcalcai.train.predictions import predictions_table, write_predictions
 from microcalcai.train.recipes import dump_recipe
@@ -91,7 +91,11 @@ def assign_split(frame, recipe: dict):
     return out, f"patient_split(val={split['val']}, test={split['test']}, seed={split['seed']})"
 
 
-def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = True) -> DataSet:
+def load_data(
+    name: str, manifest, recipe: dict, size: int, *, progress: bool = True, input_sizes=()
+) -> DataSet:
+    """The manifest's crops at `size`, and ROI crops also at each of `input_sizes` (each resized
+    once from the image, as serving resizes them for a network of that input size)."""
     from microcalcai.data.manifest import manifest_sha256, read_manifest
 
     frame = read_manifest(manifest)
@@ -122,10 +126,12 @@ def load_data(name: str, manifest, recipe: dict, size: int, *, progress: bool = 
     # A whole view is stored at the recipe's roi_size, the size the served model prepares it at
     # (models.tiles), and resized from there to each network's input, as when it is served.
     stored = int(recipe["roi_size"]) if recipe["task"] == "whole_image" else size
-    grey = load_crops(
-        frame, roi_size=int(recipe["roi_size"]), out_size=stored, task=recipe["task"], progress=progress
+    sizes = {stored, *(input_sizes if recipe["task"] == "roi" else ())}
+    grey = load_crops_sized(
+        frame, roi_size=int(recipe["roi_size"]), sizes=sizes, task=recipe["task"], progress=progress
     )
-    crops = CropSet(grey, labels_of(frame), case_ids(frame), frame)
+    others = {s: g for s, g in grey.items() if s != stored}
+    crops = CropSet(grey[stored], labels_of(frame), case_ids(frame), frame, other_sizes=others)
     return DataSet(name, frame, crops, manifest_sha256(manifest), source)
 
 
@@ -239,7 +245,14 @@ def train_recipe(
     sizes = {arch: int(recipe["input_size"] or get_arch(arch).input_size) for arch in recipe["archs"]}
     cache_size = max(sizes.values())
     datasets = {
-        name: load_data(name, manifests[name], recipe, cache_size, progress=progress and _rank() == 0)
+        name: load_data(
+            name,
+            manifests[name],
+            recipe,
+            cache_size,
+            progress=progress and _rank() == 0,
+            input_sizes=set(sizes.values()),
+        )
         for name in {s["data"] for s in stages}
     }
     summary = {"recipe": recipe["name"], "device": device, "data": str(data), "archs": {}}
