@@ -44,7 +44,7 @@ def check_source(dataset, *, name: str = "source") -> None:
         )
     # A result citing a malformed UID is itself invalid DICOM, and an archive would refuse or
     # misfile it. Leading zeros in a component are tolerated: real archives hold such UIDs.
-    malformed = [k for k in REQUIRED if k.endswith("UID") and not _valid_uid(str(getattr(dataset, k)))]
+    malformed = [k for k in REQUIRED if k.endswith("UID") and not valid_uid(str(getattr(dataset, k)))]
     if malformed:
         raise SourceError(
             f"{name}: the DICOM source's {', '.join(malformed)} is not a valid UID (digits and dots, "
@@ -53,5 +53,7 @@ def check_source(dataset, *, name: str = "source") -> None:
         )
 
 
-def _valid_uid(value: str) -> bool:
-    return len(value) <= 64 and _UID.fullmatch(value) is not None
+def valid_uid(value) -> bool:
+    """A DICOM UID as far as citing it goes: digits and dots, at most 64 characters (components
+    with leading zeros pass: real archives hold such UIDs)."""
+    return isinstance(value, str) and len(value) <= 64 and _UID.fullmatch(value) is not None

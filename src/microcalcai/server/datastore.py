@@ -102,7 +102,7 @@ class ClassificationLabels:
     # label (as completed) until a restart; a label removed here leaves the index in the same step.
     def remove_label(self, label_id, label_tag):
         check_image_id(label_id, what="label id")
-        path = Path(self._datastore.label_path(label_tag)) / f"{label_id}{LABEL_EXT}"
+        path = self._label_file(label_id, label_tag)
         with FileLock(self._lock_file):
             if not path.is_file():
                 raise NotFound(
@@ -116,7 +116,7 @@ class ClassificationLabels:
     def remove_annotation(self, image_id, label_tag, key) -> dict:
         """The document without the annotation of ROI `key`; a document left empty is removed
         with its index entry (an image without annotations is not labelled)."""
-        path = Path(self._datastore.label_path(label_tag)) / f"{image_id}{LABEL_EXT}"
+        path = self._label_file(image_id, label_tag)
         with FileLock(self._lock_file):  # the lock save_label takes: no annotation is lost
             document = labels.without_roi(labels.read_document(path), image_id, key)
             if document["annotations"]:
@@ -129,6 +129,10 @@ class ClassificationLabels:
                 path.unlink()
                 self._forget_label(image_id, label_tag)
         return document
+
+    def _label_file(self, image_id, label_tag) -> Path:
+        """Where an image's label document of `label_tag` lies."""
+        return Path(self._datastore.label_path(label_tag)) / f"{image_id}{LABEL_EXT}"
 
     def _label_entry(self, image_id, label_tag):
         obj = self._datastore.objects.get(image_id)
@@ -249,7 +253,7 @@ class ClassificationLabels:
                     pass
 
     def annotations(self, image_id: str, tag: str = "final") -> list[dict]:
-        document = labels.read_document(Path(self._datastore.label_path(tag)) / f"{image_id}{LABEL_EXT}")
+        document = labels.read_document(self._label_file(image_id, tag))
         return [] if document is None else document["annotations"]
 
     def all_annotations(self, tag: str = "final") -> dict[str, list[dict]]:

@@ -145,8 +145,8 @@ def _check_recipe(name: str) -> None:
     exist on the server (the answer differed for an existing and a missing file)."""
     from microcalcai.train.recipes import available_recipes, load_recipe
 
-    named = available_recipes()
-    roi = [n for n in named if load_recipe(n)["task"] == "roi"]
+    tasks = {n: load_recipe(n)["task"] for n in available_recipes()}
+    named, roi = list(tasks), [n for n, task in tasks.items() if task == "roi"]
     if name not in named:
         # The value is not echoed: it may be a server path, and the answer must not depend on it.
         raise RequestError(
@@ -156,6 +156,6 @@ def _check_recipe(name: str) -> None:
         # A whole-image recipe would publish a whole-image version of an ROI model: the ensemble
         # and active learning would lose a member, and no ROI recipe could retrain it again.
         raise RequestError(
-            f"recipe {name!r} trains a {load_recipe(name)['task']} model; the models here classify "
+            f"recipe {name!r} trains a {tasks[name]} model; the models here classify "
             f"ROIs: use one of the ROI recipes {roi}"
         )

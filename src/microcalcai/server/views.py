@@ -17,13 +17,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from microcalcai.dicom_out.source import valid_uid
 from microcalcai.server.errors import NotFound, RequestError
 
 LOG = logging.getLogger(__name__)
 SIDES = ("L", "R")
 POSITIONS = ("CC", "MLO")
 EXAM_VIEWS = tuple(f"{side}{position}" for side in SIDES for position in POSITIONS)  # LCC LMLO RCC RMLO
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _not_a_view(laterality, position) -> str:
 
 
 def check_study_uid(value) -> str:
-    if not isinstance(value, str) or len(value) > 64 or not _UID.fullmatch(value):
+    if not valid_uid(value):
         shown = repr(value) if len(repr(value)) <= 70 else repr(value)[:67] + "..."
         raise RequestError(
             f"params.study must be a StudyInstanceUID (digits and dots, at most 64 characters), got {shown}"

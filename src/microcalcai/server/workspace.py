@@ -153,27 +153,23 @@ def rebuild_stale_ensemble(workspace: str | Path) -> bool:
 
 
 def _rebuild_stale_ensemble(workspace: str | Path) -> bool:
-    import json
-
+    from microcalcai.models.artifact import read_card
     from microcalcai.models.ensemble import read_ensemble
 
     store = ModelStore(Path(workspace) / "models")
     if ENSEMBLE not in store.names():
         return False
-    folder = store.current_dir(ENSEMBLE)
-    card, members = read_ensemble(folder)
+    card, members = read_ensemble(store.current_dir(ENSEMBLE))
+    roi_models = store.roi_model_names()
     stale = []
     for name, member in zip(card.member_names, members, strict=True):
-        if name not in store.roi_model_names():
+        if name not in roi_models:
             return False  # an ensemble shipped with other members: not ours to rebuild
-        held = json.loads((member / "model.json").read_text()).get("weights_sha256")
-        served = json.loads((store.current_dir(name) / "model.json").read_text()).get("weights_sha256")
-        earlier = {
-            json.loads((store.version_dir(name, v) / "model.json").read_text()).get("weights_sha256")
-            for v in store.versions(name)
-            if v != store.current_version(name)
-        }
-        if held != served and held in earlier:
+        held = read_card(member).weights_sha256
+        if held == read_card(store.current_dir(name)).weights_sha256:
+            continue  # the usual case: no other version is read
+        # not the served weights, but those of one of its versions: an earlier one
+        if held in {read_card(store.version_dir(name, v)).weights_sha256 for v in store.versions(name)}:
             stale.append(name)
     if not stale:
         return False

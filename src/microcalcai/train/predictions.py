@@ -91,7 +91,7 @@ def predict_frame(predictor, frame, *, progress: bool = True):
     The rows carry what a demonstration model is for (INTENDED_USE_COLUMN), so that a report on
     them can say so."""
     from microcalcai.models.predictor import demonstration_use
-    from microcalcai.train.data import case_ids, load_crops
+    from microcalcai.train.data import case_ids, load_crops_sized
 
     use = {INTENDED_USE_COLUMN: [demonstration_use(predictor)] * len(frame)}
 
@@ -111,23 +111,17 @@ def predict_frame(predictor, frame, *, progress: bool = True):
             extra=use,
         )
 
-    def crops_at(size: int):
-        return (
-            load_crops(
-                frame, roi_size=int(crop["roi_size"]), out_size=size, task=crop["task"], progress=progress
-            )[:, 0]
-            .float()
-            .numpy()
-        )
-
-    if crop["task"] == "whole_image":
-        # a whole view prepared at the card's size, as the server scores it (models.tiles)
-        batch = predictor.predict(crops_at(int(crop["roi_size"])))
-    else:
-        # ROI crops resized once, straight to each member's input size, as training resized
-        # them: a crop first resized to another size scores otherwise (by up to 0.1 at 64 px)
-        sizes = sorted({m.input_size for m in predictor.members})
-        batch = predictor.predict_sized({size: crops_at(size) for size in sizes})
+    # ROI crops resized once, straight to each member's input size, as training resized them (a
+    # crop first resized to another size scores otherwise, by up to 0.1 at 64 px); a whole view
+    # prepared at the card's size, as the server scores it (models.tiles). One reading of the
+    # images gives every size.
+    whole = crop["task"] == "whole_image"
+    sizes = [int(crop["roi_size"])] if whole else sorted({m.input_size for m in predictor.members})
+    sized = load_crops_sized(
+        frame, roi_size=int(crop["roi_size"]), sizes=sizes, task=crop["task"], progress=progress
+    )
+    sized = {size: grey[:, 0].float().numpy() for size, grey in sized.items()}
+    batch = predictor.predict(sized[sizes[0]]) if whole else predictor.predict_sized(sized)
     return predictions_table(
         frame,
         case_ids(frame),

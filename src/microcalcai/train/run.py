@@ -141,9 +141,9 @@ def _trained_crop_size(frame, recipe: dict) -> int:
     for rows without one."""
     import pandas as pd
 
-    sizes = pd.to_numeric(frame.get("roi_size"), errors="coerce") if "roi_size" in frame else None
-    if sizes is None or recipe["task"] != "roi":
+    if recipe["task"] != "roi" or "roi_size" not in frame:
         return int(recipe["roi_size"])
+    sizes = pd.to_numeric(frame["roi_size"], errors="coerce")
     sizes = sizes[sizes > 0].round().astype("Int64")
     return int(sizes.mode().iloc[0]) if len(sizes) else int(recipe["roi_size"])
 
